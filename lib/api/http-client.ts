@@ -1,0 +1,148 @@
+import { Pool } from 'undici'
+import type { Dispatcher } from 'undici'
+import { WechatUpstreamError } from '../errors.js'
+import { parseWechatJson } from './json.js'
+
+export interface HttpClientOptions {
+  baseUrls: string[]
+  /** per call, in ms: covers connect, headers and body */
+  timeout: number
+  /** sockets per base URL */
+  connections?: number
+}
+
+export interface CallOptions {
+  query?: Record<string, string | number | undefined>
+  json?: unknown
+  form?: string
+}
+
+export interface UpstreamFields {
+  /** true when the request may have reached WeChat (timeout, reset, 5xx): the outcome is unknown */
+  ambiguous: boolean
+  timedOut: boolean
+  httpStatus?: number
+}
+
+/** Connection-phase failures: the request never left, so nothing can have been delivered. */
+const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT'])
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+
+/**
+ * The only place that speaks HTTP to WeChat. One undici Pool per base URL, owned here and closed
+ * in `close()`. A call walks the ordered `baseUrls` and moves to the next one only on a network
+ * error or a 5xx (WECHAT.md §9): an errcode answer is WeChat's word and is returned as-is.
+ */
+export class WechatHttpClient {
+  private readonly pools: { baseUrl: string, pool: Pool }[]
+  private readonly timeout: number
+
+  constructor (options: HttpClientOptions) {
+    this.timeout = options.timeout
+    this.pools = options.baseUrls.map((baseUrl) => ({
+      baseUrl,
+      pool: new Pool(baseUrl, {
+        connections: options.connections ?? 128,
+        headersTimeout: options.timeout,
+        bodyTimeout: options.timeout,
+        connectTimeout: Math.min(options.timeout, 10_000),
+        keepAliveTimeout: 30_000
+      })
+    }))
+  }
+
+  async call (method: 'GET' | 'POST', path: string, options: CallOptions = {}): Promise<unknown> {
+    const url = buildPath(path, options.query)
+    let lastError: Error | undefined
+    let ambiguous = false
+    let timedOut = false
+    let httpStatus: number | undefined
+    for (const { pool } of this.pools) {
+      try {
+        return await this.callOne(pool, method, url, options)
+      } catch (err) {
+        const failure = describeFailure(err)
+        ambiguous ||= failure.ambiguous
+        timedOut ||= failure.timedOut
+        httpStatus = failure.httpStatus ?? httpStatus
+        lastError = err as Error
+        if (!failure.failOver) break
+      }
+    }
+    const reason = timedOut ? `timed out after ${this.timeout} ms` : httpStatus !== undefined ? `HTTP ${httpStatus}` : describeCause(lastError)
+    const error = new WechatUpstreamError(`${method} ${path}: ${reason}`, { cause: lastError }) as InstanceType<typeof WechatUpstreamError> & UpstreamFields
+    error.ambiguous = ambiguous
+    error.timedOut = timedOut
+    error.httpStatus = httpStatus
+    throw error
+  }
+
+  private async callOne (pool: Pool, method: 'GET' | 'POST', url: string, options: CallOptions): Promise<unknown> {
+    const headers: Record<string, string> = { accept: 'application/json' }
+    let body: string | undefined
+    if (options.json !== undefined) {
+      headers['content-type'] = 'application/json'
+      body = JSON.stringify(options.json)
+    } else if (options.form !== undefined) {
+      headers['content-type'] = 'application/x-www-form-urlencoded'
+      body = options.form
+    }
+    const response = await pool.request({ method, path: url, headers, body, signal: AbortSignal.timeout(this.timeout) })
+    if (response.statusCode >= 500) {
+      await response.body.dump()
+      throw new HttpStatusError(response.statusCode)
+    }
+    const text = await response.body.text()
+    if (response.statusCode >= 400) throw new HttpStatusError(response.statusCode)
+    try {
+      return parseWechatJson(text)
+    } catch {
+      // A 200 that is not JSON comes from a proxy or a half-answer, never from WeChat itself.
+      throw new HttpStatusError(response.statusCode, 'the answer was not JSON')
+    }
+  }
+
+  async close (): Promise<void> {
+    await Promise.all(this.pools.map(({ pool }) => pool.close().catch(() => pool.destroy())))
+  }
+
+  /** Exposed for tests and benchmarks that want the same dispatcher. */
+  dispatchers (): Dispatcher[] {
+    return this.pools.map(({ pool }) => pool)
+  }
+}
+
+class HttpStatusError extends Error {
+  constructor (readonly statusCode: number, detail?: string) {
+    super(detail ?? `HTTP ${statusCode}`)
+  }
+}
+
+function buildPath (path: string, query?: CallOptions['query']): string {
+  if (!query) return path
+  const params = new URLSearchParams()
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined) params.append(key, String(value))
+  }
+  const qs = params.toString()
+  return qs ? `${path}?${qs}` : path
+}
+
+function describeFailure (err: unknown): UpstreamFields & { failOver: boolean } {
+  if (err instanceof HttpStatusError) {
+    const is5xx = err.statusCode >= 500
+    // A non-JSON 200 or a 5xx may come after WeChat acted; a 4xx is a proxy refusing us.
+    return { ambiguous: is5xx || err.statusCode < 300, timedOut: false, httpStatus: err.statusCode, failOver: is5xx }
+  }
+  const code = (err as { code?: string, name?: string }).code
+  const name = (err as { name?: string }).name
+  const timedOut = (code !== undefined && TIMEOUT_CODES.has(code)) || name === 'TimeoutError' || name === 'AbortError'
+  const notSent = code !== undefined && NOT_SENT_CODES.has(code)
+  return { ambiguous: !notSent, timedOut, failOver: true }
+}
+
+function describeCause (err: Error | undefined): string {
+  if (!err) return 'no base URL answered'
+  const code = (err as { code?: string }).code
+  return code ? `${code}` : err.message
+}

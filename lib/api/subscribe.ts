@@ -1,0 +1,20 @@
+import type { ApiAnswer, WechatApi } from './wechat-api.js'
+
+/** The wire form of a subscribe message (WECHAT.md §2.1): snake_case, every value a string. */
+export interface WireMessage {
+  touser: string
+  template_id: string
+  page?: string
+  miniprogram_state?: 'developer' | 'trial' | 'formal'
+  lang?: 'zh_CN' | 'en_US' | 'zh_HK' | 'zh_TW'
+  data: Record<string, { value: string }>
+}
+
+export const SUBSCRIBE_SEND_PATH = '/cgi-bin/message/subscribe/send'
+
+/** One call of subscribe/send. `msgid`, when WeChat sends one, stays a decimal string (WECHAT.md §2.2). */
+export async function subscribeSend (api: WechatApi, message: WireMessage): Promise<ApiAnswer & { msgid?: string }> {
+  const answer = await api.call('POST', SUBSCRIBE_SEND_PATH, { json: message })
+  const msgid = answer.body.msgid
+  return { ...answer, msgid: msgid === undefined || msgid === null ? undefined : String(msgid) }
+}

@@ -1,0 +1,66 @@
+import { WechatTokenError, WechatUpstreamError } from '../errors.js'
+import { tokenErrorAdvice } from './errcodes.js'
+import type { WechatHttpClient } from './http-client.js'
+import { extractRid } from './rid.js'
+
+export interface FetchedToken { token: string, expiresIn: number }
+
+export interface TokenEndpointOptions {
+  mode: 'stable' | 'classic'
+  appId: string
+  appSecret: string
+}
+
+export type TokenErrorInstance = InstanceType<typeof WechatTokenError> & {
+  errcode?: number
+  errmsg?: string
+  rid?: string
+  retryable: boolean
+}
+
+/**
+ * One call to WeChat's token endpoint (WECHAT.md §1.1, §1.2). The secret travels only in this
+ * request; errors carry the errcode, rid and advice, never the secret nor the URL that held it.
+ */
+export async function fetchAccessToken (http: WechatHttpClient, options: TokenEndpointOptions, forceRefresh = false): Promise<FetchedToken> {
+  let body: unknown
+  try {
+    body = options.mode === 'stable'
+      ? await http.call('POST', '/cgi-bin/stable_token', {
+        json: { grant_type: 'client_credential', appid: options.appId, secret: options.appSecret, force_refresh: forceRefresh }
+      })
+      : await http.call('GET', '/cgi-bin/token', {
+        query: { grant_type: 'client_credential', appid: options.appId, secret: options.appSecret }
+      })
+  } catch (err) {
+    const upstream = err as InstanceType<typeof WechatUpstreamError>
+    const error = new WechatTokenError(`${endpointName(options)} unreachable (${upstream.message.replace(/^.*?: /, '')})`, { cause: err }) as TokenErrorInstance
+    error.retryable = true
+    throw error
+  }
+  const answer = (body ?? {}) as { access_token?: unknown, expires_in?: unknown, errcode?: unknown, errmsg?: unknown }
+  const errcode = typeof answer.errcode === 'number' ? answer.errcode : Number(answer.errcode ?? 0)
+  if (errcode === 0 && typeof answer.access_token === 'string' && answer.access_token.length > 0) {
+    const expiresIn = Number(answer.expires_in)
+    // WeChat promises "a value within 7200"; a missing or odd value is treated as the shortest sane one.
+    return { token: answer.access_token, expiresIn: Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn : 300 }
+  }
+  const errmsg = scrub(typeof answer.errmsg === 'string' ? answer.errmsg : 'no access_token in the answer', options.appSecret)
+  const code = Number.isFinite(errcode) && errcode !== 0 ? errcode : -1
+  const rid = extractRid(errmsg)
+  const error = new WechatTokenError(`${endpointName(options)} answered errcode ${code}: ${tokenErrorAdvice(code, errmsg)} (errmsg: ${errmsg})`) as TokenErrorInstance
+  error.errcode = code
+  error.errmsg = errmsg
+  error.rid = rid
+  error.retryable = code === -1 || code === 45011
+  throw error
+}
+
+function endpointName (options: TokenEndpointOptions): string {
+  return options.mode === 'stable' ? 'cgi-bin/stable_token' : 'cgi-bin/token'
+}
+
+/** Defence in depth: an errmsg that echoes the secret must not carry it into logs. */
+function scrub (text: string, secret: string): string {
+  return secret.length >= 4 ? text.split(secret).join('[redacted]') : text
+}

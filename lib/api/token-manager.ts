@@ -1,0 +1,209 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import { WechatTokenError } from '../errors.js'
+import type { Clock } from '../options.js'
+import { MemoryStore } from '../store/memory.js'
+import type { TokenRecord, WechatStore } from '../store/types.js'
+import { backoffDelay, sleep } from './backoff.js'
+import type { WechatHttpClient } from './http-client.js'
+import { fetchAccessToken } from './token-endpoint.js'
+import type { TokenEndpointOptions, TokenErrorInstance } from './token-endpoint.js'
+import { StoreGuard } from './store-guard.js'
+
+/** A token with less than this left is not handed to a request: it could expire in flight. */
+const MIN_REMAINING_MS = 30_000
+/** stable_token renews only in a token's last 5 minutes (WECHAT.md §1.2): asking earlier returns the same one. */
+const STABLE_RENEWAL_WINDOW_MS = 300_000
+
+export interface TokenManagerOptions {
+  http: WechatHttpClient
+  endpoint: TokenEndpointOptions
+  store: WechatStore
+  clock: Clock
+  refreshAheadMs: number
+  timeout: number
+  retry: { attempts: number, minDelay: number, maxDelay: number }
+  log: FastifyBaseLogger
+}
+
+interface RefreshRequest {
+  /** a token WeChat refused: never hand it out again */
+  rejected?: string
+  /** the scheduled job: renew when less than refreshAhead is left, not just when expiring */
+  ahead?: boolean
+}
+
+/**
+ * Owns the access_token (DESIGN.md "Token rules"). Two tiers: `local`, read on every send with no
+ * Redis command, over the shared store. One fetch per token generation fleet-wide: an in-process
+ * single flight (`inflight`) plus the store's lock; waiters read the winner's token from the store.
+ */
+export class TokenManager {
+  private local: TokenRecord | null = null
+  private inflight: Promise<TokenRecord> | null = null
+  private readonly owner = randomUUID()
+  private readonly guard: StoreGuard
+  /** used for the force_refresh budget when the shared store is down */
+  private readonly fallbackBudget: MemoryStore
+  private readonly stop = new AbortController()
+  /** successful calls to WeChat's token endpoint made by this process */
+  fetches = 0
+
+  constructor (private readonly options: TokenManagerOptions) {
+    this.guard = new StoreGuard(options.store, options.log)
+    this.fallbackBudget = new MemoryStore(options.clock)
+  }
+
+  /** The hot path: a valid in-process token costs nothing but this comparison. */
+  async getToken (forceRefresh = false): Promise<string> {
+    const local = this.local
+    if (forceRefresh) return (await this.refresh({ rejected: local?.token })).token
+    if (local && local.expiresAt - this.options.clock.now() > MIN_REMAINING_MS) return local.token
+    return (await this.refresh({})).token
+  }
+
+  /** A business call answered 40001/40014/42001 with `token`: drop exactly that one and get another. */
+  async rejected (token: string): Promise<string> {
+    if (this.local?.token === token) this.local = null
+    return (await this.refresh({ rejected: token })).token
+  }
+
+  /**
+   * The scheduled job's work, callable directly: pick up a token another instance stored, share ours
+   * if the store lost it (Redis restarted), and renew ahead of expiry so requests never wait.
+   */
+  async refreshIfDue (): Promise<void> {
+    await this.syncWithStore()
+    const local = this.local
+    if (!local || local.expiresAt - this.options.clock.now() <= this.aheadMs()) await this.refresh({ ahead: true })
+  }
+
+  /** What this process holds, for status pages and tests (never the token itself). */
+  snapshot (): { expiresAt: number | null, storeAvailable: boolean, fetches: number } {
+    return { expiresAt: this.local?.expiresAt ?? null, storeAvailable: this.guard.available, fetches: this.fetches }
+  }
+
+  close (): void {
+    this.stop.abort()
+  }
+
+  private aheadMs (): number {
+    const ahead = this.options.refreshAheadMs
+    return this.options.endpoint.mode === 'stable' ? Math.min(ahead, STABLE_RENEWAL_WINDOW_MS) : ahead
+  }
+
+  private refresh (request: RefreshRequest): Promise<TokenRecord> {
+    if (this.inflight) {
+      // Join the flight in progress; start another only if it produced the very token that was refused.
+      return this.inflight.then((record) => request.rejected !== undefined && record.token === request.rejected ? this.refresh(request) : record)
+    }
+    const flight = this.doRefresh(request).finally(() => { this.inflight = null })
+    this.inflight = flight
+    return flight
+  }
+
+  private usable (record: TokenRecord | null | undefined, request: RefreshRequest): record is TokenRecord {
+    if (!record || record.token === request.rejected) return false
+    const need = request.ahead ? Math.max(this.aheadMs(), MIN_REMAINING_MS) : MIN_REMAINING_MS
+    return record.expiresAt - this.options.clock.now() > need
+  }
+
+  private adopt (record: TokenRecord): TokenRecord {
+    this.local = record
+    return record
+  }
+
+  private async doRefresh (request: RefreshRequest): Promise<TokenRecord> {
+    const stored = await this.guard.attempt((s) => s.getToken())
+    if (this.usable(stored, request)) return this.adopt(stored)
+    if (request.rejected !== undefined) {
+      const rejected = request.rejected
+      await this.guard.attempt((s) => s.dropToken(rejected))
+    }
+    if (!this.guard.available) return this.adopt(await this.fetchFresh(request))
+
+    const lockTtl = this.lockTtlMs()
+    const deadline = Date.now() + lockTtl + this.options.timeout
+    let wait = 10
+    while (!this.stop.signal.aborted) {
+      const locked = await this.guard.attempt((s) => s.acquireLock(this.owner, lockTtl))
+      if (locked === undefined) return this.adopt(await this.fetchFresh(request))
+      if (locked) return this.fetchUnderLock(request)
+      await sleep(wait, this.stop.signal)
+      wait = Math.min(wait * 2, 200)
+      const seen = await this.guard.attempt((s) => s.getToken())
+      if (this.usable(seen, request)) return this.adopt(seen)
+      if (Date.now() > deadline) break
+    }
+    throw this.tokenError(this.stop.signal.aborted ? 'the plugin is closing' : 'timed out waiting for another instance to fetch the token')
+  }
+
+  private async fetchUnderLock (request: RefreshRequest): Promise<TokenRecord> {
+    try {
+      // Another instance may have finished between our read and our lock.
+      const again = await this.guard.attempt((s) => s.getToken())
+      if (this.usable(again, request)) return this.adopt(again)
+      const record = await this.fetchFresh(request)
+      await this.guard.attempt((s) => s.putTokenIfNewer(record))
+      return this.adopt(record)
+    } finally {
+      await this.guard.attempt((s) => s.releaseLock(this.owner))
+    }
+  }
+
+  /** Long enough for one full fetch with its retries; a dead holder's lock frees itself after it. */
+  private lockTtlMs (): number {
+    const { attempts, maxDelay } = this.options.retry
+    return attempts * (this.options.timeout + maxDelay) + 2 * this.options.timeout
+  }
+
+  private async fetchFresh (request: RefreshRequest): Promise<TokenRecord> {
+    let fetched = await this.fetchWithRetry(false)
+    if (this.options.endpoint.mode === 'stable' && request.rejected !== undefined && fetched.token === request.rejected) {
+      // WeChat still hands out the token it refused: only force_refresh replaces it (WECHAT.md §1.5).
+      const budget = this.guard.available ? this.options.store : this.fallbackBudget
+      const verdict = await budget.takeForceRefresh(this.options.clock.now()).catch(() => this.fallbackBudget.takeForceRefresh(this.options.clock.now()))
+      if (!verdict.allowed) {
+        throw this.tokenError(`WeChat keeps returning a token it refused and force_refresh is not allowed now (${verdict.reason === 'daily' ? '20 a day used' : 'less than 30 s since the last one'})`)
+      }
+      this.options.log.warn('wechat: the stable token was refused while still current; using one force_refresh')
+      fetched = await this.fetchWithRetry(true)
+    }
+    this.fetches++
+    const now = this.options.clock.now()
+    this.options.log.info({ expiresIn: fetched.expiresIn, endpoint: this.options.endpoint.mode }, 'wechat: fetched a new access_token')
+    return { token: fetched.token, expiresAt: now + fetched.expiresIn * 1000, fetchedAt: now }
+  }
+
+  private async fetchWithRetry (forceRefresh: boolean): Promise<{ token: string, expiresIn: number }> {
+    const { attempts } = this.options.retry
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fetchAccessToken(this.options.http, this.options.endpoint, forceRefresh)
+      } catch (err) {
+        const error = err as TokenErrorInstance
+        const retry = error.retryable && error.errcode !== 45011 && attempt < attempts && !this.stop.signal.aborted
+        this.options.log.warn({ errcode: error.errcode, rid: error.rid, attempt, retry }, `wechat: token fetch failed: ${error.message}`)
+        if (!retry) throw err
+        await sleep(backoffDelay(attempt, this.options.retry), this.stop.signal)
+      }
+    }
+  }
+
+  private tokenError (reason: string): TokenErrorInstance {
+    const error = new WechatTokenError(reason) as TokenErrorInstance
+    error.retryable = true
+    return error
+  }
+
+  private async syncWithStore (): Promise<void> {
+    const stored = await this.guard.attempt((s) => s.getToken())
+    if (!this.guard.available) return
+    const local = this.local
+    if (stored && (!local || (stored.token !== local.token && stored.expiresAt > local.expiresAt))) {
+      this.local = stored
+    } else if (!stored && local && local.expiresAt - this.options.clock.now() > MIN_REMAINING_MS) {
+      await this.guard.attempt((s) => s.putTokenIfNewer(local))
+    }
+  }
+}

@@ -1,0 +1,39 @@
+import { classifyErrcode } from './errcodes.js'
+import type { CallOptions, WechatHttpClient } from './http-client.js'
+import { extractRid } from './rid.js'
+import type { TokenManager } from './token-manager.js'
+
+/** WeChat's answer to a business call, errcode normalised (a missing errcode means 0, WECHAT.md §0). */
+export interface ApiAnswer {
+  errcode: number
+  errmsg: string
+  rid?: string
+  body: Record<string, unknown>
+}
+
+/**
+ * Business APIs that take `access_token` in the query (every one but the token endpoints). Applies
+ * the token rule once for all of them: on 40001/40014/42001, drop exactly the token that was used,
+ * get the current one and retry once (WECHAT.md §1.5).
+ */
+export class WechatApi {
+  constructor (readonly http: WechatHttpClient, readonly tokens: TokenManager) {}
+
+  async call (method: 'GET' | 'POST', path: string, options: CallOptions = {}): Promise<ApiAnswer> {
+    let token = await this.tokens.getToken()
+    for (let retried = false; ; retried = true) {
+      const body = await this.http.call(method, path, { ...options, query: { ...options.query, access_token: token } })
+      const answer = toAnswer(body)
+      if (retried || classifyErrcode(answer.errcode) !== 'token') return answer
+      token = await this.tokens.rejected(token)
+    }
+  }
+}
+
+export function toAnswer (body: unknown): ApiAnswer {
+  const object = (body !== null && typeof body === 'object' && !Array.isArray(body) ? body : {}) as Record<string, unknown>
+  const raw = object.errcode
+  const errcode = raw === undefined || raw === null ? 0 : Number(raw)
+  const errmsg = typeof object.errmsg === 'string' ? object.errmsg : ''
+  return { errcode: Number.isFinite(errcode) ? errcode : -1, errmsg, rid: extractRid(errmsg), body: object }
+}

@@ -1,0 +1,118 @@
+import { WechatInvalidMessageError } from '../errors.js'
+import type { InvalidMessageFields } from '../errors.js'
+import type { WireMessage } from '../api/subscribe.js'
+import type { ResolvedOptions } from '../options.js'
+import { checkKeyword, fixKeyword, isKeywordKey } from './keywords.js'
+
+/** What callers pass (DESIGN.md "Types"). */
+export interface SubscribeMessage {
+  toUser: string
+  templateId: string
+  data: Record<string, string | number | { value: string | number }>
+  page?: string
+  miniprogramState?: 'developer' | 'trial' | 'formal'
+  lang?: 'zh_CN' | 'en_US' | 'zh_HK' | 'zh_TW'
+}
+
+/** A value `'truncate'` mode changed, reported back in the result. */
+export interface ValueChange { key: string, from: string, to: string, changes: string[] }
+
+export interface PreparedMessage {
+  wire: WireMessage
+  changes: ValueChange[]
+}
+
+export interface Violation { key: string, rule: string, message: string }
+
+const MESSAGE_FIELDS = new Set(['toUser', 'templateId', 'data', 'page', 'miniprogramState', 'lang'])
+const STATES = new Set(['developer', 'trial', 'formal'])
+const LANGS = new Set(['zh_CN', 'en_US', 'zh_HK', 'zh_TW'])
+const MAX_KEYS = 50
+
+export type EnumLookup = (templateId: string, key: string) => readonly string[] | undefined
+
+/**
+ * Turn a caller's message into WeChat's wire form, or throw FST_WECHAT_INVALID_MESSAGE naming every
+ * problem at once. Runs before any network call: a message WeChat would refuse never costs a call.
+ */
+export function prepareMessage (input: unknown, options: Pick<ResolvedOptions, 'defaults' | 'validation'>, enumValues?: EnumLookup): PreparedMessage {
+  const violations: Violation[] = []
+  const bad = (key: string, rule: string, message: string): void => { violations.push({ key, rule, message }) }
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) throw invalid([{ key: 'message', rule: 'type', message: 'the message must be an object' }])
+  const message = input as Record<string, unknown>
+
+  for (const field of Object.keys(message)) {
+    if (!MESSAGE_FIELDS.has(field)) bad(field, 'unknown', `${field} is not a message field (expected toUser, templateId, data, page, miniprogramState, lang)`)
+  }
+  const toUser = message.toUser
+  if (typeof toUser !== 'string' || toUser.trim() === '') bad('toUser', 'required', 'toUser must be the recipient\'s openid (a non-empty string)')
+  else if (toUser.length > 128 || /[\s\p{Cc}]/u.test(toUser)) bad('toUser', 'format', 'toUser must be an openid: no spaces or control characters, at most 128 characters')
+  const templateId = message.templateId
+  if (typeof templateId !== 'string' || templateId.trim() === '') bad('templateId', 'required', 'templateId must be a non-empty string')
+  else if (templateId.length > 128 || /[\s\p{Cc}]/u.test(templateId)) bad('templateId', 'format', 'templateId must be a template id: no spaces or control characters, at most 128 characters')
+
+  const page = message.page ?? options.defaults.page
+  if (page !== undefined && (typeof page !== 'string' || page.length > 1024)) bad('page', 'type', 'page must be a string of at most 1024 characters')
+  const state = message.miniprogramState ?? options.defaults.miniprogramState
+  if (state !== undefined && !STATES.has(state as string)) bad('miniprogramState', 'enum', 'miniprogramState must be developer, trial or formal')
+  const lang = message.lang ?? options.defaults.lang
+  if (lang !== undefined && !LANGS.has(lang as string)) bad('lang', 'enum', 'lang must be zh_CN, en_US, zh_HK or zh_TW')
+
+  const data: Record<string, { value: string }> = {}
+  const changes: ValueChange[] = []
+  const rawData = message.data
+  if (rawData === null || typeof rawData !== 'object' || Array.isArray(rawData)) {
+    bad('data', 'required', 'data must be an object of template keywords, e.g. { thing1: \'Parcel shipped\' }')
+  } else {
+    const entries = Object.entries(rawData as Record<string, unknown>)
+    if (entries.length === 0) bad('data', 'required', 'data must hold at least one keyword')
+    if (entries.length > MAX_KEYS) bad('data', 'size', `data holds ${entries.length} keywords; a template has far fewer`)
+    for (const [key, raw] of entries.slice(0, MAX_KEYS)) {
+      const value = normaliseValue(raw)
+      if (value === undefined) {
+        bad(`data.${key}`, 'type', `data.${key} must be a string, a finite number or { value: string | number }`)
+        continue
+      }
+      if (options.validation === 'off') { data[key] = { value }; continue }
+      if (!isKeywordKey(key)) {
+        bad(`data.${key}`, 'key', `data.${key} is not a template keyword (keywords are a type and a number, like thing1 or time2)`)
+        continue
+      }
+      const opts = { enumValues: typeof templateId === 'string' ? enumValues?.(templateId, key) : undefined }
+      const violation = checkKeyword(key, value, opts)
+      if (!violation) { data[key] = { value }; continue }
+      const fixed = options.validation === 'truncate' ? fixKeyword(key, value, opts) : null
+      if (fixed) {
+        data[key] = { value: fixed.value }
+        changes.push({ key, from: value, to: fixed.value, changes: fixed.changes })
+      } else {
+        bad(`data.${key}`, violation.rule, `data.${violation.message}`)
+      }
+    }
+  }
+  if (violations.length > 0) throw invalid(violations)
+
+  const wire: WireMessage = { touser: toUser as string, template_id: templateId as string, data }
+  if (page !== undefined) wire.page = page as string
+  if (state !== undefined) wire.miniprogram_state = state as WireMessage['miniprogram_state']
+  if (lang !== undefined) wire.lang = lang as WireMessage['lang']
+  return { wire, changes }
+}
+
+/** `'x'`, `1` and `{ value }` are all accepted and sent as strings (WECHAT.md §2.1). */
+function normaliseValue (raw: unknown): string | undefined {
+  const value = raw !== null && typeof raw === 'object' && !Array.isArray(raw) && Object.keys(raw).length === 1 && 'value' in raw
+    ? (raw as { value: unknown }).value
+    : raw
+  if (typeof value === 'string') return value
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value)
+  return undefined
+}
+
+export type InvalidMessageError = InstanceType<typeof WechatInvalidMessageError> & InvalidMessageFields
+
+export function invalid (violations: Violation[]): InvalidMessageError {
+  const error = new WechatInvalidMessageError(violations.map((v) => v.message).join('; ')) as InvalidMessageError
+  error.violations = violations
+  return error
+}

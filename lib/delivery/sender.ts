@@ -1,0 +1,97 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import { WechatApiError } from '../errors.js'
+import type { ErrorClass, WechatApiErrorInstance } from '../errors.js'
+import { backoffDelay, sleep } from '../api/backoff.js'
+import { classifyErrcode, isRetryableClass, RATE_LIMIT_DELAY_MS } from '../api/errcodes.js'
+import type { UpstreamFields } from '../api/http-client.js'
+import { subscribeSend } from '../api/subscribe.js'
+import type { WireMessage } from '../api/subscribe.js'
+import type { WechatApi } from '../api/wechat-api.js'
+import type { ResolvedOptions } from '../options.js'
+import type { ValueChange } from './message.js'
+
+export interface SendResult {
+  id: string
+  /** WeChat's message id as a decimal string (it exceeds 2^53), when WeChat returned one */
+  msgid?: string
+  /** what `validation: 'truncate'` changed before sending */
+  changes?: ValueChange[]
+}
+
+export interface AttemptOptions {
+  /** total attempts for transient failures (-1, 5xx, network); the queue uses 1 and retries itself */
+  attempts: number
+  signal?: AbortSignal
+}
+
+/** The outcome of one delivery try, for records and stats. */
+export interface DeliveryOutcome {
+  status: 'sent' | 'failed' | 'unknown'
+  attempts: number
+  msgid?: string
+  errcode?: number
+  errmsg?: string
+  errorClass?: ErrorClass
+  error?: Error
+}
+
+export function newMessageId (): string {
+  return randomUUID()
+}
+
+/**
+ * Calls subscribe/send with the retry rules of DESIGN.md "Error classes": transient errors back off
+ * and retry; token errors were already retried once by WechatApi; rate, quota and permanent errors
+ * are not retried here. A timeout or 5xx makes the outcome ambiguous: if a later attempt is refused
+ * with 43101, the first one probably used the user's subscription, so the message ends `unknown`.
+ */
+export class Sender {
+  constructor (
+    private readonly api: WechatApi,
+    private readonly retry: ResolvedOptions['retry'],
+    private readonly log: FastifyBaseLogger
+  ) {}
+
+  async deliver (id: string, wire: WireMessage, options: AttemptOptions): Promise<DeliveryOutcome> {
+    let ambiguous = false
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const answer = await subscribeSend(this.api, wire)
+        if (answer.errcode === 0) return { status: 'sent', attempts: attempt, msgid: answer.msgid }
+        const errorClass = classifyErrcode(answer.errcode)
+        const retry = errorClass === 'transient' && attempt < options.attempts
+        this.log.warn({ messageId: id, errcode: answer.errcode, rid: answer.rid, attempt, retry }, 'wechat: subscribe/send answered an error')
+        if (retry) { await sleep(backoffDelay(attempt, this.retry), options.signal); continue }
+        const unknown = ambiguous && answer.errcode === 43101
+        return { status: unknown ? 'unknown' : 'failed', attempts: attempt, errcode: answer.errcode, errmsg: answer.errmsg, errorClass, error: apiError(id, answer.errcode, answer.errmsg, answer.rid, errorClass, unknown) }
+      } catch (err) {
+        const upstream = err as Error & Partial<UpstreamFields> & { code?: string }
+        const isUpstream = upstream.code === 'FST_WECHAT_UPSTREAM'
+        if (isUpstream) ambiguous ||= upstream.ambiguous === true
+        // Token errors were retried inside the token manager already; only the network is retried here.
+        const retry = isUpstream && attempt < options.attempts && !options.signal?.aborted
+        this.log.warn({ messageId: id, reason: upstream.message, attempt, retry }, 'wechat: subscribe/send did not complete')
+        if (retry) { await sleep(backoffDelay(attempt, this.retry), options.signal); continue }
+        Object.assign(upstream, { messageId: id, outcome: ambiguous ? 'unknown' : 'failed' })
+        return { status: ambiguous ? 'unknown' : 'failed', attempts: attempt, errorClass: isUpstream ? 'transient' : 'token', errmsg: upstream.message, error: upstream }
+      }
+    }
+  }
+}
+
+function apiError (id: string, errcode: number, errmsg: string, rid: string | undefined, errorClass: ErrorClass, unknown: boolean): WechatApiErrorInstance {
+  const detail = unknown
+    ? `errcode 43101 after an attempt that timed out: the message may have been delivered (${errmsg})`
+    : `errcode ${errcode} (${errmsg || 'no errmsg'})`
+  const error = new WechatApiError(detail) as WechatApiErrorInstance
+  error.errcode = errcode
+  error.errmsg = errmsg
+  error.rid = rid
+  error.errorClass = errorClass
+  error.retryable = isRetryableClass(errorClass)
+  error.outcome = unknown ? 'unknown' : 'failed'
+  error.messageId = id
+  if (errorClass === 'rate') error.retryAfter = RATE_LIMIT_DELAY_MS
+  return error
+}

@@ -1,0 +1,81 @@
+import { Type } from '@sinclair/typebox'
+import type { Static } from '@sinclair/typebox'
+
+/**
+ * The option shapes of DESIGN.md "Public contract", as TypeBox schemas so one definition gives both
+ * the runtime check and the error path (`retry.attempts: Expected integer`). Values a schema cannot
+ * say (functions, cross-field rules) are checked by hand in options.ts.
+ */
+const NonEmpty = Type.String({ minLength: 1 })
+const Hook = Type.Unsafe<unknown>(Type.Any({ description: 'a Fastify hook function or an array of them' }))
+
+export const RetrySchema = Type.Object({
+  attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 20 })),
+  minDelay: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
+  maxDelay: Type.Optional(Type.Integer({ minimum: 0, maximum: 3_600_000 }))
+}, { additionalProperties: false })
+
+export const MiniprogramStateSchema = Type.Union([Type.Literal('developer'), Type.Literal('trial'), Type.Literal('formal')])
+export const LangSchema = Type.Union([Type.Literal('zh_CN'), Type.Literal('en_US'), Type.Literal('zh_HK'), Type.Literal('zh_TW')])
+
+export const DefaultsSchema = Type.Object({
+  miniprogramState: Type.Optional(MiniprogramStateSchema),
+  lang: Type.Optional(LangSchema),
+  page: Type.Optional(Type.String({ maxLength: 1024 }))
+}, { additionalProperties: false })
+
+export const QueueObject = Type.Object({
+  concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+  limiter: Type.Optional(Type.Object({
+    max: Type.Integer({ minimum: 1 }),
+    duration: Type.Integer({ minimum: 1 })
+  }, { additionalProperties: false })),
+  attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+  durable: Type.Optional(Type.Boolean())
+}, { additionalProperties: false })
+
+export const RoutesObject = Type.Object({
+  prefix: Type.Optional(Type.String({ pattern: '^/' })),
+  onRequest: Type.Optional(Hook),
+  preHandler: Type.Optional(Hook),
+  dashboard: Type.Optional(Type.Boolean()),
+  unprotected: Type.Optional(Type.Boolean())
+}, { additionalProperties: false })
+
+export const PushObject = Type.Object({
+  path: Type.Optional(Type.String({ pattern: '^/' })),
+  token: Type.String({ minLength: 3, maxLength: 32, pattern: '^[A-Za-z0-9]+$' }),
+  encodingAESKey: Type.Optional(Type.String()),
+  previousEncodingAESKey: Type.Optional(Type.String()),
+  mode: Type.Optional(Type.Union([Type.Literal('plaintext'), Type.Literal('compatible'), Type.Literal('safe')])),
+  bodyLimit: Type.Optional(Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024 })),
+  replayWindow: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 }))
+}, { additionalProperties: false })
+
+export const OptionsSchema = Type.Object({
+  appId: NonEmpty,
+  appSecret: NonEmpty,
+  baseUrl: Type.Optional(Type.Union([NonEmpty, Type.Array(NonEmpty, { minItems: 1, maxItems: 10 })])),
+  tokenEndpoint: Type.Optional(Type.Union([Type.Literal('stable'), Type.Literal('classic')])),
+  refreshAhead: Type.Optional(Type.Number({ minimum: 0, maximum: 7000 })),
+  refreshInterval: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 3600 })),
+  store: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('redis'), Type.Literal('memory')])),
+  redisNamespace: Type.Optional(NonEmpty),
+  keyPrefix: Type.Optional(Type.String({ maxLength: 100, pattern: '^[^{}\\s]*$' })),
+  timeout: Type.Optional(Type.Integer({ minimum: 1, maximum: 120_000 })),
+  retry: Type.Optional(RetrySchema),
+  defaults: Type.Optional(DefaultsSchema),
+  validation: Type.Optional(Type.Union([Type.Literal('strict'), Type.Literal('truncate'), Type.Literal('off')])),
+  queue: Type.Optional(Type.Union([Type.Literal(false), QueueObject])),
+  routes: Type.Optional(Type.Union([Type.Literal(false), RoutesObject])),
+  push: Type.Optional(Type.Union([Type.Literal(false), PushObject])),
+  credits: Type.Optional(Type.Union([Type.Literal('off'), Type.Literal('track'), Type.Literal('enforce')])),
+  namespace: Type.Optional(Type.String({ minLength: 1, pattern: '^[A-Za-z_$][A-Za-z0-9_$]*$' })),
+  retention: Type.Optional(Type.Integer({ minimum: 60, maximum: 366 * 86_400 })),
+  clock: Type.Optional(Type.Unsafe<{ now(): number }>(Type.Any({ description: 'an object with now(): number' })))
+}, { additionalProperties: false })
+
+/** Sub-objects checked on their own first, so an error names `push.token`, not just `push`. */
+export const NESTED_SCHEMAS = { retry: RetrySchema, defaults: DefaultsSchema, queue: QueueObject, routes: RoutesObject, push: PushObject } as const
+
+export type OptionsInput = Static<typeof OptionsSchema>

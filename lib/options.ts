@@ -1,0 +1,184 @@
+import { Value } from '@sinclair/typebox/value'
+import { WechatOptionsError } from './errors.js'
+import { NESTED_SCHEMAS, OptionsSchema } from './options-schema.js'
+import type { OptionsInput } from './options-schema.js'
+
+export const DEFAULT_BASE_URLS = ['https://api.weixin.qq.com', 'https://api2.weixin.qq.com']
+
+export interface Clock { now(): number }
+export const systemClock: Clock = { now: () => Date.now() }
+
+export type HookOption = ((...args: any[]) => unknown) | ((...args: any[]) => unknown)[]
+
+/** Options after defaults: what the parts are built from. Durations are in ms here. */
+export interface ResolvedOptions {
+  appId: string
+  appSecret: string
+  baseUrls: string[]
+  tokenEndpoint: 'stable' | 'classic'
+  refreshAheadMs: number
+  refreshIntervalMs: number
+  store: 'auto' | 'redis' | 'memory'
+  redisNamespace?: string
+  keyPrefix: string
+  timeout: number
+  retry: { attempts: number, minDelay: number, maxDelay: number }
+  defaults: { miniprogramState?: 'developer' | 'trial' | 'formal', lang?: 'zh_CN' | 'en_US' | 'zh_HK' | 'zh_TW', page?: string }
+  validation: 'strict' | 'truncate' | 'off'
+  queue: false | { concurrency: number, limiter?: { max: number, duration: number }, attempts: number, durable?: boolean }
+  routes: false | { prefix: string, onRequest?: HookOption, preHandler?: HookOption, dashboard: boolean, unprotected: boolean }
+  push: false | { path: string, token: string, encodingAESKey?: string, previousEncodingAESKey?: string, mode: 'plaintext' | 'compatible' | 'safe', bodyLimit: number, replayWindowMs: number }
+  credits: 'off' | 'track' | 'enforce'
+  namespace?: string
+  retentionSeconds: number
+  clock: Clock
+}
+
+function fail (message: string): never {
+  throw new WechatOptionsError(message)
+}
+
+/**
+ * Validate and normalise the registration options synchronously (STYLE.md rule 2): the first problem
+ * found fails `ready()` with FST_WECHAT_OPTIONS naming the option. Values are never echoed back for
+ * secret options.
+ */
+export function resolveOptions (raw: unknown): ResolvedOptions {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail('options must be an object')
+  const input = stripFastifyKeys(raw as Record<string, unknown>)
+  if (input.appId === undefined) fail('appId is required (the mini program AppID)')
+  if (input.appSecret === undefined) fail('appSecret is required (the mini program AppSecret)')
+  for (const [name, schema] of Object.entries(NESTED_SCHEMAS)) {
+    const value = input[name]
+    if (value === undefined || value === false) continue
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(`${name} must be ${name === 'retry' || name === 'defaults' ? 'an object' : 'false or an object'} (got ${safeJson(value)})`)
+    const nested = Value.Errors(schema, value).First()
+    if (nested) fail(describeSchemaError(`/${name}${nested.path}`, nested.message, nested.value))
+  }
+  const first = Value.Errors(OptionsSchema, input).First()
+  if (first) fail(describeSchemaError(first.path, first.message, first.value))
+  const o = input as OptionsInput
+
+  const baseUrls = (o.baseUrl === undefined ? DEFAULT_BASE_URLS : Array.isArray(o.baseUrl) ? o.baseUrl : [o.baseUrl]).map(checkBaseUrl)
+  const retry = { attempts: o.retry?.attempts ?? 3, minDelay: o.retry?.minDelay ?? 200, maxDelay: o.retry?.maxDelay ?? 5000 }
+  if (retry.maxDelay < retry.minDelay) fail(`retry.maxDelay (${retry.maxDelay}) must be >= retry.minDelay (${retry.minDelay})`)
+  const refreshAheadMs = (o.refreshAhead ?? 300) * 1000
+  if (o.clock !== undefined && (o.clock === null || typeof (o.clock as Clock).now !== 'function')) fail('clock must be an object with a now() method')
+  if (o.store === 'memory' && o.redisNamespace !== undefined) fail('redisNamespace makes no sense with store: \'memory\'')
+
+  return {
+    appId: checkAppId(o.appId),
+    appSecret: o.appSecret,
+    baseUrls,
+    tokenEndpoint: o.tokenEndpoint ?? 'stable',
+    refreshAheadMs,
+    refreshIntervalMs: (o.refreshInterval ?? 30) * 1000,
+    store: o.store ?? 'auto',
+    redisNamespace: o.redisNamespace,
+    keyPrefix: o.keyPrefix ?? 'wechat:',
+    timeout: o.timeout ?? 5000,
+    retry,
+    defaults: { ...o.defaults },
+    validation: o.validation ?? 'strict',
+    queue: resolveQueue(o.queue),
+    routes: resolveRoutes(o.routes),
+    push: resolvePush(o.push),
+    credits: o.credits ?? (o.push ? 'track' : 'off'),
+    namespace: o.namespace,
+    retentionSeconds: o.retention ?? 7 * 86_400,
+    clock: (o.clock as Clock | undefined) ?? systemClock
+  }
+}
+
+const FASTIFY_REGISTER_KEYS = ['prefix', 'logLevel', 'logSerializers']
+
+/** fastify.register passes its own keys (prefix, logLevel...) inside the options object. */
+function stripFastifyKeys (raw: Record<string, unknown>): Record<string, unknown> {
+  const rest = { ...raw }
+  for (const key of FASTIFY_REGISTER_KEYS) delete rest[key]
+  return rest
+}
+
+function describeSchemaError (path: string, message: string, value: unknown): string {
+  const name = path.replace(/^\//, '').replace(/\//g, '.') || 'options'
+  const top = name.split('.')[0]
+  if (message.startsWith('Unexpected property')) return `${name} is not a known option`
+  const secret = top === 'appSecret' || name === 'push.token' || name.endsWith('AESKey')
+  const shown = secret || typeof value === 'function' ? '' : ` (got ${safeJson(value)})`
+  return `${name}: ${message}${shown}`
+}
+
+function safeJson (value: unknown): string {
+  try {
+    const text = JSON.stringify(value)
+    return text === undefined ? String(value) : text.length > 80 ? `${text.slice(0, 77)}...` : text
+  } catch {
+    return typeof value
+  }
+}
+
+function checkAppId (appId: string): string {
+  // AppIDs are `wx` + 16 hex in practice; we only refuse what could break keys or URLs.
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(appId)) fail('appId must be 1-64 letters, digits, _ or - (a mini program AppID looks like wx0123456789abcdef)')
+  return appId
+}
+
+function checkBaseUrl (url: string): string {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return fail(`baseUrl must be an absolute http(s) URL (got ${safeJson(url)})`)
+  }
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') fail(`baseUrl must use http or https (got ${safeJson(url)})`)
+  if (parsed.pathname !== '/' || parsed.search || parsed.username || parsed.password) fail(`baseUrl must be an origin without path, query or credentials (got ${safeJson(parsed.origin)})`)
+  return parsed.origin
+}
+
+function isHook (value: unknown): boolean {
+  return typeof value === 'function' || (Array.isArray(value) && value.length > 0 && value.every((h) => typeof h === 'function'))
+}
+
+function resolveQueue (queue: OptionsInput['queue']): ResolvedOptions['queue'] {
+  if (queue === false) return false
+  return { concurrency: queue?.concurrency ?? 8, limiter: queue?.limiter, attempts: queue?.attempts ?? 8, durable: queue?.durable }
+}
+
+function resolveRoutes (routes: OptionsInput['routes']): ResolvedOptions['routes'] {
+  if (routes === undefined || routes === false) return false
+  for (const name of ['onRequest', 'preHandler'] as const) {
+    if (routes[name] !== undefined && !isHook(routes[name])) fail(`routes.${name} must be a hook function or a non-empty array of them`)
+  }
+  const guarded = routes.onRequest !== undefined || routes.preHandler !== undefined
+  if (!guarded && routes.unprotected !== true) {
+    fail('routes needs an auth hook (routes.onRequest or routes.preHandler) so that strangers cannot send messages; set routes.unprotected: true to expose them without one')
+  }
+  return {
+    prefix: (routes.prefix ?? '/wechat').replace(/\/+$/, ''),
+    onRequest: routes.onRequest as HookOption | undefined,
+    preHandler: routes.preHandler as HookOption | undefined,
+    dashboard: routes.dashboard ?? true,
+    unprotected: routes.unprotected ?? false
+  }
+}
+
+const AES_KEY = /^[A-Za-z0-9]{43}$/
+
+function resolvePush (push: OptionsInput['push']): ResolvedOptions['push'] {
+  if (push === undefined || push === false) return false
+  for (const name of ['encodingAESKey', 'previousEncodingAESKey'] as const) {
+    if (push[name] !== undefined && !AES_KEY.test(push[name])) fail(`push.${name} must be the 43-character EncodingAESKey from the MP console`)
+  }
+  const mode = push.mode ?? (push.encodingAESKey ? 'safe' : 'plaintext')
+  if (mode !== 'plaintext' && push.encodingAESKey === undefined) fail(`push.encodingAESKey is required for push.mode '${mode}'`)
+  if (push.previousEncodingAESKey !== undefined && push.encodingAESKey === undefined) fail('push.previousEncodingAESKey needs push.encodingAESKey')
+  return {
+    path: push.path ?? '/wechat/push',
+    token: push.token,
+    encodingAESKey: push.encodingAESKey,
+    previousEncodingAESKey: push.previousEncodingAESKey,
+    mode,
+    bodyLimit: push.bodyLimit ?? 64 * 1024,
+    replayWindowMs: (push.replayWindow ?? 300) * 1000
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * Every Redis key of one mini program shares the hash tag `{appId}`, so each Lua script and
+ * pipeline touches one Redis Cluster slot (no CROSSSLOT, unlike WxJava #3378). The AppID is not
+ * a secret; no key ever contains the secret or a token.
+ */
+export interface KeySpace {
+  token: string
+  lock: string
+  force: string
+  /** prefix for BullMQ (it appends its own names after it) */
+  queue: string
+  record (id: string): string
+  idempotency (key: string): string
+  stats: string
+  byTemplate: string
+  errcodes: string
+  recent: string
+  credit (openid: string): string
+  pushDedupe (key: string): string
+  msgid (msgid: string): string
+  templates: string
+}
+
+export function keySpace (prefix: string, appId: string): KeySpace {
+  const base = `${prefix}{${appId}}:`
+  return {
+    token: `${base}token`,
+    lock: `${base}token:lock`,
+    force: `${base}token:force`,
+    queue: `${prefix}{${appId}}`,
+    record: (id) => `${base}msg:${id}`,
+    idempotency: (key) => `${base}idem:${key}`,
+    stats: `${base}stats`,
+    byTemplate: `${base}stats:template`,
+    errcodes: `${base}stats:errcode`,
+    recent: `${base}recent:failed`,
+    credit: (openid) => `${base}credit:${openid}`,
+    pushDedupe: (key) => `${base}push:${key}`,
+    msgid: (msgid) => `${base}msgid:${msgid}`,
+    templates: `${base}templates`
+  }
+}

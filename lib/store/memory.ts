@@ -1,0 +1,57 @@
+import type { Clock } from '../options.js'
+import { chinaDay, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_MS } from './types.js'
+import type { ForceRefreshVerdict, TokenRecord, WechatStore } from './types.js'
+
+/**
+ * Single-process store: the default when no Redis is registered. Same contract as the Redis store;
+ * JavaScript's single thread makes each method atomic.
+ */
+export class MemoryStore implements WechatStore {
+  readonly kind = 'memory' as const
+  private token: TokenRecord | null = null
+  private lock: { owner: string, until: number } | null = null
+  private force = { day: '', count: 0, last: 0 }
+
+  constructor (private readonly clock: Clock) {}
+
+  async getToken (): Promise<TokenRecord | null> {
+    if (this.token && this.token.expiresAt <= this.clock.now()) this.token = null
+    return this.token
+  }
+
+  async putTokenIfNewer (record: TokenRecord): Promise<boolean> {
+    const current = await this.getToken()
+    if (current && current.expiresAt >= record.expiresAt) return false
+    this.token = { ...record }
+    return true
+  }
+
+  async dropToken (token: string): Promise<boolean> {
+    if (this.token?.token !== token) return false
+    this.token = null
+    return true
+  }
+
+  async acquireLock (owner: string, ttlMs: number): Promise<boolean> {
+    const now = this.clock.now()
+    if (this.lock && this.lock.until > now && this.lock.owner !== owner) return false
+    this.lock = { owner, until: now + ttlMs }
+    return true
+  }
+
+  async releaseLock (owner: string): Promise<void> {
+    if (this.lock?.owner === owner) this.lock = null
+  }
+
+  async takeForceRefresh (now: number): Promise<ForceRefreshVerdict> {
+    const day = chinaDay(now)
+    if (this.force.day !== day) this.force = { day, count: 0, last: this.force.last }
+    if (this.force.count >= FORCE_REFRESH_PER_DAY) return { allowed: false, reason: 'daily' }
+    if (now - this.force.last < FORCE_REFRESH_SPACING_MS) return { allowed: false, reason: 'spacing' }
+    this.force.count++
+    this.force.last = now
+    return { allowed: true }
+  }
+
+  async close (): Promise<void> {}
+}

@@ -1,0 +1,88 @@
+import type { Redis } from 'ioredis'
+import type { Clock } from '../options.js'
+import type { KeySpace } from './keys.js'
+import { SCRIPTS } from './scripts.js'
+import type { ScriptName } from './scripts.js'
+import { chinaDay, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_MS } from './types.js'
+import type { ForceRefreshVerdict, TokenRecord, WechatStore } from './types.js'
+
+/** Thrown when Redis cannot answer now; callers fall back to what they hold in process. */
+export class StoreUnavailableError extends Error {
+  readonly code = 'WECHAT_STORE_UNAVAILABLE'
+}
+
+type ScriptClient = Redis & Record<ScriptName, (...args: (string | number)[]) => Promise<unknown>>
+
+/**
+ * The fleet store on the app's `@fastify/redis` client (STYLE.md rule 6: never a second connection,
+ * never `quit()` a client we did not create). Commands fail fast while the client is not ready,
+ * instead of waiting in ioredis' offline queue, so a Redis outage never stalls a send.
+ */
+export class RedisStore implements WechatStore {
+  readonly kind = 'redis' as const
+  private readonly client: ScriptClient
+
+  constructor (client: Redis, private readonly keys: KeySpace, private readonly clock: Clock, private readonly commandTimeout: number) {
+    this.client = client as ScriptClient
+    for (const [name, script] of Object.entries(SCRIPTS)) {
+      if (typeof (client as unknown as Record<string, unknown>)[name] !== 'function') client.defineCommand(name, script)
+    }
+  }
+
+  /** The raw client, for parts (the queue) that need to duplicate it. */
+  get redis (): Redis {
+    return this.client
+  }
+
+  /** Run one command or script with a deadline; a dead connection answers at once. */
+  run<T> (command: (client: ScriptClient) => Promise<T>): Promise<T> {
+    if (this.client.status !== 'ready') return Promise.reject(new StoreUnavailableError(`redis is ${this.client.status}`))
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new StoreUnavailableError(`redis did not answer within ${this.commandTimeout} ms`)), this.commandTimeout)
+      timer.unref()
+      command(this.client).then((value) => { clearTimeout(timer); resolve(value) }, (err) => { clearTimeout(timer); reject(err) })
+    })
+  }
+
+  async getToken (): Promise<TokenRecord | null> {
+    const text = await this.run((c) => c.get(this.keys.token))
+    if (!text) return null
+    const record = parseToken(text)
+    return record && record.expiresAt > this.clock.now() ? record : null
+  }
+
+  async putTokenIfNewer (record: TokenRecord): Promise<boolean> {
+    const ttl = Math.max(1, Math.floor(record.expiresAt - this.clock.now()))
+    const written = await this.run((c) => c.wechatPushPutToken(this.keys.token, JSON.stringify(record), record.expiresAt, ttl))
+    return written === 1
+  }
+
+  async dropToken (token: string): Promise<boolean> {
+    return (await this.run((c) => c.wechatPushDropToken(this.keys.token, token))) === 1
+  }
+
+  async acquireLock (owner: string, ttlMs: number): Promise<boolean> {
+    return (await this.run((c) => c.set(this.keys.lock, owner, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX'))) === 'OK'
+  }
+
+  async releaseLock (owner: string): Promise<void> {
+    await this.run((c) => c.wechatPushReleaseLock(this.keys.lock, owner))
+  }
+
+  async takeForceRefresh (now: number): Promise<ForceRefreshVerdict> {
+    const verdict = await this.run((c) => c.wechatPushTakeForce(this.keys.force, chinaDay(now), now, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_MS))
+    return verdict === 'ok' ? { allowed: true } : { allowed: false, reason: verdict === 'daily' ? 'daily' : 'spacing' }
+  }
+
+  async close (): Promise<void> {
+    // The client belongs to @fastify/redis, which closes it.
+  }
+}
+
+function parseToken (text: string): TokenRecord | null {
+  try {
+    const value = JSON.parse(text) as Partial<TokenRecord>
+    if (typeof value.token === 'string' && typeof value.expiresAt === 'number' && typeof value.fetchedAt === 'number') return value as TokenRecord
+  } catch {}
+  return null
+}

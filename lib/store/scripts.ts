@@ -1,0 +1,56 @@
+/**
+ * The Redis store's multi-step updates, each one Lua script touching one key (so one Cluster slot).
+ * Defined once per client with `defineCommand` under names that cannot clash with the app's.
+ */
+export const SCRIPTS = {
+  wechatPushPutToken: {
+    numberOfKeys: 1,
+    // ARGV: record JSON, its expiresAt, ttl ms. Keeps whichever token lasts longer.
+    lua: `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, rec = pcall(cjson.decode, cur)
+  if ok and type(rec) == 'table' and tonumber(rec.expiresAt) and tonumber(rec.expiresAt) >= tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1`
+  },
+  wechatPushDropToken: {
+    numberOfKeys: 1,
+    // ARGV: the rejected token. Deletes only if it is still the stored one.
+    lua: `
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+local ok, rec = pcall(cjson.decode, cur)
+if ok and type(rec) == 'table' and rec.token == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0`
+  },
+  wechatPushReleaseLock: {
+    numberOfKeys: 1,
+    // ARGV: owner id. Compare-and-delete so a slow holder never frees a lock somebody else took over.
+    lua: `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`
+  },
+  wechatPushTakeForce: {
+    numberOfKeys: 1,
+    // ARGV: China day, now ms, per-day limit, spacing ms.
+    lua: `
+local day = redis.call('HGET', KEYS[1], 'day')
+local count = tonumber(redis.call('HGET', KEYS[1], 'count') or '0')
+local last = tonumber(redis.call('HGET', KEYS[1], 'last') or '0')
+if day ~= ARGV[1] then count = 0 end
+if count >= tonumber(ARGV[3]) then return 'daily' end
+if tonumber(ARGV[2]) - last < tonumber(ARGV[4]) then return 'spacing' end
+redis.call('HSET', KEYS[1], 'day', ARGV[1], 'count', count + 1, 'last', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], 172800000)
+return 'ok'`
+  }
+} as const
+
+export type ScriptName = keyof typeof SCRIPTS

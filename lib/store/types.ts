@@ -1,0 +1,38 @@
+/** A token as kept in the store and in each process (times in ms on the plugin's clock). */
+export interface TokenRecord {
+  token: string
+  expiresAt: number
+  fetchedAt: number
+}
+
+export type ForceRefreshVerdict = { allowed: true } | { allowed: false, reason: 'daily' | 'spacing' }
+
+/**
+ * The shared state of one mini program (DESIGN.md "lib/store/"). Two implementations side by side:
+ * memory (one process) and Redis (a fleet). Every multi-step update is atomic in both.
+ */
+export interface WechatStore {
+  readonly kind: 'memory' | 'redis'
+  getToken (): Promise<TokenRecord | null>
+  /** Write `record` unless the store already holds a token that lasts at least as long. */
+  putTokenIfNewer (record: TokenRecord): Promise<boolean>
+  /** Delete the stored token only if it is still `token` (a rejected token must not take a newer one down). */
+  dropToken (token: string): Promise<boolean>
+  /** Fleet-wide fetch lock with an owner id and a deadline. */
+  acquireLock (owner: string, ttlMs: number): Promise<boolean>
+  releaseLock (owner: string): Promise<void>
+  /**
+   * The stable_token force_refresh budget (WECHAT.md §1.2: 20 a day, 30 s apart), counted per
+   * China calendar day. Records a use when allowed.
+   */
+  takeForceRefresh (now: number): Promise<ForceRefreshVerdict>
+  close (): Promise<void>
+}
+
+/** WeChat quotas reset on calendar days in China (UTC+8; WECHAT.md §8.1 UNCERTAIN, the usual guess). */
+export function chinaDay (now: number): string {
+  return new Date(now + 8 * 3_600_000).toISOString().slice(0, 10)
+}
+
+export const FORCE_REFRESH_PER_DAY = 20
+export const FORCE_REFRESH_SPACING_MS = 30_000

@@ -1,0 +1,126 @@
+import { test } from 'tap'
+import Fastify from 'fastify'
+import fastifyRedis from '@fastify/redis'
+import wechatPush from '../lib/index.js'
+import { startRedis } from './helpers/redis-server.js'
+
+const base = { appId: 'wx0000000000000000', appSecret: 'super-secret-value-1234', baseUrl: 'http://127.0.0.1:9' }
+
+async function bootError (t: Tap.Test, options: unknown, code = 'FST_WECHAT_OPTIONS'): Promise<Error> {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  app.register(wechatPush, options as never)
+  let caught: Error | undefined
+  await t.rejects(async () => app.ready().catch((err) => { caught = err; throw err }), { code })
+  return caught as Error
+}
+
+test('missing credentials name the option', async (t) => {
+  t.match((await bootError(t, { appSecret: 'x' })).message, /appId is required/)
+  t.match((await bootError(t, { appId: 'wx1' })).message, /appSecret is required/)
+  t.match((await bootError(t, undefined)).message, /appId is required/)
+})
+
+test('wrong types and unknown keys name the option', async (t) => {
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ timeout: 'fast' }, /timeout/],
+    [{ timeout: -1 }, /timeout/],
+    [{ tokenEndpoint: 'magic' }, /tokenEndpoint/],
+    [{ refreshAhead: -5 }, /refreshAhead/],
+    [{ refreshInterval: 0 }, /refreshInterval/],
+    [{ store: 'disk' }, /store/],
+    [{ retry: { attempts: 0 } }, /retry\.attempts/],
+    [{ retry: { attempts: 2, minDelay: 500, maxDelay: 100 } }, /retry\.maxDelay/],
+    [{ retry: 'yes' }, /retry must be an object/],
+    [{ retry: { tries: 3 } }, /retry\.tries is not a known option/],
+    [{ defaults: { lang: 'fr' } }, /defaults\.lang/],
+    [{ validation: 'loose' }, /validation/],
+    [{ queue: { concurrency: 0 } }, /queue\.concurrency/],
+    [{ queue: true }, /queue must be false or an object/],
+    [{ routes: {} }, /routes needs an auth hook/],
+    [{ routes: { onRequest: 'nope' } }, /routes\.onRequest/],
+    [{ push: { token: 'abc', encodingAESKey: 'short' } }, /push\.encodingAESKey/],
+    [{ push: {} }, /push\.token/],
+    [{ push: { token: 'abcdef', mode: 'safe' } }, /push\.encodingAESKey is required/],
+    [{ credits: 'maybe' }, /credits/],
+    [{ namespace: 'has space' }, /namespace/],
+    [{ baseUrl: 'ftp://example.com' }, /baseUrl/],
+    [{ baseUrl: 'not a url' }, /baseUrl/],
+    [{ baseUrl: 'https://api.weixin.qq.com/cgi-bin' }, /baseUrl/],
+    [{ baseUrl: [] }, /baseUrl/],
+    [{ keyPrefix: 'a{b}' }, /keyPrefix/],
+    [{ clock: { now: 5 } }, /clock/],
+    [{ appSecretTypo: 'x' }, /appSecretTypo is not a known option/],
+    [{ appId: 'wx 1' }, /appId/],
+    [{ store: 'memory', redisNamespace: 'x' }, /redisNamespace/]
+  ]
+  for (const [extra, pattern] of cases) {
+    const err = await bootError(t, { ...base, ...extra })
+    t.match(err.message, pattern, JSON.stringify(extra))
+  }
+})
+
+test('a wrong appSecret type never echoes the value', async (t) => {
+  const err = await bootError(t, { ...base, appSecret: 12345678 })
+  t.match(err.message, /appSecret/)
+  t.notMatch(err.message, /12345678/)
+})
+
+test('store auto-selection: memory without redis, redis with it, redis required when asked', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+
+  const memoryApp = Fastify()
+  t.teardown(() => memoryApp.close())
+  await memoryApp.register(wechatPush, { ...base })
+  await memoryApp.ready()
+  t.equal(memoryApp.wechat.storeKind, 'memory')
+
+  const redisApp = Fastify()
+  t.teardown(() => redisApp.close())
+  await redisApp.register(fastifyRedis, { url: redis.url })
+  await redisApp.register(wechatPush, { ...base })
+  await redisApp.ready()
+  t.equal(redisApp.wechat.storeKind, 'redis')
+
+  const forcedMemory = Fastify()
+  t.teardown(() => forcedMemory.close())
+  await forcedMemory.register(fastifyRedis, { url: redis.url })
+  await forcedMemory.register(wechatPush, { ...base, store: 'memory' })
+  await forcedMemory.ready()
+  t.equal(forcedMemory.wechat.storeKind, 'memory')
+
+  const nsApp = Fastify()
+  t.teardown(() => nsApp.close())
+  await nsApp.register(fastifyRedis, { url: redis.url, namespace: 'shared' })
+  await nsApp.register(wechatPush, { ...base, redisNamespace: 'shared' })
+  await nsApp.ready()
+  t.equal(nsApp.wechat.storeKind, 'redis')
+
+  await bootError(t, { ...base, store: 'redis' })
+  await bootError(t, { ...base, redisNamespace: 'missing' })
+})
+
+test('a second registration needs a namespace; namespaces work side by side', async (t) => {
+  const twice = Fastify()
+  t.teardown(() => twice.close())
+  twice.register(wechatPush, { ...base })
+  twice.register(wechatPush, { ...base, appId: 'wx2' })
+  await t.rejects(twice.ready(), { code: 'FST_WECHAT_OPTIONS', message: /namespace/ })
+
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(wechatPush, { ...base })
+  await app.register(wechatPush, { ...base, appId: 'wxshop', namespace: 'shop' })
+  await app.register(wechatPush, { ...base, appId: 'wxgame', namespace: 'game' })
+  await app.ready()
+  t.equal(app.wechat.appId, base.appId)
+  t.equal(app.wechat.shop.appId, 'wxshop')
+  t.equal(app.wechat.game.appId, 'wxgame')
+
+  const dup = Fastify()
+  t.teardown(() => dup.close())
+  dup.register(wechatPush, { ...base, namespace: 'a' })
+  dup.register(wechatPush, { ...base, namespace: 'a' })
+  await t.rejects(dup.ready(), { code: 'FST_WECHAT_OPTIONS', message: /namespace 'a'/ })
+})
