@@ -53,5 +53,18 @@ export class MemoryStore implements WechatStore {
     return { allowed: true }
   }
 
+  private readonly seen = new Map<string, number>()
+
+  async markPushSeen (key: string, ttlMs: number): Promise<boolean> {
+    const now = this.clock.now()
+    if (this.seen.size > 10_000) {
+      for (const [k, until] of this.seen) if (until <= now) this.seen.delete(k)
+    }
+    const until = this.seen.get(key)
+    if (until !== undefined && until > now) return false
+    this.seen.set(key, now + ttlMs)
+    return true
+  }
+
   async close (): Promise<void> {}
 }

@@ -74,6 +74,10 @@ export class RedisStore implements WechatStore {
     return verdict === 'ok' ? { allowed: true } : { allowed: false, reason: verdict === 'daily' ? 'daily' : 'spacing' }
   }
 
+  async markPushSeen (key: string, ttlMs: number): Promise<boolean> {
+    return (await this.run((c) => c.set(this.keys.pushDedupe(key), '1', 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX'))) === 'OK'
+  }
+
   async close (): Promise<void> {
     // The client belongs to @fastify/redis, which closes it.
   }

@@ -26,6 +26,11 @@ export interface WechatStore {
    * China calendar day. Records a use when allowed.
    */
   takeForceRefresh (now: number): Promise<ForceRefreshVerdict>
+  /**
+   * Dedupe of WeChat's push retries across instances (WECHAT.md §6.5): true the first time `key` is
+   * seen within `ttlMs`, false for a repeat.
+   */
+  markPushSeen (key: string, ttlMs: number): Promise<boolean>
   close (): Promise<void>
 }
 

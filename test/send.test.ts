@@ -1,0 +1,149 @@
+import { test } from 'tap'
+import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
+
+test('send delivers the wire form and returns the 64-bit msgid as an exact string', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { defaults: { miniprogramState: 'trial', lang: 'en_US' } } })
+  const message = shippedMessage()
+  message.data.amount3 = { value: '¥58.00' }
+  const result = await app.wechat.send(message)
+  t.type(result.id, 'string')
+  t.match(result.msgid, /^\d{19}$/)
+  t.equal(sim.accepted.length, 1)
+  const accepted = sim.accepted[0]
+  t.equal(accepted.msgid, result.msgid, 'every digit kept')
+  t.equal(accepted.touser, message.toUser)
+  t.equal(accepted.miniprogram_state, 'trial')
+  t.equal(accepted.lang, 'en_US')
+  t.same(accepted.data.amount3, { value: '¥58.00' })
+  t.equal(BigInt(result.msgid as string) > 2n ** 53n, true)
+})
+
+test('numbers are sent as strings', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  const message = shippedMessage()
+  message.data.character_string1 = 20260301
+  await app.wechat.send(message)
+  t.same(sim.accepted[0].data.character_string1, { value: '20260301' })
+})
+
+test('-1 twice then success → success after three calls', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  await app.wechat.getToken()
+  sim.failNext('send', { errcode: -1 }, 2)
+  const result = await app.wechat.send(shippedMessage())
+  t.ok(result.msgid)
+  t.equal(sim.counters.send, 3)
+})
+
+test('-1 on every attempt fails with FST_WECHAT_API after retry.attempts calls', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  sim.failNext('send', { errcode: -1 }, 5)
+  await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_API', errcode: -1, retryable: true, errorClass: 'transient' })
+  t.equal(sim.counters.send, 3)
+})
+
+test('permanent, rate and quota errors are not retried', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  for (const [errcode, errorClass] of [[43101, 'permanent'], [40003, 'permanent'], [45011, 'rate'], [45009, 'quota'], [47003, 'permanent']] as const) {
+    const before = sim.counters.send
+    sim.failNext('send', { errcode })
+    const err = await app.wechat.send(shippedMessage()).catch((e) => e)
+    t.equal(err.code, 'FST_WECHAT_API', `${errcode}`)
+    t.equal(err.errcode, errcode)
+    t.equal(err.errorClass, errorClass)
+    t.equal(err.outcome, 'failed')
+    t.equal(err.statusCode, 502)
+    t.type(err.messageId, 'string')
+    t.match(err.rid, /^[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}$/)
+    t.equal(sim.counters.send - before, 1, `${errcode} called exactly once`)
+    if (errcode === 45011) t.equal(err.retryAfter, 60_000)
+  }
+})
+
+test('5xx on the first base URL fails over to the second', async (t) => {
+  const sim = await startSimulator(t)
+  const port = new URL(sim.url).port
+  const app = await buildApp(t, sim, { plugin: { baseUrl: [`http://127.0.0.1:${port}`, `http://localhost:${port}`] } })
+  await app.wechat.getToken()
+  sim.failNext('send', { httpStatus: 502 })
+  const result = await app.wechat.send(shippedMessage())
+  t.ok(result.msgid)
+  const sends = sim.requests.filter((r) => r.endpoint === 'send')
+  t.equal(sends.length, 2)
+  t.match(sends[0].host, /^127\.0\.0\.1:/)
+  t.match(sends[1].host, /^localhost:/)
+})
+
+test('an errcode answer never fails over', async (t) => {
+  const sim = await startSimulator(t)
+  const port = new URL(sim.url).port
+  const app = await buildApp(t, sim, { plugin: { baseUrl: [`http://127.0.0.1:${port}`, `http://localhost:${port}`] } })
+  await app.wechat.getToken()
+  sim.failNext('send', { errcode: 40037 })
+  await t.rejects(app.wechat.send(shippedMessage()), { errcode: 40037 })
+  t.equal(sim.requests.filter((r) => r.endpoint === 'send').length, 1)
+})
+
+test('a dead first base URL fails over; all dead → FST_WECHAT_UPSTREAM', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { baseUrl: ['http://127.0.0.1:9', sim.url] } })
+  t.ok((await app.wechat.send(shippedMessage())).msgid)
+
+  const dead = await buildApp(t, sim, { plugin: { baseUrl: ['http://127.0.0.1:9'], appSecret: sim.appSecret } })
+  await t.rejects(dead.wechat.send(shippedMessage()), { code: 'FST_WECHAT_TOKEN' })
+})
+
+test('timeout then 43101 → outcome unknown (may have been delivered)', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { timeout: 200 } })
+  await app.wechat.getToken()
+  sim.failNext('send', { delayMs: 400 })
+  sim.failNext('send', { errcode: 43101 })
+  const err = await app.wechat.send(shippedMessage()).catch((e) => e)
+  t.equal(err.code, 'FST_WECHAT_API')
+  t.equal(err.errcode, 43101)
+  t.equal(err.outcome, 'unknown')
+  t.match(err.message, /may have been delivered/)
+  t.equal(sim.counters.send, 2)
+})
+
+test('timeouts on every attempt → FST_WECHAT_UPSTREAM with outcome unknown', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { timeout: 150 } })
+  await app.wechat.getToken()
+  sim.failNext('send', { delayMs: 300 }, 3)
+  const err = await app.wechat.send(shippedMessage()).catch((e) => e)
+  t.equal(err.code, 'FST_WECHAT_UPSTREAM')
+  t.equal(err.statusCode, 504)
+  t.equal(err.outcome, 'unknown')
+  t.equal(err.timedOut, true)
+})
+
+test('a dropped connection is retried', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  await app.wechat.getToken()
+  sim.failNext('send', { drop: true })
+  t.ok((await app.wechat.send(shippedMessage())).msgid)
+  t.equal(sim.accepted.length, 1)
+})
+
+test('40001 on send: the token is dropped, refetched once and the send retried once', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  const first = await app.wechat.getToken()
+  sim.invalidateTokens()
+  const result = await app.wechat.send(shippedMessage())
+  t.ok(result.msgid)
+  t.not(await app.wechat.getToken(), first)
+  t.equal(sim.counters.send, 2)
+  t.equal(sim.tokenFetches().stable_token, 2)
+
+  sim.failNext('send', { errcode: 40001 }, 2)
+  await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_API', errcode: 40001 })
+})

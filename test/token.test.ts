@@ -1,0 +1,177 @@
+import { test } from 'tap'
+import FakeTimers from '@sinonjs/fake-timers'
+import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
+import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { exitCode, forkFixture, nextMessage } from './helpers/fork.js'
+
+test('cold cache: 500 concurrent sends in one process → exactly one token fetch', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  const results = await Promise.all(Array.from({ length: 500 }, () => app.wechat.send(shippedMessage())))
+  t.equal(results.length, 500)
+  t.equal(sim.accepted.length, 500)
+  t.equal(sim.counters.stable_token, 1, 'one call to the token endpoint')
+  t.equal(sim.tokenFetches().stable_token, 1)
+})
+
+test('cold cache: 4 processes × 250 concurrent sends on one Redis → exactly one token fetch in total', async (t) => {
+  const sim = await startSimulator(t)
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const env = { REDIS_URL: redis.url, SIM_URL: sim.url, APP_ID: sim.appId, APP_SECRET: sim.appSecret, KEY_PREFIX: uniquePrefix('fleet'), SENDS: '250' }
+  const children = Array.from({ length: 4 }, () => forkFixture('fleet-worker.ts', env))
+  t.teardown(() => { for (const child of children) child.kill('SIGKILL') })
+  await Promise.all(children.map((child) => nextMessage(child, 'ready')))
+  const done = children.map((child) => nextMessage<{ ok: number, errors: string[] }>(child, 'done'))
+  for (const child of children) child.send('go')
+  const reports = await Promise.all(done)
+  t.same(reports.map((r) => r.ok), [250, 250, 250, 250], JSON.stringify(reports.flatMap((r) => r.errors)))
+  t.equal(sim.accepted.length, 1000)
+  t.equal(sim.counters.stable_token, 1, 'one call to the token endpoint for the whole fleet')
+  t.same((await Promise.all(children.map((child) => exitCode(child, 20_000)))), [0, 0, 0, 0], 'each instance exits by itself after close')
+})
+
+test('the token is invalidated mid-load → every send succeeds with one refetch', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  await app.wechat.getToken()
+  const sends: Promise<unknown>[] = []
+  for (let i = 0; i < 300; i++) {
+    if (i === 100) sim.invalidateTokens()
+    sends.push(app.wechat.send(shippedMessage()))
+    if (i % 25 === 0) await new Promise((resolve) => setImmediate(resolve))
+  }
+  const results = await Promise.allSettled(sends)
+  t.equal(results.filter((r) => r.status === 'fulfilled').length, 300)
+  t.equal(sim.accepted.length, 300)
+  t.equal(sim.tokenFetches().stable_token, 2, 'one refetch')
+  t.equal(sim.counters.stable_token, 2)
+})
+
+test('classic endpoint: cgi-bin/token, one fetch, refetch after 40001', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { tokenEndpoint: 'classic' } })
+  await Promise.all(Array.from({ length: 50 }, () => app.wechat.send(shippedMessage())))
+  t.equal(sim.tokenFetches().token, 1)
+  t.equal(sim.counters.stable_token, 0)
+  const before = await app.wechat.getToken()
+  sim.invalidateTokens()
+  await app.wechat.send(shippedMessage())
+  t.not(await app.wechat.getToken(), before)
+  t.equal(sim.tokenFetches().token, 2)
+  t.equal(sim.tokenFetches().force_refresh, 0, 'classic mode has no force_refresh')
+})
+
+test('stable: a refused token WeChat still hands out is replaced by force_refresh, within budget', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { clock: sim.clock } })
+  const first = await app.wechat.getToken()
+  // WeChat refuses a token that stable_token would still return: only force_refresh replaces it.
+  sim.failNext('send', { errcode: 40001 })
+  await app.wechat.send(shippedMessage())
+  const second = await app.wechat.getToken()
+  t.not(second, first)
+  t.equal(sim.tokenFetches().force_refresh, 1)
+
+  // 10 s later: the budget says 30 s apart, so no force_refresh and a clear token error.
+  sim.clock.advance(10_000)
+  sim.failNext('send', { errcode: 40001 })
+  await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_TOKEN', message: /force_refresh is not allowed now/ })
+  t.equal(sim.tokenFetches().force_refresh, 1)
+
+  // 20 a day: after 19 more (31 s apart) the 21st is refused locally, before WeChat's 45009.
+  for (let i = 0; i < 19; i++) {
+    sim.clock.advance(31_000)
+    sim.failNext('send', { errcode: 40001 })
+    await app.wechat.send(shippedMessage())
+  }
+  t.equal(sim.tokenFetches().force_refresh, 20)
+  sim.clock.advance(31_000)
+  sim.failNext('send', { errcode: 40001 })
+  await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_TOKEN', message: /20 a day/ })
+  t.equal(sim.tokenFetches().force_refresh, 20, 'the budget is never exceeded')
+})
+
+test('getToken({ forceRefresh }) replaces the current token', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { tokenEndpoint: 'classic' } })
+  const first = await app.wechat.getToken()
+  const second = await app.wechat.getToken({ forceRefresh: true })
+  t.not(second, first)
+  t.equal(await app.wechat.getToken(), second)
+})
+
+test('token endpoint errors map to FST_WECHAT_TOKEN with advice, and never carry the secret', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  sim.failNext('stable_token', { errcode: 40164, errmsg: 'invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist rid: 6502a1b3-1c2d3e4f-5a6b7c8d' })
+  const err = await app.wechat.getToken().catch((e) => e)
+  t.equal(err.code, 'FST_WECHAT_TOKEN')
+  t.equal(err.statusCode, 503)
+  t.equal(err.errcode, 40164)
+  t.equal(err.rid, '6502a1b3-1c2d3e4f-5a6b7c8d')
+  t.match(err.message, /203\.0\.113\.7/)
+  t.match(err.message, /whitelist/)
+
+  sim.failNext('stable_token', { errcode: 40125, errmsg: `invalid appsecret ${sim.appSecret}` })
+  const wrongSecret = await app.wechat.getToken().catch((e) => e)
+  t.equal(wrongSecret.errcode, 40125)
+  t.match(wrongSecret.message, /appSecret is wrong/)
+  t.notMatch(wrongSecret.message, sim.appSecret)
+
+  const wrong = await buildApp(t, sim, { plugin: { appSecret: 'not-the-secret-000' } })
+  await t.rejects(wrong.wechat.getToken(), { code: 'FST_WECHAT_TOKEN', errcode: 40125 })
+
+  sim.failNext('stable_token', { errcode: -1 }, 2)
+  t.type(await app.wechat.getToken(), 'string', '-1 on the token endpoint is retried')
+})
+
+test('the app boots while WeChat is unreachable, and a send then fails with a coded error', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { baseUrl: 'http://127.0.0.1:9' } })
+  await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_TOKEN', statusCode: 503 })
+})
+
+test('scheduled refresh renews before expiry (fake clock), and nothing runs after close', async (t) => {
+  const timers = FakeTimers.install({ toFake: ['setInterval', 'clearInterval'] })
+  t.teardown(() => timers.uninstall())
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { clock: sim.clock, refreshInterval: 30 } })
+  const waitFetches = async (n: number): Promise<void> => {
+    for (let i = 0; i < 200 && sim.tokenFetches().stable_token < n; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  await waitFetches(1)
+  const first = await app.wechat.getToken()
+  t.equal(sim.tokenFetches().stable_token, 1, 'fetched at boot by the job')
+
+  // 7200 s token: nothing to do until its last 300 s.
+  sim.clock.advance(6000_000)
+  await timers.tickAsync(30_000)
+  t.equal(sim.counters.stable_token, 1, 'no call while the token has time left')
+
+  sim.clock.advance(920_000) // 280 s left
+  await timers.tickAsync(30_000)
+  await waitFetches(2)
+  t.equal(sim.tokenFetches().stable_token, 2, 'renewed ahead of expiry')
+  const second = await app.wechat.getToken()
+  t.not(second, first)
+  const sendsBefore = sim.counters.stable_token
+  await app.wechat.send(shippedMessage())
+  t.equal(sim.counters.stable_token, sendsBefore, 'the request path did not wait for a fetch')
+
+  await app.close()
+  const calls = sim.counters.stable_token
+  sim.clock.advance(8000_000)
+  await timers.tickAsync(120_000)
+  t.equal(sim.counters.stable_token, calls, 'no job after close')
+})
+
+test('close releases everything: the process exits by itself', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  for (const env of [{}, { REDIS_URL: redis.url, KEY_PREFIX: uniquePrefix('close') }]) {
+    const child = forkFixture('close-exits.ts', env)
+    await nextMessage(child, 'closed', 30_000)
+    t.equal(await exitCode(child, 10_000), 0, `exits by itself ${JSON.stringify(Object.keys(env))}`)
+  }
+})
