@@ -1,4 +1,5 @@
 import { test } from 'tap'
+import type { Test } from 'tap'
 import Fastify from 'fastify'
 import fastifyRedis from '@fastify/redis'
 import wechatPush from '../lib/index.js'
@@ -6,12 +7,12 @@ import { startRedis } from './helpers/redis-server.js'
 
 const base = { appId: 'wx0000000000000000', appSecret: 'super-secret-value-1234', baseUrl: 'http://127.0.0.1:9' }
 
-async function bootError (t: Tap.Test, options: unknown, code = 'FST_WECHAT_OPTIONS'): Promise<Error> {
+async function bootError (t: Test, options: unknown, code = 'FST_WECHAT_OPTIONS'): Promise<Error> {
   const app = Fastify()
   t.teardown(() => app.close())
   app.register(wechatPush, options as never)
   let caught: Error | undefined
-  await t.rejects(async () => app.ready().catch((err) => { caught = err; throw err }), { code })
+  await t.rejects(async () => { try { await app.ready() } catch (err) { caught = err as Error; throw err } }, { code })
   return caught as Error
 }
 
@@ -106,7 +107,7 @@ test('a second registration needs a namespace; namespaces work side by side', as
   t.teardown(() => twice.close())
   twice.register(wechatPush, { ...base })
   twice.register(wechatPush, { ...base, appId: 'wx2' })
-  await t.rejects(twice.ready(), { code: 'FST_WECHAT_OPTIONS', message: /namespace/ })
+  await t.rejects(async () => twice.ready(), { code: 'FST_WECHAT_OPTIONS', message: /namespace/ })
 
   const app = Fastify()
   t.teardown(() => app.close())
@@ -122,5 +123,5 @@ test('a second registration needs a namespace; namespaces work side by side', as
   t.teardown(() => dup.close())
   dup.register(wechatPush, { ...base, namespace: 'a' })
   dup.register(wechatPush, { ...base, namespace: 'a' })
-  await t.rejects(dup.ready(), { code: 'FST_WECHAT_OPTIONS', message: /namespace 'a'/ })
+  await t.rejects(async () => dup.ready(), { code: 'FST_WECHAT_OPTIONS', message: /namespace 'a'/ })
 })

@@ -169,7 +169,7 @@ test('scheduled refresh renews before expiry (fake clock), and nothing runs afte
 test('close releases everything: the process exits by itself', async (t) => {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
-  for (const env of [{}, { REDIS_URL: redis.url, KEY_PREFIX: uniquePrefix('close') }]) {
+  for (const env of [{}, { REDIS_URL: redis.url, KEY_PREFIX: uniquePrefix('close') }] as Record<string, string>[]) {
     const child = forkFixture('close-exits.ts', env)
     await nextMessage(child, 'closed', 30_000)
     t.equal(await exitCode(child, 10_000), 0, `exits by itself ${JSON.stringify(Object.keys(env))}`)

@@ -1,0 +1,141 @@
+/**
+ * Normalise a parsed push (XML via parseXml or JSON via parseJson) into one typed shape.
+ * WeChat varies the shape by format (WECHAT.md §7 "Parsing gotchas"): XML wraps items in
+ * SubscribeMsg*Event › List, JSON puts List at the top as an object (one item) or an array;
+ * numbers arrive as strings or integers; MsgID exceeds 2^53. Hostile input → PushRejection('format').
+ */
+import { createHash } from 'node:crypto'
+import { EVENT_WRAPPERS } from './envelope.js'
+import { PushRejection } from './rejection.js'
+
+export { buildPushBody } from './envelope.js'
+
+export interface PushEnvelope {
+  ToUserName: string
+  FromUserName: string
+  CreateTime: number
+  MsgType: string
+  Event?: string
+  /** The parsed body as received, for fields this module does not model. */
+  raw: Record<string, unknown>
+}
+export interface PopupItem { TemplateId: string; SubscribeStatusString: string; PopupScene: number | undefined }
+export interface ChangeItem { TemplateId: string; SubscribeStatusString: string }
+export interface SentItem { TemplateId: string; MsgID: string; ErrorCode: number; ErrorStatus: string }
+
+export type PopupEvent = PushEnvelope & { Event: 'subscribe_msg_popup_event'; List: PopupItem[] }
+export type ChangeEvent = PushEnvelope & { Event: 'subscribe_msg_change_event'; List: ChangeItem[] }
+export type SentEvent = PushEnvelope & { Event: 'subscribe_msg_sent_event'; List: SentItem[] }
+export type OtherPush = PushEnvelope & { Event?: string; List?: undefined }
+export type PushMessage = PopupEvent | ChangeEvent | SentEvent | OtherPush
+
+function isRecord (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** Integers arrive as numbers or decimal strings (§7: CreateTime, PopupScene, ErrorCode). */
+function toInt (value: unknown): number | undefined {
+  const n = typeof value === 'string' && /^\s*-?\d{1,16}\s*$/.test(value) ? Number(value) : value
+  return typeof n === 'number' && Number.isSafeInteger(n) ? n : undefined
+}
+
+function requireString (obj: Record<string, unknown>, key: string): string {
+  const value = obj[key]
+  if (typeof value !== 'string' || value === '') throw new PushRejection('format', `${key} must be a non-empty string`)
+  return value
+}
+
+/** MsgID must keep every digit (§7.3): strings pass, numbers only while exactly representable. */
+function msgIdOf (value: unknown): string {
+  if (value === undefined) return ''
+  if (typeof value === 'string') return value.trim()
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value)
+  throw new PushRejection('format', 'MsgID must be a string or a safe integer')
+}
+
+/** Items of a subscribe event: any wrapper present (the matching one first), else top-level List. */
+function itemsOf (raw: Record<string, unknown>, event: keyof typeof EVENT_WRAPPERS): Array<Record<string, unknown>> {
+  // §7: an official example put a change event inside <SubscribeMsgPopupEvent>, so accept any wrapper.
+  const wrapper = [EVENT_WRAPPERS[event], ...Object.values(EVENT_WRAPPERS)].map((name) => raw[name]).find(isRecord)
+  const list = (wrapper ?? raw).List
+  const items = list === undefined ? [] : Array.isArray(list) ? list : [list]
+  return items.map((item) => {
+    if (!isRecord(item)) throw new PushRejection('format', 'List items must be objects')
+    requireString(item, 'TemplateId')
+    return item
+  })
+}
+
+function popupItem (item: Record<string, unknown>): PopupItem {
+  return {
+    TemplateId: item.TemplateId as string,
+    SubscribeStatusString: requireString(item, 'SubscribeStatusString'),
+    // Always 0 for mini programs (§7.1); not worth rejecting a push over, so garbage → undefined.
+    PopupScene: toInt(item.PopupScene)
+  }
+}
+
+function changeItem (item: Record<string, unknown>): ChangeItem {
+  return { TemplateId: item.TemplateId as string, SubscribeStatusString: requireString(item, 'SubscribeStatusString') }
+}
+
+function sentItem (item: Record<string, unknown>): SentItem {
+  const errorCode = toInt(item.ErrorCode)
+  if (errorCode === undefined) throw new PushRejection('format', 'ErrorCode must be an integer')
+  return {
+    TemplateId: item.TemplateId as string,
+    MsgID: msgIdOf(item.MsgID),
+    ErrorCode: errorCode,
+    ErrorStatus: typeof item.ErrorStatus === 'string' ? item.ErrorStatus : ''
+  }
+}
+
+/** Validate and normalise a parsed push body. Throws PushRejection('format') only. */
+export function normalizePush (raw: Record<string, unknown>): PushMessage {
+  if (!isRecord(raw)) throw new PushRejection('format', 'push must be an object')
+  const CreateTime = toInt(raw.CreateTime)
+  if (CreateTime === undefined || CreateTime < 0) throw new PushRejection('format', 'CreateTime must be an integer')
+  const Event = raw.Event
+  if (Event !== undefined && typeof Event !== 'string') throw new PushRejection('format', 'Event must be a string')
+  const envelope: OtherPush = {
+    ToUserName: requireString(raw, 'ToUserName'),
+    FromUserName: requireString(raw, 'FromUserName'),
+    CreateTime,
+    MsgType: typeof raw.MsgType === 'string' ? raw.MsgType : '',
+    raw
+  }
+  if (Event !== undefined) envelope.Event = Event
+  switch (Event) {
+    case 'subscribe_msg_popup_event':
+      return { ...envelope, Event, List: itemsOf(raw, Event).map(popupItem) }
+    case 'subscribe_msg_change_event':
+      return { ...envelope, Event, List: itemsOf(raw, Event).map(changeItem) }
+    case 'subscribe_msg_sent_event':
+      return { ...envelope, Event, List: itemsOf(raw, Event).map(sentItem) }
+    default:
+      return envelope
+  }
+}
+
+export function isPopupEvent (msg: PushMessage): msg is PopupEvent {
+  return msg.Event === 'subscribe_msg_popup_event' && Array.isArray(msg.List)
+}
+export function isChangeEvent (msg: PushMessage): msg is ChangeEvent {
+  return msg.Event === 'subscribe_msg_change_event' && Array.isArray(msg.List)
+}
+export function isSentEvent (msg: PushMessage): msg is SentEvent {
+  return msg.Event === 'subscribe_msg_sent_event' && Array.isArray(msg.List)
+}
+
+/**
+ * Key for dropping WeChat's retries (§6.5: up to 3 attempts): FromUserName + CreateTime + Event +
+ * sorted TemplateIds, plus each sent item's MsgID (two sends of one template in the same second are
+ * different results) and a plain message's MsgId. sha1 keeps the key short.
+ */
+export function dedupeKey (msg: PushMessage): string {
+  const list: Array<PopupItem | ChangeItem | SentItem> = msg.List ?? []
+  const items = list.map((item) => 'MsgID' in item ? `${item.TemplateId}#${item.MsgID}` : item.TemplateId).sort()
+  const plainId = msg.List === undefined ? msg.raw.MsgId ?? msg.raw.MsgID : undefined
+  const msgId = typeof plainId === 'string' || typeof plainId === 'number' ? String(plainId) : ''
+  return createHash('sha1').update(JSON.stringify([msg.FromUserName, msg.CreateTime, msg.Event ?? '', items, msgId])).digest('hex')
+}

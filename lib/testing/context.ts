@@ -1,0 +1,60 @@
+import type { SimulatorClock } from './clock.js'
+import type { FaultQueue } from './faults.js'
+import type { TokenIssuer } from './tokens.js'
+import type { SimAcceptedMessage, SimEndpoint, SimRequestRecord, SimTemplate } from './types.js'
+
+/** The simulator's state, shared by its routes (internal). */
+export interface SimContext {
+  readonly appId: string
+  readonly appSecret: string
+  readonly clock: SimulatorClock
+  readonly tokens: TokenIssuer
+  readonly faults: FaultQueue
+  readonly credits: CreditBook
+  readonly templates: Map<string, SimTemplate>
+  readonly counters: Record<SimEndpoint, number>
+  readonly requests: SimRequestRecord[]
+  readonly accepted: SimAcceptedMessage[]
+  /** Valid openids, or undefined when any well-formed openid is valid. */
+  readonly openids: ReadonlySet<string> | undefined
+  readonly returnMsgid: boolean
+  readonly requireCredits: boolean
+  /** Aborted on close, to cut short pending delays. */
+  readonly closing: AbortSignal
+  /** Wall-clock latency added to every answer. */
+  latencyMs: number
+  /** Next msgid to hand out. */
+  nextMsgid: bigint
+}
+
+/** Send credits per (openid, template id) for one-time templates. */
+export class CreditBook {
+  readonly #credits = new Map<string, number>()
+
+  /** Adds `n` credits. */
+  grant (openid: string, templateId: string, n: number): void {
+    this.#credits.set(key(openid, templateId), this.count(openid, templateId) + n)
+  }
+
+  /** Remaining credits. */
+  count (openid: string, templateId: string): number {
+    return this.#credits.get(key(openid, templateId)) ?? 0
+  }
+
+  /** Uses one credit; false when there is none. */
+  use (openid: string, templateId: string): boolean {
+    const n = this.count(openid, templateId)
+    if (n < 1) return false
+    this.#credits.set(key(openid, templateId), n - 1)
+    return true
+  }
+
+  /** Forgets every credit. */
+  clear (): void {
+    this.#credits.clear()
+  }
+}
+
+function key (openid: string, templateId: string): string {
+  return `${openid}\u0000${templateId}`
+}

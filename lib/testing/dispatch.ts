@@ -1,0 +1,94 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { SimContext } from './context.js'
+import { queryParam } from './request.js'
+import type { SimEndpoint, SimFault } from './types.js'
+import { ERRMSG, httpPage, json, ok, withRid, wxError } from './wire.js'
+import type { WireResponse } from './wire.js'
+
+/** What a route's own logic sees besides the request. */
+export interface CallInfo {
+  /** The fault being applied with `processed: true`, or a delay-only fault. */
+  fault: SimFault | undefined
+}
+
+/** A route's own logic: synchronous, in-memory, returns the exact answer. */
+export type EndpointLogic = (request: FastifyRequest, call: CallInfo) => WireResponse
+
+/** How an endpoint is called. */
+export interface EndpointSpec {
+  /** The one HTTP method the endpoint accepts; the other gets 43002. */
+  method: 'GET' | 'POST'
+  /** Whether it is a business API taking `access_token` in the query. */
+  auth: boolean
+}
+
+/**
+ * Wraps an endpoint's logic with what every endpoint does: count the request, apply the next fault,
+ * check method and token, add latency, write the exact body and log the answer.
+ */
+export function endpoint (ctx: SimContext, name: SimEndpoint, spec: EndpointSpec, logic: EndpointLogic) {
+  return async function handler (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    ctx.counters[name]++
+    const at = ctx.clock.now()
+    const fault = ctx.faults.take(name)
+    const imposed = fault === undefined ? undefined : faultAnswer(fault, request)
+    // A fault that replaces the answer leaves the state alone, unless it says the request was processed.
+    const intercepted = fault?.drop === true || imposed !== undefined
+    const normal = intercepted && fault?.processed !== true
+      ? undefined
+      : precheck(ctx, spec, request) ?? logic(request, { fault })
+    const log = { endpoint: name, host: request.headers.host ?? '', at }
+    const wait = ctx.latencyMs + (fault?.delayMs ?? 0)
+    try {
+      if (wait > 0) await sleep(wait, undefined, { signal: ctx.closing })
+    } catch {
+      return drop(request, reply) // closing: pending answers are never sent
+    }
+    const answer = imposed ?? normal
+    if (fault?.drop === true || answer === undefined) {
+      ctx.requests.push({ ...log, httpStatus: 0 })
+      return drop(request, reply)
+    }
+    ctx.requests.push(answer.errcode === undefined
+      ? { ...log, httpStatus: answer.status }
+      : { ...log, errcode: answer.errcode, httpStatus: answer.status })
+    // Written raw so the headers and body are exactly WeChat's (Fastify would rewrite the content type).
+    reply.hijack()
+    reply.raw.writeHead(answer.status, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(answer.body) })
+    reply.raw.end(answer.body)
+  }
+}
+
+/** The answer a fault imposes, or undefined when the normal answer should go out (delay or drop only). */
+function faultAnswer (fault: SimFault, request: FastifyRequest): WireResponse | undefined {
+  if (fault.httpStatus !== undefined && fault.httpStatus !== 200) return httpPage(fault.httpStatus)
+  const errcode = fault.errcode ?? (fault.errmsg !== undefined ? -1 : undefined)
+  if (errcode === undefined) return undefined
+  if (fault.errmsg !== undefined) return json({ errcode, errmsg: fault.errmsg }, errcode)
+  if (errcode === 0) return ok()
+  if (errcode === 40164) {
+    const ip = request.ip.replace(/^::ffff:/, '')
+    return json({ errcode, errmsg: withRid(`invalid ip ${ip} ipv6 ::ffff:${ip}, not in whitelist`) }, errcode)
+  }
+  return wxError(errcode, ERRMSG[errcode])
+}
+
+/** Method and token checks common to every endpoint. */
+function precheck (ctx: SimContext, spec: EndpointSpec, request: FastifyRequest): WireResponse | undefined {
+  // WECHAT.md lists 43002 as the wrong-method code; the text names the method that was needed.
+  if (request.method !== spec.method) return wxError(43002, `require ${spec.method} method`)
+  if (!spec.auth) return undefined
+  switch (ctx.tokens.check(queryParam(request, 'access_token'))) {
+    case 'missing': return wxError(41001)
+    case 'malformed': return wxError(40014)
+    case 'unknown': case 'superseded': return wxError(40001)
+    case 'expired': return wxError(42001)
+    default: return undefined
+  }
+}
+
+function drop (request: FastifyRequest, reply: FastifyReply): void {
+  reply.hijack()
+  request.raw.socket.destroy()
+}

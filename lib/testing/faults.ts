@@ -1,0 +1,63 @@
+import { SIM_ENDPOINTS } from './types.js'
+import type { SimEndpoint, SimFault } from './types.js'
+
+/** Target of `failNext`: one endpoint, or `'*'` for whichever endpoint is called next. */
+export type FaultTarget = SimEndpoint | '*'
+
+/**
+ * Queues of faults, one per endpoint plus a `'*'` queue. A request takes the head of its endpoint's
+ * queue first and only then the head of the `'*'` queue.
+ */
+export class FaultQueue {
+  readonly #queues = new Map<FaultTarget, SimFault[]>()
+
+  /**
+   * Queues `times` copies of `fault` for `target`.
+   * @throws TypeError on an unknown target, a bad `times` or a bad fault field
+   */
+  add (target: FaultTarget, fault: SimFault, times = 1): void {
+    if (target !== '*' && !(SIM_ENDPOINTS as readonly string[]).includes(target)) {
+      throw new TypeError(`failNext: unknown endpoint ${JSON.stringify(target)}`)
+    }
+    if (!Number.isInteger(times) || times < 1) throw new TypeError('failNext: times must be an integer >= 1')
+    validate(fault)
+    const queue = this.#queues.get(target) ?? []
+    for (let i = 0; i < times; i++) queue.push({ ...fault })
+    this.#queues.set(target, queue)
+  }
+
+  /** Removes and returns the next fault for a request to `endpoint`, if any. */
+  take (endpoint: SimEndpoint): SimFault | undefined {
+    return this.#queues.get(endpoint)?.shift() ?? this.#queues.get('*')?.shift()
+  }
+
+  /** How many faults are still queued for `target`, or in total when left out. */
+  pending (target?: FaultTarget): number {
+    if (target !== undefined) return this.#queues.get(target)?.length ?? 0
+    let total = 0
+    for (const queue of this.#queues.values()) total += queue.length
+    return total
+  }
+
+  /** Drops every queued fault. */
+  clear (): void {
+    this.#queues.clear()
+  }
+}
+
+function validate (fault: SimFault): void {
+  if (typeof fault !== 'object' || fault === null) throw new TypeError('failNext: fault must be an object')
+  if (fault.errcode !== undefined && !Number.isInteger(fault.errcode)) {
+    throw new TypeError('failNext: errcode must be an integer')
+  }
+  if (fault.errmsg !== undefined && typeof fault.errmsg !== 'string') {
+    throw new TypeError('failNext: errmsg must be a string')
+  }
+  if (fault.httpStatus !== undefined &&
+    (!Number.isInteger(fault.httpStatus) || fault.httpStatus < 200 || fault.httpStatus > 599)) {
+    throw new TypeError('failNext: httpStatus must be an integer from 200 to 599')
+  }
+  if (fault.delayMs !== undefined && (!Number.isFinite(fault.delayMs) || fault.delayMs < 0)) {
+    throw new TypeError('failNext: delayMs must be a number >= 0')
+  }
+}

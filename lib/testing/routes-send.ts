@@ -1,0 +1,84 @@
+import type { FastifyInstance } from 'fastify'
+import { checkKeyword } from '../delivery/keywords.js'
+import type { SimContext } from './context.js'
+import { endpoint } from './dispatch.js'
+import type { CallInfo } from './dispatch.js'
+import { bodyText, isObject, parseObject } from './request.js'
+import { enumValues, templateKeys } from './templates.js'
+import type { SimTemplate } from './types.js'
+import { argumentInvalid, JSON_TYPE, wxError } from './wire.js'
+import type { WireResponse } from './wire.js'
+
+/** Shape of a well-formed openid when no `openids` list was given. */
+export const OPENID_FORMAT = /^[A-Za-z0-9_-]{6,64}$/
+
+const STATES = new Set(['developer', 'trial', 'formal'])
+const LANGS = new Set(['zh_CN', 'en_US', 'zh_HK', 'zh_TW'])
+
+/**
+ * `POST /cgi-bin/message/subscribe/send` (WECHAT.md §2). Checks, in order: 44002 empty body; 47001
+ * unparsable body, `data` or `page` of the wrong type; 40003 touser; 40037 template_id; 47003
+ * miniprogram_state, lang, then each template key in layout order; 43101 credits.
+ */
+export function sendRoutes (app: FastifyInstance, ctx: SimContext): void {
+  app.route({
+    method: ['GET', 'POST'],
+    url: '/cgi-bin/message/subscribe/send',
+    handler: endpoint(ctx, 'send', { method: 'POST', auth: true }, (request, call) => send(ctx, bodyText(request), call))
+  })
+}
+
+function send (ctx: SimContext, text: string, call: CallInfo): WireResponse {
+  if (text.trim() === '') return wxError(44002)
+  const body = parseObject(text)
+  if (body === undefined) return wxError(47001)
+  const { touser, template_id: templateId, page, miniprogram_state: state, lang } = body
+  const data = body.data === undefined ? {} : body.data
+  if (!isObject(data) || (page !== undefined && typeof page !== 'string')) return wxError(47001)
+  if (typeof touser !== 'string' || !validOpenid(ctx, touser)) return wxError(40003)
+  const template = typeof templateId === 'string' ? ctx.templates.get(templateId) : undefined
+  if (template === undefined) return wxError(40037)
+  if (state !== undefined && !STATES.has(state as string)) return argumentInvalid('miniprogram_state invalid')
+  if (lang !== undefined && !LANGS.has(lang as string)) return argumentInvalid('lang invalid')
+  const values = checkData(template, data)
+  if (!(values instanceof Map)) return values
+  if (ctx.requireCredits && template.type === 2 && !ctx.credits.use(touser, template.priTmplId)) {
+    return wxError(43101)
+  }
+  const msgid = ctx.nextMsgid++
+  ctx.accepted.push({
+    msgid: msgid.toString(),
+    touser,
+    template_id: template.priTmplId,
+    ...(page === undefined ? {} : { page }),
+    ...(state === undefined ? {} : { miniprogram_state: state as string }),
+    ...(lang === undefined ? {} : { lang: lang as string }),
+    data: Object.fromEntries([...values].map(([key, value]) => [key, { value }])),
+    at: ctx.clock.now()
+  })
+  const withMsgid = ctx.returnMsgid && call.fault?.omitMsgid !== true
+  // Written by hand so the 64-bit msgid goes out as a bare number with every digit exact.
+  const answer = withMsgid ? `{"errcode":0,"errmsg":"ok","msgid":${msgid}}` : '{"errcode":0,"errmsg":"ok"}'
+  return { status: 200, contentType: JSON_TYPE, body: answer, errcode: 0 }
+}
+
+function validOpenid (ctx: SimContext, openid: string): boolean {
+  return ctx.openids === undefined ? OPENID_FORMAT.test(openid) : ctx.openids.has(openid)
+}
+
+/** The template's values as strings, or the 47003 answer for the first bad one; extra keys are ignored. */
+function checkData (template: SimTemplate, data: Record<string, unknown>): Map<string, string> | WireResponse {
+  const values = new Map<string, string>()
+  for (const key of templateKeys(template.content)) {
+    const entry = data[key]
+    const value = isObject(entry) ? entry.value : undefined
+    if (value === undefined || value === null || value === '') return argumentInvalid(`data.${key}.value is empty`)
+    if (typeof value !== 'string' && typeof value !== 'number') return argumentInvalid(`data.${key}.value invalid`)
+    const violation = checkKeyword(key, String(value), { enumValues: enumValues(template, key) })
+    if (violation !== null) {
+      return argumentInvalid(`data.${key}.value ${violation.rule === 'empty' ? 'is empty' : 'invalid'}`)
+    }
+    values.set(key, String(value))
+  }
+  return values
+}

@@ -1,0 +1,273 @@
+import type { AddressInfo } from 'node:net'
+import Fastify from 'fastify'
+import type { FastifyInstance } from 'fastify'
+import { SimulatorClock } from './clock.js'
+import { CreditBook } from './context.js'
+import type { SimContext } from './context.js'
+import { FaultQueue } from './faults.js'
+import type { FaultTarget } from './faults.js'
+import { SimPusher, watchSends } from './push.js'
+import type { SimPopupItem, SimPushConfig, SimPushOptions, SimPushRecord, SimPushResult } from './push.js'
+import { tokenRoutes } from './routes-token.js'
+import { sendRoutes } from './routes-send.js'
+import { templateRoutes } from './routes-templates.js'
+import { assertTemplate, copyTemplate, DEMO_TEMPLATES } from './templates.js'
+import { TokenIssuer } from './tokens.js'
+import type { TokenKind } from './tokens.js'
+import { SIM_ENDPOINTS } from './types.js'
+import type { SimAcceptedMessage, SimEndpoint, SimFault, SimRequestRecord, SimTemplate, SimTokenFetches, SimulatorOptions } from './types.js'
+import { httpPage } from './wire.js'
+
+/** First msgid handed out: 19 digits, above 2^53, so clients must parse it without rounding. */
+export const FIRST_MSGID = 2100000000000000001n
+
+/**
+ * A WeChat API simulator: a real Fastify HTTP server on 127.0.0.1 that behaves like
+ * `api.weixin.qq.com` for tokens, subscribe send and template management, faults included.
+ * Create it with `createSimulator()`; point the client's base URL at `url`; `close()` it after the test.
+ */
+export class WechatSimulator {
+  /** Base URL to use instead of `https://api.weixin.qq.com`, e.g. `'http://127.0.0.1:41234'`. */
+  readonly url: string
+  /** The AppID the simulator accepts. */
+  readonly appId: string
+  /** The AppSecret the simulator accepts. */
+  readonly appSecret: string
+  /** The simulated clock (token lifetimes, force-refresh limits, record times). */
+  readonly clock: SimulatorClock
+  /** Requests received per endpoint, faulted ones included. */
+  readonly counters: Record<SimEndpoint, number>
+  /** Every answered request, in arrival order. */
+  readonly requests: SimRequestRecord[]
+  /** Every message `subscribe/send` accepted, in order. */
+  readonly accepted: SimAcceptedMessage[]
+  /** Every push sent to the app (`push`, `popup`, sent events), with the app's answer. */
+  readonly pushes: SimPushRecord[]
+  readonly #ctx: SimContext
+  readonly #pusher: SimPusher
+  readonly #app: FastifyInstance
+  readonly #abort: AbortController
+  readonly #initialLatency: number
+  #closing: Promise<void> | undefined
+
+  private constructor (app: FastifyInstance, ctx: SimContext, abort: AbortController, pusher: SimPusher) {
+    this.#app = app
+    this.#pusher = pusher
+    this.pushes = pusher.records
+    this.#ctx = ctx
+    this.#abort = abort
+    this.#initialLatency = ctx.latencyMs
+    this.url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+    this.appId = ctx.appId
+    this.appSecret = ctx.appSecret
+    this.clock = ctx.clock
+    this.counters = ctx.counters
+    this.requests = ctx.requests
+    this.accepted = ctx.accepted
+  }
+
+  /**
+   * Starts a simulator (use `createSimulator`, which calls this).
+   * @throws TypeError on a bad option
+   */
+  static async start (options: SimulatorOptions = {}): Promise<WechatSimulator> {
+    const ctx = buildContext(options, new AbortController())
+    const app = Fastify({ logger: options.logger ?? false, forceCloseConnections: true, exposeHeadRoutes: false })
+    app.removeAllContentTypeParsers()
+    app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => { done(null, body) })
+    app.setNotFoundHandler(async (_request, reply) => reply.code(404).type('text/html').send(httpPage(404).body))
+    tokenRoutes(app, ctx)
+    sendRoutes(app, ctx)
+    templateRoutes(app, ctx)
+    const pusher = new SimPusher(ctx)
+    watchSends(app, ctx, pusher)
+    await app.listen({ host: '127.0.0.1', port: 0 })
+    return new WechatSimulator(app, ctx, ctx.abort, pusher)
+  }
+
+  /** Current simulated time, epoch milliseconds (same as `clock.now()`). */
+  now (): number {
+    return this.#ctx.clock.now()
+  }
+
+  /**
+   * Every token issued so far (classic and stable) expires now: business calls with them get 42001,
+   * and the next normal `stable_token` call issues a new token.
+   */
+  expireTokens (): void {
+    this.#ctx.tokens.expireAll()
+  }
+
+  /**
+   * Every token issued so far becomes invalid now, as if superseded: business calls with them get 40001,
+   * and the next normal `stable_token` call issues a new token.
+   */
+  invalidateTokens (): void {
+    this.#ctx.tokens.invalidateAll()
+  }
+
+  /**
+   * Queues a fault for the next `times` requests to `endpoint` (or to any endpoint with `'*'`). Faults are
+   * used in order; an endpoint's own queue is used before the `'*'` queue. See `SimFault` for the fields.
+   * @example sim.failNext('send', { errcode: -1 }, 2)
+   * @example sim.failNext('stable_token', { httpStatus: 502 })
+   * @example sim.failNext('*', { drop: true })
+   */
+  failNext (endpoint: FaultTarget, fault: SimFault, times = 1): void {
+    this.#ctx.faults.add(endpoint, fault, times)
+  }
+
+  /** Faults still queued for `endpoint` (or `'*'`), or in total when left out. */
+  pendingFaults (endpoint?: FaultTarget): number {
+    return this.#ctx.faults.pending(endpoint)
+  }
+
+  /** Sets the wall-clock latency added to every answer, in milliseconds. */
+  setLatency (ms: number): void {
+    this.#ctx.latencyMs = assertLatency(ms)
+  }
+
+  /** How many NEW tokens were issued, per way of issuing (a stable call returning the same token is not counted). */
+  tokenFetches (): SimTokenFetches {
+    return this.#ctx.tokens.fetches()
+  }
+
+  /** The newest token of a kind (`'classic'` from `cgi-bin/token`, `'stable'` from `stable_token`), if any. */
+  currentToken (kind: TokenKind): string | undefined {
+    return this.#ctx.tokens.current(kind)
+  }
+
+  /** Gives the user `n` (default 1) send credits for a one-time template, as `n` pop-up accepts would. */
+  grantCredit (openid: string, templateId: string, n = 1): void {
+    if (!Number.isInteger(n) || n < 1) throw new TypeError('grantCredit: n must be an integer >= 1')
+    this.#ctx.credits.grant(openid, templateId, n)
+  }
+
+  /** Remaining send credits of the user for a template. */
+  credits (openid: string, templateId: string): number {
+    return this.#ctx.credits.count(openid, templateId)
+  }
+
+  /** Adds (or replaces, by `priTmplId`) a private template of the account. */
+  addTemplate (template: SimTemplate): void {
+    assertTemplate(template)
+    this.#ctx.templates.set(template.priTmplId, copyTemplate(template))
+  }
+
+  /** Removes a private template; sends with its id then get 40037. */
+  removeTemplate (id: string): void {
+    this.#ctx.templates.delete(id)
+  }
+
+  /** The account's private templates (copies), as `gettemplate` lists them. */
+  templates (): SimTemplate[] {
+    return [...this.#ctx.templates.values()].map(copyTemplate)
+  }
+
+  /**
+   * Pushes an event to the app as WeChat does (WECHAT.md §6.3–§6.4): signed, encrypted in safe and
+   * compatible mode, XML or JSON. Missing ToUserName, CreateTime, MsgType are filled in; options left
+   * out come from `pushConfig`. Resolves with the app's answer, whatever its status.
+   * @example await sim.push(url, { FromUserName: openid, Event: 'subscribe_msg_change_event', List: [...] }, { token })
+   */
+  async push (appUrl: string | undefined, event: object, options?: SimPushOptions): Promise<SimPushResult> {
+    return this.#pusher.push(appUrl, event, options)
+  }
+
+  /**
+   * The app's push configuration (the MP console's 消息推送配置); with it every accepted send is followed
+   * by a `subscribe_msg_sent_event` push (unless `sentEvents: false`). `null` removes it.
+   */
+  pushConfig (config: SimPushConfig | null): void {
+    if (config !== null && (typeof config?.url !== 'string' || typeof config.token !== 'string')) throw new TypeError('pushConfig: url and token are required')
+    this.#pusher.config = config ?? undefined
+  }
+
+  /** A subscribe pop-up outcome (§7.1): grants a credit per accept, then pushes the popup event(s). */
+  async popup (appUrlOrItems: string | SimPopupItem[], items?: SimPopupItem[]): Promise<SimPushResult[]> {
+    return typeof appUrlOrItems === 'string' ? this.#pusher.popup(appUrlOrItems, items ?? []) : this.#pusher.popup(undefined, appUrlOrItems)
+  }
+
+  /** Resolves when every background push (sent events) started so far has been answered. */
+  async pushesSettled (): Promise<void> {
+    await this.#pusher.settled()
+  }
+
+  /**
+   * Back to the start: counters, request and accepted logs, queued faults, tokens (and the force-refresh
+   * budget), credits and latency. Templates (including ones added since) and the clock are kept; msgids
+   * keep increasing so they stay unique.
+   */
+  reset (): void {
+    const ctx = this.#ctx
+    for (const name of SIM_ENDPOINTS) ctx.counters[name] = 0
+    ctx.requests.length = 0
+    ctx.accepted.length = 0
+    ctx.faults.clear()
+    ctx.tokens.reset()
+    ctx.credits.clear()
+    ctx.latencyMs = this.#initialLatency
+    this.#pusher.reset()
+  }
+
+  /** Stops the server at once: pending delayed answers are dropped, open connections closed. Idempotent. */
+  async close (): Promise<void> {
+    this.#abort.abort()
+    this.#closing ??= this.#pusher.close().then(() => this.#app.close())
+    await this.#closing
+  }
+}
+
+/**
+ * Starts a WeChat simulator on `127.0.0.1` (random port).
+ * @example
+ * const sim = await createSimulator()
+ * t.teardown(() => sim.close())
+ * await app.register(wechatPush, { appId: sim.appId, appSecret: sim.appSecret, baseUrl: sim.url })
+ */
+export async function createSimulator (options?: SimulatorOptions): Promise<WechatSimulator> {
+  return WechatSimulator.start(options)
+}
+
+function buildContext (o: SimulatorOptions, abort: AbortController): SimContext & { abort: AbortController } {
+  const appId = assertString(o.appId ?? 'wx0000000000000000', 'appId')
+  const appSecret = assertString(o.appSecret ?? 'simulator-secret-0000000000000000', 'appSecret')
+  const ttl = o.tokenTtlSeconds ?? 7200
+  if (!Number.isInteger(ttl) || ttl < 1) throw new TypeError('createSimulator: tokenTtlSeconds must be an integer >= 1')
+  const templates = o.templates ?? DEMO_TEMPLATES
+  if (!Array.isArray(templates)) throw new TypeError('createSimulator: templates must be an array')
+  templates.forEach(assertTemplate)
+  if (o.openids !== undefined && (!Array.isArray(o.openids) || !o.openids.every((id) => typeof id === 'string'))) {
+    throw new TypeError('createSimulator: openids must be an array of strings')
+  }
+  const clock = o.clock instanceof SimulatorClock ? o.clock : new SimulatorClock(o.clock ?? Date.now())
+  return {
+    appId,
+    appSecret,
+    clock,
+    tokens: new TokenIssuer(clock, ttl),
+    faults: new FaultQueue(),
+    credits: new CreditBook(),
+    templates: new Map(templates.map((t) => [t.priTmplId, copyTemplate(t)])),
+    counters: Object.fromEntries(SIM_ENDPOINTS.map((name) => [name, 0])) as Record<SimEndpoint, number>,
+    requests: [],
+    accepted: [],
+    openids: o.openids === undefined ? undefined : new Set(o.openids),
+    returnMsgid: o.returnMsgid ?? true,
+    requireCredits: o.requireCredits ?? false,
+    closing: abort.signal,
+    abort,
+    latencyMs: assertLatency(o.latencyMs ?? 0),
+    nextMsgid: FIRST_MSGID
+  }
+}
+
+function assertString (value: unknown, name: string): string {
+  if (typeof value !== 'string' || value === '') throw new TypeError(`createSimulator: ${name} must be a non-empty string`)
+  return value
+}
+
+function assertLatency (ms: number): number {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw new TypeError('latency must be a number >= 0')
+  return ms
+}

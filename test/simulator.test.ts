@@ -1,0 +1,229 @@
+import { test } from 'tap'
+import type { Test } from 'tap'
+import { request } from 'undici'
+import {
+  createSimulator,
+  DEMO_TEMPLATES,
+  SIM_ENDPOINTS,
+  SimulatorClock,
+  TOKEN_FORMAT,
+  WechatSimulator
+} from '../lib/testing/index.js'
+import { connect } from 'node:net'
+
+async function call (url: string, method: 'GET' | 'POST' = 'GET', body?: string) {
+  const res = await request(url, { method, body })
+  const text = await res.body.text()
+  return { status: res.statusCode, text, headers: res.headers, json: text.startsWith('{') ? JSON.parse(text) : undefined }
+}
+
+async function start (t: Test, options?: Parameters<typeof createSimulator>[0]): Promise<WechatSimulator> {
+  const sim = await createSimulator(options)
+  t.teardown(() => sim.close())
+  return sim
+}
+
+const classicUrl = (sim: WechatSimulator): string =>
+  `${sim.url}/cgi-bin/token?grant_type=client_credential&appid=${sim.appId}&secret=${sim.appSecret}`
+
+test('defaults: address, credentials, frozen clock, demo templates', async (t) => {
+  const before = Date.now()
+  const sim = await start(t)
+  t.ok(sim instanceof WechatSimulator)
+  t.match(sim.url, /^http:\/\/127\.0\.0\.1:\d+$/)
+  t.equal(sim.appId, 'wx0000000000000000')
+  t.equal(sim.appSecret, 'simulator-secret-0000000000000000')
+  t.ok(sim.clock instanceof SimulatorClock)
+  t.ok(sim.now() >= before && sim.now() <= Date.now())
+  const frozen = sim.now()
+  await new Promise((resolve) => setTimeout(resolve, 5))
+  t.equal(sim.now(), frozen, 'the default clock does not move by itself')
+  t.equal(sim.clock.advance(1000), frozen + 1000)
+  t.same(sim.templates().map((x) => x.priTmplId), DEMO_TEMPLATES.map((x) => x.priTmplId))
+  t.same(Object.keys(sim.counters), [...SIM_ENDPOINTS])
+  t.same(sim.tokenFetches(), { token: 0, stable_token: 0, force_refresh: 0 })
+  t.equal(sim.currentToken('classic'), undefined)
+})
+
+test('custom credentials, ttl and an explicit logger flag', async (t) => {
+  const sim = await start(t, { appId: 'wxabc', appSecret: 's3cret', tokenTtlSeconds: 3600, logger: false })
+  const res = await call(classicUrl(sim))
+  t.equal(res.json.expires_in, 3600)
+  t.match(res.json.access_token, TOKEN_FORMAT)
+  t.equal(sim.currentToken('classic'), res.json.access_token)
+})
+
+test('clock: SimulatorClock on its own', async (t) => {
+  const clock = new SimulatorClock(1_000)
+  t.equal(clock.now(), 1_000)
+  t.equal(clock.advance(500), 1_500)
+  clock.set(10_000)
+  t.equal(clock.now(), 10_000)
+  t.throws(() => clock.advance(-1), TypeError)
+  t.throws(() => clock.set(Number.NaN), TypeError)
+  t.throws(() => new SimulatorClock(-5), TypeError)
+})
+
+test('clock: a SimulatorClock passed in is used as is', async (t) => {
+  const clock = new SimulatorClock(5_000)
+  const sim = await start(t, { clock })
+  t.equal(sim.clock, clock)
+  clock.advance(1)
+  t.equal(sim.now(), 5_001)
+})
+
+test('clock: a user clock without advance/set', async (t) => {
+  let time = 42_000
+  const sim = await start(t, { clock: { now: () => time } })
+  t.equal(sim.now(), 42_000)
+  time = 43_000
+  t.equal(sim.clock.now(), 43_000)
+  t.throws(() => sim.clock.advance(1), /no advance/)
+  t.throws(() => sim.clock.set(1), /no set/)
+})
+
+test('clock: a user clock with advance/set is driven through them', async (t) => {
+  let time = 1_000
+  const user = { now: () => time, advance: (ms: number) => { time += ms }, set: (ms: number) => { time = ms } }
+  const sim = await start(t, { clock: user })
+  t.equal(sim.clock.advance(250), 1_250)
+  sim.clock.set(9_000)
+  t.equal(time, 9_000)
+})
+
+test('options are validated', async (t) => {
+  await t.rejects(createSimulator({ appId: '' }), /appId/)
+  await t.rejects(createSimulator({ appSecret: 7 as unknown as string }), /appSecret/)
+  await t.rejects(createSimulator({ tokenTtlSeconds: 0 }), /tokenTtlSeconds/)
+  await t.rejects(createSimulator({ tokenTtlSeconds: 1.5 }), /tokenTtlSeconds/)
+  await t.rejects(createSimulator({ latencyMs: -1 }), /latency/)
+  await t.rejects(createSimulator({ templates: {} as unknown as [] }), /templates must be an array/)
+  await t.rejects(createSimulator({ openids: ['ok', 3] as unknown as string[] }), /openids/)
+  await t.rejects(createSimulator({ openids: 'x' as unknown as string[] }), /openids/)
+  const good = { priTmplId: 'x', title: 't', content: 'a:{{thing1.DATA}}', type: 2 as const }
+  await t.rejects(createSimulator({ templates: [null as unknown as typeof good] }), /must be an object/)
+  await t.rejects(createSimulator({ templates: [{ ...good, priTmplId: '' }] }), /priTmplId/)
+  await t.rejects(createSimulator({ templates: [{ ...good, title: 1 as unknown as string }] }), /title/)
+  await t.rejects(createSimulator({ templates: [{ ...good, content: 'no keys' }] }), /content/)
+  await t.rejects(createSimulator({ templates: [{ ...good, type: 1 as unknown as 2 }] }), /type/)
+})
+
+test('unknown paths answer 404', async (t) => {
+  const sim = await start(t)
+  const res = await call(`${sim.url}/cgi-bin/nope`)
+  t.equal(res.status, 404)
+  t.match(res.text, /404 Not Found/)
+})
+
+test('errors: HTTP 200, errcode, errmsg ending in a rid with both separators', async (t) => {
+  const sim = await start(t)
+  const seps = new Set<string>()
+  for (let i = 0; i < 4; i++) {
+    const res = await call(`${sim.url}/cgi-bin/token?grant_type=nope`)
+    t.equal(res.status, 200)
+    t.equal(res.headers['content-type'], 'application/json; encoding=utf-8')
+    t.equal(res.json.errcode, 40002)
+    const m = /^invalid grant_type(,? rid: )([0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8})$/.exec(res.json.errmsg)
+    t.ok(m, res.json.errmsg)
+    seps.add(m?.[1] as string)
+  }
+  t.same([...seps].sort(), [' rid: ', ', rid: '])
+})
+
+test('counters, request log with host, reset', async (t) => {
+  const sim = await start(t, { requireCredits: true })
+  await call(classicUrl(sim))
+  await call(`${sim.url}/cgi-bin/token`, 'POST')
+  await call(`${sim.url}/wxaapi/newtmpl/gettemplate`)
+  const port = new URL(sim.url).port
+  await request(`http://localhost:${port}/wxaapi/newtmpl/getcategory`, { headers: { host: `api2.example:${port}` } })
+    .then((r) => r.body.dump())
+  t.equal(sim.counters.token, 2)
+  t.equal(sim.counters.gettemplate, 1)
+  t.equal(sim.counters.getcategory, 1)
+  t.equal(sim.requests.length, 4)
+  t.match(sim.requests[0], { endpoint: 'token', host: `127.0.0.1:${port}`, at: sim.now(), httpStatus: 200 })
+  t.notOk('errcode' in (sim.requests[0] as object), 'token success carries no errcode')
+  t.match(sim.requests[1], { endpoint: 'token', errcode: 43002, httpStatus: 200 })
+  t.match(sim.requests[2], { endpoint: 'gettemplate', errcode: 41001 })
+  t.equal(sim.requests[3]?.host, `api2.example:${port}`)
+
+  sim.grantCredit('user-000001', 'tmpl', 2)
+  sim.failNext('send', { errcode: -1 })
+  sim.setLatency(5)
+  const counters = sim.counters
+  sim.reset()
+  t.equal(sim.counters, counters, 'same object, zeroed in place')
+  t.same(Object.values(sim.counters), SIM_ENDPOINTS.map(() => 0))
+  t.same(sim.requests, [])
+  t.same(sim.accepted, [])
+  t.equal(sim.pendingFaults(), 0)
+  t.equal(sim.credits('user-000001', 'tmpl'), 0)
+  t.same(sim.tokenFetches(), { token: 0, stable_token: 0, force_refresh: 0 })
+  t.equal(sim.currentToken('classic'), undefined)
+  t.equal(sim.templates().length, DEMO_TEMPLATES.length, 'templates are kept')
+  const began = Date.now()
+  await call(classicUrl(sim))
+  t.ok(Date.now() - began < 1000, 'latency back to the configured 0')
+})
+
+test('latency: configured and changed at run time', async (t) => {
+  const sim = await start(t, { latencyMs: 60 })
+  let began = Date.now()
+  await call(classicUrl(sim))
+  t.ok(Date.now() - began >= 55, 'latencyMs applied')
+  sim.setLatency(0)
+  began = Date.now()
+  await call(classicUrl(sim))
+  t.ok(Date.now() - began < 55)
+  t.throws(() => sim.setLatency(-1), TypeError)
+  t.throws(() => sim.setLatency(Number.POSITIVE_INFINITY), TypeError)
+})
+
+test('close is idempotent and cuts pending delays short', async (t) => {
+  const sim = await createSimulator()
+  sim.failNext('token', { delayMs: 10_000 })
+  const pending = call(classicUrl(sim))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const began = Date.now()
+  await Promise.all([sim.close(), sim.close()])
+  await t.rejects(pending)
+  t.ok(Date.now() - began < 2000, 'close did not wait for the delay')
+  await sim.close()
+})
+
+test('templates: add, replace, remove; inputs are copied', async (t) => {
+  const sim = await start(t, { templates: [] })
+  t.same(sim.templates(), [])
+  const mine = { priTmplId: 'mine', title: 'T', content: 'x:{{thing1.DATA}}', type: 3 as const }
+  sim.addTemplate(mine)
+  mine.title = 'changed'
+  t.equal(sim.templates()[0]?.title, 'T')
+  sim.addTemplate({ ...mine, title: 'T2' })
+  t.same(sim.templates().map((x) => x.title), ['T2'])
+  t.throws(() => sim.addTemplate({ ...mine, type: 4 as unknown as 3 }), TypeError)
+  sim.removeTemplate('mine')
+  sim.removeTemplate('not-there')
+  t.same(sim.templates(), [])
+})
+
+test('credits: grant, count, validation', async (t) => {
+  const sim = await start(t)
+  t.equal(sim.credits('u', 't'), 0)
+  sim.grantCredit('u', 't')
+  sim.grantCredit('u', 't', 3)
+  t.equal(sim.credits('u', 't'), 4)
+  t.equal(sim.credits('u', 'other'), 0)
+  t.throws(() => sim.grantCredit('u', 't', 0), TypeError)
+  t.throws(() => sim.grantCredit('u', 't', 1.5), TypeError)
+})
+
+test('an HTTP/1.0 request without Host is logged with an empty host', async (t) => {
+  const sim = await start(t)
+  const socket = connect(Number(new URL(sim.url).port), '127.0.0.1')
+  socket.end('GET /cgi-bin/token?grant_type=x HTTP/1.0\r\n\r\n')
+  let raw = ''
+  for await (const chunk of socket) raw += String(chunk)
+  t.match(raw, /"errcode":40002/)
+  t.match(sim.requests[0], { endpoint: 'token', host: '', errcode: 40002 })
+})
