@@ -1,0 +1,52 @@
+import Fastify from 'fastify'
+import { expectAssignable, expectError, expectType } from 'tsd'
+import wechatPush from '..'
+import type { SendResult, SubscribeMessage, WechatPush } from '..'
+import { createSimulator, WechatSimulator } from '../dist/testing'
+
+const app = Fastify()
+
+// valid options compile
+app.register(wechatPush, { appId: 'wx1', appSecret: 's' })
+app.register(wechatPush, {
+  appId: 'wx1',
+  appSecret: 's',
+  baseUrl: ['https://api.weixin.qq.com', 'https://api2.weixin.qq.com'],
+  tokenEndpoint: 'classic',
+  refreshAhead: 300,
+  refreshInterval: 30,
+  store: 'redis',
+  redisNamespace: 'shared',
+  keyPrefix: 'wechat:',
+  timeout: 5000,
+  retry: { attempts: 3, minDelay: 200, maxDelay: 5000 },
+  defaults: { miniprogramState: 'formal', lang: 'zh_CN', page: 'pages/index' },
+  validation: 'truncate',
+  queue: { concurrency: 4, limiter: { max: 100, duration: 1000 }, attempts: 5 },
+  credits: 'enforce',
+  namespace: 'shop'
+})
+
+// wrong options do not
+expectError(app.register(wechatPush, { appId: 'wx1' }))
+expectError(app.register(wechatPush, { appId: 'wx1', appSecret: 's', tokenEndpoint: 'magic' }))
+expectError(app.register(wechatPush, { appId: 'wx1', appSecret: 's', validation: 'loose' }))
+expectError(app.register(wechatPush, { appId: 'wx1', appSecret: 's', timeout: '5s' }))
+expectError(app.register(wechatPush, { appId: 'wx1', appSecret: 's', unknownOption: true }))
+
+// decorators are typed
+expectType<Promise<string>>(app.wechat.getToken())
+expectType<Promise<string>>(app.wechat.getToken({ forceRefresh: true }))
+const message: SubscribeMessage = { toUser: 'o1', templateId: 't', data: { thing1: 'x', number2: 3, time3: { value: '15:01' } } }
+expectType<Promise<SendResult>>(app.wechat.send(message))
+expectError(app.wechat.send({ toUser: 'o1', data: {} }))
+expectError(app.wechat.send({ toUser: 'o1', templateId: 't', data: { thing1: true } }))
+expectAssignable<WechatPush>(app.wechat.shop)
+expectType<string>(app.wechat.appId)
+
+// error constructors are exported for instanceof
+expectType<boolean>(new Error('x') instanceof wechatPush.WechatApiError)
+expectAssignable<string>(new wechatPush.WechatTokenError('x').code)
+
+// the simulator subpath
+expectType<Promise<WechatSimulator>>(createSimulator())
