@@ -26,6 +26,9 @@ export const WechatUpstreamError = createError<'FST_WECHAT_UPSTREAM', 504, Args>
 export const WechatNoCreditError = createError<'FST_WECHAT_NO_CREDIT', 409, Args>(
   'FST_WECHAT_NO_CREDIT', 'No subscription credit: %s', 409)
 
+export const WechatQueueError = createError<'FST_WECHAT_QUEUE', 503, Args>(
+  'FST_WECHAT_QUEUE', 'The message could not be queued: %s', 503)
+
 export type ErrorClass = 'token' | 'transient' | 'rate' | 'quota' | 'permanent'
 
 /** What an errcode answer carries besides its message; `retryable` says whether waiting could help. */

@@ -7,7 +7,12 @@ import { TokenManager } from './api/token-manager.js'
 import { scheduleTokenRefresh } from './api/token-job.js'
 import { WechatApi } from './api/wechat-api.js'
 import { Delivery } from './delivery/delivery.js'
+import { PushEventBus } from './push/event-bus.js' // push
+import { registerPushEndpoint } from './push/plugin.js' // push
 import { Sender } from './delivery/sender.js'
+import { CLOSE_GRACE_MS } from './delivery/queue.js'
+import { createQueue } from './delivery/setup.js'
+import { registerHandlerPushes } from './http/handler-pushes.js'
 import { resolveOptions } from './options.js'
 import type { ResolvedOptions } from './options.js'
 import type { OptionsInput } from './options-schema.js'
@@ -38,21 +43,34 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     log
   })
   const api = new WechatApi(http, tokens)
-  const delivery = new Delivery(new Sender(api, options.retry, log), options)
+  const sender = new Sender(api, options.retry, log)
+  const queue = createQueue(options, store, keys, sender, log, {})
+  const delivery = new Delivery(sender, store, queue, options, log)
+  const events = new PushEventBus(log) // push
 
   const wechat: fastifyWechatPush.WechatPush = {
     appId: options.appId,
     storeKind: store.kind,
     getToken: (getOptions) => tokens.getToken(getOptions?.forceRefresh === true),
     send: (message, sendOptions) => delivery.send(message, sendOptions),
-    refreshToken: () => tokens.refreshIfDue()
+    enqueue: (messages, enqueueOptions) => delivery.enqueue(messages, enqueueOptions),
+    status: (id) => delivery.status(id),
+    stats: () => delivery.stats(),
+    refreshToken: () => tokens.refreshIfDue(),
+    on: (event: string, handler: (payload: fastifyWechatPush.PushMessage) => unknown) => { events.on(event, handler) } // push
   }
   decorate(fastify, options, wechat)
+  if (options.push) registerPushEndpoint(fastify, { push: options.push, appId: options.appId, store, events, clock: options.clock, log }) // push
 
   if (!fastify.hasDecorator('scheduler')) await fastify.register(fastifySchedule)
   scheduleTokenRefresh(fastify, tokens, `wechat:token:${options.appId}${options.namespace ? `:${options.namespace}` : ''}`, options.refreshIntervalMs)
 
+  const handlerPushes = queue && !fastify.hasReplyDecorator('wechatPush') ? registerHandlerPushes(fastify, delivery) : null
+  if (queue) fastify.addHook('onReady', async () => { await queue.start() })
+
   fastify.addHook('onClose', async () => {
+    await handlerPushes?.drain()
+    await queue?.close(CLOSE_GRACE_MS)
     tokens.close()
     await http.close()
     await store.close()
@@ -98,12 +116,22 @@ namespace fastifyWechatPush {
   export type Status = publicTypes.Status
   export type GetTokenOptions = publicTypes.GetTokenOptions
   export type ValueChange = publicTypes.ValueChange
+  export type EnqueueOptions = publicTypes.EnqueueOptions
+  export type EnqueueResult = publicTypes.EnqueueResult
+  export type StatsSnapshot = publicTypes.StatsSnapshot
+  export type WechatPushConfig = publicTypes.WechatPushConfig
+  export type PushEventMap = publicTypes.PushEventMap // push
+  export type PushMessage = publicTypes.PushMessage // push
+  export type PopupEvent = publicTypes.PopupEvent // push
+  export type ChangeEvent = publicTypes.ChangeEvent // push
+  export type SentEvent = publicTypes.SentEvent // push
   export const WechatOptionsError = errors.WechatOptionsError
   export const WechatInvalidMessageError = errors.WechatInvalidMessageError
   export const WechatApiError = errors.WechatApiError
   export const WechatTokenError = errors.WechatTokenError
   export const WechatUpstreamError = errors.WechatUpstreamError
   export const WechatNoCreditError = errors.WechatNoCreditError
+  export const WechatQueueError = errors.WechatQueueError
   /** `import { fastifyWechatPush } from 'fastify-wechat-push'` */
   export const plugin = fastifyWechatPush
 }

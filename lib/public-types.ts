@@ -1,23 +1,13 @@
 import type { SubscribeMessage, ValueChange } from './delivery/message.js'
 import type { SendResult } from './delivery/sender.js'
-import type { SendOptions } from './delivery/delivery.js'
+import type { EnqueueOptions, EnqueueResult, SendOptions } from './delivery/delivery.js'
+import type { MessageRecord, StatsSnapshot, Status } from './store/records.js'
+import type { WechatPushConfig } from './http/handler-pushes.js'
+import type { PushEventMap } from './push/event-bus.js'
+import type { ChangeEvent, ChangeItem, OtherPush, PopupEvent, PopupItem, PushEnvelope, PushMessage, SentEvent, SentItem } from './push/events.js'
 
-export type { SubscribeMessage, ValueChange, SendResult, SendOptions }
-
-export type Status = 'pending' | 'sending' | 'sent' | 'delivered' | 'failed' | 'unknown'
-
-export interface MessageRecord {
-  id: string
-  status: Status
-  templateId: string
-  toUser?: string
-  attempts: number
-  errcode?: number
-  errmsg?: string
-  msgid?: string
-  createdAt: string
-  updatedAt: string
-}
+export type { SubscribeMessage, ValueChange, SendResult, SendOptions, EnqueueOptions, EnqueueResult, MessageRecord, StatsSnapshot, Status, WechatPushConfig }
+export type { PushEventMap, PushMessage, PushEnvelope, PopupEvent, PopupItem, ChangeEvent, ChangeItem, SentEvent, SentItem, OtherPush }
 
 export interface GetTokenOptions {
   /** treat the current token as refused: fetch another (stable mode: force_refresh only if WeChat returns the same one) */
@@ -32,8 +22,21 @@ export interface WechatPush {
   readonly storeKind: 'redis' | 'memory'
   getToken (options?: GetTokenOptions): Promise<string>
   send (message: SubscribeMessage, options?: SendOptions): Promise<SendResult>
+  /** validated and recorded now, delivered by the queue with retries; `{ id, status }` per message */
+  enqueue (messages: SubscribeMessage | SubscribeMessage[], options?: EnqueueOptions): Promise<EnqueueResult[]>
+  /** the record of a message (sent, queued or pushed from a handler), or null */
+  status (id: string): Promise<MessageRecord | null>
+  /** counts per status, per template, errcode histogram and the latest failures */
+  stats (): Promise<StatsSnapshot>
   /** runs the scheduled token job's work now (also what the job calls) */
   refreshToken (): Promise<void>
+  /**
+   * Handle pushes from WeChat (option `push`, WECHAT.md §7): a subscribe event name, or `'event'` for
+   * every push. Handlers run after WeChat got its `success`; errors are logged, never thrown. Without
+   * `push` configured they simply never fire.
+   */
+  on<K extends keyof PushEventMap>(event: K, handler: (payload: PushEventMap[K]) => unknown): void
+  on (event: string, handler: (payload: PushMessage) => unknown): void
 }
 
 export type WechatPushDecorator = WechatPush & { [namespace: string]: WechatPush }

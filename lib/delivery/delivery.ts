@@ -1,34 +1,152 @@
-import type { ResolvedOptions } from '../options.js'
-import type { EnumLookup } from './message.js'
-import { prepareMessage } from './message.js'
+import type { FastifyBaseLogger } from 'fastify'
+import { WechatQueueError } from '../errors.js'
+import type { Clock, ResolvedOptions } from '../options.js'
+import type { MessageRecord, StatsSnapshot, Status } from '../store/records.js'
+import type { WechatStore } from '../store/types.js'
+import type { EnumLookup, PreparedMessage } from './message.js'
+import { invalid, prepareMessage } from './message.js'
+import type { MessageQueue } from './queue.js'
 import { newMessageId } from './sender.js'
-import type { Sender, SendResult } from './sender.js'
+import type { DeliveryOutcome, Sender, SendResult } from './sender.js'
 
 export interface SendOptions {
+  /** a second send with the same key returns the first message's result instead of sending again */
   idempotencyKey?: string
   signal?: AbortSignal
 }
 
+export interface EnqueueOptions {
+  /** a second enqueue with the same key returns the first message's id; for an array, `key:index` per item */
+  idempotencyKey?: string
+  /** ms before the first attempt */
+  delay?: number
+}
+
+export interface EnqueueResult { id: string, status: Status }
+
+export type MessageSource = 'send' | 'queue' | 'hook'
+
+export interface DeliveryHooks {
+  /** before any call: may refuse the message (credits: 'enforce') */
+  beforeSend?: (prepared: PreparedMessage) => Promise<void>
+  /** after WeChat accepted or finally refused a direct send */
+  afterSend?: (prepared: PreparedMessage, outcome: DeliveryOutcome) => Promise<void>
+}
+
+const MAX_BATCH = 500
+const MAX_KEY_LENGTH = 200
+
 /**
- * What happens to a message (DESIGN.md "lib/delivery/"): validated before any call, given an id,
- * delivered with the retry rules, and its outcome reported.
+ * What happens to a message (DESIGN.md "lib/delivery/"): validated before any call, recorded,
+ * delivered now (`send`) or through the queue (`enqueue`), and its status kept up to date.
  */
 export class Delivery {
   constructor (
     private readonly sender: Sender,
-    private readonly options: Pick<ResolvedOptions, 'defaults' | 'validation' | 'retry'>,
-    private readonly enumValues?: EnumLookup
+    private readonly store: WechatStore,
+    private readonly queue: MessageQueue | null,
+    private readonly options: Pick<ResolvedOptions, 'defaults' | 'validation' | 'retry' | 'retentionSeconds'> & { clock: Clock },
+    private readonly log: FastifyBaseLogger,
+    private readonly enumValues?: EnumLookup,
+    private readonly hooks: DeliveryHooks = {}
   ) {}
 
-  /** `fastify.wechat.send`: calls WeChat now and resolves with `{ id, msgid? }` or rejects with a coded error. */
+  /** `fastify.wechat.send`: calls WeChat now; resolves `{ id, msgid? }` or rejects with a coded error. */
   async send (message: unknown, options: SendOptions = {}): Promise<SendResult> {
     const prepared = prepareMessage(message, this.options, this.enumValues)
+    const key = checkKey(options.idempotencyKey)
     const id = newMessageId()
+    if (key !== undefined) {
+      // The key must be claimed before the call, so two concurrent sends cannot both go out.
+      const claim = await this.createRecord(this.newRecord(id, prepared, 'sending', 'send'), key)
+      if (!claim.created) return { id: claim.record.id, ...(claim.record.msgid ? { msgid: claim.record.msgid } : {}), duplicate: true }
+    }
+    await this.hooks.beforeSend?.(prepared)
     const outcome = await this.sender.deliver(id, prepared.wire, { attempts: this.options.retry.attempts, signal: options.signal })
+    await this.hooks.afterSend?.(prepared, outcome)
+    await this.recordOutcome(id, prepared, outcome, key !== undefined)
     if (outcome.status !== 'sent') throw outcome.error
     const result: SendResult = { id }
     if (outcome.msgid !== undefined) result.msgid = outcome.msgid
     if (prepared.changes.length > 0) result.changes = prepared.changes
     return result
   }
+
+  /** `fastify.wechat.enqueue`: validated and recorded now, delivered by the queue with retries. */
+  async enqueue (input: unknown, options: EnqueueOptions = {}, source: MessageSource = 'queue'): Promise<EnqueueResult[]> {
+    if (!this.queue) throw new WechatQueueError('the queue is off (queue: false); use send() or turn the queue on')
+    const list = Array.isArray(input) ? input : [input]
+    if (list.length > MAX_BATCH) throw invalid([{ key: 'messages', rule: 'size', message: `at most ${MAX_BATCH} messages per enqueue (got ${list.length})` }])
+    const key = checkKey(options.idempotencyKey)
+    const delay = options.delay ?? 0
+    if (!Number.isInteger(delay) || delay < 0 || delay > 30 * 86_400_000) throw invalid([{ key: 'delay', rule: 'range', message: 'delay must be a whole number of ms between 0 and 30 days' }])
+    const prepared = list.map((message) => prepareMessage(message, this.options, this.enumValues))
+
+    const claims = await Promise.all(prepared.map((p, i) => {
+      const itemKey = key === undefined ? undefined : list.length > 1 ? `${key}:${i}` : key
+      return this.createRecord(this.newRecord(newMessageId(), p, 'pending', source), itemKey)
+    }))
+    const fresh = claims.flatMap((claim, i) => claim.created ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire }, delayMs: delay }] : [])
+    try {
+      if (fresh.length > 0) await (this.queue as MessageQueue).add(fresh)
+    } catch (err) {
+      const now = this.nowIso()
+      await Promise.allSettled(fresh.map((job) => this.store.updateRecord(job.data.id, { status: 'failed', errmsg: 'could not be queued' }, { ttlSeconds: this.options.retentionSeconds, now })))
+      throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
+    }
+    return claims.map((claim) => ({ id: claim.record.id, status: claim.record.status }))
+  }
+
+  async status (id: string): Promise<MessageRecord | null> {
+    if (typeof id !== 'string' || id.length === 0 || id.length > 200) return null
+    return this.store.getRecord(id)
+  }
+
+  async stats (): Promise<StatsSnapshot> {
+    return this.store.stats()
+  }
+
+  private async createRecord (record: MessageRecord, idempotencyKey: string | undefined): Promise<{ created: boolean, record: MessageRecord }> {
+    try {
+      return await this.store.createRecord(record, { ttlSeconds: this.options.retentionSeconds, idempotencyKey })
+    } catch (err) {
+      throw new WechatQueueError(`the store is unavailable (${(err as Error).message})`, { cause: err })
+    }
+  }
+
+  /** One awaited write per direct send: the final state (or the update of the claimed record). */
+  private async recordOutcome (id: string, prepared: PreparedMessage, outcome: DeliveryOutcome, claimed: boolean): Promise<void> {
+    const patch = { status: outcome.status, attempts: outcome.attempts, msgid: outcome.msgid, errcode: outcome.errcode, errmsg: outcome.errmsg }
+    try {
+      if (claimed) {
+        await this.store.updateRecord(id, patch, { ttlSeconds: this.options.retentionSeconds, now: this.nowIso() })
+      } else {
+        const record = { ...this.newRecord(id, prepared, outcome.status, 'send'), attempts: outcome.attempts }
+        if (outcome.msgid !== undefined) record.msgid = outcome.msgid
+        if (outcome.errcode !== undefined) record.errcode = outcome.errcode
+        if (outcome.errmsg !== undefined) record.errmsg = outcome.errmsg
+        await this.store.createRecord(record, { ttlSeconds: this.options.retentionSeconds })
+      }
+    } catch (err) {
+      // WeChat already answered; losing the record must not turn a delivered message into an error.
+      this.log.warn({ messageId: id, reason: (err as Error).message }, 'wechat: could not write the message record')
+    }
+  }
+
+  private newRecord (id: string, prepared: PreparedMessage, status: Status, source: MessageSource): MessageRecord {
+    const now = this.nowIso()
+    return { id, status, templateId: prepared.wire.template_id, toUser: prepared.wire.touser, attempts: 0, createdAt: now, updatedAt: now, source }
+  }
+
+  private nowIso (): string {
+    return new Date(this.options.clock.now()).toISOString()
+  }
+}
+
+function checkKey (key: unknown): string | undefined {
+  if (key === undefined) return undefined
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
+    throw invalid([{ key: 'idempotencyKey', rule: 'type', message: `idempotencyKey must be a string of 1-${MAX_KEY_LENGTH} characters` }])
+  }
+  return key
 }

@@ -17,12 +17,16 @@ export interface SendResult {
   msgid?: string
   /** what `validation: 'truncate'` changed before sending */
   changes?: ValueChange[]
+  /** the idempotency key was used before: this is the first message's result, nothing was sent */
+  duplicate?: true
 }
 
 export interface AttemptOptions {
   /** total attempts for transient failures (-1, 5xx, network); the queue uses 1 and retries itself */
   attempts: number
   signal?: AbortSignal
+  /** an earlier try (a previous queue attempt) already ended ambiguously */
+  ambiguous?: boolean
 }
 
 /** The outcome of one delivery try, for records and stats. */
@@ -34,6 +38,8 @@ export interface DeliveryOutcome {
   errmsg?: string
   errorClass?: ErrorClass
   error?: Error
+  /** some attempt may have reached WeChat without an answer (timeout, reset, 5xx) */
+  ambiguous: boolean
 }
 
 export function newMessageId (): string {
@@ -54,17 +60,17 @@ export class Sender {
   ) {}
 
   async deliver (id: string, wire: WireMessage, options: AttemptOptions): Promise<DeliveryOutcome> {
-    let ambiguous = false
+    let ambiguous = options.ambiguous === true
     for (let attempt = 1; ; attempt++) {
       try {
         const answer = await subscribeSend(this.api, wire)
-        if (answer.errcode === 0) return { status: 'sent', attempts: attempt, msgid: answer.msgid }
+        if (answer.errcode === 0) return { status: 'sent', attempts: attempt, msgid: answer.msgid, ambiguous }
         const errorClass = classifyErrcode(answer.errcode)
         const retry = errorClass === 'transient' && attempt < options.attempts
         this.log.warn({ messageId: id, errcode: answer.errcode, rid: answer.rid, attempt, retry }, 'wechat: subscribe/send answered an error')
         if (retry) { await sleep(backoffDelay(attempt, this.retry), options.signal); continue }
         const unknown = ambiguous && answer.errcode === 43101
-        return { status: unknown ? 'unknown' : 'failed', attempts: attempt, errcode: answer.errcode, errmsg: answer.errmsg, errorClass, error: apiError(id, answer.errcode, answer.errmsg, answer.rid, errorClass, unknown) }
+        return { status: unknown ? 'unknown' : 'failed', attempts: attempt, errcode: answer.errcode, errmsg: answer.errmsg, errorClass, error: apiError(id, answer.errcode, answer.errmsg, answer.rid, errorClass, unknown), ambiguous }
       } catch (err) {
         const upstream = err as Error & Partial<UpstreamFields> & { code?: string }
         const isUpstream = upstream.code === 'FST_WECHAT_UPSTREAM'
@@ -74,7 +80,7 @@ export class Sender {
         this.log.warn({ messageId: id, reason: upstream.message, attempt, retry }, 'wechat: subscribe/send did not complete')
         if (retry) { await sleep(backoffDelay(attempt, this.retry), options.signal); continue }
         Object.assign(upstream, { messageId: id, outcome: ambiguous ? 'unknown' : 'failed' })
-        return { status: ambiguous ? 'unknown' : 'failed', attempts: attempt, errorClass: isUpstream ? 'transient' : 'token', errmsg: upstream.message, error: upstream }
+        return { status: ambiguous ? 'unknown' : 'failed', attempts: attempt, errorClass: isUpstream ? 'transient' : 'token', errmsg: upstream.message, error: upstream, ambiguous }
       }
     }
   }

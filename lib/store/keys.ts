@@ -18,6 +18,10 @@ export interface KeySpace {
   credit (openid: string): string
   pushDedupe (key: string): string
   msgid (msgid: string): string
+  /** 'sent' messages for receipts without msgid: lex-ordered `toUser|templateId|sentAt|id` (score 0) */
+  sentPair: string
+  /** the same members scored by sentAt, to prune old ones */
+  sentTime: string
   templates: string
 }
 
@@ -37,6 +41,8 @@ export function keySpace (prefix: string, appId: string): KeySpace {
     credit: (openid) => `${base}credit:${openid}`,
     pushDedupe: (key) => `${base}push:${key}`,
     msgid: (msgid) => `${base}msgid:${msgid}`,
+    sentPair: `${base}sent:pair`,
+    sentTime: `${base}sent:time`,
     templates: `${base}templates`
   }
 }

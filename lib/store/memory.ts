@@ -1,18 +1,26 @@
 import type { Clock } from '../options.js'
 import { chinaDay, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_MS } from './types.js'
 import type { ForceRefreshVerdict, TokenRecord, WechatStore } from './types.js'
+import { MemoryRecords } from './records-memory.js'
+import { RecordsDelegate } from './records-delegate.js'
 
 /**
  * Single-process store: the default when no Redis is registered. Same contract as the Redis store;
  * JavaScript's single thread makes each method atomic.
  */
-export class MemoryStore implements WechatStore {
+export class MemoryStore extends RecordsDelegate implements WechatStore {
   readonly kind = 'memory' as const
   private token: TokenRecord | null = null
   private lock: { owner: string, until: number } | null = null
   private force = { day: '', count: 0, last: 0 }
 
-  constructor (private readonly clock: Clock) {}
+  protected readonly records: MemoryRecords
+
+  /** `maxRecords`: message records kept at most (the least recently written are evicted first) */
+  constructor (private readonly clock: Clock, options: { maxRecords?: number } = {}) {
+    super()
+    this.records = new MemoryRecords(clock, options.maxRecords)
+  }
 
   async getToken (): Promise<TokenRecord | null> {
     if (this.token && this.token.expiresAt <= this.clock.now()) this.token = null

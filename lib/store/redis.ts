@@ -1,32 +1,35 @@
 import type { Redis } from 'ioredis'
 import type { Clock } from '../options.js'
 import type { KeySpace } from './keys.js'
-import { SCRIPTS } from './scripts.js'
-import type { ScriptName } from './scripts.js'
+import { ALL_SCRIPTS } from './scripts.js'
+import type { ScriptClient } from './scripts.js'
 import { chinaDay, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_MS } from './types.js'
 import type { ForceRefreshVerdict, TokenRecord, WechatStore } from './types.js'
+import { RedisRecords } from './records-redis.js'
+import { RecordsDelegate } from './records-delegate.js'
 
 /** Thrown when Redis cannot answer now; callers fall back to what they hold in process. */
 export class StoreUnavailableError extends Error {
   readonly code = 'WECHAT_STORE_UNAVAILABLE'
 }
 
-type ScriptClient = Redis & Record<ScriptName, (...args: (string | number)[]) => Promise<unknown>>
-
 /**
  * The fleet store on the app's `@fastify/redis` client (STYLE.md rule 6: never a second connection,
  * never `quit()` a client we did not create). Commands fail fast while the client is not ready,
  * instead of waiting in ioredis' offline queue, so a Redis outage never stalls a send.
  */
-export class RedisStore implements WechatStore {
+export class RedisStore extends RecordsDelegate implements WechatStore {
   readonly kind = 'redis' as const
   private readonly client: ScriptClient
+  protected readonly records: RedisRecords
 
   constructor (client: Redis, private readonly keys: KeySpace, private readonly clock: Clock, private readonly commandTimeout: number) {
+    super()
     this.client = client as ScriptClient
-    for (const [name, script] of Object.entries(SCRIPTS)) {
+    for (const [name, script] of Object.entries(ALL_SCRIPTS)) {
       if (typeof (client as unknown as Record<string, unknown>)[name] !== 'function') client.defineCommand(name, script)
     }
+    this.records = new RedisRecords((command) => this.run(command), keys, clock)
   }
 
   /** The raw client, for parts (the queue) that need to duplicate it. */

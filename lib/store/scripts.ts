@@ -1,3 +1,6 @@
+import type { Redis } from 'ioredis'
+import { RECORD_SCRIPTS } from './records-scripts.js'
+
 /**
  * The Redis store's multi-step updates, each one Lua script touching one key (so one Cluster slot).
  * Defined once per client with `defineCommand` under names that cannot clash with the app's.
@@ -53,4 +56,10 @@ return 'ok'`
   }
 } as const
 
-export type ScriptName = keyof typeof SCRIPTS
+/** Every script the Redis store defines on its client (token part and records part). */
+export const ALL_SCRIPTS: Record<string, { lua: string, numberOfKeys?: number }> & typeof SCRIPTS & typeof RECORD_SCRIPTS = { ...SCRIPTS, ...RECORD_SCRIPTS }
+
+export type ScriptName = keyof typeof SCRIPTS | keyof typeof RECORD_SCRIPTS
+
+/** The client with our scripts defined (`defineCommand`); dynamic-key scripts take the key count first. */
+export type ScriptClient = Redis & Record<ScriptName, (...args: (string | number)[]) => Promise<unknown>>

@@ -1,3 +1,10 @@
+import type { RecordStore } from './records.js'
+
+export type {
+  CreateRecordOptions, MessageRecord, RecentFailure, RecordPatch, RecordStore, StatsSnapshot, Status, StatusCounts,
+  TemplateCache, UpdateRecordOptions
+} from './records.js'
+
 /** A token as kept in the store and in each process (times in ms on the plugin's clock). */
 export interface TokenRecord {
   token: string
@@ -9,9 +16,10 @@ export type ForceRefreshVerdict = { allowed: true } | { allowed: false, reason: 
 
 /**
  * The shared state of one mini program (DESIGN.md "lib/store/"). Two implementations side by side:
- * memory (one process) and Redis (a fleet). Every multi-step update is atomic in both.
+ * memory (one process) and Redis (a fleet). Every multi-step update is atomic in both. The message
+ * records, counters, credits and template cache are `RecordStore` (records.ts).
  */
-export interface WechatStore {
+export interface WechatStore extends RecordStore {
   readonly kind: 'memory' | 'redis'
   getToken (): Promise<TokenRecord | null>
   /** Write `record` unless the store already holds a token that lasts at least as long. */

@@ -145,6 +145,7 @@ export class SimPusher {
 
   /** A pop-up outcome (§7.1): credits for accepts, then one popup event per user. */
   async popup (appUrl: string | undefined, items: SimPopupItem[]): Promise<SimPushResult[]> {
+    if (this.config === undefined) throw new TypeError('sim.popup: call pushConfig first (the token and keys come from there)')
     if (!Array.isArray(items) || items.length === 0) throw new TypeError('sim.popup: items must be a non-empty array')
     const byUser = new Map<string, SimPopupItem[]>()
     for (const item of items) {

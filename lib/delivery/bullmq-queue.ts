@@ -1,0 +1,130 @@
+import { DelayedError, Queue, Worker } from 'bullmq'
+import type { Job } from 'bullmq'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Redis } from 'ioredis'
+import type { JobData, JobRunner } from './job-runner.js'
+import type { MessageQueue, QueuedJob } from './queue.js'
+
+export const QUEUE_NAME = 'subscribe-send'
+
+export interface BullQueueOptions {
+  /** `wechat:{appId}`: BullMQ's keys become `wechat:{appId}:subscribe-send:*`, one Cluster slot */
+  prefix: string
+  concurrency: number
+  attempts: number
+  limiter?: { max: number, duration: number }
+}
+
+/** A retry the runner asked for; carries its backoff to BullMQ's backoffStrategy. */
+class RetryLater extends Error {
+  constructor (readonly delayMs: number) {
+    super('transient WeChat error; retrying with backoff')
+  }
+}
+
+/**
+ * The durable queue: BullMQ on the app's Redis. Jobs are added through the app's own client; the
+ * worker gets a duplicated connection (BullMQ needs `maxRetriesPerRequest: null` and blocking
+ * commands), which we close ourselves. Every instance works the queue; the limiter is fleet-wide.
+ */
+export class BullQueue implements MessageQueue {
+  readonly kind = 'bullmq' as const
+  readonly durable = true
+  private readonly queue: Queue<JobData>
+  private worker: Worker<JobData> | null = null
+  private workerConnection: Redis | null = null
+
+  constructor (
+    private readonly client: Redis,
+    private readonly runner: JobRunner,
+    private readonly options: BullQueueOptions,
+    private readonly log: FastifyBaseLogger
+  ) {
+    this.queue = new Queue<JobData>(QUEUE_NAME, { connection: client, prefix: options.prefix })
+    this.queue.on('error', (err) => { this.log.warn({ reason: err.message }, 'wechat: queue connection error') })
+  }
+
+  async add (jobs: QueuedJob[]): Promise<void> {
+    await this.queue.addBulk(jobs.map((job) => ({
+      name: 'send',
+      data: job.data,
+      opts: {
+        // Our message id: a second add of the same message is a no-op in BullMQ.
+        jobId: job.data.id,
+        delay: job.delayMs,
+        attempts: this.options.attempts,
+        backoff: { type: 'wechat' },
+        removeOnComplete: { count: 1000 },
+        removeOnFail: { count: 5000 }
+      }
+    })))
+  }
+
+  async start (): Promise<void> {
+    this.workerConnection = this.client.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true })
+    this.workerConnection.on('error', () => {}) // reported through the worker's 'error' event
+    this.worker = new Worker<JobData>(QUEUE_NAME, (job, token) => this.process(job, token), {
+      connection: this.workerConnection,
+      prefix: this.options.prefix,
+      concurrency: this.options.concurrency,
+      limiter: this.options.limiter,
+      // A killed instance's jobs come back after the lock expires; a stalled job is retried, not failed.
+      lockDuration: 15_000,
+      stalledInterval: 5_000,
+      maxStalledCount: 10,
+      settings: { backoffStrategy: (_attempts, _type, err) => err instanceof RetryLater ? err.delayMs : 1000 }
+    })
+    this.worker.on('error', (err) => { this.log.warn({ reason: err.message }, 'wechat: queue worker error') })
+    this.worker.on('failed', (job, err) => {
+      if (job && !(err instanceof RetryLater)) this.log.error({ messageId: job.data.id, reason: err.message }, 'wechat: queue job failed')
+    })
+  }
+
+  private async process (job: Job<JobData>, token: string | undefined): Promise<void> {
+    const verdict = await this.runner.run(job.data, job.attemptsMade + 1, this.options.attempts)
+    switch (verdict.kind) {
+      case 'done':
+        return
+      case 'retry':
+        if (verdict.ambiguous && !job.data.ambiguous) await job.updateData({ ...job.data, ambiguous: true })
+        throw new RetryLater(verdict.delayMs)
+      case 'rate':
+        // 45011: come back in 60 s without spending an attempt.
+        await job.moveToDelayed(Date.now() + verdict.delayMs, token)
+        throw new DelayedError()
+      case 'quota':
+        // 45009: park the whole queue, fleet-wide, until the quota resets.
+        this.log.warn({ pauseMs: verdict.pauseMs }, 'wechat: daily quota used up (45009); the queue is paused until it resets')
+        await this.queue.rateLimit(verdict.pauseMs)
+        throw Worker.RateLimitError()
+    }
+  }
+
+  async close (graceMs: number): Promise<void> {
+    const worker = this.worker
+    if (worker) {
+      // While Redis is away a graceful close waits for the reconnect; go straight to cutting it then.
+      const connected = this.workerConnection?.status === 'ready'
+      if (!connected || !await settlesWithin(worker.close(), graceMs)) {
+        // worker.close(true) would return the same pending promise: cut the connections instead.
+        if (connected) this.log.warn('wechat: queue jobs still active at close; another instance will pick them up when their lock expires')
+        this.workerConnection?.disconnect()
+        await settlesWithin(Promise.resolve(worker.disconnect()), 1000)
+        await settlesWithin(worker.close(), 2000)
+      }
+    }
+    if (!await settlesWithin(this.queue.close(), 2000)) await settlesWithin(Promise.resolve(this.queue.disconnect()), 1000)
+    if (this.workerConnection && !await settlesWithin(this.workerConnection.quit(), 1000)) this.workerConnection.disconnect()
+  }
+}
+
+/** Whether `promise` settles within `ms` (a rejection counts as settled). */
+async function settlesWithin (promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const settled = await Promise.race([
+    promise.then(() => true, () => true),
+    new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); timer.unref() })
+  ])
+  clearTimeout(timer)
+  return settled
+}

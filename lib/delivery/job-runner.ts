@@ -1,0 +1,90 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { backoffDelay } from '../api/backoff.js'
+import { RATE_LIMIT_DELAY_MS } from '../api/errcodes.js'
+import type { WireMessage } from '../api/subscribe.js'
+import type { Clock, ResolvedOptions } from '../options.js'
+import type { RecordPatch, Status } from '../store/records.js'
+import type { WechatStore } from '../store/types.js'
+import { msUntilChinaMidnight } from './quota.js'
+import type { DeliveryOutcome, Sender } from './sender.js'
+
+/** What a queue carries per message: our id and the validated wire form. */
+export interface JobData {
+  id: string
+  wire: WireMessage
+  /** an earlier attempt timed out: a later 43101 means "maybe delivered" */
+  ambiguous?: boolean
+}
+
+/** What the queue should do next with a job. */
+export type Verdict =
+  | { kind: 'done', status: Status }
+  | { kind: 'retry', delayMs: number, ambiguous: boolean }
+  /** 45011: not before 60 s, without spending an attempt */
+  | { kind: 'rate', delayMs: number }
+  /** 45009: stop sending (the whole queue) until the daily quota resets */
+  | { kind: 'quota', pauseMs: number }
+
+export interface RunnerHooks {
+  /** after WeChat accepted a message (credits use it) */
+  onSent?: (data: JobData, outcome: DeliveryOutcome) => Promise<void> | void
+  /** after a final failure (credits: 43101 means no consent) */
+  onFailed?: (data: JobData, outcome: DeliveryOutcome) => Promise<void> | void
+}
+
+/**
+ * One delivery attempt of a queued message, the same for the BullMQ queue and the in-process queue:
+ * call WeChat once, write the record, and say what the queue does next by errcode class
+ * (DESIGN.md "Error classes").
+ */
+export class JobRunner {
+  constructor (
+    private readonly sender: Sender,
+    private readonly store: WechatStore,
+    private readonly options: Pick<ResolvedOptions, 'retry' | 'retentionSeconds'> & { clock: Clock },
+    private readonly log: FastifyBaseLogger,
+    private readonly hooks: RunnerHooks = {}
+  ) {}
+
+  async run (data: JobData, attempt: number, maxAttempts: number): Promise<Verdict> {
+    // Not awaited: the final write follows on the same connection, so order is kept and the send
+    // path costs one awaited round trip.
+    this.update(data.id, { status: 'sending', attempts: attempt }).catch(() => {})
+    const outcome = await this.sender.deliver(data.id, data.wire, { attempts: 1, ambiguous: data.ambiguous })
+    const errFields = { errcode: outcome.errcode ?? null, errmsg: outcome.errmsg ?? null, attempts: attempt }
+
+    if (outcome.status === 'sent') {
+      await this.update(data.id, { status: 'sent', msgid: outcome.msgid, attempts: attempt, errcode: null, errmsg: null })
+      await this.hooks.onSent?.(data, outcome)
+      return { kind: 'done', status: 'sent' }
+    }
+    if (outcome.errorClass === 'rate') {
+      await this.update(data.id, { status: 'pending', ...errFields })
+      return { kind: 'rate', delayMs: RATE_LIMIT_DELAY_MS }
+    }
+    if (outcome.errorClass === 'quota') {
+      await this.update(data.id, { status: 'pending', ...errFields })
+      return { kind: 'quota', pauseMs: msUntilChinaMidnight(this.options.clock.now()) }
+    }
+    const retryable = outcome.errorClass === 'transient' || outcome.errorClass === 'token'
+    if (retryable && attempt < maxAttempts) {
+      await this.update(data.id, { status: 'pending', ...errFields })
+      return { kind: 'retry', delayMs: backoffDelay(attempt, this.options.retry), ambiguous: outcome.ambiguous }
+    }
+    // Final: a permanent error, attempts used up, or 43101 after an ambiguous attempt ('unknown').
+    const status: Status = outcome.status === 'unknown' ? 'unknown' : 'failed'
+    await this.update(data.id, { status, ...errFields })
+    await this.hooks.onFailed?.(data, outcome)
+    this.log.warn({ messageId: data.id, status, errcode: outcome.errcode, attempts: attempt }, 'wechat: queued message ended without delivery')
+    return { kind: 'done', status }
+  }
+
+  private async update (id: string, patch: RecordPatch): Promise<void> {
+    try {
+      await this.store.updateRecord(id, patch, { ttlSeconds: this.options.retentionSeconds, now: new Date(this.options.clock.now()).toISOString() })
+    } catch (err) {
+      // The message itself is safe in the queue; a lost status write is logged, not fatal.
+      this.log.warn({ messageId: id, reason: (err as Error).message }, 'wechat: could not write the message record')
+    }
+  }
+}

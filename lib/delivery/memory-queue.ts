@@ -1,0 +1,117 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { JobData, JobRunner } from './job-runner.js'
+import type { MessageQueue, QueuedJob } from './queue.js'
+
+interface Entry { data: JobData, attempt: number }
+
+export interface MemoryQueueOptions {
+  concurrency: number
+  attempts: number
+  limiter?: { max: number, duration: number }
+}
+
+/**
+ * The queue without Redis: same API and retry rules as the BullMQ queue, in this process only.
+ * Not durable: what is waiting when the process stops is lost (said at startup and in the README).
+ */
+export class MemoryQueue implements MessageQueue {
+  readonly kind = 'memory' as const
+  readonly durable = false
+  private readonly ready: Entry[] = []
+  private readonly timers = new Set<NodeJS.Timeout>()
+  private readonly active = new Set<Promise<void>>()
+  private readonly starts: number[] = []
+  private running = false
+  private closing = false
+  private pausedUntil = 0
+  private wakeTimer: NodeJS.Timeout | null = null
+
+  constructor (private readonly runner: JobRunner, private readonly options: MemoryQueueOptions, private readonly log: FastifyBaseLogger) {}
+
+  async add (jobs: QueuedJob[]): Promise<void> {
+    for (const job of jobs) this.schedule({ data: job.data, attempt: 1 }, job.delayMs ?? 0)
+  }
+
+  async start (): Promise<void> {
+    this.running = true
+    this.pump()
+  }
+
+  async close (graceMs: number): Promise<void> {
+    this.closing = true
+    for (const timer of this.timers) clearTimeout(timer)
+    if (this.wakeTimer) clearTimeout(this.wakeTimer)
+    const dropped = this.ready.length + this.timers.size
+    if (dropped > 0) this.log.warn({ dropped }, 'wechat: in-process queue closed with messages still waiting (not durable: register @fastify/redis for a durable queue)')
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      Promise.allSettled([...this.active]),
+      new Promise((resolve) => { timer = setTimeout(resolve, graceMs); timer.unref() })
+    ])
+    clearTimeout(timer)
+  }
+
+  private schedule (entry: Entry, delayMs: number, front = false): void {
+    if (this.closing) return
+    if (delayMs <= 0) {
+      if (front) this.ready.unshift(entry)
+      else this.ready.push(entry)
+      this.pump()
+      return
+    }
+    const timer = setTimeout(() => {
+      this.timers.delete(timer)
+      this.schedule(entry, 0)
+    }, delayMs)
+    timer.unref()
+    this.timers.add(timer)
+  }
+
+  private pump (): void {
+    if (!this.running || this.closing) return
+    while (this.active.size < this.options.concurrency && this.ready.length > 0) {
+      const wait = this.waitMs()
+      if (wait > 0) { this.wakeIn(wait); return }
+      const entry = this.ready.shift() as Entry
+      this.starts.push(Date.now())
+      const work = this.work(entry).finally(() => {
+        this.active.delete(work)
+        this.pump()
+      })
+      this.active.add(work)
+    }
+  }
+
+  /** How long until the quota pause ends or the limiter lets one more start. */
+  private waitMs (): number {
+    const now = Date.now()
+    if (this.pausedUntil > now) return this.pausedUntil - now
+    const limiter = this.options.limiter
+    if (!limiter) return 0
+    while (this.starts.length > 0 && (this.starts[0] as number) <= now - limiter.duration) this.starts.shift()
+    return this.starts.length < limiter.max ? 0 : (this.starts[0] as number) + limiter.duration - now
+  }
+
+  private wakeIn (ms: number): void {
+    if (this.wakeTimer) return
+    this.wakeTimer = setTimeout(() => { this.wakeTimer = null; this.pump() }, ms)
+    this.wakeTimer.unref()
+  }
+
+  private async work (entry: Entry): Promise<void> {
+    try {
+      const verdict = await this.runner.run(entry.data, entry.attempt, this.options.attempts)
+      if (verdict.kind === 'retry') this.schedule({ data: { ...entry.data, ambiguous: verdict.ambiguous }, attempt: entry.attempt + 1 }, verdict.delayMs)
+      else if (verdict.kind === 'rate') this.schedule(entry, verdict.delayMs)
+      else if (verdict.kind === 'quota') {
+        this.pausedUntil = Date.now() + verdict.pauseMs
+        this.log.warn({ pauseMs: verdict.pauseMs }, 'wechat: daily quota used up (45009); sending paused until it resets')
+        this.schedule(entry, 0, true)
+      }
+    } catch (err) {
+      // The runner writes records defensively; anything else is retried rather than lost.
+      this.log.error({ messageId: entry.data.id, reason: (err as Error).message }, 'wechat: queue job crashed; retrying it')
+      this.schedule(entry, 1000)
+    }
+  }
+}

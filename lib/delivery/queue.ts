@@ -1,0 +1,24 @@
+import type { JobData } from './job-runner.js'
+
+/** A message waiting to be delivered, and when it may start. */
+export interface QueuedJob {
+  data: JobData
+  delayMs?: number
+}
+
+/**
+ * The durable (BullMQ) and in-process queues share this face, so enqueue, handler pushes and
+ * routes do not care which one runs.
+ */
+export interface MessageQueue {
+  readonly kind: 'bullmq' | 'memory'
+  readonly durable: boolean
+  add (jobs: QueuedJob[]): Promise<void>
+  /** start working jobs (called on ready) */
+  start (): Promise<void>
+  /** stop taking jobs; active ones get `graceMs` to finish */
+  close (graceMs: number): Promise<void>
+}
+
+/** How long close() lets active jobs finish before giving up on them. */
+export const CLOSE_GRACE_MS = 10_000

@@ -1,0 +1,31 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { ResolvedOptions } from '../options.js'
+import { RedisStore } from '../store/redis.js'
+import type { WechatStore } from '../store/types.js'
+import type { KeySpace } from '../store/keys.js'
+import { BullQueue } from './bullmq-queue.js'
+import { JobRunner } from './job-runner.js'
+import type { RunnerHooks } from './job-runner.js'
+import { MemoryQueue } from './memory-queue.js'
+import type { MessageQueue } from './queue.js'
+import type { Sender } from './sender.js'
+
+/**
+ * `queue` option → the queue: BullMQ on the app's Redis when there is one (durable, fleet-wide),
+ * the in-process queue otherwise (same API, not durable), none with `queue: false`. One startup log
+ * line says which.
+ */
+export function createQueue (options: ResolvedOptions, store: WechatStore, keys: KeySpace, sender: Sender, log: FastifyBaseLogger, hooks: RunnerHooks): MessageQueue | null {
+  const queue = options.queue
+  if (queue === false) {
+    log.info({ queue: 'off' }, 'wechat: queue off (queue: false): enqueue() and reply.wechatPush() are unavailable')
+    return null
+  }
+  const runner = new JobRunner(sender, store, { retry: options.retry, retentionSeconds: options.retentionSeconds, clock: options.clock }, log, hooks)
+  if (store instanceof RedisStore && queue.durable !== false) {
+    log.info({ queue: 'bullmq', concurrency: queue.concurrency, limiter: queue.limiter }, 'wechat: durable queue (BullMQ) on Redis, worked by every instance')
+    return new BullQueue(store.redis, runner, { prefix: keys.queue, concurrency: queue.concurrency, attempts: queue.attempts, limiter: queue.limiter }, log)
+  }
+  log.info({ queue: 'memory', concurrency: queue.concurrency }, 'wechat: in-process queue (not durable: messages waiting when the process stops are lost; register @fastify/redis for a durable queue)')
+  return new MemoryQueue(runner, { concurrency: queue.concurrency, attempts: queue.attempts, limiter: queue.limiter }, log)
+}

@@ -1,0 +1,99 @@
+/**
+ * In-process dispatch of inbound pushes to handlers (DESIGN.md "fastify.wechat.on"). The push route
+ * has already answered `success` when `emit` runs (WECHAT.md §6.5: acknowledge first, then process),
+ * so no handler can slow the answer down, and no handler error can reach WeChat or crash the app.
+ */
+import type { FastifyBaseLogger } from 'fastify'
+import type { ChangeEvent, PopupEvent, PushMessage, SentEvent } from './events.js'
+
+/** Payload type per event name. `'event'` receives every push; other names get `PushMessage`. */
+export interface PushEventMap {
+  subscribe_msg_popup_event: PopupEvent
+  subscribe_msg_change_event: ChangeEvent
+  subscribe_msg_sent_event: SentEvent
+  event: PushMessage
+}
+
+/** A user handler: may be async; what it returns is ignored, what it throws is logged. */
+export type PushHandler<T = PushMessage> = (payload: T) => unknown
+
+/** The catch-all name: its handlers receive every push. */
+export const ALL_EVENTS = 'event'
+
+export class PushEventBus {
+  readonly #handlers = new Map<string, Array<PushHandler<never>>>()
+  readonly #internal: Array<PushHandler<PushMessage>> = []
+  readonly #inFlight = new Set<Promise<void>>()
+  readonly #log: FastifyBaseLogger
+
+  constructor (log: FastifyBaseLogger) {
+    this.#log = log
+  }
+
+  /** Subscribe to one push `Event` name (WECHAT.md §7), or to `'event'` for every push. */
+  on<K extends keyof PushEventMap>(event: K, handler: PushHandler<PushEventMap[K]>): void
+  on (event: string, handler: PushHandler<PushMessage>): void
+  on (event: string, handler: PushHandler<never>): void {
+    if (typeof event !== 'string' || event === '') throw new TypeError('wechat.on: the event name must be a non-empty string')
+    if (typeof handler !== 'function') throw new TypeError('wechat.on: the handler must be a function')
+    const list = this.#handlers.get(event) ?? []
+    list.push(handler)
+    this.#handlers.set(event, list)
+  }
+
+  /**
+   * Plugin-internal hooks (delivery receipts, credits) that run, in order, BEFORE any user handler:
+   * by the time user code sees a sent event, the message record already says `delivered`.
+   */
+  onInternal (handler: PushHandler<PushMessage>): void {
+    this.#internal.push(handler)
+  }
+
+  /**
+   * Run the internal hooks, then every matching user handler, starting on the next turn of the event
+   * loop (after the caller's response is written). Counted as pending at once, so a close right after
+   * the answer still drains it. Never rejects.
+   */
+  emit (message: PushMessage): Promise<void> {
+    const run = new Promise((resolve) => { setImmediate(resolve) }).then(() => this.#dispatch(message))
+    this.#inFlight.add(run)
+    run.finally(() => this.#inFlight.delete(run))
+    return run
+  }
+
+  /** How many dispatches are still running. */
+  get pending (): number {
+    return this.#inFlight.size
+  }
+
+  /**
+   * Wait for running dispatches (so internal hooks can finish their store writes before the store
+   * closes), but at most `maxMs`: a handler that never settles must not hang `app.close()`.
+   */
+  async drain (maxMs: number): Promise<void> {
+    if (this.#inFlight.size === 0) return
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, maxMs)
+      timer.unref()
+    })
+    await Promise.race([Promise.allSettled([...this.#inFlight]), deadline])
+    clearTimeout(timer)
+  }
+
+  async #dispatch (message: PushMessage): Promise<void> {
+    for (const hook of this.#internal) await this.#call(hook, message, 'internal')
+    const names = typeof message.Event === 'string' && message.Event !== ALL_EVENTS ? [message.Event, ALL_EVENTS] : [ALL_EVENTS]
+    // User handlers run side by side: one slow handler does not hold the others back.
+    await Promise.all(names.flatMap((name) => (this.#handlers.get(name) ?? []).map((handler) =>
+      this.#call(handler as PushHandler<PushMessage>, message, name))))
+  }
+
+  async #call (handler: PushHandler<PushMessage>, message: PushMessage, event: string): Promise<void> {
+    try {
+      await handler(message)
+    } catch (err) {
+      this.#log.error({ err, event }, 'wechat: push event handler failed')
+    }
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The push endpoint (WECHAT.md §6): WeChat → us. An encapsulated child plugin (STYLE.md rules 10, 11),
+ * so its catch-all raw-text parser and its error handler never touch the user's app.
+ *   GET  path: URL verification, echo `echostr` (§6.2)
+ *   POST path: verify, decrypt, parse, dedupe, answer `success`, then emit (§6.3–§6.5)
+ * Every failure is a 4xx with a fixed message: WeChat never sees a 500, a stranger never sees a secret.
+ */
+import { STATUS_CODES } from 'node:http'
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply } from 'fastify'
+import type { Clock, ResolvedOptions } from '../options.js'
+import type { WechatStore } from '../store/types.js'
+import type { PushEventBus } from './event-bus.js'
+import { dedupeKey, normalizePush } from './events.js'
+import type { PushMessage } from './events.js'
+import { PushRejection } from './rejection.js'
+import { checkConfig, openPush, verifyEcho } from './verify.js'
+import type { PushQuery } from './verify.js'
+
+export interface PushEndpointDeps {
+  push: Exclude<ResolvedOptions['push'], false>
+  appId: string
+  store: WechatStore
+  events: PushEventBus
+  clock: Clock
+  log: FastifyBaseLogger
+}
+
+/** On close, handlers already acknowledged to WeChat get this long to finish (their work is not retried). */
+export const DRAIN_MS = 5000
+
+// WeChat's content types are not documented (text/xml and application/json in practice), and the
+// body itself says which format it is, so anything textual is accepted; forms, files, binaries are not.
+const TEXTUAL = /^(?:text\/[\w.+-]+|application\/(?:[\w.-]+\+)?(?:xml|json))$/
+
+function acceptableType (header: string | undefined): boolean {
+  if (header === undefined) return true
+  return TEXTUAL.test(header.split(';')[0].trim().toLowerCase())
+}
+
+function sendError (reply: FastifyReply, statusCode: number, code: string, message: string): FastifyReply {
+  return reply.code(statusCode).type('application/json; charset=utf-8')
+    .send({ statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message })
+}
+
+/** What to log about an unexpected error: never its message (it may quote the body). */
+function errorSummary (err: Partial<FastifyError>): Record<string, unknown> {
+  return { type: err.name, code: err.code, at: err.stack?.split('\n').find((line) => line.trimStart().startsWith('at '))?.trim() }
+}
+
+export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpointDeps): void {
+  const { push, store, events, clock, log } = deps
+  const config = checkConfig(push, deps.appId)
+  const dedupeTtlMs = 2 * push.replayWindowMs
+
+  /** First sighting fleet-wide (§6.5 retries). A store outage accepts: a lost receipt is worse than a rare double. */
+  async function firstSighting (message: PushMessage): Promise<boolean> {
+    try {
+      return await store.markPushSeen(dedupeKey(message), dedupeTtlMs)
+    } catch (err) {
+      log.warn({ err: errorSummary(err as FastifyError), store: store.kind }, 'wechat: push dedupe unavailable; accepting the push (a WeChat retry may be handled twice)')
+      return true
+    }
+  }
+
+  fastify.register(async function wechatPushEndpoint (child) {
+    child.removeAllContentTypeParsers()
+    child.addContentTypeParser('*', { parseAs: 'string', bodyLimit: push.bodyLimit }, (_request, body, done) => { done(null, body) })
+
+    child.setErrorHandler((err: FastifyError | PushRejection, _request, reply) => {
+      if (err instanceof PushRejection) {
+        log.warn({ reason: err.reason, statusCode: err.statusCode }, 'wechat: push rejected')
+        return sendError(reply, err.statusCode, `FST_WECHAT_PUSH_${err.reason.toUpperCase()}`, err.message)
+      }
+      // Fastify's own 4xx (413 body too large, 415, bad content-length) keep their status and text.
+      const status = err.statusCode
+      if (typeof status === 'number' && status >= 400 && status < 500) {
+        log.warn({ code: err.code, statusCode: status }, 'wechat: push request refused')
+        return sendError(reply, status, err.code ?? 'FST_WECHAT_PUSH_BAD_REQUEST', err.message)
+      }
+      // A bug or a surprise: WeChat must still get a 4xx, never a 500 (DESIGN.md non-negotiables).
+      log.error({ err: errorSummary(err) }, 'wechat: unexpected error on the push endpoint, answered 400')
+      return sendError(reply, 400, 'FST_WECHAT_PUSH_BAD_REQUEST', 'push request could not be processed')
+    })
+
+    child.addHook('onClose', async () => { await events.drain(DRAIN_MS) })
+
+    child.get(push.path, async (request, reply) => {
+      const echo = verifyEcho(request.query as PushQuery, config, clock.now())
+      // §6.2: the raw echostr as text. It is request-supplied text, so it never goes out as HTML.
+      return reply.type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff').send(echo)
+    })
+
+    child.post(push.path, { bodyLimit: push.bodyLimit }, async (request, reply) => {
+      if (!acceptableType(request.headers['content-type'])) {
+        return sendError(reply, 415, 'FST_WECHAT_PUSH_MEDIA_TYPE', 'push body must be XML or JSON text')
+      }
+      const text = typeof request.body === 'string' ? request.body : ''
+      const message = normalizePush(openPush(request.query as PushQuery, text, config, clock.now()))
+      if (await firstSighting(message)) {
+        // §6.5: answer within 5 s, then process: emit starts the handlers after this response is written.
+        events.emit(message)
+      } else {
+        log.debug({ event: message.Event }, 'wechat: duplicate push (a WeChat retry) acknowledged again')
+      }
+      // §6.5: `success`, never encrypted, in every mode.
+      return reply.type('text/plain; charset=utf-8').send('success')
+    })
+  })
+}

@@ -1,0 +1,105 @@
+/**
+ * The request-level checks of the push endpoint, free of Fastify so they can be tested and fuzzed on
+ * their own: signatures (WECHAT.md §6.2, §6.3), replay window, mode rules (§6.1) and decryption (§6.4).
+ * Hostile input only ever throws PushRejection.
+ */
+import { aesKeyFromEncodingAESKey, decryptMessage } from './crypto.js'
+import { parseJson, parseXml } from './parse.js'
+import { PushRejection } from './rejection.js'
+import { verifyMsgSignature, verifySignature } from './signature.js'
+
+export interface PushCheckConfig {
+  token: string
+  mode: 'plaintext' | 'compatible' | 'safe'
+  /** Current key first, then the previous one (§6.4 step 7); empty in plaintext mode without a key. */
+  keys: Buffer[]
+  appId: string
+  replayWindowMs: number
+}
+
+export function checkConfig (push: { token: string, mode: PushCheckConfig['mode'], encodingAESKey?: string, previousEncodingAESKey?: string, replayWindowMs: number }, appId: string): PushCheckConfig {
+  const keys = [push.encodingAESKey, push.previousEncodingAESKey].filter((k): k is string => k !== undefined).map(aesKeyFromEncodingAESKey)
+  return { token: push.token, mode: push.mode, keys, appId, replayWindowMs: push.replayWindowMs }
+}
+
+/** The parsed query string (Fastify's parser: a repeated parameter arrives as an array). */
+export type PushQuery = Record<string, unknown>
+
+/** A query parameter only counts when it was given exactly once. */
+function param (query: PushQuery, name: string): string | undefined {
+  const value = query[name]
+  return typeof value === 'string' ? value : undefined
+}
+
+/**
+ * `timestamp` (Unix seconds) must be within ±window of our clock. Not a WeChat rule: it bounds how
+ * long a captured, validly signed request can be replayed; dedupe covers the window itself.
+ */
+export function checkTimestamp (query: PushQuery, now: number, windowMs: number): void {
+  const timestamp = param(query, 'timestamp')
+  if (timestamp === undefined || !/^\d{1,12}$/.test(timestamp)) throw new PushRejection('timestamp', 'missing or not Unix seconds')
+  if (Math.abs(Number(timestamp) * 1000 - now) > windowMs) throw new PushRejection('timestamp', 'outside the replay window')
+}
+
+/** The plain `signature` over token, timestamp, nonce (§6.2, plaintext-mode POST §6.3). */
+function requireSignature (query: PushQuery, config: PushCheckConfig, now: number): void {
+  const ok = verifySignature({ token: config.token, timestamp: param(query, 'timestamp'), nonce: param(query, 'nonce'), signature: param(query, 'signature') })
+  if (!ok) throw new PushRejection('signature')
+  checkTimestamp(query, now, config.replayWindowMs)
+}
+
+/** `msg_signature` over token, timestamp, nonce and the ciphertext (§6.3), then decrypt (§6.4). */
+function openEncrypted (query: PushQuery, encrypt: string, config: PushCheckConfig, now: number): string {
+  const ok = verifyMsgSignature({ token: config.token, timestamp: param(query, 'timestamp'), nonce: param(query, 'nonce'), encrypt, msgSignature: param(query, 'msg_signature') })
+  if (!ok) throw new PushRejection('signature')
+  checkTimestamp(query, now, config.replayWindowMs)
+  // The signature is checked first, so a stranger never reaches the padding check (no padding oracle).
+  return decryptMessage(encrypt, { keys: config.keys, appId: config.appId }).message
+}
+
+/**
+ * GET URL verification (§6.2): the documented check is the plain signature, echoing the raw echostr
+ * in every mode. WeCom's form (msg_signature + encrypted echostr) is accepted too when a key is set,
+ * as §6.2 suggests for a defensive library; the decrypted echostr is echoed then.
+ */
+export function verifyEcho (query: PushQuery, config: PushCheckConfig, now: number): string {
+  const echostr = param(query, 'echostr')
+  const wecom = param(query, 'signature') === undefined && param(query, 'msg_signature') !== undefined && config.keys.length > 0
+  if (wecom) {
+    if (echostr === undefined) throw new PushRejection('signature')
+    return openEncrypted(query, echostr, config, now)
+  }
+  requireSignature(query, config, now)
+  if (echostr === undefined || echostr === '') throw new PushRejection('format', 'echostr is missing')
+  return echostr
+}
+
+/**
+ * JSON when the body starts with `{` (after whitespace), XML otherwise (§6.1: both formats exist).
+ * `[` counts as JSON too, so an array body is refused as "not a JSON object" rather than as bad XML.
+ */
+export function parseBody (text: string): Record<string, unknown> {
+  return /^\s*[{[]/.test(text) ? parseJson(text) : parseXml(text)
+}
+
+/**
+ * Authenticate a POST and return the parsed push (§6.3):
+ * - plaintext: plain `signature`; the body is the message.
+ * - safe: `encrypt_type=aes` + `msg_signature` over the Encrypt field; the message is the decrypted text.
+ * - compatible: WeChat sends both forms; with an Encrypt field the encrypted one wins (it is signed
+ *   together with the body, the plaintext copy is not), else the plain signature is required.
+ */
+export function openPush (query: PushQuery, text: string, config: PushCheckConfig, now: number): Record<string, unknown> {
+  if (config.mode === 'plaintext') {
+    requireSignature(query, config, now)
+    return parseBody(text)
+  }
+  const outer = parseBody(text)
+  if (config.mode === 'compatible' && outer.Encrypt === undefined) {
+    requireSignature(query, config, now)
+    return outer
+  }
+  if (config.mode === 'safe' && param(query, 'encrypt_type') !== 'aes') throw new PushRejection('signature', 'safe mode needs encrypt_type=aes')
+  if (typeof outer.Encrypt !== 'string') throw new PushRejection('format', 'Encrypt must be a string')
+  return parseBody(openEncrypted(query, outer.Encrypt, config, now))
+}

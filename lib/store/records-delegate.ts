@@ -1,0 +1,63 @@
+import type {
+  CreateRecordOptions, MessageRecord, RecordPatch, RecordStore, StatsSnapshot, TemplateCache, UpdateRecordOptions
+} from './records.js'
+
+/**
+ * Base of both stores: the records part of `WechatStore` forwarded to the store's `records`
+ * (MemoryRecords or RedisRecords), written once.
+ */
+export abstract class RecordsDelegate implements RecordStore {
+  protected abstract readonly records: RecordStore
+
+  createRecord (record: MessageRecord, opts: CreateRecordOptions): Promise<{ created: boolean, record: MessageRecord }> {
+    return this.records.createRecord(record, opts)
+  }
+
+  updateRecord (id: string, patch: RecordPatch, opts: UpdateRecordOptions): Promise<MessageRecord | null> {
+    return this.records.updateRecord(id, patch, opts)
+  }
+
+  getRecord (id: string): Promise<MessageRecord | null> {
+    return this.records.getRecord(id)
+  }
+
+  findByMsgid (msgid: string): Promise<string | null> {
+    return this.records.findByMsgid(msgid)
+  }
+
+  findSentMatch (toUser: string, templateId: string, aroundMs: number, windowMs: number): Promise<string | null> {
+    return this.records.findSentMatch(toUser, templateId, aroundMs, windowMs)
+  }
+
+  stats (): Promise<StatsSnapshot> {
+    return this.records.stats()
+  }
+
+  addCredit (openid: string, templateId: string, n: number): Promise<number> {
+    return this.records.addCredit(openid, templateId, n)
+  }
+
+  zeroCredit (openid: string, templateId: string): Promise<void> {
+    return this.records.zeroCredit(openid, templateId)
+  }
+
+  useCredit (openid: string, templateId: string, enforce: boolean): Promise<{ ok: boolean, remaining: number }> {
+    return this.records.useCredit(openid, templateId, enforce)
+  }
+
+  refundCredit (openid: string, templateId: string): Promise<void> {
+    return this.records.refundCredit(openid, templateId)
+  }
+
+  getCredits (openid: string): Promise<Record<string, number>> {
+    return this.records.getCredits(openid)
+  }
+
+  getTemplates (): Promise<TemplateCache | null> {
+    return this.records.getTemplates()
+  }
+
+  putTemplates (value: TemplateCache, ttlSeconds: number): Promise<void> {
+    return this.records.putTemplates(value, ttlSeconds)
+  }
+}

@@ -1,0 +1,231 @@
+import type { Clock } from '../options.js'
+import {
+  canTransition, checkCreditCount, countsErrcode, emptyCounts, FAILURE_STATES, isoToMs, NO_CONSENT_ERRCODE,
+  normalizeRecord, RECENT_FAILURES_CAP, SENT_INDEX_CAP, ttlOf
+} from './records.js'
+import type {
+  CreateRecordOptions, MessageRecord, RecentFailure, RecordPatch, RecordStore, StatsSnapshot, Status,
+  StatusCounts, TemplateCache, UpdateRecordOptions
+} from './records.js'
+
+/** Records kept at most by default; the oldest are evicted first (like Redis' TTL, counters stay). */
+export const MAX_MEMORY_RECORDS = 100_000
+
+interface Expiring<T> { value: T, until: number }
+interface StoredRecord { record: MessageRecord, sentAt?: number }
+interface SentEntry { sentAt: number, id: string }
+
+/**
+ * The records part of the memory store: the same contract as RedisRecords, expiry on the injected
+ * clock, pruned lazily, and bounded (`maxRecords`) so a long-running process cannot grow forever.
+ */
+export class MemoryRecords implements RecordStore {
+  private readonly records = new Map<string, Expiring<StoredRecord>>()
+  private readonly idempotency = new Map<string, Expiring<string>>()
+  private readonly msgids = new Map<string, Expiring<string>>()
+  /** `toUser\ntemplateId` → 'sent' messages, oldest first */
+  private readonly sent = new Map<string, SentEntry[]>()
+  private readonly counts: StatusCounts & { total: number, noConsent: number } = { ...emptyCounts(), total: 0, noConsent: 0 }
+  private readonly byTemplate = new Map<string, StatusCounts>()
+  private readonly errcodes = new Map<string, number>()
+  private recent: RecentFailure[] = []
+  private readonly credits = new Map<string, Map<string, number>>()
+  private templates: Expiring<TemplateCache> | null = null
+
+  constructor (private readonly clock: Clock, private readonly maxRecords = MAX_MEMORY_RECORDS) {}
+
+  async createRecord (input: MessageRecord, opts: CreateRecordOptions): Promise<{ created: boolean, record: MessageRecord }> {
+    const existing = this.live(this.records, input.id)
+    if (existing) return { created: false, record: { ...existing.record } }
+    const key = opts.idempotencyKey
+    if (key !== undefined) {
+      const id = this.live(this.idempotency, key)
+      const prior = id === undefined ? undefined : this.live(this.records, id)
+      if (prior) return { created: false, record: { ...prior.record } }
+    }
+    const record = normalizeRecord(key === undefined ? input : { ...input, idempotencyKey: key })
+    const stored: StoredRecord = { record }
+    this.set(this.records, record.id, stored, opts.ttlSeconds)
+    if (key !== undefined) this.set(this.idempotency, key, record.id, opts.ttlSeconds)
+    if (record.msgid !== undefined) this.set(this.msgids, record.msgid, record.id, opts.ttlSeconds)
+    this.counts.total++
+    this.enter(stored, null, record.status, isoToMs(record.updatedAt, this.clock.now()), record.updatedAt, true, opts.ttlSeconds)
+    return { created: true, record: { ...record } }
+  }
+
+  async updateRecord (id: string, patch: RecordPatch, opts: UpdateRecordOptions): Promise<MessageRecord | null> {
+    const stored = this.live(this.records, id)
+    if (!stored) return null
+    const old = stored.record.status
+    const next = patch.status ?? old
+    if (!canTransition(old, next)) return { ...stored.record }
+    const record: MessageRecord = { ...stored.record, status: next, updatedAt: opts.now }
+    if (patch.attempts !== undefined) record.attempts = patch.attempts
+    if (patch.errcode === null) delete record.errcode
+    else if (patch.errcode !== undefined) record.errcode = patch.errcode
+    if (patch.errmsg === null) delete record.errmsg
+    else if (patch.errmsg !== undefined) record.errmsg = patch.errmsg
+    if (patch.msgid !== undefined) record.msgid = patch.msgid
+    stored.record = record
+    this.set(this.records, id, stored, opts.ttlSeconds) // re-inserted: Map order is eviction order
+    if (patch.msgid !== undefined) this.set(this.msgids, patch.msgid, id, opts.ttlSeconds)
+    this.enter(stored, old, next, isoToMs(opts.now, this.clock.now()), opts.now, typeof patch.errcode === 'number', opts.ttlSeconds)
+    return { ...record }
+  }
+
+  async getRecord (id: string): Promise<MessageRecord | null> {
+    const entry = this.live(this.records, id)
+    return entry ? { ...entry.record } : null
+  }
+
+  async findByMsgid (msgid: string): Promise<string | null> {
+    return this.live(this.msgids, msgid) ?? null
+  }
+
+  async findSentMatch (toUser: string, templateId: string, aroundMs: number, windowMs: number): Promise<string | null> {
+    let best: string | null = null
+    let bestDistance = Infinity
+    for (const { sentAt, id } of this.sent.get(pairOf(toUser, templateId)) ?? []) {
+      const distance = Math.abs(sentAt - aroundMs)
+      if (distance > windowMs || distance >= bestDistance) continue
+      if (this.live(this.records, id)?.record.status !== 'sent') continue
+      best = id
+      bestDistance = distance
+    }
+    return best
+  }
+
+  async stats (): Promise<StatsSnapshot> {
+    const byTemplate: Record<string, StatusCounts> = {}
+    for (const [templateId, counts] of this.byTemplate) byTemplate[templateId] = { ...counts }
+    return {
+      ...this.counts,
+      byTemplate,
+      errcodes: Object.fromEntries(this.errcodes),
+      recentFailures: this.recent.map((f) => ({ ...f }))
+    }
+  }
+
+  async addCredit (openid: string, templateId: string, n: number): Promise<number> {
+    checkCreditCount(n)
+    const count = this.creditsOf(openid).get(templateId) ?? 0
+    this.creditsOf(openid).set(templateId, count + n)
+    return count + n
+  }
+
+  async zeroCredit (openid: string, templateId: string): Promise<void> {
+    this.creditsOf(openid).set(templateId, 0)
+  }
+
+  async useCredit (openid: string, templateId: string, enforce: boolean): Promise<{ ok: boolean, remaining: number }> {
+    const credits = this.credits.get(openid)
+    const count = credits?.get(templateId) ?? 0
+    if (credits && count > 0) {
+      credits.set(templateId, count - 1)
+      return { ok: true, remaining: count - 1 }
+    }
+    return { ok: !enforce, remaining: 0 }
+  }
+
+  async refundCredit (openid: string, templateId: string): Promise<void> {
+    await this.addCredit(openid, templateId, 1)
+  }
+
+  async getCredits (openid: string): Promise<Record<string, number>> {
+    return Object.fromEntries(this.credits.get(openid) ?? [])
+  }
+
+  async getTemplates (): Promise<TemplateCache | null> {
+    if (!this.templates || this.templates.until <= this.clock.now()) return null
+    return structuredClone(this.templates.value)
+  }
+
+  async putTemplates (value: TemplateCache, ttlSeconds: number): Promise<void> {
+    this.templates = { value: structuredClone(value), until: this.clock.now() + ttlOf(ttlSeconds) * 1000 }
+  }
+
+  /** The status counters and indexes of a move from `old` (null: a new record) to `next`. */
+  private enter (stored: StoredRecord, old: Status | null, next: Status, nowMs: number, at: string, patchHasErrcode: boolean, ttlSeconds: number): void {
+    if (old === next) return
+    const { record } = stored
+    const counts = this.byTemplate.get(record.templateId) ?? emptyCounts()
+    this.byTemplate.set(record.templateId, counts)
+    if (old !== null) {
+      this.counts[old]--
+      counts[old]--
+    }
+    this.counts[next]++
+    counts[next]++
+    if (FAILURE_STATES.includes(next)) this.failure(record, old, at, patchHasErrcode)
+    const pair = pairOf(record.toUser, record.templateId)
+    if (old === 'sent') {
+      const list = this.sent.get(pair)
+      if (list) this.sent.set(pair, list.filter((e) => e.id !== record.id))
+      delete stored.sentAt
+    }
+    if (next === 'sent') {
+      stored.sentAt = nowMs
+      const cutoff = nowMs - ttlOf(ttlSeconds) * 1000
+      const list = (this.sent.get(pair) ?? []).filter((e) => e.sentAt > cutoff)
+      list.push({ sentAt: nowMs, id: record.id })
+      list.sort((a, b) => a.sentAt - b.sentAt || (a.id < b.id ? -1 : 1))
+      this.sent.delete(pair)
+      this.trim(this.sent, (entries) => !entries.some((e) => this.records.has(e.id)))
+      this.sent.set(pair, list.slice(-SENT_INDEX_CAP))
+    }
+  }
+
+  private failure (record: MessageRecord, old: Status | null, at: string, patchHasErrcode: boolean): void {
+    const entry: RecentFailure = { id: record.id, templateId: record.templateId, at }
+    if (record.errcode !== undefined) {
+      entry.errcode = record.errcode
+      if (countsErrcode(old, patchHasErrcode)) {
+        const code = String(record.errcode)
+        this.errcodes.set(code, (this.errcodes.get(code) ?? 0) + 1)
+        if (record.errcode === NO_CONSENT_ERRCODE) this.counts.noConsent++
+      }
+    }
+    if (record.errmsg !== undefined) entry.errmsg = record.errmsg
+    this.recent = [entry, ...this.recent].slice(0, RECENT_FAILURES_CAP)
+  }
+
+  private creditsOf (openid: string): Map<string, number> {
+    let credits = this.credits.get(openid)
+    if (!credits) this.credits.set(openid, credits = new Map())
+    return credits
+  }
+
+  private live<T> (map: Map<string, Expiring<T>>, key: string): T | undefined {
+    const entry = map.get(key)
+    if (!entry) return undefined
+    if (entry.until > this.clock.now()) return entry.value
+    map.delete(key)
+    return undefined
+  }
+
+  /**
+   * Keeps each map under the cap: at the cap, drop what expired, then the least recently written
+   * down to 90 % of it (so the sweep runs once per many inserts, not on each). Counters stay, as
+   * with Redis' TTL; an idempotency mapping may outlive its record, as in Redis.
+   */
+  private trim<V> (map: Map<string, V>, expired: (value: V) => boolean): void {
+    if (map.size < this.maxRecords) return
+    for (const [key, value] of map) if (expired(value)) map.delete(key)
+    const target = Math.min(this.maxRecords - 1, Math.floor(this.maxRecords * 0.9))
+    for (const key of map.keys()) {
+      if (map.size <= target) break
+      map.delete(key)
+    }
+  }
+
+  private set<T> (map: Map<string, Expiring<T>>, key: string, value: T, ttlSeconds: number): void {
+    const now = this.clock.now()
+    map.delete(key)
+    this.trim(map, (entry) => entry.until <= now)
+    map.set(key, { value, until: now + ttlOf(ttlSeconds) * 1000 })
+  }
+}
+
+function pairOf (toUser: string, templateId: string): string {
+  return `${toUser}\n${templateId}`
+}

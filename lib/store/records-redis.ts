@@ -1,0 +1,192 @@
+import type { Clock } from '../options.js'
+import type { KeySpace } from './keys.js'
+import { checkCreditCount, emptyCounts, isoToMs, normalizeRecord, padMs, RECENT_FAILURES_CAP, SEP, STATUSES, ttlOf } from './records.js'
+import type {
+  CreateRecordOptions, MessageRecord, RecentFailure, RecordPatch, RecordStore, StatsSnapshot, Status,
+  StatusCounts, TemplateCache, UpdateRecordOptions
+} from './records.js'
+import type { ScriptClient } from './scripts.js'
+
+/** RedisStore.run: one command or script with a deadline, failing fast when the client is not ready. */
+export type Run = <T>(command: (client: ScriptClient) => Promise<T>) => Promise<T>
+
+/** A stale idempotency mapping (its record gone) is replaced at most this many times per create. */
+const CREATE_ATTEMPTS = 3
+
+/**
+ * The records part of the Redis store (key layout in keys.ts, Lua in records-scripts.ts). Creates
+ * and updates are one script call each; counters are hashes moved inside those scripts, never
+ * recomputed by scanning.
+ */
+export class RedisRecords implements RecordStore {
+  constructor (private readonly run: Run, private readonly keys: KeySpace, private readonly clock: Clock) {}
+
+  async createRecord (input: MessageRecord, opts: CreateRecordOptions): Promise<{ created: boolean, record: MessageRecord }> {
+    const key = opts.idempotencyKey
+    const record = normalizeRecord(key === undefined ? input : { ...input, idempotencyKey: key })
+    const ttl = ttlOf(opts.ttlSeconds)
+    const sentAt = isoToMs(record.updatedAt, this.clock.now())
+    const keys = this.shared(record.id)
+    if (key !== undefined) keys.push(this.keys.idempotency(key))
+    if (record.msgid !== undefined) keys.push(this.keys.msgid(record.msgid))
+    const fields = Object.entries(record).flatMap(([field, value]) => [field, String(value)])
+    let stale = ''
+    for (let attempt = 1; ; attempt++) {
+      const args = [ttl, sentAt, padMs(sentAt), sentAt - ttl * 1000, key === undefined ? 0 : 1, record.msgid === undefined ? 0 : 1, stale, ...fields]
+      const reply = await this.run((c) => c.wechatPushCreateRecord(keys.length, ...keys, ...args)) as [number, (string[] | string)?]
+      if (reply[0] === 1) return { created: true, record }
+      if (reply[0] === 0) return { created: false, record: parseRecord(reply[1] as string[]) }
+      // the idempotency key maps to another record: answer it, unless it expired before its mapping
+      const prior = await this.getRecord(reply[1] as string)
+      if (prior) return { created: false, record: prior }
+      if (attempt === CREATE_ATTEMPTS) throw new Error(`idempotency key kept mapping to missing records (last ${reply[1]})`)
+      stale = reply[1] as string
+    }
+  }
+
+  async updateRecord (id: string, patch: RecordPatch, opts: UpdateRecordOptions): Promise<MessageRecord | null> {
+    const ttl = ttlOf(opts.ttlSeconds)
+    const nowMs = isoToMs(opts.now, this.clock.now())
+    const keys = this.shared(id)
+    if (patch.msgid !== undefined) keys.push(this.keys.msgid(patch.msgid))
+    const args = [ttl, opts.now, nowMs, padMs(nowMs), nowMs - ttl * 1000, patch.msgid === undefined ? 0 : 1, patchJson(patch)]
+    const flat = await this.run((c) => c.wechatPushUpdateRecord(keys.length, ...keys, ...args)) as string[] | null
+    return flat ? parseRecord(flat) : null
+  }
+
+  async getRecord (id: string): Promise<MessageRecord | null> {
+    const hash = await this.run((c) => c.hgetall(this.keys.record(id)))
+    return hash.id === undefined ? null : fromHash(hash)
+  }
+
+  async findByMsgid (msgid: string): Promise<string | null> {
+    return this.run((c) => c.get(this.keys.msgid(msgid)))
+  }
+
+  async findSentMatch (toUser: string, templateId: string, aroundMs: number, windowMs: number): Promise<string | null> {
+    const pair = `${toUser}${SEP}${templateId}${SEP}`
+    const lo = `[${pair}${padMs(aroundMs - windowMs)}`
+    const hi = `(${pair}${padMs(aroundMs + windowMs + 1)}`
+    const members = await this.run((c) => c.zrangebylex(this.keys.sentPair, lo, hi))
+    // closest first; on a tie the earlier (members come in time order and the sort is stable)
+    const candidates = members.map((member) => {
+      const rest = member.slice(pair.length)
+      const at = rest.indexOf(SEP)
+      return { distance: Math.abs(Number(rest.slice(0, at)) - aroundMs), id: rest.slice(at + 1) }
+    }).filter((c) => c.distance <= windowMs).sort((a, b) => a.distance - b.distance)
+    if (candidates.length === 0) return null
+    const states = values(await this.run((c) => {
+      const pipeline = c.pipeline()
+      for (const { id } of candidates) pipeline.hmget(this.keys.record(id), 'status', 'toUser', 'templateId')
+      return pipeline.exec()
+    })) as (string | null)[][]
+    const index = states.findIndex(([status, user, template]) => status === 'sent' && user === toUser && template === templateId)
+    return index === -1 ? null : candidates[index].id
+  }
+
+  async stats (): Promise<StatsSnapshot> {
+    const replies = await this.run((c) => c.multi()
+      .hgetall(this.keys.stats)
+      .hgetall(this.keys.byTemplate)
+      .hgetall(this.keys.errcodes)
+      .lrange(this.keys.recent, 0, RECENT_FAILURES_CAP - 1)
+      .exec())
+    const [stats, byTemplate, errcodes, recent] = values(replies) as [Record<string, string>, Record<string, string>, Record<string, string>, string[]]
+    const counts = emptyCounts()
+    for (const status of STATUSES) counts[status] = Number(stats[status] ?? 0)
+    const templates: Record<string, StatusCounts> = {}
+    for (const [field, value] of Object.entries(byTemplate)) {
+      const at = field.lastIndexOf(SEP)
+      const templateId = field.slice(0, at)
+      templates[templateId] ??= emptyCounts()
+      templates[templateId][field.slice(at + 1) as Status] = Number(value)
+    }
+    return {
+      ...counts,
+      total: Number(stats.total ?? 0),
+      noConsent: Number(stats.noConsent ?? 0),
+      byTemplate: templates,
+      errcodes: Object.fromEntries(Object.entries(errcodes).map(([code, n]) => [code, Number(n)])),
+      recentFailures: recent.map((text) => JSON.parse(text) as RecentFailure)
+    }
+  }
+
+  async addCredit (openid: string, templateId: string, n: number): Promise<number> {
+    checkCreditCount(n)
+    return this.run((c) => c.hincrby(this.keys.credit(openid), templateId, n))
+  }
+
+  async zeroCredit (openid: string, templateId: string): Promise<void> {
+    await this.run((c) => c.hset(this.keys.credit(openid), templateId, 0))
+  }
+
+  async useCredit (openid: string, templateId: string, enforce: boolean): Promise<{ ok: boolean, remaining: number }> {
+    const [ok, remaining] = await this.run((c) => c.wechatPushUseCredit(this.keys.credit(openid), templateId, enforce ? 1 : 0)) as [number, number]
+    return { ok: ok === 1, remaining }
+  }
+
+  async refundCredit (openid: string, templateId: string): Promise<void> {
+    await this.run((c) => c.hincrby(this.keys.credit(openid), templateId, 1))
+  }
+
+  async getCredits (openid: string): Promise<Record<string, number>> {
+    const hash = await this.run((c) => c.hgetall(this.keys.credit(openid)))
+    return Object.fromEntries(Object.entries(hash).map(([templateId, n]) => [templateId, Number(n)]))
+  }
+
+  async getTemplates (): Promise<TemplateCache | null> {
+    const text = await this.run((c) => c.get(this.keys.templates))
+    if (!text) return null
+    try {
+      const value = JSON.parse(text) as TemplateCache
+      if (typeof value.fetchedAt === 'number' && Array.isArray(value.templates)) return value
+    } catch {}
+    return null
+  }
+
+  async putTemplates (value: TemplateCache, ttlSeconds: number): Promise<void> {
+    await this.run((c) => c.set(this.keys.templates, JSON.stringify(value), 'EX', ttlOf(ttlSeconds)))
+  }
+
+  /** The 7 keys every create/update script takes, in the order records-scripts.ts expects. */
+  private shared (id: string): string[] {
+    const k = this.keys
+    return [k.record(id), k.stats, k.byTemplate, k.errcodes, k.recent, k.sentPair, k.sentTime]
+  }
+}
+
+/** Only the known fields; a missing status (even null) keeps the current one, as in the memory store. */
+function patchJson ({ status, attempts, errcode, errmsg, msgid }: RecordPatch): string {
+  return JSON.stringify({ status: status ?? undefined, attempts, errcode, errmsg, msgid })
+}
+
+/** The replies of a pipeline or transaction; the first failed command's error is thrown. */
+function values (replies: [Error | null, unknown][] | null): unknown[] {
+  return (replies as [Error | null, unknown][]).map(([err, value]) => {
+    if (err) throw err
+    return value
+  })
+}
+
+function parseRecord (flat: string[]): MessageRecord {
+  const hash: Record<string, string> = {}
+  for (let i = 0; i < flat.length; i += 2) hash[flat[i]] = flat[i + 1]
+  return fromHash(hash)
+}
+
+function fromHash (h: Record<string, string>): MessageRecord {
+  return normalizeRecord({
+    id: h.id,
+    status: h.status as Status,
+    templateId: h.templateId,
+    toUser: h.toUser,
+    attempts: Number(h.attempts),
+    errcode: h.errcode === undefined ? undefined : Number(h.errcode),
+    errmsg: h.errmsg,
+    msgid: h.msgid,
+    createdAt: h.createdAt,
+    updatedAt: h.updatedAt,
+    source: h.source as MessageRecord['source'],
+    idempotencyKey: h.idempotencyKey
+  })
+}
