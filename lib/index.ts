@@ -71,6 +71,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   fastify.addHook('onClose', async () => {
     await handlerPushes?.drain()
     await queue?.close(CLOSE_GRACE_MS)
+    await delivery.flush()
     tokens.close()
     await http.close()
     await store.close()

@@ -87,6 +87,7 @@ export class WechatHttpClient {
       headers['content-type'] = 'application/x-www-form-urlencoded'
       body = options.form
     }
+    // undici's own timeouts use coarse timers (about 1 s resolution); the signal keeps `timeout` exact.
     const response = await pool.request({ method, path: url, headers, body, signal: AbortSignal.timeout(this.timeout) })
     if (response.statusCode >= 500) {
       await response.body.dump()

@@ -64,7 +64,7 @@ export class Delivery {
     await this.hooks.beforeSend?.(prepared)
     const outcome = await this.sender.deliver(id, prepared.wire, { attempts: this.options.retry.attempts, signal: options.signal })
     await this.hooks.afterSend?.(prepared, outcome)
-    await this.recordOutcome(id, prepared, outcome, key !== undefined)
+    this.track(this.recordOutcome(id, prepared, outcome, key !== undefined))
     if (outcome.status !== 'sent') throw outcome.error
     const result: SendResult = { id }
     if (outcome.msgid !== undefined) result.msgid = outcome.msgid
@@ -95,6 +95,22 @@ export class Delivery {
       throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
     }
     return claims.map((claim) => ({ id: claim.record.id, status: claim.record.status }))
+  }
+
+  /**
+   * The final record write of a direct send is not awaited: WeChat has answered, and a later
+   * status(id) is queued behind it on the same connection, so it still reads its own write.
+   * close() waits for the writes still under way.
+   */
+  private readonly writes = new Set<Promise<void>>()
+
+  private track (write: Promise<void>): void {
+    this.writes.add(write)
+    write.finally(() => this.writes.delete(write)).catch(() => {})
+  }
+
+  async flush (): Promise<void> {
+    await Promise.allSettled([...this.writes])
   }
 
   async status (id: string): Promise<MessageRecord | null> {

@@ -158,12 +158,13 @@ export class MemoryRecords implements RecordStore {
     counts[next]++
     if (FAILURE_STATES.includes(next)) this.failure(record, old, at, patchHasErrcode)
     const pair = pairOf(record.toUser, record.templateId)
-    if (old === 'sent') {
+    if (old === 'sent' && stored.sentAt !== undefined) {
       const list = this.sent.get(pair)
       if (list) this.sent.set(pair, list.filter((e) => e.id !== record.id))
       delete stored.sentAt
     }
-    if (next === 'sent') {
+    // Receipts find a message by msgid when WeChat returned one; the pair index is only for the rest.
+    if (next === 'sent' && record.msgid === undefined) {
       stored.sentAt = nowMs
       const cutoff = nowMs - ttlOf(ttlSeconds) * 1000
       const list = (this.sent.get(pair) ?? []).filter((e) => e.sentAt > cutoff)

@@ -56,7 +56,8 @@ local function enter (rec, old, new, at, ttl, sent, newErrcode)
     zremBoth({ pair .. rec.sentAt .. SEP .. rec.id })
     redis.call('HDEL', K.record, 'sentAt')
   end
-  if new == 'sent' then
+  -- receipts find a message by msgid when WeChat returned one; the pair index is only for the rest
+  if new == 'sent' and not rec.msgid then
     local member = pair .. sent[2] .. SEP .. rec.id
     redis.call('HSET', K.record, 'sentAt', sent[2])
     redis.call('ZADD', K.sentPair, 0, member)

@@ -1,0 +1,180 @@
+import { test } from 'tap'
+import { aesKeyFromEncodingAESKey, encryptMessage } from '../lib/push/crypto.js'
+import { pushSignature } from '../lib/push/signature.js'
+import type { PopupEvent, SentEvent } from '../lib/public-types.js'
+import { startSimulator } from './helpers/app.js'
+import { changeEvent, collect, KEY, OLD_KEY, OPENID, OTHER_KEY, popupEvent, pushApp, sentEvent, TOKEN, TPL_A, TPL_B, waitFor } from './push-helpers.js'
+
+// WECHAT.md §6.2 worked example.
+const VECTOR = { token: 'AAAAA', timestamp: '1714036504', nonce: '1514711492', signature: 'f464b24fc39322e44b38aa78f5edd27bd1441696' }
+const vectorClock = { now: () => 1714036504000 }
+
+test('GET: the documented vector echoes the raw echostr; wrong → 401', async (t) => {
+  const sim = await startSimulator(t)
+  const { app } = await pushApp(t, sim, { push: { token: VECTOR.token }, plugin: { clock: vectorClock } })
+  const query = `timestamp=${VECTOR.timestamp}&nonce=${VECTOR.nonce}`
+  const ok = await app.inject(`/wechat/push?signature=${VECTOR.signature}&${query}&echostr=7209164311839582153`)
+  t.equal(ok.statusCode, 200)
+  t.equal(ok.body, '7209164311839582153', 'raw echostr, not JSON')
+  t.match(ok.headers['content-type'], /^text\/plain/)
+  t.equal(ok.headers['x-content-type-options'], 'nosniff')
+
+  const wrong = await app.inject(`/wechat/push?signature=${'0'.repeat(40)}&${query}&echostr=x`)
+  t.equal(wrong.statusCode, 401)
+  t.same(wrong.json(), { statusCode: 401, code: 'FST_WECHAT_PUSH_SIGNATURE', error: 'Unauthorized', message: 'push signature does not match' })
+  t.notMatch(wrong.body, /AAAAA/, 'no secret in the answer')
+
+  const noEcho = await app.inject(`/wechat/push?signature=${VECTOR.signature}&${query}`)
+  t.equal(noEcho.statusCode, 400)
+  t.equal(noEcho.json().code, 'FST_WECHAT_PUSH_FORMAT')
+  t.equal((await app.inject('/wechat/push')).statusCode, 401, 'no query at all')
+  const repeated = await app.inject(`/wechat/push?signature=${VECTOR.signature}&signature=${VECTOR.signature}&${query}&echostr=x`)
+  t.equal(repeated.statusCode, 401, 'a repeated parameter does not count')
+})
+
+test('GET: a stale timestamp is refused even with a valid signature', async (t) => {
+  const sim = await startSimulator(t)
+  const { app } = await pushApp(t, sim, { push: { token: VECTOR.token, replayWindow: 60 }, plugin: { clock: { now: () => 1714036504000 + 61_000 } } })
+  const res = await app.inject(`/wechat/push?signature=${VECTOR.signature}&timestamp=${VECTOR.timestamp}&nonce=${VECTOR.nonce}&echostr=x`)
+  t.equal(res.statusCode, 401)
+  t.equal(res.json().code, 'FST_WECHAT_PUSH_TIMESTAMP')
+})
+
+test('GET in safe mode: the plain check still works (§6.2); WeCom msg_signature form is accepted too', async (t) => {
+  const sim = await startSimulator(t)
+  const { app } = await pushApp(t, sim, { push: { token: VECTOR.token, encodingAESKey: KEY }, plugin: { clock: vectorClock } })
+  const base = `timestamp=${VECTOR.timestamp}&nonce=${VECTOR.nonce}`
+  const plain = await app.inject(`/wechat/push?signature=${VECTOR.signature}&${base}&echostr=hello`)
+  t.equal(plain.body, 'hello')
+
+  const echostr = encryptMessage('1616140317555161061', { key: aesKeyFromEncodingAESKey(KEY), appId: sim.appId })
+  const msgSignature = pushSignature([VECTOR.token, VECTOR.timestamp, VECTOR.nonce, echostr])
+  const wecom = await app.inject({ url: '/wechat/push', query: { msg_signature: msgSignature, timestamp: VECTOR.timestamp, nonce: VECTOR.nonce, echostr } })
+  t.equal(wecom.statusCode, 200)
+  t.equal(wecom.body, '1616140317555161061', 'decrypted echostr')
+  const forged = await app.inject({ url: '/wechat/push', query: { msg_signature: '0'.repeat(40), timestamp: VECTOR.timestamp, nonce: VECTOR.nonce, echostr } })
+  t.equal(forged.statusCode, 401)
+  const noEcho = await app.inject({ url: '/wechat/push', query: { msg_signature: msgSignature, timestamp: VECTOR.timestamp, nonce: VECTOR.nonce } })
+  t.equal(noEcho.statusCode, 401)
+})
+
+for (const mode of ['plaintext', 'compatible', 'safe'] as const) {
+  for (const format of ['xml', 'json'] as const) {
+    test(`${mode} mode, ${format}: handlers receive normalised events`, async (t) => {
+      const sim = await startSimulator(t)
+      const push = mode === 'plaintext' ? { token: TOKEN, mode } : { token: TOKEN, encodingAESKey: KEY, mode }
+      const { app, url } = await pushApp(t, sim, { push, listen: true })
+      const all = collect(app)
+      const popups: PopupEvent[] = []
+      const sent: SentEvent[] = []
+      app.wechat.on('subscribe_msg_popup_event', (event) => { popups.push(event) })
+      app.wechat.on('subscribe_msg_sent_event', (event) => { sent.push(event) })
+      const options = { token: TOKEN, mode, format, ...(mode === 'plaintext' ? {} : { encodingAESKey: KEY }) }
+
+      for (const event of [popupEvent(), sentEvent(), changeEvent()]) {
+        const res = await sim.push(url, event, options)
+        t.same(res, { statusCode: 200, body: 'success' })
+      }
+      await waitFor(() => all.length === 3)
+      t.equal(popups.length, 1)
+      t.equal(sent.length, 1)
+      t.same(popups[0].List, [
+        { TemplateId: TPL_A, SubscribeStatusString: 'accept', PopupScene: 0 },
+        { TemplateId: TPL_B, SubscribeStatusString: 'reject', PopupScene: 0 }
+      ], 'List as an array, PopupScene coerced')
+      t.equal(popups[0].CreateTime, 1767225600)
+      t.equal(popups[0].FromUserName, OPENID)
+      t.same(sent[0].List, [{ TemplateId: TPL_A, MsgID: '2100000000000000123', ErrorCode: 0, ErrorStatus: 'success' }], 'MsgID keeps every digit')
+      t.equal(sent[0].CreateTime, 1767232800, 'string CreateTime coerced')
+      t.same(all.map((e) => e.Event), ['subscribe_msg_popup_event', 'subscribe_msg_sent_event', 'subscribe_msg_change_event'])
+      if (format === 'json') t.equal(all[1].raw.List && typeof all[1].raw.List, 'object', 'one JSON item arrives as an object and is normalised')
+    })
+  }
+}
+
+test('a bare 64-bit MsgID number in JSON keeps every digit', async (t) => {
+  const sim = await startSimulator(t)
+  const { app } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' } })
+  const sent: SentEvent[] = []
+  app.wechat.on('subscribe_msg_sent_event', (e) => { sent.push(e) })
+  const ts = String(Math.floor(Date.now() / 1000))
+  const body = '{"ToUserName":"gh_x","FromUserName":"oU","CreateTime":1767232800,"MsgType":"event","Event":"subscribe_msg_sent_event",' +
+    '"List":[{"TemplateId":"T1","MsgID":2100000000000000123,"ErrorCode":0,"ErrorStatus":"success"},{"TemplateId":"T2","MsgID":"7","ErrorCode":"43101","ErrorStatus":"fail"}]}'
+  const res = await app.inject({ method: 'POST', url: '/wechat/push', query: { signature: pushSignature([TOKEN, ts, 'n1']), timestamp: ts, nonce: 'n1' }, headers: { 'content-type': 'application/json' }, body })
+  t.equal(res.body, 'success')
+  await waitFor(() => sent.length === 1)
+  t.same(sent[0].List.map((i) => [i.MsgID, i.ErrorCode]), [['2100000000000000123', 0], ['7', 43101]])
+})
+
+test('key rotation: a push under the previous EncodingAESKey is accepted; an unknown key is not', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url } = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY, previousEncodingAESKey: OLD_KEY }, listen: true })
+  const all = collect(app)
+  for (const format of ['xml', 'json'] as const) {
+    t.same(await sim.push(url, sentEvent(String(format.length)), { token: TOKEN, encodingAESKey: OLD_KEY, format }), { statusCode: 200, body: 'success' })
+    const other = await sim.push(url, sentEvent('9'), { token: TOKEN, encodingAESKey: OTHER_KEY, format })
+    t.equal(other.statusCode, 400)
+    t.match(JSON.parse(other.body).code, /^FST_WECHAT_PUSH_(PADDING|DECRYPT|APPID)$/)
+  }
+  await waitFor(() => all.length === 2)
+})
+
+test('compatible mode without Encrypt needs the plain signature; safe mode refuses plaintext pushes', async (t) => {
+  const sim = await startSimulator(t)
+  const compatible = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY, mode: 'compatible' }, listen: true })
+  t.same(await sim.push(compatible.url, changeEvent(), { token: TOKEN, mode: 'plaintext' }), { statusCode: 200, body: 'success' })
+  t.equal((await sim.push(compatible.url, sentEvent(), { token: 'wrongToken', mode: 'plaintext' })).statusCode, 401)
+  t.equal((await sim.push(compatible.url, sentEvent(), { token: 'wrongToken', encodingAESKey: KEY, mode: 'compatible' })).statusCode, 401)
+
+  const safe = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY }, listen: true })
+  const res = await sim.push(safe.url, changeEvent(), { token: TOKEN, mode: 'plaintext' })
+  t.equal(res.statusCode, 401, 'plaintext push in safe mode')
+  t.equal(JSON.parse(res.body).message, 'push signature does not match: safe mode needs encrypt_type=aes')
+})
+
+test('custom path, and the user\'s own JSON parser is untouched', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url } = await pushApp(t, sim, {
+    push: { token: TOKEN, encodingAESKey: KEY, path: '/hooks/wx' },
+    listen: true,
+    setup: (instance) => {
+      instance.post('/orders', async (request) => ({ type: typeof request.body, body: request.body }))
+    }
+  })
+  const all = collect(app)
+  t.same(await sim.push(url, popupEvent(), { token: TOKEN, encodingAESKey: KEY, format: 'json', path: '/hooks/wx' }), { statusCode: 200, body: 'success' })
+  await waitFor(() => all.length === 1)
+  const order = await app.inject({ method: 'POST', url: '/orders', payload: { id: 42, items: ['mug'] } })
+  t.same(order.json(), { type: 'object', body: { id: 42, items: ['mug'] } }, 'JSON parsed into an object as usual')
+  const form = await app.inject({ method: 'POST', url: '/orders', headers: { 'content-type': 'text/xml' }, body: '<xml/>' })
+  t.equal(form.statusCode, 415, 'the push parser did not leak to the app')
+  t.equal((await app.inject({ method: 'POST', url: '/wechat/push', body: '' })).statusCode, 404, 'default path not served')
+})
+
+test('the endpoint answers success before a slow handler finishes', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url } = await pushApp(t, sim, { listen: true })
+  let finished = 0
+  app.wechat.on('subscribe_msg_popup_event', async () => {
+    await new Promise((resolve) => setTimeout(resolve, 2000))
+    finished = Date.now()
+  })
+  const started = Date.now()
+  const res = await sim.push(url, popupEvent(), { token: TOKEN, encodingAESKey: KEY })
+  const answered = Date.now()
+  t.same(res, { statusCode: 200, body: 'success' })
+  t.ok(answered - started < 1000, `answered in ${answered - started} ms`)
+  t.equal(finished, 0, 'handler still running')
+  await waitFor(() => finished > 0, 4000)
+  t.ok(finished - started >= 1900)
+})
+
+test('without push configured: on() works but nothing is served or fired', async (t) => {
+  const sim = await startSimulator(t)
+  const { app } = await pushApp(t, sim, { push: false })
+  const all = collect(app)
+  t.throws(() => app.wechat.on('', () => {}), TypeError)
+  t.throws(() => app.wechat.on('event', 'nope' as never), TypeError)
+  t.equal((await app.inject({ method: 'POST', url: '/wechat/push', body: '<xml/>' })).statusCode, 404)
+  t.equal(all.length, 0)
+})

@@ -1,0 +1,152 @@
+import { test } from 'tap'
+import Fastify from 'fastify'
+import { request } from 'undici'
+import { Readable } from 'node:stream'
+import { PushEventBus } from '../lib/push/event-bus.js'
+import { DRAIN_MS, registerPushEndpoint } from '../lib/push/plugin.js'
+import { normalizePush } from '../lib/push/events.js'
+import type { PushMessage } from '../lib/push/events.js'
+import { MemoryStore } from '../lib/store/memory.js'
+import { pushSignature } from '../lib/push/signature.js'
+import { buildSimPush } from '../lib/testing/index.js'
+import { startSimulator } from './helpers/app.js'
+import { changeEvent, KEY, popupEvent, pushApp, sentEvent, settle, TOKEN, waitFor } from './push-helpers.js'
+
+interface Logged { obj: Record<string, unknown>, msg: string }
+function fakeLog (): { log: any, errors: Logged[], warns: Logged[] } {
+  const errors: Logged[] = []
+  const warns: Logged[] = []
+  const log = {
+    error: (obj: Record<string, unknown>, msg: string) => { errors.push({ obj, msg }) },
+    warn: (obj: Record<string, unknown>, msg: string) => { warns.push({ obj, msg }) },
+    debug: () => {},
+    info: () => {}
+  }
+  return { log, errors, warns }
+}
+
+const popup = normalizePush(popupEvent()) as PushMessage
+const sent = normalizePush(sentEvent()) as PushMessage
+
+test('bus: internal hooks run before user handlers; names route; errors are logged and contained', async (t) => {
+  const { log, errors } = fakeLog()
+  const bus = new PushEventBus(log)
+  const order: string[] = []
+  bus.onInternal(async () => { await new Promise((resolve) => setTimeout(resolve, 20)); order.push('internal-1') })
+  bus.onInternal(() => { order.push('internal-2'); throw new Error('receipt store down') })
+  bus.on('subscribe_msg_popup_event', (event) => { order.push(`popup:${event.List.length}`) })
+  bus.on('event', (event) => { order.push(`all:${event.Event ?? ''}`) })
+  bus.on('subscribe_msg_sent_event', async () => { order.push('sent'); throw new Error('user bug') })
+  bus.on('debug_demo', () => { order.push('debug') })
+
+  await bus.emit(popup)
+  t.same(order, ['internal-1', 'internal-2', 'popup:2', 'all:subscribe_msg_popup_event'])
+  order.length = 0
+  await bus.emit(sent)
+  t.same(order, ['internal-1', 'internal-2', 'sent', 'all:subscribe_msg_sent_event'])
+  t.same(errors.map((e) => [e.obj.event, (e.obj.err as Error).message]), [
+    ['internal', 'receipt store down'], ['internal', 'receipt store down'], ['subscribe_msg_sent_event', 'user bug']
+  ])
+  order.length = 0
+  await bus.emit({ ...popup, Event: 'event' } as PushMessage)
+  t.same(order, ['internal-1', 'internal-2', 'all:event'], 'an Event named "event" is not delivered twice')
+  order.length = 0
+  const { Event: _e, ...noEvent } = popup
+  await bus.emit(noEvent as PushMessage)
+  t.same(order, ['internal-1', 'internal-2', 'all:'], 'a push without Event reaches the catch-all only')
+})
+
+test('bus: on() refuses bad arguments; drain waits, but only so long', async (t) => {
+  const bus = new PushEventBus(fakeLog().log)
+  t.throws(() => bus.on(42 as never, () => {}), TypeError)
+  t.throws(() => bus.on('event', null as never), TypeError)
+  await bus.drain(10) // nothing in flight
+  let release: () => void = () => {}
+  bus.on('event', () => new Promise<void>((resolve) => { release = resolve }))
+  const run = bus.emit(popup)
+  t.equal(bus.pending, 1)
+  const started = Date.now()
+  const keepAlive = setInterval(() => {}, 1000) // drain's own timer is unref'd
+  await bus.drain(50)
+  clearInterval(keepAlive)
+  t.ok(Date.now() - started >= 45, 'gave up after maxMs')
+  t.equal(bus.pending, 1)
+  release()
+  await run
+  await settle()
+  t.equal(bus.pending, 0)
+  t.equal(DRAIN_MS, 5000)
+})
+
+test('app.close() waits for handlers already acknowledged to WeChat', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url } = await pushApp(t, sim, { listen: true })
+  let done = false
+  app.wechat.on('event', async () => { await new Promise((resolve) => setTimeout(resolve, 200)); done = true })
+  t.equal((await sim.push(url, changeEvent(), { token: TOKEN, encodingAESKey: KEY })).body, 'success')
+  await app.close() // right after the answer: the dispatch is already counted
+  t.ok(done, 'handler finished before close resolved')
+})
+
+test('handler errors are logged with the event name; nothing secret is logged', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url, logs } = await pushApp(t, sim, { listen: true, logLevel: 'warn' })
+  let after = 0
+  app.wechat.on('subscribe_msg_change_event', () => { throw new Error('handler exploded') })
+  app.wechat.on('subscribe_msg_change_event', () => { after++ })
+  t.equal((await sim.push(url, changeEvent(), { token: TOKEN, encodingAESKey: KEY })).body, 'success')
+  await waitFor(() => logs.some((l) => l.msg === 'wechat: push event handler failed'))
+  t.equal(after, 1, 'the other handler still ran')
+  const failure = logs.find((l) => l.msg === 'wechat: push event handler failed')
+  t.equal(failure?.event, 'subscribe_msg_change_event')
+  t.equal((await sim.push(url, changeEvent(), { token: 'otherToken1', encodingAESKey: KEY })).statusCode, 401)
+  t.ok(logs.some((l) => l.msg === 'wechat: push rejected' && l.reason === 'signature'))
+  const text = JSON.stringify(logs)
+  t.notOk(text.includes(TOKEN) || text.includes(KEY) || text.includes('otherToken1'), 'no token or key in the logs')
+})
+
+test('chunked 10 MB body over real HTTP → 413, the server stays up', async (t) => {
+  const sim = await startSimulator(t)
+  const { url } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' }, listen: true })
+  const chunk = Buffer.alloc(64 * 1024, 0x61)
+  const body = Readable.from((function * () { for (let i = 0; i < 160; i++) yield chunk })())
+  const res = await request(`${url}/wechat/push?timestamp=1&nonce=2&signature=3`, { method: 'POST', headers: { 'content-type': 'text/xml' }, body }).catch((err: Error) => err)
+  if (res instanceof Error) {
+    t.pass(`connection closed while uploading (${res.message})`)
+  } else {
+    t.equal(res.statusCode, 413)
+    await res.body.dump()
+  }
+  t.equal((await sim.push(url, popupEvent(), { token: TOKEN, mode: 'plaintext' })).body, 'success')
+})
+
+test('anything unexpected on the endpoint is a 400, never a 500, and logged without detail', async (t) => {
+  const { log, errors, warns } = fakeLog()
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const failures: unknown[] = [new Error('boom: secret-ish detail'), Object.assign(new Error('teapot'), { statusCode: 418 }), Object.assign(new Error('x'), { statusCode: 499 }), { name: 'Weird' }]
+  let calls = 0
+  const clock = { now: () => { throw failures[calls++ % failures.length] } }
+  const push = { path: '/p', token: TOKEN, mode: 'plaintext' as const, bodyLimit: 1024, replayWindowMs: 300_000 }
+  registerPushEndpoint(app, { push, appId: 'wx1', store: new MemoryStore({ now: () => Date.now() }), events: new PushEventBus(log), clock, log })
+  await app.ready()
+  const query = { signature: pushSignature([TOKEN, '1', 'n']), timestamp: '1', nonce: 'n' }
+  const answers = []
+  for (let i = 0; i < failures.length; i++) answers.push(await app.inject({ method: 'POST', url: '/p', query, body: '<xml/>' }))
+  t.same(answers.map((r) => r.statusCode), [400, 418, 499, 400])
+  t.same(answers[0].json(), { statusCode: 400, code: 'FST_WECHAT_PUSH_BAD_REQUEST', error: 'Bad Request', message: 'push request could not be processed' })
+  t.equal(answers[2].json().error, 'Error')
+  t.equal(answers[1].json().code, 'FST_WECHAT_PUSH_BAD_REQUEST')
+  t.equal(errors.length, 2)
+  t.notMatch(JSON.stringify(errors), /secret-ish/, 'the message is not logged')
+  t.equal(errors[0].obj.err && (errors[0].obj.err as Record<string, unknown>).type, 'Error')
+  t.equal(warns.length, 2)
+})
+
+test('buildSimPush refuses a push it cannot sign', async (t) => {
+  t.throws(() => buildSimPush(popupEvent(), {}, 'wx1', 0), TypeError)
+  t.throws(() => buildSimPush(popupEvent(), { token: TOKEN, mode: 'safe' }, 'wx1', 0), TypeError)
+  const built = buildSimPush({ ...popupEvent(), FromUserName: undefined }, { token: TOKEN }, 'wx1', 0)
+  t.notMatch(built.url, /openid=/)
+  t.match(built.url, /^\/wechat\/push\?signature=[0-9a-f]{40}&timestamp=0&nonce=\d{10}$/)
+})

@@ -1,0 +1,147 @@
+import { createCipheriv } from 'node:crypto'
+import { test } from 'tap'
+import type { Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { aesKeyFromEncodingAESKey, encryptMessage } from '../lib/push/crypto.js'
+import { buildPushBody } from '../lib/push/envelope.js'
+import { pushSignature } from '../lib/push/signature.js'
+import { buildSimPush } from '../lib/testing/index.js'
+import { startSimulator } from './helpers/app.js'
+import { collect, KEY, popupEvent, pushApp, sentEvent, settle, TOKEN } from './push-helpers.js'
+
+const NOW = 1767225600_000
+const TS = String(NOW / 1000)
+const clock = { now: () => NOW }
+
+interface Sent { statusCode: number, code?: string, body: string }
+
+async function post (app: FastifyInstance, query: Record<string, string>, body: string, contentType = 'text/xml'): Promise<Sent> {
+  const res = await app.inject({ method: 'POST', url: '/wechat/push', query, headers: { 'content-type': contentType }, body })
+  return { statusCode: res.statusCode, body: res.body, code: res.body.startsWith('{') ? JSON.parse(res.body).code : undefined }
+}
+
+/** Query of a plaintext-mode push signed with the right token. */
+function plainQuery (nonce = 'n0nce'): Record<string, string> {
+  return { signature: pushSignature([TOKEN, TS, nonce]), timestamp: TS, nonce }
+}
+
+/** Query of a safe-mode push whose msg_signature covers `encrypt` (as someone holding the token would sign it). */
+function safeQuery (encrypt: string, nonce = 'n0nce'): Record<string, string> {
+  return { signature: pushSignature([TOKEN, TS, nonce]), timestamp: TS, nonce, encrypt_type: 'aes', msg_signature: pushSignature([TOKEN, TS, nonce, encrypt]) }
+}
+
+const safeBody = (encrypt: string): string => `<xml><ToUserName><![CDATA[gh_x]]></ToUserName><Encrypt><![CDATA[${encrypt}]]></Encrypt></xml>`
+
+function expect4xx (t: Test, res: Sent, status: number, code?: string): void {
+  t.equal(res.statusCode, status, `${status} ${code ?? ''}`)
+  if (code !== undefined) t.equal(res.code, code)
+}
+
+test('plaintext mode: forged, stale, missing, replayed, malformed', async (t) => {
+  const sim = await startSimulator(t)
+  const { app } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' }, plugin: { clock } })
+  const all = collect(app)
+  const body = buildPushBody(popupEvent(), { format: 'xml' })
+
+  expect4xx(t, await post(app, { ...plainQuery(), signature: 'f'.repeat(40) }, body), 401, 'FST_WECHAT_PUSH_SIGNATURE')
+  expect4xx(t, await post(app, { ...plainQuery(), signature: pushSignature(['guess', TS, 'n0nce']) }, body), 401, 'FST_WECHAT_PUSH_SIGNATURE')
+  const stale = String(NOW / 1000 - 301)
+  expect4xx(t, await post(app, { signature: pushSignature([TOKEN, stale, 'n']), timestamp: stale, nonce: 'n' }, body), 401, 'FST_WECHAT_PUSH_TIMESTAMP')
+  const future = String(NOW / 1000 + 301)
+  expect4xx(t, await post(app, { signature: pushSignature([TOKEN, future, 'n']), timestamp: future, nonce: 'n' }, body), 401, 'FST_WECHAT_PUSH_TIMESTAMP')
+  const notNumber = '17672256e3'
+  expect4xx(t, await post(app, { signature: pushSignature([TOKEN, notNumber, 'n']), timestamp: notNumber, nonce: 'n' }, body), 401, 'FST_WECHAT_PUSH_TIMESTAMP')
+  expect4xx(t, await post(app, {}, body), 401, 'FST_WECHAT_PUSH_SIGNATURE')
+  expect4xx(t, await post(app, { signature: plainQuery().signature, timestamp: TS }, body), 401)
+
+  // The same push twice (a WeChat retry, or a replay within the window): both answered, handled once.
+  t.equal((await post(app, plainQuery('a'), body)).body, 'success')
+  t.equal((await post(app, plainQuery('b'), body)).body, 'success')
+  await settle()
+  t.equal(all.length, 1, 'handler ran once')
+
+  const bomb = '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]><xml><FromUserName>&lol2;</FromUserName></xml>'
+  expect4xx(t, await post(app, plainQuery(), bomb), 400, 'FST_WECHAT_PUSH_XML')
+  const xxe = '<!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><xml><ToUserName>&xxe;</ToUserName></xml>'
+  expect4xx(t, await post(app, plainQuery(), xxe), 400, 'FST_WECHAT_PUSH_XML')
+  expect4xx(t, await post(app, plainQuery(), ''), 400, 'FST_WECHAT_PUSH_XML')
+  expect4xx(t, await post(app, plainQuery(), '   '), 400)
+  expect4xx(t, await post(app, plainQuery(), '[{"ToUserName":"gh"}]', 'application/json'), 400, 'FST_WECHAT_PUSH_JSON')
+  expect4xx(t, await post(app, plainQuery(), '{"ToUserName":', 'application/json'), 400, 'FST_WECHAT_PUSH_JSON')
+  expect4xx(t, await post(app, plainQuery(), '<xml><ToUserName>gh</ToUserName></xml>'), 400, 'FST_WECHAT_PUSH_FORMAT')
+  expect4xx(t, await post(app, plainQuery(), '<html><body/></html>'), 400, 'FST_WECHAT_PUSH_XML')
+  expect4xx(t, await post(app, plainQuery(), '<xml><a>unclosed</xml>'), 400, 'FST_WECHAT_PUSH_XML')
+
+  for (const type of ['multipart/form-data; boundary=x', 'application/x-www-form-urlencoded', 'image/png', 'application/octet-stream']) {
+    expect4xx(t, await post(app, plainQuery(), body, type), 415, 'FST_WECHAT_PUSH_MEDIA_TYPE')
+  }
+  expect4xx(t, await post(app, plainQuery(), body, 'not a media type'), 415)
+  const noType = await app.inject({ method: 'POST', url: '/wechat/push', query: plainQuery('c'), body: buildPushBody(sentEvent(), { format: 'xml' }) })
+  t.equal(noType.body, 'success', 'no content type: the body decides')
+  const textPlain = await post(app, plainQuery('d'), buildPushBody(sentEvent('77'), { format: 'json' }), 'text/plain; charset=utf-8')
+  t.equal(textPlain.body, 'success')
+})
+
+test('a 10 MB body is refused with 413 before it is read; a body just over the limit too', async (t) => {
+  const sim = await startSimulator(t)
+  const { app } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext', bodyLimit: 4096 }, plugin: { clock } })
+  expect4xx(t, await post(app, plainQuery(), 'x'.repeat(10 * 1024 * 1024)), 413, 'FST_ERR_CTP_BODY_TOO_LARGE')
+  expect4xx(t, await post(app, plainQuery(), `<xml>${'a'.repeat(4096)}</xml>`), 413)
+  // The app's own body limit (1 MiB default) is not what applies here.
+  const normal = Buffer.alloc(2 * 1024 * 1024, 'a').toString()
+  expect4xx(t, await post(app, plainQuery(), normal), 413)
+})
+
+test('safe mode: tampered ciphertext, wrong appid, bad padding, truncated base64, hostile plaintext', async (t) => {
+  const sim = await startSimulator(t)
+  const { app } = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY }, plugin: { clock } })
+  const all = collect(app)
+  const key = aesKeyFromEncodingAESKey(KEY)
+  const valid = buildSimPush(popupEvent(), { token: TOKEN, encodingAESKey: KEY, timestamp: NOW / 1000, nonce: 'n0nce' }, sim.appId, NOW)
+  const encrypt = /<Encrypt><!\[CDATA\[([^\]]+)\]\]>/.exec(valid.body)![1]
+
+  // Tampered without the token: the msg_signature no longer matches.
+  const flipped = (encrypt[10] === 'A' ? 'B' : 'A')
+  const tampered = encrypt.slice(0, 10) + flipped + encrypt.slice(11)
+  expect4xx(t, await post(app, safeQuery(encrypt), safeBody(tampered)), 401, 'FST_WECHAT_PUSH_SIGNATURE')
+  // Re-signed (an attacker holding the token but not the key): decryption refuses it.
+  const bytes = Buffer.from(encrypt, 'base64')
+  bytes[bytes.length - 1] ^= 0x55
+  const garbled = bytes.toString('base64')
+  expect4xx(t, await post(app, safeQuery(garbled), safeBody(garbled)), 400)
+
+  const foreign = encryptMessage(buildPushBody(popupEvent(), { format: 'xml' }), { key, appId: 'wxffffffffffffffff' })
+  expect4xx(t, await post(app, safeQuery(foreign), safeBody(foreign)), 400, 'FST_WECHAT_PUSH_APPID')
+
+  const cipher = createCipheriv('aes-256-cbc', key, key.subarray(0, 16)).setAutoPadding(false)
+  const badPad = Buffer.concat([cipher.update(Buffer.alloc(64, 0x21)), cipher.final()]).toString('base64')
+  expect4xx(t, await post(app, safeQuery(badPad), safeBody(badPad)), 400, 'FST_WECHAT_PUSH_PADDING')
+
+  const truncated = encrypt.slice(0, -3)
+  expect4xx(t, await post(app, safeQuery(truncated), safeBody(truncated)), 400, 'FST_WECHAT_PUSH_DECRYPT')
+  const notBase64 = '%%%%' + encrypt.slice(4)
+  expect4xx(t, await post(app, safeQuery(notBase64), safeBody(notBase64)), 400, 'FST_WECHAT_PUSH_DECRYPT')
+
+  const bomb = encryptMessage('<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">]><xml><A>&a;</A></xml>', { key, appId: sim.appId })
+  expect4xx(t, await post(app, safeQuery(bomb), safeBody(bomb)), 400, 'FST_WECHAT_PUSH_XML')
+  const array = encryptMessage('[]', { key, appId: sim.appId })
+  expect4xx(t, await post(app, safeQuery(array), safeBody(array)), 400, 'FST_WECHAT_PUSH_JSON')
+
+  expect4xx(t, await post(app, safeQuery(''), '<xml><ToUserName>gh</ToUserName></xml>'), 400, 'FST_WECHAT_PUSH_FORMAT')
+  expect4xx(t, await post(app, safeQuery('1'), '{"Encrypt":1}', 'application/json'), 400, 'FST_WECHAT_PUSH_FORMAT')
+  expect4xx(t, await post(app, { ...safeQuery(encrypt), encrypt_type: 'des' }, valid.body), 401, 'FST_WECHAT_PUSH_SIGNATURE')
+  expect4xx(t, await post(app, { ...safeQuery(encrypt), msg_signature: '' }, valid.body), 401, 'FST_WECHAT_PUSH_SIGNATURE')
+  expect4xx(t, await post(app, safeQuery(encrypt), ''), 400)
+
+  t.equal((await app.inject({ method: 'POST', url: valid.url, headers: { 'content-type': valid.contentType }, body: valid.body })).body, 'success')
+  t.equal((await app.inject({ method: 'POST', url: valid.url, headers: { 'content-type': valid.contentType }, body: valid.body })).body, 'success', 'replayed')
+  await settle()
+  t.equal(all.length, 1, 'replayed push handled once')
+})
+
+test('methods other than GET and POST are not served; HEAD verification needs a signature', async (t) => {
+  const sim = await startSimulator(t)
+  const { app } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' }, plugin: { clock } })
+  t.equal((await app.inject({ method: 'PUT', url: '/wechat/push', body: 'x' })).statusCode, 404)
+  t.equal((await app.inject({ method: 'HEAD', url: '/wechat/push' })).statusCode, 401)
+})

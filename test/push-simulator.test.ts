@@ -1,0 +1,112 @@
+import { test } from 'tap'
+import { createServer } from 'node:net'
+import type { Socket } from 'node:net'
+import type { PopupEvent, SentEvent } from '../lib/public-types.js'
+import { DEFAULT_TO_USER_NAME, DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
+import { shippedMessage, startSimulator } from './helpers/app.js'
+import { freePort } from './helpers/redis-server.js'
+import { KEY, pushApp, TOKEN, waitFor } from './push-helpers.js'
+
+test('pushConfig: every accepted send is followed by a subscribe_msg_sent_event with its MsgID', async (t) => {
+  const sim = await startSimulator(t, { latencyMs: 5 })
+  const { app, url } = await pushApp(t, sim, { listen: true })
+  const sent: SentEvent[] = []
+  app.wechat.on('subscribe_msg_sent_event', (event) => { sent.push(event) })
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, format: 'json' })
+
+  const results = await Promise.all(Array.from({ length: 8 }, () => app.wechat.send(shippedMessage())))
+  await sim.pushesSettled()
+  await waitFor(() => sent.length === 8)
+  t.same(sent.map((e) => e.List[0].MsgID).sort(), results.map((r) => r.msgid).sort(), 'one sent event per send, same MsgIDs')
+  t.ok(sent.every((e) => e.List[0].ErrorCode === 0 && e.List[0].TemplateId === DEMO_TEMPLATE_IDS.orderShipped && e.ToUserName === DEFAULT_TO_USER_NAME))
+  t.equal(sim.pushes.filter((p) => p.event === 'subscribe_msg_sent_event' && p.statusCode === 200 && p.body === 'success').length, 8)
+
+  sim.failNext('send', { errcode: 40003 })
+  await t.rejects(app.wechat.send(shippedMessage()))
+  await sim.pushesSettled()
+  t.equal(sim.pushes.length, 8, 'a refused send pushes nothing')
+
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, sentEvents: false })
+  await app.wechat.send(shippedMessage())
+  sim.pushConfig(null)
+  await app.wechat.send(shippedMessage())
+  await sim.pushesSettled()
+  t.equal(sim.pushes.length, 8, 'sentEvents off, then no config: nothing pushed')
+  sim.reset()
+  t.equal(sim.pushes.length, 0)
+})
+
+test('the sent event comes even when the send answer carries no msgid (WECHAT.md §2.2)', async (t) => {
+  const sim = await startSimulator(t, { returnMsgid: false })
+  const { app, url } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' }, listen: true })
+  const sent: SentEvent[] = []
+  app.wechat.on('subscribe_msg_sent_event', (event) => { sent.push(event) })
+  sim.pushConfig({ url: `${url}/`, token: TOKEN })
+  const result = await app.wechat.send(shippedMessage('oUser-no-msgid-0001'))
+  t.equal(result.msgid, undefined)
+  await waitFor(() => sent.length === 1)
+  t.equal(sent[0].List[0].MsgID, sim.accepted[0].msgid)
+  t.equal(sent[0].FromUserName, 'oUser-no-msgid-0001')
+})
+
+test('popup: grants simulator credits for accepts and pushes one popup event per user', async (t) => {
+  const sim = await startSimulator(t, { requireCredits: true })
+  const { app, url } = await pushApp(t, sim, { listen: true })
+  const popups: PopupEvent[] = []
+  app.wechat.on('subscribe_msg_popup_event', (event) => { popups.push(event) })
+  await t.rejects(sim.popup([{ openid: 'oA', templateId: 'T', status: 'accept' }]), TypeError, 'needs pushConfig')
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, mode: 'safe', format: 'xml', toUserName: 'gh_custom' })
+  const tpl = DEMO_TEMPLATE_IDS.orderShipped
+  const results = await sim.popup([
+    { openid: 'oUser-popup-000001', templateId: tpl, status: 'accept' },
+    { openid: 'oUser-popup-000001', templateId: 'TplOther', status: 'reject' },
+    { openid: 'oUser-popup-000002', templateId: tpl, status: 'accept' }
+  ])
+  t.same(results, [{ statusCode: 200, body: 'success' }, { statusCode: 200, body: 'success' }])
+  t.equal(sim.credits('oUser-popup-000001', tpl), 1)
+  t.equal(sim.credits('oUser-popup-000001', 'TplOther'), 0)
+  await waitFor(() => popups.length === 2)
+  t.same(popups[0].List, [{ TemplateId: tpl, SubscribeStatusString: 'accept', PopupScene: 0 }, { TemplateId: 'TplOther', SubscribeStatusString: 'reject', PopupScene: 0 }])
+  t.equal(popups[0].ToUserName, 'gh_custom')
+
+  // The same pop-up again in the same (frozen) second is a new event, not a retry: credits stack.
+  await sim.popup(url, [{ openid: 'oUser-popup-000001', templateId: tpl, status: 'accept' }])
+  await sim.popup(url, [{ openid: 'oUser-popup-000001', templateId: tpl, status: 'accept' }])
+  await waitFor(() => popups.length === 4)
+  t.equal(sim.credits('oUser-popup-000001', tpl), 3)
+  t.ok(popups[3].CreateTime > popups[2].CreateTime)
+  await app.wechat.send(shippedMessage('oUser-popup-000001'))
+  t.equal(sim.credits('oUser-popup-000001', tpl), 2, 'a send used one credit')
+
+  await t.rejects(sim.popup([]), TypeError)
+  await t.rejects(sim.popup(url), TypeError, 'a URL but no items')
+  await t.rejects(sim.popup([{ openid: 'o', templateId: 'T', status: 'ban' as never }]), TypeError)
+})
+
+test('push and pushConfig refuse what they cannot do', async (t) => {
+  const sim = await startSimulator(t)
+  await t.rejects(sim.push(undefined, {}), TypeError)
+  t.throws(() => sim.pushConfig({ url: 'http://127.0.0.1:1' } as never), TypeError)
+  t.throws(() => sim.pushConfig(undefined as never), TypeError)
+})
+
+test('background pushes: an unreachable app is recorded as status 0; close() aborts a hanging one', async (t) => {
+  const sim = await startSimulator(t)
+  const { app } = await pushApp(t, sim)
+  sim.pushConfig({ url: `http://127.0.0.1:${await freePort()}`, token: TOKEN })
+  await app.wechat.send(shippedMessage())
+  await sim.pushesSettled()
+  t.same(sim.pushes, [{ event: 'subscribe_msg_sent_event', statusCode: 0, body: '' }])
+
+  const sockets: Socket[] = []
+  const silent = createServer((socket) => { sockets.push(socket) }) // accepts, never answers
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { sockets.forEach((s) => s.destroy()); silent.close() })
+  sim.pushConfig({ url: `http://127.0.0.1:${(silent.address() as { port: number }).port}`, token: TOKEN })
+  await app.wechat.send(shippedMessage())
+  await waitFor(() => sockets.length === 1)
+  const started = Date.now()
+  await sim.close()
+  t.ok(Date.now() - started < 2000, 'close did not wait for the hanging push')
+  t.equal(sim.pushes.length, 2)
+})
