@@ -26,6 +26,8 @@ export interface WechatPush {
   enqueue (messages: SubscribeMessage | SubscribeMessage[], options?: EnqueueOptions): Promise<EnqueueResult[]>
   /** the record of a message (sent, queued or pushed from a handler), or null */
   status (id: string): Promise<MessageRecord | null>
+  /** the credits ledger of one user: templateId → sends left (option `credits`) */
+  credits (openid: string): Promise<Record<string, number>>
   /** counts per status, per template, errcode histogram and the latest failures */
   stats (): Promise<StatsSnapshot>
   /** runs the scheduled token job's work now (also what the job calls) */

@@ -8,6 +8,7 @@ import { invalid, prepareMessage } from './message.js'
 import type { MessageQueue } from './queue.js'
 import { newMessageId } from './sender.js'
 import type { DeliveryOutcome, Sender, SendResult } from './sender.js'
+import type { Credits } from './credits.js'
 
 export interface SendOptions {
   /** a second send with the same key returns the first message's result instead of sending again */
@@ -26,13 +27,6 @@ export interface EnqueueResult { id: string, status: Status }
 
 export type MessageSource = 'send' | 'queue' | 'hook'
 
-export interface DeliveryHooks {
-  /** before any call: may refuse the message (credits: 'enforce') */
-  beforeSend?: (prepared: PreparedMessage) => Promise<void>
-  /** after WeChat accepted or finally refused a direct send */
-  afterSend?: (prepared: PreparedMessage, outcome: DeliveryOutcome) => Promise<void>
-}
-
 const MAX_BATCH = 500
 const MAX_KEY_LENGTH = 200
 
@@ -47,8 +41,8 @@ export class Delivery {
     private readonly queue: MessageQueue | null,
     private readonly options: Pick<ResolvedOptions, 'defaults' | 'validation' | 'retry' | 'retentionSeconds'> & { clock: Clock },
     private readonly log: FastifyBaseLogger,
-    private readonly enumValues?: EnumLookup,
-    private readonly hooks: DeliveryHooks = {}
+    private readonly ledger: Credits,
+    private readonly enumValues?: EnumLookup
   ) {}
 
   /** `fastify.wechat.send`: calls WeChat now; resolves `{ id, msgid? }` or rejects with a coded error. */
@@ -61,9 +55,10 @@ export class Delivery {
       const claim = await this.createRecord(this.newRecord(id, prepared, 'sending', 'send'), key)
       if (!claim.created) return { id: claim.record.id, ...(claim.record.msgid ? { msgid: claim.record.msgid } : {}), duplicate: true }
     }
-    await this.hooks.beforeSend?.(prepared)
+    const { touser, template_id: templateId } = prepared.wire
+    const reserved = await this.ledger.reserve(touser, templateId)
     const outcome = await this.sender.deliver(id, prepared.wire, { attempts: this.options.retry.attempts, signal: options.signal })
-    await this.hooks.afterSend?.(prepared, outcome)
+    await this.ledger.settle(touser, templateId, outcome, reserved)
     this.track(this.recordOutcome(id, prepared, outcome, key !== undefined))
     if (outcome.status !== 'sent') throw outcome.error
     const result: SendResult = { id }
@@ -82,11 +77,15 @@ export class Delivery {
     if (!Number.isInteger(delay) || delay < 0 || delay > 30 * 86_400_000) throw invalid([{ key: 'delay', rule: 'range', message: 'delay must be a whole number of ms between 0 and 30 days' }])
     const prepared = list.map((message) => prepareMessage(message, this.options, this.enumValues))
 
+    // 'enforce': every message must hold a credit before it is accepted into the queue.
+    const reserved: boolean[] = []
+    for (const p of prepared) reserved.push(await this.ledger.reserve(p.wire.touser, p.wire.template_id))
     const claims = await Promise.all(prepared.map((p, i) => {
       const itemKey = key === undefined ? undefined : list.length > 1 ? `${key}:${i}` : key
       return this.createRecord(this.newRecord(newMessageId(), p, 'pending', source), itemKey)
     }))
-    const fresh = claims.flatMap((claim, i) => claim.created ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire }, delayMs: delay }] : [])
+    const fresh = claims.flatMap((claim, i) => claim.created ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire, reserved: reserved[i] }, delayMs: delay }] : [])
+    await Promise.all(claims.map((claim, i) => !claim.created && reserved[i] ? this.ledger.settle((prepared[i] as PreparedMessage).wire.touser, claim.record.templateId, { status: 'failed' }, true) : undefined))
     try {
       if (fresh.length > 0) await (this.queue as MessageQueue).add(fresh)
     } catch (err) {
@@ -116,6 +115,11 @@ export class Delivery {
   async status (id: string): Promise<MessageRecord | null> {
     if (typeof id !== 'string' || id.length === 0 || id.length > 200) return null
     return this.store.getRecord(id)
+  }
+
+  async credits (openid: string): Promise<Record<string, number>> {
+    if (typeof openid !== 'string' || openid.length === 0 || openid.length > 128) return {}
+    return this.ledger.of(openid)
   }
 
   async stats (): Promise<StatsSnapshot> {

@@ -14,6 +14,8 @@ export interface JobData {
   wire: WireMessage
   /** an earlier attempt timed out: a later 43101 means "maybe delivered" */
   ambiguous?: boolean
+  /** credits: 'enforce' took this message's credit at enqueue time */
+  reserved?: boolean
 }
 
 /** What the queue should do next with a job. */

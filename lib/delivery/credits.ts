@@ -1,0 +1,66 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { WechatNoCreditError } from '../errors.js'
+import type { WechatStore } from '../store/types.js'
+import type { DeliveryOutcome } from './sender.js'
+
+/** 'one-time' templates use one credit per send (WECHAT.md §7.1); 'long-term' ones do not. */
+export type TemplateKind = 'one-time' | 'long-term'
+export type TemplateKindLookup = (templateId: string) => TemplateKind | undefined
+
+export const NO_CONSENT_ERRCODE = 43101
+
+/**
+ * The credits ledger policy (option `credits`). WeChat never says how many sends a user allowed,
+ * so we count: a popup `accept` adds one per (openid, template), a change-event `reject` zeroes it,
+ * an accepted send uses one, a 43101 zeroes it. 'enforce' refuses locally when there is none.
+ * Templates known to be long-term are never counted; unknown templates count as one-time.
+ */
+export class Credits {
+  constructor (
+    private readonly store: WechatStore,
+    readonly mode: 'off' | 'track' | 'enforce',
+    private readonly kindOf: TemplateKindLookup,
+    private readonly log: FastifyBaseLogger
+  ) {}
+
+  private counts (templateId: string): boolean {
+    return this.mode !== 'off' && this.kindOf(templateId) !== 'long-term'
+  }
+
+  /** enforce: take a credit before any call, or throw FST_WECHAT_NO_CREDIT. Returns whether one was taken. */
+  async reserve (openid: string, templateId: string): Promise<boolean> {
+    if (this.mode !== 'enforce' || !this.counts(templateId)) return false
+    const { ok } = await this.store.useCredit(openid, templateId, true)
+    if (!ok) throw new WechatNoCreditError(`the user has no subscription credit for template ${templateId} (credits: 'enforce'); they must accept the subscribe pop-up first`)
+    return true
+  }
+
+  /** After WeChat's final word on a message. */
+  async settle (openid: string, templateId: string, outcome: Pick<DeliveryOutcome, 'status' | 'errcode'>, reserved: boolean): Promise<void> {
+    if (!this.counts(templateId)) return
+    try {
+      if (outcome.status === 'sent') {
+        if (!reserved) await this.store.useCredit(openid, templateId, false)
+      } else if (outcome.errcode === NO_CONSENT_ERRCODE) {
+        // WeChat says there is none left: our count was wrong (or the user revoked); trust WeChat.
+        await this.store.zeroCredit(openid, templateId)
+      } else if (reserved && outcome.status === 'failed') {
+        await this.store.refundCredit(openid, templateId)
+      }
+    } catch (err) {
+      this.log.warn({ templateId, reason: (err as Error).message }, 'wechat: could not update the credits ledger')
+    }
+  }
+
+  async accept (openid: string, templateId: string): Promise<void> {
+    if (this.counts(templateId)) await this.store.addCredit(openid, templateId, 1)
+  }
+
+  async reject (openid: string, templateId: string): Promise<void> {
+    if (this.mode !== 'off') await this.store.zeroCredit(openid, templateId)
+  }
+
+  async of (openid: string): Promise<Record<string, number>> {
+    return this.store.getCredits(openid)
+  }
+}

@@ -1,0 +1,108 @@
+import { test } from 'tap'
+import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
+import { shippedMessage, startSimulator } from './helpers/app.js'
+import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { KEY, pushApp, TOKEN, waitFor } from './push-helpers.js'
+
+const ORDER = DEMO_TEMPLATE_IDS.orderShipped
+const MEETING = DEMO_TEMPLATE_IDS.meetingReminder
+
+for (const store of ['memory', 'redis'] as const) {
+  test(`end to end (${store}): popup accept → credit 1 → send → credit 0 → second send refused under enforce; sent event → delivered`, async (t) => {
+    const sim = await startSimulator(t, { requireCredits: true })
+    let redisUrl: string | undefined
+    if (store === 'redis') {
+      const redis = await startRedis()
+      t.teardown(() => redis.stop())
+      redisUrl = redis.url
+    }
+    const { app, url } = await pushApp(t, sim, { listen: true, redisUrl, plugin: { credits: 'enforce', keyPrefix: uniquePrefix('credits') } })
+    sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, mode: 'safe', format: store === 'redis' ? 'json' : 'xml' })
+    const openid = 'oCredit-user-0000000001'
+
+    // No credit yet: refused locally, WeChat never called.
+    await t.rejects(app.wechat.send(shippedMessage(openid)), { code: 'FST_WECHAT_NO_CREDIT', statusCode: 409 })
+    t.equal(sim.counters.send, 0)
+
+    await sim.popup([{ openid, templateId: ORDER, status: 'accept' }])
+    await waitFor(() => sim.pushes.length > 0)
+    await sim.pushesSettled()
+    await waitFor2(async () => (await app.wechat.credits(openid))[ORDER] === 1)
+    t.same(await app.wechat.credits(openid), { [ORDER]: 1 })
+
+    const sent = await app.wechat.send(shippedMessage(openid))
+    t.same(await app.wechat.credits(openid), { [ORDER]: 0 })
+    await t.rejects(app.wechat.send(shippedMessage(openid)), { code: 'FST_WECHAT_NO_CREDIT' })
+    t.equal(sim.counters.send, 1, 'the refused send never reached WeChat')
+
+    // The simulator pushes subscribe_msg_sent_event after the accepted send.
+    await sim.pushesSettled()
+    await waitFor2(async () => (await app.wechat.status(sent.id))?.status === 'delivered')
+    const record = await app.wechat.status(sent.id)
+    t.equal(record?.status, 'delivered')
+    t.equal(record?.msgid, sent.msgid)
+    t.equal((await app.wechat.stats()).delivered, 1)
+
+    // A change-event reject zeroes the credit even after new accepts.
+    await sim.popup([{ openid, templateId: ORDER, status: 'accept' }, { openid, templateId: ORDER, status: 'accept' }])
+    await sim.pushesSettled()
+    await waitFor2(async () => (await app.wechat.credits(openid))[ORDER] === 2)
+    await sim.push(undefined, { FromUserName: openid, Event: 'subscribe_msg_change_event', List: [{ TemplateId: ORDER, SubscribeStatusString: 'reject' }] })
+    await waitFor2(async () => (await app.wechat.credits(openid))[ORDER] === 0)
+  })
+}
+
+test('track mode: sends are never refused locally; 43101 zeroes the credit and counts as no consent', async (t) => {
+  const sim = await startSimulator(t, { requireCredits: true })
+  const { app } = await pushApp(t, sim, { plugin: { credits: 'track' } })
+  const openid = 'oCredit-user-0000000002'
+  const err = await app.wechat.send(shippedMessage(openid)).catch((e) => e)
+  t.equal(err.errcode, 43101, 'WeChat decides in track mode')
+  const stats = await app.wechat.stats()
+  t.equal(stats.noConsent, 1)
+  t.equal(stats.errcodes['43101'], 1)
+
+  sim.grantCredit(openid, ORDER, 1)
+  await app.wechat.send(shippedMessage(openid))
+  t.same(await app.wechat.credits(openid), { [ORDER]: 0 }, '43101 zeroed it, and a send with no tracked credit does not go negative')
+})
+
+test('long-term templates and credits: off are not counted', async (t) => {
+  const sim = await startSimulator(t)
+  const { app } = await pushApp(t, sim, { plugin: { credits: 'off' } })
+  await app.wechat.send({ toUser: 'oCredit-user-0000000003', templateId: MEETING, data: { thing1: 'Room 3', date2: '2026年3月1日' } })
+  t.same(await app.wechat.credits('oCredit-user-0000000003'), {})
+})
+
+test('a failed delivery receipt marks the message failed with its ErrorCode', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url } = await pushApp(t, sim, { listen: true })
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, sentEvents: false })
+  const openid = 'oCredit-user-0000000004'
+  const sent = await app.wechat.send(shippedMessage(openid))
+  await sim.push(undefined, { FromUserName: openid, Event: 'subscribe_msg_sent_event', List: [{ TemplateId: ORDER, MsgID: sent.msgid, ErrorCode: '10001', ErrorStatus: 'system failed' }] })
+  await waitFor2(async () => (await app.wechat.status(sent.id))?.status === 'failed')
+  const record = await app.wechat.status(sent.id)
+  t.equal(record?.errcode, 10001)
+  t.equal(record?.errmsg, 'system failed')
+})
+
+test('a receipt without a matching msgid is paired by user, template and time', async (t) => {
+  const sim = await startSimulator(t, { returnMsgid: false })
+  const { app, url } = await pushApp(t, sim, { listen: true })
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY })
+  const openid = 'oCredit-user-0000000005'
+  const sent = await app.wechat.send(shippedMessage(openid))
+  t.equal(sent.msgid, undefined)
+  await sim.pushesSettled()
+  await waitFor2(async () => (await app.wechat.status(sent.id))?.status === 'delivered')
+  t.match((await app.wechat.status(sent.id))?.msgid, /^\d{19}$/, 'the receipt taught us the msgid')
+})
+
+async function waitFor2 (check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
