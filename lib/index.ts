@@ -12,6 +12,10 @@ import { registerPushEndpoint } from './push/plugin.js' // push
 import { Sender } from './delivery/sender.js'
 import { CLOSE_GRACE_MS } from './delivery/queue.js'
 import { createQueue } from './delivery/setup.js'
+import { Credits } from './delivery/credits.js'
+import type { JobData } from './delivery/job-runner.js'
+import { handleReceipts } from './delivery/receipts.js'
+import type { DeliveryOutcome } from './delivery/sender.js'
 import { registerHandlerPushes } from './http/handler-pushes.js'
 import { resolveOptions } from './options.js'
 import type { ResolvedOptions } from './options.js'
@@ -44,9 +48,12 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   })
   const api = new WechatApi(http, tokens)
   const sender = new Sender(api, options.retry, log)
-  const queue = createQueue(options, store, keys, sender, log, {})
-  const delivery = new Delivery(sender, store, queue, options, log)
+  const credits = new Credits(store, options.credits, () => undefined, log)
+  const settle = (data: JobData, outcome: DeliveryOutcome): Promise<void> => credits.settle(data.wire.touser, data.wire.template_id, outcome, data.reserved === true)
+  const queue = createQueue(options, store, keys, sender, log, { onSent: settle, onFailed: settle })
+  const delivery = new Delivery(sender, store, queue, options, log, credits)
   const events = new PushEventBus(log) // push
+  handleReceipts(events, store, credits, options, log)
 
   const wechat: fastifyWechatPush.WechatPush = {
     appId: options.appId,
@@ -56,6 +63,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     enqueue: (messages, enqueueOptions) => delivery.enqueue(messages, enqueueOptions),
     status: (id) => delivery.status(id),
     stats: () => delivery.stats(),
+    credits: (openid) => delivery.credits(openid),
     refreshToken: () => tokens.refreshIfDue(),
     on: (event: string, handler: (payload: fastifyWechatPush.PushMessage) => unknown) => { events.on(event, handler) } // push
   }
