@@ -2,13 +2,17 @@ import { parse as parseLossless, isSafeNumber } from 'lossless-json'
 
 /**
  * Parse a WeChat JSON answer. `msgid` is a 64-bit integer above 2^53 (WECHAT.md §2.2) that
- * JSON.parse would silently round, so any body with a long digit run goes through lossless-json,
- * which hands unsafe integers back as decimal strings. Plain bodies keep the fast native path.
+ * JSON.parse would silently round: it is quoted in place (quotes inside JSON strings are escaped,
+ * so the pattern cannot match inside one) and the native parser does the rest. Any other bare long
+ * number sends the body through lossless-json, which hands unsafe integers back as decimal strings.
  */
-const LONG_DIGITS = /\d{16,}/
+const BARE_LONG_NUMBER = /[:[,]\s*-?\d{16,}/
+/** The one big number WeChat sends on every success: quoted in place, so JSON.parse keeps its digits. */
+const MSGID = /("msgid"\s*:\s*)(\d+)/
 
 export function parseWechatJson (text: string): unknown {
-  if (!LONG_DIGITS.test(text)) return JSON.parse(text)
+  const quoted = text.replace(MSGID, '$1"$2"')
+  if (!BARE_LONG_NUMBER.test(quoted)) return JSON.parse(quoted)
   return parseLossless(text, null, (value: string) => isSafeNumber(value) ? Number(value) : value)
 }
 
