@@ -23,9 +23,11 @@ class RetryLater extends Error {
 }
 
 /**
- * The durable queue: BullMQ on the app's Redis. Jobs are added through the app's own client; the
- * worker gets a duplicated connection (BullMQ needs `maxRetriesPerRequest: null` and blocking
- * commands), which we close ourselves. Every instance works the queue; the limiter is fleet-wide.
+ * The durable queue: BullMQ on the app's Redis. BullMQ gets connections duplicated from the app's
+ * client and closed by us, never the app's client itself (BullMQ defines scripts on it, and may
+ * disconnect it when a close times out): one for adding jobs, with no offline queue so an enqueue
+ * during an outage fails at once instead of hanging, and one for the worker (blocking commands need
+ * `maxRetriesPerRequest: null`). Every instance works the queue; the limiter is fleet-wide.
  */
 export class BullQueue implements MessageQueue {
   readonly kind = 'bullmq' as const
@@ -33,6 +35,8 @@ export class BullQueue implements MessageQueue {
   private readonly queue: Queue<JobData>
   private worker: Worker<JobData> | null = null
   private workerConnection: Redis | null = null
+  private readonly queueConnection: Redis
+  private readonly owned = new Set<Redis>()
 
   constructor (
     private readonly client: Redis,
@@ -40,7 +44,8 @@ export class BullQueue implements MessageQueue {
     private readonly options: BullQueueOptions,
     private readonly log: FastifyBaseLogger
   ) {
-    this.queue = new Queue<JobData>(QUEUE_NAME, { connection: client, prefix: options.prefix })
+    this.queueConnection = this.own(client.duplicate({ enableOfflineQueue: false }))
+    this.queue = new Queue<JobData>(QUEUE_NAME, { connection: this.queueConnection, prefix: options.prefix })
     this.queue.on('error', (err) => { this.log.warn({ reason: err.message }, 'wechat: queue connection error') })
   }
 
@@ -61,8 +66,7 @@ export class BullQueue implements MessageQueue {
   }
 
   async start (): Promise<void> {
-    this.workerConnection = this.client.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true })
-    this.workerConnection.on('error', () => {}) // reported through the worker's 'error' event
+    this.workerConnection = this.own(this.client.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true }))
     this.worker = new Worker<JobData>(QUEUE_NAME, (job, token) => this.process(job, token), {
       connection: this.workerConnection,
       prefix: this.options.prefix,
@@ -103,8 +107,9 @@ export class BullQueue implements MessageQueue {
   async close (graceMs: number): Promise<void> {
     const worker = this.worker
     if (worker) {
-      // While Redis is away a graceful close waits for the reconnect; go straight to cutting it then.
-      const connected = this.workerConnection?.status === 'ready'
+      // BullMQ's graceful close waits for its connections to be back; give a reconnect a moment
+      // (Redis just restarted), and cut the connections if Redis stays away.
+      const connected = await readyWithin(this.workerConnection, 5000)
       if (!connected || !await settlesWithin(worker.close(), graceMs)) {
         // worker.close(true) would return the same pending promise: cut the connections instead.
         if (connected) this.log.warn('wechat: queue jobs still active at close; another instance will pick them up when their lock expires')
@@ -114,8 +119,30 @@ export class BullQueue implements MessageQueue {
       }
     }
     if (!await settlesWithin(this.queue.close(), 2000)) await settlesWithin(Promise.resolve(this.queue.disconnect()), 1000)
-    if (this.workerConnection && !await settlesWithin(this.workerConnection.quit(), 1000)) this.workerConnection.disconnect()
+    // Whatever BullMQ has not closed by now (its own blocking connection, if Redis is away) is cut,
+    // so nothing of ours keeps the process alive or reconnecting after close.
+    await Promise.all([...this.owned].map(async (connection) => {
+      if (connection.status !== 'end' && !await settlesWithin(connection.quit(), 1000)) connection.disconnect()
+    }))
   }
+
+  /**
+   * Track a connection we made and every connection BullMQ duplicates from it (BullMQ creates its
+   * blocking connection with `duplicate()`), so close() can end them all.
+   */
+  private own (connection: Redis): Redis {
+    const duplicate = connection.duplicate.bind(connection)
+    connection.duplicate = ((...args: Parameters<Redis['duplicate']>) => this.own(duplicate(...args))) as Redis['duplicate']
+    connection.on('error', () => {}) // reported through BullMQ's 'error' events
+    this.owned.add(connection)
+    return connection
+  }
+}
+
+async function readyWithin (connection: Redis | null, ms: number): Promise<boolean> {
+  if (!connection || connection.status === 'ready') return connection !== null
+  if (connection.status === 'end') return false
+  return settlesWithin(new Promise<void>((resolve) => connection.once('ready', () => resolve())), ms).then(() => connection.status === 'ready')
 }
 
 /** Whether `promise` settles within `ms` (a rejection counts as settled). */
