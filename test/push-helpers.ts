@@ -53,7 +53,7 @@ export async function pushApp (t: Teardown, sim: WechatSimulator, options: PushA
     appSecret: sim.appSecret,
     baseUrl: sim.url,
     retry: { attempts: 2, minDelay: 5, maxDelay: 20 },
-    timeout: 1000,
+    timeout: 5000, // generous: a loaded CI machine must not turn slow answers into retries (duplicates)
     push: options.push ?? { token: TOKEN, encodingAESKey: KEY },
     ...options.plugin
   } as never)

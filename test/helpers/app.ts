@@ -33,7 +33,7 @@ export async function buildApp (t: Teardown, sim: WechatSimulator, options: AppO
     appSecret: sim.appSecret,
     baseUrl: sim.url,
     retry: { attempts: 3, minDelay: 5, maxDelay: 20 },
-    timeout: 1000,
+    timeout: 5000, // generous: a loaded CI machine must not turn slow answers into retries (duplicates)
     ...options.plugin
   } as never)
   await app.ready()
