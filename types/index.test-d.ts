@@ -50,3 +50,24 @@ expectAssignable<string>(new wechatPush.WechatTokenError('x').code)
 
 // the simulator subpath
 expectType<Promise<WechatSimulator>>(createSimulator())
+
+// queue, records, stats, credits
+expectType<Promise<Array<{ id: string, status: 'pending' | 'sending' | 'sent' | 'delivered' | 'failed' | 'unknown' }>>>(app.wechat.enqueue([message], { idempotencyKey: 'k', delay: 1000 }))
+expectError(app.wechat.enqueue(message, { delay: '1s' }))
+app.wechat.status('id').then((record) => { if (record) expectType<wechatPush.Status>(record.status) })
+app.wechat.stats().then((stats) => { expectType<number>(stats.delivered); expectType<Record<string, number>>(stats.errcodes) })
+expectType<Promise<Record<string, number>>>(app.wechat.credits('openid'))
+
+// push events are typed by name
+app.wechat.on('subscribe_msg_popup_event', (event) => { expectType<string>(event.List[0].SubscribeStatusString) })
+app.wechat.on('subscribe_msg_sent_event', (event) => { expectType<string>(event.List[0].MsgID); expectType<number>(event.List[0].ErrorCode) })
+
+// handler pushes
+app.get('/', async (_request, reply) => {
+  reply.wechatPush(message)
+  reply.wechatPush([message, message])
+  expectError(reply.wechatPush({ toUser: 'o1' }))
+  return 'ok'
+})
+app.get('/declarative', { config: { wechatPush: (_request, _reply, _payload) => message } }, async () => 'ok')
+expectError(app.get('/bad', { config: { wechatPush: 'nope' } }, async () => 'ok'))
