@@ -29,6 +29,9 @@ export const WechatNoCreditError = createError<'FST_WECHAT_NO_CREDIT', 409, Args
 export const WechatQueueError = createError<'FST_WECHAT_QUEUE', 503, Args>(
   'FST_WECHAT_QUEUE', 'The message could not be queued: %s', 503)
 
+export const WechatStoreError = createError<'FST_WECHAT_STORE', 503, Args>(
+  'FST_WECHAT_STORE', 'The message store is unavailable: %s', 503)
+
 export type ErrorClass = 'token' | 'transient' | 'rate' | 'quota' | 'permanent'
 
 /** What an errcode answer carries besides its message; `retryable` says whether waiting could help. */

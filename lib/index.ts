@@ -6,6 +6,10 @@ import { WechatHttpClient } from './api/http-client.js'
 import { TokenManager } from './api/token-manager.js'
 import { scheduleTokenRefresh } from './api/token-job.js'
 import { WechatApi } from './api/wechat-api.js'
+import { TemplateApi } from './api/templates.js' // templates
+import { TemplateCatalog, templatesFacade } from './delivery/templates-catalog.js' // templates
+import { scheduleTemplateRefresh } from './delivery/templates-job.js' // templates
+import * as typedTemplates from './typed-templates.js' // templates
 import { Delivery } from './delivery/delivery.js'
 import { PushEventBus } from './push/event-bus.js' // push
 import { registerPushEndpoint } from './push/plugin.js' // push
@@ -17,12 +21,14 @@ import type { JobData } from './delivery/job-runner.js'
 import { handleReceipts } from './delivery/receipts.js'
 import type { DeliveryOutcome } from './delivery/sender.js'
 import { registerHandlerPushes } from './http/handler-pushes.js'
+import { registerRoutes } from './http/routes.js' // routes
 import { resolveOptions } from './options.js'
 import type { ResolvedOptions } from './options.js'
 import type { OptionsInput } from './options-schema.js'
 import { keySpace } from './store/keys.js'
 import { selectStore } from './store/select.js'
 import type * as publicTypes from './public-types.js'
+import type { SendOptions, EnqueueOptions } from './delivery/delivery.js' // templates
 
 /**
  * Wiring only (DESIGN.md "lib/index.ts"): options → parts → decorator, job, close hook.
@@ -48,10 +54,12 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   })
   const api = new WechatApi(http, tokens)
   const sender = new Sender(api, options.retry, log)
-  const credits = new Credits(store, options.credits, () => undefined, log)
+  const templateApi = new TemplateApi(api, options.retry, log) // templates
+  const catalog = options.templates ? new TemplateCatalog(templateApi, store, { ttlMs: options.templates.ttlSeconds * 1000, validate: options.templates.validate && options.validation !== 'off', clock: options.clock }, log) : null // templates
+  const credits = new Credits(store, options.credits, (templateId) => catalog?.kindOf(templateId), log) // templates
   const settle = (data: JobData, outcome: DeliveryOutcome): Promise<void> => credits.settle(data.wire.touser, data.wire.template_id, outcome, data.reserved === true)
   const queue = createQueue(options, store, keys, sender, log, { onSent: settle, onFailed: settle })
-  const delivery = new Delivery(sender, store, queue, options, log, credits)
+  const delivery = new Delivery(sender, store, queue, options, log, credits, catalog ?? undefined) // templates
   const events = new PushEventBus(log) // push
   handleReceipts(events, store, credits, options, log)
 
@@ -59,19 +67,22 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     appId: options.appId,
     storeKind: store.kind,
     getToken: (getOptions) => tokens.getToken(getOptions?.forceRefresh === true),
-    send: (message, sendOptions) => delivery.send(message, sendOptions),
-    enqueue: (messages, enqueueOptions) => delivery.enqueue(messages, enqueueOptions),
+    send: (message: unknown, sendOptions?: SendOptions) => delivery.send(message, sendOptions), // templates: overloaded (typed messages)
+    enqueue: (messages: unknown, enqueueOptions?: EnqueueOptions) => delivery.enqueue(messages, enqueueOptions), // templates
     status: (id) => delivery.status(id),
     stats: () => delivery.stats(),
     credits: (openid) => delivery.credits(openid),
     refreshToken: () => tokens.refreshIfDue(),
+    templates: templatesFacade(templateApi, catalog, log), // templates
     on: (event: string, handler: (payload: fastifyWechatPush.PushMessage) => unknown) => { events.on(event, handler) } // push
   }
   decorate(fastify, options, wechat)
+  if (options.routes) registerRoutes(fastify, { routes: options.routes, wechat, queue: queue !== null, clock: options.clock }) // routes
   if (options.push) registerPushEndpoint(fastify, { push: options.push, appId: options.appId, store, events, clock: options.clock, log }) // push
 
   if (!fastify.hasDecorator('scheduler')) await fastify.register(fastifySchedule)
   scheduleTokenRefresh(fastify, tokens, `wechat:token:${options.appId}${options.namespace ? `:${options.namespace}` : ''}`, options.refreshIntervalMs)
+  if (catalog && options.templates) scheduleTemplateRefresh(fastify, catalog, `wechat:templates:${options.appId}${options.namespace ? `:${options.namespace}` : ''}`, options.templates.ttlSeconds * 500) // templates
 
   const handlerPushes = queue && !fastify.hasReplyDecorator('wechatPush') ? registerHandlerPushes(fastify, delivery) : null
   if (queue) fastify.addHook('onReady', async () => { await queue.start() })
@@ -134,6 +145,21 @@ namespace fastifyWechatPush {
   export type PopupEvent = publicTypes.PopupEvent // push
   export type ChangeEvent = publicTypes.ChangeEvent // push
   export type SentEvent = publicTypes.SentEvent // push
+  export type WechatTemplates = publicTypes.WechatTemplates // templates
+  export type PrivateTemplate = publicTypes.PrivateTemplate // templates
+  export type TemplateCategory = publicTypes.TemplateCategory // templates
+  export type PublicTemplateTitle = publicTypes.PublicTemplateTitle // templates
+  export type PublicTemplateKeyword = publicTypes.PublicTemplateKeyword // templates
+  export type PublicTitlesQuery = publicTypes.PublicTitlesQuery // templates
+  export type AddTemplateInput = publicTypes.AddTemplateInput // templates
+  export type TemplateSpec = publicTypes.TemplateSpec // templates
+  export type KeywordSpec = publicTypes.KeywordSpec // templates
+  export type KeywordInput<V extends KeywordSpec> = publicTypes.KeywordInput<V> // templates
+  export type TemplateDefinition<S extends TemplateSpec = TemplateSpec> = publicTypes.TemplateDefinition<S> // templates
+  export type TemplateData<S extends TemplateSpec> = publicTypes.TemplateData<S> // templates
+  export type TypedMessage<S extends TemplateSpec> = publicTypes.TypedMessage<S> // templates
+  /** declare a template's keys once for type-checked messages (`template: shipped`) */
+  export const defineTemplate = typedTemplates.defineTemplate // templates
   export const WechatOptionsError = errors.WechatOptionsError
   export const WechatInvalidMessageError = errors.WechatInvalidMessageError
   export const WechatApiError = errors.WechatApiError
@@ -141,6 +167,7 @@ namespace fastifyWechatPush {
   export const WechatUpstreamError = errors.WechatUpstreamError
   export const WechatNoCreditError = errors.WechatNoCreditError
   export const WechatQueueError = errors.WechatQueueError
+  export const WechatStoreError = errors.WechatStoreError
   /** `import { fastifyWechatPush } from 'fastify-wechat-push'` */
   export const plugin = fastifyWechatPush
 }

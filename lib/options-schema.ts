@@ -52,6 +52,11 @@ export const PushObject = Type.Object({
   replayWindow: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 }))
 }, { additionalProperties: false })
 
+export const TemplatesObject = Type.Object({
+  ttl: Type.Optional(Type.Integer({ minimum: 60, maximum: 7 * 86_400 })),
+  validate: Type.Optional(Type.Boolean())
+}, { additionalProperties: false })
+
 export const OptionsSchema = Type.Object({
   appId: NonEmpty,
   appSecret: NonEmpty,
@@ -70,12 +75,13 @@ export const OptionsSchema = Type.Object({
   routes: Type.Optional(Type.Union([Type.Literal(false), RoutesObject])),
   push: Type.Optional(Type.Union([Type.Literal(false), PushObject])),
   credits: Type.Optional(Type.Union([Type.Literal('off'), Type.Literal('track'), Type.Literal('enforce')])),
+  templates: Type.Optional(Type.Union([Type.Literal(false), TemplatesObject])),
   namespace: Type.Optional(Type.String({ minLength: 1, pattern: '^[A-Za-z_$][A-Za-z0-9_$]*$' })),
   retention: Type.Optional(Type.Integer({ minimum: 60, maximum: 366 * 86_400 })),
   clock: Type.Optional(Type.Unsafe<{ now(): number }>(Type.Any({ description: 'an object with now(): number' })))
 }, { additionalProperties: false })
 
 /** Sub-objects checked on their own first, so an error names `push.token`, not just `push`. */
-export const NESTED_SCHEMAS = { retry: RetrySchema, defaults: DefaultsSchema, queue: QueueObject, routes: RoutesObject, push: PushObject } as const
+export const NESTED_SCHEMAS = { retry: RetrySchema, defaults: DefaultsSchema, queue: QueueObject, routes: RoutesObject, push: PushObject, templates: TemplatesObject } as const
 
 export type OptionsInput = Static<typeof OptionsSchema>

@@ -29,6 +29,8 @@ export interface ResolvedOptions {
   routes: false | { prefix: string, onRequest?: HookOption, preHandler?: HookOption, dashboard: boolean, unprotected: boolean }
   push: false | { path: string, token: string, encodingAESKey?: string, previousEncodingAESKey?: string, mode: 'plaintext' | 'compatible' | 'safe', bodyLimit: number, replayWindowMs: number }
   credits: 'off' | 'track' | 'enforce'
+  /** the account's template list: cached `ttlSeconds` in the store, sends validated against it when `validate` */
+  templates: false | { ttlSeconds: number, validate: boolean }
   namespace?: string
   retentionSeconds: number
   clock: Clock
@@ -84,6 +86,7 @@ export function resolveOptions (raw: unknown): ResolvedOptions {
     routes: resolveRoutes(o.routes),
     push: resolvePush(o.push),
     credits: o.credits ?? (o.push ? 'track' : 'off'),
+    templates: o.templates === false ? false : { ttlSeconds: o.templates?.ttl ?? 3600, validate: o.templates?.validate ?? true },
     namespace: o.namespace,
     retentionSeconds: o.retention ?? 7 * 86_400,
     clock: (o.clock as Clock | undefined) ?? systemClock

@@ -5,9 +5,16 @@ import type { MessageRecord, StatsSnapshot, Status } from './store/records.js'
 import type { WechatPushConfig } from './http/handler-pushes.js'
 import type { PushEventMap } from './push/event-bus.js'
 import type { ChangeEvent, ChangeItem, OtherPush, PopupEvent, PopupItem, PushEnvelope, PushMessage, SentEvent, SentItem } from './push/events.js'
+import type { WechatTemplates } from './delivery/templates-catalog.js'
+import type {
+  AddTemplateInput, PrivateTemplate, PublicTemplateKeyword, PublicTemplateTitle, PublicTitlesQuery, TemplateCategory
+} from './api/templates.js'
+import type { KeywordInput, KeywordSpec, TemplateData, TemplateDefinition, TemplateSpec, TypedMessage } from './typed-templates.js'
 
 export type { SubscribeMessage, ValueChange, SendResult, SendOptions, EnqueueOptions, EnqueueResult, MessageRecord, StatsSnapshot, Status, WechatPushConfig }
 export type { PushEventMap, PushMessage, PushEnvelope, PopupEvent, PopupItem, ChangeEvent, ChangeItem, SentEvent, SentItem, OtherPush }
+export type { WechatTemplates, AddTemplateInput, PrivateTemplate, PublicTemplateKeyword, PublicTemplateTitle, PublicTitlesQuery, TemplateCategory }
+export type { KeywordInput, KeywordSpec, TemplateData, TemplateDefinition, TemplateSpec, TypedMessage }
 
 export interface GetTokenOptions {
   /** treat the current token as refused: fetch another (stable mode: force_refresh only if WeChat returns the same one) */
@@ -21,8 +28,11 @@ export interface WechatPush {
   /** 'redis' or 'memory': where the shared state lives */
   readonly storeKind: 'redis' | 'memory'
   getToken (options?: GetTokenOptions): Promise<string>
+  /** a typed message (`template: defineTemplate(...)`): its data keys are checked at compile time */
+  send<S extends TemplateSpec> (message: TypedMessage<S>, options?: SendOptions): Promise<SendResult>
   send (message: SubscribeMessage, options?: SendOptions): Promise<SendResult>
   /** validated and recorded now, delivered by the queue with retries; `{ id, status }` per message */
+  enqueue<S extends TemplateSpec> (messages: TypedMessage<S> | TypedMessage<S>[], options?: EnqueueOptions): Promise<EnqueueResult[]>
   enqueue (messages: SubscribeMessage | SubscribeMessage[], options?: EnqueueOptions): Promise<EnqueueResult[]>
   /** the record of a message (sent, queued or pushed from a handler), or null */
   status (id: string): Promise<MessageRecord | null>
@@ -32,6 +42,8 @@ export interface WechatPush {
   stats (): Promise<StatsSnapshot>
   /** runs the scheduled token job's work now (also what the job calls) */
   refreshToken (): Promise<void>
+  /** subscribe template management and the account's cached template list (option `templates`) */
+  readonly templates: WechatTemplates
   /**
    * Handle pushes from WeChat (option `push`, WECHAT.md §7): a subscribe event name, or `'event'` for
    * every push. Handlers run after WeChat got its `success`; errors are logged, never thrown. Without

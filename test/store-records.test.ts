@@ -341,6 +341,24 @@ function suite (t: Test, make: Factory): void {
     t.equal(s.sent, 2, 'counters are not recomputed when records expire')
   })
 
+  t.test('discardRecord undoes a pending record, its idempotency key and its counts', async (t) => {
+    const { store } = make()
+    const r = rec({ templateId: 'tplD' })
+    await store.createRecord(r, { ttlSeconds: TTL, idempotencyKey: 'discard-key' })
+    t.equal(await store.discardRecord(r.id), true)
+    t.equal(await store.getRecord(r.id), null)
+    t.equal(await store.discardRecord(r.id), false, 'already gone')
+    const s = await store.stats()
+    t.equal(s.total, 0)
+    t.equal(s.pending, 0)
+    t.same(s.byTemplate.tplD ?? counts(), counts())
+    const again = await store.createRecord(rec(), { ttlSeconds: TTL, idempotencyKey: 'discard-key' })
+    t.equal(again.created, true, 'the key is free again')
+    await store.updateRecord(again.record.id, { status: 'sent' }, at(1))
+    t.equal(await store.discardRecord(again.record.id), false, 'only a pending record can be discarded')
+    t.equal((await store.getRecord(again.record.id))?.status, 'sent')
+  })
+
   t.test('credits', async (t) => {
     const { store } = make()
     t.same(await store.getCredits('oC'), {})

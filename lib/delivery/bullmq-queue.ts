@@ -2,6 +2,7 @@ import { DelayedError, Queue, Worker } from 'bullmq'
 import type { Job } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
+import { duplicateClient } from '../store/connection.js'
 import type { JobData, JobRunner } from './job-runner.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
 
@@ -44,7 +45,7 @@ export class BullQueue implements MessageQueue {
     private readonly options: BullQueueOptions,
     private readonly log: FastifyBaseLogger
   ) {
-    this.queueConnection = this.own(client.duplicate({ enableOfflineQueue: false }))
+    this.queueConnection = this.own(duplicateClient(client, { enableOfflineQueue: false }))
     this.queue = new Queue<JobData>(QUEUE_NAME, { connection: this.queueConnection, prefix: options.prefix })
     this.queue.on('error', (err) => { this.log.warn({ reason: err.message }, 'wechat: queue connection error') })
   }
@@ -66,7 +67,7 @@ export class BullQueue implements MessageQueue {
   }
 
   async start (): Promise<void> {
-    this.workerConnection = this.own(this.client.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true }))
+    this.workerConnection = this.own(duplicateClient(this.client, { maxRetriesPerRequest: null, enableOfflineQueue: true }))
     this.worker = new Worker<JobData>(QUEUE_NAME, (job, token) => this.process(job, token), {
       connection: this.workerConnection,
       prefix: this.options.prefix,

@@ -1,10 +1,12 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { WechatQueueError } from '../errors.js'
+import { WechatQueueError, WechatStoreError } from '../errors.js'
 import type { Clock, ResolvedOptions } from '../options.js'
 import type { MessageRecord, StatsSnapshot, Status } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
-import type { EnumLookup, PreparedMessage } from './message.js'
+import type { PreparedMessage } from './message.js'
 import { invalid, prepareMessage } from './message.js'
+import { templateIdsOf } from './templates.js'
+import type { TemplateRules } from './templates.js'
 import type { MessageQueue } from './queue.js'
 import { newMessageId } from './sender.js'
 import type { DeliveryOutcome, Sender, SendResult } from './sender.js'
@@ -42,12 +44,15 @@ export class Delivery {
     private readonly options: Pick<ResolvedOptions, 'defaults' | 'validation' | 'retry' | 'retentionSeconds'> & { clock: Clock },
     private readonly log: FastifyBaseLogger,
     private readonly ledger: Credits,
-    private readonly enumValues?: EnumLookup
+    /** the account's template list (option `templates`): validation against it, when known */
+    private readonly templates?: TemplateRules
   ) {}
 
   /** `fastify.wechat.send`: calls WeChat now; resolves `{ id, msgid? }` or rejects with a coded error. */
   async send (message: unknown, options: SendOptions = {}): Promise<SendResult> {
-    const prepared = prepareMessage(message, this.options, this.enumValues)
+    const wait = this.templates?.prepare(templateIdsOf([message]))
+    if (wait !== undefined) await wait
+    const prepared = prepareMessage(message, this.options, this.templates?.lookup)
     const key = checkKey(options.idempotencyKey)
     const id = newMessageId()
     if (key !== undefined) {
@@ -75,7 +80,9 @@ export class Delivery {
     const key = checkKey(options.idempotencyKey)
     const delay = options.delay ?? 0
     if (!Number.isInteger(delay) || delay < 0 || delay > 30 * 86_400_000) throw invalid([{ key: 'delay', rule: 'range', message: 'delay must be a whole number of ms between 0 and 30 days' }])
-    const prepared = list.map((message) => prepareMessage(message, this.options, this.enumValues))
+    const wait = this.templates?.prepare(templateIdsOf(list))
+    if (wait !== undefined) await wait
+    const prepared = list.map((message) => prepareMessage(message, this.options, this.templates?.lookup))
 
     // 'enforce': every message must hold a credit before it is accepted into the queue.
     const reserved: boolean[] = []
@@ -85,12 +92,27 @@ export class Delivery {
       return this.createRecord(this.newRecord(newMessageId(), p, 'pending', source), itemKey)
     }))
     const fresh = claims.flatMap((claim, i) => claim.created ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire, reserved: reserved[i] }, delayMs: delay }] : [])
+    // A repeat whose first message is still 'pending' may have lost its job (a crash or a Redis
+    // failover between the record and the queue add): add it again under the same id, which the
+    // queue treats as a no-op when the job is there.
+    const requeue = claims.flatMap((claim, i) => !claim.created && claim.record.status === 'pending' ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire }, delayMs: delay }] : [])
     await Promise.all(claims.map((claim, i) => !claim.created && reserved[i] ? this.ledger.settle((prepared[i] as PreparedMessage).wire.touser, claim.record.templateId, { status: 'failed' }, true) : undefined))
+    if (requeue.length > 0) {
+      await (this.queue as MessageQueue).add(requeue).catch((err) => {
+        throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
+      })
+    }
     try {
       if (fresh.length > 0) await (this.queue as MessageQueue).add(fresh)
     } catch (err) {
+      // Nothing was queued: undo the records (and their idempotency keys) so a retry starts clean.
+      // If the store is down too, mark what remains failed rather than leave it pending forever.
       const now = this.nowIso()
-      await Promise.allSettled(fresh.map((job) => this.store.updateRecord(job.data.id, { status: 'failed', errmsg: 'could not be queued' }, { ttlSeconds: this.options.retentionSeconds, now })))
+      await Promise.allSettled(fresh.map(async (job) => {
+        const discarded = await this.store.discardRecord(job.data.id).catch(() => false)
+        if (!discarded) await this.store.updateRecord(job.data.id, { status: 'failed', errmsg: 'could not be queued' }, { ttlSeconds: this.options.retentionSeconds, now })
+      }))
+      await Promise.all(fresh.map((job) => job.data.reserved ? this.ledger.settle(job.data.wire.touser, job.data.wire.template_id, { status: 'failed' }, true) : undefined))
       throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
     }
     return claims.map((claim) => ({ id: claim.record.id, status: claim.record.status }))
@@ -114,16 +136,25 @@ export class Delivery {
 
   async status (id: string): Promise<MessageRecord | null> {
     if (typeof id !== 'string' || id.length === 0 || id.length > 200) return null
-    return this.store.getRecord(id)
+    return this.read(() => this.store.getRecord(id))
   }
 
   async credits (openid: string): Promise<Record<string, number>> {
     if (typeof openid !== 'string' || openid.length === 0 || openid.length > 128) return {}
-    return this.ledger.of(openid)
+    return this.read(() => this.ledger.of(openid))
   }
 
   async stats (): Promise<StatsSnapshot> {
-    return this.store.stats()
+    return this.read(() => this.store.stats())
+  }
+
+  /** Reads that fail because the store is down become FST_WECHAT_STORE (503), not raw Redis errors. */
+  private async read<T> (read: () => Promise<T>): Promise<T> {
+    try {
+      return await read()
+    } catch (err) {
+      throw new WechatStoreError(`could not read the records (${(err as Error).message})`, { cause: err })
+    }
   }
 
   private async createRecord (record: MessageRecord, idempotencyKey: string | undefined): Promise<{ created: boolean, record: MessageRecord }> {

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { backoffDelay } from '../api/backoff.js'
+import { backoffDelay, sleep } from '../api/backoff.js'
 import { RATE_LIMIT_DELAY_MS } from '../api/errcodes.js'
 import type { WireMessage } from '../api/subscribe.js'
 import type { Clock, ResolvedOptions } from '../options.js'
@@ -26,6 +26,12 @@ export type Verdict =
   | { kind: 'rate', delayMs: number }
   /** 45009: stop sending (the whole queue) until the daily quota resets */
   | { kind: 'quota', pauseMs: number }
+
+/**
+ * How long a job keeps trying to write its outcome while the store cannot answer (a Redis restart):
+ * the message is already with WeChat, so giving up at once would leave its record 'sending' for good.
+ */
+export const OUTCOME_WRITE_DEADLINE_MS = 30_000
 
 export interface RunnerHooks {
   /** after WeChat accepted a message (credits use it) */
@@ -56,37 +62,47 @@ export class JobRunner {
     const errFields = { errcode: outcome.errcode ?? null, errmsg: outcome.errmsg ?? null, attempts: attempt }
 
     if (outcome.status === 'sent') {
-      await this.update(data.id, { status: 'sent', msgid: outcome.msgid, attempts: attempt, errcode: null, errmsg: null })
+      await this.update(data.id, { status: 'sent', msgid: outcome.msgid, attempts: attempt, errcode: null, errmsg: null }, true)
       await this.hooks.onSent?.(data, outcome)
       return { kind: 'done', status: 'sent' }
     }
     if (outcome.errorClass === 'rate') {
-      await this.update(data.id, { status: 'pending', ...errFields })
+      await this.update(data.id, { status: 'pending', ...errFields }, true)
       return { kind: 'rate', delayMs: RATE_LIMIT_DELAY_MS }
     }
     if (outcome.errorClass === 'quota') {
-      await this.update(data.id, { status: 'pending', ...errFields })
+      await this.update(data.id, { status: 'pending', ...errFields }, true)
       return { kind: 'quota', pauseMs: msUntilChinaMidnight(this.options.clock.now()) }
     }
     const retryable = outcome.errorClass === 'transient' || outcome.errorClass === 'token'
     if (retryable && attempt < maxAttempts) {
-      await this.update(data.id, { status: 'pending', ...errFields })
+      await this.update(data.id, { status: 'pending', ...errFields }, true)
       return { kind: 'retry', delayMs: backoffDelay(attempt, this.options.retry), ambiguous: outcome.ambiguous }
     }
     // Final: a permanent error, attempts used up, or 43101 after an ambiguous attempt ('unknown').
     const status: Status = outcome.status === 'unknown' ? 'unknown' : 'failed'
-    await this.update(data.id, { status, ...errFields })
+    await this.update(data.id, { status, ...errFields }, true)
     await this.hooks.onFailed?.(data, outcome)
     this.log.warn({ messageId: data.id, status, errcode: outcome.errcode, attempts: attempt }, 'wechat: queued message ended without delivery')
     return { kind: 'done', status }
   }
 
-  private async update (id: string, patch: RecordPatch): Promise<void> {
-    try {
-      await this.store.updateRecord(id, patch, { ttlSeconds: this.options.retentionSeconds, now: new Date(this.options.clock.now()).toISOString() })
-    } catch (err) {
-      // The message itself is safe in the queue; a lost status write is logged, not fatal.
-      this.log.warn({ messageId: id, reason: (err as Error).message }, 'wechat: could not write the message record')
+  /** A best-effort write (`sending`), or with `durable` one retried until OUTCOME_WRITE_DEADLINE_MS. */
+  private async update (id: string, patch: RecordPatch, durable = false): Promise<void> {
+    const now = new Date(this.options.clock.now()).toISOString()
+    const deadline = Date.now() + (durable ? OUTCOME_WRITE_DEADLINE_MS : 0)
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.store.updateRecord(id, patch, { ttlSeconds: this.options.retentionSeconds, now })
+        return
+      } catch (err) {
+        if (Date.now() >= deadline) {
+          // The message itself is safe in the queue; a lost status write is logged, not fatal.
+          this.log.warn({ messageId: id, reason: (err as Error).message, status: patch.status }, 'wechat: could not write the message record')
+          return
+        }
+        await sleep(Math.min(1000, 25 * 2 ** attempt))
+      }
     }
   }
 }

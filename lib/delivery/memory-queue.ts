@@ -28,8 +28,15 @@ export class MemoryQueue implements MessageQueue {
 
   constructor (private readonly runner: JobRunner, private readonly options: MemoryQueueOptions, private readonly log: FastifyBaseLogger) {}
 
+  /** ids waiting or running: a second add of the same message is a no-op, as in BullMQ (jobId). */
+  private readonly known = new Set<string>()
+
   async add (jobs: QueuedJob[]): Promise<void> {
-    for (const job of jobs) this.schedule({ data: job.data, attempt: 1 }, job.delayMs ?? 0)
+    for (const job of jobs) {
+      if (this.known.has(job.data.id)) continue
+      this.known.add(job.data.id)
+      this.schedule({ data: job.data, attempt: 1 }, job.delayMs ?? 0)
+    }
   }
 
   async start (): Promise<void> {
@@ -101,7 +108,8 @@ export class MemoryQueue implements MessageQueue {
   private async work (entry: Entry): Promise<void> {
     try {
       const verdict = await this.runner.run(entry.data, entry.attempt, this.options.attempts)
-      if (verdict.kind === 'retry') this.schedule({ data: { ...entry.data, ambiguous: verdict.ambiguous }, attempt: entry.attempt + 1 }, verdict.delayMs)
+      if (verdict.kind === 'done') this.known.delete(entry.data.id)
+      else if (verdict.kind === 'retry') this.schedule({ data: { ...entry.data, ambiguous: verdict.ambiguous }, attempt: entry.attempt + 1 }, verdict.delayMs)
       else if (verdict.kind === 'rate') this.schedule(entry, verdict.delayMs)
       else if (verdict.kind === 'quota') {
         this.pausedUntil = Date.now() + verdict.pauseMs

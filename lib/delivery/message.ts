@@ -3,6 +3,8 @@ import type { InvalidMessageFields } from '../errors.js'
 import type { WireMessage } from '../api/subscribe.js'
 import type { ResolvedOptions } from '../options.js'
 import { checkKeyword, fixKeyword, isKeywordKey } from './keywords.js'
+import { declaredShape } from './templates.js'
+import type { KeywordSpecValue, TemplateLookup, TemplateShape } from './templates.js'
 
 /** What callers pass (DESIGN.md "Types"). */
 export interface SubscribeMessage {
@@ -24,31 +26,33 @@ export interface PreparedMessage {
 
 export interface Violation { key: string, rule: string, message: string }
 
-const MESSAGE_FIELDS = new Set(['toUser', 'templateId', 'data', 'page', 'miniprogramState', 'lang'])
+const MESSAGE_FIELDS = new Set(['toUser', 'templateId', 'template', 'data', 'page', 'miniprogramState', 'lang'])
 const STATES = new Set(['developer', 'trial', 'formal'])
 const LANGS = new Set(['zh_CN', 'en_US', 'zh_HK', 'zh_TW'])
 const MAX_KEYS = 50
 
-export type EnumLookup = (templateId: string, key: string) => readonly string[] | undefined
-
 /**
  * Turn a caller's message into WeChat's wire form, or throw FST_WECHAT_INVALID_MESSAGE naming every
  * problem at once. Runs before any network call: a message WeChat would refuse never costs a call.
+ * `templates` says what is known of the message's template (the account's list, lib/delivery/
+ * templates-catalog.ts): with a shape, the data must hold exactly its keys; without one, the key names
+ * decide the rules (and a typed message's declared keys, when it has them).
  */
-export function prepareMessage (input: unknown, options: Pick<ResolvedOptions, 'defaults' | 'validation'>, enumValues?: EnumLookup): PreparedMessage {
+export function prepareMessage (input: unknown, options: Pick<ResolvedOptions, 'defaults' | 'validation'>, templates?: TemplateLookup): PreparedMessage {
   const violations: Violation[] = []
   const bad = (key: string, rule: string, message: string): void => { violations.push({ key, rule, message }) }
   if (input === null || typeof input !== 'object' || Array.isArray(input)) throw invalid([{ key: 'message', rule: 'type', message: 'the message must be an object' }])
   const message = input as Record<string, unknown>
 
   for (const field of Object.keys(message)) {
-    if (!MESSAGE_FIELDS.has(field)) bad(field, 'unknown', `${field} is not a message field (expected toUser, templateId, data, page, miniprogramState, lang)`)
+    if (!MESSAGE_FIELDS.has(field)) bad(field, 'unknown', `${field} is not a message field (expected toUser, templateId or template, data, page, miniprogramState, lang)`)
   }
   const toUser = message.toUser
   if (typeof toUser !== 'string' || toUser.trim() === '') bad('toUser', 'required', 'toUser must be the recipient\'s openid (a non-empty string)')
   else if (toUser.length > 128 || /[\s\p{Cc}]/u.test(toUser)) bad('toUser', 'format', 'toUser must be an openid: no spaces or control characters, at most 128 characters')
-  const templateId = message.templateId
-  if (typeof templateId !== 'string' || templateId.trim() === '') bad('templateId', 'required', 'templateId must be a non-empty string')
+  const typed = readTemplate(message, bad)
+  const templateId = message.templateId ?? typed?.id
+  if (typeof templateId !== 'string' || templateId.trim() === '') bad('templateId', 'required', 'templateId must be a non-empty string (or template: a defineTemplate() value)')
   else if (templateId.length > 128 || /[\s\p{Cc}]/u.test(templateId)) bad('templateId', 'format', 'templateId must be a template id: no spaces or control characters, at most 128 characters')
 
   const page = message.page ?? options.defaults.page
@@ -64,6 +68,7 @@ export function prepareMessage (input: unknown, options: Pick<ResolvedOptions, '
   if (rawData === null || typeof rawData !== 'object' || Array.isArray(rawData)) {
     bad('data', 'required', 'data must be an object of template keywords, e.g. { thing1: \'Parcel shipped\' }')
   } else {
+    const shape = options.validation === 'off' || typeof templateId !== 'string' ? undefined : templateShape(templateId, typed, templates, bad)
     const entries = Object.entries(rawData as Record<string, unknown>)
     if (entries.length === 0) bad('data', 'required', 'data must hold at least one keyword')
     if (entries.length > MAX_KEYS) bad('data', 'size', `data holds ${entries.length} keywords; a template has far fewer`)
@@ -74,11 +79,18 @@ export function prepareMessage (input: unknown, options: Pick<ResolvedOptions, '
         continue
       }
       if (options.validation === 'off') { data[key] = { value }; continue }
-      if (!isKeywordKey(key)) {
+      const spec = shape?.keys.get(key)
+      if (shape !== undefined && spec === undefined) {
+        // WeChat ignores a key its template lacks, so the value would silently never show: a typo.
+        if (options.validation === 'truncate') changes.push({ key, from: value, to: '', changes: [`removed: not a key of template ${shape.id}`] })
+        else bad(`data.${key}`, 'unknown_key', `data.${key} is not a key of template ${shape.id} (its keys: ${[...shape.keys.keys()].join(', ')})`)
+        continue
+      }
+      if (shape === undefined && !isKeywordKey(key)) {
         bad(`data.${key}`, 'key', `data.${key} is not a template keyword (keywords are a type and a number, like thing1 or time2)`)
         continue
       }
-      const opts = { enumValues: typeof templateId === 'string' ? enumValues?.(templateId, key) : undefined }
+      const opts = { enumValues: spec?.enumValues }
       const violation = checkKeyword(key, value, opts)
       if (!violation) { data[key] = { value }; continue }
       const fixed = options.validation === 'truncate' ? fixKeyword(key, value, opts) : null
@@ -89,6 +101,12 @@ export function prepareMessage (input: unknown, options: Pick<ResolvedOptions, '
         bad(`data.${key}`, violation.rule, `data.${violation.message}`)
       }
     }
+    if (shape !== undefined) {
+      const keys = [...shape.keys.keys()]
+      for (const key of keys) {
+        if (!Object.hasOwn(rawData, key)) bad(`data.${key}`, 'missing', `data.${key} is missing: template ${shape.id} needs ${keys.join(', ')}`)
+      }
+    }
   }
   if (violations.length > 0) throw invalid(violations)
 
@@ -97,6 +115,42 @@ export function prepareMessage (input: unknown, options: Pick<ResolvedOptions, '
   if (state !== undefined) wire.miniprogram_state = state as WireMessage['miniprogram_state']
   if (lang !== undefined) wire.lang = lang as WireMessage['lang']
   return { wire, changes }
+}
+
+interface TypedTemplate { id: string, keys: Readonly<Record<string, KeywordSpecValue>> }
+
+/** A typed message's `template` (a defineTemplate() value), checked; undefined when there is none. */
+function readTemplate (message: Record<string, unknown>, bad: (key: string, rule: string, message: string) => void): TypedTemplate | undefined {
+  const template = message.template
+  if (template === undefined) return undefined
+  const t = template as Partial<TypedTemplate> | null
+  if (t === null || typeof t !== 'object' || typeof t.id !== 'string' || t.keys === null || typeof t.keys !== 'object') {
+    bad('template', 'type', 'template must be a defineTemplate() value ({ id, keys })')
+    return undefined
+  }
+  if (message.templateId !== undefined && message.templateId !== t.id) bad('templateId', 'conflict', `templateId and template.id name different templates (${String(message.templateId)}, ${t.id})`)
+  return t as TypedTemplate
+}
+
+/**
+ * The shape to validate against: the account's template when the list holds it (WeChat's word wins
+ * over a declaration), else a typed message's declared keys. A template id the known list lacks is
+ * refused like WeChat's 40037.
+ */
+function templateShape (templateId: string, typed: TypedTemplate | undefined, templates: TemplateLookup | undefined, bad: (key: string, rule: string, message: string) => void): TemplateShape | undefined {
+  const known = templates?.(templateId)
+  if (known === 'unknown') {
+    bad('templateId', 'unknown_template', `templateId ${templateId} is not a template of this mini program (WeChat would answer 40037); add it in the MP console or with wechat.templates.add()`)
+  } else if (known !== undefined) {
+    return known
+  }
+  if (typed === undefined) return undefined
+  try {
+    return declaredShape(typed)
+  } catch (err) {
+    bad('template', 'spec', (err as Error).message)
+    return undefined
+  }
 }
 
 /** `'x'`, `1` and `{ value }` are all accepted and sent as strings (WECHAT.md §2.1). */

@@ -69,7 +69,9 @@ export class Sender {
         const retry = errorClass === 'transient' && attempt < options.attempts
         this.log.warn({ messageId: id, errcode: answer.errcode, rid: answer.rid, attempt, retry }, 'wechat: subscribe/send answered an error')
         if (retry) { await sleep(backoffDelay(attempt, this.retry), options.signal); continue }
-        const unknown = ambiguous && answer.errcode === 43101
+        // After an attempt that may have reached WeChat, only an answer that would have refused the first
+        // one too (a permanent error other than 43101) proves it failed; anything else leaves it open.
+        const unknown = ambiguous && (answer.errcode === 43101 || errorClass !== 'permanent')
         return { status: unknown ? 'unknown' : 'failed', attempts: attempt, errcode: answer.errcode, errmsg: answer.errmsg, errorClass, error: apiError(id, answer.errcode, answer.errmsg, answer.rid, errorClass, unknown), ambiguous }
       } catch (err) {
         const upstream = err as Error & Partial<UpstreamFields> & { code?: string }
@@ -88,7 +90,7 @@ export class Sender {
 
 function apiError (id: string, errcode: number, errmsg: string, rid: string | undefined, errorClass: ErrorClass, unknown: boolean): WechatApiErrorInstance {
   const detail = unknown
-    ? `errcode 43101 after an attempt that timed out: the message may have been delivered (${errmsg})`
+    ? `errcode ${errcode} after an attempt that timed out or lost its answer: the message may have been delivered (${errmsg})`
     : `errcode ${errcode} (${errmsg || 'no errmsg'})`
   const error = new WechatApiError(detail) as WechatApiErrorInstance
   error.errcode = errcode

@@ -8,7 +8,10 @@ export type WechatPushConfig = (request: FastifyRequest, reply: FastifyReply, pa
 
 const kPending = Symbol('wechatPush.pending')
 const kPayload = Symbol('wechatPush.payload')
-const ENQUEUE_TRIES = 5
+/** How long a handler push keeps trying to reach the queue (Redis restarting, failing over). */
+const RETRY_WINDOW_MS = 5 * 60_000
+/** How long close() waits for pushes still trying before it gives up on them (and logs each). */
+const DRAIN_MS = 10_000
 
 interface ReplyState { [kPending]?: unknown[], [kPayload]?: unknown }
 
@@ -24,6 +27,7 @@ export interface HandlerPushCounters { queued: number, skipped: number, failed: 
 export function registerHandlerPushes (fastify: FastifyInstance, delivery: Delivery): { counters: HandlerPushCounters, drain: () => Promise<void> } {
   const counters: HandlerPushCounters = { queued: 0, skipped: 0, failed: 0 }
   const inflight = new Set<Promise<void>>()
+  const stop = new AbortController()
 
   // STYLE.md rule 12: per-route config is checked when the route is declared, not on first request.
   fastify.addHook('onRoute', (route) => {
@@ -74,26 +78,42 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
         request.log.error({ reason: (err as Error).message }, 'wechat: config.wechatPush threw; its push was not queued (the response was not affected)')
       }
     }
-    if (messages.length === 0) return
+    // One enqueue per message: an invalid message (or a failing one) must not take the others with it.
+    await Promise.all(messages.map((message) => queueOne(request, message)))
+  }
+
+  async function queueOne (request: FastifyRequest, message: unknown): Promise<void> {
+    const deadline = Date.now() + RETRY_WINDOW_MS
     for (let attempt = 1; ; attempt++) {
       try {
-        await delivery.enqueue(messages, {}, 'hook')
-        counters.queued += messages.length
+        await delivery.enqueue(message, {}, 'hook')
+        counters.queued++
         return
       } catch (err) {
         const code = (err as { code?: string }).code
-        const retry = code === 'FST_WECHAT_QUEUE' && attempt < ENQUEUE_TRIES
+        const retry = code === 'FST_WECHAT_QUEUE' && Date.now() < deadline && !stop.signal.aborted
         if (!retry) {
-          counters.failed += messages.length
-          request.log.error({ reason: (err as Error).message, code, messages: messages.length }, 'wechat: a handler push could not be queued')
+          counters.failed++
+          request.log.error({ reason: (err as Error).message, code }, 'wechat: a handler push could not be queued')
           return
         }
-        await sleep(200 * 2 ** attempt)
+        await sleep(Math.min(5000, 100 * 2 ** attempt), stop.signal)
       }
     }
   }
 
-  return { counters, drain: async () => { await Promise.allSettled([...inflight]) } }
+  const drain = async (): Promise<void> => {
+    const all = Promise.allSettled([...inflight])
+    let timer: NodeJS.Timeout | undefined
+    const done = await Promise.race([all.then(() => true), new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), DRAIN_MS); timer.unref() })])
+    clearTimeout(timer)
+    if (!done) {
+      // The queue is still unreachable: one last try each, then every push left is logged as lost.
+      stop.abort()
+      await all
+    }
+  }
+  return { counters, drain }
 }
 
 declare module 'fastify' {

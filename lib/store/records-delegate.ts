@@ -17,6 +17,10 @@ export abstract class RecordsDelegate implements RecordStore {
     return this.records.updateRecord(id, patch, opts)
   }
 
+  discardRecord (id: string): Promise<boolean> {
+    return this.records.discardRecord(id)
+  }
+
   getRecord (id: string): Promise<MessageRecord | null> {
     return this.records.getRecord(id)
   }

@@ -53,6 +53,19 @@ export class MemoryRecords implements RecordStore {
     return { created: true, record: { ...record } }
   }
 
+  async discardRecord (id: string): Promise<boolean> {
+    const stored = this.live(this.records, id)
+    if (!stored || stored.record.status !== 'pending') return false
+    const { record } = stored
+    this.records.delete(id)
+    if (record.idempotencyKey !== undefined && this.live(this.idempotency, record.idempotencyKey) === id) this.idempotency.delete(record.idempotencyKey)
+    this.counts.total--
+    this.counts.pending--
+    const counts = this.byTemplate.get(record.templateId)
+    if (counts) counts.pending--
+    return true
+  }
+
   async updateRecord (id: string, patch: RecordPatch, opts: UpdateRecordOptions): Promise<MessageRecord | null> {
     const stored = this.live(this.records, id)
     if (!stored) return null

@@ -54,6 +54,13 @@ export class RedisRecords implements RecordStore {
     return flat ? parseRecord(flat) : null
   }
 
+  async discardRecord (id: string): Promise<boolean> {
+    const k = this.keys
+    const key = (await this.run((c) => c.hget(k.record(id), 'idempotencyKey'))) ?? undefined
+    const keys = [k.record(id), k.stats, k.byTemplate, ...(key === undefined ? [] : [k.idempotency(key)])]
+    return (await this.run((c) => c.wechatPushDiscardRecord(keys.length, ...keys, id))) === 1
+  }
+
   async getRecord (id: string): Promise<MessageRecord | null> {
     const hash = await this.run((c) => c.hgetall(this.keys.record(id)))
     return hash.id === undefined ? null : fromHash(hash)

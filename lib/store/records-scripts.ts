@@ -133,6 +133,21 @@ if ARGV[6] == '1' then redis.call('SET', KEYS[8], rec.id, 'EX', ttl) end
 enter(rec, old, new, ARGV[2], ttl, { ARGV[3], ARGV[4], ARGV[5] }, type(patch.errcode) == 'number')
 return redis.call('HGETALL', K.record)`
   },
+  wechatPushDiscardRecord: {
+    // KEYS: record hash, stats hash, byTemplate hash, [idempotency]. ARGV: id. Only a 'pending' record.
+    lua: `
+local flat = redis.call('HGETALL', KEYS[1])
+if #flat == 0 then return 0 end
+local rec = {}
+for i = 1, #flat, 2 do rec[flat[i]] = flat[i + 1] end
+if rec.status ~= 'pending' then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HINCRBY', KEYS[2], 'total', -1)
+redis.call('HINCRBY', KEYS[2], 'pending', -1)
+redis.call('HINCRBY', KEYS[3], rec.templateId .. '${SEP}' .. 'pending', -1)
+if KEYS[4] and redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
+return 1`
+  },
   wechatPushUseCredit: {
     numberOfKeys: 1,
     // KEYS: the openid's credit hash. ARGV: templateId, enforce ('1'/'0'). Answers { ok, remaining }.

@@ -88,6 +88,11 @@ export interface RecordStore {
    * msgid and sent indexes maintained.
    */
   updateRecord (id: string, patch: RecordPatch, opts: UpdateRecordOptions): Promise<MessageRecord | null>
+  /**
+   * Undo a record that never reached the queue (the queue add failed): only while it is still
+   * 'pending'; removes it, its idempotency mapping and its counts, so a retry starts clean.
+   */
+  discardRecord (id: string): Promise<boolean>
   getRecord (id: string): Promise<MessageRecord | null>
   /** the record id a delivery receipt's msgid belongs to */
   findByMsgid (msgid: string): Promise<string | null>

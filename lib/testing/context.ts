@@ -19,6 +19,8 @@ export interface SimContext {
   readonly openids: ReadonlySet<string> | undefined
   readonly returnMsgid: boolean
   readonly requireCredits: boolean
+  /** Which body encodings addtemplate reads (WECHAT.md §4.5 UNCERTAIN); the other answers 47001. */
+  readonly addTemplateEncoding: 'form' | 'json' | 'both'
   /** Aborted on close, to cut short pending delays. */
   readonly closing: AbortSignal
   /** Wall-clock latency added to every answer. */

@@ -61,6 +61,8 @@ export function templateRoutes (app: FastifyInstance, ctx: SimContext): void {
   }))
 
   route('addtemplate', endpoint(ctx, 'addtemplate', POST, (request) => {
+    const form = mediaType(request) === 'application/x-www-form-urlencoded'
+    if (ctx.addTemplateEncoding !== 'both' && form !== (ctx.addTemplateEncoding === 'form')) return wxError(47001)
     const body = readBody(request)
     if (!('fields' in body)) return body
     const { tid, kidList = [], sceneDesc } = body.fields

@@ -240,6 +240,8 @@ function buildContext (o: SimulatorOptions, abort: AbortController): SimContext 
   if (o.openids !== undefined && (!Array.isArray(o.openids) || !o.openids.every((id) => typeof id === 'string'))) {
     throw new TypeError('createSimulator: openids must be an array of strings')
   }
+  const addTemplateEncoding = o.addTemplateEncoding ?? 'both'
+  if (!['form', 'json', 'both'].includes(addTemplateEncoding)) throw new TypeError('createSimulator: addTemplateEncoding must be \'form\', \'json\' or \'both\'')
   const clock = o.clock instanceof SimulatorClock ? o.clock : new SimulatorClock(o.clock ?? Date.now())
   return {
     appId,
@@ -255,6 +257,7 @@ function buildContext (o: SimulatorOptions, abort: AbortController): SimContext 
     openids: o.openids === undefined ? undefined : new Set(o.openids),
     returnMsgid: o.returnMsgid ?? true,
     requireCredits: o.requireCredits ?? false,
+    addTemplateEncoding,
     closing: abort.signal,
     abort,
     latencyMs: assertLatency(o.latencyMs ?? 0),

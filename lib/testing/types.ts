@@ -137,6 +137,11 @@ export interface SimulatorOptions {
   returnMsgid?: boolean
   /** When true, one-time (type 2) templates need a credit per (openid, template); default false. */
   requireCredits?: boolean
+  /**
+   * Which `addtemplate` body encodings the simulated WeChat reads; the other one is answered with 47001
+   * (data format error). WECHAT.md §4.5 is UNCERTAIN whether WeChat takes form, JSON or both; default `'both'`.
+   */
+  addTemplateEncoding?: 'form' | 'json' | 'both'
   /** Fastify logger on or off; default false. */
   logger?: boolean
 }

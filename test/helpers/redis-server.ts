@@ -1,36 +1,68 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { Redis } from 'ioredis'
+
+export interface PrivateRedisOptions {
+  /**
+   * Keep the data across stop()/start(): an append-only file fsynced on every write
+   * (`appendonly yes`, `appendfsync always`) in a temporary directory, so even a SIGKILL loses
+   * nothing Redis acknowledged. The directory is removed by `cleanup()`.
+   */
+  persistent?: boolean
+}
 
 /**
  * A private redis-server for one test file, on a free port, that the test may stop and start again
- * (fault tests). Nothing is persisted. We never FLUSHALL or stop a server we did not start.
+ * (fault tests). Nothing is persisted unless `persistent` is set. We never FLUSHALL or stop a server
+ * we did not start.
  */
 export class PrivateRedis {
   private process: ChildProcess | null = null
-  constructor (readonly port: number) {}
+  /** the data directory of a persistent server */
+  readonly dir: string | null
+
+  constructor (readonly port: number, options: PrivateRedisOptions = {}) {
+    this.dir = options.persistent ? mkdtempSync(path.join(tmpdir(), 'wechat-redis-')) : null
+  }
 
   get url (): string {
     return `redis://127.0.0.1:${this.port}`
   }
 
+  get running (): boolean {
+    return this.process !== null
+  }
+
   async start (): Promise<void> {
     if (this.process) return
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'], { stdio: 'ignore' })
+    const persistence = this.dir === null
+      ? ['--save', '', '--appendonly', 'no']
+      : ['--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.dir]
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', ...persistence, '--daemonize', 'no', '--loglevel', 'warning'], { stdio: 'ignore' })
     this.process = child
     child.once('exit', () => { if (this.process === child) this.process = null })
     await waitForPing(this.port)
   }
 
-  async stop (): Promise<void> {
+  /** SIGKILL by default (a crash); `graceful` sends SIGTERM (Redis then fsyncs and exits). */
+  async stop (graceful = false): Promise<void> {
     const child = this.process
     if (!child) return
     this.process = null
     await new Promise<void>((resolve) => {
       child.once('exit', () => resolve())
-      child.kill('SIGKILL')
+      child.kill(graceful ? 'SIGTERM' : 'SIGKILL')
     })
+  }
+
+  /** stop() and remove the data directory of a persistent server. */
+  async cleanup (): Promise<void> {
+    await this.stop()
+    if (this.dir !== null) rmSync(this.dir, { recursive: true, force: true })
   }
 }
 
@@ -45,8 +77,8 @@ export async function freePort (): Promise<number> {
   })
 }
 
-export async function startRedis (): Promise<PrivateRedis> {
-  const redis = new PrivateRedis(await freePort())
+export async function startRedis (options: PrivateRedisOptions = {}): Promise<PrivateRedis> {
+  const redis = new PrivateRedis(await freePort(), options)
   await redis.start()
   return redis
 }
@@ -58,6 +90,7 @@ async function waitForPing (port: number): Promise<void> {
     client.on('error', () => {})
     try {
       await client.connect()
+      // A persistent server answers LOADING while it replays its append-only file.
       if (await client.ping() === 'PONG') { client.disconnect(); return }
     } catch {}
     client.disconnect()

@@ -1,0 +1,290 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { WechatApiError, WechatInvalidMessageError } from '../errors.js'
+import type { InvalidMessageFields, WechatApiErrorInstance } from '../errors.js'
+import { backoffDelay, sleep } from './backoff.js'
+import { classifyErrcode, isRetryableClass, RATE_LIMIT_DELAY_MS } from './errcodes.js'
+import type { CallOptions, UpstreamFields } from './http-client.js'
+import type { ApiAnswer, WechatApi } from './wechat-api.js'
+
+/** A private template of the account, as `gettemplate` lists it (WECHAT.md §4.1). */
+export interface PrivateTemplate {
+  /** the id used as `templateId` when sending */
+  priTmplId: string
+  title: string
+  /** the layout with its keys: `会议时间:{{date2.DATA}}\n会议地点:{{thing1.DATA}}\n` */
+  content: string
+  example: string
+  /** 2 = one-time subscription, 3 = long-term subscription */
+  type: 2 | 3
+  /** allowed values of enum keys; `keywordCode` may carry `.DATA` (WECHAT.md §4.1 UNCERTAIN) */
+  keywordEnumValueList?: Array<{ keywordCode: string, enumValueList: string[] }>
+}
+
+/** `getcategory` (WECHAT.md §4.2) */
+export interface TemplateCategory { id: number, name: string }
+
+/** One title of the public template library (WECHAT.md §4.3); `categoryId` is a string on the wire. */
+export interface PublicTemplateTitle { tid: number, title: string, type: 2 | 3, categoryId: string }
+
+/** One keyword of a public title (WECHAT.md §4.4); `rule` is the keyword's data type (`thing`, `time`…). */
+export interface PublicTemplateKeyword { kid: number, name: string, example: string, rule: string }
+
+export interface PublicTitlesQuery {
+  /** category ids (from `categories()`), sent comma-separated without quotes */
+  ids: number[]
+  /** 0-based offset; default 0 */
+  start?: number
+  /** 1..30; default 30 */
+  limit?: number
+}
+
+export interface AddTemplateInput {
+  /** the public title's id */
+  tid: number | string
+  /** 2..5 keyword ids in display order; empty (or left out) for new one-time titles (tid 10000001..19999999) */
+  kidList?: number[]
+  /** at most 15 characters */
+  sceneDesc?: string
+}
+
+export const TEMPLATE_PATHS = {
+  list: '/wxaapi/newtmpl/gettemplate',
+  categories: '/wxaapi/newtmpl/getcategory',
+  publicTitles: '/wxaapi/newtmpl/getpubtemplatetitles',
+  publicKeywords: '/wxaapi/newtmpl/getpubtemplatekeywords',
+  add: '/wxaapi/newtmpl/addtemplate',
+  remove: '/wxaapi/newtmpl/deltemplate'
+} as const
+
+export const MAX_PUBLIC_TITLES_LIMIT = 30
+export const MAX_SCENE_DESC = 15
+/** WECHAT.md §4.5: "new one-time" titles take an empty kidList */
+export function isNewOneTimeTid (tid: number): boolean {
+  return tid >= 10_000_001 && tid < 20_000_000
+}
+
+/**
+ * Answers that mean "WeChat could not read the body in this encoding" (WECHAT.md §4.5 UNCERTAIN: the
+ * current page wants a form, older pages and SDKs send JSON): 47001 data format error, 41002 (seen when
+ * a body is not what the endpoint parses), 44002 empty post data.
+ */
+const FORMAT_ERRCODES = new Set([47001, 41002, 44002])
+
+type BodyFormat = 'form' | 'json'
+
+/**
+ * The subscribe template management endpoints (WECHAT.md §4), through the same WechatApi as send (so
+ * the same token rules apply), with the same transient retry (-1, network, 5xx: backoff) and the same
+ * FST_WECHAT_API errors. Arguments are checked locally first: a bad one never costs a call.
+ */
+export class TemplateApi {
+  /** addtemplate's body encoding: form first, switched for good once the other one worked */
+  private addFormat: BodyFormat = 'form'
+
+  constructor (
+    private readonly api: WechatApi,
+    private readonly retry: { attempts: number, minDelay: number, maxDelay: number },
+    private readonly log: FastifyBaseLogger
+  ) {}
+
+  /** `gettemplate`: the account's private templates. */
+  async list (): Promise<PrivateTemplate[]> {
+    const body = await this.request('GET', TEMPLATE_PATHS.list, {})
+    return arrayOf(body.data).flatMap((entry) => {
+      const template = toPrivateTemplate(entry)
+      return template === undefined ? [] : [template]
+    })
+  }
+
+  /** `getcategory`: the account's categories, whose ids `publicTitles` takes. */
+  async categories (): Promise<TemplateCategory[]> {
+    const body = await this.request('GET', TEMPLATE_PATHS.categories, {})
+    return arrayOf(body.data).map((c) => ({ id: Number(c.id), name: String(c.name ?? '') }))
+  }
+
+  /** `getpubtemplatetitles`: titles of the public library in the given categories. */
+  async publicTitles (query: PublicTitlesQuery): Promise<{ count: number, data: PublicTemplateTitle[] }> {
+    const { ids, start, limit } = checkTitlesQuery(query)
+    const body = await this.request('GET', TEMPLATE_PATHS.publicTitles, { query: { ids: ids.join(','), start, limit } })
+    return {
+      count: Number(body.count ?? 0),
+      data: arrayOf(body.data).map((t) => ({ tid: Number(t.tid), title: String(t.title ?? ''), type: Number(t.type) as 2 | 3, categoryId: String(t.categoryId ?? '') }))
+    }
+  }
+
+  /** `getpubtemplatekeywords`: the keywords of a public title (`tid` goes in the query). */
+  async publicKeywords (tid: number | string): Promise<{ count: number, data: PublicTemplateKeyword[] }> {
+    const id = checkTid(tid, 'tid')
+    const body = await this.request('GET', TEMPLATE_PATHS.publicKeywords, { query: { tid: id } })
+    return {
+      count: Number(body.count ?? 0),
+      data: arrayOf(body.data).map((k) => ({ kid: Number(k.kid), name: String(k.name ?? ''), example: String(k.example ?? ''), rule: String(k.rule ?? '') }))
+    }
+  }
+
+  /**
+   * `addtemplate`: select a public title into the account. Sent form-encoded; if WeChat cannot read
+   * that (47001, 41002, 44002) it is sent once more as JSON, and the encoding that worked is kept.
+   */
+  async add (input: AddTemplateInput): Promise<{ priTmplId: string }> {
+    const { tid, kidList, sceneDesc } = checkAddInput(input)
+    const bodies: Record<BodyFormat, CallOptions> = {
+      form: { form: addForm(tid, kidList, sceneDesc) },
+      json: { json: { tid: String(tid), kidList, ...(sceneDesc === undefined ? {} : { sceneDesc }) } }
+    }
+    const first = this.addFormat
+    const other: BodyFormat = first === 'form' ? 'json' : 'form'
+    // addtemplate creates something: a network failure after the request left is not retried blindly.
+    let answer = await this.call('POST', TEMPLATE_PATHS.add, bodies[first], false)
+    if (FORMAT_ERRCODES.has(answer.errcode)) {
+      this.log.info({ errcode: answer.errcode, rid: answer.rid, from: first, to: other }, 'wechat: addtemplate did not accept this body encoding; trying the other one')
+      answer = await this.call('POST', TEMPLATE_PATHS.add, bodies[other], false)
+      if (answer.errcode === 0) this.addFormat = other
+    }
+    const body = this.check(TEMPLATE_PATHS.add, answer)
+    if (typeof body.priTmplId !== 'string' || body.priTmplId === '') throw apiError(TEMPLATE_PATHS.add, -1, 'the answer carried no priTmplId')
+    return { priTmplId: body.priTmplId }
+  }
+
+  /** `deltemplate`: remove a private template. */
+  async remove (priTmplId: string): Promise<void> {
+    if (typeof priTmplId !== 'string' || priTmplId.trim() === '' || priTmplId.length > 128 || /[\s\p{Cc}]/u.test(priTmplId)) {
+      throw invalid([{ key: 'priTmplId', rule: 'required', message: 'priTmplId must be a template id (a non-empty string without spaces)' }])
+    }
+    await this.request('POST', TEMPLATE_PATHS.remove, { json: { priTmplId } })
+  }
+
+  private async request (method: 'GET' | 'POST', path: string, options: CallOptions): Promise<Record<string, unknown>> {
+    return this.check(path, await this.call(method, path, options, true))
+  }
+
+  private check (path: string, answer: ApiAnswer): Record<string, unknown> {
+    if (answer.errcode !== 0) throw apiError(path, answer.errcode, answer.errmsg, answer.rid)
+    return answer.body
+  }
+
+  /**
+   * One call with the transient retry of send (DESIGN.md "Error classes"): -1 and network errors back
+   * off and retry up to `retry.attempts`; token errors were retried once by WechatApi. With
+   * `idempotent` false, a network failure that may have reached WeChat is not retried.
+   */
+  private async call (method: 'GET' | 'POST', path: string, options: CallOptions, idempotent: boolean): Promise<ApiAnswer> {
+    for (let attempt = 1; ; attempt++) {
+      const last = attempt >= this.retry.attempts
+      try {
+        const answer = await this.api.call(method, path, options)
+        if (answer.errcode === 0 || classifyErrcode(answer.errcode) !== 'transient' || last) return answer
+        this.log.warn({ path, errcode: answer.errcode, rid: answer.rid, attempt }, 'wechat: template call answered a transient error; retrying')
+      } catch (err) {
+        const upstream = err as Error & Partial<UpstreamFields> & { code?: string }
+        const retry = !last && upstream.code === 'FST_WECHAT_UPSTREAM' && (idempotent || upstream.ambiguous !== true)
+        if (!retry) throw err
+        this.log.warn({ path, reason: upstream.message, attempt }, 'wechat: template call did not complete; retrying')
+      }
+      await sleep(backoffDelay(attempt, this.retry))
+    }
+  }
+}
+
+function apiError (path: string, errcode: number, errmsg: string, rid?: string): WechatApiErrorInstance {
+  const errorClass = classifyErrcode(errcode)
+  const error = new WechatApiError(`${path.slice(path.lastIndexOf('/') + 1)}: errcode ${errcode} (${errmsg || 'no errmsg'})`) as WechatApiErrorInstance
+  error.errcode = errcode
+  error.errmsg = errmsg
+  error.rid = rid
+  error.errorClass = errorClass
+  error.retryable = isRetryableClass(errorClass)
+  if (errorClass === 'rate') error.retryAfter = RATE_LIMIT_DELAY_MS
+  return error
+}
+
+type Violation = InvalidMessageFields['violations'][number]
+
+/** A bad argument: FST_WECHAT_INVALID_MESSAGE (400) naming every problem, before any call. */
+function invalid (violations: Violation[]): Error & InvalidMessageFields {
+  const error = new WechatInvalidMessageError(violations.map((v) => v.message).join('; ')) as InstanceType<typeof WechatInvalidMessageError> & InvalidMessageFields
+  error.violations = violations
+  return error
+}
+
+function arrayOf (value: unknown): Record<string, unknown>[] {
+  return Array.isArray(value) ? value.filter((v): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)) : []
+}
+
+/** An entry of gettemplate, or undefined when it lacks what a template must have. */
+export function toPrivateTemplate (entry: unknown): PrivateTemplate | undefined {
+  if (entry === null || typeof entry !== 'object') return undefined
+  const e = entry as Record<string, unknown>
+  if (typeof e.priTmplId !== 'string' || e.priTmplId === '' || typeof e.content !== 'string') return undefined
+  const template: PrivateTemplate = {
+    priTmplId: e.priTmplId,
+    title: typeof e.title === 'string' ? e.title : '',
+    content: e.content,
+    example: typeof e.example === 'string' ? e.example : '',
+    type: Number(e.type) as 2 | 3
+  }
+  const enums = arrayOf(e.keywordEnumValueList).flatMap((k) => typeof k.keywordCode === 'string' && Array.isArray(k.enumValueList)
+    ? [{ keywordCode: k.keywordCode, enumValueList: k.enumValueList.map(String) }]
+    : [])
+  if (enums.length > 0) template.keywordEnumValueList = enums
+  return template
+}
+
+function addForm (tid: number, kidList: number[], sceneDesc: string | undefined): string {
+  const form = new URLSearchParams({ tid: String(tid) })
+  for (const kid of kidList) form.append('kidList', String(kid))
+  if (sceneDesc !== undefined) form.append('sceneDesc', sceneDesc)
+  return form.toString()
+}
+
+function isPositiveInteger (value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0
+}
+
+function checkTid (tid: unknown, key: string): number {
+  const n = typeof tid === 'string' && /^\d{1,15}$/.test(tid) ? Number(tid) : tid
+  if (!isPositiveInteger(n)) throw invalid([{ key, rule: 'type', message: `${key} must be a positive integer (a public title id from publicTitles())` }])
+  return n
+}
+
+function checkTitlesQuery (query: PublicTitlesQuery): { ids: number[], start: number, limit: number } {
+  const violations: Violation[] = []
+  if (query === null || typeof query !== 'object') throw invalid([{ key: 'query', rule: 'type', message: 'publicTitles takes { ids, start?, limit? }' }])
+  const { ids, start = 0, limit = MAX_PUBLIC_TITLES_LIMIT } = query
+  if (!Array.isArray(ids) || ids.length === 0 || ids.length > 100 || !ids.every(isPositiveInteger)) {
+    violations.push({ key: 'ids', rule: 'type', message: 'ids must be a non-empty array of category ids (positive integers, from categories())' })
+  }
+  if (!Number.isSafeInteger(start) || start < 0) violations.push({ key: 'start', rule: 'range', message: 'start must be an integer >= 0' })
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PUBLIC_TITLES_LIMIT) {
+    violations.push({ key: 'limit', rule: 'range', message: `limit must be an integer from 1 to ${MAX_PUBLIC_TITLES_LIMIT}` })
+  }
+  if (violations.length > 0) throw invalid(violations)
+  return { ids, start, limit }
+}
+
+function checkAddInput (input: AddTemplateInput): { tid: number, kidList: number[], sceneDesc?: string } {
+  if (input === null || typeof input !== 'object') throw invalid([{ key: 'template', rule: 'type', message: 'add takes { tid, kidList, sceneDesc? }' }])
+  const violations: Violation[] = []
+  let tid = 0
+  try {
+    tid = checkTid(input.tid, 'tid')
+  } catch (err) {
+    violations.push(...(err as { violations: Violation[] }).violations)
+  }
+  const kidList = input.kidList ?? []
+  if (!Array.isArray(kidList) || !kidList.every(isPositiveInteger)) {
+    violations.push({ key: 'kidList', rule: 'type', message: 'kidList must be an array of keyword ids (positive integers, from publicKeywords())' })
+  } else if (tid > 0 && isNewOneTimeTid(tid)) {
+    if (kidList.length > 0) violations.push({ key: 'kidList', rule: 'size', message: `kidList must be empty for a new one-time title (tid ${tid}): its keywords are fixed` })
+  } else if (kidList.length < 2 || kidList.length > 5) {
+    violations.push({ key: 'kidList', rule: 'size', message: `kidList must hold 2 to 5 keyword ids (got ${kidList.length})` })
+  } else if (new Set(kidList).size !== kidList.length) {
+    violations.push({ key: 'kidList', rule: 'unique', message: 'kidList must not repeat a keyword id' })
+  }
+  const { sceneDesc } = input
+  if (sceneDesc !== undefined && (typeof sceneDesc !== 'string' || [...sceneDesc].length > MAX_SCENE_DESC)) {
+    violations.push({ key: 'sceneDesc', rule: 'maxLength', message: `sceneDesc must be a string of at most ${MAX_SCENE_DESC} characters` })
+  }
+  if (violations.length > 0) throw invalid(violations)
+  return { tid, kidList, ...(sceneDesc === undefined ? {} : { sceneDesc }) }
+}

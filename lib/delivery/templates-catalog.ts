@@ -1,0 +1,229 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type {
+  AddTemplateInput, PrivateTemplate, PublicTemplateKeyword, PublicTemplateTitle, PublicTitlesQuery, TemplateApi, TemplateCategory
+} from '../api/templates.js'
+import { toPrivateTemplate } from '../api/templates.js'
+import type { Clock } from '../options.js'
+import type { WechatStore } from '../store/types.js'
+import type { TemplateKind } from './credits.js'
+import { parseTemplate } from './templates.js'
+import type { TemplateRules, TemplateShape } from './templates.js'
+
+export interface CatalogOptions {
+  /** how long the shared copy lives in the store, in ms; the job refreshes it after half of that */
+  ttlMs: number
+  /** validate sends against the list (option `templates.validate`, and `validation` not 'off') */
+  validate: boolean
+  clock: Clock
+}
+
+/** An unknown template id triggers at most one refresh per this long (it may have just been added). */
+export const UNKNOWN_REFRESH_MS = 5_000
+/** After a failed load, sends do not wait for the list; it is tried again in the background this often. */
+export const RETRY_AFTER_FAILURE_MS = 30_000
+
+const noop = (): void => {}
+
+/**
+ * The account's template list, fleet-shared (DESIGN.md data flow: fetched through lib/api, kept in the
+ * store, used by validation and credits). Loaded lazily on first use, from the store when another
+ * instance put it there, else from WeChat; refreshed by the scheduled job. Each entry is parsed once
+ * into a key map, so a warm send costs two in-process map lookups and nothing else. When the list
+ * cannot be had, validation falls back to the key-name rules: sends are never blocked by it.
+ */
+export class TemplateCatalog implements TemplateRules {
+  private shapes = new Map<string, TemplateShape>()
+  private entries: PrivateTemplate[] = []
+  /** when the list we hold was fetched from WeChat (by us or by another instance), clock ms */
+  private fetchedAt = 0
+  private loaded = false
+  /** someone needed the list: the job keeps it fresh from then on (an unused catalog costs nothing) */
+  private used = false
+  /** our last call to gettemplate, clock ms */
+  private attemptedAt = -Infinity
+  /** the last gettemplate failed: validation is by key names until one succeeds (logged once) */
+  private failing = false
+  private inflight: Promise<void> | null = null
+
+  constructor (
+    private readonly api: TemplateApi,
+    private readonly store: WechatStore,
+    private readonly options: CatalogOptions,
+    private readonly log: FastifyBaseLogger
+  ) {}
+
+  /** Validation's view (TemplateLookup): a shape, 'unknown' (40037 locally), or undefined (key-name rules). */
+  readonly lookup = (templateId: string): TemplateShape | 'unknown' | undefined => {
+    if (!this.options.validate || !this.loaded) return undefined
+    const shape = this.shapes.get(templateId)
+    if (shape !== undefined) return shape
+    // Refuse only on a list we could just confirm; while WeChat fails, let WeChat judge.
+    return this.failing ? undefined : 'unknown'
+  }
+
+  /** The credits ledger's view (TemplateKindLookup). */
+  readonly kindOf = (templateId: string): TemplateKind | undefined => this.shapes.get(templateId)?.kind
+
+  /**
+   * Before messages are validated. Warm path (list loaded, every id known): undefined, synchronously.
+   * The first use waits for the first load; an unknown id waits for one refresh (throttled); after a
+   * failure, nothing waits and the list is retried in the background.
+   */
+  prepare (templateIds: readonly string[]): Promise<void> | undefined {
+    this.used = true
+    if (!this.loaded) {
+      let wait: Promise<void> | undefined
+      if (this.inflight !== null) wait = this.inflight.catch(noop)
+      else if (!this.failing || this.now() - this.attemptedAt >= RETRY_AFTER_FAILURE_MS) wait = this.background(this.sync(() => !this.loaded))
+      // Only the first load is waited for: once WeChat failed, sends go on by the key-name rules.
+      return this.options.validate && !this.failing ? wait : undefined
+    }
+    if (!this.options.validate) return undefined
+    const missing = templateIds.filter((id) => !this.shapes.has(id))
+    if (missing.length === 0) return undefined
+    if (this.inflight) return this.inflight.catch(noop)
+    if (this.now() - Math.max(this.fetchedAt, this.attemptedAt) < UNKNOWN_REFRESH_MS) return undefined
+    return this.background(this.sync(() => missing.some((id) => !this.shapes.has(id)) && this.now() - Math.max(this.fetchedAt, this.attemptedAt) >= UNKNOWN_REFRESH_MS))
+  }
+
+  /** `wechat.templates.list()`: the cached list (loaded on first use), or a fresh one with `refresh`. */
+  async list (refresh = false): Promise<PrivateTemplate[]> {
+    this.used = true
+    if (refresh) await this.refresh()
+    else if (!this.loaded) await this.sync(() => !this.loaded)
+    return structuredClone(this.entries)
+  }
+
+  /** Fetch from WeChat now and share the result (after add/remove, or `wechat.templates.refresh()`). */
+  async refresh (): Promise<void> {
+    this.used = true
+    await this.sync(() => true, false)
+  }
+
+  /**
+   * The scheduled job's work: adopt a newer list another instance stored, else fetch when ours is
+   * older than half the TTL. Nothing before the first use. Throws when WeChat fails (the job logs it).
+   */
+  async refreshIfDue (): Promise<void> {
+    if (!this.used) return
+    const due = this.options.ttlMs / 2 * 0.9
+    await this.sync(() => !this.loaded || this.now() - this.fetchedAt >= due)
+  }
+
+  private now (): number {
+    return this.options.clock.now()
+  }
+
+  private background (work: Promise<void>): Promise<void> {
+    return work.catch(noop)
+  }
+
+  /**
+   * One at a time per process: read the store (unless `readStore` is false), adopt what is newer than
+   * ours, then call WeChat only if `needFetch` still says so, and share what it answered.
+   */
+  private async sync (needFetch: () => boolean, readStore = true): Promise<void> {
+    while (this.inflight !== null) await this.inflight.catch(noop)
+    const run = this.syncOnce(needFetch, readStore)
+    const tracked: Promise<void> = run.finally(() => { if (this.inflight === tracked) this.inflight = null })
+    tracked.catch(noop)
+    this.inflight = tracked
+    return tracked
+  }
+
+  private async syncOnce (needFetch: () => boolean, readStore: boolean): Promise<void> {
+    if (readStore) {
+      const stored = await this.readStore()
+      if (stored !== null && (!this.loaded || stored.fetchedAt > this.fetchedAt)) this.adopt(stored.templates, stored.fetchedAt)
+    }
+    if (!needFetch()) return
+    this.attemptedAt = this.now()
+    let templates: PrivateTemplate[]
+    try {
+      templates = await this.api.list()
+    } catch (err) {
+      if (!this.failing) {
+        this.failing = true
+        this.log.warn({ reason: (err as Error).message, code: (err as { code?: string }).code, errcode: (err as { errcode?: number }).errcode },
+          this.loaded
+            ? 'wechat: the template list could not be refreshed; validating against the last known list'
+            : 'wechat: the template list could not be fetched; validating by keyword names until it can')
+      }
+      throw err
+    }
+    if (this.failing) {
+      this.failing = false
+      this.log.info({ templates: templates.length }, 'wechat: the template list was fetched again; validating against it')
+    }
+    const fetchedAt = this.now()
+    this.adopt(templates, fetchedAt)
+    try {
+      await this.store.putTemplates({ fetchedAt, templates }, Math.ceil(this.options.ttlMs / 1000))
+    } catch (err) {
+      this.log.debug({ reason: (err as Error).message }, 'wechat: could not share the template list through the store')
+    }
+  }
+
+  private async readStore (): Promise<{ fetchedAt: number, templates: unknown[] } | null> {
+    try {
+      return await this.store.getTemplates()
+    } catch (err) {
+      this.log.debug({ reason: (err as Error).message }, 'wechat: could not read the shared template list')
+      return null
+    }
+  }
+
+  /** Parse once: entries for list(), shapes for validation and credits. */
+  private adopt (raw: readonly unknown[], fetchedAt: number): void {
+    const entries = raw.flatMap((entry) => {
+      const template = toPrivateTemplate(entry)
+      return template === undefined ? [] : [template]
+    })
+    this.entries = entries
+    this.shapes = new Map(entries.map((t) => [t.priTmplId, parseTemplate(t)]))
+    this.fetchedAt = fetchedAt
+    this.loaded = true
+  }
+}
+
+/** `fastify.wechat.templates`: template management (WECHAT.md §4) and the cached list. */
+export interface WechatTemplates {
+  /** the account's private templates: the shared cached list (loaded on first use), or fresh from WeChat with `refresh: true` */
+  list (options?: { refresh?: boolean }): Promise<PrivateTemplate[]>
+  /** the account's categories (`getcategory`), whose ids `publicTitles` takes */
+  categories (): Promise<TemplateCategory[]>
+  /** titles of the public template library in some categories (`getpubtemplatetitles`; limit 1..30) */
+  publicTitles (query: PublicTitlesQuery): Promise<{ count: number, data: PublicTemplateTitle[] }>
+  /** the keywords of a public title (`getpubtemplatekeywords`); `rule` is each keyword's type */
+  publicKeywords (tid: number | string): Promise<{ count: number, data: PublicTemplateKeyword[] }>
+  /** select a public title into the account (`addtemplate`); the cached list is refreshed after it */
+  add (input: AddTemplateInput): Promise<{ priTmplId: string }>
+  /** delete a private template (`deltemplate`); the cached list is refreshed after it */
+  remove (priTmplId: string): Promise<void>
+  /** fetch the list from WeChat now and share it (what the scheduled job does when the list is due) */
+  refresh (): Promise<void>
+}
+
+/** The decorator object; without a catalog (`templates: false`) every call goes to WeChat. */
+export function templatesFacade (api: TemplateApi, catalog: TemplateCatalog | null, log: FastifyBaseLogger): WechatTemplates {
+  const changed = async (): Promise<void> => {
+    // The change is done; a failed refresh only delays when validation sees it (an unknown id refreshes again).
+    await catalog?.refresh().catch((err: Error) => { log.warn({ reason: err.message }, 'wechat: could not refresh the template list after a change') })
+  }
+  return {
+    list: async (options) => catalog === null ? api.list() : catalog.list(options?.refresh === true),
+    categories: () => api.categories(),
+    publicTitles: (query) => api.publicTitles(query),
+    publicKeywords: (tid) => api.publicKeywords(tid),
+    add: async (input) => {
+      const added = await api.add(input)
+      await changed()
+      return added
+    },
+    remove: async (priTmplId) => {
+      await api.remove(priTmplId)
+      await changed()
+    },
+    refresh: async () => { await catalog?.refresh() }
+  }
+}

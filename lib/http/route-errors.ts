@@ -1,0 +1,100 @@
+import { STATUS_CODES } from 'node:http'
+import type { FastifyBaseLogger, FastifyError, FastifyReply } from 'fastify'
+import { msUntilChinaMidnight } from '../delivery/quota.js'
+import type { ErrorReplyType } from './schemas.js'
+
+/** Reads of records and counters failed (Redis down): not the caller's fault, and not a bug either. */
+export { WechatStoreError } from '../errors.js'
+
+export const INTERNAL_MESSAGE = 'Internal Server Error (logged on the server)'
+
+/** What the plugin's errors may carry (errors.ts WechatErrorFields, InvalidMessageFields, upstream fields). */
+type AnyError = Partial<FastifyError> & {
+  errcode?: unknown
+  errmsg?: unknown
+  rid?: unknown
+  errorClass?: unknown
+  retryAfter?: unknown
+  messageId?: unknown
+  outcome?: unknown
+  violations?: unknown
+}
+
+export interface MappedError {
+  statusCode: number
+  body: ErrorReplyType
+  /** seconds, for the Retry-After header */
+  retryAfter?: number
+  /** 4xx: the caller's problem (info); 502-504: WeChat's or Redis's (warn); 500: ours (error) */
+  level: 'info' | 'warn' | 'error'
+}
+
+/**
+ * The status table of DESIGN.md "Errors", refined for HTTP callers: a WeChat errcode that no retry
+ * can fix is the caller's message's fault (422), rate and quota say when to come back (429), the
+ * rest keep their coded status. Fastify's own 4xx (validation, 413, 415, bad JSON) and a user hook's
+ * thrown 4xx keep theirs. Anything else is our bug: a 500 whose message reveals nothing.
+ */
+export function mapError (input: unknown, now: number): MappedError {
+  const err = (input ?? {}) as AnyError
+  const code = typeof err.code === 'string' ? err.code : undefined
+  if (code?.startsWith('FST_WECHAT_')) return mapCoded(err, code, now)
+  const status = err.statusCode
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return { statusCode: status, body: base(status, code ?? 'FST_ERR_BAD_REQUEST', String(err.message)), level: 'info' }
+  }
+  return { statusCode: 500, body: base(500, 'FST_WECHAT_INTERNAL', INTERNAL_MESSAGE), level: 'error' }
+}
+
+function mapCoded (err: AnyError, code: string, now: number): MappedError {
+  let statusCode = typeof err.statusCode === 'number' ? err.statusCode : 500
+  let retryAfter: number | undefined
+  if (code === 'FST_WECHAT_API') {
+    switch (err.errorClass) {
+      case 'permanent': statusCode = 422; break
+      case 'rate':
+        statusCode = 429
+        retryAfter = Math.ceil((typeof err.retryAfter === 'number' ? err.retryAfter : 60_000) / 1000)
+        break
+      case 'quota':
+        statusCode = 429
+        retryAfter = Math.ceil(msUntilChinaMidnight(now) / 1000)
+        break
+      case 'token': statusCode = 503; break
+      default: statusCode = 502
+    }
+  }
+  const body = base(statusCode, code, String(err.message))
+  if (typeof err.errcode === 'number') body.errcode = err.errcode
+  if (typeof err.errmsg === 'string') body.errmsg = err.errmsg
+  if (typeof err.rid === 'string') body.rid = err.rid
+  if (typeof err.messageId === 'string') body.id = err.messageId
+  if (err.outcome === 'failed' || err.outcome === 'unknown') body.outcome = err.outcome
+  if (Array.isArray(err.violations)) body.violations = err.violations as ErrorReplyType['violations']
+  return { statusCode, body, retryAfter, level: statusCode >= 500 ? (statusCode === 500 ? 'error' : 'warn') : 'info' }
+}
+
+function base (statusCode: number, code: string, message: string): ErrorReplyType {
+  return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message }
+}
+
+export function sendError (reply: FastifyReply, mapped: MappedError): FastifyReply {
+  if (mapped.retryAfter !== undefined) reply.header('retry-after', String(mapped.retryAfter))
+  // The type is set explicitly: a failing dashboard may already have said text/html.
+  return reply.code(mapped.statusCode).type('application/json; charset=utf-8').send(mapped.body)
+}
+
+export function logError (log: FastifyBaseLogger, err: unknown, mapped: MappedError): void {
+  const fields = { statusCode: mapped.statusCode, code: mapped.body.code, errcode: mapped.body.errcode }
+  if (mapped.level === 'error') log.error({ err }, 'wechat routes: unexpected error (a bug in fastify-wechat-push)')
+  else if (mapped.level === 'warn') log.warn(fields, 'wechat routes: upstream failure')
+  else log.info(fields, 'wechat routes: request refused')
+}
+
+/** A batch item's error: coded errors speak for themselves, anything else is logged and hidden. */
+export function itemError (err: unknown, log: FastifyBaseLogger): { code: string, message: string } {
+  const code = (err as AnyError | null)?.code
+  if (typeof code === 'string' && code.startsWith('FST_WECHAT_')) return { code, message: String((err as Error).message) }
+  log.error({ err }, 'wechat routes: unexpected error in a batch item (a bug in fastify-wechat-push)')
+  return { code: 'FST_WECHAT_INTERNAL', message: INTERNAL_MESSAGE }
+}

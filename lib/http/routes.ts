@@ -1,0 +1,144 @@
+import type { FastifyBaseLogger, FastifyInstance, onRequestHookHandler, preHandlerHookHandler } from 'fastify'
+import { WechatQueueError } from '../errors.js'
+import type { Clock, HookOption, ResolvedOptions } from '../options.js'
+import type { SubscribeMessage, WechatPush } from '../public-types.js'
+import { registerDashboard } from './dashboard.js'
+import { itemError, logError, mapError, sendError, WechatStoreError } from './route-errors.js'
+import type { Static } from '@sinclair/typebox'
+import { BatchBody, BatchReply, CreditsReply, IdParams, MessageBody, OpenidParams, QueuedReply, RecordReply, responses, routeSchema, SendQuery, SendReply, StatsReply, TemplatesQuery, TemplatesReply } from './schemas.js'
+import type { BatchBodyType, BatchItemType, IdParamsType, MessageBodyType, SendQueryType } from './schemas.js'
+import { typeboxValidator } from './validator.js'
+
+export interface RoutesDeps {
+  routes: Exclude<ResolvedOptions['routes'], false>
+  /** the same object as `fastify.wechat` (or its namespace): routes use only the public API */
+  wechat: WechatPush
+  /** whether a queue exists (`queue: false` turns it off) */
+  queue: boolean
+  clock: Clock
+}
+
+/** Explicit limits, so the routes do not depend on the app's bodyLimit: one message is small, 500 fit in 2 MiB. */
+export const MESSAGE_BODY_LIMIT = 64 * 1024
+export const BATCH_BODY_LIMIT = 2 * 1024 * 1024
+
+/**
+ * The optional HTTP surface (DESIGN.md "lib/http/", STYLE.md rule 10): an encapsulated child
+ * plugin, so its hooks, validator and error handler touch only these routes. Mounted at our own
+ * `routes.prefix` (a register-level prefix is ignored for fp plugins), inside whatever prefix the
+ * app registered us under. The user's auth hooks run first on every route, the dashboard included.
+ */
+export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): void {
+  const { routes, wechat, clock } = deps
+  if (routes.onRequest === undefined && routes.preHandler === undefined) {
+    fastify.log.warn({ prefix: routes.prefix }, 'wechat: routes are exposed without an auth hook (routes.unprotected: true): anyone who reaches them can send messages')
+  }
+
+  fastify.register(async function wechatRoutes (child) {
+    child.setValidatorCompiler(typeboxValidator)
+    for (const hook of hookList(routes.onRequest)) child.addHook('onRequest', hook as onRequestHookHandler)
+    for (const hook of hookList(routes.preHandler)) child.addHook('preHandler', hook as preHandlerHookHandler)
+    child.setErrorHandler((err, request, reply) => {
+      const mapped = mapError(err, clock.now())
+      logError(request.log, err, mapped)
+      return sendError(reply, mapped)
+    })
+
+    child.post<{ Body: MessageBodyType, Querystring: SendQueryType }>('/messages', {
+      bodyLimit: MESSAGE_BODY_LIMIT,
+      schema: routeSchema({
+        summary: 'Send a subscribe message now, or queue it with ?queue=true',
+        querystring: SendQuery,
+        body: MessageBody,
+        response: responses({ 200: SendReply, 202: QueuedReply }, [400, 409, 413, 415, 422, 429, 500, 502, 503, 504])
+      })
+    }, async (request, reply) => {
+      const { idempotencyKey, ...message } = request.body
+      const options = idempotencyKey === undefined ? {} : { idempotencyKey }
+      if (request.query.queue !== true) return wechat.send(message as SubscribeMessage, options)
+      const [queued] = await wechat.enqueue(message as SubscribeMessage, options)
+      return reply.code(202).send(queued)
+    })
+
+    child.post<{ Body: BatchBodyType }>('/messages/batch', {
+      bodyLimit: BATCH_BODY_LIMIT,
+      schema: routeSchema({
+        summary: 'Queue up to 500 messages; each one is accepted or refused on its own',
+        body: BatchBody,
+        response: responses({ 202: BatchReply }, [400, 413, 415, 500, 503])
+      })
+    }, async (request, reply) => {
+      if (!deps.queue) throw new WechatQueueError('the queue is off (queue: false); POST /messages sends one message now')
+      const { messages, idempotencyKey } = request.body
+      const failures: unknown[] = []
+      const results = await Promise.all(messages.map(async (message, index): Promise<BatchItemType> => {
+        try {
+          // A list of one: an item that is itself an array is refused, not spread into several messages.
+          const key = idempotencyKey === undefined ? undefined : `${idempotencyKey}:${index}`
+          const [queued] = await wechat.enqueue([message as SubscribeMessage], { idempotencyKey: key })
+          return { index, id: queued.id, status: queued.status }
+        } catch (err) {
+          failures.push(err)
+          return { index, error: itemError(err, request.log) }
+        }
+      }))
+      const accepted = results.length - failures.length
+      // Nothing got in because of us (store or queue down): say so with that status, not a 202.
+      const serverSide = failures.find((err) => mapError(err, clock.now()).statusCode >= 500)
+      if (accepted === 0 && serverSide !== undefined) throw serverSide
+      return reply.code(202).send({ accepted, rejected: failures.length, results })
+    })
+
+    child.get<{ Params: IdParamsType }>('/messages/:id', {
+      schema: routeSchema({
+        summary: 'The record of one message: status, attempts, errcode, msgid',
+        params: IdParams,
+        response: responses({ 200: RecordReply }, [400, 404, 500, 503])
+      })
+    }, async (request, reply) => {
+      const record = await readStore(request.log, () => wechat.status(request.params.id))
+      if (record) return record
+      return reply.code(404).send({ statusCode: 404, code: 'FST_WECHAT_NOT_FOUND', error: 'Not Found', message: 'no message with this id (unknown, or older than the retention period)' })
+    })
+
+    child.get('/stats', {
+      schema: routeSchema({
+        summary: 'Counts per status and per template, errcodes, latest failures',
+        response: responses({ 200: StatsReply }, [500, 503])
+      })
+    }, async (request) => readStore(request.log, () => wechat.stats()))
+
+    child.get<{ Params: Static<typeof OpenidParams> }>('/credits/:openid', {
+      schema: routeSchema({
+        summary: "One user's subscription credits per template (option credits)",
+        params: OpenidParams,
+        response: responses({ 200: CreditsReply }, [400, 500, 503])
+      })
+    }, async (request) => ({ openid: request.params.openid, credits: await readStore(request.log, () => wechat.credits(request.params.openid)) }))
+
+    child.get<{ Querystring: Static<typeof TemplatesQuery> }>('/templates', {
+      schema: routeSchema({
+        summary: "The mini program's subscribe templates (cached; ?refresh=true asks WeChat)",
+        querystring: TemplatesQuery,
+        response: responses({ 200: TemplatesReply }, [400, 500, 502, 503, 504])
+      })
+    }, async (request) => ({ templates: await wechat.templates.list({ refresh: request.query.refresh === true }) }))
+
+    if (routes.dashboard) registerDashboard(child, { appId: wechat.appId, statsUrl: `${child.prefix}/stats`, stats: () => readStore(child.log, () => wechat.stats()) })
+  }, { prefix: routes.prefix })
+}
+
+function hookList (hooks: HookOption | undefined): Exclude<HookOption, unknown[]>[] {
+  if (hooks === undefined) return []
+  return Array.isArray(hooks) ? hooks : [hooks]
+}
+
+/** A read that fails is the store's outage (503), not a bug; its reason is logged, not returned. */
+export async function readStore<T> (log: FastifyBaseLogger, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read()
+  } catch (err) {
+    log.warn({ reason: (err as Error).message }, 'wechat routes: the store did not answer')
+    throw new WechatStoreError('the store did not answer; try again shortly', { cause: err })
+  }
+}

@@ -1,0 +1,246 @@
+import { test } from 'tap'
+import Fastify from 'fastify'
+import type { FastifyInstance } from 'fastify'
+import fastifyRedis from '@fastify/redis'
+import wechatPush from '../lib/index.js'
+import type { WechatSimulator } from '../lib/testing/index.js'
+import { startSimulator } from './helpers/app.js'
+import type { Teardown } from './helpers/app.js'
+import { captureLogs } from './helpers/log-capture.js'
+import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { identity, inspectQueue, messageIdentity, numbered, sleep, until } from './queue-helpers.js'
+
+interface HookAppOptions {
+  redisUrl?: string
+  keyPrefix?: string
+  logger?: Record<string, unknown>
+  routes?: (app: FastifyInstance) => void
+}
+
+/** An app with the plugin and the test's routes, declared before ready(). */
+async function hookApp (t: Teardown, sim: WechatSimulator, options: HookAppOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({ logger: options.logger ?? false })
+  t.teardown(() => app.close())
+  if (options.redisUrl) await app.register(fastifyRedis, { url: options.redisUrl, maxRetriesPerRequest: 1 })
+  await app.register(wechatPush, {
+    appId: sim.appId,
+    appSecret: sim.appSecret,
+    baseUrl: sim.url,
+    retry: { attempts: 3, minDelay: 5, maxDelay: 20 },
+    timeout: 2000,
+    keyPrefix: options.keyPrefix ?? uniquePrefix('hook')
+  })
+  options.routes?.(app)
+  await app.ready()
+  return app
+}
+
+const accepted = (sim: WechatSimulator): string[] => sim.accepted.map(identity)
+
+for (const kind of ['memory', 'bullmq'] as const) {
+  test(`${kind} queue: reply.wechatPush on a 2xx response → queued and sent`, async (t) => {
+    const sim = await startSimulator(t)
+    let redisUrl: string | undefined
+    if (kind === 'bullmq') {
+      const redis = await startRedis()
+      t.teardown(() => redis.stop())
+      redisUrl = redis.url
+    }
+    const app = await hookApp(t, sim, {
+      redisUrl,
+      routes: (app) => {
+        app.post('/orders/:n/ship', async (request, reply) => {
+          const n = Number((request.params as { n: string }).n)
+          reply.wechatPush(numbered('H', n))
+          return { shipped: n }
+        })
+        app.post('/orders/:n/ship-twice', async (request, reply) => {
+          const n = Number((request.params as { n: string }).n)
+          reply.wechatPush(numbered('H', n)).wechatPush([numbered('H', n + 1), numbered('H', n + 2)])
+          reply.code(201)
+          return { shipped: n }
+        })
+      }
+    })
+    const res = await app.inject({ method: 'POST', url: '/orders/1/ship' })
+    t.equal(res.statusCode, 200)
+    t.same(res.json(), { shipped: 1 })
+    const res2 = await app.inject({ method: 'POST', url: '/orders/10/ship-twice' })
+    t.equal(res2.statusCode, 201)
+    await until('4 accepted', () => sim.accepted.length >= 4)
+    await sleep(200)
+    t.same(accepted(sim).sort(), [1, 10, 11, 12].map((n) => messageIdentity(numbered('H', n))).sort())
+    const stats = await app.wechat.stats()
+    t.equal(stats.total, 4)
+    t.equal(stats.sent, 4)
+  })
+}
+
+test('no push when the response is 4xx/5xx: reply.code(400), a thrown error, reply.send(err)', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await hookApp(t, sim, {
+    routes: (app) => {
+      app.post('/bad-request', async (_request, reply) => {
+        reply.wechatPush(numbered('N', 1))
+        reply.code(400)
+        return { error: 'nope' }
+      })
+      app.post('/throws', async (_request, reply) => {
+        reply.wechatPush(numbered('N', 2))
+        throw new Error('boom')
+      })
+      app.post('/conflict', async (_request, reply) => {
+        reply.wechatPush(numbered('N', 3))
+        const err = Object.assign(new Error('taken'), { statusCode: 409 })
+        return reply.send(err)
+      })
+      app.post('/config-400', { config: { wechatPush: () => numbered('N', 4) } }, async (_request, reply) => reply.code(422).send({ invalid: true }))
+    }
+  })
+  t.equal((await app.inject({ method: 'POST', url: '/bad-request' })).statusCode, 400)
+  t.equal((await app.inject({ method: 'POST', url: '/throws' })).statusCode, 500)
+  t.equal((await app.inject({ method: 'POST', url: '/conflict' })).statusCode, 409)
+  t.equal((await app.inject({ method: 'POST', url: '/config-400' })).statusCode, 422)
+  await sleep(500)
+  t.equal(sim.counters.send, 0, 'nothing sent')
+  t.equal((await app.wechat.stats()).total, 0, 'nothing queued')
+})
+
+test('config.wechatPush: a message, an array, null; it gets the object the handler returned', async (t) => {
+  const sim = await startSimulator(t)
+  const seen: unknown[] = []
+  const app = await hookApp(t, sim, {
+    routes: (app) => {
+      app.post('/one', {
+        config: {
+          wechatPush: (_request, _reply, payload) => { seen.push(payload); return numbered('G', (payload as { n: number }).n) }
+        }
+      }, async () => ({ n: 1 }))
+      app.post('/many', {
+        config: { wechatPush: async (_request, _reply, payload) => [numbered('G', (payload as { n: number }).n), numbered('G', 3)] }
+      }, async () => ({ n: 2 }))
+      app.post('/none', { config: { wechatPush: () => null } }, async () => ({ n: 4 }))
+      app.post('/both', { config: { wechatPush: () => numbered('G', 5) } }, async (_request, reply) => {
+        reply.wechatPush(numbered('G', 6))
+        return { n: 5 }
+      })
+    }
+  })
+  for (const url of ['/one', '/many', '/none', '/both']) t.equal((await app.inject({ method: 'POST', url })).statusCode, 200, url)
+  await until('5 accepted', () => sim.accepted.length >= 5)
+  await sleep(300)
+  t.same(accepted(sim).sort(), [1, 2, 3, 5, 6].map((n) => messageIdentity(numbered('G', n))).sort())
+  t.same(seen, [{ n: 1 }], 'the handler\'s object, before serialisation')
+})
+
+test('a throwing config.wechatPush does not change the response; it is logged', async (t) => {
+  const sim = await startSimulator(t)
+  const logs = captureLogs('info')
+  const app = await hookApp(t, sim, {
+    logger: logs.logger,
+    routes: (app) => {
+      app.post('/sync-throw', { config: { wechatPush: () => { throw new Error('config broke') } } }, async (_request, reply) => reply.code(201).send({ ok: 1 }))
+      app.post('/async-throw', { config: { wechatPush: async () => { throw new Error('config broke later') } } }, async () => 'plain text')
+    }
+  })
+  const one = await app.inject({ method: 'POST', url: '/sync-throw' })
+  t.equal(one.statusCode, 201)
+  t.same(one.json(), { ok: 1 })
+  const two = await app.inject({ method: 'POST', url: '/async-throw' })
+  t.equal(two.statusCode, 200)
+  t.equal(two.body, 'plain text')
+  await until('logged twice', () => logs.parsed().filter((l) => /config\.wechatPush threw/.test(String(l.msg))).length === 2)
+  t.equal(sim.counters.send, 0)
+})
+
+test('the response does not wait for WeChat (500 ms latency): it is back before the message is sent', async (t) => {
+  const sim = await startSimulator(t, { latencyMs: 500 })
+  const app = await hookApp(t, sim, {
+    routes: (app) => {
+      app.get('/ping', async (_request, reply) => {
+        reply.wechatPush(numbered('L', 1))
+        return { pong: true }
+      })
+    }
+  })
+  await app.wechat.getToken()
+  const res = await app.inject({ method: 'GET', url: '/ping' })
+  t.equal(res.statusCode, 200)
+  t.equal(sim.accepted.length, 0, 'not yet sent when the response is back')
+  t.equal(sim.requests.filter((r) => r.endpoint === 'send').length, 0, 'no send answered yet')
+  await until('sent afterwards', () => sim.accepted.length === 1)
+  await until('answered afterwards', () => sim.requests.some((r) => r.endpoint === 'send'))
+})
+
+test('an invalid pushed message: the response is unaffected, the failure is logged, valid pushes of the same response still go', async (t) => {
+  const sim = await startSimulator(t)
+  const logs = captureLogs('info')
+  const app = await hookApp(t, sim, {
+    logger: logs.logger,
+    routes: (app) => {
+      app.post('/mixed', async (_request, reply) => {
+        reply.wechatPush(numbered('V', 1))
+        reply.wechatPush({ toUser: 'oUser-000001', templateId: numbered('V', 2).templateId, data: { thing2: 'x'.repeat(40) } })
+        reply.wechatPush(numbered('V', 3))
+        return { ok: true }
+      })
+      app.post('/only-bad', async (_request, reply) => {
+        reply.wechatPush({ toUser: '', templateId: '', data: {} } as never)
+        return { ok: 'still' }
+      })
+    }
+  })
+  const mixed = await app.inject({ method: 'POST', url: '/mixed' })
+  t.equal(mixed.statusCode, 200)
+  t.same(mixed.json(), { ok: true })
+  const bad = await app.inject({ method: 'POST', url: '/only-bad' })
+  t.equal(bad.statusCode, 200)
+  t.same(bad.json(), { ok: 'still' })
+  await until('the two valid ones sent', () => sim.accepted.length >= 2)
+  await sleep(300)
+  t.same(accepted(sim).sort(), [1, 3].map((n) => messageIdentity(numbered('V', n))).sort(), 'the valid messages are not lost with the invalid one')
+  const failures = logs.parsed().filter((l) => /handler push could not be queued/.test(String(l.msg)))
+  t.equal(failures.length, 2, 'each invalid message logged')
+  t.ok(failures.every((l) => l.code === 'FST_WECHAT_INVALID_MESSAGE'))
+  t.equal((await app.wechat.stats()).total, 2)
+})
+
+test('bullmq queue: close() waits for handler pushes still being queued; the next instance sends them', async (t) => {
+  const sim = await startSimulator(t)
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const keyPrefix = uniquePrefix('hook-close')
+  const routes = (app: FastifyInstance): void => {
+    app.post('/ship/:n', {
+      config: {
+        // Looking the recipient up takes a while (a database call): the queueing outlives the response.
+        wechatPush: async (_request, _reply, payload) => {
+          await sleep(2500)
+          return numbered('W', (payload as { n: number }).n + 100)
+        }
+      }
+    }, async (request, reply) => {
+      const n = Number((request.params as { n: string }).n)
+      reply.wechatPush(numbered('W', n))
+      return { n }
+    })
+  }
+  const first = await hookApp(t, sim, { redisUrl: redis.url, keyPrefix, routes })
+  const responses = await Promise.all(Array.from({ length: 10 }, (_, n) => first.inject({ method: 'POST', url: `/ship/${n}` })))
+  t.ok(responses.every((r) => r.statusCode === 200))
+  await first.close() // right after the responses: the queueing is still under way
+  const atClose = sim.accepted.length
+  const queue = inspectQueue(redis.url, keyPrefix, sim.appId)
+  t.teardown(() => queue.close())
+  const jobs = Object.values(await queue.getJobCounts('wait', 'active', 'completed', 'delayed', 'failed')).reduce((a, b) => a + b, 0)
+  t.equal(jobs, 20, 'every push is in the queue when close resolves')
+
+  const second = await hookApp(t, sim, { redisUrl: redis.url, keyPrefix, routes })
+  await until('all 20 accepted', () => sim.accepted.length >= 20)
+  await sleep(300)
+  const stats = await second.wechat.stats()
+  t.equal(stats.total, 20, 'every push was recorded before close resolved')
+  t.equal(stats.sent, 20)
+  t.equal(new Set(accepted(sim)).size, 20, 'no duplicates')
+  t.comment(`${atClose} sent by the first instance before it closed`)
+})

@@ -1,0 +1,59 @@
+import { test } from 'tap'
+import { buildApp, startSimulator } from './helpers/app.js'
+import { captureLogs } from './helpers/log-capture.js'
+import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { duplicates, inspectQueue, numbered, settled, sleep, statusCounts, until, within } from './queue-helpers.js'
+
+const COUNT = 40
+
+test('bullmq queue: close() with active jobs lets them finish, takes no new job, resolves; the rest waits for the next instance', async (t) => {
+  const sim = await startSimulator(t, { latencyMs: 1000 })
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const keyPrefix = uniquePrefix('close')
+  const plugin = { keyPrefix, queue: { concurrency: 4 }, timeout: 5000 }
+  const first = await buildApp(t, sim, { redisUrl: redis.url, plugin })
+  const ids = (await first.wechat.enqueue(Array.from({ length: COUNT }, (_, i) => numbered('C', i)))).map((r) => r.id)
+  await until('4 jobs active', () => sim.counters.send >= 4)
+  await sleep(100)
+
+  const callsAtClose = sim.counters.send
+  t.equal(await within(first.close(), 20_000), 'done', 'close resolves')
+  t.equal(sim.counters.send, callsAtClose, 'no job was started after close began')
+  const closedAt = sim.counters.send
+  await sleep(1200)
+  t.equal(sim.counters.send, closedAt, 'nothing runs after close')
+
+  const queue = inspectQueue(redis.url, keyPrefix, sim.appId)
+  t.teardown(() => queue.close())
+  const counts = await queue.getJobCounts('active', 'wait', 'completed')
+  t.same(counts, { active: 0, wait: COUNT - callsAtClose, completed: callsAtClose }, 'the active jobs completed; the others wait in Redis')
+
+  sim.setLatency(0)
+  const second = await buildApp(t, sim, { redisUrl: redis.url, plugin })
+  await settled(second, ids)
+  t.same(await statusCounts(second, ids), { sent: COUNT }, 'the next instance sends the rest')
+  t.equal(sim.accepted.length, COUNT)
+  t.same(duplicates(sim.accepted), { byIdentity: 0, byMsgid: 0 }, 'no duplicates after a graceful close')
+})
+
+test('memory queue: close() with active jobs lets them finish and resolves; what waits is dropped and logged', async (t) => {
+  const sim = await startSimulator(t, { latencyMs: 1000 })
+  const logs = captureLogs('warn')
+  const app = await buildApp(t, sim, { logger: logs.logger, plugin: { queue: { concurrency: 4 }, timeout: 5000 } })
+  const ids = (await app.wechat.enqueue(Array.from({ length: COUNT }, (_, i) => numbered('M', i)))).map((r) => r.id)
+  await until('4 jobs active', () => sim.counters.send >= 4)
+  await sleep(100)
+  const callsAtClose = sim.counters.send
+  const store = app.wechat
+  t.equal(await within(app.close(), 20_000), 'done', 'close resolves')
+  t.equal(sim.counters.send, callsAtClose, 'no job was started after close began')
+  await sleep(1200)
+  t.equal(sim.counters.send, callsAtClose, 'nothing runs after close')
+  t.equal(sim.accepted.length, callsAtClose)
+  // The memory store outlives close: the active ones were recorded as sent.
+  t.same(await statusCounts(app, ids), { sent: callsAtClose, pending: COUNT - callsAtClose })
+  t.equal(store, app.wechat)
+  const dropped = logs.parsed().find((line) => /closed with messages still waiting/.test(String(line.msg)))
+  t.equal(dropped?.dropped, COUNT - callsAtClose, 'the dropped messages are counted in the log')
+})

@@ -1,0 +1,169 @@
+import { test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
+import { buildApp, startSimulator } from './helpers/app.js'
+import type { Teardown } from './helpers/app.js'
+import { captureLogs } from './helpers/log-capture.js'
+import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import type { WechatSimulator, SimFault } from '../lib/testing/index.js'
+import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
+import { duplicates, inspectQueue, numbered, settled, sleep, statusCounts, until } from './queue-helpers.js'
+
+type Kind = 'memory' | 'bullmq'
+
+interface Setup { app: FastifyInstance, redisUrl?: string, keyPrefix: string }
+
+async function setup (t: Teardown, sim: WechatSimulator, kind: Kind, options: { logger?: Record<string, unknown>, plugin?: Record<string, unknown> } = {}): Promise<Setup> {
+  let redisUrl: string | undefined
+  if (kind === 'bullmq') {
+    const redis = await startRedis()
+    t.teardown(() => redis.stop())
+    redisUrl = redis.url
+  }
+  const keyPrefix = uniquePrefix('faults')
+  const app = await buildApp(t, sim, { redisUrl, logger: options.logger, plugin: { keyPrefix, ...options.plugin } })
+  return { app, redisUrl, keyPrefix }
+}
+
+const isFault = (r: { endpoint: string, httpStatus: number, errcode?: number }): boolean => r.endpoint === 'send' && (r.httpStatus !== 200 || r.errcode !== 0)
+
+for (const kind of ['memory', 'bullmq'] as const) {
+  test(`${kind} queue: transient faults on 20% of send calls (-1, HTTP 502, dropped connection) → every message ends sent`, async (t) => {
+    const sim = await startSimulator(t)
+    const { app } = await setup(t, sim, kind)
+    await app.wechat.getToken()
+    const COUNT = 300
+    // One fault in five calls, spread through the calls: an empty fault is a normal answer.
+    const kinds: SimFault[] = [{ errcode: -1 }, { httpStatus: 502 }, { drop: true }]
+    for (let i = 0; i < 400; i++) sim.failNext('send', i % 5 === 2 ? kinds[(i / 5 | 0) % 3] : {})
+
+    const results = (await Promise.all([0, 1, 2].map((b) => app.wechat.enqueue(Array.from({ length: COUNT / 3 }, (_, i) => numbered(`F${kind[0]}`, b * 1000 + i)))))).flat()
+    await settled(app, results.map((r) => r.id), 60_000)
+
+    t.same(await statusCounts(app, results.map((r) => r.id)), { sent: COUNT }, 'every message sent')
+    const faults = sim.requests.filter(isFault)
+    t.ok(faults.length >= 70, `${faults.length} faulted calls`)
+    t.ok(faults.some((r) => r.errcode === -1) && faults.some((r) => r.httpStatus === 502) && faults.some((r) => r.httpStatus === 0), 'all three kinds of fault happened')
+    t.equal(sim.counters.send, COUNT + faults.length, 'one successful call per message, plus the faulted ones')
+    t.equal(sim.accepted.length, COUNT)
+    t.same(duplicates(sim.accepted), { byIdentity: 0, byMsgid: 0 })
+    const stats = await app.wechat.stats()
+    t.equal(stats.sent, COUNT)
+    t.equal(stats.failed + stats.unknown + stats.pending + stats.sending, 0)
+    const records = await Promise.all(results.map((r) => app.wechat.status(r.id)))
+    t.ok(records.some((r) => (r?.attempts ?? 0) > 1), 'retried messages count their attempts')
+    t.ok(records.every((r) => r?.errcode === undefined && r?.errmsg === undefined), 'a later success clears the transient errcode')
+  })
+
+  test(`${kind} queue: permanent errors end failed at once, one call each`, async (t) => {
+    const sim = await startSimulator(t)
+    const { app } = await setup(t, sim, kind)
+    await app.wechat.getToken()
+    await app.wechat.enqueue(numbered('P', 0)) // the app now knows the account's templates, if it looks them up
+    await until('warm-up sent', () => sim.accepted.length === 1)
+
+    // Refused by the simulator's own checks (the local validation lets these through). The template
+    // is deleted at "WeChat" after the app got to know it (deleted in the MP console).
+    const badOpenid = { ...numbered('P', 1), toUser: 'not.an.openid' }
+    sim.removeTemplate(DEMO_TEMPLATE_IDS.meetingReminder)
+    const noTemplate = { toUser: 'oP-user-00002', templateId: DEMO_TEMPLATE_IDS.meetingReminder, data: { thing1: 'Room 1', date2: '2026年3月1日' } }
+    const genuine = await app.wechat.enqueue([badOpenid, noTemplate])
+    await settled(app, genuine.map((r) => r.id))
+    const genuineRecords = await Promise.all(genuine.map((r) => app.wechat.status(r.id)))
+    t.same(genuineRecords.map((r) => [r?.status, r?.errcode, r?.attempts]), [['failed', 40003, 1], ['failed', 40037, 1]])
+    t.equal(sim.counters.send, 3, 'one call each')
+
+    // 47003 (a value WeChat refuses) is caught by the local validation first: forced with failNext,
+    // with 40037, in a batch with concurrency.
+    sim.failNext('send', { errcode: 40037 }, 5)
+    sim.failNext('send', { errcode: 47003 }, 5)
+    const faked = await app.wechat.enqueue(Array.from({ length: 10 }, (_, i) => numbered('Q', i)))
+    await settled(app, faked.map((r) => r.id))
+    const records = await Promise.all(faked.map((r) => app.wechat.status(r.id)))
+    t.ok(records.every((r) => r?.status === 'failed' && r.attempts === 1), 'failed after one attempt')
+    t.equal(records.filter((r) => r?.errcode === 40037).length, 5)
+    t.equal(records.filter((r) => r?.errcode === 47003).length, 5)
+    await sleep(500)
+    t.equal(sim.counters.send, 13, 'never retried')
+    t.equal(sim.accepted.length, 1)
+    const stats = await app.wechat.stats()
+    t.equal(stats.failed, 12)
+    t.same(stats.errcodes, { 40003: 1, 40037: 6, 47003: 5 })
+  })
+
+  test(`${kind} queue: 45011 → back to pending with errcode 45011, not retried before 60 s`, async (t) => {
+    const sim = await startSimulator(t)
+    const { app, redisUrl, keyPrefix } = await setup(t, sim, kind)
+    await app.wechat.getToken()
+    sim.failNext('send', { errcode: 45011 })
+    const before = Date.now()
+    const [{ id }] = await app.wechat.enqueue(numbered('R', 1))
+    await until('45011 recorded', async () => (await app.wechat.status(id))?.errcode === 45011)
+    const record = await app.wechat.status(id)
+    t.equal(record?.status, 'pending')
+    t.equal(sim.counters.send, 1)
+
+    await sleep(1000)
+    t.equal(sim.counters.send, 1, 'no second call within a second')
+    t.equal((await app.wechat.status(id))?.status, 'pending')
+
+    if (kind === 'bullmq') {
+      // The job waits in BullMQ's delayed set for at least 60 s; promoting it proves it is retried.
+      const queue = inspectQueue(redisUrl as string, keyPrefix, sim.appId)
+      t.teardown(() => queue.close())
+      t.equal(await queue.getJobState(id), 'delayed')
+      const client = new Redis(redisUrl as string)
+      t.teardown(() => client.quit())
+      const score = Number(await client.zscore(`${keyPrefix}{${sim.appId}}:subscribe-send:delayed`, id))
+      const dueAt = Math.floor(score / 0x1000)
+      t.ok(dueAt - before >= 59_000, `due ${dueAt - before} ms after the first call`)
+      const job = await queue.getJob(id)
+      await job?.promote()
+      await settled(app, [id])
+      const sent = await app.wechat.status(id)
+      t.equal(sent?.status, 'sent')
+      t.equal(sent?.errcode, undefined, 'errcode cleared on success')
+      t.equal(sim.accepted.length, 1)
+    }
+  })
+
+  test(`${kind} queue: 45009 → the queue stops sending`, async (t) => {
+    const sim = await startSimulator(t, { latencyMs: 100 })
+    const logs = captureLogs('warn')
+    const { app } = await setup(t, sim, kind, { logger: logs.logger })
+    await app.wechat.getToken()
+    sim.failNext('send', { errcode: 45009 })
+    const results = await app.wechat.enqueue(Array.from({ length: 40 }, (_, i) => numbered('Z', i)))
+    const ids = results.map((r) => r.id)
+    let quotaId: string | undefined
+    await until('45009 recorded', async () => {
+      const records = await Promise.all(ids.map((id) => app.wechat.status(id)))
+      quotaId = records.find((r) => r?.errcode === 45009)?.id
+      return quotaId !== undefined
+    })
+    await sleep(300) // calls already under way when 45009 came back may finish
+    const calls = sim.counters.send
+    t.ok(calls <= 16, `${calls} calls before the queue stopped (concurrency 8)`)
+    await sleep(2000)
+    t.equal(sim.counters.send, calls, 'no further call for 2 s')
+    const counts = await statusCounts(app, ids)
+    t.equal(counts.pending, 40 - (counts.sent ?? 0), 'the rest stay pending')
+    t.equal((await app.wechat.status(quotaId as string))?.status, 'pending', 'the 45009 message is kept for later')
+    t.ok(logs.parsed().some((line) => /quota used up \(45009\)/.test(String(line.msg))), 'logged')
+
+    const closing = Date.now()
+    await app.close()
+    t.ok(Date.now() - closing < 5000, `close is prompt while paused (${Date.now() - closing} ms)`)
+  })
+}
+
+test('an empty failNext fault is a normal answer (the 20% test relies on it)', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  sim.failNext('send', {}, 3)
+  const results = await app.wechat.enqueue([numbered('E', 1), numbered('E', 2), numbered('E', 3)])
+  await settled(app, results.map((r) => r.id))
+  t.equal(sim.accepted.length, 3)
+  t.equal(sim.pendingFaults('send'), 0)
+  t.equal(DEMO_TEMPLATE_IDS.orderShipped, sim.accepted[0].template_id)
+})
