@@ -4,15 +4,14 @@ import type { FastifyInstance } from 'fastify'
 import * as errors from './errors.js'
 import { WechatHttpClient } from './api/http-client.js'
 import { TokenManager } from './api/token-manager.js'
-import { scheduleTokenRefresh } from './api/token-job.js'
 import { WechatApi } from './api/wechat-api.js'
-import { TemplateApi } from './api/templates.js' // templates
-import { TemplateCatalog, templatesFacade } from './delivery/templates-catalog.js' // templates
-import { scheduleTemplateRefresh } from './delivery/templates-job.js' // templates
-import * as typedTemplates from './typed-templates.js' // templates
+import { TemplateApi } from './api/templates.js'
+import { TemplateCatalog, templatesFacade } from './delivery/templates-catalog.js'
+import { scheduleJob } from './scheduled-job.js'
+import * as typedTemplates from './typed-templates.js'
 import { Delivery } from './delivery/delivery.js'
-import { PushEventBus } from './push/event-bus.js' // push
-import { registerPushEndpoint } from './push/plugin.js' // push
+import { PushEventBus } from './push/event-bus.js'
+import { registerPushEndpoint } from './push/plugin.js'
 import { Sender } from './delivery/sender.js'
 import { CLOSE_GRACE_MS } from './delivery/queue.js'
 import { createQueue } from './delivery/setup.js'
@@ -21,14 +20,14 @@ import type { JobData } from './delivery/job-runner.js'
 import { handleReceipts } from './delivery/receipts.js'
 import type { DeliveryOutcome } from './delivery/sender.js'
 import { registerHandlerPushes } from './http/handler-pushes.js'
-import { registerRoutes } from './http/routes.js' // routes
+import { registerRoutes } from './http/routes.js'
 import { resolveOptions } from './options.js'
 import type { ResolvedOptions } from './options.js'
 import type { OptionsInput } from './options-schema.js'
 import { keySpace } from './store/keys.js'
 import { selectStore } from './store/select.js'
 import type * as publicTypes from './public-types.js'
-import type { SendOptions, EnqueueOptions } from './delivery/delivery.js' // templates
+import type { SendOptions, EnqueueOptions } from './delivery/delivery.js'
 
 /**
  * Wiring only (DESIGN.md "lib/index.ts"): options → parts → decorator, job, close hook.
@@ -54,35 +53,40 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   })
   const api = new WechatApi(http, tokens)
   const sender = new Sender(api, options.retry, log)
-  const templateApi = new TemplateApi(api, options.retry, log) // templates
-  const catalog = options.templates ? new TemplateCatalog(templateApi, store, { ttlMs: options.templates.ttlSeconds * 1000, validate: options.templates.validate && options.validation !== 'off', clock: options.clock }, log) : null // templates
-  const credits = new Credits(store, options.credits, (templateId) => catalog?.kindOf(templateId), log) // templates
+  const templateApi = new TemplateApi(api, options.retry, log)
+  const catalog = options.templates ? new TemplateCatalog(templateApi, store, { ttlMs: options.templates.ttlSeconds * 1000, validate: options.templates.validate && options.validation !== 'off', clock: options.clock }, log) : null
+  const credits = new Credits(store, options.credits, (templateId) => catalog?.kindOf(templateId), log)
   const settle = (data: JobData, outcome: DeliveryOutcome): Promise<void> => credits.settle(data.wire.touser, data.wire.template_id, outcome, data.reserved === true)
   const queue = createQueue(options, store, keys, sender, log, { onSent: settle, onFailed: settle })
-  const delivery = new Delivery(sender, store, queue, options, log, credits, catalog ?? undefined) // templates
-  const events = new PushEventBus(log) // push
+  const delivery = new Delivery(sender, store, queue, options, log, credits, catalog ?? undefined)
+  const events = new PushEventBus(log)
   handleReceipts(events, store, credits, options, log)
 
   const wechat: fastifyWechatPush.WechatPush = {
     appId: options.appId,
     storeKind: store.kind,
     getToken: (getOptions) => tokens.getToken(getOptions?.forceRefresh === true),
-    send: (message: unknown, sendOptions?: SendOptions) => delivery.send(message, sendOptions), // templates: overloaded (typed messages)
-    enqueue: (messages: unknown, enqueueOptions?: EnqueueOptions) => delivery.enqueue(messages, enqueueOptions), // templates
+    send: (message: unknown, sendOptions?: SendOptions) => delivery.send(message, sendOptions),
+    enqueue: (messages: unknown, enqueueOptions?: EnqueueOptions) => delivery.enqueue(messages, enqueueOptions),
     status: (id) => delivery.status(id),
     stats: () => delivery.stats(),
     credits: (openid) => delivery.credits(openid),
     refreshToken: () => tokens.refreshIfDue(),
-    templates: templatesFacade(templateApi, catalog, log), // templates
-    on: (event: string, handler: (payload: fastifyWechatPush.PushMessage) => unknown) => { events.on(event, handler) } // push
+    templates: templatesFacade(templateApi, catalog, log),
+    on: (event: string, handler: (payload: fastifyWechatPush.PushMessage) => unknown) => { events.on(event, handler) }
   }
   decorate(fastify, options, wechat)
-  if (options.routes) registerRoutes(fastify, { routes: options.routes, wechat, queue: queue !== null, clock: options.clock }) // routes
-  if (options.push) registerPushEndpoint(fastify, { push: options.push, appId: options.appId, store, events, clock: options.clock, log }) // push
+  if (options.routes) registerRoutes(fastify, { routes: options.routes, wechat, queue: queue !== null, clock: options.clock })
+  if (options.push) registerPushEndpoint(fastify, { push: options.push, appId: options.appId, store, events, clock: options.clock, log })
 
   if (!fastify.hasDecorator('scheduler')) await fastify.register(fastifySchedule)
-  scheduleTokenRefresh(fastify, tokens, `wechat:token:${options.appId}${options.namespace ? `:${options.namespace}` : ''}`, options.refreshIntervalMs)
-  if (catalog && options.templates) scheduleTemplateRefresh(fastify, catalog, `wechat:templates:${options.appId}${options.namespace ? `:${options.namespace}` : ''}`, options.templates.ttlSeconds * 500) // templates
+  const jobSuffix = `${options.appId}${options.namespace ? `:${options.namespace}` : ''}`
+  // Renews ahead of expiry so request paths never wait; runs at boot to warm the token.
+  scheduleJob(fastify, { id: `wechat:token:${jobSuffix}`, intervalMs: options.refreshIntervalMs, runImmediately: true, what: 'token refresh', work: () => tokens.refreshIfDue() })
+  if (catalog && options.templates) {
+    // Does nothing until the list was first needed, so an app that never sends never calls gettemplate.
+    scheduleJob(fastify, { id: `wechat:templates:${jobSuffix}`, intervalMs: options.templates.ttlSeconds * 500, runImmediately: false, what: 'template list refresh', work: () => catalog.refreshIfDue() })
+  }
 
   const handlerPushes = queue && !fastify.hasReplyDecorator('wechatPush') ? registerHandlerPushes(fastify, delivery) : null
   if (queue) fastify.addHook('onReady', async () => { await queue.start() })
@@ -140,26 +144,26 @@ namespace fastifyWechatPush {
   export type EnqueueResult = publicTypes.EnqueueResult
   export type StatsSnapshot = publicTypes.StatsSnapshot
   export type WechatPushConfig = publicTypes.WechatPushConfig
-  export type PushEventMap = publicTypes.PushEventMap // push
-  export type PushMessage = publicTypes.PushMessage // push
-  export type PopupEvent = publicTypes.PopupEvent // push
-  export type ChangeEvent = publicTypes.ChangeEvent // push
-  export type SentEvent = publicTypes.SentEvent // push
-  export type WechatTemplates = publicTypes.WechatTemplates // templates
-  export type PrivateTemplate = publicTypes.PrivateTemplate // templates
-  export type TemplateCategory = publicTypes.TemplateCategory // templates
-  export type PublicTemplateTitle = publicTypes.PublicTemplateTitle // templates
-  export type PublicTemplateKeyword = publicTypes.PublicTemplateKeyword // templates
-  export type PublicTitlesQuery = publicTypes.PublicTitlesQuery // templates
-  export type AddTemplateInput = publicTypes.AddTemplateInput // templates
-  export type TemplateSpec = publicTypes.TemplateSpec // templates
-  export type KeywordSpec = publicTypes.KeywordSpec // templates
-  export type KeywordInput<V extends KeywordSpec> = publicTypes.KeywordInput<V> // templates
-  export type TemplateDefinition<S extends TemplateSpec = TemplateSpec> = publicTypes.TemplateDefinition<S> // templates
-  export type TemplateData<S extends TemplateSpec> = publicTypes.TemplateData<S> // templates
-  export type TypedMessage<S extends TemplateSpec> = publicTypes.TypedMessage<S> // templates
+  export type PushEventMap = publicTypes.PushEventMap
+  export type PushMessage = publicTypes.PushMessage
+  export type PopupEvent = publicTypes.PopupEvent
+  export type ChangeEvent = publicTypes.ChangeEvent
+  export type SentEvent = publicTypes.SentEvent
+  export type WechatTemplates = publicTypes.WechatTemplates
+  export type PrivateTemplate = publicTypes.PrivateTemplate
+  export type TemplateCategory = publicTypes.TemplateCategory
+  export type PublicTemplateTitle = publicTypes.PublicTemplateTitle
+  export type PublicTemplateKeyword = publicTypes.PublicTemplateKeyword
+  export type PublicTitlesQuery = publicTypes.PublicTitlesQuery
+  export type AddTemplateInput = publicTypes.AddTemplateInput
+  export type TemplateSpec = publicTypes.TemplateSpec
+  export type KeywordSpec = publicTypes.KeywordSpec
+  export type KeywordInput<V extends KeywordSpec> = publicTypes.KeywordInput<V>
+  export type TemplateDefinition<S extends TemplateSpec = TemplateSpec> = publicTypes.TemplateDefinition<S>
+  export type TemplateData<S extends TemplateSpec> = publicTypes.TemplateData<S>
+  export type TypedMessage<S extends TemplateSpec> = publicTypes.TypedMessage<S>
   /** declare a template's keys once for type-checked messages (`template: shipped`) */
-  export const defineTemplate = typedTemplates.defineTemplate // templates
+  export const defineTemplate = typedTemplates.defineTemplate
   export const WechatOptionsError = errors.WechatOptionsError
   export const WechatInvalidMessageError = errors.WechatInvalidMessageError
   export const WechatApiError = errors.WechatApiError

@@ -138,7 +138,7 @@ test('scheduled refresh renews before expiry (fake clock), and nothing runs afte
   const sim = await startSimulator(t)
   const app = await buildApp(t, sim, { plugin: { clock: sim.clock, refreshInterval: 30 } })
   const waitFetches = async (n: number): Promise<void> => {
-    for (let i = 0; i < 200 && sim.tokenFetches().stable_token < n; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+    for (let i = 0; i < 1000 && sim.tokenFetches().stable_token < n; i++) await new Promise((resolve) => setTimeout(resolve, 10))
   }
   await waitFetches(1)
   const first = await app.wechat.getToken()
@@ -153,6 +153,8 @@ test('scheduled refresh renews before expiry (fake clock), and nothing runs afte
   await timers.tickAsync(30_000)
   await waitFetches(2)
   t.equal(sim.tokenFetches().stable_token, 2, 'renewed ahead of expiry')
+  // The simulator has answered; give the job a moment to adopt the answer.
+  for (let i = 0; i < 500 && await app.wechat.getToken() === first; i++) await new Promise((resolve) => setTimeout(resolve, 10))
   const second = await app.wechat.getToken()
   t.not(second, first)
   const sendsBefore = sim.counters.stable_token
