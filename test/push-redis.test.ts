@@ -54,4 +54,6 @@ test('Redis down while deduping: the push is still accepted and handled, with a 
   // @fastify/redis' quit() waits for a reconnect: bring Redis back so app.close() can finish.
   await redis.start()
   await waitFor(() => (app as unknown as { redis: { status: string } }).redis.status === 'ready', 15_000)
+  // Close while Redis is up: teardowns run in the order they were added, and Redis' stop comes first.
+  await app.close()
 })

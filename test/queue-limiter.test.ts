@@ -44,6 +44,9 @@ for (const kind of ['memory', 'bullmq'] as const) {
     const busiest = busiestWindow(times, DURATION - JITTER_MS)
     t.comment(`${kind}: ${COUNT} sends over ${span} ms, busiest ${DURATION - JITTER_MS}-ms window ${busiest}`)
     t.ok(span >= (COUNT / MAX - 1) * DURATION - JITTER_MS, `spread over ${span} ms (3 windows of ${MAX} need ≥ ~2 s)`)
-    t.ok(busiest <= MAX + 2, `busiest window: ${busiest} (max ${MAX}, margin 2)`)
+    // BullMQ's limiter counts fixed windows: a burst at a window's end and the next window's start can
+    // meet in one sliding window, so only the in-process (sliding) limiter is held to max + 2.
+    const allowed = kind === 'bullmq' ? Math.ceil(MAX * 1.5) : MAX + 2
+    t.ok(busiest <= allowed, `busiest window: ${busiest} (max ${MAX}, allowed ${allowed})`)
   })
 }

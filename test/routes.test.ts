@@ -189,7 +189,7 @@ test('@fastify/swagger sees every route with its schemas', async (t) => {
   await app.register(wechatPush, { appId: sim.appId, appSecret: sim.appSecret, baseUrl: sim.url, routes: { onRequest: bearerAuth } })
   await app.ready()
   const spec = app.swagger() as { paths: Record<string, Record<string, any>> }
-  t.same(Object.keys(spec.paths).sort(), ['/wechat/dashboard', '/wechat/messages', '/wechat/messages/batch', '/wechat/messages/{id}', '/wechat/stats'])
+  t.same(Object.keys(spec.paths).sort(), ['/wechat/credits/{openid}', '/wechat/dashboard', '/wechat/messages', '/wechat/messages/batch', '/wechat/messages/{id}', '/wechat/stats', '/wechat/templates'])
   const send = spec.paths['/wechat/messages'].post
   t.same(send.tags, ['wechat'])
   const body = send.requestBody.content['application/json'].schema

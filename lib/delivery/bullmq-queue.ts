@@ -38,6 +38,8 @@ export class BullQueue implements MessageQueue {
   private workerConnection: Redis | null = null
   private readonly queueConnection: Redis
   private readonly owned = new Set<Redis>()
+  /** 45009 seen by this instance: no call to WeChat before this time (the fleet gets queue.rateLimit) */
+  private pausedUntil = 0
 
   constructor (
     private readonly client: Redis,
@@ -86,6 +88,11 @@ export class BullQueue implements MessageQueue {
   }
 
   private async process (job: Job<JobData>, token: string | undefined): Promise<void> {
+    // Jobs this worker fetched before the fleet-wide pause took hold must not call WeChat either.
+    if (this.pausedUntil > Date.now()) {
+      await job.moveToDelayed(this.pausedUntil, token)
+      throw new DelayedError()
+    }
     const verdict = await this.runner.run(job.data, job.attemptsMade + 1, this.options.attempts)
     switch (verdict.kind) {
       case 'done':
@@ -99,6 +106,7 @@ export class BullQueue implements MessageQueue {
         throw new DelayedError()
       case 'quota':
         // 45009: park the whole queue, fleet-wide, until the quota resets.
+        this.pausedUntil = Date.now() + verdict.pauseMs
         this.log.warn({ pauseMs: verdict.pauseMs }, 'wechat: daily quota used up (45009); the queue is paused until it resets')
         await this.queue.rateLimit(verdict.pauseMs)
         throw Worker.RateLimitError()
@@ -124,6 +132,8 @@ export class BullQueue implements MessageQueue {
     // so nothing of ours keeps the process alive or reconnecting after close.
     await Promise.all([...this.owned].map(async (connection) => {
       if (connection.status !== 'end' && !await settlesWithin(connection.quit(), 1000)) connection.disconnect()
+      // quit() leaves a Sentinel client's failover-detector subscriptions open (ioredis #1362); disconnect() ends them
+      else if (!connection.isCluster) connection.disconnect()
     }))
   }
 

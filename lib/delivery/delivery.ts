@@ -87,15 +87,16 @@ export class Delivery {
     // 'enforce': every message must hold a credit before it is accepted into the queue.
     const reserved: boolean[] = []
     for (const p of prepared) reserved.push(await this.ledger.reserve(p.wire.touser, p.wire.template_id))
+    if (key === undefined) return this.enqueueFresh(prepared, reserved, delay, source)
     const claims = await Promise.all(prepared.map((p, i) => {
-      const itemKey = key === undefined ? undefined : list.length > 1 ? `${key}:${i}` : key
+      const itemKey = list.length > 1 ? `${key}:${i}` : key
       return this.createRecord(this.newRecord(newMessageId(), p, 'pending', source), itemKey)
     }))
-    const fresh = claims.flatMap((claim, i) => claim.created ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire, reserved: reserved[i] }, delayMs: delay }] : [])
+    const fresh = claims.flatMap((claim, i) => claim.created ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire, reserved: reserved[i], source }, delayMs: delay }] : [])
     // A repeat whose first message is still 'pending' may have lost its job (a crash or a Redis
     // failover between the record and the queue add): add it again under the same id, which the
     // queue treats as a no-op when the job is there.
-    const requeue = claims.flatMap((claim, i) => !claim.created && claim.record.status === 'pending' ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire }, delayMs: delay }] : [])
+    const requeue = claims.flatMap((claim, i) => !claim.created && claim.record.status === 'pending' ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire, source }, delayMs: delay }] : [])
     await Promise.all(claims.map((claim, i) => !claim.created && reserved[i] ? this.ledger.settle((prepared[i] as PreparedMessage).wire.touser, claim.record.templateId, { status: 'failed' }, true) : undefined))
     if (requeue.length > 0) {
       await (this.queue as MessageQueue).add(requeue).catch((err) => {
@@ -132,6 +133,26 @@ export class Delivery {
 
   async flush (): Promise<void> {
     await Promise.allSettled([...this.writes])
+  }
+
+  /**
+   * Without an idempotency key the job goes first and its record second: a crash between the two
+   * then leaves a job whose worker writes the missing record, never a record with no job (a message
+   * accepted and never sent). A failed add leaves nothing behind, so a retry starts clean.
+   */
+  private async enqueueFresh (prepared: PreparedMessage[], reserved: boolean[], delay: number, source: MessageSource): Promise<EnqueueResult[]> {
+    const records = prepared.map((p) => this.newRecord(newMessageId(), p, 'pending', source))
+    const jobs = records.map((record, i) => ({ data: { id: record.id, wire: (prepared[i] as PreparedMessage).wire, reserved: reserved[i], source }, delayMs: delay }))
+    try {
+      await (this.queue as MessageQueue).add(jobs)
+    } catch (err) {
+      await Promise.all(jobs.map((job) => job.data.reserved ? this.ledger.settle(job.data.wire.touser, job.data.wire.template_id, { status: 'failed' }, true) : undefined))
+      throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
+    }
+    await Promise.all(records.map((record) => this.store.createRecord(record, { ttlSeconds: this.options.retentionSeconds }).catch((err) => {
+      this.log.warn({ messageId: record.id, reason: (err as Error).message }, 'wechat: queued, but the record write failed; the worker will write it')
+    })))
+    return records.map((record) => ({ id: record.id, status: 'pending' as const }))
   }
 
   async status (id: string): Promise<MessageRecord | null> {

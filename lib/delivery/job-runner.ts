@@ -3,7 +3,7 @@ import { backoffDelay, sleep } from '../api/backoff.js'
 import { RATE_LIMIT_DELAY_MS } from '../api/errcodes.js'
 import type { WireMessage } from '../api/subscribe.js'
 import type { Clock, ResolvedOptions } from '../options.js'
-import type { RecordPatch, Status } from '../store/records.js'
+import type { MessageRecord, RecordPatch, Status } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
 import { msUntilChinaMidnight } from './quota.js'
 import type { DeliveryOutcome, Sender } from './sender.js'
@@ -16,6 +16,8 @@ export interface JobData {
   ambiguous?: boolean
   /** credits: 'enforce' took this message's credit at enqueue time */
   reserved?: boolean
+  /** who queued it, for a record the worker has to write itself */
+  source?: 'send' | 'queue' | 'hook'
 }
 
 /** What the queue should do next with a job. */
@@ -57,43 +59,51 @@ export class JobRunner {
   async run (data: JobData, attempt: number, maxAttempts: number): Promise<Verdict> {
     // Not awaited: the final write follows on the same connection, so order is kept and the send
     // path costs one awaited round trip.
-    this.update(data.id, { status: 'sending', attempts: attempt }).catch(() => {})
+    this.update(data, { status: 'sending', attempts: attempt }).catch(() => {})
     const outcome = await this.sender.deliver(data.id, data.wire, { attempts: 1, ambiguous: data.ambiguous })
     const errFields = { errcode: outcome.errcode ?? null, errmsg: outcome.errmsg ?? null, attempts: attempt }
 
     if (outcome.status === 'sent') {
-      await this.update(data.id, { status: 'sent', msgid: outcome.msgid, attempts: attempt, errcode: null, errmsg: null }, true)
+      await this.update(data, { status: 'sent', msgid: outcome.msgid, attempts: attempt, errcode: null, errmsg: null }, true)
       await this.hooks.onSent?.(data, outcome)
       return { kind: 'done', status: 'sent' }
     }
     if (outcome.errorClass === 'rate') {
-      await this.update(data.id, { status: 'pending', ...errFields }, true)
+      await this.update(data, { status: 'pending', ...errFields }, true)
       return { kind: 'rate', delayMs: RATE_LIMIT_DELAY_MS }
     }
     if (outcome.errorClass === 'quota') {
-      await this.update(data.id, { status: 'pending', ...errFields }, true)
+      await this.update(data, { status: 'pending', ...errFields }, true)
       return { kind: 'quota', pauseMs: msUntilChinaMidnight(this.options.clock.now()) }
     }
     const retryable = outcome.errorClass === 'transient' || outcome.errorClass === 'token'
     if (retryable && attempt < maxAttempts) {
-      await this.update(data.id, { status: 'pending', ...errFields }, true)
+      await this.update(data, { status: 'pending', ...errFields }, true)
       return { kind: 'retry', delayMs: backoffDelay(attempt, this.options.retry), ambiguous: outcome.ambiguous }
     }
     // Final: a permanent error, attempts used up, or 43101 after an ambiguous attempt ('unknown').
     const status: Status = outcome.status === 'unknown' ? 'unknown' : 'failed'
-    await this.update(data.id, { status, ...errFields }, true)
+    await this.update(data, { status, ...errFields }, true)
     await this.hooks.onFailed?.(data, outcome)
     this.log.warn({ messageId: data.id, status, errcode: outcome.errcode, attempts: attempt }, 'wechat: queued message ended without delivery')
     return { kind: 'done', status }
   }
 
   /** A best-effort write (`sending`), or with `durable` one retried until OUTCOME_WRITE_DEADLINE_MS. */
-  private async update (id: string, patch: RecordPatch, durable = false): Promise<void> {
+  private async update (data: JobData, patch: RecordPatch, durable = false): Promise<void> {
+    const id = data.id
     const now = new Date(this.options.clock.now()).toISOString()
     const deadline = Date.now() + (durable ? OUTCOME_WRITE_DEADLINE_MS : 0)
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.store.updateRecord(id, patch, { ttlSeconds: this.options.retentionSeconds, now })
+        const options = { ttlSeconds: this.options.retentionSeconds, now }
+        const updated = await this.store.updateRecord(id, patch, options)
+        if (updated === null) {
+          // No record yet: the enqueue writes it just after queueing the job (or was cut off there).
+          // Write it from the job; if the enqueue's record landed in between, update that one.
+          const { created } = await this.store.createRecord(recordFromJob(data, patch, now), { ttlSeconds: options.ttlSeconds })
+          if (!created) await this.store.updateRecord(id, patch, options)
+        }
         return
       } catch (err) {
         if (Date.now() >= deadline) {
@@ -105,4 +115,21 @@ export class JobRunner {
       }
     }
   }
+}
+
+function recordFromJob (data: JobData, patch: RecordPatch, now: string): MessageRecord {
+  const record: MessageRecord = {
+    id: data.id,
+    status: patch.status ?? 'pending',
+    templateId: data.wire.template_id,
+    toUser: data.wire.touser,
+    attempts: patch.attempts ?? 0,
+    createdAt: now,
+    updatedAt: now,
+    source: data.source ?? 'queue'
+  }
+  if (typeof patch.errcode === 'number') record.errcode = patch.errcode
+  if (typeof patch.errmsg === 'string') record.errmsg = patch.errmsg
+  if (patch.msgid !== undefined) record.msgid = patch.msgid
+  return record
 }

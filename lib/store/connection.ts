@@ -3,7 +3,7 @@ import type { Cluster, Redis } from 'ioredis'
 export interface ConnectionOverrides {
   /** BullMQ's blocking worker connection needs `null` */
   maxRetriesPerRequest?: null
-  enableOfflineQueue?: boolean
+  enableOfflineQueue: boolean
 }
 
 /**
@@ -17,6 +17,5 @@ export interface ConnectionOverrides {
 export function duplicateClient (client: Redis, overrides: ConnectionOverrides): Redis {
   if (!client.isCluster) return client.duplicate(overrides)
   const { enableOfflineQueue, ...redisOptions } = overrides
-  const options = enableOfflineQueue === undefined ? { redisOptions } : { enableOfflineQueue, redisOptions }
-  return (client as unknown as Cluster).duplicate([], options) as unknown as Redis
+  return (client as unknown as Cluster).duplicate([], { enableOfflineQueue, redisOptions }) as unknown as Redis
 }

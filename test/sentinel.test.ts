@@ -1,0 +1,72 @@
+/**
+ * Sentinel: one master, one replica, one sentinel. The app registers @fastify/redis with
+ * `{ sentinels, name }` (ioredis asks the sentinel for the master). A forced failover promotes the
+ * replica while messages are queued: sends continue and nothing queued is lost.
+ *
+ * The data nodes run with `min-replicas-to-write 1`: a forced failover leaves the old master up and
+ * taking writes until the sentinel demotes it (~20 s), and whatever it takes then is discarded when
+ * it resyncs from the new master. With the setting, it refuses writes as soon as its replica is
+ * promoted, so an enqueue is either refused (a coded error) or kept.
+ */
+import { test } from 'tap'
+import { Redis } from 'ioredis'
+import { startSimulator } from './helpers/app.js'
+import { comment, failoverScenario, appOn } from './helpers/redis-failover.js'
+import type { RedisNode } from './helpers/redis-cluster.js'
+import { startSentinel } from './helpers/redis-sentinel.js'
+import { uniquePrefix } from './helpers/redis-server.js'
+import { numbered, until } from './queue-helpers.js'
+
+test('Sentinel: one master, one replica, one sentinel', async (t) => {
+  let started = Date.now()
+  const setup = await startSentinel({ args: ['--min-replicas-to-write', '1', '--min-replicas-max-lag', '10'] })
+  t.teardown(() => setup.stop())
+  t.comment(`up in ${Date.now() - started} ms: master ${setup.nodes[0].port}, replica ${setup.nodes[1].port}, sentinel ${setup.sentinel.port}`)
+
+  t.test('failoverDetector: true → close() ends every connection the plugin opened (ioredis #1362: quit() leaves its sentinel subscriptions)', async (t) => {
+    const sim = await startSimulator(t)
+    const client = new Redis({ sentinels: setup.sentinels, name: setup.name, failoverDetector: true })
+    t.teardown(() => client.disconnect())
+    const app = await appOn(t, sim, { client }, { keyPrefix: uniquePrefix('sentinel-close') })
+    const [{ id }] = await app.wechat.enqueue(numbered('S', 0))
+    await until('sent', async () => (await app.wechat.status(id))?.status === 'sent')
+    const clients = async (): Promise<number> => String(await setup.sentinel.command('CLIENT', 'LIST')).trim().split('\n').length - 1
+    t.ok(await clients() >= 2, 'the app\'s connections subscribe to the sentinel')
+    await app.close()
+    client.disconnect() // ours, and @fastify/redis only quit()s what it created
+    await until('no connection of ours left on the sentinel', async () => await clients() === 0, 3000).catch(() => {})
+    t.equal(await clients(), 0, 'nothing of ours is left on the sentinel (the process can exit)')
+  })
+
+  t.test('a forced failover promotes the replica → sends continue; nothing queued is lost', async (t) => {
+    let promoted: RedisNode | null = null
+    let demoted: RedisNode | null = null
+    const report = await failoverScenario(t, {
+      redis: () => ({ sentinels: setup.sentinels, name: setup.name, maxRetriesPerRequest: 1 }),
+      fence: async (key) => {
+        const master = await setup.master()
+        const replica = await setup.replica()
+        const lagBytes = Math.max(0, Number((await master.info('replication')).master_repl_offset) - Number((await replica.info('replication')).slave_repl_offset))
+        const acked = await master.session(async (client) => {
+          await client.set(key.replace(/:token$/, ':fence'), '1', 'EX', 60)
+          return client.wait(1, 5000)
+        })
+        return { acked, lagBytes }
+      },
+      fail: async () => {
+        demoted = await setup.master()
+        promoted = await setup.replica()
+        started = Date.now()
+        await setup.failover()
+      },
+      recovered: async () => { await setup.waitMaster((promoted as unknown as RedisNode).port) },
+      settled: async () => { await setup.waitHealthy() }
+    })
+    comment(t, report)
+    t.match(await (demoted as unknown as RedisNode).info('replication'), { role: 'slave', master_link_status: 'up' }, 'the old master is a replica of the new one')
+    t.equal(report.during.lost, 0, 'every enqueue accepted during the failover is delivered')
+    t.ok(report.duplicates <= 8, `duplicates at WeChat: ${report.duplicates} (at most the jobs in flight at the failure)`)
+    t.same(report.statuses, { sent: 300 }, 'the queued messages\' records all say sent')
+    t.equal(report.orphans, 0, 'a refused enqueue retried with its idempotency key is delivered')
+  })
+})
