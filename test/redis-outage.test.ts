@@ -44,4 +44,7 @@ test('Redis stopped during sends → sends keep succeeding; restarted → the to
   t.equal(await second.wechat.getToken(), await app.wechat.getToken())
   t.equal(sim.tokenFetches().stable_token, 2, 'shared again: no new fetch')
   t.equal(sim.accepted.length, 120)
+  // Close while Redis is up: teardowns run in the order they were added, and Redis' stop comes first.
+  await second.close()
+  await app.close()
 })
