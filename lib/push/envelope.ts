@@ -50,7 +50,9 @@ export function buildPushBody (message: object, { format }: PushBodyOptions): st
   const xml = toXmlValue(fields) as Record<string, unknown>
   if (list !== undefined) {
     const items = toXmlValue(Array.isArray(list) ? list : [list])
-    const wrapper = EVENT_WRAPPERS[fields.Event as keyof typeof EVENT_WRAPPERS]
+    // Event may be anything a caller passed (fuzzers pass objects with no toString): only an own key maps.
+    const event = fields.Event
+    const wrapper = typeof event === 'string' && Object.hasOwn(EVENT_WRAPPERS, event) ? EVENT_WRAPPERS[event as keyof typeof EVENT_WRAPPERS] : undefined
     if (wrapper === undefined) xml.List = items
     else xml[wrapper] = { List: items }
   }
