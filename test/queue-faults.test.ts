@@ -4,7 +4,7 @@ import { Redis } from 'ioredis'
 import { buildApp, startSimulator } from './helpers/app.js'
 import type { Teardown } from './helpers/app.js'
 import { captureLogs } from './helpers/log-capture.js'
-import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { redisFor, uniquePrefix } from './helpers/redis-server.js'
 import type { WechatSimulator, SimFault } from '../lib/testing/index.js'
 import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
 import { duplicates, inspectQueue, numbered, settled, sleep, statusCounts, until } from './queue-helpers.js'
@@ -14,12 +14,7 @@ type Kind = 'memory' | 'bullmq'
 interface Setup { app: FastifyInstance, redisUrl?: string, keyPrefix: string }
 
 async function setup (t: Teardown, sim: WechatSimulator, kind: Kind, options: { logger?: Record<string, unknown>, plugin?: Record<string, unknown> } = {}): Promise<Setup> {
-  let redisUrl: string | undefined
-  if (kind === 'bullmq') {
-    const redis = await startRedis()
-    t.teardown(() => redis.stop())
-    redisUrl = redis.url
-  }
+  const redisUrl = await redisFor(t, kind)
   const keyPrefix = uniquePrefix('faults')
   const app = await buildApp(t, sim, { redisUrl, logger: options.logger, plugin: { keyPrefix, ...options.plugin } })
   return { app, redisUrl, keyPrefix }

@@ -1,17 +1,12 @@
 import { test } from 'tap'
 import { buildApp, startSimulator } from './helpers/app.js'
-import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { redisFor, uniquePrefix } from './helpers/redis-server.js'
 import { numbered, settled, sleep } from './queue-helpers.js'
 
 for (const kind of ['memory', 'bullmq'] as const) {
   test(`${kind} queue: an idempotency key enqueued twice, then 20 times concurrently → one message, one id`, async (t) => {
     const sim = await startSimulator(t)
-    let redisUrl: string | undefined
-    if (kind === 'bullmq') {
-      const redis = await startRedis()
-      t.teardown(() => redis.stop())
-      redisUrl = redis.url
-    }
+    const redisUrl = await redisFor(t, kind)
     const app = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix: uniquePrefix('idem') } })
 
     const [first] = await app.wechat.enqueue(numbered('I', 1), { idempotencyKey: 'order-1:shipped' })
@@ -39,12 +34,7 @@ for (const kind of ['memory', 'bullmq'] as const) {
 
   test(`${kind} queue: a batch with a key uses key:index per item`, async (t) => {
     const sim = await startSimulator(t)
-    let redisUrl: string | undefined
-    if (kind === 'bullmq') {
-      const redis = await startRedis()
-      t.teardown(() => redis.stop())
-      redisUrl = redis.url
-    }
+    const redisUrl = await redisFor(t, kind)
     const app = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix: uniquePrefix('idem-batch') } })
     const batch = [numbered('B', 1), numbered('B', 2), numbered('B', 3)]
     const results = await Promise.all(Array.from({ length: 5 }, () => app.wechat.enqueue(batch, { idempotencyKey: 'import-7' })))

@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { buildApp, startSimulator } from './helpers/app.js'
-import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { redisFor, uniquePrefix } from './helpers/redis-server.js'
 import { numbered, settled, statusCounts } from './queue-helpers.js'
 
 const MAX = 20
@@ -24,12 +24,7 @@ for (const kind of ['memory', 'bullmq'] as const) {
   test(`${kind} queue: limiter { max: ${MAX}, duration: ${DURATION} } → ${COUNT} messages spread over ≥ 2 s, ≤ max per second`, async (t) => {
     // A simulator on real time, so each acceptance carries the wall-clock time it reached "WeChat".
     const sim = await startSimulator(t, { clock: { now: () => Date.now() } })
-    let redisUrl: string | undefined
-    if (kind === 'bullmq') {
-      const redis = await startRedis()
-      t.teardown(() => redis.stop())
-      redisUrl = redis.url
-    }
+    const redisUrl = await redisFor(t, kind)
     const app = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix: uniquePrefix('limiter'), queue: { concurrency: 8, limiter: { max: MAX, duration: DURATION } } } })
     await app.wechat.getToken()
     const results = await app.wechat.enqueue(Array.from({ length: COUNT }, (_, i) => numbered(`L${kind[0]}`, i)))

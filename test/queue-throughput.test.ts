@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { buildApp, startSimulator } from './helpers/app.js'
-import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { redisFor, uniquePrefix } from './helpers/redis-server.js'
 import { duplicates, identity, messageIdentity, numbered, until } from './queue-helpers.js'
 
 const COUNT = 1000
@@ -8,12 +8,7 @@ const COUNT = 1000
 for (const kind of ['memory', 'bullmq'] as const) {
   test(`${kind} queue: ${COUNT} messages enqueued → all sent exactly once, records and stats agree with the simulator`, async (t) => {
     const sim = await startSimulator(t)
-    let redisUrl: string | undefined
-    if (kind === 'bullmq') {
-      const redis = await startRedis()
-      t.teardown(() => redis.stop())
-      redisUrl = redis.url
-    }
+    const redisUrl = await redisFor(t, kind)
     const app = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix: uniquePrefix('throughput') } })
     const messages = Array.from({ length: COUNT }, (_, i) => numbered(`T${kind[0]}`, i))
 
