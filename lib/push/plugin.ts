@@ -85,7 +85,7 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
     child.addHook('onClose', async () => { await events.drain(DRAIN_MS) })
 
     child.get(push.path, async (request, reply) => {
-      const echo = verifyEcho(request.query as PushQuery, config, clock.now())
+      const echo = verifyEcho(request.query as PushQuery, config)
       // §6.2: the raw echostr as text. It is request-supplied text, so it never goes out as HTML.
       return reply.type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff').send(echo)
     })

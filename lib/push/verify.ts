@@ -41,18 +41,21 @@ export function checkTimestamp (query: PushQuery, now: number, windowMs: number)
   if (Math.abs(Number(timestamp) * 1000 - now) > windowMs) throw new PushRejection('timestamp', 'outside the replay window')
 }
 
-/** The plain `signature` over token, timestamp, nonce (§6.2, plaintext-mode POST §6.3). */
-function requireSignature (query: PushQuery, config: PushCheckConfig, now: number): void {
+/**
+ * The plain `signature` over token, timestamp, nonce (§6.2, plaintext-mode POST §6.3). `now` undefined:
+ * no replay window (the GET check, see verifyEcho).
+ */
+function requireSignature (query: PushQuery, config: PushCheckConfig, now: number | undefined): void {
   const ok = verifySignature({ token: config.token, timestamp: param(query, 'timestamp'), nonce: param(query, 'nonce'), signature: param(query, 'signature') })
   if (!ok) throw new PushRejection('signature')
-  checkTimestamp(query, now, config.replayWindowMs)
+  if (now !== undefined) checkTimestamp(query, now, config.replayWindowMs)
 }
 
 /** `msg_signature` over token, timestamp, nonce and the ciphertext (§6.3), then decrypt (§6.4). */
-function openEncrypted (query: PushQuery, encrypt: string, config: PushCheckConfig, now: number): string {
+function openEncrypted (query: PushQuery, encrypt: string, config: PushCheckConfig, now: number | undefined): string {
   const ok = verifyMsgSignature({ token: config.token, timestamp: param(query, 'timestamp'), nonce: param(query, 'nonce'), encrypt, msgSignature: param(query, 'msg_signature') })
   if (!ok) throw new PushRejection('signature')
-  checkTimestamp(query, now, config.replayWindowMs)
+  if (now !== undefined) checkTimestamp(query, now, config.replayWindowMs)
   // The signature is checked first, so a stranger never reaches the padding check (no padding oracle).
   return decryptMessage(encrypt, { keys: config.keys, appId: config.appId }).message
 }
@@ -61,15 +64,17 @@ function openEncrypted (query: PushQuery, encrypt: string, config: PushCheckConf
  * GET URL verification (§6.2): the documented check is the plain signature, echoing the raw echostr
  * in every mode. WeCom's form (msg_signature + encrypted echostr) is accepted too when a key is set,
  * as §6.2 suggests for a defensive library; the decrypted echostr is echoed then.
+ * No replay window here: replaying a captured check only echoes text back and changes nothing, while
+ * the window would refuse §6.2's own worked example (timestamp 1714036504) on any real clock.
  */
-export function verifyEcho (query: PushQuery, config: PushCheckConfig, now: number): string {
+export function verifyEcho (query: PushQuery, config: PushCheckConfig): string {
   const echostr = param(query, 'echostr')
   const wecom = param(query, 'signature') === undefined && param(query, 'msg_signature') !== undefined && config.keys.length > 0
   if (wecom) {
     if (echostr === undefined) throw new PushRejection('signature')
-    return openEncrypted(query, echostr, config, now)
+    return openEncrypted(query, echostr, config, undefined)
   }
-  requireSignature(query, config, now)
+  requireSignature(query, config, undefined)
   if (echostr === undefined || echostr === '') throw new PushRejection('format', 'echostr is missing')
   return echostr
 }
