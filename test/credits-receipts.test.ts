@@ -87,6 +87,19 @@ test('a failed delivery receipt marks the message failed with its ErrorCode', as
   t.equal(record?.errmsg, 'system failed')
 })
 
+test('a receipt spelling MsgId (like plain messages) is matched by that id too', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url } = await pushApp(t, sim, { listen: true })
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, sentEvents: false, format: 'json' })
+  const openid = 'oCredit-user-0000000006'
+  const sent = await app.wechat.send(shippedMessage(openid))
+  const seen: unknown[] = []
+  app.wechat.on('subscribe_msg_sent_event', (event) => { seen.push(event.List[0].MsgID) })
+  await sim.push(undefined, { FromUserName: openid, Event: 'subscribe_msg_sent_event', List: [{ TemplateId: ORDER, MsgId: sent.msgid, ErrorCode: 0, ErrorStatus: 'success' }] })
+  await waitFor2(async () => (await app.wechat.status(sent.id))?.status === 'delivered')
+  t.same(seen, [sent.msgid], 'normalised to MsgID')
+})
+
 test('a receipt without a matching msgid is paired by user, template and time', async (t) => {
   const sim = await startSimulator(t, { returnMsgid: false })
   const { app, url } = await pushApp(t, sim, { listen: true })

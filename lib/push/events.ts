@@ -84,7 +84,9 @@ function sentItem (item: Record<string, unknown>): SentItem {
   if (errorCode === undefined) throw new PushRejection('format', 'ErrorCode must be an integer')
   return {
     TemplateId: item.TemplateId as string,
-    MsgID: msgIdOf(item.MsgID),
+    // §7.3 spells it MsgID; plain messages use MsgId, and a sender that reuses that spelling should
+    // still get its receipt matched by id rather than fall back to the time window.
+    MsgID: msgIdOf(item.MsgID ?? item.MsgId),
     ErrorCode: errorCode,
     ErrorStatus: typeof item.ErrorStatus === 'string' ? item.ErrorStatus : ''
   }
