@@ -106,6 +106,30 @@ test('add falls back to JSON when WeChat cannot read the form, once, and remembe
   t.match(logs.parsed().filter((l) => /body encoding/.test(String(l.msg))).at(-1), { from: 'json', to: 'form' })
 })
 
+test('add: a JSON-only WeChat that answers a parameter error to the form (no 47001) still gets JSON, once', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  // Such a server reads no tid from a form body: 200014, not 47001 (WECHAT.md §4.5 UNCERTAIN).
+  sim.failNext('addtemplate', { errcode: 200014 })
+  t.ok((await app.wechat.templates.add({ tid: 401, kidList: [1, 2] })).priTmplId)
+  t.same(sim.requests.filter((r) => r.endpoint === 'addtemplate').map((r) => r.errcode), [200014, 0])
+  t.ok((await app.wechat.templates.add({ tid: 402, kidList: [1, 2] })).priTmplId)
+  t.equal(sim.counters.addtemplate, 3, 'JSON first from then on')
+  // Once an encoding is known to work, a parameter error is WeChat's real verdict: one call.
+  await t.rejects(app.wechat.templates.add({ tid: 999, kidList: [1, 2] }), { code: 'FST_WECHAT_API', errcode: 200014 })
+  t.equal(sim.counters.addtemplate, 4)
+})
+
+test('add: a real parameter error before any add worked costs one extra call and is reported as such', async (t) => {
+  const sim = await startSimulator(t, { addTemplateEncoding: 'form' })
+  const app = await buildApp(t, sim)
+  // form read → 200014; JSON unreadable for this server → 47001: the form's answer stands.
+  await t.rejects(app.wechat.templates.add({ tid: 999, kidList: [1, 2] }), { code: 'FST_WECHAT_API', errcode: 200014 })
+  t.same(sim.requests.filter((r) => r.endpoint === 'addtemplate').map((r) => r.errcode), [200014, 47001])
+  t.ok((await app.wechat.templates.add({ tid: 401, kidList: [1, 2] })).priTmplId, 'form still first')
+  t.equal(sim.counters.addtemplate, 3)
+})
+
 test('add: a format error on both encodings, and WeChat errcodes, are FST_WECHAT_API with errcode and rid', async (t) => {
   const sim = await startSimulator(t)
   const app = await buildApp(t, sim)

@@ -69,6 +69,12 @@ export function isNewOneTimeTid (tid: number): boolean {
  * a body is not what the endpoint parses), 44002 empty post data.
  */
 const FORMAT_ERRCODES = new Set([47001, 41002, 44002])
+/**
+ * addtemplate's own parameter errors (200014 tid, 200020 kidList, 200021 sceneDesc). A server that
+ * only parses the other encoding reads no fields at all and may well answer one of these instead of
+ * 47001, so until an encoding has worked once they also get the other encoding tried.
+ */
+const PARAM_ERRCODES = new Set([200014, 200020, 200021])
 
 type BodyFormat = 'form' | 'json'
 
@@ -80,6 +86,8 @@ type BodyFormat = 'form' | 'json'
 export class TemplateApi {
   /** addtemplate's body encoding: form first, switched for good once the other one worked */
   private addFormat: BodyFormat = 'form'
+  /** an addtemplate call succeeded in `addFormat`: its parameter errors are real from then on */
+  private addFormatConfirmed = false
 
   constructor (
     private readonly api: WechatApi,
@@ -124,7 +132,9 @@ export class TemplateApi {
 
   /**
    * `addtemplate`: select a public title into the account. Sent form-encoded; if WeChat cannot read
-   * that (47001, 41002, 44002) it is sent once more as JSON, and the encoding that worked is kept.
+   * that (47001, 41002, 44002, or before any add worked a parameter error) it is sent once more as
+   * JSON, and the encoding that worked is kept. When both fail, the answer of the encoding WeChat
+   * could read is reported.
    */
   async add (input: AddTemplateInput): Promise<{ priTmplId: string }> {
     const { tid, kidList, sceneDesc } = checkAddInput(input)
@@ -136,11 +146,14 @@ export class TemplateApi {
     const other: BodyFormat = first === 'form' ? 'json' : 'form'
     // addtemplate creates something: a network failure after the request left is not retried blindly.
     let answer = await this.call('POST', TEMPLATE_PATHS.add, bodies[first], false)
-    if (FORMAT_ERRCODES.has(answer.errcode)) {
+    if (FORMAT_ERRCODES.has(answer.errcode) || (!this.addFormatConfirmed && PARAM_ERRCODES.has(answer.errcode))) {
       this.log.info({ errcode: answer.errcode, rid: answer.rid, from: first, to: other }, 'wechat: addtemplate did not accept this body encoding; trying the other one')
-      answer = await this.call('POST', TEMPLATE_PATHS.add, bodies[other], false)
-      if (answer.errcode === 0) this.addFormat = other
+      const second = await this.call('POST', TEMPLATE_PATHS.add, bodies[other], false)
+      if (second.errcode === 0) this.addFormat = other
+      // A format error on the second try says the first encoding was the readable one: keep its verdict.
+      if (!FORMAT_ERRCODES.has(second.errcode)) answer = second
     }
+    if (answer.errcode === 0) this.addFormatConfirmed = true
     const body = this.check(TEMPLATE_PATHS.add, answer)
     if (typeof body.priTmplId !== 'string' || body.priTmplId === '') throw apiError(TEMPLATE_PATHS.add, -1, 'the answer carried no priTmplId')
     return { priTmplId: body.priTmplId }
