@@ -91,22 +91,24 @@ test('thing: 20 code points of anything', async (t) => {
   })
 })
 
-test('short_thing: 5 characters (undocumented)', async (t) => {
+test('short_thing: undocumented, so validated loosely (20); truncate still cuts to the observed 5', async (t) => {
   expectRules(t, [
     ['short_thing1', '已完成了吗', null],
-    ['short_thing1', '已完成了吗?', 'short_thing.maxLength'],
+    ['short_thing1', '已完成了吗?', null], // WECHAT.md §3: "validate loosely and let 47003 decide"
+    ['short_thing1', rep('字', 20), null],
+    ['short_thing1', rep('字', 21), 'short_thing.maxLength'],
     ['short_thing1', 'ab cd', null]
   ])
 })
 
-test('number: digits with one optional decimal point, 32 characters', async (t) => {
+test('number: digits with one optional decimal point, at most 32 digits (the point not counted)', async (t) => {
   expectRules(t, [
     ['number1', '0', null],
     ['number1', '3.14', null],
     ['number1', rep('9', 32), null],
     ['number1', rep('9', 33), 'number.maxLength'],
-    ['number1', rep('9', 30) + '.5', null],
-    ['number1', rep('9', 31) + '.5', 'number.maxLength'],
+    ['number1', rep('9', 31) + '.5', null], // WECHAT.md §3: "≤ 32 digits"
+    ['number1', rep('9', 32) + '.5', 'number.maxLength'],
     ['number1', '-1', 'number.format'],
     ['number1', '+1', 'number.format'],
     ['number1', '1.2.3', 'number.format'],

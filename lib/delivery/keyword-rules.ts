@@ -29,9 +29,17 @@ export const KEYWORD_LIMITS = Object.freeze({
   car_number: 8,
   name: 20,
   phrase: 5,
-  // Undocumented type; ≤5 is what one third-party test suite observed (WECHAT.md §3, UNCERTAIN).
+  // Undocumented type; ≤5 is what one third-party test suite observed (WECHAT.md §3, UNCERTAIN). It is
+  // what 'truncate' cuts to and what the simulator enforces; strict validation only refuses past
+  // SHORT_THING_LOOSE_MAX (§3: "validate loosely and let 47003 decide").
   short_thing: 5
 } as const)
+
+/**
+ * The most strict validation lets through for `short_thing`: a short thing is surely not longer than a
+ * `thing` (20). Between 6 and 20 characters WeChat decides (47003 if it keeps to the observed 5).
+ */
+export const SHORT_THING_LOOSE_MAX = 20
 
 /** §3: "mixed Chinese+letters counts as Chinese (≤10)". */
 export const NAME_HAN_MAX_LENGTH = 10
@@ -148,12 +156,14 @@ function enumChecker (value: string, opts: KeywordCheckOptions): RuleFailure | n
 
 export const RULES: Readonly<Record<KeywordType, Checker>> = {
   thing: (v) => maxLength(v, KEYWORD_LIMITS.thing),
-  short_thing: (v) => maxLength(v, KEYWORD_LIMITS.short_thing),
-  // §3: "digits only, decimal point allowed"; no sign. The limit counts the whole string, point
-  // included, as WeChat's length check most likely does.
-  number: (v) => NUMBER.test(v)
-    ? maxLength(v, KEYWORD_LIMITS.number)
-    : ['format', 'must be digits with at most one decimal point, e.g. 42 or 3.14'],
+  short_thing: (v) => maxLength(v, SHORT_THING_LOOSE_MAX),
+  // §3: "≤ 32 digits; digits only, decimal point allowed"; no sign. The limit counts digits, as §3 says:
+  // whether WeChat counts the point too is unknown, and refusing what WeChat may accept is the worse error.
+  number: (v) => {
+    if (!NUMBER.test(v)) return ['format', 'must be digits with at most one decimal point, e.g. 42 or 3.14']
+    const digits = v.length - (v.includes('.') ? 1 : 0)
+    return digits > KEYWORD_LIMITS.number ? ['maxLength', `must have at most ${KEYWORD_LIMITS.number} digits (got ${digits})`] : null
+  },
   letter: (v) => charset(v, (ch) => ASCII_LETTER.test(ch), 'ASCII letters') ?? maxLength(v, KEYWORD_LIMITS.letter),
   symbol: (v) => {
     const control = [...v].find((ch) => CONTROL.test(ch))

@@ -18,6 +18,7 @@ export {
   KEYWORD_LIMITS,
   KEYWORD_TYPES,
   NAME_HAN_MAX_LENGTH,
+  SHORT_THING_LOOSE_MAX,
   type KeywordCheckOptions,
   type KeywordType
 } from './keyword-rules.js'

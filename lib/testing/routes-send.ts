@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { checkKeyword } from '../delivery/keywords.js'
+import { checkKeyword, KEYWORD_LIMITS, keywordType } from '../delivery/keywords.js'
 import type { SimContext } from './context.js'
 import { endpoint } from './dispatch.js'
 import type { CallInfo } from './dispatch.js'
@@ -77,6 +77,10 @@ function checkData (template: SimTemplate, data: Record<string, unknown>): Map<s
     const violation = checkKeyword(key, String(value), { enumValues: enumValues(template, key) })
     if (violation !== null) {
       return argumentInvalid(`data.${key}.value ${violation.rule === 'empty' ? 'is empty' : 'invalid'}`)
+    }
+    // The plugin lets short_thing through loosely; WeChat was observed to refuse more than 5 (WECHAT.md §3).
+    if (keywordType(key) === 'short_thing' && [...String(value)].length > KEYWORD_LIMITS.short_thing) {
+      return argumentInvalid(`data.${key}.value invalid`)
     }
     values.set(key, String(value))
   }
