@@ -29,16 +29,25 @@ export interface MappedError {
   level: 'info' | 'warn' | 'error'
 }
 
+export interface MapOptions {
+  /**
+   * Status of a permanent WeChat errcode. 422 where the caller sent a message (the message is what
+   * WeChat refused); 502, DESIGN.md's FST_WECHAT_API status, on routes that only read from WeChat
+   * (GET /templates: a 48001 there is not the caller's request's fault).
+   */
+  refusalStatus?: 422 | 502
+}
+
 /**
  * The status table of DESIGN.md "Errors", refined for HTTP callers: a WeChat errcode that no retry
  * can fix is the caller's message's fault (422), rate and quota say when to come back (429), the
  * rest keep their coded status. Fastify's own 4xx (validation, 413, 415, bad JSON) and a user hook's
  * thrown 4xx keep theirs. Anything else is our bug: a 500 whose message reveals nothing.
  */
-export function mapError (input: unknown, now: number): MappedError {
+export function mapError (input: unknown, now: number, options: MapOptions = {}): MappedError {
   const err = (input ?? {}) as AnyError
   const code = typeof err.code === 'string' ? err.code : undefined
-  if (code?.startsWith('FST_WECHAT_')) return mapCoded(err, code, now)
+  if (code?.startsWith('FST_WECHAT_')) return mapCoded(err, code, now, options.refusalStatus ?? 422)
   const status = err.statusCode
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return { statusCode: status, body: base(status, code ?? 'FST_ERR_BAD_REQUEST', String(err.message)), level: 'info' }
@@ -46,12 +55,12 @@ export function mapError (input: unknown, now: number): MappedError {
   return { statusCode: 500, body: base(500, 'FST_WECHAT_INTERNAL', INTERNAL_MESSAGE), level: 'error' }
 }
 
-function mapCoded (err: AnyError, code: string, now: number): MappedError {
+function mapCoded (err: AnyError, code: string, now: number, refusalStatus: 422 | 502): MappedError {
   let statusCode = typeof err.statusCode === 'number' ? err.statusCode : 500
   let retryAfter: number | undefined
   if (code === 'FST_WECHAT_API') {
     switch (err.errorClass) {
-      case 'permanent': statusCode = 422; break
+      case 'permanent': statusCode = refusalStatus; break
       case 'rate':
         statusCode = 429
         retryAfter = Math.ceil((typeof err.retryAfter === 'number' ? err.retryAfter : 60_000) / 1000)

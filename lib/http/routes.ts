@@ -38,8 +38,10 @@ export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): voi
     child.setValidatorCompiler(typeboxValidator)
     for (const hook of hookList(routes.onRequest)) child.addHook('onRequest', hook as onRequestHookHandler)
     for (const hook of hookList(routes.preHandler)) child.addHook('preHandler', hook as preHandlerHookHandler)
+    // Routes that only read from WeChat: a permanent errcode there is WeChat's refusal, not the caller's (502).
+    const readOnlyUpstream = new Set([`${child.prefix}/templates`])
     child.setErrorHandler((err, request, reply) => {
-      const mapped = mapError(err, clock.now())
+      const mapped = mapError(err, clock.now(), readOnlyUpstream.has(request.routeOptions.url ?? '') ? { refusalStatus: 502 } : {})
       logError(request.log, err, mapped)
       return sendError(reply, mapped)
     })
@@ -120,7 +122,7 @@ export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): voi
       schema: routeSchema({
         summary: "The mini program's subscribe templates (cached; ?refresh=true asks WeChat)",
         querystring: TemplatesQuery,
-        response: responses({ 200: TemplatesReply }, [400, 500, 502, 503, 504])
+        response: responses({ 200: TemplatesReply }, [400, 429, 500, 502, 503, 504])
       })
     }, async (request) => ({ templates: await wechat.templates.list({ refresh: request.query.refresh === true }) }))
 
