@@ -49,6 +49,20 @@ test('the sent event comes even when the send answer carries no msgid (WECHAT.md
   t.equal(sent[0].FromUserName, 'oUser-no-msgid-0001')
 })
 
+test('the sent event comes even when the send was processed but its answer was lost (a dropped connection)', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' }, listen: true })
+  const sent: SentEvent[] = []
+  app.wechat.on('subscribe_msg_sent_event', (event) => { sent.push(event) })
+  sim.pushConfig({ url, token: TOKEN })
+  // WeChat accepted the first attempt; only its answer never arrived, so the app retried (sent twice).
+  sim.failNext('send', { drop: true, processed: true })
+  await app.wechat.send(shippedMessage('oUser-dropped-00001'))
+  t.equal(sim.accepted.length, 2)
+  await waitFor(() => sent.length === 2)
+  t.same(sent.map((e) => e.List[0].MsgID).sort(), sim.accepted.map((m) => m.msgid).sort(), 'one sent event per accepted message, the lost answer\'s included')
+})
+
 test('popup: grants simulator credits for accepts and pushes one popup event per user', async (t) => {
   const sim = await startSimulator(t, { requireCredits: true })
   const { app, url } = await pushApp(t, sim, { listen: true })
