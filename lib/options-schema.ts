@@ -49,7 +49,7 @@ export const PushObject = Type.Object({
   previousEncodingAESKey: Type.Optional(Type.String()),
   mode: Type.Optional(Type.Union([Type.Literal('plaintext'), Type.Literal('compatible'), Type.Literal('safe')])),
   bodyLimit: Type.Optional(Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024 })),
-  replayWindow: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 }))
+  replayWindow: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400, description: 'seconds; 0 turns the POST timestamp check off' }))
 }, { additionalProperties: false })
 
 export const TemplatesObject = Type.Object({

@@ -37,6 +37,20 @@ function expect4xx (t: Test, res: Sent, status: number, code?: string): void {
   if (code !== undefined) t.equal(res.code, code)
 }
 
+test('replayWindow: 0 turns the POST timestamp range check off (a test WeChat on a frozen clock); dedupe still works', async (t) => {
+  const sim = await startSimulator(t)
+  const { app } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext', replayWindow: 0 } })
+  const all = collect(app)
+  const body = buildPushBody(popupEvent(), { format: 'xml' })
+  // TS is 2026-01-01 and the app runs on the real clock.
+  t.equal((await post(app, plainQuery('a'), body)).body, 'success')
+  t.equal((await post(app, plainQuery('b'), body)).body, 'success')
+  await settle()
+  t.equal(all.length, 1, 'the retry is deduped')
+  expect4xx(t, await post(app, { ...plainQuery(), signature: 'f'.repeat(40) }, body), 401, 'FST_WECHAT_PUSH_SIGNATURE')
+  expect4xx(t, await post(app, { signature: pushSignature([TOKEN, 'x', 'n']), timestamp: 'x', nonce: 'n' }, body), 401, 'FST_WECHAT_PUSH_TIMESTAMP')
+})
+
 test('plaintext mode: forged, stale, missing, replayed, malformed', async (t) => {
   const sim = await startSimulator(t)
   const { app } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' }, plugin: { clock } })

@@ -50,7 +50,8 @@ function errorSummary (err: Partial<FastifyError>): Record<string, unknown> {
 export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpointDeps): void {
   const { push, store, events, clock, log } = deps
   const config = checkConfig(push, deps.appId)
-  const dedupeTtlMs = 2 * push.replayWindowMs
+  // Retries of one push come within seconds (§6.5); without a replay window, remember pushes 10 minutes.
+  const dedupeTtlMs = push.replayWindowMs > 0 ? 2 * push.replayWindowMs : 600_000
 
   /** First sighting fleet-wide (§6.5 retries). A store outage accepts: a lost receipt is worse than a rare double. */
   async function firstSighting (message: PushMessage): Promise<boolean> {
