@@ -60,7 +60,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   const queue = createQueue(options, store, keys, sender, log, { onSent: settle, onFailed: settle })
   const delivery = new Delivery(sender, store, queue, options, log, credits, catalog ?? undefined)
   const events = new PushEventBus(log)
-  handleReceipts(events, store, credits, options, log)
+  const receipts = handleReceipts(events, store, credits, options, log)
 
   const wechat: fastifyWechatPush.WechatPush = {
     appId: options.appId,
@@ -92,6 +92,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   if (queue) fastify.addHook('onReady', async () => { await queue.start() })
 
   fastify.addHook('onClose', async () => {
+    receipts.close()
     await handlerPushes?.drain()
     await queue?.close(CLOSE_GRACE_MS)
     await delivery.flush()

@@ -112,6 +112,35 @@ test('a receipt without a matching msgid is paired by user, template and time', 
   t.match((await app.wechat.status(sent.id))?.msgid, /^\d{19}$/, 'the receipt taught us the msgid')
 })
 
+for (const returnMsgid of [true, false]) {
+  test(`a receipt that outruns the send's answer is applied once the result is stored (msgid ${returnMsgid ? 'returned' : 'not returned'})`, async (t) => {
+    const sim = await startSimulator(t, { returnMsgid })
+    const { app, url } = await pushApp(t, sim, { listen: true })
+    sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, sentEvents: false })
+    await app.wechat.getToken()
+    // WeChat has accepted the message but its answer takes 150 ms: the receipt comes first.
+    sim.failNext('send', { delayMs: 150 })
+    const pending = app.wechat.send(shippedMessage('oCredit-user-0000000007'))
+    await waitFor(() => sim.accepted.length === 1)
+    const accepted = sim.accepted[0]
+    const pushed = await sim.push(undefined, { FromUserName: accepted.touser, Event: 'subscribe_msg_sent_event', List: [{ TemplateId: accepted.template_id, MsgID: accepted.msgid, ErrorCode: 0, ErrorStatus: 'success' }] })
+    t.equal(pushed.body, 'success')
+    const sent = await pending
+    await waitFor2(async () => (await app.wechat.status(sent.id))?.status === 'delivered')
+    t.equal((await app.wechat.status(sent.id))?.msgid, accepted.msgid)
+  })
+}
+
+test('a receipt for a message we never sent is retried in the background, and close() does not wait for it', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url } = await pushApp(t, sim, { listen: true })
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY })
+  await sim.push(undefined, { FromUserName: 'oCredit-user-0000000008', Event: 'subscribe_msg_sent_event', List: [{ TemplateId: ORDER, MsgID: '2100000000000009999', ErrorCode: 0, ErrorStatus: 'success' }] })
+  const started = Date.now()
+  await app.close()
+  t.ok(Date.now() - started < 1000, `closed in ${Date.now() - started} ms`)
+})
+
 async function waitFor2 (check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await check())) {

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Clock } from '../options.js'
 import type { PushEventBus } from '../push/event-bus.js'
 import { isChangeEvent, isPopupEvent, isSentEvent } from '../push/events.js'
-import type { PushMessage, SentEvent } from '../push/events.js'
+import type { PushMessage, SentEvent, SentItem } from '../push/events.js'
 import type { WechatStore } from '../store/types.js'
 import type { Credits } from './credits.js'
 
@@ -10,11 +10,28 @@ import type { Credits } from './credits.js'
 const RECEIPT_WINDOW_MS = 10 * 60_000
 
 /**
+ * A receipt can arrive before the result of its send is in the store: WeChat (or a test WeChat) may push
+ * it before our send has read its answer, a direct send's record write is not awaited, and in a fleet the
+ * push may reach another instance. An unmatched receipt is looked up again after these delays (ms).
+ */
+export const RECEIPT_RETRY_DELAYS_MS: readonly number[] = [250, 1000, 4000]
+/** Most unmatched receipts waiting for a retry at once; beyond it they are dropped (logged). */
+const MAX_WAITING = 1000
+
+export interface ReceiptHandler {
+  /** Cancels the retries still waiting (on close: the store is about to go away). */
+  close (): void
+}
+
+/**
  * Closes the loop (WECHAT.md §7): popup accepts and change rejects feed the credits ledger, and each
  * subscribe_msg_sent_event moves its message to 'delivered' (ErrorCode 0) or 'failed'. Runs as an
  * internal handler, before user handlers, after WeChat already got its `success`.
  */
-export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: Credits, options: { clock: Clock, retentionSeconds: number }, log: FastifyBaseLogger): void {
+export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: Credits, options: { clock: Clock, retentionSeconds: number }, log: FastifyBaseLogger): ReceiptHandler {
+  const waiting = new Set<NodeJS.Timeout>()
+  let closed = false
+
   bus.onInternal(async (message: PushMessage) => {
     if (isPopupEvent(message)) {
       for (const item of message.List) {
@@ -26,22 +43,45 @@ export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: 
         if (item.SubscribeStatusString === 'reject') await credits.reject(message.FromUserName, item.TemplateId)
       }
     } else if (isSentEvent(message)) {
-      await settleReceipts(message)
+      for (const item of message.List) {
+        if (!(await settle(message, item))) retryLater(message, item, 0)
+      }
     }
   })
 
-  async function settleReceipts (message: SentEvent): Promise<void> {
-    for (const item of message.List) {
-      const id = (item.MsgID ? await store.findByMsgid(item.MsgID) : null) ??
-        await store.findSentMatch(message.FromUserName, item.TemplateId, message.CreateTime * 1000, RECEIPT_WINDOW_MS)
-      if (!id) {
-        log.debug({ msgid: item.MsgID, templateId: item.TemplateId }, 'wechat: delivery receipt for a message we have no record of')
-        continue
-      }
-      const patch = item.ErrorCode === 0
-        ? { status: 'delivered' as const, ...(item.MsgID ? { msgid: item.MsgID } : {}) }
-        : { status: 'failed' as const, errcode: item.ErrorCode, errmsg: item.ErrorStatus || 'delivery failed' }
-      await store.updateRecord(id, patch, { ttlSeconds: options.retentionSeconds, now: new Date(options.clock.now()).toISOString() })
+  /** Applies one receipt item to its message; false when no message matches (yet). */
+  async function settle (message: SentEvent, item: SentItem): Promise<boolean> {
+    const id = (item.MsgID ? await store.findByMsgid(item.MsgID) : null) ??
+      await store.findSentMatch(message.FromUserName, item.TemplateId, message.CreateTime * 1000, RECEIPT_WINDOW_MS)
+    if (!id) return false
+    const patch = item.ErrorCode === 0
+      ? { status: 'delivered' as const, ...(item.MsgID ? { msgid: item.MsgID } : {}) }
+      : { status: 'failed' as const, errcode: item.ErrorCode, errmsg: item.ErrorStatus || 'delivery failed' }
+    await store.updateRecord(id, patch, { ttlSeconds: options.retentionSeconds, now: new Date(options.clock.now()).toISOString() })
+    return true
+  }
+
+  function retryLater (message: SentEvent, item: SentItem, attempt: number): void {
+    const delay = RECEIPT_RETRY_DELAYS_MS[attempt]
+    if (closed || delay === undefined || waiting.size >= MAX_WAITING) {
+      log.debug({ msgid: item.MsgID, templateId: item.TemplateId }, 'wechat: delivery receipt for a message we have no record of')
+      return
+    }
+    const timer = setTimeout(() => {
+      waiting.delete(timer)
+      settle(message, item).then((done) => { if (!done) retryLater(message, item, attempt + 1) }, (err: Error) => {
+        log.warn({ msgid: item.MsgID, templateId: item.TemplateId, reason: err.message }, 'wechat: could not apply a delivery receipt')
+      })
+    }, delay)
+    timer.unref()
+    waiting.add(timer)
+  }
+
+  return {
+    close () {
+      closed = true
+      for (const timer of waiting) clearTimeout(timer)
+      waiting.clear()
     }
   }
 }
