@@ -177,3 +177,14 @@ test('close releases everything: the process exits by itself', async (t) => {
     t.equal(await exitCode(child, 10_000), 0, `exits by itself ${JSON.stringify(Object.keys(env))}`)
   }
 })
+
+test('close while Redis is down: the process still exits by itself (no BullMQ timer or reconnecting socket left)', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const child = forkFixture('close-exits.ts', { REDIS_URL: redis.url, KEY_PREFIX: uniquePrefix('close-down'), WAIT_FOR_CLOSE: '1' })
+  await nextMessage(child, 'sent', 30_000)
+  await redis.stop()
+  child.send({ type: 'close' })
+  await nextMessage(child, 'closed', 40_000)
+  t.equal(await exitCode(child, 15_000), 0, 'exits by itself')
+})

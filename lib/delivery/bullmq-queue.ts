@@ -124,7 +124,7 @@ export class BullQueue implements MessageQueue {
         if (connected) this.log.warn('wechat: queue jobs still active at close; another instance will pick them up when their lock expires')
         this.workerConnection?.disconnect()
         await settlesWithin(Promise.resolve(worker.disconnect()), 1000)
-        await settlesWithin(worker.close(), 2000)
+        if (!await settlesWithin(worker.close(), 2000)) stopWorkerTimers(worker)
       }
     }
     if (!await settlesWithin(this.queue.close(), 2000)) await settlesWithin(Promise.resolve(this.queue.disconnect()), 1000)
@@ -148,6 +148,19 @@ export class BullQueue implements MessageQueue {
     this.owned.add(connection)
     return connection
   }
+}
+
+/**
+ * BullMQ 6 stops its lock-renewal timer and stalled-job checker only at the end of a worker close
+ * that completes. A close stuck on a connection that cannot come back (Redis down, or a blocking
+ * connection left reconnecting after a restart) would leave both re-arming forever and the process
+ * alive: stop them ourselves. Private fields, so each is optional; the lock of any job still active
+ * then expires and another instance takes the job, as after a crash.
+ */
+function stopWorkerTimers (worker: Worker<JobData>): void {
+  const internals = worker as unknown as { lockManager?: { close?: () => Promise<void> }, stalledCheckStopper?: () => void }
+  internals.lockManager?.close?.().catch(() => {})
+  internals.stalledCheckStopper?.()
 }
 
 async function readyWithin (connection: Redis | null, ms: number): Promise<boolean> {
