@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify'
 import { MemoryQueue } from '../lib/delivery/memory-queue.js'
 import { BullQueue } from '../lib/delivery/bullmq-queue.js'
 import type { QueuedJob } from '../lib/delivery/queue.js'
-import { FLUSH_AT } from '../lib/http/handler-pushes.js'
+import { FLUSH_AT } from '../lib/http/push-batcher.js'
 import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
 import type { Teardown } from './helpers/app.js'
@@ -47,7 +47,7 @@ for (const kind of ['memory', 'bullmq'] as const) {
       redisUrl = redis.url
     }
     const sizes = addSizes(t, kind === 'memory' ? MemoryQueue : BullQueue)
-    const app = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix: uniquePrefix('batch') }, routes: shipRoute })
+    const app = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix: uniquePrefix('batch') }, setup: shipRoute })
     await app.wechat.getToken()
     const responses = await Promise.all(Array.from({ length: 40 }, (_, n) => app.inject({ method: 'POST', url: `/ship/${n}` })))
     t.ok(responses.every((r) => r.statusCode === 200))
@@ -68,7 +68,7 @@ test(`one response with ${FLUSH_AT * 2 + 200} pushes → adds of at most ${FLUSH
   const sizes = addSizes(t, MemoryQueue)
   const app = await buildApp(t, sim, {
     plugin: { queue: { concurrency: 1 } },
-    routes: (app) => {
+    setup: (app) => {
       app.post('/bulk', async (_request, reply) => {
         reply.wechatPush(Array.from({ length: FLUSH_AT * 2 + 200 }, (_, n) => numbered('K', n)))
         return { ok: true }
@@ -85,7 +85,7 @@ test(`one response with ${FLUSH_AT * 2 + 200} pushes → adds of at most ${FLUSH
 test('skipped pushes are counted: a 4xx response queues nothing', async (t) => {
   const sim = await startSimulator(t)
   const app = await buildApp(t, sim, {
-    routes: (app) => {
+    setup: (app) => {
       app.post('/refuse', async (_request, reply) => {
         reply.wechatPush([numbered('S', 1), numbered('S', 2)])
         return reply.code(409).send({ taken: true })
@@ -138,3 +138,65 @@ for (const store of ['memory', 'redis'] as const) {
     t.same(await app.wechat.credits(withCredit), { [DEMO_TEMPLATE_IDS.orderShipped]: 0 })
   })
 }
+
+/** Makes every queue add fail (nothing added) while `broken.on` is true. */
+function breakAdds (t: Teardown): { on: boolean, calls: number } {
+  const real = MemoryQueue.prototype.add
+  const broken = { on: true, calls: 0 }
+  MemoryQueue.prototype.add = async function (this: MemoryQueue, jobs: QueuedJob[]): Promise<void> {
+    broken.calls++
+    if (broken.on) throw new Error('connect ECONNREFUSED (the queue is unreachable)')
+    return real.call(this, jobs)
+  }
+  t.teardown(() => { MemoryQueue.prototype.add = real })
+  return broken
+}
+
+test('while the queue refuses adds, pushes wait in memory (counted as waiting); once it accepts, each goes out once', async (t) => {
+  const sim = await startSimulator(t)
+  const broken = breakAdds(t)
+  const total = 3 * Math.ceil((FLUSH_AT + 100) / 3) // more than one flush holds
+  const app = await buildApp(t, sim, {
+    setup: (app) => {
+      app.post('/bulk/:tag', async (request, reply) => {
+        const tag = (request.params as { tag: string }).tag
+        reply.wechatPush(Array.from({ length: total / 3 }, (_, n) => numbered(tag, n)))
+        return { ok: true }
+      })
+    }
+  })
+  for (const tag of ['X', 'Y', 'Z']) t.equal((await app.inject({ method: 'POST', url: `/bulk/${tag}` })).statusCode, 200)
+  await until('a few tries', () => broken.calls >= 3)
+  t.same(app.wechat.handlerPushes(), { queued: 0, skipped: 0, failed: 0, waiting: total }, 'all accepted, none lost, none queued yet')
+  broken.on = false
+  await until('all queued', () => app.wechat.handlerPushes().queued === total, 20_000)
+  await until('all sent', () => sim.accepted.length >= total, 30_000)
+  await sleep(200)
+  t.equal(new Set(sim.accepted.map(identity)).size, total, 'each once')
+  t.equal((await app.wechat.stats()).total, total)
+  t.same(app.wechat.handlerPushes(), { queued: total, skipped: 0, failed: 0, waiting: 0 })
+})
+
+test('close() while the queue still refuses: after the drain window each push is logged as lost and counted failed', async (t) => {
+  const sim = await startSimulator(t)
+  breakAdds(t)
+  const { app, logs } = await pushApp(t, sim, {
+    push: false,
+    logLevel: 'error',
+    setup: (app) => {
+      app.post('/ship', async (_request, reply) => {
+        reply.wechatPush([numbered('Q', 1), numbered('Q', 2), numbered('Q', 3)])
+        return { ok: true }
+      })
+    }
+  })
+  t.equal((await app.inject({ method: 'POST', url: '/ship' })).statusCode, 200)
+  const started = Date.now()
+  await app.close()
+  t.ok(Date.now() - started < 15_000, 'close() is bounded')
+  t.same(app.wechat.handlerPushes(), { queued: 0, skipped: 0, failed: 3, waiting: 0 })
+  const lost = logs.filter((l) => /handler push could not be queued/.test(l.msg))
+  t.equal(lost.length, 3)
+  t.equal(new Set(lost.map((l) => l.messageId)).size, 3, 'each logged with its own id')
+  t.equal(sim.counters.send, 0)
+})

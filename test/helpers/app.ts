@@ -22,7 +22,7 @@ export interface AppOptions {
   logger?: Record<string, unknown> | boolean
   plugin?: Record<string, unknown>
   /** the test's own routes, declared before ready() */
-  routes?: (app: FastifyInstance) => void
+  setup?: (app: FastifyInstance) => void
 }
 
 /** One Fastify app with the plugin pointed at `sim`; closed when the test ends. */
@@ -38,7 +38,7 @@ export async function buildApp (t: Teardown, sim: WechatSimulator, options: AppO
     timeout: 5000, // generous: a loaded CI machine must not turn slow answers into retries (duplicates)
     ...options.plugin
   } as never)
-  options.routes?.(app)
+  options.setup?.(app)
   await app.ready()
   return app
 }
