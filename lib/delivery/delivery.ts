@@ -145,7 +145,8 @@ export class Delivery {
    * `ids` (internal): ids assigned by the caller, one per message, instead of fresh ones.
    */
   private async enqueueFresh (prepared: PreparedMessage[], reserved: boolean[], delay: number, source: MessageSource, ids?: readonly string[]): Promise<EnqueueResult[]> {
-    const batch = prepared.map((p, i) => this.admitted(ids?.[i] ?? newMessageId(), p, reserved[i] === true, delay, source))
+    const now = this.nowIso()
+    const batch = prepared.map((p, i) => this.admitted(ids?.[i] ?? newMessageId(), p, reserved[i] === true, delay, source, now))
     try {
       await this.queueAdmitted(batch)
     } catch (err) {
@@ -167,6 +168,7 @@ export class Delivery {
     const wait = this.templates?.prepare(templateIdsOf(messages))
     if (wait !== undefined) await wait
     const admitted: AdmittedMessage[] = []
+    const now = this.nowIso()
     const refused: Array<{ index: number, error: Error }> = []
     const valid: Array<{ index: number, prepared: PreparedMessage }> = []
     for (let index = 0; index < items.length; index++) {
@@ -184,7 +186,7 @@ export class Delivery {
       const { index, prepared } = valid[i] as { index: number, prepared: PreparedMessage }
       const credit = reserved?.[i] ?? false
       if (credit instanceof Error) refused.push({ index, error: credit })
-      else admitted.push(this.admitted((items[index] as { id: string }).id, prepared, credit, 0, source))
+      else admitted.push(this.admitted((items[index] as { id: string }).id, prepared, credit, 0, source, now))
     }
     return { admitted, refused }
   }
@@ -214,9 +216,9 @@ export class Delivery {
     await Promise.all(batch.map(({ job }) => job.data.reserved === true ? this.ledger.settle(job.data.wire.touser, job.data.wire.template_id, { status: 'failed' }, true) : undefined))
   }
 
-  private admitted (id: string, prepared: PreparedMessage, reserved: boolean, delay: number, source: MessageSource): AdmittedMessage {
+  private admitted (id: string, prepared: PreparedMessage, reserved: boolean, delay: number, source: MessageSource, now?: string): AdmittedMessage {
     return {
-      record: this.newRecord(id, prepared, 'pending', source),
+      record: this.newRecord(id, prepared, 'pending', source, now),
       job: { data: { id, wire: prepared.wire, reserved, source }, delayMs: delay }
     }
   }
@@ -271,8 +273,7 @@ export class Delivery {
     }
   }
 
-  private newRecord (id: string, prepared: PreparedMessage, status: Status, source: MessageSource): MessageRecord {
-    const now = this.nowIso()
+  private newRecord (id: string, prepared: PreparedMessage, status: Status, source: MessageSource, now = this.nowIso()): MessageRecord {
     return { id, status, templateId: prepared.wire.template_id, toUser: prepared.wire.touser, attempts: 0, createdAt: now, updatedAt: now, source }
   }
 

@@ -26,11 +26,15 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
   const counters = batcher.counters
 
   // STYLE.md rule 12: per-route config is checked when the route is declared, not on first request.
+  // A route with config.wechatPush gets its own two hooks, so no other route pays for them.
   fastify.addHook('onRoute', (route) => {
     const configured = (route.config as { wechatPush?: unknown } | undefined)?.wechatPush
-    if (configured !== undefined && typeof configured !== 'function') {
+    if (configured === undefined) return
+    if (typeof configured !== 'function') {
       throw new WechatOptionsError(`route ${String(route.method)} ${route.url}: config.wechatPush must be a function (request, reply, payload) => message | message[] | null`)
     }
+    route.preSerialization = [...asArray(route.preSerialization), keepPayload]
+    route.onSend = [...asArray(route.onSend), configuredOnSend(configured as WechatPushConfig)]
   })
 
   fastify.decorateReply('wechatPush', function (this: FastifyReply, messages: SubscribeMessage | SubscribeMessage[]) {
@@ -42,28 +46,30 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
   })
 
   // Hooks in callback form: an async hook costs every request a promise and a microtask turn.
-  // The object a handler returned, before serialisation, for config.wechatPush.
-  const keepPayload: preSerializationHookHandler = function (request, reply, payload, done) {
-    if (typeof request.routeOptions.config?.wechatPush === 'function') (reply as unknown as ReplyState)[kPayload] = payload
-    done(null, payload)
-  }
-  fastify.addHook('preSerialization', keepPayload)
-
+  // The only hook every route runs: one symbol read when the handler pushed nothing.
   const onSend: onSendHookHandler = function (request, reply, payload, done) {
-    const state = reply as unknown as ReplyState
-    const pending = state[kPending]
-    const configured = request.routeOptions.config?.wechatPush
-    if (pending === undefined && typeof configured !== 'function') { done(null, payload); return }
-    if (reply.statusCode >= 400) {
-      counters.skipped += (pending?.length ?? 0) + (typeof configured === 'function' ? 1 : 0)
-      done(null, payload)
-      return
+    const pending = (reply as unknown as ReplyState)[kPending]
+    if (pending !== undefined) {
+      if (reply.statusCode >= 400) counters.skipped += pending.length
+      else batcher.accept(request.log, pending)
     }
-    if (pending !== undefined) batcher.accept(request.log, pending)
-    if (typeof configured === 'function') runConfigured(request, reply, configured as WechatPushConfig, state[kPayload] ?? payload)
     done(null, payload)
   }
   fastify.addHook('onSend', onSend)
+
+  // The object a handler returned, before serialisation, for config.wechatPush.
+  const keepPayload: preSerializationHookHandler = function (_request, reply, payload, done) {
+    (reply as unknown as ReplyState)[kPayload] = payload
+    done(null, payload)
+  }
+
+  function configuredOnSend (configured: WechatPushConfig): onSendHookHandler {
+    return function (request, reply, payload, done) {
+      if (reply.statusCode >= 400) counters.skipped++
+      else runConfigured(request, reply, configured, (reply as unknown as ReplyState)[kPayload] ?? payload)
+      done(null, payload)
+    }
+  }
 
   /** config.wechatPush runs here, with the handler's object; a promise it returns is awaited aside. */
   function runConfigured (request: FastifyRequest, reply: FastifyReply, configured: WechatPushConfig, payload: unknown): void {
@@ -86,6 +92,11 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
   }
 
   return { counters: () => ({ ...counters }), drain: () => batcher.drain() }
+}
+
+function asArray<T> (value: T | T[] | undefined): T[] {
+  if (value === undefined) return []
+  return Array.isArray(value) ? value : [value]
 }
 
 declare module 'fastify' {
