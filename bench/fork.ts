@@ -9,9 +9,9 @@ import { pathToFileURL } from 'node:url'
 const TSX_LOADER = pathToFileURL(require.resolve('tsx')).href
 
 /** Fork a TypeScript file in a plain Node process with tsx loaded; stdout/stderr shared, IPC on. */
-export function forkTs (file: string, env: Record<string, string> = {}): ChildProcess {
+export function forkTs (file: string, env: Record<string, string> = {}, execArgv: string[] = []): ChildProcess {
   return fork(file, [], {
-    execArgv: ['--import', TSX_LOADER],
+    execArgv: ['--import', TSX_LOADER, ...execArgv],
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })

@@ -62,6 +62,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   const events = new PushEventBus(log)
   const receipts = handleReceipts(events, store, credits, options, log)
 
+  let handlerPushes: ReturnType<typeof registerHandlerPushes> | null = null
   const wechat: fastifyWechatPush.WechatPush = {
     appId: options.appId,
     storeKind: store.kind,
@@ -71,6 +72,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     status: (id) => delivery.status(id),
     stats: () => delivery.stats(),
     credits: (openid) => delivery.credits(openid),
+    handlerPushes: () => handlerPushes?.counters() ?? { queued: 0, skipped: 0, failed: 0, waiting: 0 },
     refreshToken: () => tokens.refreshIfDue(),
     templates: templatesFacade(templateApi, catalog, log),
     on: (event: string, handler: (payload: fastifyWechatPush.PushMessage) => unknown) => { events.on(event, handler) }
@@ -88,7 +90,8 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     scheduleJob(fastify, { id: `wechat:templates:${jobSuffix}`, intervalMs: options.templates.ttlSeconds * 500, runImmediately: false, what: 'template list refresh', work: () => catalog.refreshIfDue() })
   }
 
-  const handlerPushes = queue && !fastify.hasReplyDecorator('wechatPush') ? registerHandlerPushes(fastify, delivery) : null
+  // Assigned before any request can reach wechat.handlerPushes(): the decorator only reads it later.
+  handlerPushes = queue && !fastify.hasReplyDecorator('wechatPush') ? registerHandlerPushes(fastify, delivery) : null
   if (queue) fastify.addHook('onReady', async () => { await queue.start() })
 
   fastify.addHook('onClose', async () => {
@@ -145,6 +148,7 @@ namespace fastifyWechatPush {
   export type EnqueueResult = publicTypes.EnqueueResult
   export type StatsSnapshot = publicTypes.StatsSnapshot
   export type WechatPushConfig = publicTypes.WechatPushConfig
+  export type HandlerPushCounters = publicTypes.HandlerPushCounters
   export type PushEventMap = publicTypes.PushEventMap
   export type PushMessage = publicTypes.PushMessage
   export type PopupEvent = publicTypes.PopupEvent

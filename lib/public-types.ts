@@ -2,7 +2,7 @@ import type { SubscribeMessage, ValueChange } from './delivery/message.js'
 import type { SendResult } from './delivery/sender.js'
 import type { EnqueueOptions, EnqueueResult, SendOptions } from './delivery/delivery.js'
 import type { MessageRecord, StatsSnapshot, Status } from './store/records.js'
-import type { WechatPushConfig } from './http/handler-pushes.js'
+import type { HandlerPushCounters, WechatPushConfig } from './http/handler-pushes.js'
 import type { PushEventMap } from './push/event-bus.js'
 import type { ChangeEvent, ChangeItem, OtherPush, PopupEvent, PopupItem, PushEnvelope, PushMessage, SentEvent, SentItem } from './push/events.js'
 import type { WechatTemplates } from './delivery/templates-catalog.js'
@@ -11,7 +11,7 @@ import type {
 } from './api/templates.js'
 import type { KeywordInput, KeywordSpec, TemplateData, TemplateDefinition, TemplateSpec, TypedMessage } from './typed-templates.js'
 
-export type { SubscribeMessage, ValueChange, SendResult, SendOptions, EnqueueOptions, EnqueueResult, MessageRecord, StatsSnapshot, Status, WechatPushConfig }
+export type { SubscribeMessage, ValueChange, SendResult, SendOptions, EnqueueOptions, EnqueueResult, MessageRecord, StatsSnapshot, Status, WechatPushConfig, HandlerPushCounters }
 export type { PushEventMap, PushMessage, PushEnvelope, PopupEvent, PopupItem, ChangeEvent, ChangeItem, SentEvent, SentItem, OtherPush }
 export type { WechatTemplates, AddTemplateInput, PrivateTemplate, PublicTemplateKeyword, PublicTemplateTitle, PublicTitlesQuery, TemplateCategory }
 export type { KeywordInput, KeywordSpec, TemplateData, TemplateDefinition, TemplateSpec, TypedMessage }
@@ -40,6 +40,8 @@ export interface WechatPush {
   credits (openid: string): Promise<Record<string, number>>
   /** counts per status, per template, errcode histogram and the latest failures */
   stats (): Promise<StatsSnapshot>
+  /** counts of pushes from route handlers (`reply.wechatPush`, `config.wechatPush`) since the app started */
+  handlerPushes (): HandlerPushCounters
   /** runs the scheduled token job's work now (also what the job calls) */
   refreshToken (): Promise<void>
   /** subscribe template management and the account's cached template list (option `templates`) */

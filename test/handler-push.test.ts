@@ -104,6 +104,7 @@ test('no push when the response is 4xx/5xx: reply.code(400), a thrown error, rep
   await sleep(500)
   t.equal(sim.counters.send, 0, 'nothing sent')
   t.equal((await app.wechat.stats()).total, 0, 'nothing queued')
+  t.same(app.wechat.handlerPushes(), { queued: 0, skipped: 4, failed: 0, waiting: 0 }, 'counted as skipped')
 })
 
 test('config.wechatPush: a message, an array, null; it gets the object the handler returned', async (t) => {
@@ -203,6 +204,7 @@ test('an invalid pushed message: the response is unaffected, the failure is logg
   t.equal(failures.length, 2, 'each invalid message logged')
   t.ok(failures.every((l) => l.code === 'FST_WECHAT_INVALID_MESSAGE'))
   t.equal((await app.wechat.stats()).total, 2)
+  t.same(app.wechat.handlerPushes(), { queued: 2, skipped: 0, failed: 2, waiting: 0 }, 'counted')
 })
 
 test('bullmq queue: close() waits for handler pushes still being queued; the next instance sends them', async (t) => {

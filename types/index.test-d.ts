@@ -57,6 +57,8 @@ expectError(app.wechat.enqueue(message, { delay: '1s' }))
 app.wechat.status('id').then((record) => { if (record) expectType<wechatPush.Status>(record.status) })
 app.wechat.stats().then((stats) => { expectType<number>(stats.delivered); expectType<Record<string, number>>(stats.errcodes) })
 expectType<Promise<Record<string, number>>>(app.wechat.credits('openid'))
+expectType<wechatPush.HandlerPushCounters>(app.wechat.handlerPushes())
+expectType<number>(app.wechat.handlerPushes().waiting)
 
 // push events are typed by name
 app.wechat.on('subscribe_msg_popup_event', (event) => { expectType<string>(event.List[0].SubscribeStatusString) })

@@ -7,7 +7,7 @@ import type { PreparedMessage } from './message.js'
 import { invalid, prepareMessage } from './message.js'
 import { templateIdsOf } from './templates.js'
 import type { TemplateRules } from './templates.js'
-import type { MessageQueue } from './queue.js'
+import type { MessageQueue, QueuedJob } from './queue.js'
 import { newMessageId } from './sender.js'
 import type { DeliveryOutcome, Sender, SendResult } from './sender.js'
 import type { Credits } from './credits.js'
@@ -28,6 +28,9 @@ export interface EnqueueOptions {
 export interface EnqueueResult { id: string, status: Status }
 
 export type MessageSource = 'send' | 'queue' | 'hook'
+
+/** A message that passed validation (and took its credit), with its id: its record and its job. */
+export interface AdmittedMessage { record: MessageRecord, job: QueuedJob }
 
 const MAX_BATCH = 500
 const MAX_KEY_LENGTH = 200
@@ -139,20 +142,85 @@ export class Delivery {
    * Without an idempotency key the job goes first and its record second: a crash between the two
    * then leaves a job whose worker writes the missing record, never a record with no job (a message
    * accepted and never sent). A failed add leaves nothing behind, so a retry starts clean.
+   * `ids` (internal): ids assigned by the caller, one per message, instead of fresh ones.
    */
-  private async enqueueFresh (prepared: PreparedMessage[], reserved: boolean[], delay: number, source: MessageSource): Promise<EnqueueResult[]> {
-    const records = prepared.map((p) => this.newRecord(newMessageId(), p, 'pending', source))
-    const jobs = records.map((record, i) => ({ data: { id: record.id, wire: (prepared[i] as PreparedMessage).wire, reserved: reserved[i], source }, delayMs: delay }))
+  private async enqueueFresh (prepared: PreparedMessage[], reserved: boolean[], delay: number, source: MessageSource, ids?: readonly string[]): Promise<EnqueueResult[]> {
+    const now = this.nowIso()
+    const batch = prepared.map((p, i) => this.admitted(ids?.[i] ?? newMessageId(), p, reserved[i] === true, delay, source, now))
     try {
-      await (this.queue as MessageQueue).add(jobs)
+      await this.queueAdmitted(batch)
     } catch (err) {
-      await Promise.all(jobs.map((job) => job.data.reserved ? this.ledger.settle(job.data.wire.touser, job.data.wire.template_id, { status: 'failed' }, true) : undefined))
+      await this.release(batch)
+      throw err
+    }
+    return batch.map(({ record }) => ({ id: record.id, status: 'pending' as const }))
+  }
+
+  /**
+   * Handler pushes (lib/http/handler-pushes.ts): each message checked alone under the id it was
+   * given when its response was sent, so an invalid message (or one without credit under
+   * `credits: 'enforce'`) is refused without taking the others down. What passes is queued with
+   * queueAdmitted(), which may be repeated with the same batch.
+   */
+  async admit (items: ReadonlyArray<{ id: string, message: unknown }>, source: MessageSource): Promise<{ admitted: AdmittedMessage[], refused: Array<{ index: number, error: Error }> }> {
+    if (!this.queue) throw new WechatQueueError('the queue is off (queue: false); use send() or turn the queue on')
+    const messages = items.map((item) => item.message)
+    const wait = this.templates?.prepare(templateIdsOf(messages))
+    if (wait !== undefined) await wait
+    const admitted: AdmittedMessage[] = []
+    const now = this.nowIso()
+    const refused: Array<{ index: number, error: Error }> = []
+    const valid: Array<{ index: number, prepared: PreparedMessage }> = []
+    for (let index = 0; index < items.length; index++) {
+      try {
+        valid.push({ index, prepared: prepareMessage(messages[index], this.options, this.templates?.lookup) })
+      } catch (err) {
+        refused.push({ index, error: err as Error })
+      }
+    }
+    // 'enforce' only: a credit per message, taken before it is accepted into the queue.
+    const reserved = this.ledger.mode === 'enforce'
+      ? await Promise.all(valid.map(({ prepared }) => this.ledger.reserve(prepared.wire.touser, prepared.wire.template_id).catch((err: Error) => err)))
+      : undefined
+    for (let i = 0; i < valid.length; i++) {
+      const { index, prepared } = valid[i] as { index: number, prepared: PreparedMessage }
+      const credit = reserved?.[i] ?? false
+      if (credit instanceof Error) refused.push({ index, error: credit })
+      else admitted.push(this.admitted((items[index] as { id: string }).id, prepared, credit, 0, source, now))
+    }
+    return { admitted, refused }
+  }
+
+  /**
+   * Queue admitted messages: one queue add for all (BullMQ addBulk), then their records. Throws
+   * FST_WECHAT_QUEUE when the add fails, and leaves the credits taken: repeating it with the same
+   * batch is safe, since every message keeps its id (the queue ignores a job id it holds, the store
+   * a record it has, and the job runner a job whose record is already final), so an add whose
+   * answer was lost does not become a second message. release() gives the credits back.
+   */
+  async queueAdmitted (batch: readonly AdmittedMessage[]): Promise<void> {
+    if (batch.length === 0) return
+    try {
+      await (this.queue as MessageQueue).add(batch.map(({ job }) => job))
+    } catch (err) {
       throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
     }
-    await Promise.all(records.map((record) => this.store.createRecord(record, { ttlSeconds: this.options.retentionSeconds }).catch((err) => {
+    const options = { ttlSeconds: this.options.retentionSeconds }
+    await Promise.all(batch.map(({ record }) => this.store.createRecord(record, options).catch((err) => {
       this.log.warn({ messageId: record.id, reason: (err as Error).message }, 'wechat: queued, but the record write failed; the worker will write it')
     })))
-    return records.map((record) => ({ id: record.id, status: 'pending' as const }))
+  }
+
+  /** Messages that will not be queued after all: the credits they took go back. */
+  async release (batch: readonly AdmittedMessage[]): Promise<void> {
+    await Promise.all(batch.map(({ job }) => job.data.reserved === true ? this.ledger.settle(job.data.wire.touser, job.data.wire.template_id, { status: 'failed' }, true) : undefined))
+  }
+
+  private admitted (id: string, prepared: PreparedMessage, reserved: boolean, delay: number, source: MessageSource, now?: string): AdmittedMessage {
+    return {
+      record: this.newRecord(id, prepared, 'pending', source, now),
+      job: { data: { id, wire: prepared.wire, reserved, source }, delayMs: delay }
+    }
   }
 
   async status (id: string): Promise<MessageRecord | null> {
@@ -205,8 +273,7 @@ export class Delivery {
     }
   }
 
-  private newRecord (id: string, prepared: PreparedMessage, status: Status, source: MessageSource): MessageRecord {
-    const now = this.nowIso()
+  private newRecord (id: string, prepared: PreparedMessage, status: Status, source: MessageSource, now = this.nowIso()): MessageRecord {
     return { id, status, templateId: prepared.wire.template_id, toUser: prepared.wire.touser, attempts: 0, createdAt: now, updatedAt: now, source }
   }
 

@@ -35,6 +35,9 @@ export type Verdict =
  */
 export const OUTCOME_WRITE_DEADLINE_MS = 30_000
 
+/** A record in one of these has its outcome: its job is done, whatever run it is. */
+const FINAL: ReadonlySet<Status> = new Set(['sent', 'delivered', 'failed', 'unknown'])
+
 export interface RunnerHooks {
   /** after WeChat accepted a message (credits use it) */
   onSent?: (data: JobData, outcome: DeliveryOutcome) => Promise<void> | void
@@ -57,9 +60,15 @@ export class JobRunner {
   ) {}
 
   async run (data: JobData, attempt: number, maxAttempts: number): Promise<Verdict> {
-    // Not awaited: the final write follows on the same connection, so order is kept and the send
-    // path costs one awaited round trip.
-    this.update(data, { status: 'sending', attempts: attempt }).catch(() => {})
+    // The 'sending' write answers the record as it now stands. A final record means this message
+    // already had its outcome: a job added again under the same id after its first run completed
+    // and was removed (a queue add retried after its answer was lost), or a job whose run wrote
+    // its outcome but was cut off before the queue heard of it. It must not be sent twice.
+    const current = await this.update(data, { status: 'sending', attempts: attempt })
+    if (current !== null && FINAL.has(current.status)) {
+      this.log.debug({ messageId: data.id, status: current.status }, 'wechat: queued message already has its outcome; not sent again')
+      return { kind: 'done', status: current.status }
+    }
     const outcome = await this.sender.deliver(data.id, data.wire, { attempts: 1, ambiguous: data.ambiguous })
     const errFields = { errcode: outcome.errcode ?? null, errmsg: outcome.errmsg ?? null, attempts: attempt }
 
@@ -89,8 +98,12 @@ export class JobRunner {
     return { kind: 'done', status }
   }
 
-  /** A best-effort write (`sending`), or with `durable` one retried until OUTCOME_WRITE_DEADLINE_MS. */
-  private async update (data: JobData, patch: RecordPatch, durable = false): Promise<void> {
+  /**
+   * A best-effort write (`sending`), or with `durable` one retried until OUTCOME_WRITE_DEADLINE_MS.
+   * Answers the record after the write (unchanged when the store refused the transition), or null
+   * when the store could not be reached.
+   */
+  private async update (data: JobData, patch: RecordPatch, durable = false): Promise<MessageRecord | null> {
     const id = data.id
     const now = new Date(this.options.clock.now()).toISOString()
     const deadline = Date.now() + (durable ? OUTCOME_WRITE_DEADLINE_MS : 0)
@@ -98,18 +111,16 @@ export class JobRunner {
       try {
         const options = { ttlSeconds: this.options.retentionSeconds, now }
         const updated = await this.store.updateRecord(id, patch, options)
-        if (updated === null) {
-          // No record yet: the enqueue writes it just after queueing the job (or was cut off there).
-          // Write it from the job; if the enqueue's record landed in between, update that one.
-          const { created } = await this.store.createRecord(recordFromJob(data, patch, now), { ttlSeconds: options.ttlSeconds })
-          if (!created) await this.store.updateRecord(id, patch, options)
-        }
-        return
+        if (updated !== null) return updated
+        // No record yet: the enqueue writes it just after queueing the job (or was cut off there).
+        // Write it from the job; if the enqueue's record landed in between, update that one.
+        const { created, record } = await this.store.createRecord(recordFromJob(data, patch, now), { ttlSeconds: options.ttlSeconds })
+        return created ? record : await this.store.updateRecord(id, patch, options)
       } catch (err) {
         if (Date.now() >= deadline) {
           // The message itself is safe in the queue; a lost status write is logged, not fatal.
           this.log.warn({ messageId: id, reason: (err as Error).message, status: patch.status }, 'wechat: could not write the message record')
-          return
+          return null
         }
         await sleep(Math.min(1000, 25 * 2 ** attempt))
       }

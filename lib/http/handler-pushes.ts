@@ -1,40 +1,40 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { sleep } from '../api/backoff.js'
+import type { FastifyInstance, FastifyReply, FastifyRequest, onSendHookHandler, preSerializationHookHandler } from 'fastify'
 import type { Delivery } from '../delivery/delivery.js'
 import type { SubscribeMessage } from '../delivery/message.js'
 import { WechatOptionsError } from '../errors.js'
+import { PushBatcher } from './push-batcher.js'
+import type { HandlerPushCounters } from './push-batcher.js'
 
 export type WechatPushConfig = (request: FastifyRequest, reply: FastifyReply, payload: unknown) => SubscribeMessage | SubscribeMessage[] | null | undefined | Promise<SubscribeMessage | SubscribeMessage[] | null | undefined>
 
 const kPending = Symbol('wechatPush.pending')
 const kPayload = Symbol('wechatPush.payload')
-/** How long a handler push keeps trying to reach the queue (Redis restarting, failing over). */
-const RETRY_WINDOW_MS = 5 * 60_000
-/** How long close() waits for pushes still trying before it gives up on them (and logs each). */
-const DRAIN_MS = 10_000
 
 interface ReplyState { [kPending]?: unknown[], [kPayload]?: unknown }
 
-/** Counters an operator can read (`fastify.wechat.handlerPushes()`). */
-export interface HandlerPushCounters { queued: number, skipped: number, failed: number }
+export type { HandlerPushCounters }
 
 /**
- * Pushes triggered from route handlers (DESIGN.md `reply.wechatPush`, `config.wechatPush`): queued
+ * Pushes triggered from route handlers (DESIGN.md `reply.wechatPush`, `config.wechatPush`): accepted
  * in onSend only when the response status is < 400, without waiting for WeChat or delaying the
- * response. Queueing runs in the background with a few retries; a failure is logged and counted,
- * and the response goes out unchanged. `close()` waits for queueing still under way.
+ * response. onSend only hands them to the batcher (push-batcher.ts: an id each, an in-process
+ * buffer, one queue add per flush); a failure is logged and counted, and the response is never
+ * affected. `close()` flushes and waits (bounded) for the queueing.
  */
-export function registerHandlerPushes (fastify: FastifyInstance, delivery: Delivery): { counters: HandlerPushCounters, drain: () => Promise<void> } {
-  const counters: HandlerPushCounters = { queued: 0, skipped: 0, failed: 0 }
-  const inflight = new Set<Promise<void>>()
-  const stop = new AbortController()
+export function registerHandlerPushes (fastify: FastifyInstance, delivery: Delivery): { counters: () => HandlerPushCounters, drain: () => Promise<void> } {
+  const batcher = new PushBatcher(delivery)
+  const counters = batcher.counters
 
   // STYLE.md rule 12: per-route config is checked when the route is declared, not on first request.
+  // A route with config.wechatPush gets its own two hooks, so no other route pays for them.
   fastify.addHook('onRoute', (route) => {
     const configured = (route.config as { wechatPush?: unknown } | undefined)?.wechatPush
-    if (configured !== undefined && typeof configured !== 'function') {
+    if (configured === undefined) return
+    if (typeof configured !== 'function') {
       throw new WechatOptionsError(`route ${String(route.method)} ${route.url}: config.wechatPush must be a function (request, reply, payload) => message | message[] | null`)
     }
+    route.preSerialization = [...asArray(route.preSerialization), keepPayload]
+    route.onSend = [...asArray(route.onSend), configuredOnSend(configured as WechatPushConfig)]
   })
 
   fastify.decorateReply('wechatPush', function (this: FastifyReply, messages: SubscribeMessage | SubscribeMessage[]) {
@@ -45,75 +45,58 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
     return this
   })
 
+  // Hooks in callback form: an async hook costs every request a promise and a microtask turn.
+  // The only hook every route runs: one symbol read when the handler pushed nothing.
+  const onSend: onSendHookHandler = function (request, reply, payload, done) {
+    const pending = (reply as unknown as ReplyState)[kPending]
+    if (pending !== undefined) {
+      if (reply.statusCode >= 400) counters.skipped += pending.length
+      else batcher.accept(request.log, pending)
+    }
+    done(null, payload)
+  }
+  fastify.addHook('onSend', onSend)
+
   // The object a handler returned, before serialisation, for config.wechatPush.
-  fastify.addHook('preSerialization', async (request, reply, payload) => {
-    if (typeof request.routeOptions.config?.wechatPush === 'function') (reply as unknown as ReplyState)[kPayload] = payload
-    return payload
-  })
-
-  fastify.addHook('onSend', async (request, reply, payload) => {
-    const state = reply as unknown as ReplyState
-    const configured = request.routeOptions.config?.wechatPush
-    const pending = state[kPending]
-    if (!pending && typeof configured !== 'function') return payload
-    if (reply.statusCode >= 400) {
-      counters.skipped += (pending?.length ?? 0) + (typeof configured === 'function' ? 1 : 0)
-      return payload
-    }
-    const work = queueInBackground(request, reply, pending ?? [], configured, state[kPayload] ?? payload)
-    inflight.add(work)
-    work.finally(() => inflight.delete(work)).catch(() => {})
-    return payload
-  })
-
-  async function queueInBackground (request: FastifyRequest, reply: FastifyReply, pending: unknown[], configured: unknown, payload: unknown): Promise<void> {
-    const messages = [...pending]
-    if (typeof configured === 'function') {
-      try {
-        const produced = await (configured as WechatPushConfig)(request, reply, payload)
-        if (Array.isArray(produced)) messages.push(...produced)
-        else if (produced) messages.push(produced)
-      } catch (err) {
-        counters.failed++
-        request.log.error({ reason: (err as Error).message }, 'wechat: config.wechatPush threw; its push was not queued (the response was not affected)')
-      }
-    }
-    // One enqueue per message: an invalid message (or a failing one) must not take the others with it.
-    await Promise.all(messages.map((message) => queueOne(request, message)))
+  const keepPayload: preSerializationHookHandler = function (_request, reply, payload, done) {
+    (reply as unknown as ReplyState)[kPayload] = payload
+    done(null, payload)
   }
 
-  async function queueOne (request: FastifyRequest, message: unknown): Promise<void> {
-    const deadline = Date.now() + RETRY_WINDOW_MS
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await delivery.enqueue(message, {}, 'hook')
-        counters.queued++
-        return
-      } catch (err) {
-        const code = (err as { code?: string }).code
-        const retry = code === 'FST_WECHAT_QUEUE' && Date.now() < deadline && !stop.signal.aborted
-        if (!retry) {
-          counters.failed++
-          request.log.error({ reason: (err as Error).message, code }, 'wechat: a handler push could not be queued')
-          return
-        }
-        await sleep(Math.min(5000, 100 * 2 ** attempt), stop.signal)
-      }
+  function configuredOnSend (configured: WechatPushConfig): onSendHookHandler {
+    return function (request, reply, payload, done) {
+      if (reply.statusCode >= 400) counters.skipped++
+      else runConfigured(request, reply, configured, (reply as unknown as ReplyState)[kPayload] ?? payload)
+      done(null, payload)
     }
   }
 
-  const drain = async (): Promise<void> => {
-    const all = Promise.allSettled([...inflight])
-    let timer: NodeJS.Timeout | undefined
-    const done = await Promise.race([all.then(() => true), new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), DRAIN_MS); timer.unref() })])
-    clearTimeout(timer)
-    if (!done) {
-      // The queue is still unreachable: one last try each, then every push left is logged as lost.
-      stop.abort()
-      await all
+  /** config.wechatPush runs here, with the handler's object; a promise it returns is awaited aside. */
+  function runConfigured (request: FastifyRequest, reply: FastifyReply, configured: WechatPushConfig, payload: unknown): void {
+    const failed = (err: unknown): void => {
+      counters.failed++
+      request.log.error({ reason: (err as Error).message }, 'wechat: config.wechatPush threw; its push was not queued (the response was not affected)')
+    }
+    let produced: ReturnType<WechatPushConfig>
+    try {
+      produced = configured(request, reply, payload)
+    } catch (err) {
+      failed(err)
+      return
+    }
+    if (produced !== null && typeof produced === 'object' && typeof (produced as Promise<unknown>).then === 'function') {
+      batcher.track(Promise.resolve(produced).then((messages) => { if (messages) batcher.accept(request.log, messages) }, failed))
+    } else if (produced) {
+      batcher.accept(request.log, produced as SubscribeMessage | SubscribeMessage[])
     }
   }
-  return { counters, drain }
+
+  return { counters: () => ({ ...counters }), drain: () => batcher.drain() }
+}
+
+function asArray<T> (value: T | T[] | undefined): T[] {
+  if (value === undefined) return []
+  return Array.isArray(value) ? value : [value]
 }
 
 declare module 'fastify' {

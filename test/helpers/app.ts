@@ -21,6 +21,8 @@ export interface AppOptions {
   redisUrl?: string
   logger?: Record<string, unknown> | boolean
   plugin?: Record<string, unknown>
+  /** the test's own routes, declared before ready() */
+  setup?: (app: FastifyInstance) => void
 }
 
 /** One Fastify app with the plugin pointed at `sim`; closed when the test ends. */
@@ -36,6 +38,7 @@ export async function buildApp (t: Teardown, sim: WechatSimulator, options: AppO
     timeout: 5000, // generous: a loaded CI machine must not turn slow answers into retries (duplicates)
     ...options.plugin
   } as never)
+  options.setup?.(app)
   await app.ready()
   return app
 }

@@ -1,0 +1,147 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { sleep } from '../api/backoff.js'
+import type { AdmittedMessage, Delivery } from '../delivery/delivery.js'
+import { newMessageId } from '../delivery/sender.js'
+
+/** How long a handler push keeps trying to reach the queue (Redis restarting, failing over). */
+export const RETRY_WINDOW_MS = 5 * 60_000
+/** How long close() waits for pushes still trying before it gives up on them (and logs each). */
+const DRAIN_MS = 10_000
+/** At most this many pushes per flush (one BullMQ addBulk); a full batch is flushed at once... */
+export const FLUSH_AT = 200
+/**
+ * ...else FLUSH_DELAY_MS after its first push. A flush costs a few Redis round trips (socket writes
+ * and reads are most of a push's cost) whatever its size, so at an ordinary rate (1,000 req/s: ~10
+ * pushes per flush) waiting a little saves most of them. A push is in the queue within about this
+ * delay plus the round trips; it is also all a SIGKILL can take from the buffer while Redis is up.
+ */
+export const FLUSH_DELAY_MS = 10
+
+/** A push accepted in onSend: its message id is assigned there and kept through every retry. */
+interface Accepted { id: string, message: unknown, log: FastifyBaseLogger, at: number }
+
+/** Counters an operator can read (`fastify.wechat.handlerPushes()`), since the app started. */
+export interface HandlerPushCounters {
+  /** in the queue (and recorded) */
+  queued: number
+  /** not queued because the response status was >= 400 */
+  skipped: number
+  /** given up: invalid, no credit under `credits: 'enforce'`, a throwing config.wechatPush, or the queue unreachable for 5 minutes */
+  failed: number
+  /** accepted and still only in this process's memory: buffered, or retrying while the queue is unreachable */
+  waiting: number
+}
+
+/**
+ * The in-process buffer between onSend and the queue. accept() is synchronous and cheap (an id and
+ * an array push). One flush runs at a time: it takes up to FLUSH_AT pushes, has each validated
+ * alone (Delivery.admit: an invalid one fails by itself) and queues the valid ones with one queue
+ * add and one batch of record writes. Pushes that arrive meanwhile wait for the next flush, so the
+ * batches grow with the load instead of Redis commands piling up unanswered in memory (with one
+ * flush per turn of the event loop, a saturated app accepted pushes faster than it got to queue
+ * them, and its heap grew by hundreds of MB). A flush that cannot reach the queue is retried under
+ * the same ids until its oldest push is RETRY_WINDOW_MS old.
+ */
+export class PushBatcher {
+  readonly counters: HandlerPushCounters = { queued: 0, skipped: 0, failed: 0, waiting: 0 }
+  private buffer: Accepted[] = []
+  private timer: NodeJS.Timeout | null = null
+  private flushing: Promise<void> | null = null
+  private readonly aside = new Set<Promise<void>>()
+  private readonly stop = new AbortController()
+
+  constructor (private readonly delivery: Delivery) {}
+
+  /** Give each push its id and buffer it. */
+  accept (log: FastifyBaseLogger, messages: unknown): void {
+    const at = Date.now()
+    if (Array.isArray(messages)) {
+      for (const message of messages) this.buffer.push({ id: newMessageId(), message, log, at })
+      this.counters.waiting += messages.length
+    } else {
+      this.buffer.push({ id: newMessageId(), message: messages, log, at })
+      this.counters.waiting++
+    }
+    this.schedule()
+  }
+
+  /** Work that may still accept pushes (an async config.wechatPush): close() waits for it. */
+  track (work: Promise<void>): void {
+    this.aside.add(work)
+    work.finally(() => this.aside.delete(work)).catch(() => {})
+  }
+
+  private schedule (): void {
+    if (this.flushing !== null || this.buffer.length === 0) return
+    const oldest = (this.buffer[0] as Accepted).at
+    const wait = this.buffer.length >= FLUSH_AT ? 0 : oldest + FLUSH_DELAY_MS - Date.now()
+    if (wait <= 0) { this.flush(); return }
+    this.timer ??= setTimeout(() => { this.timer = null; this.flush() }, wait)
+  }
+
+  private flush (): void {
+    if (this.timer !== null) { clearTimeout(this.timer); this.timer = null }
+    if (this.flushing !== null || this.buffer.length === 0) return
+    const batch = this.buffer.length <= FLUSH_AT ? this.buffer : this.buffer.slice(0, FLUSH_AT)
+    this.buffer = this.buffer.length <= FLUSH_AT ? [] : this.buffer.slice(FLUSH_AT)
+    this.flushing = this.queueBatch(batch).catch(() => {}).finally(() => {
+      this.flushing = null
+      this.schedule()
+    })
+  }
+
+  private async queueBatch (batch: Accepted[]): Promise<void> {
+    let admitted: AdmittedMessage[]
+    try {
+      const answer = await this.delivery.admit(batch, 'hook')
+      for (const { index, error } of answer.refused) this.lost(batch[index] as Accepted, error)
+      admitted = answer.admitted
+    } catch (err) {
+      // Only the store failing under credits: 'enforce' gets here; nothing was taken.
+      for (const push of batch) this.lost(push, err as Error)
+      return
+    }
+    const deadline = (batch[0] as Accepted).at + RETRY_WINDOW_MS
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.delivery.queueAdmitted(admitted)
+        this.counters.queued += admitted.length
+        this.counters.waiting -= admitted.length
+        return
+      } catch (err) {
+        if (Date.now() >= deadline || this.stop.signal.aborted) {
+          const byId = new Map(batch.map((push) => [push.id, push]))
+          for (const { record } of admitted) this.lost(byId.get(record.id) as Accepted, err as Error)
+          await this.delivery.release(admitted)
+          return
+        }
+        // The same batch, the same ids: an add that went through but lost its answer is not doubled.
+        await sleep(Math.min(5000, 100 * 2 ** attempt), this.stop.signal)
+      }
+    }
+  }
+
+  private lost (push: Accepted, err: Error): void {
+    this.counters.failed++
+    this.counters.waiting--
+    const code = (err as { code?: string }).code
+    push.log.error({ messageId: push.id, reason: err.message, code }, 'wechat: a handler push could not be queued')
+  }
+
+  /** close(): flush everything now; after DRAIN_MS, one last try per batch, then what is left is logged as lost. */
+  async drain (): Promise<void> {
+    const all = (async () => {
+      while (this.buffer.length > 0 || this.flushing !== null || this.aside.size > 0) {
+        this.flush()
+        await Promise.allSettled([this.flushing, ...this.aside])
+      }
+    })()
+    let timer: NodeJS.Timeout | undefined
+    const done = await Promise.race([all.then(() => true), new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), DRAIN_MS); timer.unref() })])
+    clearTimeout(timer)
+    if (!done) {
+      this.stop.abort()
+      await all
+    }
+  }
+}
