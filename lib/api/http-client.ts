@@ -1,7 +1,8 @@
-import { EventEmitter } from 'node:events'
 import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import { WechatUpstreamError } from '../errors.js'
+import { Deadlines } from './deadlines.js'
+import { Exchange } from './exchange.js'
 import { parseWechatJson } from './json.js'
 
 export interface HttpClientOptions {
@@ -16,6 +17,8 @@ export interface CallOptions {
   query?: Record<string, string | number | undefined>
   json?: unknown
   form?: string
+  /** an already encoded query string, appended after `query` (WechatApi's access_token, encoded once per token) */
+  search?: string
 }
 
 export interface UpstreamFields {
@@ -29,6 +32,11 @@ export interface UpstreamFields {
 const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT'])
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'WECHAT_DEADLINE'])
 
+// Shared, never mutated (undici only reads them): no header object per call.
+const GET_HEADERS = Object.freeze({ accept: 'application/json' })
+const JSON_HEADERS = Object.freeze({ accept: 'application/json', 'content-type': 'application/json' })
+const FORM_HEADERS = Object.freeze({ accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' })
+
 /**
  * The only place that speaks HTTP to WeChat. One undici Pool per base URL, owned here and closed
  * in `close()`. A call walks the ordered `baseUrls` and moves to the next one only on a network
@@ -37,9 +45,11 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 export class WechatHttpClient {
   private readonly pools: { baseUrl: string, pool: Pool }[]
   private readonly timeout: number
+  private readonly deadlines: Deadlines
 
   constructor (options: HttpClientOptions) {
     this.timeout = options.timeout
+    this.deadlines = new Deadlines(options.timeout)
     this.pools = options.baseUrls.map((baseUrl) => ({
       baseUrl,
       pool: new Pool(baseUrl, {
@@ -53,7 +63,7 @@ export class WechatHttpClient {
   }
 
   async call (method: 'GET' | 'POST', path: string, options: CallOptions = {}): Promise<unknown> {
-    const url = buildPath(path, options.query)
+    const url = buildPath(path, options.query, options.search)
     let lastError: Error | undefined
     let ambiguous = false
     let timedOut = false
@@ -79,32 +89,25 @@ export class WechatHttpClient {
   }
 
   private async callOne (pool: Pool, method: 'GET' | 'POST', url: string, options: CallOptions): Promise<unknown> {
-    const headers: Record<string, string> = { accept: 'application/json' }
+    let headers: Readonly<Record<string, string>> = GET_HEADERS
     let body: string | undefined
     if (options.json !== undefined) {
-      headers['content-type'] = 'application/json'
+      headers = JSON_HEADERS
       body = JSON.stringify(options.json)
     } else if (options.form !== undefined) {
-      headers['content-type'] = 'application/x-www-form-urlencoded'
+      headers = FORM_HEADERS
       body = options.form
     }
-    // undici's own timeouts use coarse timers (about 1 s resolution), so the call has its own deadline.
-    // An EventEmitter is undici's cheapest abort signal: AbortSignal.timeout costs ~12 µs a call.
-    const deadline = new EventEmitter()
-    const timer = setTimeout(() => { timedOutSignals.add(deadline); deadline.emit('abort') }, this.timeout)
-    let text: string
-    let statusCode: number
+    // undici's own timeouts use coarse timers (about 1 s resolution), so the call has its own
+    // deadline: connect, headers and body together, on the client's shared deadline timer.
+    const exchange = new Exchange(this.deadlines.next(), this.timeout)
+    this.deadlines.add(exchange)
     try {
-      const response = await pool.request({ method, path: url, headers, body, signal: deadline })
-      statusCode = response.statusCode
-      text = statusCode >= 500 ? (await response.body.dump(), '') : await response.body.text()
-    } catch (err) {
-      if (timedOutSignals.delete(deadline)) throw new DeadlineError()
-      throw err
+      await exchange.start(pool, { method, path: url, headers, body })
     } finally {
-      clearTimeout(timer)
-      timedOutSignals.delete(deadline)
+      this.deadlines.finish(exchange)
     }
+    const { statusCode, text } = exchange
     if (statusCode >= 400) throw new HttpStatusError(statusCode)
     try {
       return parseWechatJson(text)
@@ -115,6 +118,7 @@ export class WechatHttpClient {
   }
 
   async close (): Promise<void> {
+    this.deadlines.close()
     await Promise.all(this.pools.map(({ pool }) => pool.close().catch(() => pool.destroy())))
   }
 
@@ -124,26 +128,22 @@ export class WechatHttpClient {
   }
 }
 
-/** Signals whose deadline fired, so an abort is reported as a timeout. */
-const timedOutSignals = new WeakSet<EventEmitter>()
-
-class DeadlineError extends Error {
-  readonly code = 'WECHAT_DEADLINE'
-}
-
 class HttpStatusError extends Error {
   constructor (readonly statusCode: number, detail?: string) {
     super(detail ?? `HTTP ${statusCode}`)
   }
 }
 
-function buildPath (path: string, query?: CallOptions['query']): string {
-  if (!query) return path
-  const params = new URLSearchParams()
-  for (const [key, value] of Object.entries(query)) {
-    if (value !== undefined) params.append(key, String(value))
+function buildPath (path: string, query?: CallOptions['query'], search?: string): string {
+  let qs = ''
+  if (query) {
+    const params = new URLSearchParams()
+    for (const [key, value] of Object.entries(query)) {
+      if (value !== undefined) params.append(key, String(value))
+    }
+    qs = params.toString()
   }
-  const qs = params.toString()
+  if (search) qs = qs ? `${qs}&${search}` : search
   return qs ? `${path}?${qs}` : path
 }
 
