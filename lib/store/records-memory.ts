@@ -35,21 +35,22 @@ export class MemoryRecords implements RecordStore {
   constructor (private readonly clock: Clock, private readonly maxRecords = MAX_MEMORY_RECORDS) {}
 
   async createRecord (input: MessageRecord, opts: CreateRecordOptions): Promise<{ created: boolean, record: MessageRecord }> {
-    const existing = this.live(this.records, input.id)
+    const now = this.clock.now()
+    const existing = this.live(this.records, input.id, now)
     if (existing) return { created: false, record: { ...existing.record } }
     const key = opts.idempotencyKey
     if (key !== undefined) {
-      const id = this.live(this.idempotency, key)
-      const prior = id === undefined ? undefined : this.live(this.records, id)
+      const id = this.live(this.idempotency, key, now)
+      const prior = id === undefined ? undefined : this.live(this.records, id, now)
       if (prior) return { created: false, record: { ...prior.record } }
     }
     const record = normalizeRecord(key === undefined ? input : { ...input, idempotencyKey: key })
     const stored: StoredRecord = { record }
-    this.set(this.records, record.id, stored, opts.ttlSeconds)
-    if (key !== undefined) this.set(this.idempotency, key, record.id, opts.ttlSeconds)
-    if (record.msgid !== undefined) this.set(this.msgids, record.msgid, record.id, opts.ttlSeconds)
+    this.set(this.records, record.id, stored, opts.ttlSeconds, now)
+    if (key !== undefined) this.set(this.idempotency, key, record.id, opts.ttlSeconds, now)
+    if (record.msgid !== undefined) this.set(this.msgids, record.msgid, record.id, opts.ttlSeconds, now)
     this.counts.total++
-    this.enter(stored, null, record.status, isoToMs(record.updatedAt, this.clock.now()), record.updatedAt, true, opts.ttlSeconds)
+    this.enter(stored, null, record.status, isoToMs(record.updatedAt, now), record.updatedAt, true, opts.ttlSeconds)
     return { created: true, record: { ...record } }
   }
 
@@ -170,14 +171,15 @@ export class MemoryRecords implements RecordStore {
     this.counts[next]++
     counts[next]++
     if (FAILURE_STATES.includes(next)) this.failure(record, old, at, patchHasErrcode)
-    const pair = pairOf(record.toUser, record.templateId)
     if (old === 'sent' && stored.sentAt !== undefined) {
+      const pair = pairOf(record.toUser, record.templateId)
       const list = this.sent.get(pair)
       if (list) this.sent.set(pair, list.filter((e) => e.id !== record.id))
       delete stored.sentAt
     }
     // Receipts find a message by msgid when WeChat returned one; the pair index is only for the rest.
     if (next === 'sent' && record.msgid === undefined) {
+      const pair = pairOf(record.toUser, record.templateId)
       stored.sentAt = nowMs
       const cutoff = nowMs - ttlOf(ttlSeconds) * 1000
       const list = (this.sent.get(pair) ?? []).filter((e) => e.sentAt > cutoff)
@@ -209,10 +211,10 @@ export class MemoryRecords implements RecordStore {
     return credits
   }
 
-  private live<T> (map: Map<string, Expiring<T>>, key: string): T | undefined {
+  private live<T> (map: Map<string, Expiring<T>>, key: string, now = this.clock.now()): T | undefined {
     const entry = map.get(key)
     if (!entry) return undefined
-    if (entry.until > this.clock.now()) return entry.value
+    if (entry.until > now) return entry.value
     map.delete(key)
     return undefined
   }
@@ -232,8 +234,7 @@ export class MemoryRecords implements RecordStore {
     }
   }
 
-  private set<T> (map: Map<string, Expiring<T>>, key: string, value: T, ttlSeconds: number): void {
-    const now = this.clock.now()
+  private set<T> (map: Map<string, Expiring<T>>, key: string, value: T, ttlSeconds: number, now = this.clock.now()): void {
     map.delete(key)
     this.trim(map, (entry) => entry.until <= now)
     map.set(key, { value, until: now + ttlOf(ttlSeconds) * 1000 })
