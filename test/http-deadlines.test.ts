@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks'
 import { test } from 'tap'
 import type { Test } from 'tap'
 import type { Dispatcher } from 'undici'
+import { Deadlines } from '../lib/api/deadlines.js'
 import { Exchange } from '../lib/api/exchange.js'
 import { WechatHttpClient } from '../lib/api/http-client.js'
 import type { UpstreamFields } from '../lib/api/http-client.js'
@@ -90,7 +91,9 @@ test('many calls finishing out of order: none is timed out early, the late one i
 test('a request the pool has not started yet fails at its deadline and is aborted when it starts', async (t) => {
   let handler: Dispatcher.DispatchHandler | undefined
   const pool = { dispatch: (_options: unknown, h: Dispatcher.DispatchHandler) => { handler = h; return true } } as unknown as Dispatcher
-  const exchange = new Exchange(0, 50)
+  const deadlines = new Deadlines(50)
+  t.teardown(() => deadlines.close())
+  const exchange = new Exchange(deadlines)
   const answer = exchange.start(pool, { method: 'GET', path: '/' })
   exchange.expire()
   await t.rejects(answer, { code: 'WECHAT_DEADLINE', message: 'no answer within 50 ms' })
@@ -103,5 +106,7 @@ test('a request the pool has not started yet fails at its deadline and is aborte
 
 test('a dispatcher that throws fails the call instead of leaving it pending', async (t) => {
   const pool = { dispatch: () => { throw new Error('closed') } } as unknown as Dispatcher
-  await t.rejects(new Exchange(0, 50).start(pool, { method: 'GET', path: '/' }), /closed/)
+  const deadlines = new Deadlines(50)
+  t.teardown(() => deadlines.close())
+  await t.rejects(new Exchange(deadlines).start(pool, { method: 'GET', path: '/' }), /closed/)
 })

@@ -86,6 +86,14 @@ test('record writes issued together go out as one script call', async (t) => {
     t.equal(await store.updateRecord(broken.id, { status: 'failed' }, { ttlSeconds: TTL, now: NOW }).catch((err: Error) => err.message.includes('WRONGTYPE')), true, 'an update fails the same way')
   })
 
+  t.test('text with a lone surrogate is stored as U+FFFD, as UTF-8 arguments always stored it', async (t) => {
+    const { store } = make()
+    const r = rec({ status: 'failed', errcode: -1, errmsg: 'cut\ud83d' })
+    t.same((await store.createRecord(r, { ttlSeconds: TTL })).record, r, 'answered as given')
+    t.equal((await store.getRecord(r.id))?.errmsg, 'cut\ufffd')
+    t.equal((await store.updateRecord(r.id, { status: 'failed', errmsg: '\udc00x 😀' }, { ttlSeconds: TTL, now: NOW }))?.errmsg, '\ufffdx 😀')
+  })
+
   t.test('a read issued right after a write (not awaited) sees it', async (t) => {
     const { store } = make()
     const r = rec()

@@ -1,5 +1,5 @@
 import type { Dispatcher } from 'undici'
-import type { DeadlineEntry } from './deadlines.js'
+import type { DeadlineEntry, Deadlines } from './deadlines.js'
 
 /** The reason a call fails with when its deadline passed; `code` marks it as a timeout. */
 export class DeadlineError extends Error {
@@ -15,18 +15,22 @@ export class DeadlineError extends Error {
  * request is aborted and the call fails with DeadlineError at once.
  */
 export class Exchange implements DeadlineEntry, Dispatcher.DispatchHandler {
+  readonly deadline: number
   done = false
   statusCode = 0
   text = ''
   readonly answer: Promise<Exchange>
-  private chunks: Buffer[] = []
+  /** the body: most answers come in one chunk, an array only for more */
+  private chunk: Buffer | null = null
+  private chunks: Buffer[] | null = null
   private settled = false
   private controller: Dispatcher.DispatchController | null = null
   private reason: DeadlineError | null = null
   private resolve!: (exchange: Exchange) => void
   private reject!: (err: Error) => void
 
-  constructor (readonly deadline: number, private readonly timeout: number) {
+  constructor (private readonly deadlines: Deadlines) {
+    this.deadline = deadlines.next()
     this.answer = new Promise<Exchange>((resolve, reject) => {
       this.resolve = resolve
       this.reject = reject
@@ -35,6 +39,7 @@ export class Exchange implements DeadlineEntry, Dispatcher.DispatchHandler {
 
   /** Send the request; the answer (or the error) settles `answer`. */
   start (dispatcher: Dispatcher, options: Dispatcher.DispatchOptions): Promise<Exchange> {
+    this.deadlines.add(this)
     try {
       dispatcher.dispatch(options, this)
     } catch (err) {
@@ -44,7 +49,7 @@ export class Exchange implements DeadlineEntry, Dispatcher.DispatchHandler {
   }
 
   expire (): void {
-    this.reason = new DeadlineError(`no answer within ${this.timeout} ms`)
+    this.reason = new DeadlineError(`no answer within ${this.deadlines.timeout} ms`)
     // Not started yet: onRequestStart aborts it as soon as the pool gets to it.
     this.controller?.abort(this.reason)
     this.fail(this.reason)
@@ -61,14 +66,18 @@ export class Exchange implements DeadlineEntry, Dispatcher.DispatchHandler {
   }
 
   onResponseData (_controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.statusCode < 500) this.chunks.push(chunk)
+    if (this.statusCode >= 500) return
+    if (this.chunk === null) this.chunk = chunk
+    else (this.chunks ??= [this.chunk]).push(chunk)
   }
 
   onResponseEnd (): void {
     if (this.settled) return
     this.settled = true
-    this.text = decode(this.chunks)
-    this.chunks = []
+    this.deadlines.finish(this)
+    const body = this.chunks === null ? this.chunk : Buffer.concat(this.chunks)
+    this.chunk = this.chunks = null
+    this.text = body === null ? '' : decode(body)
     this.resolve(this)
   }
 
@@ -79,15 +88,14 @@ export class Exchange implements DeadlineEntry, Dispatcher.DispatchHandler {
   private fail (err: Error): void {
     if (this.settled) return
     this.settled = true
-    this.chunks = []
+    this.deadlines.finish(this)
+    this.chunk = this.chunks = null
     this.reject(err)
   }
 }
 
 /** UTF-8 text of the body, without a BOM (what undici's `body.text()` answers). */
-function decode (chunks: Buffer[]): string {
-  if (chunks.length === 0) return ''
-  const buffer = chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks)
+function decode (buffer: Buffer): string {
   const start = buffer.length > 2 && buffer[0] === 0xef && buffer[1] === 0xbb && buffer[2] === 0xbf ? 3 : 0
   return buffer.toString('utf8', start)
 }

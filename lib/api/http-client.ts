@@ -64,13 +64,17 @@ export class WechatHttpClient {
 
   async call (method: 'GET' | 'POST', path: string, options: CallOptions = {}): Promise<unknown> {
     const url = buildPath(path, options.query, options.search)
+    let request: Dispatcher.DispatchOptions | undefined
     let lastError: Error | undefined
     let ambiguous = false
     let timedOut = false
     let httpStatus: number | undefined
     for (const { pool } of this.pools) {
       try {
-        return await this.callOne(pool, method, url, options)
+        request ??= requestOf(method, url, options)
+        // undici's own timeouts use coarse timers (about 1 s resolution), so the call has its own
+        // deadline: connect, headers and body together, on the client's shared deadline timer.
+        return answerOf(await new Exchange(this.deadlines).start(pool, request))
       } catch (err) {
         const failure = describeFailure(err)
         ambiguous ||= failure.ambiguous
@@ -88,35 +92,6 @@ export class WechatHttpClient {
     throw error
   }
 
-  private async callOne (pool: Pool, method: 'GET' | 'POST', url: string, options: CallOptions): Promise<unknown> {
-    let headers: Readonly<Record<string, string>> = GET_HEADERS
-    let body: string | undefined
-    if (options.json !== undefined) {
-      headers = JSON_HEADERS
-      body = JSON.stringify(options.json)
-    } else if (options.form !== undefined) {
-      headers = FORM_HEADERS
-      body = options.form
-    }
-    // undici's own timeouts use coarse timers (about 1 s resolution), so the call has its own
-    // deadline: connect, headers and body together, on the client's shared deadline timer.
-    const exchange = new Exchange(this.deadlines.next(), this.timeout)
-    this.deadlines.add(exchange)
-    try {
-      await exchange.start(pool, { method, path: url, headers, body })
-    } finally {
-      this.deadlines.finish(exchange)
-    }
-    const { statusCode, text } = exchange
-    if (statusCode >= 400) throw new HttpStatusError(statusCode)
-    try {
-      return parseWechatJson(text)
-    } catch {
-      // A 200 that is not JSON comes from a proxy or a half-answer, never from WeChat itself.
-      throw new HttpStatusError(statusCode, 'the answer was not JSON')
-    }
-  }
-
   async close (): Promise<void> {
     this.deadlines.close()
     await Promise.all(this.pools.map(({ pool }) => pool.close().catch(() => pool.destroy())))
@@ -131,6 +106,24 @@ export class WechatHttpClient {
 class HttpStatusError extends Error {
   constructor (readonly statusCode: number, detail?: string) {
     super(detail ?? `HTTP ${statusCode}`)
+  }
+}
+
+/** The request, the same for every base URL (built once, on the first attempt). */
+function requestOf (method: 'GET' | 'POST', path: string, options: CallOptions): Dispatcher.DispatchOptions {
+  if (options.json !== undefined) return { method, path, headers: JSON_HEADERS, body: JSON.stringify(options.json) }
+  if (options.form !== undefined) return { method, path, headers: FORM_HEADERS, body: options.form }
+  return { method, path, headers: GET_HEADERS }
+}
+
+/** WeChat's JSON answer, or the failure an HTTP error status or a non-JSON body means. */
+function answerOf ({ statusCode, text }: Exchange): unknown {
+  if (statusCode >= 400) throw new HttpStatusError(statusCode)
+  try {
+    return parseWechatJson(text)
+  } catch {
+    // A 200 that is not JSON comes from a proxy or a half-answer, never from WeChat itself.
+    throw new HttpStatusError(statusCode, 'the answer was not JSON')
   }
 }
 

@@ -132,9 +132,7 @@ export class Delivery {
 
   private track (write: Promise<void>): void {
     this.writes.add(write)
-    // recordOutcome never rejects (it logs), so one reaction is enough.
-    const done = (): void => { this.writes.delete(write) }
-    write.then(done, done)
+    write.then(() => this.writes.delete(write), () => this.writes.delete(write))
   }
 
   async flush (): Promise<void> {

@@ -28,11 +28,11 @@ export class RecordWrites {
 
   constructor (private readonly run: Run, private readonly shared: readonly string[]) {}
 
-  /** Queue one write: its own keys (after the shared ones) and arguments, as the script reads them. */
-  write (keys: readonly string[], args: readonly string[]): Promise<WriteReply> {
+  /** Queue one write: its own keys (after the shared ones) and its one argument, as the script reads them. */
+  write (keys: readonly string[], arg: string): Promise<WriteReply> {
     return new Promise<WriteReply>((resolve, reject) => {
       for (const key of keys) this.keys.push(key)
-      for (const arg of args) this.args.push(arg)
+      this.args.push(arg)
       this.resolves.push(resolve)
       this.rejects.push(reject)
       if (this.resolves.length >= MAX_WRITES_PER_CALL) {

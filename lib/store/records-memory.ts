@@ -12,7 +12,8 @@ import type {
 export const MAX_MEMORY_RECORDS = 100_000
 
 interface Expiring<T> { value: T, until: number }
-interface StoredRecord { record: MessageRecord, sentAt?: number }
+/** A record with its expiry (one object per record: the store may hold 100,000 of them) */
+interface StoredRecord { record: MessageRecord, until: number, sentAt?: number }
 interface SentEntry { sentAt: number, id: string }
 
 /**
@@ -20,7 +21,7 @@ interface SentEntry { sentAt: number, id: string }
  * clock, pruned lazily, and bounded (`maxRecords`) so a long-running process cannot grow forever.
  */
 export class MemoryRecords implements RecordStore {
-  private readonly records = new Map<string, Expiring<StoredRecord>>()
+  private readonly records = new Map<string, StoredRecord>()
   private readonly idempotency = new Map<string, Expiring<string>>()
   private readonly msgids = new Map<string, Expiring<string>>()
   /** `toUser\ntemplateId` → 'sent' messages, oldest first */
@@ -36,17 +37,17 @@ export class MemoryRecords implements RecordStore {
 
   async createRecord (input: MessageRecord, opts: CreateRecordOptions): Promise<{ created: boolean, record: MessageRecord }> {
     const now = this.clock.now()
-    const existing = this.live(this.records, input.id, now)
+    const existing = this.liveRecord(input.id, now)
     if (existing) return { created: false, record: { ...existing.record } }
     const key = opts.idempotencyKey
     if (key !== undefined) {
       const id = this.live(this.idempotency, key, now)
-      const prior = id === undefined ? undefined : this.live(this.records, id, now)
+      const prior = id === undefined ? undefined : this.liveRecord(id, now)
       if (prior) return { created: false, record: { ...prior.record } }
     }
     const record = normalizeRecord(key === undefined ? input : { ...input, idempotencyKey: key })
-    const stored: StoredRecord = { record }
-    this.set(this.records, record.id, stored, opts.ttlSeconds, now)
+    const stored: StoredRecord = { record, until: 0 }
+    this.putRecord(stored, opts.ttlSeconds, now, true)
     if (key !== undefined) this.set(this.idempotency, key, record.id, opts.ttlSeconds, now)
     if (record.msgid !== undefined) this.set(this.msgids, record.msgid, record.id, opts.ttlSeconds, now)
     this.counts.total++
@@ -55,7 +56,7 @@ export class MemoryRecords implements RecordStore {
   }
 
   async discardRecord (id: string): Promise<boolean> {
-    const stored = this.live(this.records, id)
+    const stored = this.liveRecord(id)
     if (!stored || stored.record.status !== 'pending') return false
     const { record } = stored
     this.records.delete(id)
@@ -68,7 +69,7 @@ export class MemoryRecords implements RecordStore {
   }
 
   async updateRecord (id: string, patch: RecordPatch, opts: UpdateRecordOptions): Promise<MessageRecord | null> {
-    const stored = this.live(this.records, id)
+    const stored = this.liveRecord(id)
     if (!stored) return null
     const old = stored.record.status
     const next = patch.status ?? old
@@ -81,14 +82,14 @@ export class MemoryRecords implements RecordStore {
     else if (patch.errmsg !== undefined) record.errmsg = patch.errmsg
     if (patch.msgid !== undefined) record.msgid = patch.msgid
     stored.record = record
-    this.set(this.records, id, stored, opts.ttlSeconds) // re-inserted: Map order is eviction order
+    this.putRecord(stored, opts.ttlSeconds) // re-inserted: Map order is eviction order
     if (patch.msgid !== undefined) this.set(this.msgids, patch.msgid, id, opts.ttlSeconds)
     this.enter(stored, old, next, isoToMs(opts.now, this.clock.now()), opts.now, typeof patch.errcode === 'number', opts.ttlSeconds)
     return { ...record }
   }
 
   async getRecord (id: string): Promise<MessageRecord | null> {
-    const entry = this.live(this.records, id)
+    const entry = this.liveRecord(id)
     return entry ? { ...entry.record } : null
   }
 
@@ -102,7 +103,7 @@ export class MemoryRecords implements RecordStore {
     for (const { sentAt, id } of this.sent.get(pairOf(toUser, templateId)) ?? []) {
       const distance = Math.abs(sentAt - aroundMs)
       if (distance > windowMs || distance >= bestDistance) continue
-      if (this.live(this.records, id)?.record.status !== 'sent') continue
+      if (this.liveRecord(id)?.record.status !== 'sent') continue
       best = id
       bestDistance = distance
     }
@@ -209,6 +210,23 @@ export class MemoryRecords implements RecordStore {
     let credits = this.credits.get(openid)
     if (!credits) this.credits.set(openid, credits = new Map())
     return credits
+  }
+
+  private liveRecord (id: string, now = this.clock.now()): StoredRecord | undefined {
+    const stored = this.records.get(id)
+    if (!stored) return undefined
+    if (stored.until > now) return stored
+    this.records.delete(id)
+    return undefined
+  }
+
+  /** `fresh`: the id is known to be absent (no delete needed to move it to the newest end) */
+  private putRecord (stored: StoredRecord, ttlSeconds: number, now = this.clock.now(), fresh = false): void {
+    const id = stored.record.id
+    if (!fresh) this.records.delete(id)
+    this.trim(this.records, (entry) => entry.until <= now)
+    stored.until = now + ttlOf(ttlSeconds) * 1000
+    this.records.set(id, stored)
   }
 
   private live<T> (map: Map<string, Expiring<T>>, key: string, now = this.clock.now()): T | undefined {

@@ -51,19 +51,17 @@ export class RedisRecords implements RecordStore {
     const keys = [this.keys.record(record.id)]
     if (key !== undefined) keys.push(this.keys.idempotency(key))
     if (record.msgid !== undefined) keys.push(this.keys.msgid(record.msgid))
-    const fields: string[] = []
-    for (const field in record) fields.push(field, String(record[field as keyof MessageRecord]))
-    const head = ['c', String(ttl), String(sentAt), padMs(sentAt), String(sentAt - ttl * 1000), key === undefined ? '0' : '1', record.msgid === undefined ? '0' : '1']
-    let stale = ''
+    const write = ['c', String(ttl), String(sentAt), padMs(sentAt), String(sentAt - ttl * 1000), key === undefined ? '0' : '1', record.msgid === undefined ? '0' : '1', '']
+    for (const field in record) write.push(field, wellFormed(String(record[field as keyof MessageRecord])))
     for (let attempt = 1; ; attempt++) {
-      const reply = await this.writes.write(keys, [...head, stale, String(fields.length), ...fields])
+      const reply = await this.writes.write(keys, JSON.stringify(write))
       if (reply[0] === WRITE_REPLY.created) return { created: true, record }
       if (reply[0] === WRITE_REPLY.exists) return { created: false, record: parseRecord(reply[1] as string[]) }
       // the idempotency key maps to another record: answer it, unless it expired before its mapping
       const prior = await this.getRecord(reply[1] as string)
       if (prior) return { created: false, record: prior }
       if (attempt === CREATE_ATTEMPTS) throw new Error(`idempotency key kept mapping to missing records (last ${reply[1]})`)
-      stale = reply[1] as string
+      write[STALE] = reply[1] as string
     }
   }
 
@@ -72,8 +70,8 @@ export class RedisRecords implements RecordStore {
     const nowMs = isoToMs(opts.now, this.clock.now())
     const keys = [this.keys.record(id)]
     if (patch.msgid !== undefined) keys.push(this.keys.msgid(patch.msgid))
-    const args = ['u', String(ttl), opts.now, String(nowMs), padMs(nowMs), String(nowMs - ttl * 1000), patch.msgid === undefined ? '0' : '1', patchJson(patch)]
-    const reply = await this.writes.write(keys, args)
+    const write = ['u', String(ttl), opts.now, String(nowMs), padMs(nowMs), String(nowMs - ttl * 1000), patch.msgid === undefined ? '0' : '1', patchOf(patch)]
+    const reply = await this.writes.write(keys, JSON.stringify(write))
     return reply[0] === WRITE_REPLY.updated ? parseRecord(reply[1] as string[]) : null
   }
 
@@ -180,8 +178,20 @@ export class RedisRecords implements RecordStore {
 }
 
 /** Only the known fields; a missing status (even null) keeps the current one, as in the memory store. */
-function patchJson ({ status, attempts, errcode, errmsg, msgid }: RecordPatch): string {
-  return JSON.stringify({ status: status ?? undefined, attempts, errcode, errmsg, msgid })
+function patchOf ({ status, attempts, errcode, errmsg, msgid }: RecordPatch): Record<string, unknown> {
+  return { status: status ?? undefined, attempts, errcode, errmsg: typeof errmsg === 'string' ? wellFormed(errmsg) : errmsg, msgid: typeof msgid === 'string' ? wellFormed(msgid) : msgid }
+}
+
+/** Where a create's write holds the stale mapping id it may replace. */
+const STALE = 7
+
+/**
+ * Values travel as JSON (one argument per write), which Lua's cjson refuses for a lone surrogate;
+ * as separate arguments they went out as UTF-8, where it became U+FFFD. Same here, before encoding.
+ * (Constant time for the usual one-byte strings.)
+ */
+function wellFormed (value: string): string {
+  return (value as string & { toWellFormed (): string }).toWellFormed()
 }
 
 /** The replies of a pipeline or transaction; the first failed command's error is thrown. */

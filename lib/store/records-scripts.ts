@@ -99,10 +99,10 @@ export const WRITE_REPLY = { created: 1, exists: 0, staleMapping: 2, updated: 3,
 export const RECORD_SCRIPTS = {
   wechatPushWriteRecords: {
     // KEYS: the shared 6, then per write: create → record [idempotency] [msgid]; update → record [msgid].
-    // ARGV, per write in order:
-    //   'c', ttl s, sentAt ms, sentAt padded, cutoff ms, has idempotency, has msgid,
-    //        id of a stale mapping that may be replaced ('' none), field count, then the fields/values
-    //   'u', ttl s, now ISO, now ms, now padded, cutoff ms, has msgid, patch JSON
+    // ARGV: one JSON array per write, in order (one argument each: cheaper to send than many):
+    //   create ['c', ttl s, sentAt ms, sentAt padded, cutoff ms, has idempotency, has msgid,
+    //           id of a stale mapping that may be replaced ('' none), then the fields/values]
+    //   update ['u', ttl s, now ISO, now ms, now padded, cutoff ms, has msgid, patch object]
     // Answers one { code, payload } per write (WRITE_REPLY). A write that fails answers
     // { -1, message } and the others still apply, as they would have as separate calls.
     lua: `${PRELUDE}
@@ -123,11 +123,10 @@ local function create (recordKey, idem, msgidKey, ttlArg, sent, stale, fields)
   return { 1 }
 end
 
-local function update (recordKey, msgidKey, ttlArg, now, sent, patchJson)
+local function update (recordKey, msgidKey, ttlArg, now, sent, patch)
   local flat = redis.call('HGETALL', recordKey)
   if #flat == 0 then return { 4 } end
   local rec = toTable(flat)
-  local patch = cjson.decode(patchJson)
   local old = rec.status
   local new = patch.status or old
   if new ~= old and not (ALLOWED[old] and ALLOWED[old][new]) then return { 3, flat } end
@@ -154,25 +153,21 @@ local function update (recordKey, msgidKey, ttlArg, now, sent, patchJson)
 end
 
 local replies = {}
-local k, a = ${WRITE_SHARED_KEYS + 1}, 1
-while a <= #ARGV do
+local k = ${WRITE_SHARED_KEYS + 1}
+for a = 1, #ARGV do
+  local w = cjson.decode(ARGV[a])
   local ok, reply
   local recordKey = KEYS[k]
   k = k + 1
-  if ARGV[a] == 'c' then
+  if w[1] == 'c' then
     local idem, msgidKey
-    if ARGV[a + 5] == '1' then idem = KEYS[k]; k = k + 1 end
-    if ARGV[a + 6] == '1' then msgidKey = KEYS[k]; k = k + 1 end
-    local n = tonumber(ARGV[a + 8])
-    local fields = {}
-    for i = 1, n do fields[i] = ARGV[a + 8 + i] end
-    ok, reply = pcall(create, recordKey, idem, msgidKey, ARGV[a + 1], { ARGV[a + 2], ARGV[a + 3], ARGV[a + 4] }, ARGV[a + 7], fields)
-    a = a + 9 + n
+    if w[6] == '1' then idem = KEYS[k]; k = k + 1 end
+    if w[7] == '1' then msgidKey = KEYS[k]; k = k + 1 end
+    ok, reply = pcall(create, recordKey, idem, msgidKey, w[2], { w[3], w[4], w[5] }, w[8], { unpack(w, 9) })
   else
     local msgidKey
-    if ARGV[a + 6] == '1' then msgidKey = KEYS[k]; k = k + 1 end
-    ok, reply = pcall(update, recordKey, msgidKey, ARGV[a + 1], ARGV[a + 2], { ARGV[a + 3], ARGV[a + 4], ARGV[a + 5] }, ARGV[a + 7])
-    a = a + 8
+    if w[7] == '1' then msgidKey = KEYS[k]; k = k + 1 end
+    ok, reply = pcall(update, recordKey, msgidKey, w[2], w[3], { w[4], w[5], w[6] }, w[8])
   end
   if not ok then reply = { -1, type(reply) == 'table' and tostring(reply.err) or tostring(reply) } end
   replies[#replies + 1] = reply
