@@ -4,8 +4,12 @@ import { WRITE_REPLY } from './records-scripts.js'
 /** RedisStore.run: one command or script with a deadline, failing fast when the client is not ready. */
 export type Run = <T>(command: (client: ScriptClient) => Promise<T>) => Promise<T>
 
-/** One write's answer: `[code, payload]` (records-scripts.ts WRITE_REPLY). */
+/** One write's answer: its code, and the payload some codes carry (records-scripts.ts WRITE_REPLY). */
 export type WriteReply = [number, (string[] | string)?]
+
+// Shared answers for the codes without a payload (callers only read them).
+const CREATED: WriteReply = [WRITE_REPLY.created]
+const MISSING: WriteReply = [WRITE_REPLY.missing]
 
 /** Writes per script call at most: bounds how long one call keeps Redis busy. */
 export const MAX_WRITES_PER_CALL = 128
@@ -55,11 +59,13 @@ export class RecordWrites {
     this.args = []
     this.resolves = []
     this.rejects = []
-    const call = this.run((c) => c.wechatPushWriteRecords(this.shared.length + keys.length, this.shared, keys, args) as Promise<WriteReply[]>)
+    const call = this.run((c) => c.wechatPushWriteRecords(this.shared.length + keys.length, this.shared, keys, args) as Promise<(WriteReply | number)[]>)
       .then((replies) => {
         for (let i = 0; i < resolves.length; i++) {
           const reply = replies[i]
-          if (reply === undefined) (rejects[i] as (err: Error) => void)(new Error('the record write got no answer'))
+          if (reply === WRITE_REPLY.created) (resolves[i] as (reply: WriteReply) => void)(CREATED)
+          else if (reply === WRITE_REPLY.missing) (resolves[i] as (reply: WriteReply) => void)(MISSING)
+          else if (!Array.isArray(reply)) (rejects[i] as (err: Error) => void)(new Error(`the record write got no answer (${String(reply)})`))
           else if (reply[0] === WRITE_REPLY.error) (rejects[i] as (err: Error) => void)(new Error(String(reply[1])))
           else (resolves[i] as (reply: WriteReply) => void)(reply)
         }

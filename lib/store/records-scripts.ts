@@ -36,9 +36,19 @@ local function move (key, field, by)
   if not t then t = {}; moves[key] = t end
   t[field] = (t[field] or 0) + by
 end
+-- byTemplate moves by template then status: its field names are built once per pair, not per record
+local templateMoves = {}
+local function moveTemplate (templateId, status, by)
+  local t = templateMoves[templateId]
+  if not t then t = {}; templateMoves[templateId] = t end
+  t[status] = (t[status] or 0) + by
+end
 local function applyMoves ()
   for key, t in pairs(moves) do
     for field, by in pairs(t) do redis.call('HINCRBY', key, field, by) end
+  end
+  for templateId, t in pairs(templateMoves) do
+    for status, by in pairs(t) do redis.call('HINCRBY', K.byTemplate, templateId .. SEP .. status, by) end
   end
 end
 
@@ -54,10 +64,10 @@ local function enter (recordKey, rec, old, new, at, ttl, sent, newErrcode)
   if old == new then return end
   if old then
     move(K.stats, old, -1)
-    move(K.byTemplate, rec.templateId .. SEP .. old, -1)
+    moveTemplate(rec.templateId, old, -1)
   end
   move(K.stats, new, 1)
-  move(K.byTemplate, rec.templateId .. SEP .. new, 1)
+  moveTemplate(rec.templateId, new, 1)
   if FAILURE[new] then
     local entry = { id = rec.id, templateId = rec.templateId, at = at, errmsg = rec.errmsg }
     if rec.errcode then
@@ -70,13 +80,14 @@ local function enter (recordKey, rec, old, new, at, ttl, sent, newErrcode)
     redis.call('LPUSH', K.recent, cjson.encode(entry))
     redis.call('LTRIM', K.recent, 0, ${RECENT_FAILURES_CAP - 1})
   end
-  local pair = rec.toUser .. SEP .. rec.templateId .. SEP
   if old == 'sent' and rec.sentAt then
+    local pair = rec.toUser .. SEP .. rec.templateId .. SEP
     zremBoth({ pair .. rec.sentAt .. SEP .. rec.id })
     redis.call('HDEL', recordKey, 'sentAt')
   end
   -- receipts find a message by msgid when WeChat returned one; the pair index is only for the rest
   if new == 'sent' and not rec.msgid then
+    local pair = rec.toUser .. SEP .. rec.templateId .. SEP
     local member = pair .. sent[2] .. SEP .. rec.id
     redis.call('HSET', recordKey, 'sentAt', sent[2])
     redis.call('ZADD', K.sentPair, 0, member)
@@ -93,7 +104,10 @@ local function enter (recordKey, rec, old, new, at, ttl, sent, newErrcode)
 end
 `
 
-/** Reply codes of one write in the batch script's answer (`[code, payload?]` per write, in order). */
+/**
+ * Reply codes of one write in the batch script's answer, in order: the bare code when there is no
+ * payload (created, missing), else `[code, payload]`.
+ */
 export const WRITE_REPLY = { created: 1, exists: 0, staleMapping: 2, updated: 3, missing: 4, error: -1 } as const
 
 export const RECORD_SCRIPTS = {
@@ -103,29 +117,31 @@ export const RECORD_SCRIPTS = {
     //   create ['c', ttl s, sentAt ms, sentAt padded, cutoff ms, has idempotency, has msgid,
     //           id of a stale mapping that may be replaced ('' none), then the fields/values]
     //   update ['u', ttl s, now ISO, now ms, now padded, cutoff ms, has msgid, patch object]
-    // Answers one { code, payload } per write (WRITE_REPLY). A write that fails answers
-    // { -1, message } and the others still apply, as they would have as separate calls.
+    // Answers per write, in order, its code (created, missing) or { code, payload } (WRITE_REPLY). A
+    // write that fails answers { -1, message } and the others still apply, as separate calls would.
     lua: `${PRELUDE}
-local function create (recordKey, idem, msgidKey, ttlArg, sent, stale, fields)
+-- w: the write's JSON array (fields and values from w[9] on)
+local function create (recordKey, idem, msgidKey, w)
   if redis.call('EXISTS', recordKey) == 1 then return { 0, redis.call('HGETALL', recordKey) } end
   if idem then
     local id = redis.call('GET', idem)
-    if id and id ~= stale then return { 2, id } end
+    if id and id ~= w[8] then return { 2, id } end
   end
-  local rec = toTable(fields)
-  local ttl = tonumber(ttlArg)
-  redis.call('HSET', recordKey, unpack(fields))
+  local rec = {}
+  for i = 9, #w, 2 do rec[w[i]] = w[i + 1] end
+  local ttl = tonumber(w[2])
+  redis.call('HSET', recordKey, unpack(w, 9))
   redis.call('EXPIRE', recordKey, ttl)
   if idem then redis.call('SET', idem, rec.id, 'EX', ttl) end
   if msgidKey then redis.call('SET', msgidKey, rec.id, 'EX', ttl) end
   move(K.stats, 'total', 1)
-  enter(recordKey, rec, false, rec.status, rec.updatedAt, ttl, sent, true)
-  return { 1 }
+  enter(recordKey, rec, false, rec.status, rec.updatedAt, ttl, { w[3], w[4], w[5] }, true)
+  return 1
 end
 
 local function update (recordKey, msgidKey, ttlArg, now, sent, patch)
   local flat = redis.call('HGETALL', recordKey)
-  if #flat == 0 then return { 4 } end
+  if #flat == 0 then return 4 end
   local rec = toTable(flat)
   local old = rec.status
   local new = patch.status or old
@@ -163,7 +179,7 @@ for a = 1, #ARGV do
     local idem, msgidKey
     if w[6] == '1' then idem = KEYS[k]; k = k + 1 end
     if w[7] == '1' then msgidKey = KEYS[k]; k = k + 1 end
-    ok, reply = pcall(create, recordKey, idem, msgidKey, w[2], { w[3], w[4], w[5] }, w[8], { unpack(w, 9) })
+    ok, reply = pcall(create, recordKey, idem, msgidKey, w)
   else
     local msgidKey
     if w[7] == '1' then msgidKey = KEYS[k]; k = k + 1 end
