@@ -64,7 +64,7 @@ async function main (): Promise<void> {
     return get('used_cpu_sys') + get('used_cpu_user')
   }
   // the simulator child's CPU (utime + stime in clock ticks of 10 ms)
-  const simPid = (sim as unknown as { child: { pid: number } }).child.pid
+  const simPid = sim.pid
   const simCpu = (): number => { const f = readFileSync(`/proc/${simPid}/stat`, 'utf8').split(') ')[1]!.split(' '); return (Number(f[11]) + Number(f[12])) * 10_000 }
   const sim0 = simCpu()
   const redis0 = await redisCpu()
