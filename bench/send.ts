@@ -7,10 +7,12 @@
  *
  *   npx tsx bench/send.ts        BENCH_SECONDS=3 BENCH_ROUNDS=5 BENCH_CONCURRENCY=64 BENCH_WARMUP_SECONDS=2
  */
+import { readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
 import fastifyRedis from '@fastify/redis'
+import { Redis } from 'ioredis'
 import { Pool } from 'undici'
 import wechatPush from '../lib/index.js'
 import { shippedMessage } from '../test/helpers/app.js'
@@ -35,13 +37,37 @@ interface RoundResult {
   p50: number
   p99: number
   cpuUsPerSend: number
+  /** the simulator child's and redis-server's CPU per send (they share the machine's cores) */
+  simCpuUsPerSend: number
+  redisCpuUsPerSend: number
+}
+
+/** CPU time in µs of the processes that serve the client: the simulator child and redis-server. */
+interface ServerCpu { sim (): number, redis (): Promise<number> }
+
+/** utime + stime of a process from /proc (Linux), in µs; NaN where there is no /proc. */
+function processCpuUs (pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    return (Number(fields[11]) + Number(fields[12])) * 10_000 // clock ticks of 10 ms (USER_HZ 100)
+  } catch {
+    return NaN
+  }
+}
+
+async function redisCpuUs (client: Redis): Promise<number> {
+  const info = await client.info('cpu')
+  const read = (name: string): number => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1])
+  return (read('used_cpu_sys') + read('used_cpu_user')) * 1e6
 }
 
 /** `concurrency` workers each send back to back until `seconds` have passed (closed loop). */
-async function measure (send: SendFn, seconds: number, concurrency: number): Promise<RoundResult> {
+async function measure (send: SendFn, seconds: number, concurrency: number, servers: ServerCpu): Promise<RoundResult> {
   const latencies: number[] = []
   let errors = 0
   let firstError: string | undefined
+  const simStart = servers.sim()
+  const redisStart = await servers.redis()
   const cpuStart = process.cpuUsage()
   const start = performance.now()
   const end = start + seconds * 1000
@@ -60,6 +86,8 @@ async function measure (send: SendFn, seconds: number, concurrency: number): Pro
   await Promise.all(Array.from({ length: concurrency }, worker))
   const elapsed = (performance.now() - start) / 1000
   const cpu = process.cpuUsage(cpuStart)
+  const simCpu = servers.sim() - simStart
+  const redisCpu = await servers.redis() - redisStart
   const sorted = Float64Array.from(latencies).sort()
   return {
     sends: latencies.length,
@@ -68,7 +96,9 @@ async function measure (send: SendFn, seconds: number, concurrency: number): Pro
     rate: latencies.length / elapsed,
     p50: percentile(sorted, 50),
     p99: percentile(sorted, 99),
-    cpuUsPerSend: latencies.length > 0 ? (cpu.user + cpu.system) / latencies.length : NaN
+    cpuUsPerSend: latencies.length > 0 ? (cpu.user + cpu.system) / latencies.length : NaN,
+    simCpuUsPerSend: simCpu / latencies.length,
+    redisCpuUsPerSend: redisCpu / latencies.length
   }
 }
 
@@ -113,6 +143,7 @@ export async function runSendBench (): Promise<SendBenchResult> {
   let pool: Pool | undefined
   let sim: SimChild | undefined
   let redis: PrivateRedis | undefined
+  let info: Redis | undefined
   try {
     sim = await SimChild.start()
     if (latencyMs > 0) await sim.setLatency(latencyMs)
@@ -122,6 +153,8 @@ export async function runSendBench (): Promise<SendBenchResult> {
     const redisApp = await pluginApp(sim, redis.url)
     apps.push(redisApp)
     pool = new Pool(sim.url, { connections: 128 })
+    info = new Redis(redis.url)
+    const servers: ServerCpu = { sim: () => processCpuUs(sim?.pid), redis: () => redisCpuUs(info as Redis) }
     const token = await memoryApp.wechat.getToken()
 
     const variants: Variant[] = [
@@ -131,7 +164,7 @@ export async function runSendBench (): Promise<SendBenchResult> {
     ]
     progress(`send: simulator in child process at ${sim.url}, redis ${redis.url}; ${concurrency} in flight, ${rounds} rounds x ${seconds}s, warm-up ${warmup}s each`)
     for (const variant of variants) {
-      const result = await measure(variant.send, warmup, concurrency)
+      const result = await measure(variant.send, warmup, concurrency, servers)
       if (result.errors > 0) throw new Error(`warm-up of '${variant.name}' failed ${result.errors} times: ${result.firstError}`)
     }
 
@@ -140,9 +173,9 @@ export async function runSendBench (): Promise<SendBenchResult> {
       // Rotate the order each round so no variant always runs first (or right after another).
       const order = variants.map((_, i) => variants[(i + round) % variants.length])
       for (const variant of order) {
-        const result = await measure(variant.send, seconds, concurrency)
+        const result = await measure(variant.send, seconds, concurrency, servers)
         results.get(variant.name)?.push(result)
-        progress(`round ${round + 1}/${rounds} ${variant.name}: ${Math.round(result.rate)} sends/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, ${result.cpuUsPerSend.toFixed(0)} µs CPU/send${result.errors ? `, ${result.errors} errors (${result.firstError})` : ''}`)
+        progress(`round ${round + 1}/${rounds} ${variant.name}: ${Math.round(result.rate)} sends/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, ${result.cpuUsPerSend.toFixed(0)} µs CPU/send (simulator ${result.simCpuUsPerSend.toFixed(0)}, redis-server ${result.redisCpuUsPerSend.toFixed(0)})${result.errors ? `, ${result.errors} errors (${result.firstError})` : ''}`)
       }
     }
     const stats = await sim.stats()
@@ -163,17 +196,20 @@ export async function runSendBench (): Promise<SendBenchResult> {
         median(runs.map((r) => r.p50)).toFixed(2),
         median(runs.map((r) => r.p99)).toFixed(2),
         median(runs.map((r) => r.cpuUsPerSend)).toFixed(0),
+        median(runs.map((r) => r.simCpuUsPerSend)).toFixed(0),
+        median(runs.map((r) => r.redisCpuUsPerSend)).toFixed(0),
         variant.raw ? '1.00' : `${ratio.toFixed(2)} (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`,
         variant.raw ? 'baseline' : `≥ ${TARGET_RATIO.toFixed(2)} × raw: ${pass ? 'ok' : 'MISSED'}`,
         String(errors)
       ]
     })
     const title = `wechat.send vs raw undici — ${concurrency} in flight, ${rounds} interleaved rounds × ${seconds} s, medians over rounds; ratio = median of per-round ratios (min–max)`
-    const table = formatTable(['variant', 'median sends/s', 'p50 ms', 'p99 ms', 'client CPU µs/send', 'ratio to raw', 'target', 'errors'], rows)
+    const table = formatTable(['variant', 'median sends/s', 'p50 ms', 'p99 ms', 'client CPU µs/send', 'simulator CPU µs/send', 'redis-server CPU µs/send', 'ratio to raw', 'target', 'errors'], rows)
     return { table: `${title}\n\n${table}\n`, ok }
   } finally {
     for (const app of apps) await app.close()
     await pool?.close()
+    info?.disconnect()
     await sim?.close()
     await redis?.stop()
   }

@@ -29,6 +29,11 @@ export class SimChild {
     }
   }
 
+  /** The child's process id (benchmarks read its CPU time). */
+  get pid (): number | undefined {
+    return this.child.pid
+  }
+
   async stats (): Promise<SimStats> {
     const answer = nextMessage<SimStats>(this.child, 'stats')
     this.child.send({ type: 'stats' })

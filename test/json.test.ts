@@ -18,3 +18,29 @@ test('a small msgid stays a string, other long numbers stay exact, strings are u
   t.same(parseWechatJson('{"errmsg":"rid: 1234567890123456789"}'), { errmsg: 'rid: 1234567890123456789' })
   t.throws(() => parseWechatJson('<html>'))
 })
+
+// The common compact answer is read by one pattern instead of JSON.parse: it must answer exactly what
+// the general path answers, and anything it cannot read the same way must fall through to it.
+test('the fast path for the common answer agrees with the general path', async (t) => {
+  const general = (text: string): unknown => JSON.parse(text.replace(/("msgid"\s*:\s*)(\d+)/, '$1"$2"'))
+  for (const text of [
+    '{"errcode":0,"errmsg":"ok","msgid":2100000000000000123}',
+    '{"errcode":0,"errmsg":"ok"}',
+    '{"errcode":-1,"errmsg":"system error rid: 64b09fbb-56b7faa9-1054a9fe"}',
+    '{"errcode":43101,"errmsg":"user refuse to accept the msg rid: 64b09fbb-56b7faa9-1054a9fe"}',
+    '{"errcode":0,"errmsg":"","msgid":7}',
+    '{"errcode":0,"errmsg":"好","msgid":00123}',
+    '{"errcode":0,"errmsg":"ok","msgid":18446744073709551615}'
+  ]) {
+    t.same(parseWechatJson(text), general(text), text)
+  }
+  t.same(parseWechatJson('{"errcode":0,"errmsg":"ok","msgid":42}'), { errcode: 0, errmsg: 'ok', msgid: '42' }, 'msgid stays a string')
+  t.equal(Object.is((parseWechatJson('{"errcode":-0,"errmsg":"x"}') as { errcode: number }).errcode, -0), true, '-0 as JSON.parse reads it')
+  // Not the fast path's shape: escapes, other fields, long or malformed numbers, raw control characters.
+  t.same(parseWechatJson('{"errcode":0,"errmsg":"a\\"b\\u4e2d","msgid":1}'), { errcode: 0, errmsg: 'a"b中', msgid: '1' })
+  t.same(parseWechatJson('{"errcode":0,"errmsg":"ok","msgid":1,"extra":true}'), { errcode: 0, errmsg: 'ok', msgid: '1', extra: true })
+  t.same(parseWechatJson('{"errcode":12345678901234567890,"errmsg":"ok"}'), { errcode: '12345678901234567890', errmsg: 'ok' })
+  t.throws(() => parseWechatJson('{"errcode":01,"errmsg":"ok"}'), 'a leading zero is not JSON')
+  t.throws(() => parseWechatJson('{"errcode":0,"errmsg":"a\u0001b"}'), 'a raw control character is not JSON')
+  t.throws(() => parseWechatJson('{"errcode":0,"errmsg":"ok"} '.repeat(2)))
+})

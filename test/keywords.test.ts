@@ -1,4 +1,6 @@
+import fc from 'fast-check'
 import { test } from 'tap'
+import { codePointLength } from '../lib/delivery/keyword-rules.js'
 import {
   AMOUNT_MAX_INTEGER_DIGITS,
   checkKeyword,
@@ -447,4 +449,46 @@ test('fixKeyword output always passes checkKeyword', async (t) => {
   }
   t.ok(fixed > 100, `fixed ${fixed} values`)
   t.equal(NAME_HAN_MAX_LENGTH, 10)
+})
+
+// The charset rules answer most values with one whole-string pattern and walk the characters only to
+// name the first one refused: both must agree on every string, including lone surrogates and astral
+// characters. The reference here is the per-character definition of each rule (WECHAT.md §3).
+test('charset rules: the whole-string fast path agrees with the per-character rule', async (t) => {
+  const HAN = /\p{Script=Han}/u
+  const CONTROL = /[\p{Cc}\u2028\u2029]/u
+  const LETTER_OR_NUMBER = /[\p{L}\p{N}]/u
+  const allowed: Record<string, (ch: string) => boolean> = {
+    letter1: (ch) => /^[A-Za-z]$/.test(ch),
+    character_string1: (ch) => !HAN.test(ch) && !CONTROL.test(ch),
+    phone_number1: (ch) => /^[0-9]$/.test(ch) || !(LETTER_OR_NUMBER.test(ch) || CONTROL.test(ch)),
+    name1: (ch) => !/\p{N}/u.test(ch) && !CONTROL.test(ch),
+    phrase1: (ch) => /^\p{Script=Han}$/u.test(ch)
+  }
+  const SEED = Number(process.env.FUZZ_SEED ?? 20260301)
+  fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 12 }), fc.string({ unit: fc.constantFrom('a', 'Z', '7', '中', '·', ' ', '\n', '\u2028', '\ud800', '😀', '٣', 'é'), maxLength: 8 }), (any, mixed) => {
+    for (const value of [any, mixed, `${mixed}${any}`]) {
+      if (value.trim() === '') continue
+      for (const [key, ok] of Object.entries(allowed)) {
+        const refused = [...value].find((ch) => !ok(ch))
+        const rule = checkKeyword(key, value)?.rule ?? ''
+        if (refused !== undefined && !rule.endsWith('.charset')) throw new Error(`${key} = ${show(value)}: ${show(refused)} should be refused, got ${rule || 'valid'}`)
+        if (refused === undefined && rule.endsWith('.charset')) throw new Error(`${key} = ${show(value)}: no character should be refused, got ${rule}`)
+      }
+    }
+  }), { numRuns: 3000, seed: SEED })
+  t.pass('3000 random strings agree')
+})
+
+test('lengths count code points, lone surrogates as one', async (t) => {
+  t.equal(codePointLength(''), 0)
+  t.equal(codePointLength('abc'), 3)
+  t.equal(codePointLength('😀😀'), 2)
+  t.equal(codePointLength('\ud800'), 1)
+  t.equal(codePointLength('\ud800\ud800\udc00'), 2)
+  t.equal(codePointLength('\udc00\ud800'), 2)
+  t.equal(codePointLength('a\ud83d'), 2)
+  fc.assert(fc.property(fc.string({ unit: 'binary' }), (s) => codePointLength(s) === [...s].length), { numRuns: 2000, seed: 7 })
+  t.equal(checkKeyword('thing1', '😀'.repeat(20)), null, '20 emoji are 20 characters (40 UTF-16 units)')
+  t.equal(checkKeyword('thing1', '😀'.repeat(21))?.rule, 'thing.maxLength')
 })

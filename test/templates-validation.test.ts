@@ -38,8 +38,13 @@ const VALID: Record<string, string> = {
   enum_string14: '通过'
 }
 
+/** Waits for a background effect; fails loudly (not by going on) when it does not come within 20 s. */
 async function until (check: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 5))
+  const deadline = Date.now() + 20_000
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out after 20 s waiting for a background effect')
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
 }
 
 const repeat = (text: string, n: number): string => text.repeat(n)

@@ -1,7 +1,8 @@
-import { EventEmitter } from 'node:events'
 import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import { WechatUpstreamError } from '../errors.js'
+import { Deadlines } from './deadlines.js'
+import { Exchange } from './exchange.js'
 import { parseWechatJson } from './json.js'
 
 export interface HttpClientOptions {
@@ -16,6 +17,8 @@ export interface CallOptions {
   query?: Record<string, string | number | undefined>
   json?: unknown
   form?: string
+  /** an already encoded query string, appended after `query` (WechatApi's access_token, encoded once per token) */
+  search?: string
 }
 
 export interface UpstreamFields {
@@ -29,6 +32,11 @@ export interface UpstreamFields {
 const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT'])
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'WECHAT_DEADLINE'])
 
+// Shared, never mutated (undici only reads them): no header object per call.
+const GET_HEADERS = Object.freeze({ accept: 'application/json' })
+const JSON_HEADERS = Object.freeze({ accept: 'application/json', 'content-type': 'application/json' })
+const FORM_HEADERS = Object.freeze({ accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' })
+
 /**
  * The only place that speaks HTTP to WeChat. One undici Pool per base URL, owned here and closed
  * in `close()`. A call walks the ordered `baseUrls` and moves to the next one only on a network
@@ -37,9 +45,11 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 export class WechatHttpClient {
   private readonly pools: { baseUrl: string, pool: Pool }[]
   private readonly timeout: number
+  private readonly deadlines: Deadlines
 
   constructor (options: HttpClientOptions) {
     this.timeout = options.timeout
+    this.deadlines = new Deadlines(options.timeout)
     this.pools = options.baseUrls.map((baseUrl) => ({
       baseUrl,
       pool: new Pool(baseUrl, {
@@ -53,14 +63,18 @@ export class WechatHttpClient {
   }
 
   async call (method: 'GET' | 'POST', path: string, options: CallOptions = {}): Promise<unknown> {
-    const url = buildPath(path, options.query)
+    const url = buildPath(path, options.query, options.search)
+    let request: Dispatcher.DispatchOptions | undefined
     let lastError: Error | undefined
     let ambiguous = false
     let timedOut = false
     let httpStatus: number | undefined
     for (const { pool } of this.pools) {
       try {
-        return await this.callOne(pool, method, url, options)
+        request ??= requestOf(method, url, options)
+        // undici's own timeouts use coarse timers (about 1 s resolution), so the call has its own
+        // deadline: connect, headers and body together, on the client's shared deadline timer.
+        return answerOf(await new Exchange(this.deadlines).start(pool, request))
       } catch (err) {
         const failure = describeFailure(err)
         ambiguous ||= failure.ambiguous
@@ -78,43 +92,8 @@ export class WechatHttpClient {
     throw error
   }
 
-  private async callOne (pool: Pool, method: 'GET' | 'POST', url: string, options: CallOptions): Promise<unknown> {
-    const headers: Record<string, string> = { accept: 'application/json' }
-    let body: string | undefined
-    if (options.json !== undefined) {
-      headers['content-type'] = 'application/json'
-      body = JSON.stringify(options.json)
-    } else if (options.form !== undefined) {
-      headers['content-type'] = 'application/x-www-form-urlencoded'
-      body = options.form
-    }
-    // undici's own timeouts use coarse timers (about 1 s resolution), so the call has its own deadline.
-    // An EventEmitter is undici's cheapest abort signal: AbortSignal.timeout costs ~12 µs a call.
-    const deadline = new EventEmitter()
-    const timer = setTimeout(() => { timedOutSignals.add(deadline); deadline.emit('abort') }, this.timeout)
-    let text: string
-    let statusCode: number
-    try {
-      const response = await pool.request({ method, path: url, headers, body, signal: deadline })
-      statusCode = response.statusCode
-      text = statusCode >= 500 ? (await response.body.dump(), '') : await response.body.text()
-    } catch (err) {
-      if (timedOutSignals.delete(deadline)) throw new DeadlineError()
-      throw err
-    } finally {
-      clearTimeout(timer)
-      timedOutSignals.delete(deadline)
-    }
-    if (statusCode >= 400) throw new HttpStatusError(statusCode)
-    try {
-      return parseWechatJson(text)
-    } catch {
-      // A 200 that is not JSON comes from a proxy or a half-answer, never from WeChat itself.
-      throw new HttpStatusError(statusCode, 'the answer was not JSON')
-    }
-  }
-
   async close (): Promise<void> {
+    this.deadlines.close()
     await Promise.all(this.pools.map(({ pool }) => pool.close().catch(() => pool.destroy())))
   }
 
@@ -124,26 +103,40 @@ export class WechatHttpClient {
   }
 }
 
-/** Signals whose deadline fired, so an abort is reported as a timeout. */
-const timedOutSignals = new WeakSet<EventEmitter>()
-
-class DeadlineError extends Error {
-  readonly code = 'WECHAT_DEADLINE'
-}
-
 class HttpStatusError extends Error {
   constructor (readonly statusCode: number, detail?: string) {
     super(detail ?? `HTTP ${statusCode}`)
   }
 }
 
-function buildPath (path: string, query?: CallOptions['query']): string {
-  if (!query) return path
-  const params = new URLSearchParams()
-  for (const [key, value] of Object.entries(query)) {
-    if (value !== undefined) params.append(key, String(value))
+/** The request, the same for every base URL (built once, on the first attempt). */
+function requestOf (method: 'GET' | 'POST', path: string, options: CallOptions): Dispatcher.DispatchOptions {
+  if (options.json !== undefined) return { method, path, headers: JSON_HEADERS, body: JSON.stringify(options.json) }
+  if (options.form !== undefined) return { method, path, headers: FORM_HEADERS, body: options.form }
+  return { method, path, headers: GET_HEADERS }
+}
+
+/** WeChat's JSON answer, or the failure an HTTP error status or a non-JSON body means. */
+function answerOf ({ statusCode, text }: Exchange): unknown {
+  if (statusCode >= 400) throw new HttpStatusError(statusCode)
+  try {
+    return parseWechatJson(text)
+  } catch {
+    // A 200 that is not JSON comes from a proxy or a half-answer, never from WeChat itself.
+    throw new HttpStatusError(statusCode, 'the answer was not JSON')
   }
-  const qs = params.toString()
+}
+
+function buildPath (path: string, query?: CallOptions['query'], search?: string): string {
+  let qs = ''
+  if (query) {
+    const params = new URLSearchParams()
+    for (const [key, value] of Object.entries(query)) {
+      if (value !== undefined) params.append(key, String(value))
+    }
+    qs = params.toString()
+  }
+  if (search) qs = qs ? `${qs}&${search}` : search
   return qs ? `${path}?${qs}` : path
 }
 

@@ -10,7 +10,23 @@ const BARE_LONG_NUMBER = /[:[,]\s*-?\d{16,}/
 /** The one big number WeChat sends on every success: quoted in place, so JSON.parse keeps its digits. */
 const MSGID = /("msgid"\s*:\s*)(\d+)/
 
+/**
+ * Fast path for the answer nearly every call gets, `{"errcode":0,"errmsg":"ok","msgid":…}` (errcode,
+ * errmsg and an optional msgid, compact): read by one anchored pattern instead of a replace, a test
+ * and a parse. Only what JSON.parse would read the same way matches (a JSON integer, a string with no
+ * escapes or control characters); anything else takes the general path below.
+ */
+// eslint-disable-next-line no-control-regex -- JSON forbids raw control characters in strings: such text must take the general path
+const COMMON_ANSWER = /^\{"errcode":(-?(?:0|[1-9]\d{0,8})),"errmsg":"([^"\\\u0000-\u001f]*)"(?:,"msgid":(\d+))?\}$/
+
 export function parseWechatJson (text: string): unknown {
+  const common = COMMON_ANSWER.exec(text)
+  if (common !== null) {
+    const msgid = common[3]
+    return msgid === undefined
+      ? { errcode: Number(common[1]), errmsg: common[2] }
+      : { errcode: Number(common[1]), errmsg: common[2], msgid }
+  }
   const quoted = text.replace(MSGID, '$1"$2"')
   if (!BARE_LONG_NUMBER.test(quoted)) return JSON.parse(quoted)
   return parseLossless(text, null, (value: string) => isSafeNumber(value) ? Number(value) : value)

@@ -14,7 +14,8 @@ export const SUBSCRIBE_SEND_PATH = '/cgi-bin/message/subscribe/send'
 
 /** One call of subscribe/send. `msgid`, when WeChat sends one, stays a decimal string (WECHAT.md §2.2). */
 export async function subscribeSend (api: WechatApi, message: WireMessage): Promise<ApiAnswer & { msgid?: string }> {
-  const answer = await api.call('POST', SUBSCRIBE_SEND_PATH, { json: message })
+  const answer: ApiAnswer & { msgid?: string } = await api.call('POST', SUBSCRIBE_SEND_PATH, { json: message })
   const msgid = answer.body.msgid
-  return { ...answer, msgid: msgid === undefined || msgid === null ? undefined : String(msgid) }
+  answer.msgid = msgid === undefined || msgid === null ? undefined : String(msgid)
+  return answer
 }

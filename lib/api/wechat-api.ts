@@ -17,16 +17,24 @@ export interface ApiAnswer {
  * get the current one and retry once (WECHAT.md §1.5).
  */
 export class WechatApi {
+  /** `access_token=…` of the last token used, encoded once per token rather than once per call */
+  private search = { token: '', encoded: '' }
+
   constructor (readonly http: WechatHttpClient, readonly tokens: TokenManager) {}
 
   async call (method: 'GET' | 'POST', path: string, options: CallOptions = {}): Promise<ApiAnswer> {
-    let token = await this.tokens.getToken()
+    let token = this.tokens.current() ?? await this.tokens.getToken()
     for (let retried = false; ; retried = true) {
-      const body = await this.http.call(method, path, { ...options, query: { ...options.query, access_token: token } })
+      const body = await this.http.call(method, path, { query: options.query, json: options.json, form: options.form, search: this.encoded(token) })
       const answer = toAnswer(body)
       if (retried || classifyErrcode(answer.errcode) !== 'token') return answer
       token = await this.tokens.rejected(token)
     }
+  }
+
+  private encoded (token: string): string {
+    if (this.search.token !== token) this.search = { token, encoded: new URLSearchParams({ access_token: token }).toString() }
+    return this.search.encoded
   }
 }
 
@@ -35,5 +43,6 @@ export function toAnswer (body: unknown): ApiAnswer {
   const raw = object.errcode
   const errcode = raw === undefined || raw === null ? 0 : Number(raw)
   const errmsg = typeof object.errmsg === 'string' ? object.errmsg : ''
-  return { errcode: Number.isFinite(errcode) ? errcode : -1, errmsg, rid: extractRid(errmsg), body: object }
+  // 'ok' is every success's errmsg: no rid to look for
+  return { errcode: Number.isFinite(errcode) ? errcode : -1, errmsg, rid: errmsg === 'ok' ? undefined : extractRid(errmsg), body: object }
 }

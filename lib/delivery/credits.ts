@@ -23,13 +23,19 @@ export class Credits {
     private readonly log: FastifyBaseLogger
   ) {}
 
-  private counts (templateId: string): boolean {
+  /** Whether sends of this template move the ledger at all (settle() does nothing otherwise). */
+  counts (templateId: string): boolean {
     return this.mode !== 'off' && this.kindOf(templateId) !== 'long-term'
+  }
+
+  /** Whether reserve() would take a credit (otherwise it answers false without asking the store). */
+  reserves (templateId: string): boolean {
+    return this.mode === 'enforce' && this.counts(templateId)
   }
 
   /** enforce: take a credit before any call, or throw FST_WECHAT_NO_CREDIT. Returns whether one was taken. */
   async reserve (openid: string, templateId: string): Promise<boolean> {
-    if (this.mode !== 'enforce' || !this.counts(templateId)) return false
+    if (!this.reserves(templateId)) return false
     const { ok } = await this.store.useCredit(openid, templateId, true)
     if (!ok) throw new WechatNoCreditError(`the user has no subscription credit for template ${templateId} (credits: 'enforce'); they must accept the subscribe pop-up first`)
     return true

@@ -5,7 +5,7 @@ import type { MessageRecord, StatsSnapshot, Status } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
 import type { PreparedMessage } from './message.js'
 import { invalid, prepareMessage } from './message.js'
-import { templateIdsOf } from './templates.js'
+import { templateIdOf, templateIdsOf } from './templates.js'
 import type { TemplateRules } from './templates.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
 import { newMessageId } from './sender.js'
@@ -53,8 +53,11 @@ export class Delivery {
 
   /** `fastify.wechat.send`: calls WeChat now; resolves `{ id, msgid? }` or rejects with a coded error. */
   async send (message: unknown, options: SendOptions = {}): Promise<SendResult> {
-    const wait = this.templates?.prepare(templateIdsOf([message]))
-    if (wait !== undefined) await wait
+    if (this.templates !== undefined) {
+      const templateId = templateIdOf(message)
+      const wait = this.templates.prepare(templateId === undefined ? [] : [templateId])
+      if (wait !== undefined) await wait
+    }
     const prepared = prepareMessage(message, this.options, this.templates?.lookup)
     const key = checkKey(options.idempotencyKey)
     const id = newMessageId()
@@ -64,9 +67,10 @@ export class Delivery {
       if (!claim.created) return { id: claim.record.id, ...(claim.record.msgid ? { msgid: claim.record.msgid } : {}), duplicate: true }
     }
     const { touser, template_id: templateId } = prepared.wire
-    const reserved = await this.ledger.reserve(touser, templateId)
+    // The ledger is asked only when its mode counts this template (no promise per send otherwise).
+    const reserved = this.ledger.reserves(templateId) ? await this.ledger.reserve(touser, templateId) : false
     const outcome = await this.sender.deliver(id, prepared.wire, { attempts: this.options.retry.attempts, signal: options.signal })
-    await this.ledger.settle(touser, templateId, outcome, reserved)
+    if (this.ledger.counts(templateId)) await this.ledger.settle(touser, templateId, outcome, reserved)
     this.track(this.recordOutcome(id, prepared, outcome, key !== undefined))
     if (outcome.status !== 'sent') throw outcome.error
     const result: SendResult = { id }
@@ -131,7 +135,7 @@ export class Delivery {
 
   private track (write: Promise<void>): void {
     this.writes.add(write)
-    write.finally(() => this.writes.delete(write)).catch(() => {})
+    write.then(() => this.writes.delete(write), () => this.writes.delete(write))
   }
 
   async flush (): Promise<void> {
@@ -256,12 +260,13 @@ export class Delivery {
 
   /** One awaited write per direct send: the final state (or the update of the claimed record). */
   private async recordOutcome (id: string, prepared: PreparedMessage, outcome: DeliveryOutcome, claimed: boolean): Promise<void> {
-    const patch = { status: outcome.status, attempts: outcome.attempts, msgid: outcome.msgid, errcode: outcome.errcode, errmsg: outcome.errmsg }
     try {
       if (claimed) {
+        const patch = { status: outcome.status, attempts: outcome.attempts, msgid: outcome.msgid, errcode: outcome.errcode, errmsg: outcome.errmsg }
         await this.store.updateRecord(id, patch, { ttlSeconds: this.options.retentionSeconds, now: this.nowIso() })
       } else {
-        const record = { ...this.newRecord(id, prepared, outcome.status, 'send'), attempts: outcome.attempts }
+        const record = this.newRecord(id, prepared, outcome.status, 'send')
+        record.attempts = outcome.attempts
         if (outcome.msgid !== undefined) record.msgid = outcome.msgid
         if (outcome.errcode !== undefined) record.errcode = outcome.errcode
         if (outcome.errmsg !== undefined) record.errmsg = outcome.errmsg
@@ -277,8 +282,13 @@ export class Delivery {
     return { id, status, templateId: prepared.wire.template_id, toUser: prepared.wire.touser, attempts: 0, createdAt: now, updatedAt: now, source }
   }
 
+  /** The last ISO time made: many sends finish within the same millisecond. */
+  private lastIso = { ms: NaN, iso: '' }
+
   private nowIso (): string {
-    return new Date(this.options.clock.now()).toISOString()
+    const ms = this.options.clock.now()
+    if (ms !== this.lastIso.ms) this.lastIso = { ms, iso: new Date(ms).toISOString() }
+    return this.lastIso.iso
   }
 }
 

@@ -56,8 +56,17 @@ const CONTROL = /[\p{Cc}\u2028\u2029]/u
 const DIGIT = /^[0-9]$/
 const LETTER_OR_NUMBER = /[\p{L}\p{N}]/u
 
+/** Code points (a lone surrogate counts as one, as with `[...value]`), counted without an array. */
 export function codePointLength (value: string): number {
-  return [...value].length
+  let length = value.length
+  for (let i = 0; i < value.length - 1; i++) {
+    const unit = value.charCodeAt(i)
+    if (unit >= 0xd800 && unit <= 0xdbff) {
+      const next = value.charCodeAt(i + 1)
+      if (next >= 0xdc00 && next <= 0xdfff) { length--; i++ }
+    }
+  }
+  return length
 }
 
 function describeChar (ch: string): string {
@@ -67,11 +76,18 @@ function describeChar (ch: string): string {
 }
 
 function maxLength (value: string, max: number, qualifier = ''): RuleFailure | null {
+  // A string has at least as many UTF-16 units as code points: short ones need no counting.
+  if (value.length <= max) return null
   const length = codePointLength(value)
   return length > max ? ['maxLength', `must be at most ${max} characters${qualifier} (got ${length})`] : null
 }
 
-function charset (value: string, allowed: (ch: string) => boolean, what: string): RuleFailure | null {
+/**
+ * `whole` matches exactly the strings whose every code point is `allowed`: one regex test answers
+ * the common case, and the per-character walk only runs to name the first character refused.
+ */
+function charset (value: string, whole: RegExp, allowed: (ch: string) => boolean, what: string): RuleFailure | null {
+  if (whole.test(value)) return null
   for (const ch of value) {
     if (!allowed(ch)) return ['charset', `may only contain ${what} (found ${describeChar(ch)})`]
   }
@@ -86,6 +102,20 @@ const AMOUNT = /^\p{Sc}?(\d+)(?:\.\d+)?元?$/u
 // §3 car_number: the province prefix and a suffix such as 挂/学/警 are Chinese, the rest letters/digits.
 const CAR_NUMBER = /^\p{Script=Han}?[A-Za-z0-9]+\p{Script=Han}?$/u
 const PHRASE_CHAR = /^\p{Script=Han}$/u
+
+// Per-character predicates of the charset rules, and for each the pattern of a whole string of such characters.
+const isAsciiLetter = (ch: string): boolean => ASCII_LETTER.test(ch)
+const ALL_ASCII_LETTERS = /^[A-Za-z]*$/
+const isSymbol = (ch: string): boolean => !LETTER_OR_NUMBER.test(ch)
+const ALL_SYMBOLS = /^[^\p{L}\p{N}]*$/u
+const isCharacterStringChar = (ch: string): boolean => !HAN.test(ch) && !CONTROL.test(ch)
+const ALL_CHARACTER_STRING = /^[^\p{Script=Han}\p{Cc}\u2028\u2029]*$/u
+const isPhoneChar = (ch: string): boolean => DIGIT.test(ch) || !(LETTER_OR_NUMBER.test(ch) || CONTROL.test(ch))
+const ALL_PHONE = /^(?:[0-9]|[^\p{L}\p{N}\p{Cc}\u2028\u2029])*$/u
+const isNameChar = (ch: string): boolean => !/\p{N}/u.test(ch) && !CONTROL.test(ch)
+const ALL_NAME = /^[^\p{N}\p{Cc}\u2028\u2029]*$/u
+const isPhraseChar = (ch: string): boolean => PHRASE_CHAR.test(ch)
+const ALL_PHRASE = /^\p{Script=Han}*$/u
 
 // A date at the start of a time/date point: 2019年10月1日 or 2019-10-01 (also / and .; the separator must
 // repeat). The lookaheads only allow the spaces before it when a time follows, so a trailing space fails
@@ -117,8 +147,13 @@ const POINT_FORMAT = {
 
 // One side of a time/date value. §3: a `time` needs the clock part and may carry a date; a `date` needs
 // the date and may carry a clock time.
+const FORMAT_FAILURE: Readonly<Record<'time' | 'date', RuleFailure>> = {
+  time: ['format', POINT_FORMAT.time],
+  date: ['format', POINT_FORMAT.date]
+}
+
 function checkPoint (point: string, kind: 'time' | 'date'): RuleFailure | null {
-  const format: RuleFailure = ['format', POINT_FORMAT[kind]]
+  const format = FORMAT_FAILURE[kind]
   const d = DATE_PREFIX.exec(point)
   if (d === null && kind === 'date') return format
   if (d !== null) {
@@ -139,10 +174,10 @@ function checkPoint (point: string, kind: 'time' | 'date'): RuleFailure | null {
 // the official examples' style, so they are accepted.
 function timeOrDate (kind: 'time' | 'date'): Checker {
   return (value) => {
-    const parts = value.split('~')
-    if (parts.length > 2) return ['format', POINT_FORMAT[kind]]
-    if (parts.length === 1) return checkPoint(value, kind)
-    return checkPoint(parts[0].replace(/ +$/, ''), kind) ?? checkPoint(parts[1].replace(/^ +/, ''), kind)
+    const tilde = value.indexOf('~')
+    if (tilde === -1) return checkPoint(value, kind)
+    if (value.includes('~', tilde + 1)) return FORMAT_FAILURE[kind]
+    return checkPoint(value.slice(0, tilde).replace(/ +$/, ''), kind) ?? checkPoint(value.slice(tilde + 1).replace(/^ +/, ''), kind)
   }
 }
 
@@ -164,17 +199,17 @@ export const RULES: Readonly<Record<KeywordType, Checker>> = {
     const digits = v.length - (v.includes('.') ? 1 : 0)
     return digits > KEYWORD_LIMITS.number ? ['maxLength', `must have at most ${KEYWORD_LIMITS.number} digits (got ${digits})`] : null
   },
-  letter: (v) => charset(v, (ch) => ASCII_LETTER.test(ch), 'ASCII letters') ?? maxLength(v, KEYWORD_LIMITS.letter),
+  letter: (v) => charset(v, ALL_ASCII_LETTERS, isAsciiLetter, 'ASCII letters') ?? maxLength(v, KEYWORD_LIMITS.letter),
   symbol: (v) => {
     const control = [...v].find((ch) => CONTROL.test(ch))
     if (control !== undefined) {
       return ['controlChar', `must not contain line breaks or other control characters (found ${describeChar(control)})`]
     }
-    return charset(v, (ch) => !LETTER_OR_NUMBER.test(ch), 'symbols, not letters, digits or Chinese characters') ??
+    return charset(v, ALL_SYMBOLS, isSymbol, 'symbols, not letters, digits or Chinese characters') ??
       maxLength(v, KEYWORD_LIMITS.symbol)
   },
   // §3 forbids only Chinese; any other letter, digit, symbol or space is taken.
-  character_string: (v) => charset(v, (ch) => !HAN.test(ch) && !CONTROL.test(ch),
+  character_string: (v) => charset(v, ALL_CHARACTER_STRING, isCharacterStringChar,
     'digits, letters and symbols, no Chinese characters') ?? maxLength(v, KEYWORD_LIMITS.character_string),
   time: timeOrDate('time'),
   date: timeOrDate('date'),
@@ -191,7 +226,7 @@ export const RULES: Readonly<Record<KeywordType, Checker>> = {
   // §3 phone_number: "digits and symbols" (+86-0766-66888866): any non-letter, non-control character.
   // Requiring one digit catches a value that is only punctuation.
   phone_number: (v) =>
-    charset(v, (ch) => DIGIT.test(ch) || !(LETTER_OR_NUMBER.test(ch) || CONTROL.test(ch)), 'digits and symbols') ??
+    charset(v, ALL_PHONE, isPhoneChar, 'digits and symbols') ??
     (/\d/.test(v) ? null : ['format', 'must contain at least one digit']) ??
     maxLength(v, KEYWORD_LIMITS.phone_number),
   car_number: (v) => CAR_NUMBER.test(v)
@@ -200,11 +235,11 @@ export const RULES: Readonly<Record<KeywordType, Checker>> = {
         'last, e.g. 京A12345 or 粤A8Z888挂'],
   // §3 name: "≤10 Chinese characters, or ≤20 letters/symbols; mixed counts as Chinese". Digits are not
   // letters or symbols, so they are rejected; spaces and name punctuation (. · - ') are symbols.
-  name: (v) => charset(v, (ch) => !/\p{N}/u.test(ch) && !CONTROL.test(ch), 'letters and symbols, no digits') ??
+  name: (v) => charset(v, ALL_NAME, isNameChar, 'letters and symbols, no digits') ??
     (HAN.test(v)
       ? maxLength(v, NAME_HAN_MAX_LENGTH, ' when it contains Chinese characters')
       : maxLength(v, KEYWORD_LIMITS.name)),
-  phrase: (v) => charset(v, (ch) => PHRASE_CHAR.test(ch), 'Chinese characters') ?? maxLength(v, KEYWORD_LIMITS.phrase),
+  phrase: (v) => charset(v, ALL_PHRASE, isPhraseChar, 'Chinese characters') ?? maxLength(v, KEYWORD_LIMITS.phrase),
   enum: enumChecker,
   enum_string: enumChecker
 }

@@ -43,15 +43,34 @@ const KEY = /^[a-z_]+\d+$/
 const KEY_PARTS = /^([a-z_]+?)(\d+)$/
 const TYPES: ReadonlySet<string> = new Set(KEYWORD_TYPES)
 
+interface KeyInfo { keyword: boolean, type: KeywordType | undefined }
+
+// Every send asks about the same few template keys: what the two patterns say of a key is kept
+// (bounded, and only for key-sized strings, since keys may come from a request).
+const KEY_INFO = new Map<string, KeyInfo>()
+const KEY_INFO_CAP = 1024
+const KEY_INFO_MAX_KEY_LENGTH = 64
+
+function keyInfo (key: string): KeyInfo {
+  const cached = KEY_INFO.get(key)
+  if (cached !== undefined) return cached
+  const m = KEY_PARTS.exec(key)
+  const info: KeyInfo = { keyword: KEY.test(key), type: m !== null && TYPES.has(m[1]) ? m[1] as KeywordType : undefined }
+  if (key.length <= KEY_INFO_MAX_KEY_LENGTH) {
+    if (KEY_INFO.size >= KEY_INFO_CAP) KEY_INFO.clear()
+    KEY_INFO.set(key, info)
+  }
+  return info
+}
+
 /** Whether `key` has the `type + index` shape of real template keys (`thing1`, `phone_number4`). */
 export function isKeywordKey (key: string): boolean {
-  return KEY.test(key)
+  return keyInfo(key).keyword
 }
 
 /** The keyword type of a template key, or undefined for a key without an index or of an unknown type. */
 export function keywordType (key: string): KeywordType | undefined {
-  const m = KEY_PARTS.exec(key)
-  return m !== null && TYPES.has(m[1]) ? m[1] as KeywordType : undefined
+  return keyInfo(key).type
 }
 
 // The docs type `value` as `any` and WeChat takes numbers (WECHAT.md §2.1), so a number reaching us

@@ -3,6 +3,7 @@ import type { InvalidMessageFields } from '../errors.js'
 import type { WireMessage } from '../api/subscribe.js'
 import type { ResolvedOptions } from '../options.js'
 import { checkKeyword, fixKeyword, isKeywordKey } from './keywords.js'
+import type { KeywordCheckOptions } from './keywords.js'
 import { declaredShape } from './templates.js'
 import type { KeywordSpecValue, TemplateLookup, TemplateShape } from './templates.js'
 
@@ -30,6 +31,9 @@ const MESSAGE_FIELDS = new Set(['toUser', 'templateId', 'template', 'data', 'pag
 const STATES = new Set(['developer', 'trial', 'formal'])
 const LANGS = new Set(['zh_CN', 'en_US', 'zh_HK', 'zh_TW'])
 const MAX_KEYS = 50
+const BLANK_OR_CONTROL = /[\s\p{Cc}]/u
+/** check options of a key without an enum list, shared rather than allocated per key */
+const NO_ENUM: KeywordCheckOptions = Object.freeze({})
 
 /**
  * Turn a caller's message into WeChat's wire form, or throw FST_WECHAT_INVALID_MESSAGE naming every
@@ -40,42 +44,43 @@ const MAX_KEYS = 50
  */
 export function prepareMessage (input: unknown, options: Pick<ResolvedOptions, 'defaults' | 'validation'>, templates?: TemplateLookup): PreparedMessage {
   const violations: Violation[] = []
-  const bad = (key: string, rule: string, message: string): void => { violations.push({ key, rule, message }) }
   if (input === null || typeof input !== 'object' || Array.isArray(input)) throw invalid([{ key: 'message', rule: 'type', message: 'the message must be an object' }])
   const message = input as Record<string, unknown>
 
   for (const field of Object.keys(message)) {
-    if (!MESSAGE_FIELDS.has(field)) bad(field, 'unknown', `${field} is not a message field (expected toUser, templateId or template, data, page, miniprogramState, lang)`)
+    if (!MESSAGE_FIELDS.has(field)) bad(violations, field, 'unknown', `${field} is not a message field (expected toUser, templateId or template, data, page, miniprogramState, lang)`)
   }
   const toUser = message.toUser
-  if (typeof toUser !== 'string' || toUser.trim() === '') bad('toUser', 'required', 'toUser must be the recipient\'s openid (a non-empty string)')
-  else if (toUser.length > 128 || /[\s\p{Cc}]/u.test(toUser)) bad('toUser', 'format', 'toUser must be an openid: no spaces or control characters, at most 128 characters')
-  const typed = readTemplate(message, bad)
+  if (typeof toUser !== 'string' || toUser.trim() === '') bad(violations, 'toUser', 'required', 'toUser must be the recipient\'s openid (a non-empty string)')
+  else if (toUser.length > 128 || BLANK_OR_CONTROL.test(toUser)) bad(violations, 'toUser', 'format', 'toUser must be an openid: no spaces or control characters, at most 128 characters')
+  const typed = readTemplate(message, violations)
   const templateId = message.templateId ?? typed?.id
-  if (typeof templateId !== 'string' || templateId.trim() === '') bad('templateId', 'required', 'templateId must be a non-empty string (or template: a defineTemplate() value)')
-  else if (templateId.length > 128 || /[\s\p{Cc}]/u.test(templateId)) bad('templateId', 'format', 'templateId must be a template id: no spaces or control characters, at most 128 characters')
+  if (typeof templateId !== 'string' || templateId.trim() === '') bad(violations, 'templateId', 'required', 'templateId must be a non-empty string (or template: a defineTemplate() value)')
+  else if (templateId.length > 128 || BLANK_OR_CONTROL.test(templateId)) bad(violations, 'templateId', 'format', 'templateId must be a template id: no spaces or control characters, at most 128 characters')
 
   const page = message.page ?? options.defaults.page
-  if (page !== undefined && (typeof page !== 'string' || page.length > 1024)) bad('page', 'type', 'page must be a string of at most 1024 characters')
+  if (page !== undefined && (typeof page !== 'string' || page.length > 1024)) bad(violations, 'page', 'type', 'page must be a string of at most 1024 characters')
   const state = message.miniprogramState ?? options.defaults.miniprogramState
-  if (state !== undefined && !STATES.has(state as string)) bad('miniprogramState', 'enum', 'miniprogramState must be developer, trial or formal')
+  if (state !== undefined && !STATES.has(state as string)) bad(violations, 'miniprogramState', 'enum', 'miniprogramState must be developer, trial or formal')
   const lang = message.lang ?? options.defaults.lang
-  if (lang !== undefined && !LANGS.has(lang as string)) bad('lang', 'enum', 'lang must be zh_CN, en_US, zh_HK or zh_TW')
+  if (lang !== undefined && !LANGS.has(lang as string)) bad(violations, 'lang', 'enum', 'lang must be zh_CN, en_US, zh_HK or zh_TW')
 
   const data: Record<string, { value: string }> = {}
   const changes: ValueChange[] = []
   const rawData = message.data
   if (rawData === null || typeof rawData !== 'object' || Array.isArray(rawData)) {
-    bad('data', 'required', 'data must be an object of template keywords, e.g. { thing1: \'Parcel shipped\' }')
+    bad(violations, 'data', 'required', 'data must be an object of template keywords, e.g. { thing1: \'Parcel shipped\' }')
   } else {
-    const shape = options.validation === 'off' || typeof templateId !== 'string' ? undefined : templateShape(templateId, typed, templates, bad)
-    const entries = Object.entries(rawData as Record<string, unknown>)
-    if (entries.length === 0) bad('data', 'required', 'data must hold at least one keyword')
-    if (entries.length > MAX_KEYS) bad('data', 'size', `data holds ${entries.length} keywords; a template has far fewer`)
-    for (const [key, raw] of entries.slice(0, MAX_KEYS)) {
-      const value = normaliseValue(raw)
+    const shape = options.validation === 'off' || typeof templateId !== 'string' ? undefined : templateShape(templateId, typed, templates, violations)
+    const keys = Object.keys(rawData)
+    if (keys.length === 0) bad(violations, 'data', 'required', 'data must hold at least one keyword')
+    if (keys.length > MAX_KEYS) bad(violations, 'data', 'size', `data holds ${keys.length} keywords; a template has far fewer`)
+    const count = Math.min(keys.length, MAX_KEYS)
+    for (let i = 0; i < count; i++) {
+      const key = keys[i] as string
+      const value = normaliseValue((rawData as Record<string, unknown>)[key])
       if (value === undefined) {
-        bad(`data.${key}`, 'type', `data.${key} must be a string, a finite number or { value: string | number }`)
+        bad(violations, `data.${key}`, 'type', `data.${key} must be a string, a finite number or { value: string | number }`)
         continue
       }
       if (options.validation === 'off') { data[key] = { value }; continue }
@@ -83,14 +88,14 @@ export function prepareMessage (input: unknown, options: Pick<ResolvedOptions, '
       if (shape !== undefined && spec === undefined) {
         // WeChat ignores a key its template lacks, so the value would silently never show: a typo.
         if (options.validation === 'truncate') changes.push({ key, from: value, to: '', changes: [`removed: not a key of template ${shape.id}`] })
-        else bad(`data.${key}`, 'unknown_key', `data.${key} is not a key of template ${shape.id} (its keys: ${[...shape.keys.keys()].join(', ')})`)
+        else bad(violations, `data.${key}`, 'unknown_key', `data.${key} is not a key of template ${shape.id} (its keys: ${[...shape.keys.keys()].join(', ')})`)
         continue
       }
       if (shape === undefined && !isKeywordKey(key)) {
-        bad(`data.${key}`, 'key', `data.${key} is not a template keyword (keywords are a type and a number, like thing1 or time2)`)
+        bad(violations, `data.${key}`, 'key', `data.${key} is not a template keyword (keywords are a type and a number, like thing1 or time2)`)
         continue
       }
-      const opts = { enumValues: spec?.enumValues }
+      const opts = spec?.enumValues === undefined ? NO_ENUM : { enumValues: spec.enumValues }
       const violation = checkKeyword(key, value, opts)
       if (!violation) { data[key] = { value }; continue }
       const fixed = options.validation === 'truncate' ? fixKeyword(key, value, opts) : null
@@ -98,13 +103,14 @@ export function prepareMessage (input: unknown, options: Pick<ResolvedOptions, '
         data[key] = { value: fixed.value }
         changes.push({ key, from: value, to: fixed.value, changes: fixed.changes })
       } else {
-        bad(`data.${key}`, violation.rule, `data.${violation.message}`)
+        bad(violations, `data.${key}`, violation.rule, `data.${violation.message}`)
       }
     }
-    if (shape !== undefined) {
-      const keys = [...shape.keys.keys()]
-      for (const key of keys) {
-        if (!Object.hasOwn(rawData, key)) bad(`data.${key}`, 'missing', `data.${key} is missing: template ${shape.id} needs ${keys.join(', ')}`)
+    // When every key was one of the template's and there are as many, none can be missing.
+    if (shape !== undefined && (keys.length !== shape.keys.size || violations.length > 0 || changes.length > 0)) {
+      const needed = [...shape.keys.keys()]
+      for (const key of needed) {
+        if (!Object.hasOwn(rawData, key)) bad(violations, `data.${key}`, 'missing', `data.${key} is missing: template ${shape.id} needs ${needed.join(', ')}`)
       }
     }
   }
@@ -117,18 +123,22 @@ export function prepareMessage (input: unknown, options: Pick<ResolvedOptions, '
   return { wire, changes }
 }
 
+function bad (violations: Violation[], key: string, rule: string, message: string): void {
+  violations.push({ key, rule, message })
+}
+
 interface TypedTemplate { id: string, keys: Readonly<Record<string, KeywordSpecValue>> }
 
 /** A typed message's `template` (a defineTemplate() value), checked; undefined when there is none. */
-function readTemplate (message: Record<string, unknown>, bad: (key: string, rule: string, message: string) => void): TypedTemplate | undefined {
+function readTemplate (message: Record<string, unknown>, violations: Violation[]): TypedTemplate | undefined {
   const template = message.template
   if (template === undefined) return undefined
   const t = template as Partial<TypedTemplate> | null
   if (t === null || typeof t !== 'object' || typeof t.id !== 'string' || t.keys === null || typeof t.keys !== 'object') {
-    bad('template', 'type', 'template must be a defineTemplate() value ({ id, keys })')
+    bad(violations, 'template', 'type', 'template must be a defineTemplate() value ({ id, keys })')
     return undefined
   }
-  if (message.templateId !== undefined && message.templateId !== t.id) bad('templateId', 'conflict', `templateId and template.id name different templates (${String(message.templateId)}, ${t.id})`)
+  if (message.templateId !== undefined && message.templateId !== t.id) bad(violations, 'templateId', 'conflict', `templateId and template.id name different templates (${String(message.templateId)}, ${t.id})`)
   return t as TypedTemplate
 }
 
@@ -137,10 +147,10 @@ function readTemplate (message: Record<string, unknown>, bad: (key: string, rule
  * over a declaration), else a typed message's declared keys. A template id the known list lacks is
  * refused like WeChat's 40037.
  */
-function templateShape (templateId: string, typed: TypedTemplate | undefined, templates: TemplateLookup | undefined, bad: (key: string, rule: string, message: string) => void): TemplateShape | undefined {
+function templateShape (templateId: string, typed: TypedTemplate | undefined, templates: TemplateLookup | undefined, violations: Violation[]): TemplateShape | undefined {
   const known = templates?.(templateId)
   if (known === 'unknown') {
-    bad('templateId', 'unknown_template', `templateId ${templateId} is not a template of this mini program (WeChat would answer 40037); add it in the MP console or with wechat.templates.add()`)
+    bad(violations, 'templateId', 'unknown_template', `templateId ${templateId} is not a template of this mini program (WeChat would answer 40037); add it in the MP console or with wechat.templates.add()`)
   } else if (known !== undefined) {
     return known
   }
@@ -148,7 +158,7 @@ function templateShape (templateId: string, typed: TypedTemplate | undefined, te
   try {
     return declaredShape(typed)
   } catch (err) {
-    bad('template', 'spec', (err as Error).message)
+    bad(violations, 'template', 'spec', (err as Error).message)
     return undefined
   }
 }

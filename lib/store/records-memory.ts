@@ -12,7 +12,8 @@ import type {
 export const MAX_MEMORY_RECORDS = 100_000
 
 interface Expiring<T> { value: T, until: number }
-interface StoredRecord { record: MessageRecord, sentAt?: number }
+/** A record with its expiry (one object per record: the store may hold 100,000 of them) */
+interface StoredRecord { record: MessageRecord, until: number, sentAt?: number }
 interface SentEntry { sentAt: number, id: string }
 
 /**
@@ -20,7 +21,7 @@ interface SentEntry { sentAt: number, id: string }
  * clock, pruned lazily, and bounded (`maxRecords`) so a long-running process cannot grow forever.
  */
 export class MemoryRecords implements RecordStore {
-  private readonly records = new Map<string, Expiring<StoredRecord>>()
+  private readonly records = new Map<string, StoredRecord>()
   private readonly idempotency = new Map<string, Expiring<string>>()
   private readonly msgids = new Map<string, Expiring<string>>()
   /** `toUser\ntemplateId` → 'sent' messages, oldest first */
@@ -35,26 +36,27 @@ export class MemoryRecords implements RecordStore {
   constructor (private readonly clock: Clock, private readonly maxRecords = MAX_MEMORY_RECORDS) {}
 
   async createRecord (input: MessageRecord, opts: CreateRecordOptions): Promise<{ created: boolean, record: MessageRecord }> {
-    const existing = this.live(this.records, input.id)
+    const now = this.clock.now()
+    const existing = this.liveRecord(input.id, now)
     if (existing) return { created: false, record: { ...existing.record } }
     const key = opts.idempotencyKey
     if (key !== undefined) {
-      const id = this.live(this.idempotency, key)
-      const prior = id === undefined ? undefined : this.live(this.records, id)
+      const id = this.live(this.idempotency, key, now)
+      const prior = id === undefined ? undefined : this.liveRecord(id, now)
       if (prior) return { created: false, record: { ...prior.record } }
     }
     const record = normalizeRecord(key === undefined ? input : { ...input, idempotencyKey: key })
-    const stored: StoredRecord = { record }
-    this.set(this.records, record.id, stored, opts.ttlSeconds)
-    if (key !== undefined) this.set(this.idempotency, key, record.id, opts.ttlSeconds)
-    if (record.msgid !== undefined) this.set(this.msgids, record.msgid, record.id, opts.ttlSeconds)
+    const stored: StoredRecord = { record, until: 0 }
+    this.putRecord(stored, opts.ttlSeconds, now, true)
+    if (key !== undefined) this.set(this.idempotency, key, record.id, opts.ttlSeconds, now)
+    if (record.msgid !== undefined) this.set(this.msgids, record.msgid, record.id, opts.ttlSeconds, now)
     this.counts.total++
-    this.enter(stored, null, record.status, isoToMs(record.updatedAt, this.clock.now()), record.updatedAt, true, opts.ttlSeconds)
+    this.enter(stored, null, record.status, isoToMs(record.updatedAt, now), record.updatedAt, true, opts.ttlSeconds)
     return { created: true, record: { ...record } }
   }
 
   async discardRecord (id: string): Promise<boolean> {
-    const stored = this.live(this.records, id)
+    const stored = this.liveRecord(id)
     if (!stored || stored.record.status !== 'pending') return false
     const { record } = stored
     this.records.delete(id)
@@ -67,7 +69,7 @@ export class MemoryRecords implements RecordStore {
   }
 
   async updateRecord (id: string, patch: RecordPatch, opts: UpdateRecordOptions): Promise<MessageRecord | null> {
-    const stored = this.live(this.records, id)
+    const stored = this.liveRecord(id)
     if (!stored) return null
     const old = stored.record.status
     const next = patch.status ?? old
@@ -80,14 +82,14 @@ export class MemoryRecords implements RecordStore {
     else if (patch.errmsg !== undefined) record.errmsg = patch.errmsg
     if (patch.msgid !== undefined) record.msgid = patch.msgid
     stored.record = record
-    this.set(this.records, id, stored, opts.ttlSeconds) // re-inserted: Map order is eviction order
+    this.putRecord(stored, opts.ttlSeconds) // re-inserted: Map order is eviction order
     if (patch.msgid !== undefined) this.set(this.msgids, patch.msgid, id, opts.ttlSeconds)
     this.enter(stored, old, next, isoToMs(opts.now, this.clock.now()), opts.now, typeof patch.errcode === 'number', opts.ttlSeconds)
     return { ...record }
   }
 
   async getRecord (id: string): Promise<MessageRecord | null> {
-    const entry = this.live(this.records, id)
+    const entry = this.liveRecord(id)
     return entry ? { ...entry.record } : null
   }
 
@@ -101,7 +103,7 @@ export class MemoryRecords implements RecordStore {
     for (const { sentAt, id } of this.sent.get(pairOf(toUser, templateId)) ?? []) {
       const distance = Math.abs(sentAt - aroundMs)
       if (distance > windowMs || distance >= bestDistance) continue
-      if (this.live(this.records, id)?.record.status !== 'sent') continue
+      if (this.liveRecord(id)?.record.status !== 'sent') continue
       best = id
       bestDistance = distance
     }
@@ -170,14 +172,15 @@ export class MemoryRecords implements RecordStore {
     this.counts[next]++
     counts[next]++
     if (FAILURE_STATES.includes(next)) this.failure(record, old, at, patchHasErrcode)
-    const pair = pairOf(record.toUser, record.templateId)
     if (old === 'sent' && stored.sentAt !== undefined) {
+      const pair = pairOf(record.toUser, record.templateId)
       const list = this.sent.get(pair)
       if (list) this.sent.set(pair, list.filter((e) => e.id !== record.id))
       delete stored.sentAt
     }
     // Receipts find a message by msgid when WeChat returned one; the pair index is only for the rest.
     if (next === 'sent' && record.msgid === undefined) {
+      const pair = pairOf(record.toUser, record.templateId)
       stored.sentAt = nowMs
       const cutoff = nowMs - ttlOf(ttlSeconds) * 1000
       const list = (this.sent.get(pair) ?? []).filter((e) => e.sentAt > cutoff)
@@ -209,10 +212,27 @@ export class MemoryRecords implements RecordStore {
     return credits
   }
 
-  private live<T> (map: Map<string, Expiring<T>>, key: string): T | undefined {
+  private liveRecord (id: string, now = this.clock.now()): StoredRecord | undefined {
+    const stored = this.records.get(id)
+    if (!stored) return undefined
+    if (stored.until > now) return stored
+    this.records.delete(id)
+    return undefined
+  }
+
+  /** `fresh`: the id is known to be absent (no delete needed to move it to the newest end) */
+  private putRecord (stored: StoredRecord, ttlSeconds: number, now = this.clock.now(), fresh = false): void {
+    const id = stored.record.id
+    if (!fresh) this.records.delete(id)
+    this.trim(this.records, (entry) => entry.until <= now)
+    stored.until = now + ttlOf(ttlSeconds) * 1000
+    this.records.set(id, stored)
+  }
+
+  private live<T> (map: Map<string, Expiring<T>>, key: string, now = this.clock.now()): T | undefined {
     const entry = map.get(key)
     if (!entry) return undefined
-    if (entry.until > this.clock.now()) return entry.value
+    if (entry.until > now) return entry.value
     map.delete(key)
     return undefined
   }
@@ -232,8 +252,7 @@ export class MemoryRecords implements RecordStore {
     }
   }
 
-  private set<T> (map: Map<string, Expiring<T>>, key: string, value: T, ttlSeconds: number): void {
-    const now = this.clock.now()
+  private set<T> (map: Map<string, Expiring<T>>, key: string, value: T, ttlSeconds: number, now = this.clock.now()): void {
     map.delete(key)
     this.trim(map, (entry) => entry.until <= now)
     map.set(key, { value, until: now + ttlOf(ttlSeconds) * 1000 })

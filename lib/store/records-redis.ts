@@ -5,53 +5,74 @@ import type {
   CreateRecordOptions, MessageRecord, RecentFailure, RecordPatch, RecordStore, StatsSnapshot, Status,
   StatusCounts, TemplateCache, UpdateRecordOptions
 } from './records.js'
-import type { ScriptClient } from './scripts.js'
+import { RecordWrites } from './record-writes.js'
+import type { Run } from './record-writes.js'
+import { WRITE_REPLY } from './records-scripts.js'
 
-/** RedisStore.run: one command or script with a deadline, failing fast when the client is not ready. */
-export type Run = <T>(command: (client: ScriptClient) => Promise<T>) => Promise<T>
+export type { Run } from './record-writes.js'
 
 /** A stale idempotency mapping (its record gone) is replaced at most this many times per create. */
 const CREATE_ATTEMPTS = 3
 
 /**
  * The records part of the Redis store (key layout in keys.ts, Lua in records-scripts.ts). Creates
- * and updates are one script call each; counters are hashes moved inside those scripts, never
- * recomputed by scanning.
+ * and updates are each applied atomically by the write script, those issued together in one call
+ * (record-writes.ts); counters are hashes moved inside it, never recomputed by scanning. Every other
+ * command first sends the queued writes, so it is ordered after them on the connection.
  */
 export class RedisRecords implements RecordStore {
-  constructor (private readonly run: Run, private readonly keys: KeySpace, private readonly clock: Clock) {}
+  private readonly writes: RecordWrites
+  private readonly run: Run
+
+  constructor (run: Run, private readonly keys: KeySpace, private readonly clock: Clock) {
+    const k = keys
+    this.writes = new RecordWrites(run, [k.stats, k.byTemplate, k.errcodes, k.recent, k.sentPair, k.sentTime])
+    this.run = (command) => {
+      this.writes.flush()
+      return run(command)
+    }
+  }
+
+  /** Send the queued writes now (RedisStore.run calls it before any other command). */
+  flushWrites (): void {
+    this.writes.flush()
+  }
+
+  /** Send the queued writes and wait for the answers of all writes sent so far (close()). */
+  drainWrites (): Promise<void> {
+    return this.writes.drain()
+  }
 
   async createRecord (input: MessageRecord, opts: CreateRecordOptions): Promise<{ created: boolean, record: MessageRecord }> {
     const key = opts.idempotencyKey
     const record = normalizeRecord(key === undefined ? input : { ...input, idempotencyKey: key })
     const ttl = ttlOf(opts.ttlSeconds)
     const sentAt = isoToMs(record.updatedAt, this.clock.now())
-    const keys = this.shared(record.id)
+    const keys = [this.keys.record(record.id)]
     if (key !== undefined) keys.push(this.keys.idempotency(key))
     if (record.msgid !== undefined) keys.push(this.keys.msgid(record.msgid))
-    const fields = Object.entries(record).flatMap(([field, value]) => [field, String(value)])
-    let stale = ''
+    const write = ['c', String(ttl), String(sentAt), padMs(sentAt), String(sentAt - ttl * 1000), key === undefined ? '0' : '1', record.msgid === undefined ? '0' : '1', '']
+    for (const field in record) write.push(field, wellFormed(String(record[field as keyof MessageRecord])))
     for (let attempt = 1; ; attempt++) {
-      const args = [ttl, sentAt, padMs(sentAt), sentAt - ttl * 1000, key === undefined ? 0 : 1, record.msgid === undefined ? 0 : 1, stale, ...fields]
-      const reply = await this.run((c) => c.wechatPushCreateRecord(keys.length, ...keys, ...args)) as [number, (string[] | string)?]
-      if (reply[0] === 1) return { created: true, record }
-      if (reply[0] === 0) return { created: false, record: parseRecord(reply[1] as string[]) }
+      const reply = await this.writes.write(keys, JSON.stringify(write))
+      if (reply[0] === WRITE_REPLY.created) return { created: true, record }
+      if (reply[0] === WRITE_REPLY.exists) return { created: false, record: parseRecord(reply[1] as string[]) }
       // the idempotency key maps to another record: answer it, unless it expired before its mapping
       const prior = await this.getRecord(reply[1] as string)
       if (prior) return { created: false, record: prior }
       if (attempt === CREATE_ATTEMPTS) throw new Error(`idempotency key kept mapping to missing records (last ${reply[1]})`)
-      stale = reply[1] as string
+      write[STALE] = reply[1] as string
     }
   }
 
   async updateRecord (id: string, patch: RecordPatch, opts: UpdateRecordOptions): Promise<MessageRecord | null> {
     const ttl = ttlOf(opts.ttlSeconds)
     const nowMs = isoToMs(opts.now, this.clock.now())
-    const keys = this.shared(id)
+    const keys = [this.keys.record(id)]
     if (patch.msgid !== undefined) keys.push(this.keys.msgid(patch.msgid))
-    const args = [ttl, opts.now, nowMs, padMs(nowMs), nowMs - ttl * 1000, patch.msgid === undefined ? 0 : 1, patchJson(patch)]
-    const flat = await this.run((c) => c.wechatPushUpdateRecord(keys.length, ...keys, ...args)) as string[] | null
-    return flat ? parseRecord(flat) : null
+    const write = ['u', String(ttl), opts.now, String(nowMs), padMs(nowMs), String(nowMs - ttl * 1000), patch.msgid === undefined ? '0' : '1', patchOf(patch)]
+    const reply = await this.writes.write(keys, JSON.stringify(write))
+    return reply[0] === WRITE_REPLY.updated ? parseRecord(reply[1] as string[]) : null
   }
 
   async discardRecord (id: string): Promise<boolean> {
@@ -154,17 +175,23 @@ export class RedisRecords implements RecordStore {
   async putTemplates (value: TemplateCache, ttlSeconds: number): Promise<void> {
     await this.run((c) => c.set(this.keys.templates, JSON.stringify(value), 'EX', ttlOf(ttlSeconds)))
   }
-
-  /** The 7 keys every create/update script takes, in the order records-scripts.ts expects. */
-  private shared (id: string): string[] {
-    const k = this.keys
-    return [k.record(id), k.stats, k.byTemplate, k.errcodes, k.recent, k.sentPair, k.sentTime]
-  }
 }
 
 /** Only the known fields; a missing status (even null) keeps the current one, as in the memory store. */
-function patchJson ({ status, attempts, errcode, errmsg, msgid }: RecordPatch): string {
-  return JSON.stringify({ status: status ?? undefined, attempts, errcode, errmsg, msgid })
+function patchOf ({ status, attempts, errcode, errmsg, msgid }: RecordPatch): Record<string, unknown> {
+  return { status: status ?? undefined, attempts, errcode, errmsg: typeof errmsg === 'string' ? wellFormed(errmsg) : errmsg, msgid: typeof msgid === 'string' ? wellFormed(msgid) : msgid }
+}
+
+/** Where a create's write holds the stale mapping id it may replace. */
+const STALE = 7
+
+/**
+ * Values travel as JSON (one argument per write), which Lua's cjson refuses for a lone surrogate;
+ * as separate arguments they went out as UTF-8, where it became U+FFFD. Same here, before encoding.
+ * (Constant time for the usual one-byte strings.)
+ */
+function wellFormed (value: string): string {
+  return (value as string & { toWellFormed (): string }).toWellFormed()
 }
 
 /** The replies of a pipeline or transaction; the first failed command's error is thrown. */

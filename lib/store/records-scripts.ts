@@ -5,22 +5,51 @@ import { NO_CONSENT_ERRCODE, RECENT_FAILURES_CAP, SENT_INDEX_CAP, SEP, STATUSES,
  * (all under one `{appId}` hash tag, so one Cluster slot), none is built inside Lua. The transition
  * table and caps are generated from records.ts, so both stores follow the same rules.
  *
- * KEYS layout shared by create and update:
- *   1 record hash, 2 stats hash, 3 byTemplate hash, 4 errcodes hash, 5 recent-failures list,
- *   6 sent index by pair (lex), 7 sent index by time; then the optional keys named by ARGV flags.
+ * Record writes (creates and updates) go through one script that applies a batch of them in order
+ * (record-writes.ts gathers the writes issued together into one call). KEYS: 1 stats hash,
+ * 2 byTemplate hash, 3 errcodes hash, 4 recent-failures list, 5 sent index by pair (lex), 6 sent
+ * index by time; then each write's own keys, in order: its record hash and the optional keys its
+ * ARGV flags name.
  */
 const ALLOWED = `{ ${STATUSES.map((from) => `${from} = { ${TRANSITIONS[from].map((to) => `${to} = true`).join(', ')} }`).join(', ')} }`
+
+/** The shared KEYS of the write script, in this order (see above). */
+export const WRITE_SHARED_KEYS = 6
 
 const PRELUDE = `
 local ALLOWED = ${ALLOWED}
 local FAILURE = { failed = true, unknown = true }
 local SEP = '${SEP}'
-local K = { record = KEYS[1], stats = KEYS[2], byTemplate = KEYS[3], errcodes = KEYS[4], recent = KEYS[5], sentPair = KEYS[6], sentTime = KEYS[7] }
+local K = { stats = KEYS[1], byTemplate = KEYS[2], errcodes = KEYS[3], recent = KEYS[4], sentPair = KEYS[5], sentTime = KEYS[6] }
 
 local function toTable (flat)
   local t = {}
   for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
   return t
+end
+
+-- Counter moves are summed over the batch and applied once per field at the end: exact, and the
+-- whole batch is one script, so no reader sees the counters half-moved.
+local moves = {}
+local function move (key, field, by)
+  local t = moves[key]
+  if not t then t = {}; moves[key] = t end
+  t[field] = (t[field] or 0) + by
+end
+-- byTemplate moves by template then status: its field names are built once per pair, not per record
+local templateMoves = {}
+local function moveTemplate (templateId, status, by)
+  local t = templateMoves[templateId]
+  if not t then t = {}; templateMoves[templateId] = t end
+  t[status] = (t[status] or 0) + by
+end
+local function applyMoves ()
+  for key, t in pairs(moves) do
+    for field, by in pairs(t) do redis.call('HINCRBY', key, field, by) end
+  end
+  for templateId, t in pairs(templateMoves) do
+    for status, by in pairs(t) do redis.call('HINCRBY', K.byTemplate, templateId .. SEP .. status, by) end
+  end
 end
 
 local function zremBoth (members)
@@ -31,35 +60,36 @@ local function zremBoth (members)
 end
 
 -- counters and indexes of a move from old (false: a new record) to new; sent = {ms, padded ms, cutoff ms}
-local function enter (rec, old, new, at, ttl, sent, newErrcode)
+local function enter (recordKey, rec, old, new, at, ttl, sent, newErrcode)
   if old == new then return end
   if old then
-    redis.call('HINCRBY', K.stats, old, -1)
-    redis.call('HINCRBY', K.byTemplate, rec.templateId .. SEP .. old, -1)
+    move(K.stats, old, -1)
+    moveTemplate(rec.templateId, old, -1)
   end
-  redis.call('HINCRBY', K.stats, new, 1)
-  redis.call('HINCRBY', K.byTemplate, rec.templateId .. SEP .. new, 1)
+  move(K.stats, new, 1)
+  moveTemplate(rec.templateId, new, 1)
   if FAILURE[new] then
     local entry = { id = rec.id, templateId = rec.templateId, at = at, errmsg = rec.errmsg }
     if rec.errcode then
       entry.errcode = tonumber(rec.errcode)
       if newErrcode or not old or not FAILURE[old] then
-        redis.call('HINCRBY', K.errcodes, rec.errcode, 1)
-        if entry.errcode == ${NO_CONSENT_ERRCODE} then redis.call('HINCRBY', K.stats, 'noConsent', 1) end
+        move(K.errcodes, rec.errcode, 1)
+        if entry.errcode == ${NO_CONSENT_ERRCODE} then move(K.stats, 'noConsent', 1) end
       end
     end
     redis.call('LPUSH', K.recent, cjson.encode(entry))
     redis.call('LTRIM', K.recent, 0, ${RECENT_FAILURES_CAP - 1})
   end
-  local pair = rec.toUser .. SEP .. rec.templateId .. SEP
   if old == 'sent' and rec.sentAt then
+    local pair = rec.toUser .. SEP .. rec.templateId .. SEP
     zremBoth({ pair .. rec.sentAt .. SEP .. rec.id })
-    redis.call('HDEL', K.record, 'sentAt')
+    redis.call('HDEL', recordKey, 'sentAt')
   end
   -- receipts find a message by msgid when WeChat returned one; the pair index is only for the rest
   if new == 'sent' and not rec.msgid then
+    local pair = rec.toUser .. SEP .. rec.templateId .. SEP
     local member = pair .. sent[2] .. SEP .. rec.id
-    redis.call('HSET', K.record, 'sentAt', sent[2])
+    redis.call('HSET', recordKey, 'sentAt', sent[2])
     redis.call('ZADD', K.sentPair, 0, member)
     redis.call('ZADD', K.sentTime, sent[1], member)
     local lo, hi = '[' .. pair, '(' .. pair .. '\\255'
@@ -74,64 +104,92 @@ local function enter (rec, old, new, at, ttl, sent, newErrcode)
 end
 `
 
+/**
+ * Reply codes of one write in the batch script's answer, in order: the bare code when there is no
+ * payload (created, missing), else `[code, payload]`.
+ */
+export const WRITE_REPLY = { created: 1, exists: 0, staleMapping: 2, updated: 3, missing: 4, error: -1 } as const
+
 export const RECORD_SCRIPTS = {
-  wechatPushCreateRecord: {
-    // KEYS: the shared 7, then [idempotency] [msgid].
-    // ARGV: ttl s, sentAt ms, sentAt padded, cutoff ms, has idempotency, has msgid,
-    //       id of a stale mapping that may be replaced ('' none), then the record's field/value pairs.
+  wechatPushWriteRecords: {
+    // KEYS: the shared 6, then per write: create → record [idempotency] [msgid]; update → record [msgid].
+    // ARGV: one JSON array per write, in order (one argument each: cheaper to send than many):
+    //   create ['c', ttl s, sentAt ms, sentAt padded, cutoff ms, has idempotency, has msgid,
+    //           id of a stale mapping that may be replaced ('' none), then the fields/values]
+    //   update ['u', ttl s, now ISO, now ms, now padded, cutoff ms, has msgid, patch object]
+    // Answers per write, in order, its code (created, missing) or { code, payload } (WRITE_REPLY). A
+    // write that fails answers { -1, message } and the others still apply, as separate calls would.
     lua: `${PRELUDE}
-local n = 8
-local idem, msgidKey
-if ARGV[5] == '1' then idem = KEYS[n]; n = n + 1 end
-if ARGV[6] == '1' then msgidKey = KEYS[n] end
-local existing = redis.call('HGETALL', K.record)
-if #existing > 0 then return { 0, existing } end
-if idem then
-  local id = redis.call('GET', idem)
-  if id and id ~= ARGV[7] then return { 2, id } end
-end
-local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-local rec = toTable(fields)
-local ttl = tonumber(ARGV[1])
-redis.call('HSET', K.record, unpack(fields))
-redis.call('EXPIRE', K.record, ttl)
-if idem then redis.call('SET', idem, rec.id, 'EX', ttl) end
-if msgidKey then redis.call('SET', msgidKey, rec.id, 'EX', ttl) end
-redis.call('HINCRBY', K.stats, 'total', 1)
-enter(rec, false, rec.status, rec.updatedAt, ttl, { ARGV[2], ARGV[3], ARGV[4] }, true)
-return { 1 }`
-  },
-  wechatPushUpdateRecord: {
-    // KEYS: the shared 7, then [msgid]. ARGV: ttl s, now ISO, now ms, now padded, cutoff ms, has msgid, patch JSON.
-    lua: `${PRELUDE}
-local flat = redis.call('HGETALL', K.record)
-if #flat == 0 then return false end
-local rec = toTable(flat)
-local patch = cjson.decode(ARGV[7])
-local old = rec.status
-local new = patch.status or old
-if new ~= old and not (ALLOWED[old] and ALLOWED[old][new]) then return flat end
-local ttl = tonumber(ARGV[1])
-rec.status = new
-rec.updatedAt = ARGV[2]
-local set = { 'status', new, 'updatedAt', ARGV[2] }
-for _, f in ipairs({ 'attempts', 'errcode', 'errmsg', 'msgid' }) do
-  local v = patch[f]
-  if v == cjson.null then
-    rec[f] = nil
-    redis.call('HDEL', K.record, f)
-  elseif v ~= nil then
-    rec[f] = tostring(v)
-    set[#set + 1] = f
-    set[#set + 1] = rec[f]
+-- w: the write's JSON array (fields and values from w[9] on)
+local function create (recordKey, idem, msgidKey, w)
+  if redis.call('EXISTS', recordKey) == 1 then return { 0, redis.call('HGETALL', recordKey) } end
+  if idem then
+    local id = redis.call('GET', idem)
+    if id and id ~= w[8] then return { 2, id } end
   end
+  local rec = {}
+  for i = 9, #w, 2 do rec[w[i]] = w[i + 1] end
+  local ttl = tonumber(w[2])
+  redis.call('HSET', recordKey, unpack(w, 9))
+  redis.call('EXPIRE', recordKey, ttl)
+  if idem then redis.call('SET', idem, rec.id, 'EX', ttl) end
+  if msgidKey then redis.call('SET', msgidKey, rec.id, 'EX', ttl) end
+  move(K.stats, 'total', 1)
+  enter(recordKey, rec, false, rec.status, rec.updatedAt, ttl, { w[3], w[4], w[5] }, true)
+  return 1
 end
-redis.call('HSET', K.record, unpack(set))
-redis.call('EXPIRE', K.record, ttl)
-if ARGV[6] == '1' then redis.call('SET', KEYS[8], rec.id, 'EX', ttl) end
-enter(rec, old, new, ARGV[2], ttl, { ARGV[3], ARGV[4], ARGV[5] }, type(patch.errcode) == 'number')
-return redis.call('HGETALL', K.record)`
+
+local function update (recordKey, msgidKey, ttlArg, now, sent, patch)
+  local flat = redis.call('HGETALL', recordKey)
+  if #flat == 0 then return 4 end
+  local rec = toTable(flat)
+  local old = rec.status
+  local new = patch.status or old
+  if new ~= old and not (ALLOWED[old] and ALLOWED[old][new]) then return { 3, flat } end
+  local ttl = tonumber(ttlArg)
+  rec.status = new
+  rec.updatedAt = now
+  local set = { 'status', new, 'updatedAt', now }
+  for _, f in ipairs({ 'attempts', 'errcode', 'errmsg', 'msgid' }) do
+    local v = patch[f]
+    if v == cjson.null then
+      rec[f] = nil
+      redis.call('HDEL', recordKey, f)
+    elseif v ~= nil then
+      rec[f] = tostring(v)
+      set[#set + 1] = f
+      set[#set + 1] = rec[f]
+    end
+  end
+  redis.call('HSET', recordKey, unpack(set))
+  redis.call('EXPIRE', recordKey, ttl)
+  if msgidKey then redis.call('SET', msgidKey, rec.id, 'EX', ttl) end
+  enter(recordKey, rec, old, new, now, ttl, sent, type(patch.errcode) == 'number')
+  return { 3, redis.call('HGETALL', recordKey) }
+end
+
+local replies = {}
+local k = ${WRITE_SHARED_KEYS + 1}
+for a = 1, #ARGV do
+  local w = cjson.decode(ARGV[a])
+  local ok, reply
+  local recordKey = KEYS[k]
+  k = k + 1
+  if w[1] == 'c' then
+    local idem, msgidKey
+    if w[6] == '1' then idem = KEYS[k]; k = k + 1 end
+    if w[7] == '1' then msgidKey = KEYS[k]; k = k + 1 end
+    ok, reply = pcall(create, recordKey, idem, msgidKey, w)
+  else
+    local msgidKey
+    if w[7] == '1' then msgidKey = KEYS[k]; k = k + 1 end
+    ok, reply = pcall(update, recordKey, msgidKey, w[2], w[3], { w[4], w[5], w[6] }, w[8])
+  end
+  if not ok then reply = { -1, type(reply) == 'table' and tostring(reply.err) or tostring(reply) } end
+  replies[#replies + 1] = reply
+end
+applyMoves()
+return replies`
   },
   wechatPushDiscardRecord: {
     // KEYS: record hash, stats hash, byTemplate hash, [idempotency]. ARGV: id. Only a 'pending' record.

@@ -29,7 +29,7 @@ export class RedisStore extends RecordsDelegate implements WechatStore {
     for (const [name, script] of Object.entries(ALL_SCRIPTS)) {
       if (typeof (client as unknown as Record<string, unknown>)[name] !== 'function') client.defineCommand(name, script)
     }
-    this.records = new RedisRecords((command) => this.run(command), keys, clock)
+    this.records = new RedisRecords((command) => this.send(command), keys, clock)
   }
 
   /** The raw client, for parts (the queue) that need to duplicate it. */
@@ -37,8 +37,14 @@ export class RedisStore extends RecordsDelegate implements WechatStore {
     return this.client
   }
 
-  /** Run one command or script with a deadline; a dead connection answers at once. */
+  /** Run one command or script with a deadline, after the record writes queued before it. */
   run<T> (command: (client: ScriptClient) => Promise<T>): Promise<T> {
+    this.records.flushWrites()
+    return this.send(command)
+  }
+
+  /** One command or script with a deadline; a dead connection answers at once. */
+  private send<T> (command: (client: ScriptClient) => Promise<T>): Promise<T> {
     if (this.client.status !== 'ready') return Promise.reject(new StoreUnavailableError(`redis is ${this.client.status}`))
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => reject(new StoreUnavailableError(`redis did not answer within ${this.commandTimeout} ms`)), this.commandTimeout)
@@ -82,7 +88,8 @@ export class RedisStore extends RecordsDelegate implements WechatStore {
   }
 
   async close (): Promise<void> {
-    // The client belongs to @fastify/redis, which closes it.
+    // Writes still queued or under way are not lost; the client belongs to @fastify/redis, which closes it.
+    await this.records.drainWrites()
   }
 }
 

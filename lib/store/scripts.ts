@@ -61,5 +61,8 @@ export const ALL_SCRIPTS: Record<string, { lua: string, numberOfKeys?: number }>
 
 export type ScriptName = keyof typeof SCRIPTS | keyof typeof RECORD_SCRIPTS
 
-/** The client with our scripts defined (`defineCommand`); dynamic-key scripts take the key count first. */
-export type ScriptClient = Redis & Record<ScriptName, (...args: (string | number)[]) => Promise<unknown>>
+/**
+ * The client with our scripts defined (`defineCommand`); dynamic-key scripts take the key count first.
+ * Arrays among the arguments are flattened by ioredis (Command: `args.flat()`).
+ */
+export type ScriptClient = Redis & Record<ScriptName, (...args: (string | number | readonly string[])[]) => Promise<unknown>>

@@ -1,0 +1,112 @@
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { performance } from 'node:perf_hooks'
+import { test } from 'tap'
+import type { Test } from 'tap'
+import type { Dispatcher } from 'undici'
+import { Deadlines } from '../lib/api/deadlines.js'
+import { Exchange } from '../lib/api/exchange.js'
+import { WechatHttpClient } from '../lib/api/http-client.js'
+import type { UpstreamFields } from '../lib/api/http-client.js'
+
+/** A local HTTP server answering with `handle`; closed (connections too) at teardown. */
+async function serve (t: Test, handle: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
+  const server = createServer(handle)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+}
+
+/** Milliseconds until `call` settles, and its error (if it failed). */
+async function timed (call: Promise<unknown>): Promise<{ ms: number, error?: Error & Partial<UpstreamFields> }> {
+  const start = performance.now()
+  try {
+    await call
+    return { ms: performance.now() - start }
+  } catch (err) {
+    return { ms: performance.now() - start, error: err as Error }
+  }
+}
+
+test('each call keeps its own full deadline on the shared timer', async (t) => {
+  const url = await serve(t, () => {}) // never answers
+  const http = new WechatHttpClient({ baseUrls: [url], timeout: 150 })
+  t.teardown(() => http.close())
+  const first = timed(http.call('GET', '/a'))
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const second = timed(http.call('GET', '/b'))
+  const [a, b] = await Promise.all([first, second])
+  for (const [name, r] of [['first', a], ['second', b]] as const) {
+    t.equal(r.error?.timedOut, true, `${name}: timed out`)
+    t.equal(r.error?.ambiguous, true, `${name}: may have reached WeChat`)
+    t.ok(r.ms >= 145 && r.ms < 600, `${name}: after its own 150 ms (${Math.round(r.ms)} ms)`)
+  }
+})
+
+test('a call still waiting for a connection fails at its own deadline', async (t) => {
+  const url = await serve(t, () => {}) // never answers
+  const http = new WechatHttpClient({ baseUrls: [url], timeout: 200, connections: 1 })
+  t.teardown(() => http.close())
+  const busy = timed(http.call('GET', '/busy'))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const queued = await timed(http.call('GET', '/queued'))
+  t.equal(queued.error?.timedOut, true, 'timed out')
+  t.ok(queued.ms >= 195 && queued.ms < 600, `at its own deadline, not after the call ahead of it (${Math.round(queued.ms)} ms)`)
+  t.equal((await busy).error?.timedOut, true)
+})
+
+test('answers: a BOM is dropped like body.text() does, a 5xx body is not read as JSON', async (t) => {
+  let status = 200
+  const url = await serve(t, (_req, res) => {
+    res.statusCode = status
+    res.end(status === 200 ? '\ufeff{"errcode":0,"errmsg":"ok","msgid":2100000000000000123}' : '{"errcode":0}')
+  })
+  const http = new WechatHttpClient({ baseUrls: [url], timeout: 1000 })
+  t.teardown(() => http.close())
+  t.same(await http.call('POST', '/send', { json: { a: 1 } }), { errcode: 0, errmsg: 'ok', msgid: '2100000000000000123' })
+  status = 503
+  const { error } = await timed(http.call('GET', '/x'))
+  t.equal(error?.httpStatus, 503)
+  t.equal(error?.timedOut, false)
+})
+
+test('many calls finishing out of order: none is timed out early, the late one is', async (t) => {
+  const url = await serve(t, (req, res) => {
+    const delay = Number(new URL(req.url as string, 'http://x').searchParams.get('ms'))
+    setTimeout(() => res.end('{"errcode":0,"errmsg":"ok"}'), delay)
+  })
+  const http = new WechatHttpClient({ baseUrls: [url], timeout: 300 })
+  t.teardown(() => http.close())
+  const delays = Array.from({ length: 60 }, (_, i) => (i * 37) % 120)
+  const results = await Promise.all([...delays.map((ms) => timed(http.call('GET', '/d', { query: { ms } }))), timed(http.call('GET', '/d', { query: { ms: 2000 } }))])
+  const late = results.pop()
+  t.ok(results.every((r) => r.error === undefined), 'all answered in time')
+  t.equal(late?.error?.timedOut, true, 'the slow one timed out')
+  t.ok((late?.ms ?? 0) < 1000, 'at its deadline')
+})
+
+test('a request the pool has not started yet fails at its deadline and is aborted when it starts', async (t) => {
+  let handler: Dispatcher.DispatchHandler | undefined
+  const pool = { dispatch: (_options: unknown, h: Dispatcher.DispatchHandler) => { handler = h; return true } } as unknown as Dispatcher
+  const deadlines = new Deadlines(50)
+  t.teardown(() => deadlines.close())
+  const exchange = new Exchange(deadlines)
+  const answer = exchange.start(pool, { method: 'GET', path: '/' })
+  exchange.expire()
+  await t.rejects(answer, { code: 'WECHAT_DEADLINE', message: 'no answer within 50 ms' })
+  let aborted: unknown
+  handler?.onRequestStart?.({ abort: (reason: unknown) => { aborted = reason } } as unknown as Dispatcher.DispatchController, {})
+  t.match(aborted, { code: 'WECHAT_DEADLINE' }, 'aborted before it is written')
+  handler?.onResponseError?.({} as Dispatcher.DispatchController, new Error('late'))
+  t.pass('a late error after the deadline changes nothing')
+})
+
+test('a dispatcher that throws fails the call instead of leaving it pending', async (t) => {
+  const pool = { dispatch: () => { throw new Error('closed') } } as unknown as Dispatcher
+  const deadlines = new Deadlines(50)
+  t.teardown(() => deadlines.close())
+  await t.rejects(new Exchange(deadlines).start(pool, { method: 'GET', path: '/' }), /closed/)
+})
