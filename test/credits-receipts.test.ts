@@ -148,3 +148,31 @@ async function waitFor2 (check: () => Promise<boolean>, timeoutMs = 5000): Promi
     await new Promise((resolve) => setTimeout(resolve, 10))
   }
 }
+
+for (const store of ['memory', 'redis'] as const) {
+  test(`${store}: a message left 'unknown' (answer lost, the retry refused with 43101) becomes delivered when its receipt comes`, async (t) => {
+    const sim = await startSimulator(t, { requireCredits: true })
+    let redisUrl: string | undefined
+    if (store === 'redis') {
+      const redis = await startRedis()
+      t.teardown(() => redis.stop())
+      redisUrl = redis.url
+    }
+    const { app, url } = await pushApp(t, sim, { listen: true, redisUrl, plugin: { keyPrefix: uniquePrefix('unknown-receipt') } })
+    sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY })
+    const openid = 'oCredit-user-0000000011'
+    await sim.popup([{ openid, templateId: ORDER, status: 'accept' }])
+    await sim.pushesSettled()
+
+    // WeChat takes the first attempt (using the one credit) but its answer is lost; the retry gets 43101.
+    sim.failNext('send', { drop: true, processed: true })
+    const error = await app.wechat.send(shippedMessage(openid)).then(() => null, (err: { messageId?: string, outcome?: string }) => err)
+    t.equal(error?.outcome, 'unknown', 'the send ends unknown: it may have been delivered')
+    const id = error?.messageId as string
+    await waitFor2(async () => (await app.wechat.status(id))?.status !== undefined)
+    t.equal(sim.accepted.length, 1, 'WeChat has it once')
+    await sim.pushesSettled()
+    await waitFor2(async () => (await app.wechat.status(id))?.status === 'delivered')
+    t.equal((await app.wechat.status(id))?.msgid, sim.accepted[0]?.msgid, 'the receipt settled it and taught us the msgid')
+  })
+}

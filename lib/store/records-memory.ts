@@ -1,6 +1,6 @@
 import type { Clock } from '../options.js'
 import {
-  canTransition, checkCreditCount, countsErrcode, emptyCounts, FAILURE_STATES, isoToMs, NO_CONSENT_ERRCODE,
+  AWAITING_RECEIPT, canTransition, checkCreditCount, countsErrcode, emptyCounts, FAILURE_STATES, isoToMs, NO_CONSENT_ERRCODE,
   normalizeRecord, RECENT_FAILURES_CAP, SENT_INDEX_CAP, ttlOf
 } from './records.js'
 import type {
@@ -103,7 +103,7 @@ export class MemoryRecords implements RecordStore {
     for (const { sentAt, id } of this.sent.get(pairOf(toUser, templateId)) ?? []) {
       const distance = Math.abs(sentAt - aroundMs)
       if (distance > windowMs || distance >= bestDistance) continue
-      if (this.liveRecord(id)?.record.status !== 'sent') continue
+      if (!AWAITING_RECEIPT.has(this.liveRecord(id)?.record.status)) continue
       best = id
       bestDistance = distance
     }
@@ -172,14 +172,14 @@ export class MemoryRecords implements RecordStore {
     this.counts[next]++
     counts[next]++
     if (FAILURE_STATES.includes(next)) this.failure(record, old, at, patchHasErrcode)
-    if (old === 'sent' && stored.sentAt !== undefined) {
+    if (AWAITING_RECEIPT.has(old) && stored.sentAt !== undefined) {
       const pair = pairOf(record.toUser, record.templateId)
       const list = this.sent.get(pair)
       if (list) this.sent.set(pair, list.filter((e) => e.id !== record.id))
       delete stored.sentAt
     }
     // Receipts find a message by msgid when WeChat returned one; the pair index is only for the rest.
-    if (next === 'sent' && record.msgid === undefined) {
+    if (AWAITING_RECEIPT.has(next) && record.msgid === undefined) {
       const pair = pairOf(record.toUser, record.templateId)
       stored.sentAt = nowMs
       const cutoff = nowMs - ttlOf(ttlSeconds) * 1000

@@ -1,6 +1,6 @@
 import type { Clock } from '../options.js'
 import type { KeySpace } from './keys.js'
-import { checkCreditCount, emptyCounts, isoToMs, normalizeRecord, padMs, RECENT_FAILURES_CAP, SEP, STATUSES, ttlOf } from './records.js'
+import { AWAITING_RECEIPT, checkCreditCount, emptyCounts, isoToMs, normalizeRecord, padMs, RECENT_FAILURES_CAP, SEP, STATUSES, ttlOf } from './records.js'
 import type {
   CreateRecordOptions, MessageRecord, RecentFailure, RecordPatch, RecordStore, StatsSnapshot, Status,
   StatusCounts, TemplateCache, UpdateRecordOptions
@@ -108,7 +108,7 @@ export class RedisRecords implements RecordStore {
       for (const { id } of candidates) pipeline.hmget(this.keys.record(id), 'status', 'toUser', 'templateId')
       return pipeline.exec()
     })) as (string | null)[][]
-    const index = states.findIndex(([status, user, template]) => status === 'sent' && user === toUser && template === templateId)
+    const index = states.findIndex(([status, user, template]) => AWAITING_RECEIPT.has(status) && user === toUser && template === templateId)
     return index === -1 ? null : candidates[index].id
   }
 

@@ -80,13 +80,14 @@ local function enter (recordKey, rec, old, new, at, ttl, sent, newErrcode)
     redis.call('LPUSH', K.recent, cjson.encode(entry))
     redis.call('LTRIM', K.recent, 0, ${RECENT_FAILURES_CAP - 1})
   end
-  if old == 'sent' and rec.sentAt then
+  if (old == 'sent' or old == 'unknown') and rec.sentAt then
     local pair = rec.toUser .. SEP .. rec.templateId .. SEP
     zremBoth({ pair .. rec.sentAt .. SEP .. rec.id })
     redis.call('HDEL', recordKey, 'sentAt')
   end
-  -- receipts find a message by msgid when WeChat returned one; the pair index is only for the rest
-  if new == 'sent' and not rec.msgid then
+  -- receipts find a message by msgid when WeChat returned one; the pair index is only for the rest,
+  -- 'unknown' included: the receipt of an attempt whose answer was lost settles it
+  if (new == 'sent' or new == 'unknown') and not rec.msgid then
     local pair = rec.toUser .. SEP .. rec.templateId .. SEP
     local member = pair .. sent[2] .. SEP .. rec.id
     redis.call('HSET', recordKey, 'sentAt', sent[2])

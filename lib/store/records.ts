@@ -131,6 +131,12 @@ export function canTransition (from: Status, to: Status): boolean {
 }
 
 export const FAILURE_STATES: readonly Status[] = ['failed', 'unknown']
+
+/**
+ * States a delivery receipt (subscribe_msg_sent_event) can settle, so the (openid, template, time)
+ * index holds them: 'sent', and 'unknown' (an attempt whose answer was lost may have gone out).
+ */
+export const AWAITING_RECEIPT: ReadonlySet<string | null | undefined> = new Set<Status>(['sent', 'unknown'])
 export const RECENT_FAILURES_CAP = 50
 /** newest 'sent' messages kept per (toUser, templateId) for receipts without msgid */
 export const SENT_INDEX_CAP = 100
