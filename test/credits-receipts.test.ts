@@ -1,7 +1,7 @@
 import { test } from 'tap'
 import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
 import { shippedMessage, startSimulator } from './helpers/app.js'
-import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { redisFor, uniquePrefix } from './helpers/redis-server.js'
 import { KEY, pushApp, TOKEN, waitFor } from './push-helpers.js'
 
 const ORDER = DEMO_TEMPLATE_IDS.orderShipped
@@ -10,12 +10,7 @@ const MEETING = DEMO_TEMPLATE_IDS.meetingReminder
 for (const store of ['memory', 'redis'] as const) {
   test(`end to end (${store}): popup accept → credit 1 → send → credit 0 → second send refused under enforce; sent event → delivered`, async (t) => {
     const sim = await startSimulator(t, { requireCredits: true })
-    let redisUrl: string | undefined
-    if (store === 'redis') {
-      const redis = await startRedis()
-      t.teardown(() => redis.stop())
-      redisUrl = redis.url
-    }
+    const redisUrl = await redisFor(t, store)
     const { app, url } = await pushApp(t, sim, { listen: true, redisUrl, plugin: { credits: 'enforce', keyPrefix: uniquePrefix('credits') } })
     sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, mode: 'safe', format: store === 'redis' ? 'json' : 'xml' })
     const openid = 'oCredit-user-0000000001'
@@ -152,12 +147,7 @@ async function waitFor2 (check: () => Promise<boolean>, timeoutMs = 5000): Promi
 for (const store of ['memory', 'redis'] as const) {
   test(`${store}: a message left 'unknown' (answer lost, the retry refused with 43101) becomes delivered when its receipt comes`, async (t) => {
     const sim = await startSimulator(t, { requireCredits: true })
-    let redisUrl: string | undefined
-    if (store === 'redis') {
-      const redis = await startRedis()
-      t.teardown(() => redis.stop())
-      redisUrl = redis.url
-    }
+    const redisUrl = await redisFor(t, store)
     const { app, url } = await pushApp(t, sim, { listen: true, redisUrl, plugin: { keyPrefix: uniquePrefix('unknown-receipt') } })
     sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY })
     const openid = 'oCredit-user-0000000011'

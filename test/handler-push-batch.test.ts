@@ -13,7 +13,7 @@ import { FLUSH_AT } from '../lib/http/push-batcher.js'
 import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
 import type { Teardown } from './helpers/app.js'
-import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { redisFor, uniquePrefix } from './helpers/redis-server.js'
 import { identity, messageIdentity, numbered, sleep, until } from './queue-helpers.js'
 import { KEY, pushApp, TOKEN, waitFor } from './push-helpers.js'
 
@@ -40,12 +40,7 @@ function shipRoute (app: FastifyInstance): void {
 for (const kind of ['memory', 'bullmq'] as const) {
   test(`${kind} queue: 40 concurrent responses with a push each → a few queue adds, 40 messages, each sent once`, async (t) => {
     const sim = await startSimulator(t)
-    let redisUrl: string | undefined
-    if (kind === 'bullmq') {
-      const redis = await startRedis()
-      t.teardown(() => redis.stop())
-      redisUrl = redis.url
-    }
+    const redisUrl = await redisFor(t, kind)
     const sizes = addSizes(t, kind === 'memory' ? MemoryQueue : BullQueue)
     const app = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix: uniquePrefix('batch') }, setup: shipRoute })
     await app.wechat.getToken()
@@ -100,12 +95,7 @@ test('skipped pushes are counted: a 4xx response queues nothing', async (t) => {
 for (const store of ['memory', 'redis'] as const) {
   test(`credits: 'enforce' (${store}): a handler push without credit is refused alone, logged and counted; one with credit goes`, async (t) => {
     const sim = await startSimulator(t, { requireCredits: true })
-    let redisUrl: string | undefined
-    if (store === 'redis') {
-      const redis = await startRedis()
-      t.teardown(() => redis.stop())
-      redisUrl = redis.url
-    }
+    const redisUrl = await redisFor(t, store)
     const withCredit = 'oCredit-hook-0000000001'
     const without = 'oCredit-hook-0000000002'
     const { app, url, logs } = await pushApp(t, sim, {

@@ -104,8 +104,8 @@ export function uniquePrefix (name: string): string {
   return `test:${name}:${process.pid}:${Math.random().toString(36).slice(2, 8)}:`
 }
 
-/** The Redis URL a queue test runs on: none for the in-process queue, a private server (stopped at teardown) for BullMQ. */
-export async function redisFor (t: { teardown (fn: () => unknown): void }, kind: 'memory' | 'bullmq'): Promise<string | undefined> {
+/** The Redis URL a test runs on: none for the memory store / in-process queue, else a private server (stopped at teardown). */
+export async function redisFor (t: { teardown (fn: () => unknown): void }, kind: 'memory' | 'bullmq' | 'redis'): Promise<string | undefined> {
   if (kind === 'memory') return undefined
   const redis = await startRedis()
   t.teardown(() => redis.stop())
