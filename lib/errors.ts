@@ -55,3 +55,12 @@ export interface InvalidMessageFields {
   /** every violation found, so a caller can fix them all at once */
   violations: { key: string; rule: string; message: string }[]
 }
+
+export type InvalidMessageError = InstanceType<typeof WechatInvalidMessageError> & InvalidMessageFields
+
+/** FST_WECHAT_INVALID_MESSAGE (400) naming every violation, for bad messages and bad arguments alike. */
+export function invalid (violations: InvalidMessageFields['violations']): InvalidMessageError {
+  const error = new WechatInvalidMessageError(violations.map((v) => v.message).join('; ')) as InvalidMessageError
+  error.violations = violations
+  return error
+}

@@ -1,5 +1,4 @@
-import { WechatInvalidMessageError } from '../errors.js'
-import type { InvalidMessageFields } from '../errors.js'
+import { invalid } from '../errors.js'
 import type { WireMessage } from '../api/subscribe.js'
 import type { ResolvedOptions } from '../options.js'
 import { checkKeyword, fixKeyword, isKeywordKey } from './keywords.js'
@@ -173,10 +172,5 @@ function normaliseValue (raw: unknown): string | undefined {
   return undefined
 }
 
-export type InvalidMessageError = InstanceType<typeof WechatInvalidMessageError> & InvalidMessageFields
-
-export function invalid (violations: Violation[]): InvalidMessageError {
-  const error = new WechatInvalidMessageError(violations.map((v) => v.message).join('; ')) as InvalidMessageError
-  error.violations = violations
-  return error
-}
+export { invalid }
+export type { InvalidMessageError } from '../errors.js'
