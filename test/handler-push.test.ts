@@ -1,13 +1,10 @@
 import { test } from 'tap'
-import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
-import fastifyRedis from '@fastify/redis'
-import wechatPush from '../lib/index.js'
 import type { WechatSimulator } from '../lib/testing/index.js'
-import { startSimulator } from './helpers/app.js'
+import { buildApp, startSimulator } from './helpers/app.js'
 import type { Teardown } from './helpers/app.js'
 import { captureLogs } from './helpers/log-capture.js'
-import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { redisFor, startRedis, uniquePrefix } from './helpers/redis-server.js'
 import { identity, inspectQueue, messageIdentity, numbered, sleep, until } from './queue-helpers.js'
 
 interface HookAppOptions {
@@ -19,20 +16,12 @@ interface HookAppOptions {
 
 /** An app with the plugin and the test's routes, declared before ready(). */
 async function hookApp (t: Teardown, sim: WechatSimulator, options: HookAppOptions = {}): Promise<FastifyInstance> {
-  const app = Fastify({ logger: options.logger ?? false })
-  t.teardown(() => app.close())
-  if (options.redisUrl) await app.register(fastifyRedis, { url: options.redisUrl, maxRetriesPerRequest: 1 })
-  await app.register(wechatPush, {
-    appId: sim.appId,
-    appSecret: sim.appSecret,
-    baseUrl: sim.url,
-    retry: { attempts: 3, minDelay: 5, maxDelay: 20 },
-    timeout: 2000,
-    keyPrefix: options.keyPrefix ?? uniquePrefix('hook')
+  return buildApp(t, sim, {
+    redisUrl: options.redisUrl,
+    logger: options.logger,
+    plugin: { timeout: 2000, keyPrefix: options.keyPrefix ?? uniquePrefix('hook') },
+    setup: options.routes
   })
-  options.routes?.(app)
-  await app.ready()
-  return app
 }
 
 const accepted = (sim: WechatSimulator): string[] => sim.accepted.map(identity)
@@ -40,12 +29,7 @@ const accepted = (sim: WechatSimulator): string[] => sim.accepted.map(identity)
 for (const kind of ['memory', 'bullmq'] as const) {
   test(`${kind} queue: reply.wechatPush on a 2xx response → queued and sent`, async (t) => {
     const sim = await startSimulator(t)
-    let redisUrl: string | undefined
-    if (kind === 'bullmq') {
-      const redis = await startRedis()
-      t.teardown(() => redis.stop())
-      redisUrl = redis.url
-    }
+    const redisUrl = await redisFor(t, kind)
     const app = await hookApp(t, sim, {
       redisUrl,
       routes: (app) => {
