@@ -63,17 +63,12 @@ export interface TemplateCache {
   templates: unknown[]
 }
 
-/** Nobody waits for this write (a direct send's final record): a store may hold it a few ms to batch it. */
-interface WriteTiming {
-  deferred?: boolean
-}
-
-export interface CreateRecordOptions extends WriteTiming {
+export interface CreateRecordOptions {
   ttlSeconds: number
   idempotencyKey?: string
 }
 
-export interface UpdateRecordOptions extends WriteTiming {
+export interface UpdateRecordOptions {
   ttlSeconds: number
   /** ISO time of the change: becomes updatedAt, and sentAt for the receipt index */
   now: string
