@@ -66,11 +66,27 @@ async function main (): Promise<void> {
   // the simulator child's CPU (utime + stime in clock ticks of 10 ms)
   const simPid = sim.pid
   const simCpu = (): number => { const f = readFileSync(`/proc/${simPid}/stat`, 'utf8').split(') ')[1]!.split(' '); return (Number(f[11]) + Number(f[12])) * 10_000 }
+  const commandStats = async (): Promise<Map<string, { calls: number, usec: number }>> => {
+    const stats = new Map<string, { calls: number, usec: number }>()
+    if (!redis) return stats
+    const info = await (app as any).redis.info('commandstats') as string
+    for (const m of info.matchAll(/cmdstat_(\w+(?:\|\w+)?):calls=(\d+),usec=(\d+)/g)) stats.set(m[1] as string, { calls: Number(m[2]), usec: Number(m[3]) })
+    return stats
+  }
   const sim0 = simCpu()
   const redis0 = await redisCpu()
+  const stats0 = await commandStats()
   const { n, cpu } = await run(send, seconds)
   console.log(`simulator: ${((simCpu() - sim0) / n).toFixed(1)} µs CPU/send`)
-  if (redis) console.log(`redis-server: ${((await redisCpu() - redis0) * 1e6 / n).toFixed(1)} µs CPU/send`)
+  if (redis) {
+    console.log(`redis-server: ${((await redisCpu() - redis0) * 1e6 / n).toFixed(1)} µs CPU/send`)
+    // per command, as redis-server counts it (commands run inside scripts included): calls and µs per send
+    for (const [name, after] of await commandStats()) {
+      const before = stats0.get(name) ?? { calls: 0, usec: 0 }
+      if (name === 'info' || after.calls === before.calls) continue
+      console.log(`  ${name}: ${((after.calls - before.calls) / n).toFixed(3)} calls/send, ${((after.usec - before.usec) / n).toFixed(2)} µs/send`)
+    }
+  }
   if (out) {
     const { profile } = await session.post('Profiler.stop')
     writeFileSync(out, JSON.stringify(profile))

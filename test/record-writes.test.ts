@@ -3,7 +3,7 @@ import { test } from 'tap'
 import { Redis } from 'ioredis'
 import type { Command } from 'ioredis'
 import { keySpace } from '../lib/store/keys.js'
-import { MAX_WRITES_PER_CALL } from '../lib/store/record-writes.js'
+import { DEFERRED_WRITE_MS, MAX_WRITES_PER_CALL } from '../lib/store/record-writes.js'
 import type { MessageRecord } from '../lib/store/records.js'
 import { RedisStore } from '../lib/store/redis.js'
 import { startRedis, uniquePrefix } from './helpers/redis-server.js'
@@ -73,10 +73,57 @@ test('record writes issued together go out as one script call', async (t) => {
     t.same({ total: stats.total, pending: stats.pending, sending: stats.sending, sent: stats.sent }, { total: n, pending: n - 1, sending: 0, sent: 1 })
   })
 
+  t.test('deferred writes (nobody awaits them) wait a few ms to share one call', async (t) => {
+    const { store } = make()
+    scripts.length = 0
+    const first = [rec(), rec()].map((r) => store.createRecord(r, { ttlSeconds: TTL, deferred: true }))
+    await new Promise((resolve) => setImmediate(resolve))
+    t.equal(scripts.length, 0, 'not sent at the end of the turn')
+    const later = [rec(), rec(), rec()].map((r) => store.createRecord(r, { ttlSeconds: TTL, deferred: true }))
+    const started = Date.now()
+    await Promise.all([...first, ...later])
+    t.equal(scripts.length, 1, 'five writes from two turns, one call')
+    t.ok(Date.now() - started < DEFERRED_WRITE_MS + 1000, 'sent without anything else happening')
+    t.equal((await store.stats()).total, 5)
+  })
+
+  t.test('a write someone awaits takes the deferred ones with it at once', async (t) => {
+    const { store } = make()
+    scripts.length = 0
+    const deferred = rec()
+    const write = store.createRecord(deferred, { ttlSeconds: TTL, deferred: true })
+    await new Promise((resolve) => setImmediate(resolve))
+    await store.createRecord(rec(), { ttlSeconds: TTL })
+    t.equal(scripts.length, 1, 'both in the awaited write\'s call')
+    t.same(await write, { created: true, record: deferred })
+  })
+
+  t.test('a read right after a deferred write sees it; close() sends deferred writes', async (t) => {
+    const { store, keys } = make()
+    const r = rec()
+    const first = store.createRecord(r, { ttlSeconds: TTL, deferred: true })
+    t.same(await store.getRecord(r.id), r, 'the read sent the write before itself')
+    await first
+    const last = rec()
+    const write = store.createRecord(last, { ttlSeconds: TTL, deferred: true })
+    await store.close()
+    t.ok(await client.exists(keys.record(last.id)), 'written before close() resolved')
+    t.same(await write, { created: true, record: last })
+  })
+
+  t.test('a key that holds no record reads as missing, never as a broken record', async (t) => {
+    const { store, keys } = make()
+    await client.set(keys.record('junk'), 'not json', 'EX', 60)
+    await client.set(keys.record('other'), '{"some":"object"}', 'EX', 60)
+    t.equal(await store.getRecord('junk'), null)
+    t.equal(await store.getRecord('other'), null)
+    t.equal(await store.discardRecord('junk'), false)
+  })
+
   t.test('one write failing does not fail the others in its call', async (t) => {
     const { store, keys } = make()
     const broken = rec()
-    await client.set(keys.record(broken.id), 'not a hash')
+    await client.rpush(keys.record(broken.id), 'not a record') // a key of the wrong type
     const others = [rec(), rec()]
     scripts.length = 0
     const results = await Promise.allSettled([store.createRecord(others[0] as MessageRecord, { ttlSeconds: TTL }), store.createRecord(broken, { ttlSeconds: TTL }), store.createRecord(others[1] as MessageRecord, { ttlSeconds: TTL })])
@@ -110,7 +157,7 @@ test('record writes issued together go out as one script call', async (t) => {
     const r = rec()
     const write = store.createRecord(r, { ttlSeconds: TTL })
     await store.close()
-    t.equal(await client.hget(keys.record(r.id), 'status'), 'sent', 'written before close() resolved')
+    t.equal(JSON.parse(await client.get(keys.record(r.id)) ?? '{}').status, 'sent', 'written before close() resolved')
     t.same(await write, { created: true, record: r })
   })
 

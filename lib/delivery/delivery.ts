@@ -258,19 +258,19 @@ export class Delivery {
     }
   }
 
-  /** One awaited write per direct send: the final state (or the update of the claimed record). */
+  /** One write per direct send, not awaited by it (deferred): the final state (or the update of the claimed record). */
   private async recordOutcome (id: string, prepared: PreparedMessage, outcome: DeliveryOutcome, claimed: boolean): Promise<void> {
     try {
       if (claimed) {
         const patch = { status: outcome.status, attempts: outcome.attempts, msgid: outcome.msgid, errcode: outcome.errcode, errmsg: outcome.errmsg }
-        await this.store.updateRecord(id, patch, { ttlSeconds: this.options.retentionSeconds, now: this.nowIso() })
+        await this.store.updateRecord(id, patch, { ttlSeconds: this.options.retentionSeconds, now: this.nowIso(), deferred: true })
       } else {
         const record = this.newRecord(id, prepared, outcome.status, 'send')
         record.attempts = outcome.attempts
         if (outcome.msgid !== undefined) record.msgid = outcome.msgid
         if (outcome.errcode !== undefined) record.errcode = outcome.errcode
         if (outcome.errmsg !== undefined) record.errmsg = outcome.errmsg
-        await this.store.createRecord(record, { ttlSeconds: this.options.retentionSeconds })
+        await this.store.createRecord(record, { ttlSeconds: this.options.retentionSeconds, deferred: true })
       }
     } catch (err) {
       // WeChat already answered; losing the record must not turn a delivered message into an error.

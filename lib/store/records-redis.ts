@@ -51,12 +51,12 @@ export class RedisRecords implements RecordStore {
     const keys = [this.keys.record(record.id)]
     if (key !== undefined) keys.push(this.keys.idempotency(key))
     if (record.msgid !== undefined) keys.push(this.keys.msgid(record.msgid))
-    const write = ['c', String(ttl), String(sentAt), padMs(sentAt), String(sentAt - ttl * 1000), key === undefined ? '0' : '1', record.msgid === undefined ? '0' : '1', '']
-    for (const field in record) write.push(field, wellFormed(String(record[field as keyof MessageRecord])))
+    const write = ['c', String(ttl), String(sentAt), padMs(sentAt), String(sentAt - ttl * 1000), key === undefined ? '0' : '1',
+      record.msgid === undefined ? '0' : '1', '', recordJson(record), record.id, record.status, record.templateId]
     for (let attempt = 1; ; attempt++) {
-      const reply = await this.writes.write(keys, JSON.stringify(write))
+      const reply = await this.writes.write(keys, write, opts.deferred)
       if (reply[0] === WRITE_REPLY.created) return { created: true, record }
-      if (reply[0] === WRITE_REPLY.exists) return { created: false, record: parseRecord(reply[1] as string[]) }
+      if (reply[0] === WRITE_REPLY.exists) return { created: false, record: parseRecord(reply[1] as string) }
       // the idempotency key maps to another record: answer it, unless it expired before its mapping
       const prior = await this.getRecord(reply[1] as string)
       if (prior) return { created: false, record: prior }
@@ -70,21 +70,24 @@ export class RedisRecords implements RecordStore {
     const nowMs = isoToMs(opts.now, this.clock.now())
     const keys = [this.keys.record(id)]
     if (patch.msgid !== undefined) keys.push(this.keys.msgid(patch.msgid))
-    const write = ['u', String(ttl), opts.now, String(nowMs), padMs(nowMs), String(nowMs - ttl * 1000), patch.msgid === undefined ? '0' : '1', patchOf(patch)]
-    const reply = await this.writes.write(keys, JSON.stringify(write))
-    return reply[0] === WRITE_REPLY.updated ? parseRecord(reply[1] as string[]) : null
+    const write = ['u', String(ttl), String(nowMs), padMs(nowMs), String(nowMs - ttl * 1000), opts.now,
+      patch.msgid === undefined ? '0' : '1', JSON.stringify(patchOf(patch)), '', '', '', '']
+    const reply = await this.writes.write(keys, write, opts.deferred)
+    return reply[0] === WRITE_REPLY.updated ? parseRecord(reply[1] as string) : null
   }
 
   async discardRecord (id: string): Promise<boolean> {
     const k = this.keys
-    const key = (await this.run((c) => c.hget(k.record(id), 'idempotencyKey'))) ?? undefined
+    const record = readRecord(await this.run((c) => c.get(k.record(id))))
+    if (record?.status !== 'pending') return false
+    const key = record.idempotencyKey
     const keys = [k.record(id), k.stats, k.byTemplate, ...(key === undefined ? [] : [k.idempotency(key)])]
     return (await this.run((c) => c.wechatPushDiscardRecord(keys.length, ...keys, id))) === 1
   }
 
   async getRecord (id: string): Promise<MessageRecord | null> {
-    const hash = await this.run((c) => c.hgetall(this.keys.record(id)))
-    return hash.id === undefined ? null : fromHash(hash)
+    const json = await this.run((c) => c.get(this.keys.record(id)))
+    return readRecord(json)
   }
 
   async findByMsgid (msgid: string): Promise<string | null> {
@@ -103,12 +106,11 @@ export class RedisRecords implements RecordStore {
       return { distance: Math.abs(Number(rest.slice(0, at)) - aroundMs), id: rest.slice(at + 1) }
     }).filter((c) => c.distance <= windowMs).sort((a, b) => a.distance - b.distance)
     if (candidates.length === 0) return null
-    const states = values(await this.run((c) => {
-      const pipeline = c.pipeline()
-      for (const { id } of candidates) pipeline.hmget(this.keys.record(id), 'status', 'toUser', 'templateId')
-      return pipeline.exec()
-    })) as (string | null)[][]
-    const index = states.findIndex(([status, user, template]) => AWAITING_RECEIPT.has(status) && user === toUser && template === templateId)
+    const records = await this.run((c) => c.mget(candidates.map(({ id }) => this.keys.record(id))))
+    const index = records.findIndex((json) => {
+      const record = readRecord(json)
+      return record !== null && AWAITING_RECEIPT.has(record.status) && record.toUser === toUser && record.templateId === templateId
+    })
     return index === -1 ? null : candidates[index].id
   }
 
@@ -177,21 +179,32 @@ export class RedisRecords implements RecordStore {
   }
 }
 
-/** Only the known fields; a missing status (even null) keeps the current one, as in the memory store. */
-function patchOf ({ status, attempts, errcode, errmsg, msgid }: RecordPatch): Record<string, unknown> {
-  return { status: status ?? undefined, attempts, errcode, errmsg: typeof errmsg === 'string' ? wellFormed(errmsg) : errmsg, msgid: typeof msgid === 'string' ? wellFormed(msgid) : msgid }
-}
-
 /** Where a create's write holds the stale mapping id it may replace. */
 const STALE = 7
 
 /**
- * Values travel as JSON (one argument per write), which Lua's cjson refuses for a lone surrogate;
- * as separate arguments they went out as UTF-8, where it became U+FFFD. Same here, before encoding.
- * (Constant time for the usual one-byte strings.)
+ * The record as stored: one JSON string. Lua's cjson refuses the escape of a lone surrogate, which
+ * JSON.stringify writes, so such strings become U+FFFD first (as UTF-8 arguments did before): only
+ * when the JSON shows one, so the usual record costs one regular-expression test.
  */
+function recordJson (record: MessageRecord): string {
+  const json = JSON.stringify(record)
+  if (!LONE_SURROGATE.test(json)) return json
+  const copy: Record<string, unknown> = { ...record }
+  for (const field in copy) if (typeof copy[field] === 'string') copy[field] = wellFormed(copy[field] as string)
+  return JSON.stringify(copy)
+}
+
+/** JSON.stringify's escape of a lone surrogate (a false positive, a literal backslash-u text, only costs the slow path). */
+const LONE_SURROGATE = /\\u[dD][89a-fA-F]/
+
 function wellFormed (value: string): string {
   return (value as string & { toWellFormed (): string }).toWellFormed()
+}
+
+/** Only the known fields; a missing status (even null) keeps the current one, as in the memory store. */
+function patchOf ({ status, attempts, errcode, errmsg, msgid }: RecordPatch): Record<string, unknown> {
+  return { status: status ?? undefined, attempts, errcode, errmsg: typeof errmsg === 'string' ? wellFormed(errmsg) : errmsg, msgid: typeof msgid === 'string' ? wellFormed(msgid) : msgid }
 }
 
 /** The replies of a pipeline or transaction; the first failed command's error is thrown. */
@@ -202,25 +215,31 @@ function values (replies: [Error | null, unknown][] | null): unknown[] {
   })
 }
 
-function parseRecord (flat: string[]): MessageRecord {
-  const hash: Record<string, string> = {}
-  for (let i = 0; i < flat.length; i += 2) hash[flat[i]] = flat[i + 1]
-  return fromHash(hash)
+/** A stored record back, or null when the key holds something else than a record (damaged, foreign). */
+function readRecord (json: string | null): MessageRecord | null {
+  if (json === null) return null
+  try {
+    return parseRecord(json)
+  } catch {
+    return null
+  }
 }
 
-function fromHash (h: Record<string, string>): MessageRecord {
+function parseRecord (json: string): MessageRecord {
+  const r = JSON.parse(json) as Record<string, unknown>
+  if (typeof r?.id !== 'string' || typeof r.status !== 'string') throw new Error('the stored record is damaged (not a record\'s JSON)')
   return normalizeRecord({
-    id: h.id,
-    status: h.status as Status,
-    templateId: h.templateId,
-    toUser: h.toUser,
-    attempts: Number(h.attempts),
-    errcode: h.errcode === undefined ? undefined : Number(h.errcode),
-    errmsg: h.errmsg,
-    msgid: h.msgid,
-    createdAt: h.createdAt,
-    updatedAt: h.updatedAt,
-    source: h.source as MessageRecord['source'],
-    idempotencyKey: h.idempotencyKey
+    id: r.id as string,
+    status: r.status as Status,
+    templateId: r.templateId as string,
+    toUser: r.toUser as string,
+    attempts: Number(r.attempts),
+    errcode: r.errcode === undefined ? undefined : Number(r.errcode),
+    errmsg: r.errmsg as string | undefined,
+    msgid: r.msgid as string | undefined,
+    createdAt: r.createdAt as string,
+    updatedAt: r.updatedAt as string,
+    source: r.source as MessageRecord['source'],
+    idempotencyKey: r.idempotencyKey as string | undefined
   })
 }

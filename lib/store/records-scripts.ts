@@ -8,8 +8,8 @@ import { NO_CONSENT_ERRCODE, RECENT_FAILURES_CAP, SENT_INDEX_CAP, SEP, STATUSES,
  * Record writes (creates and updates) go through one script that applies a batch of them in order
  * (record-writes.ts gathers the writes issued together into one call). KEYS: 1 stats hash,
  * 2 byTemplate hash, 3 errcodes hash, 4 recent-failures list, 5 sent index by pair (lex), 6 sent
- * index by time; then each write's own keys, in order: its record hash and the optional keys its
- * ARGV flags name.
+ * index by time; then each write's own keys, in order: its record (one JSON string) and the
+ * optional keys its ARGV flags name.
  */
 const ALLOWED = `{ ${STATUSES.map((from) => `${from} = { ${TRANSITIONS[from].map((to) => `${to} = true`).join(', ')} }`).join(', ')} }`
 
@@ -19,14 +19,9 @@ export const WRITE_SHARED_KEYS = 6
 const PRELUDE = `
 local ALLOWED = ${ALLOWED}
 local FAILURE = { failed = true, unknown = true }
+local AWAITING = { sent = true, unknown = true }
 local SEP = '${SEP}'
 local K = { stats = KEYS[1], byTemplate = KEYS[2], errcodes = KEYS[3], recent = KEYS[4], sentPair = KEYS[5], sentTime = KEYS[6] }
-
-local function toTable (flat)
-  local t = {}
-  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
-  return t
-end
 
 -- Counter moves are summed over the batch and applied once per field at the end: exact, and the
 -- whole batch is one script, so no reader sees the counters half-moved.
@@ -59,9 +54,16 @@ local function zremBoth (members)
   end
 end
 
--- counters and indexes of a move from old (false: a new record) to new; sent = {ms, padded ms, cutoff ms}
-local function enter (recordKey, rec, old, new, at, ttl, sent, newErrcode)
-  if old == new then return end
+-- Whether a move to 'new' needs the whole record (failure entry, sent index) and not only its template.
+local function needsRecord (new, hasMsgid)
+  return FAILURE[new] or (AWAITING[new] and not hasMsgid)
+end
+
+-- Counters and indexes of a move from old (false: a new record) to new; sent = {ms, padded ms,
+-- cutoff ms}. It may set or clear rec.sentAt: answers whether rec changed (to be written back).
+local function enter (rec, old, new, at, ttl, sent, newErrcode)
+  if old == new then return false end
+  local changed = false
   if old then
     move(K.stats, old, -1)
     moveTemplate(rec.templateId, old, -1)
@@ -73,24 +75,26 @@ local function enter (recordKey, rec, old, new, at, ttl, sent, newErrcode)
     if rec.errcode then
       entry.errcode = tonumber(rec.errcode)
       if newErrcode or not old or not FAILURE[old] then
-        move(K.errcodes, rec.errcode, 1)
+        move(K.errcodes, tostring(entry.errcode), 1)
         if entry.errcode == ${NO_CONSENT_ERRCODE} then move(K.stats, 'noConsent', 1) end
       end
     end
     redis.call('LPUSH', K.recent, cjson.encode(entry))
     redis.call('LTRIM', K.recent, 0, ${RECENT_FAILURES_CAP - 1})
   end
-  if (old == 'sent' or old == 'unknown') and rec.sentAt then
+  if old and AWAITING[old] and rec.sentAt then
     local pair = rec.toUser .. SEP .. rec.templateId .. SEP
     zremBoth({ pair .. rec.sentAt .. SEP .. rec.id })
-    redis.call('HDEL', recordKey, 'sentAt')
+    rec.sentAt = nil
+    changed = true
   end
   -- receipts find a message by msgid when WeChat returned one; the pair index is only for the rest,
   -- 'unknown' included: the receipt of an attempt whose answer was lost settles it
-  if (new == 'sent' or new == 'unknown') and not rec.msgid then
+  if AWAITING[new] and not rec.msgid then
     local pair = rec.toUser .. SEP .. rec.templateId .. SEP
     local member = pair .. sent[2] .. SEP .. rec.id
-    redis.call('HSET', recordKey, 'sentAt', sent[2])
+    rec.sentAt = sent[2]
+    changed = true
     redis.call('ZADD', K.sentPair, 0, member)
     redis.call('ZADD', K.sentTime, sent[1], member)
     local lo, hi = '[' .. pair, '(' .. pair .. '\\255'
@@ -102,89 +106,96 @@ local function enter (recordKey, rec, old, new, at, ttl, sent, newErrcode)
     redis.call('EXPIRE', K.sentPair, ttl)
     redis.call('EXPIRE', K.sentTime, ttl)
   end
+  return changed
 end
 `
 
 /**
  * Reply codes of one write in the batch script's answer, in order: the bare code when there is no
- * payload (created, missing), else `[code, payload]`.
+ * payload (created, missing), else `[code, payload]` (the record's JSON, or an id, or a message).
  */
 export const WRITE_REPLY = { created: 1, exists: 0, staleMapping: 2, updated: 3, missing: 4, error: -1 } as const
+
+/**
+ * ARGV entries per write in the batch script: every write takes the same number (unused ones are
+ * ''), so the script walks them without decoding anything on the common path.
+ *   create: 'c', ttl s, sentAt ms, sentAt padded, cutoff ms, has idempotency ('1'/'0'), has msgid,
+ *           id of a stale mapping that may be replaced ('' none), record JSON, id, status, templateId
+ *   update: 'u', ttl s, sentAt ms, sentAt padded, cutoff ms, now ISO, has msgid, patch JSON
+ */
+export const WRITE_ARGS = 12
 
 export const RECORD_SCRIPTS = {
   wechatPushWriteRecords: {
     // KEYS: the shared 6, then per write: create → record [idempotency] [msgid]; update → record [msgid].
-    // ARGV: one JSON array per write, in order (one argument each: cheaper to send than many):
-    //   create ['c', ttl s, sentAt ms, sentAt padded, cutoff ms, has idempotency, has msgid,
-    //           id of a stale mapping that may be replaced ('' none), then the fields/values]
-    //   update ['u', ttl s, now ISO, now ms, now padded, cutoff ms, has msgid, patch object]
+    // ARGV: WRITE_ARGS entries per write, in order (above). A record is one JSON string (SET ... EX):
+    // a create stores the client's JSON as it is, and decodes it only for a failure or the sent index.
     // Answers per write, in order, its code (created, missing) or { code, payload } (WRITE_REPLY). A
     // write that fails answers { -1, message } and the others still apply, as separate calls would.
     lua: `${PRELUDE}
--- w: the write's JSON array (fields and values from w[9] on)
-local function create (recordKey, idem, msgidKey, w)
-  if redis.call('EXISTS', recordKey) == 1 then return { 0, redis.call('HGETALL', recordKey) } end
+local function create (recordKey, idem, msgidKey, a)
+  local ttl = tonumber(ARGV[a + 1])
+  local json, id, status, templateId = ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11]
   if idem then
-    local id = redis.call('GET', idem)
-    if id and id ~= w[8] then return { 2, id } end
+    local existing = redis.call('GET', recordKey)
+    if existing then return { 0, existing } end
+    local prior = redis.call('GET', idem)
+    if prior and prior ~= ARGV[a + 7] then return { 2, prior } end
   end
-  local rec = {}
-  for i = 9, #w, 2 do rec[w[i]] = w[i + 1] end
-  local ttl = tonumber(w[2])
-  redis.call('HSET', recordKey, unpack(w, 9))
-  redis.call('EXPIRE', recordKey, ttl)
-  if idem then redis.call('SET', idem, rec.id, 'EX', ttl) end
-  if msgidKey then redis.call('SET', msgidKey, rec.id, 'EX', ttl) end
+  if not redis.call('SET', recordKey, json, 'NX', 'EX', ttl) then return { 0, redis.call('GET', recordKey) } end
+  if idem then redis.call('SET', idem, id, 'EX', ttl) end
+  if msgidKey then redis.call('SET', msgidKey, id, 'EX', ttl) end
   move(K.stats, 'total', 1)
-  enter(recordKey, rec, false, rec.status, rec.updatedAt, ttl, { w[3], w[4], w[5] }, true)
+  if needsRecord(status, msgidKey) then
+    local rec = cjson.decode(json)
+    if enter(rec, false, status, rec.updatedAt, ttl, { ARGV[a + 2], ARGV[a + 3], ARGV[a + 4] }, true) then
+      redis.call('SET', recordKey, cjson.encode(rec), 'KEEPTTL')
+    end
+  else
+    move(K.stats, status, 1)
+    moveTemplate(templateId, status, 1)
+  end
   return 1
 end
 
-local function update (recordKey, msgidKey, ttlArg, now, sent, patch)
-  local flat = redis.call('HGETALL', recordKey)
-  if #flat == 0 then return 4 end
-  local rec = toTable(flat)
+local function update (recordKey, msgidKey, a)
+  local json = redis.call('GET', recordKey)
+  if not json then return 4 end
+  local rec = cjson.decode(json)
+  local patch = cjson.decode(ARGV[a + 7])
   local old = rec.status
   local new = patch.status or old
-  if new ~= old and not (ALLOWED[old] and ALLOWED[old][new]) then return { 3, flat } end
-  local ttl = tonumber(ttlArg)
+  if new ~= old and not (ALLOWED[old] and ALLOWED[old][new]) then return { 3, json } end
+  local ttl = tonumber(ARGV[a + 1])
+  local now = ARGV[a + 5]
   rec.status = new
   rec.updatedAt = now
-  local set = { 'status', new, 'updatedAt', now }
   for _, f in ipairs({ 'attempts', 'errcode', 'errmsg', 'msgid' }) do
     local v = patch[f]
-    if v == cjson.null then
-      rec[f] = nil
-      redis.call('HDEL', recordKey, f)
-    elseif v ~= nil then
-      rec[f] = tostring(v)
-      set[#set + 1] = f
-      set[#set + 1] = rec[f]
-    end
+    if v == cjson.null then rec[f] = nil elseif v ~= nil then rec[f] = v end
   end
-  redis.call('HSET', recordKey, unpack(set))
-  redis.call('EXPIRE', recordKey, ttl)
+  enter(rec, old, new, now, ttl, { ARGV[a + 2], ARGV[a + 3], ARGV[a + 4] }, type(patch.errcode) == 'number')
+  json = cjson.encode(rec)
+  redis.call('SET', recordKey, json, 'EX', ttl)
   if msgidKey then redis.call('SET', msgidKey, rec.id, 'EX', ttl) end
-  enter(recordKey, rec, old, new, now, ttl, sent, type(patch.errcode) == 'number')
-  return { 3, redis.call('HGETALL', recordKey) }
+  return { 3, json }
 end
 
 local replies = {}
 local k = ${WRITE_SHARED_KEYS + 1}
-for a = 1, #ARGV do
-  local w = cjson.decode(ARGV[a])
+for a = 1, #ARGV, ${WRITE_ARGS} do
   local ok, reply
   local recordKey = KEYS[k]
   k = k + 1
-  if w[1] == 'c' then
+  if ARGV[a] == 'c' then
     local idem, msgidKey
-    if w[6] == '1' then idem = KEYS[k]; k = k + 1 end
-    if w[7] == '1' then msgidKey = KEYS[k]; k = k + 1 end
-    ok, reply = pcall(create, recordKey, idem, msgidKey, w)
+    if ARGV[a + 5] == '1' then idem = KEYS[k]; k = k + 1 end
+    if ARGV[a + 6] == '1' then msgidKey = KEYS[k]; k = k + 1 end
+    ok, reply = pcall(create, recordKey, idem, msgidKey, a)
   else
     local msgidKey
-    if w[7] == '1' then msgidKey = KEYS[k]; k = k + 1 end
-    ok, reply = pcall(update, recordKey, msgidKey, w[2], w[3], { w[4], w[5], w[6] }, w[8])
+    if ARGV[a + 6] == '1' then msgidKey = KEYS[k]; k = k + 1 end
+    ok, reply = pcall(update, recordKey, msgidKey, a)
   end
   if not ok then reply = { -1, type(reply) == 'table' and tostring(reply.err) or tostring(reply) } end
   replies[#replies + 1] = reply
@@ -193,13 +204,12 @@ applyMoves()
 return replies`
   },
   wechatPushDiscardRecord: {
-    // KEYS: record hash, stats hash, byTemplate hash, [idempotency]. ARGV: id. Only a 'pending' record.
+    // KEYS: record, stats hash, byTemplate hash, [idempotency]. ARGV: id. Only a 'pending' record.
     lua: `
-local flat = redis.call('HGETALL', KEYS[1])
-if #flat == 0 then return 0 end
-local rec = {}
-for i = 1, #flat, 2 do rec[flat[i]] = flat[i + 1] end
-if rec.status ~= 'pending' then return 0 end
+local json = redis.call('GET', KEYS[1])
+if not json then return 0 end
+local ok, rec = pcall(cjson.decode, json)
+if not ok or type(rec) ~= 'table' or rec.status ~= 'pending' then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('HINCRBY', KEYS[2], 'total', -1)
 redis.call('HINCRBY', KEYS[2], 'pending', -1)

@@ -63,12 +63,17 @@ export interface TemplateCache {
   templates: unknown[]
 }
 
-export interface CreateRecordOptions {
+/** Nobody waits for this write (a direct send's final record): a store may hold it a few ms to batch it. */
+interface WriteTiming {
+  deferred?: boolean
+}
+
+export interface CreateRecordOptions extends WriteTiming {
   ttlSeconds: number
   idempotencyKey?: string
 }
 
-export interface UpdateRecordOptions {
+export interface UpdateRecordOptions extends WriteTiming {
   ttlSeconds: number
   /** ISO time of the change: becomes updatedAt, and sentAt for the receipt index */
   now: string
