@@ -1,10 +1,10 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { WechatQueueError, WechatStoreError } from '../errors.js'
+import { invalid, WechatQueueError, WechatStoreError } from '../errors.js'
 import type { Clock, ResolvedOptions } from '../options.js'
 import type { MessageRecord, StatsSnapshot, Status } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
 import type { PreparedMessage } from './message.js'
-import { invalid, prepareMessage } from './message.js'
+import { prepareMessage } from './message.js'
 import { templateIdOf, templateIdsOf } from './templates.js'
 import type { TemplateRules } from './templates.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
@@ -146,11 +146,10 @@ export class Delivery {
    * Without an idempotency key the job goes first and its record second: a crash between the two
    * then leaves a job whose worker writes the missing record, never a record with no job (a message
    * accepted and never sent). A failed add leaves nothing behind, so a retry starts clean.
-   * `ids` (internal): ids assigned by the caller, one per message, instead of fresh ones.
    */
-  private async enqueueFresh (prepared: PreparedMessage[], reserved: boolean[], delay: number, source: MessageSource, ids?: readonly string[]): Promise<EnqueueResult[]> {
+  private async enqueueFresh (prepared: PreparedMessage[], reserved: boolean[], delay: number, source: MessageSource): Promise<EnqueueResult[]> {
     const now = this.nowIso()
-    const batch = prepared.map((p, i) => this.admitted(ids?.[i] ?? newMessageId(), p, reserved[i] === true, delay, source, now))
+    const batch = prepared.map((p, i) => this.admitted(newMessageId(), p, reserved[i] === true, delay, source, now))
     try {
       await this.queueAdmitted(batch)
     } catch (err) {

@@ -171,6 +171,3 @@ function normaliseValue (raw: unknown): string | undefined {
   if (typeof value === 'number' && Number.isFinite(value)) return String(value)
   return undefined
 }
-
-export { invalid }
-export type { InvalidMessageError } from '../errors.js'

@@ -25,19 +25,16 @@ local K = { stats = KEYS[1], byTemplate = KEYS[2], errcodes = KEYS[3], recent = 
 
 -- Counter moves are summed over the batch and applied once per field at the end: exact, and the
 -- whole batch is one script, so no reader sees the counters half-moved.
-local moves = {}
-local function move (key, field, by)
-  local t = moves[key]
-  if not t then t = {}; moves[key] = t end
-  t[field] = (t[field] or 0) + by
+local function bump (sums, outer, inner, by)
+  local t = sums[outer]
+  if not t then t = {}; sums[outer] = t end
+  t[inner] = (t[inner] or 0) + by
 end
+local moves = {}
+local function move (key, field, by) bump(moves, key, field, by) end
 -- byTemplate moves by template then status: its field names are built once per pair, not per record
 local templateMoves = {}
-local function moveTemplate (templateId, status, by)
-  local t = templateMoves[templateId]
-  if not t then t = {}; templateMoves[templateId] = t end
-  t[status] = (t[status] or 0) + by
-end
+local function moveTemplate (templateId, status, by) bump(templateMoves, templateId, status, by) end
 local function applyMoves ()
   for key, t in pairs(moves) do
     for field, by in pairs(t) do redis.call('HINCRBY', key, field, by) end
