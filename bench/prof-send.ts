@@ -6,6 +6,8 @@
  *   PROF_REDIS=1 …                        wechat.send, Redis store
  *   PROF_RAW=1 …                          raw undici, the request bench/send.ts makes by hand
  *   PROF_OUT=file.cpuprofile …            also write a CPU profile of the measured seconds
+ *   PROF_HEAP=file.heapprofile …          also write a sampling heap profile of every allocation in them
+ *                                         (collected ones included: where the garbage comes from)
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
@@ -56,6 +58,11 @@ async function main (): Promise<void> {
     await session.post('Profiler.enable')
     await session.post('Profiler.start')
   }
+  const heapOut = process.env.PROF_HEAP
+  if (heapOut) {
+    if (!out) session.connect()
+    await session.post('HeapProfiler.startSampling', { samplingInterval: 512, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: !process.env.PROF_HEAP_PROMOTED } as any)
+  }
   const seconds = Number(process.env.PROF_SECONDS ?? 8)
   const redisCpu = async (): Promise<number> => {
     if (!redis) return 0
@@ -90,6 +97,10 @@ async function main (): Promise<void> {
   if (out) {
     const { profile } = await session.post('Profiler.stop')
     writeFileSync(out, JSON.stringify(profile))
+  }
+  if (heapOut) {
+    const { profile } = await session.post('HeapProfiler.stopSampling')
+    writeFileSync(heapOut, JSON.stringify(profile))
   }
   console.log(`${process.env.PROF_RAW ? 'raw' : redis ? 'redis' : 'memory'}: ${Math.round(n / seconds)} sends/s, ${cpu.toFixed(1)} µs CPU/send`)
   await app.close(); await sim.close(); await redis?.stop()

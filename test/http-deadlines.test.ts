@@ -3,10 +3,13 @@ import { createServer } from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { performance } from 'node:perf_hooks'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { test } from 'tap'
 import type { Test } from 'tap'
 import type { Dispatcher } from 'undici'
 import { Deadlines } from '../lib/api/deadlines.js'
+import type { DeadlineEntry } from '../lib/api/deadlines.js'
 import { Exchange } from '../lib/api/exchange.js'
 import { WechatHttpClient } from '../lib/api/http-client.js'
 import type { UpstreamFields } from '../lib/api/http-client.js'
@@ -113,4 +116,25 @@ test('a dispatcher that throws fails the call instead of leaving it pending', as
   const deadlines = new Deadlines(50)
   t.teardown(() => deadlines.close())
   await t.rejects(new Exchange(deadlines).start(pool, { method: 'GET', path: '/' }), /closed/)
+})
+
+test('a finished call is not kept alive by the deadline queue while later calls are in flight', async (t) => {
+  // Calls always overlap under load, so the queue rarely empties: a finished entry left in its
+  // slot stayed reachable (and was promoted to the old generation) until the queue was compacted.
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const deadlines = new Deadlines(60_000)
+  t.teardown(() => deadlines.close())
+  const entry = (): DeadlineEntry => ({ deadline: deadlines.next(), done: false, expire () {} })
+  let finished: DeadlineEntry | undefined = entry()
+  const gone = new WeakRef(finished)
+  const later = entry()
+  deadlines.add(finished)
+  deadlines.add(later)
+  deadlines.finish(finished)
+  finished = undefined
+  await new Promise((resolve) => setImmediate(resolve))
+  gc()
+  t.equal(gone.deref(), undefined, 'the finished entry was collected')
+  deadlines.finish(later)
 })

@@ -17,7 +17,9 @@ export interface DeadlineEntry {
  * costs no timer and no abort signal of its own.
  */
 export class Deadlines {
-  private queue: DeadlineEntry[] = []
+  // A finished entry's slot is cleared as the head passes it: the array must not keep whole calls
+  // alive (at thousands of calls per second, long enough to be promoted to the old generation).
+  private queue: (DeadlineEntry | null)[] = []
   private head = 0
   private timer: NodeJS.Timeout | null = null
 
@@ -37,7 +39,7 @@ export class Deadlines {
     entry.done = true
     const queue = this.queue
     let head = this.head
-    while (head < queue.length && (queue[head] as DeadlineEntry).done) head++
+    while (head < queue.length && (queue[head] as DeadlineEntry).done) queue[head++] = null
     if (head === queue.length) {
       queue.length = 0
       head = 0
@@ -72,7 +74,7 @@ export class Deadlines {
         entry.done = true
         expired.push(entry)
       }
-      this.head++
+      queue[this.head++] = null
     }
     if (this.head === queue.length) {
       queue.length = 0
