@@ -164,6 +164,9 @@ test('lib/delivery/delivery.ts + lib/store/redis.ts: an enqueue whose record wri
 
   // Redis stalls for 1 s (a slow disk, a long command): the record write waits in Redis' queue,
   // the store gives up on it after its deadline, and Redis runs it afterwards all the same.
+  // connected first: on a loaded machine a lazy connect could outlast the sleep and let the
+  // enqueue's write in before the stall
+  await admin.ping()
   const stall = admin.eval(BUSY_SECOND, 0)
   await sleep(50)
   const message = shippedMessage()

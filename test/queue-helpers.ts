@@ -3,6 +3,7 @@
  * conditions, unique messages, duplicate counting at the simulator and a look into BullMQ's keys.
  */
 import { Queue } from 'bullmq'
+import type { JobType } from 'bullmq'
 import type { FastifyInstance } from 'fastify'
 import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
 import type { SimAcceptedMessage } from '../lib/testing/index.js'
@@ -94,4 +95,10 @@ export function inspectQueue (redisUrl: string, keyPrefix: string, appId: string
   const queue = new Queue('subscribe-send', { connection: { host: url.hostname, port: Number(url.port) }, prefix: `${keyPrefix}{${appId}}` })
   queue.on('error', () => {})
   return queue
+}
+
+/** Messages in BullMQ's jobs in these states: a batch job (handler pushes, lib/delivery/batch-jobs.ts) carries several. */
+export async function queuedMessages (queue: Queue, ...states: JobType[]): Promise<number> {
+  const jobs = await queue.getJobs(states)
+  return jobs.reduce((n, job) => n + (Array.isArray(job?.data?.batch) ? (job.data.batch as unknown[]).length : 1), 0)
 }

@@ -3,8 +3,11 @@ import type { Job } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import { duplicateClient } from '../store/connection.js'
-import type { JobData, JobRunner } from './job-runner.js'
+import { BATCH_JOB, bulkOf } from './batch-jobs.js'
+import type { BatchData } from './batch-jobs.js'
+import type { JobData, JobRunner, Verdict } from './job-runner.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
+import { Slots } from './slots.js'
 
 export const QUEUE_NAME = 'subscribe-send'
 
@@ -33,8 +36,10 @@ class RetryLater extends Error {
 export class BullQueue implements MessageQueue {
   readonly kind = 'bullmq' as const
   readonly durable = true
-  private readonly queue: Queue<JobData>
-  private worker: Worker<JobData> | null = null
+  private readonly queue: Queue<JobData | BatchData>
+  private worker: Worker<JobData | BatchData> | null = null
+  /** WeChat calls in flight in this instance: single jobs and the messages of batch jobs share them */
+  private readonly slots: Slots
   private workerConnection: Redis | null = null
   private readonly queueConnection: Redis
   private readonly owned = new Set<Redis>()
@@ -48,19 +53,21 @@ export class BullQueue implements MessageQueue {
     private readonly log: FastifyBaseLogger
   ) {
     this.queueConnection = this.own(duplicateClient(client, { enableOfflineQueue: false }))
-    this.queue = new Queue<JobData>(QUEUE_NAME, { connection: this.queueConnection, prefix: options.prefix })
+    this.slots = new Slots(options.concurrency)
+    this.queue = new Queue<JobData | BatchData>(QUEUE_NAME, { connection: this.queueConnection, prefix: options.prefix })
     this.queue.on('error', (err) => { this.log.warn({ reason: err.message }, 'wechat: queue connection error') })
   }
 
   async add (jobs: QueuedJob[]): Promise<void> {
-    await this.queue.addBulk(jobs.map((job) => ({
-      name: 'send',
-      data: job.data,
+    await this.queue.addBulk(bulkOf(jobs, this.options.limiter === undefined).map(({ name, data, jobId, delayMs }) => ({
+      name,
+      data,
       opts: {
-        // Our message id: a second add of the same message is a no-op in BullMQ.
-        jobId: job.data.id,
-        delay: job.delayMs,
-        attempts: this.options.attempts,
+        // Our message id (a batch: its first message's): a second add of the same job is a no-op in BullMQ.
+        jobId,
+        delay: delayMs,
+        // A single job's attempts are the message's; a message leaving a batch takes the ones it has left.
+        attempts: Math.max(1, this.options.attempts - ((data as JobData).attemptsBefore ?? 0)),
         backoff: { type: 'wechat' },
         removeOnComplete: { count: 1000 },
         removeOnFail: { count: 5000 }
@@ -70,7 +77,9 @@ export class BullQueue implements MessageQueue {
 
   async start (): Promise<void> {
     this.workerConnection = this.own(duplicateClient(this.client, { maxRetriesPerRequest: null, enableOfflineQueue: true }))
-    this.worker = new Worker<JobData>(QUEUE_NAME, (job, token) => this.process(job, token), {
+    this.worker = new Worker<JobData | BatchData>(QUEUE_NAME, (job, token) => job.name === BATCH_JOB
+      ? this.processBatch(job as Job<BatchData>, token)
+      : this.slots.use(() => this.process(job as Job<JobData>, token)), {
       connection: this.workerConnection,
       prefix: this.options.prefix,
       concurrency: this.options.concurrency,
@@ -83,7 +92,7 @@ export class BullQueue implements MessageQueue {
     })
     this.worker.on('error', (err) => { this.log.warn({ reason: err.message }, 'wechat: queue worker error') })
     this.worker.on('failed', (job, err) => {
-      if (job && !(err instanceof RetryLater)) this.log.error({ messageId: job.data.id, reason: err.message }, 'wechat: queue job failed')
+      if (job && !(err instanceof RetryLater)) this.log.error({ messageId: (job.data as JobData).id, jobId: job.id, reason: err.message }, 'wechat: queue job failed')
     })
   }
 
@@ -93,7 +102,7 @@ export class BullQueue implements MessageQueue {
       await job.moveToDelayed(this.pausedUntil, token)
       throw new DelayedError()
     }
-    const verdict = await this.runner.run(job.data, job.attemptsMade + 1, this.options.attempts)
+    const verdict = await this.runner.run(job.data, attemptOf(job.data, job.attemptsMade), this.options.attempts)
     switch (verdict.kind) {
       case 'done':
         return
@@ -105,12 +114,60 @@ export class BullQueue implements MessageQueue {
         await job.moveToDelayed(Date.now() + verdict.delayMs, token)
         throw new DelayedError()
       case 'quota':
-        // 45009: park the whole queue, fleet-wide, until the quota resets.
-        this.pausedUntil = Date.now() + verdict.pauseMs
-        this.log.warn({ pauseMs: verdict.pauseMs }, 'wechat: daily quota used up (45009); the queue is paused until it resets')
-        await this.queue.rateLimit(verdict.pauseMs)
+        await this.pause(verdict.pauseMs)
         throw Worker.RateLimitError()
     }
+  }
+
+  /**
+   * A batch of handler pushes (batch-jobs.ts): each message is run as a single job would be, in the
+   * slots it shares with them. A message that must wait continues as a single job of its own (added
+   * before the batch completes, so a crash in between runs the batch again: the job runner skips the
+   * messages that already have their outcome). After a 45009 the messages not yet tried wait too.
+   */
+  private async processBatch (job: Job<BatchData>, token: string | undefined): Promise<void> {
+    if (this.pausedUntil > Date.now()) {
+      await job.moveToDelayed(this.pausedUntil, token)
+      throw new DelayedError()
+    }
+    const later: QueuedJob[] = []
+    const runs = await Promise.allSettled(job.data.batch.map((data) => this.slots.use(async () => {
+      const attempt = attemptOf(data, job.attemptsMade)
+      if (this.pausedUntil > Date.now()) {
+        later.push({ data: { ...data, attemptsBefore: attempt - 1 }, delayMs: this.pausedUntil - Date.now() })
+        return
+      }
+      const verdict = await this.runner.run(data, attempt, this.options.attempts)
+      const next = await this.afterBatchRun(data, attempt, verdict)
+      if (next) later.push(next)
+    })))
+    if (later.length > 0) await this.add(later)
+    // A run that threw (a credit hook with the store down): the batch is retried, and the job runner
+    // skips every message that already has its outcome.
+    const failed = runs.find((run): run is PromiseRejectedResult => run.status === 'rejected')
+    if (failed) throw failed.reason
+  }
+
+  /** What a message of a batch does after its run: nothing more, or continue as a single job. */
+  private async afterBatchRun (data: JobData, attempt: number, verdict: Verdict): Promise<QueuedJob | undefined> {
+    switch (verdict.kind) {
+      case 'done':
+        return undefined
+      case 'retry':
+        return { data: { ...data, ambiguous: data.ambiguous === true || verdict.ambiguous, attemptsBefore: attempt }, delayMs: verdict.delayMs }
+      case 'rate':
+        return { data: { ...data, attemptsBefore: attempt - 1 }, delayMs: verdict.delayMs }
+      case 'quota':
+        await this.pause(verdict.pauseMs)
+        return { data: { ...data, attemptsBefore: attempt - 1 }, delayMs: verdict.pauseMs }
+    }
+  }
+
+  /** 45009: park the whole queue, fleet-wide, until the quota resets. */
+  private async pause (pauseMs: number): Promise<void> {
+    this.pausedUntil = Date.now() + pauseMs
+    this.log.warn({ pauseMs }, 'wechat: daily quota used up (45009); the queue is paused until it resets')
+    await this.queue.rateLimit(pauseMs)
   }
 
   async close (graceMs: number): Promise<void> {
@@ -150,6 +207,11 @@ export class BullQueue implements MessageQueue {
   }
 }
 
+/** The attempt a run is: those the message used before it left a batch, then BullMQ's own count. */
+function attemptOf (data: JobData, attemptsMade: number): number {
+  return (data.attemptsBefore ?? 0) + attemptsMade + 1
+}
+
 /**
  * BullMQ 6 stops its lock-renewal timer and stalled-job checker only at the end of a worker close
  * that completes. A close stuck on a connection that cannot come back (Redis down, or a blocking
@@ -157,7 +219,7 @@ export class BullQueue implements MessageQueue {
  * alive: stop them ourselves. Private fields, so each is optional; the lock of any job still active
  * then expires and another instance takes the job, as after a crash.
  */
-function stopWorkerTimers (worker: Worker<JobData>): void {
+function stopWorkerTimers (worker: Worker<JobData | BatchData>): void {
   const internals = worker as unknown as { lockManager?: { close?: () => Promise<void> }, stalledCheckStopper?: () => void }
   internals.lockManager?.close?.().catch(() => {})
   internals.stalledCheckStopper?.()

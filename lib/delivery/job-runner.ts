@@ -18,6 +18,8 @@ export interface JobData {
   reserved?: boolean
   /** who queued it, for a record the worker has to write itself */
   source?: 'send' | 'queue' | 'hook'
+  /** attempts it used in a BullMQ batch job before it continued as a single job (batch-jobs.ts) */
+  attemptsBefore?: number
 }
 
 /** What the queue should do next with a job. */

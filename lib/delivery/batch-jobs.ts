@@ -1,0 +1,45 @@
+import type { JobData } from './job-runner.js'
+import type { QueuedJob } from './queue.js'
+
+/**
+ * Handler pushes go into BullMQ as batch jobs of up to BATCH_SIZE messages. BullMQ's cost is per
+ * job (one add script, a move to active and one to completed, each a Lua call with a dozen keys:
+ * about 40 µs of the app's CPU and as much of Redis's per job, measured in bench/hook), so a push
+ * flushed with others shares it instead of paying it alone. The batch is the unit BullMQ keeps
+ * durable, locks and hands out; each message in it still has its own record, its own outcome and its
+ * own retries: a message that must wait (a transient error's backoff, 45011, 45009) leaves the batch
+ * as a single job of its own, with the attempts it already used.
+ *
+ * Only handler pushes are batched: they have no idempotency key, so nothing ever re-adds one of their
+ * messages by its id (which must stay a no-op while the message sits in the queue), and nobody waits
+ * for them one by one. With a `limiter` nothing is batched: BullMQ's limiter counts jobs.
+ */
+export const BATCH_JOB = 'batch'
+export const SEND_JOB = 'send'
+
+/** Small enough that a large flush is spread over the fleet's workers, large enough to share the cost. */
+export const BATCH_SIZE = 32
+
+export interface BatchData {
+  batch: JobData[]
+}
+
+/** BullMQ's job name and data for each of `jobs`, batches first (their job id: `batch-` + the first message's id). */
+export function bulkOf (jobs: readonly QueuedJob[], batching: boolean): Array<{ name: string, data: JobData | BatchData, jobId: string, delayMs?: number }> {
+  const batchable = batching ? jobs.filter(isBatchable) : []
+  if (batchable.length < 2) return jobs.map((job) => ({ name: SEND_JOB, data: job.data, jobId: job.data.id, delayMs: job.delayMs }))
+  const bulk: Array<{ name: string, data: JobData | BatchData, jobId: string, delayMs?: number }> = []
+  for (let i = 0; i < batchable.length; i += BATCH_SIZE) {
+    const batch = batchable.slice(i, i + BATCH_SIZE).map((job) => job.data)
+    // The same messages added again (a flush retried after its answer was lost) get the same job id,
+    // which BullMQ ignores while it holds the job.
+    bulk.push({ name: BATCH_JOB, data: { batch }, jobId: `${BATCH_JOB}-${(batch[0] as JobData).id}` })
+  }
+  for (const job of jobs) if (!isBatchable(job)) bulk.push({ name: SEND_JOB, data: job.data, jobId: job.data.id, delayMs: job.delayMs })
+  return bulk
+}
+
+/** A handler push on its first way into the queue (one leaving a batch stays single). */
+function isBatchable (job: QueuedJob): boolean {
+  return job.data.source === 'hook' && (job.delayMs ?? 0) === 0 && job.data.attemptsBefore === undefined
+}
