@@ -116,6 +116,10 @@ export class BullQueue implements MessageQueue {
       case 'quota':
         await this.pause(verdict.pauseMs)
         throw Worker.RateLimitError()
+      case 'paused':
+        // (only runs given slots, batch messages, answer this; a single job checks above)
+        await job.moveToDelayed(Date.now() + verdict.delayMs, token)
+        throw new DelayedError()
     }
   }
 
@@ -131,16 +135,13 @@ export class BullQueue implements MessageQueue {
       throw new DelayedError()
     }
     const later: QueuedJob[] = []
-    const runs = await Promise.allSettled(job.data.batch.map((data) => this.slots.use(async () => {
+    const options = { slots: this.slots, pause: { until: () => this.pausedUntil, start: (ms: number) => { this.pausedUntil = Date.now() + ms } } }
+    const runs = await Promise.allSettled(job.data.batch.map(async (data) => {
       const attempt = attemptOf(data, job.attemptsMade)
-      if (this.pausedUntil > Date.now()) {
-        later.push({ data: { ...data, attemptsBefore: attempt - 1 }, delayMs: this.pausedUntil - Date.now() })
-        return
-      }
-      const verdict = await this.runner.run(data, attempt, this.options.attempts)
+      const verdict = await this.runner.run(data, attempt, this.options.attempts, options)
       const next = await this.afterBatchRun(data, attempt, verdict)
       if (next) later.push(next)
-    })))
+    }))
     if (later.length > 0) await this.add(later)
     // A run that threw (a credit hook with the store down): the batch is retried, and the job runner
     // skips every message that already has its outcome.
@@ -160,6 +161,8 @@ export class BullQueue implements MessageQueue {
       case 'quota':
         await this.pause(verdict.pauseMs)
         return { data: { ...data, attemptsBefore: attempt - 1 }, delayMs: verdict.pauseMs }
+      case 'paused':
+        return { data: { ...data, attemptsBefore: attempt - 1 }, delayMs: verdict.delayMs }
     }
   }
 
