@@ -119,7 +119,8 @@ test('BullMQ: a job added again after its message was sent (or failed) completes
   const inspect = inspectQueue(redis.url, keyPrefix, sim.appId)
   t.teardown(() => inspect.close())
   sim.failNext('send', { errcode: 40003 })
-  const results = await app.wechat.enqueue([numbered('R', 1), numbered('R', 2)])
+  // one enqueue each: single jobs (an array would be one batch job)
+  const results = [...await app.wechat.enqueue(numbered('R', 1)), ...await app.wechat.enqueue(numbered('R', 2))]
   await until('both done', async () => (await inspect.getJobCounts('completed')).completed === 2)
   const before = await Promise.all(results.map((r) => app.wechat.status(r.id)))
   t.same(before.map((r) => r?.status).sort(), ['failed', 'sent'])

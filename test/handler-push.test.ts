@@ -5,7 +5,7 @@ import { buildApp, startSimulator } from './helpers/app.js'
 import type { Teardown } from './helpers/app.js'
 import { captureLogs } from './helpers/log-capture.js'
 import { redisFor, startRedis, uniquePrefix } from './helpers/redis-server.js'
-import { identity, inspectQueue, messageIdentity, numbered, queuedMessages, sleep, until } from './queue-helpers.js'
+import { identity, inspectQueue, messageIdentity, numbered, queuedIds, sleep, until } from './queue-helpers.js'
 
 interface HookAppOptions {
   redisUrl?: string
@@ -218,7 +218,7 @@ test('bullmq queue: close() waits for handler pushes still being queued; the nex
   const atClose = sim.accepted.length
   const queue = inspectQueue(redis.url, keyPrefix, sim.appId)
   t.teardown(() => queue.close())
-  t.equal(await queuedMessages(queue, 'wait', 'active', 'completed', 'delayed', 'failed'), 20, 'every push is in the queue when close resolves')
+  t.equal((await queuedIds(queue, 'wait', 'active', 'completed', 'delayed', 'failed')).size, 20, 'every push is in the queue when close resolves')
 
   const second = await hookApp(t, sim, { redisUrl: redis.url, keyPrefix, routes })
   await until('all 20 accepted', () => sim.accepted.length >= 20)

@@ -51,7 +51,9 @@ test('an instance SIGKILLed with active jobs → a new instance recovers the sta
   const dups = duplicates(sim.accepted)
   t.comment(`duplicates at the simulator (same touser+character_string1): ${dups.byIdentity}, jobs active at the kill: ${activeAtKill}`)
   t.equal(dups.byMsgid, 0)
-  t.ok(dups.byIdentity <= activeAtKill, `duplicates (${dups.byIdentity}) ≤ jobs active at the kill (${activeAtKill})`)
+  // A message is sent twice only if its call was under way at the kill (or answered, its outcome not
+  // yet written): at most the concurrency, whether the active jobs are single or batches.
+  t.ok(dups.byIdentity <= 8, `duplicates (${dups.byIdentity}) ≤ calls that could be under way at the kill (concurrency 8)`)
   t.equal(sim.accepted.length, COUNT + dups.byIdentity)
   t.equal(await queue.getActiveCount(), 0)
   t.equal(await queue.getWaitingCount(), 0)

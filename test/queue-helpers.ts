@@ -97,8 +97,18 @@ export function inspectQueue (redisUrl: string, keyPrefix: string, appId: string
   return queue
 }
 
-/** Messages in BullMQ's jobs in these states: a batch job (handler pushes, lib/delivery/batch-jobs.ts) carries several. */
+/** Messages in BullMQ's jobs in these states: a batch job (lib/delivery/batch-jobs.ts) carries several. */
 export async function queuedMessages (queue: Queue, ...states: JobType[]): Promise<number> {
   const jobs = await queue.getJobs(states)
   return jobs.reduce((n, job) => n + (Array.isArray(job?.data?.batch) ? (job.data.batch as unknown[]).length : 1), 0)
+}
+
+/** The distinct message ids in BullMQ's jobs in these states (a message handed back by a batch is in both). */
+export async function queuedIds (queue: Queue, ...states: JobType[]): Promise<Set<string>> {
+  const ids = new Set<string>()
+  for (const job of await queue.getJobs(states)) {
+    const data = job?.data as { id?: string, batch?: Array<{ id: string }> } | undefined
+    for (const message of data?.batch ?? [data ?? {}]) if (typeof message.id === 'string') ids.add(message.id)
+  }
+  return ids
 }

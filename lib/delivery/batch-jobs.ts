@@ -2,17 +2,18 @@ import type { JobData } from './job-runner.js'
 import type { QueuedJob } from './queue.js'
 
 /**
- * Handler pushes go into BullMQ as batch jobs of up to BATCH_SIZE messages. BullMQ's cost is per
- * job (one add script, a move to active and one to completed, each a Lua call with a dozen keys:
- * about 40 µs of the app's CPU and as much of Redis's per job, measured in bench/hook), so a push
- * flushed with others shares it instead of paying it alone. The batch is the unit BullMQ keeps
+ * Messages added together (a flush of handler pushes, an `enqueue()` of an array) go into BullMQ as
+ * batch jobs of up to BATCH_SIZE messages. BullMQ's cost is per job (one add script, a move to active
+ * and one to completed, each a Lua call with a dozen keys: about 40 µs of the app's CPU and as much
+ * of Redis's per job, measured in bench/hook), so a message added with others shares it instead of
+ * paying it alone. The batch is the unit BullMQ keeps
  * durable, locks and hands out; each message in it still has its own record, its own outcome and its
  * own retries: a message that must wait (a transient error's backoff, 45011, 45009) leaves the batch
  * as a single job of its own, with the attempts it already used.
  *
- * Only handler pushes are batched: they have no idempotency key, so nothing ever re-adds one of their
- * messages by its id (which must stay a no-op while the message sits in the queue), and nobody waits
- * for them one by one. With a `limiter` nothing is batched: BullMQ's limiter counts jobs.
+ * Only messages the caller marks `batchable` are: those without an idempotency key, which nothing
+ * ever adds again by their own id (such an add must stay a no-op while the message sits in the
+ * queue), and without a delay. With a `limiter` nothing is batched: BullMQ's limiter counts jobs.
  */
 export const BATCH_JOB = 'batch'
 export const SEND_JOB = 'send'
@@ -39,7 +40,7 @@ export function bulkOf (jobs: readonly QueuedJob[], batching: boolean): Array<{ 
   return bulk
 }
 
-/** A handler push on its first way into the queue (one leaving a batch stays single). */
+/** On its first way into the queue (a message leaving a batch stays single), and not delayed. */
 function isBatchable (job: QueuedJob): boolean {
-  return job.data.source === 'hook' && (job.delayMs ?? 0) === 0 && job.data.attemptsBefore === undefined
+  return job.batchable === true && (job.delayMs ?? 0) === 0 && job.data.attemptsBefore === undefined
 }

@@ -45,6 +45,8 @@ export class BullQueue implements MessageQueue {
   private readonly owned = new Set<Redis>()
   /** 45009 seen by this instance: no call to WeChat before this time (the fleet gets queue.rateLimit) */
   private pausedUntil = 0
+  /** close() began: batch messages not yet tried go back to the queue */
+  private closing = false
 
   constructor (
     private readonly client: Redis,
@@ -97,9 +99,10 @@ export class BullQueue implements MessageQueue {
   }
 
   private async process (job: Job<JobData>, token: string | undefined): Promise<void> {
-    // Jobs this worker fetched before the fleet-wide pause took hold must not call WeChat either.
-    if (this.pausedUntil > Date.now()) {
-      await job.moveToDelayed(this.pausedUntil, token)
+    // Jobs this worker fetched before the fleet-wide pause took hold must not call WeChat either,
+    // nor a job that got its slot only after close() began.
+    if (this.pausedUntil > Date.now() || this.closing) {
+      await job.moveToDelayed(Math.max(this.pausedUntil, Date.now()), token)
       throw new DelayedError()
     }
     const verdict = await this.runner.run(job.data, attemptOf(job.data, job.attemptsMade), this.options.attempts)
@@ -116,7 +119,7 @@ export class BullQueue implements MessageQueue {
       case 'quota':
         await this.pause(verdict.pauseMs)
         throw Worker.RateLimitError()
-      case 'paused':
+      case 'held':
         // (only runs given slots, batch messages, answer this; a single job checks above)
         await job.moveToDelayed(Date.now() + verdict.delayMs, token)
         throw new DelayedError()
@@ -135,7 +138,7 @@ export class BullQueue implements MessageQueue {
       throw new DelayedError()
     }
     const later: QueuedJob[] = []
-    const options = { slots: this.slots, pause: { until: () => this.pausedUntil, start: (ms: number) => { this.pausedUntil = Date.now() + ms } } }
+    const options = { slots: this.slots, hold: this.hold }
     const runs = await Promise.allSettled(job.data.batch.map(async (data) => {
       const attempt = attemptOf(data, job.attemptsMade)
       const verdict = await this.runner.run(data, attempt, this.options.attempts, options)
@@ -161,9 +164,19 @@ export class BullQueue implements MessageQueue {
       case 'quota':
         await this.pause(verdict.pauseMs)
         return { data: { ...data, attemptsBefore: attempt - 1 }, delayMs: verdict.pauseMs }
-      case 'paused':
+      case 'held':
         return { data: { ...data, attemptsBefore: attempt - 1 }, delayMs: verdict.delayMs }
     }
+  }
+
+  /**
+   * For the messages of a batch waiting for a slot: after a 45009 they wait for the pause; once
+   * close() began they go back to the queue untried (close lets calls under way finish and starts no
+   * new one, for batch messages as for single jobs).
+   */
+  private readonly hold = {
+    until: (): number | undefined => this.closing ? Date.now() : this.pausedUntil > Date.now() ? this.pausedUntil : undefined,
+    pause: (ms: number): void => { this.pausedUntil = Date.now() + ms }
   }
 
   /** 45009: park the whole queue, fleet-wide, until the quota resets. */
@@ -174,6 +187,7 @@ export class BullQueue implements MessageQueue {
   }
 
   async close (graceMs: number): Promise<void> {
+    this.closing = true
     const worker = this.worker
     if (worker) {
       // BullMQ's graceful close waits for its connections to be back; give a reconnect a moment

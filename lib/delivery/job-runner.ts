@@ -31,22 +31,22 @@ export type Verdict =
   | { kind: 'rate', delayMs: number }
   /** 45009: stop sending (the whole queue) until the daily quota resets */
   | { kind: 'quota', pauseMs: number }
-  /** not tried: the queue was paused (45009) while it waited for its slot (RunOptions) */
-  | { kind: 'paused', delayMs: number }
+  /** not tried: the queue paused (45009) or began to close while it waited for its slot (RunOptions) */
+  | { kind: 'held', delayMs: number }
 
 /** How a BullMQ batch job runs its messages (batch-jobs.ts). */
 export interface RunOptions {
   /**
-   * The WeChat call waits for one of these (the worker's calls in flight); the record writes around
-   * it do not, so a batch claims its messages in one write, and the outcome writes of messages
-   * answered within a few ms of each other share a call.
+   * The WeChat call waits for one of these (the worker's calls in flight); the 'sending' write
+   * before it does not, so the messages of a batch are claimed together, in one script call.
    */
   slots?: Slots
   /**
-   * The queue's pause (45009): `until()` is read in the slot just before the call (Date.now() ms, 0
-   * when not paused), and `start(ms)` is called in it when the call met 45009.
+   * Read in the slot just before the call, `until()` answers when the message may be tried (Date.now()
+   * ms; now or earlier: hand it back to the queue at once) if it must not be tried now, else undefined;
+   * `pause(ms)` is called in the slot when the call met 45009.
    */
-  pause?: { until: () => number, start: (ms: number) => void }
+  hold?: { until: () => number | undefined, pause: (ms: number) => void }
 }
 
 /**
@@ -89,47 +89,46 @@ export class JobRunner {
       this.log.debug({ messageId: data.id, status: current.status }, 'wechat: queued message already has its outcome; not sent again')
       return { kind: 'done', status: current.status }
     }
-    const { slots, pause } = options
+    const { slots, hold } = options
     const outcome = slots === undefined
       ? await this.sender.deliver(data.id, data.wire, { attempts: 1, ambiguous: data.ambiguous })
       : await slots.use(async () => {
-        // A 45009 met by another message while this one waited for its slot: it is not tried now.
-        const until = pause?.until() ?? 0
-        if (until > Date.now()) return until
+        // The queue paused (a 45009 met by another message) or began to close while this one waited
+        // for its slot: it is not tried now.
+        const held = hold?.until()
+        if (held !== undefined) return held
         const outcome = await this.sender.deliver(data.id, data.wire, { attempts: 1, ambiguous: data.ambiguous })
-        // ...and the pause starts before the slot is free for the next one
-        if (outcome.errorClass === 'quota') pause?.start(msUntilChinaMidnight(this.options.clock.now()))
+        // ...and a pause starts before the slot is free for the next one
+        if (outcome.errorClass === 'quota') hold?.pause(msUntilChinaMidnight(this.options.clock.now()))
         return outcome
       })
     if (typeof outcome === 'number') {
       await this.update(data, { status: 'pending', attempts: attempt - 1 }, true)
-      return { kind: 'paused', delayMs: Math.max(1, outcome - Date.now()) }
+      return { kind: 'held', delayMs: Math.max(0, outcome - Date.now()) }
     }
-    // Nobody waits for one message's outcome write but its batch: it may wait a few ms for others.
-    const deferred = slots !== undefined
     const errFields = { errcode: outcome.errcode ?? null, errmsg: outcome.errmsg ?? null, attempts: attempt }
 
     if (outcome.status === 'sent') {
-      await this.update(data, { status: 'sent', msgid: outcome.msgid, attempts: attempt, errcode: null, errmsg: null }, true, deferred)
+      await this.update(data, { status: 'sent', msgid: outcome.msgid, attempts: attempt, errcode: null, errmsg: null }, true)
       await this.hooks.onSent?.(data, outcome)
       return { kind: 'done', status: 'sent' }
     }
     if (outcome.errorClass === 'rate') {
-      await this.update(data, { status: 'pending', ...errFields }, true, deferred)
+      await this.update(data, { status: 'pending', ...errFields }, true)
       return { kind: 'rate', delayMs: RATE_LIMIT_DELAY_MS }
     }
     if (outcome.errorClass === 'quota') {
-      await this.update(data, { status: 'pending', ...errFields }, true, deferred)
+      await this.update(data, { status: 'pending', ...errFields }, true)
       return { kind: 'quota', pauseMs: msUntilChinaMidnight(this.options.clock.now()) }
     }
     const retryable = outcome.errorClass === 'transient' || outcome.errorClass === 'token'
     if (retryable && attempt < maxAttempts) {
-      await this.update(data, { status: 'pending', ...errFields }, true, deferred)
+      await this.update(data, { status: 'pending', ...errFields }, true)
       return { kind: 'retry', delayMs: backoffDelay(attempt, this.options.retry), ambiguous: outcome.ambiguous }
     }
     // Final: a permanent error, attempts used up, or 43101 after an ambiguous attempt ('unknown').
     const status: Status = outcome.status === 'unknown' ? 'unknown' : 'failed'
-    await this.update(data, { status, ...errFields }, true, deferred)
+    await this.update(data, { status, ...errFields }, true)
     await this.hooks.onFailed?.(data, outcome)
     this.log.warn({ messageId: data.id, status, errcode: outcome.errcode, attempts: attempt }, 'wechat: queued message ended without delivery')
     return { kind: 'done', status }
@@ -140,14 +139,14 @@ export class JobRunner {
    * Answers the record after the write (unchanged when the store refused the transition), or null
    * when the store could not be reached.
    */
-  private async update (data: JobData, patch: RecordPatch, durable = false, deferred = false): Promise<MessageRecord | null> {
+  private async update (data: JobData, patch: RecordPatch, durable = false): Promise<MessageRecord | null> {
     const id = data.id
     const now = new Date(this.options.clock.now()).toISOString()
     const deadline = Date.now() + (durable ? OUTCOME_WRITE_DEADLINE_MS : 0)
     for (let attempt = 1; ; attempt++) {
       try {
         const options = { ttlSeconds: this.options.retentionSeconds, now }
-        const updated = await this.store.updateRecord(id, patch, { ...options, deferred })
+        const updated = await this.store.updateRecord(id, patch, options)
         if (updated !== null) return updated
         // No record yet: the enqueue writes it just after queueing the job (or was cut off there).
         // Write it from the job; if the enqueue's record landed in between, update that one.

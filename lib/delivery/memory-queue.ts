@@ -110,7 +110,7 @@ export class MemoryQueue implements MessageQueue {
       const verdict = await this.runner.run(entry.data, entry.attempt, this.options.attempts)
       if (verdict.kind === 'done') this.known.delete(entry.data.id)
       else if (verdict.kind === 'retry') this.schedule({ data: { ...entry.data, ambiguous: verdict.ambiguous }, attempt: entry.attempt + 1 }, verdict.delayMs)
-      else if (verdict.kind === 'rate' || verdict.kind === 'paused') this.schedule(entry, verdict.delayMs)
+      else if (verdict.kind === 'rate' || verdict.kind === 'held') this.schedule(entry, verdict.delayMs)
       else if (verdict.kind === 'quota') {
         this.pausedUntil = Date.now() + verdict.pauseMs
         this.log.warn({ pauseMs: verdict.pauseMs }, 'wechat: daily quota used up (45009); sending paused until it resets')

@@ -4,6 +4,11 @@ import type { JobData } from './job-runner.js'
 export interface QueuedJob {
   data: JobData
   delayMs?: number
+  /**
+   * Nothing will ever add this message again by its id (no idempotency key to repeat it): the
+   * BullMQ queue may carry it in one job with others added with it (batch-jobs.ts).
+   */
+  batchable?: boolean
 }
 
 /**

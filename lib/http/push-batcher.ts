@@ -84,7 +84,12 @@ export class PushBatcher {
     if (this.flushing !== null || this.buffer.length === 0) return
     const batch = this.buffer.length <= FLUSH_AT ? this.buffer : this.buffer.slice(0, FLUSH_AT)
     this.buffer = this.buffer.length <= FLUSH_AT ? [] : this.buffer.slice(FLUSH_AT)
-    this.flushing = this.queueBatch(batch).catch(() => {}).finally(() => {
+    this.flushing = this.queueBatch(batch).catch((err: Error) => {
+      // queueBatch settles every push itself (queued, or logged and counted as lost): only a bug gets
+      // here, and the pushes it held must not vanish without a word.
+      const log = (batch[0] as Accepted).log
+      log.error({ messageIds: batch.map((push) => push.id), reason: err.message }, 'wechat: a batch of handler pushes failed unexpectedly; they may not be queued')
+    }).finally(() => {
       this.flushing = null
       this.schedule()
     })
