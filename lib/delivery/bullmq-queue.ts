@@ -127,10 +127,11 @@ export class BullQueue implements MessageQueue {
   }
 
   /**
-   * A batch of handler pushes (batch-jobs.ts): each message is run as a single job would be, in the
+   * A batch job (batch-jobs.ts): each message is run as a single job would be, its WeChat call in the
    * slots it shares with them. A message that must wait continues as a single job of its own (added
    * before the batch completes, so a crash in between runs the batch again: the job runner skips the
-   * messages that already have their outcome). After a 45009 the messages not yet tried wait too.
+   * messages that already have their outcome). After a 45009, or once close() began, the messages not
+   * yet tried leave the same way (`hold`).
    */
   private async processBatch (job: Job<BatchData>, token: string | undefined): Promise<void> {
     if (this.pausedUntil > Date.now()) {
