@@ -58,6 +58,16 @@ test('pushes flushed together are one batch job; every message is sent once and 
   t.equal(stats.sent, 5)
 })
 
+test('33 pushes in one flush: a batch of 32 and a single job (a batch is never of one)', async (t) => {
+  const { app, sim, inspect } = await batchApp(t)
+  await ship(app, 33)
+  await until('33 accepted', () => sim.accepted.length === 33)
+  await until('the jobs completed', async () => await queuedMessages(inspect, 'completed') === 33)
+  const jobs = await inspect.getJobs(['completed'])
+  t.same(jobs.map((job) => job.name).sort(), ['batch', 'send'])
+  t.equal(new Set(sim.accepted.map(identity)).size, 33, 'no duplicate')
+})
+
 test('with a limiter each message is its own job (BullMQ\'s limiter counts jobs)', async (t) => {
   const { app, sim, inspect } = await batchApp(t, { limiter: { max: 100, duration: 1000 } })
   await ship(app, 4)

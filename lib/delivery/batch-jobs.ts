@@ -25,19 +25,37 @@ export interface BatchData {
   batch: JobData[]
 }
 
-/** BullMQ's job name and data for each of `jobs`, batches first (their job id: `batch-` + the first message's id). */
-export function bulkOf (jobs: readonly QueuedJob[], batching: boolean): Array<{ name: string, data: JobData | BatchData, jobId: string, delayMs?: number }> {
+/** One BullMQ job to add: a single message, or a batch of them. */
+export interface BulkJob {
+  name: string
+  data: JobData | BatchData
+  jobId: string
+  delayMs?: number
+  /** attempts its message already used (a single job that left a batch), for BullMQ's attempts */
+  attemptsBefore: number
+}
+
+/**
+ * The BullMQ jobs for `jobs`: the batchable ones in batches of up to BATCH_SIZE (job id `batch-` +
+ * the first message's id), the others single. A batch is never of one.
+ */
+export function bulkOf (jobs: readonly QueuedJob[], batching: boolean): BulkJob[] {
   const batchable = batching ? jobs.filter(isBatchable) : []
-  if (batchable.length < 2) return jobs.map((job) => ({ name: SEND_JOB, data: job.data, jobId: job.data.id, delayMs: job.delayMs }))
-  const bulk: Array<{ name: string, data: JobData | BatchData, jobId: string, delayMs?: number }> = []
+  if (batchable.length < 2) return jobs.map(single)
+  const bulk: BulkJob[] = []
   for (let i = 0; i < batchable.length; i += BATCH_SIZE) {
-    const batch = batchable.slice(i, i + BATCH_SIZE).map((job) => job.data)
-    // The same messages added again (a flush retried after its answer was lost) get the same job id,
-    // which BullMQ ignores while it holds the job.
-    bulk.push({ name: BATCH_JOB, data: { batch }, jobId: `${BATCH_JOB}-${(batch[0] as JobData).id}` })
+    const part = batchable.slice(i, i + BATCH_SIZE)
+    const batch = part.map((job) => job.data)
+    // The same messages added again (a flush retried after its answer was lost) make the same jobs,
+    // with the same ids, which BullMQ ignores while it holds them.
+    bulk.push(part.length === 1 ? single(part[0] as QueuedJob) : { name: BATCH_JOB, data: { batch }, jobId: `${BATCH_JOB}-${(batch[0] as JobData).id}`, attemptsBefore: 0 })
   }
-  for (const job of jobs) if (!isBatchable(job)) bulk.push({ name: SEND_JOB, data: job.data, jobId: job.data.id, delayMs: job.delayMs })
+  for (const job of jobs) if (!isBatchable(job)) bulk.push(single(job))
   return bulk
+}
+
+function single (job: QueuedJob): BulkJob {
+  return { name: SEND_JOB, data: job.data, jobId: job.data.id, delayMs: job.delayMs, attemptsBefore: job.data.attemptsBefore ?? 0 }
 }
 
 /** On its first way into the queue (a message leaving a batch stays single), and not delayed. */

@@ -61,7 +61,7 @@ export class BullQueue implements MessageQueue {
   }
 
   async add (jobs: QueuedJob[]): Promise<void> {
-    await this.queue.addBulk(bulkOf(jobs, this.options.limiter === undefined).map(({ name, data, jobId, delayMs }) => ({
+    await this.queue.addBulk(bulkOf(jobs, this.options.limiter === undefined).map(({ name, data, jobId, delayMs, attemptsBefore }) => ({
       name,
       data,
       opts: {
@@ -69,7 +69,7 @@ export class BullQueue implements MessageQueue {
         jobId,
         delay: delayMs,
         // A single job's attempts are the message's; a message leaving a batch takes the ones it has left.
-        attempts: Math.max(1, this.options.attempts - ((data as JobData).attemptsBefore ?? 0)),
+        attempts: Math.max(1, this.options.attempts - attemptsBefore),
         backoff: { type: 'wechat' },
         removeOnComplete: { count: 1000 },
         removeOnFail: { count: 5000 }

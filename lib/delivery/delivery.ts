@@ -149,7 +149,7 @@ export class Delivery {
    */
   private async enqueueFresh (prepared: PreparedMessage[], reserved: boolean[], delay: number, source: MessageSource): Promise<EnqueueResult[]> {
     const now = this.nowIso()
-    const batch = prepared.map((p, i) => this.admitted(newMessageId(), p, reserved[i] === true, delay, source, now, true))
+    const batch = prepared.map((p, i) => this.admitted(newMessageId(), p, reserved[i] === true, delay, source, now))
     try {
       await this.queueAdmitted(batch)
     } catch (err) {
@@ -189,7 +189,7 @@ export class Delivery {
       const { index, prepared } = valid[i] as { index: number, prepared: PreparedMessage }
       const credit = reserved?.[i] ?? false
       if (credit instanceof Error) refused.push({ index, error: credit })
-      else admitted.push(this.admitted((items[index] as { id: string }).id, prepared, credit, 0, source, now, true))
+      else admitted.push(this.admitted((items[index] as { id: string }).id, prepared, credit, 0, source, now))
     }
     return { admitted, refused }
   }
@@ -219,11 +219,11 @@ export class Delivery {
     await Promise.all(batch.map(({ job }) => job.data.reserved === true ? this.ledger.settle(job.data.wire.touser, job.data.wire.template_id, { status: 'failed' }, true) : undefined))
   }
 
-  /** `batchable`: no idempotency key will ever add this message again by its id (queue.ts QueuedJob). */
-  private admitted (id: string, prepared: PreparedMessage, reserved: boolean, delay: number, source: MessageSource, now: string, batchable: boolean): AdmittedMessage {
+  /** A message queued without an idempotency key (those build their jobs in enqueue()), so `batchable` (queue.ts). */
+  private admitted (id: string, prepared: PreparedMessage, reserved: boolean, delay: number, source: MessageSource, now: string): AdmittedMessage {
     return {
       record: this.newRecord(id, prepared, 'pending', source, now),
-      job: { data: { id, wire: prepared.wire, reserved, source }, delayMs: delay, batchable }
+      job: { data: { id, wire: prepared.wire, reserved, source }, delayMs: delay, batchable: true }
     }
   }
 
