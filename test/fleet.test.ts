@@ -42,7 +42,8 @@ test('fleet: 4 instances, 2,000 messages, faults, token invalidation, SIGKILL, R
   t.equal(report.tokens.newTokens, report.tokens.generations, `one token fetch per generation (${report.tokens.newTokens} for ${report.tokens.generations}; ${report.tokens.stableTokenCalls} stable_token calls)`)
   t.equal(report.tokens.forceRefresh, 0, 'no force_refresh was needed')
   t.ok(report.refusedOpenids.failed40003 > 0, `messages to a refused openid fail with 40003 (${report.refusedOpenids.failed40003})`)
-  t.equal(report.refusedOpenids.otherwise, 0, 'every accepted message to a refused openid ends failed with 40003')
+  // (the faults are injected before WeChat looks at the openid: they may use up a message's attempts first)
+  t.equal(report.refusedOpenids.otherwise, 0, `every accepted message to a refused openid ends failed with 40003 (${report.refusedOpenids.faultsFirst} ended by the injected faults first)`)
   t.equal(report.refusedOpenids.goodOnes40003, 0, 'no other message gets 40003')
   t.equal(report.recordStatusDisagrees, 0, "a direct send's record says what the send answered")
 
