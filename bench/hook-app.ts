@@ -6,6 +6,9 @@
  *   that, so this bench-only switch stubs BullQueue#start (the web half of a web + worker fleet).
  * - `worker`: the plugin on the same Redis and key prefix, no routes: the queue worker of that fleet.
  */
+import { writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
+import path from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
@@ -54,6 +57,8 @@ async function appRole (): Promise<void> {
   const eld = monitorEventLoopDelay({ resolution: 2 })
   eld.enable()
   let cpu = process.cpuUsage()
+  let profiler: Session | undefined
+  let profiles = 0
   onCommand(app, {
     sample: (): Sample => {
       const used = process.cpuUsage(cpu)
@@ -62,12 +67,29 @@ async function appRole (): Promise<void> {
       eld.reset()
       return sample
     },
+    // BENCH_HOOK_PROF_DIR: a CPU profile of one measured run only (not warm-up, drain or boot).
+    'profile-start': async () => {
+      profiler ??= new Session()
+      profiler.connect()
+      await profiler.post('Profiler.enable')
+      await profiler.post('Profiler.start')
+      return {}
+    },
+    'profile-stop': async () => {
+      const session = profiler as Session
+      const { profile } = await session.post('Profiler.stop')
+      session.disconnect()
+      const file = path.join(process.env.BENCH_HOOK_PROF_DIR as string, `${process.env.BENCH_HOOK_PROF_NAME ?? 'app'}-${++profiles}.cpuprofile`)
+      writeFileSync(file, JSON.stringify(profile))
+      return { file }
+    },
     // Waits until every queued push has left the queue (whichever process works it).
     drain: async (): Promise<Drained> => {
       for (;;) {
         // (optional call: the same bench also runs against versions without handlerPushes())
         const pushes = (app.wechat as Partial<typeof app.wechat>).handlerPushes?.() ?? { waiting: 0, failed: 0 }
         const stats = await app.wechat.stats()
+        if (process.env.DEBUG_DRAIN) console.error('drain', JSON.stringify(pushes), stats.total, stats.pending, stats.sending, stats.sent, stats.failed)
         if (pushes.waiting === 0 && stats.pending + stats.sending === 0) return { total: stats.total, sent: stats.sent, failed: stats.failed + stats.unknown + pushes.failed }
         await new Promise((resolve) => setTimeout(resolve, 50))
       }

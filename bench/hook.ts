@@ -24,7 +24,7 @@
  *   flock /tmp/bench.lock npx tsx bench/hook.ts
  *   env: BENCH_SECONDS=3 BENCH_ROUNDS=5 BENCH_CONNECTIONS=32 BENCH_WARMUP_SECONDS=2 BENCH_HOOK_RATE=1000
  *        BENCH_HOOK_APPS=memory,bullmq,bullmq-split BENCH_HOOK_ROUTES=trivial,order BENCH_HOOK_MODES=hook,e2e,rate
- *        BENCH_HOOK_PROF_DIR=dir (CPU profiles of the app processes)
+ *        BENCH_HOOK_PROF_DIR=dir (a CPU profile of the app process during each measured push run)
  */
 import path from 'node:path'
 import type { ChildProcess } from 'node:child_process'
@@ -81,9 +81,7 @@ async function startApp (key: AppKey, sim: SimChild, redis: PrivateRedis | undef
     REDIS_URL: key === 'memory' ? '' : (redis as PrivateRedis).url,
     KEY_PREFIX: `bench:hook:${process.pid}:${index}:`
   }
-  const prof = process.env.BENCH_HOOK_PROF_DIR
-  const execArgv = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`, `--cpu-prof-name=hook-${key}-${Date.now()}.cpuprofile`] : []
-  const child = forkTs(CHILD, { ...env, BENCH_HOOK_ROLE: 'app', BENCH_HOOK_WORKER: key === 'bullmq-split' ? 'off' : 'on' }, execArgv)
+  const child = forkTs(CHILD, { ...env, BENCH_HOOK_ROLE: 'app', BENCH_HOOK_WORKER: key === 'bullmq-split' ? 'off' : 'on', BENCH_HOOK_PROF_NAME: `hook-${key}` })
   const { port } = await nextMessage<{ port: number }>(child, 'ready')
   let worker: ChildProcess | undefined
   if (key === 'bullmq-split') {
@@ -103,9 +101,11 @@ async function ask<T> (child: ChildProcess, type: string, timeoutMs = 60_000): P
 
 interface Run { rate: number, p99: number, bad: number, cpu: number, eldP99: number }
 
-async function measure (app: AppHandle, route: RouteKey, mode: ModeKey, which: 'plain' | 'push', seconds: number, connections: number, fixedRate: number): Promise<Run> {
+async function measure (app: AppHandle, route: RouteKey, mode: ModeKey, which: 'plain' | 'push', seconds: number, connections: number, fixedRate: number, warmup = false): Promise<Run> {
   const r = ROUTES[route]
   const urlPath = which === 'plain' ? r.plain : r.push
+  const profile = process.env.BENCH_HOOK_PROF_DIR && which === 'push' && !warmup
+  if (profile) await ask(app.child, 'profile-start')
   await ask<Sample>(app.child, 'sample')
   let rate: number
   let p99: number
@@ -122,6 +122,7 @@ async function measure (app: AppHandle, route: RouteKey, mode: ModeKey, which: '
     total = run.requests.total
   }
   const sample = await ask<Sample>(app.child, 'sample')
+  if (profile) progress(`profile of ${app.key} ${route} ${MODES[mode]}: ${(await ask<{ file: string }>(app.child, 'profile-stop')).file}`)
   return { rate, p99, bad, cpu: sample.cpuMicros / Math.max(1, total), eldP99: sample.eldP99 }
 }
 
@@ -147,7 +148,7 @@ export async function runHookBench (): Promise<HookBenchResult> {
     progress(`hook: simulator ${sim.url}${redis ? `, redis ${redis.url}` : ''}; autocannon ${connections} connections; ${rounds} rounds × ${seconds} s per route; warm-up ${warmup} s`)
     for (const app of apps) {
       for (const route of routeKeys) {
-        for (const which of ['plain', 'push'] as const) await measure(app, route, 'e2e', which, warmup, connections, fixedRate)
+        for (const which of ['plain', 'push'] as const) await measure(app, route, 'e2e', which, warmup, connections, fixedRate, true)
       }
       await ask<Drained>(app.child, 'drain', 300_000)
     }

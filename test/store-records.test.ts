@@ -419,11 +419,12 @@ test('memory store', async (t) => {
     t.equal(await store.markPushSeen('k0', 1000), true, 'seen again after its window')
   })
 
-  t.test('bounded: the least recently written records are evicted first', async (t) => {
+  t.test('bounded: the least recently written finished records are evicted first', async (t) => {
     const clock = { t: T0, now () { return this.t } }
     const store = new MemoryStore(clock, { maxRecords: 10 })
     const first = rec()
     await store.createRecord(first, { ttlSeconds: TTL, idempotencyKey: 'evicted' })
+    await store.updateRecord(first.id, { status: 'failed', errcode: 40003 }, at(0))
     const ids = [first.id]
     for (let i = 0; i < 9; i++) {
       const r = rec({ toUser: `o${i}` })
@@ -443,6 +444,25 @@ test('memory store', async (t) => {
     const next = await store.createRecord(rec(), { ttlSeconds: TTL, idempotencyKey: 'evicted' })
     t.equal(next.created, true, 'a mapping to an evicted record does not block a new one')
     t.equal((await store.stats()).total, 19, 'counters are kept')
+  })
+
+  t.test('bounded: records of messages still on their way are never evicted, however many', async (t) => {
+    // An in-process queue with more messages waiting than the cap: before, their pending records
+    // were evicted, the runner wrote them again and the stats counted each twice, one stuck pending.
+    const clock = { t: T0, now () { return this.t } }
+    const store = new MemoryStore(clock, { maxRecords: 10 })
+    const waiting = Array.from({ length: 25 }, () => rec())
+    for (const r of waiting) await store.createRecord(r, { ttlSeconds: TTL })
+    for (const [i, r] of waiting.entries()) {
+      t.ok(await store.getRecord(r.id), `record ${i} still there while waiting`)
+      await store.updateRecord(r.id, { status: 'sending', attempts: 1 }, at(i))
+      const sent = await store.updateRecord(r.id, { status: 'sent', msgid: `mid${i}` }, at(i))
+      t.equal(sent?.status, 'sent', `record ${i} updated, not written anew`)
+    }
+    const stats = await store.stats()
+    t.same({ total: stats.total, pending: stats.pending, sending: stats.sending, sent: stats.sent }, { total: 25, pending: 0, sending: 0, sent: 25 })
+    t.ok(await store.getRecord((waiting[24] as MessageRecord).id), 'the latest finished are kept')
+    t.equal(await store.getRecord((waiting[0] as MessageRecord).id), null, 'the oldest finished are evicted past the cap')
   })
 })
 

@@ -1,3 +1,4 @@
+import Denque from 'denque'
 import type { FastifyBaseLogger } from 'fastify'
 import type { JobData, JobRunner } from './job-runner.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
@@ -17,10 +18,12 @@ export interface MemoryQueueOptions {
 export class MemoryQueue implements MessageQueue {
   readonly kind = 'memory' as const
   readonly durable = false
-  private readonly ready: Entry[] = []
+  // FIFOs as deques: Array#shift copies the whole array once it is large (tens of thousands of
+  // entries), which made draining a backlog quadratic (28 µs a shift at 60,000 waiting).
+  private readonly ready = new Denque<Entry>()
   private readonly timers = new Set<NodeJS.Timeout>()
   private readonly active = new Set<Promise<void>>()
-  private readonly starts: number[] = []
+  private readonly starts = new Denque<number>()
   private running = false
   private closing = false
   private pausedUntil = 0
@@ -95,8 +98,8 @@ export class MemoryQueue implements MessageQueue {
     if (this.pausedUntil > now) return this.pausedUntil - now
     const limiter = this.options.limiter
     if (!limiter) return 0
-    while (this.starts.length > 0 && (this.starts[0] as number) <= now - limiter.duration) this.starts.shift()
-    return this.starts.length < limiter.max ? 0 : (this.starts[0] as number) + limiter.duration - now
+    while (this.starts.length > 0 && (this.starts.peekFront() as number) <= now - limiter.duration) this.starts.shift()
+    return this.starts.length < limiter.max ? 0 : (this.starts.peekFront() as number) + limiter.duration - now
   }
 
   private wakeIn (ms: number): void {

@@ -8,8 +8,14 @@ import type {
   StatusCounts, TemplateCache, UpdateRecordOptions
 } from './records.js'
 
-/** Records kept at most by default; the oldest are evicted first (like Redis' TTL, counters stay). */
+/**
+ * Finished records kept at most by default; the least recently written are evicted first (like
+ * Redis' TTL, counters stay). Records of messages still on their way (pending, sending) are not
+ * counted and never evicted: their messages wait in the queue, which bounds them.
+ */
 export const MAX_MEMORY_RECORDS = 100_000
+
+const IN_FLIGHT: ReadonlySet<Status> = new Set<Status>(['pending', 'sending'])
 
 interface Expiring<T> { value: T, until: number }
 /** A record with its expiry (one object per record: the store may hold 100,000 of them) */
@@ -22,6 +28,8 @@ interface SentEntry { sentAt: number, id: string }
  */
 export class MemoryRecords implements RecordStore {
   private readonly records = new Map<string, StoredRecord>()
+  /** ids of the finished records (sent, delivered, failed, unknown), least recently written first */
+  private readonly finished = new Set<string>()
   private readonly idempotency = new Map<string, Expiring<string>>()
   private readonly msgids = new Map<string, Expiring<string>>()
   /** `toUser\ntemplateId` → 'sent' messages, oldest first */
@@ -217,16 +225,19 @@ export class MemoryRecords implements RecordStore {
     if (!stored) return undefined
     if (stored.until > now) return stored
     this.records.delete(id)
+    this.finished.delete(id)
     return undefined
   }
 
-  /** `fresh`: the id is known to be absent (no delete needed to move it to the newest end) */
+  /** `fresh`: the id is known to be absent (not among the finished either) */
   private putRecord (stored: StoredRecord, ttlSeconds: number, now = this.clock.now(), fresh = false): void {
     const id = stored.record.id
-    if (!fresh) this.records.delete(id)
-    this.trim(this.records, (entry) => entry.until <= now)
     stored.until = now + ttlOf(ttlSeconds) * 1000
     this.records.set(id, stored)
+    if (!fresh) this.finished.delete(id) // re-inserted below: Set order is eviction order
+    if (IN_FLIGHT.has(stored.record.status)) return
+    this.trim<string>(this.finished, (finishedId) => (this.records.get(finishedId)?.until ?? 0) <= now, (finishedId) => this.records.delete(finishedId))
+    this.finished.add(id)
   }
 
   private live<T> (map: Map<string, Expiring<T>>, key: string, now = this.clock.now()): T | undefined {
@@ -242,13 +253,16 @@ export class MemoryRecords implements RecordStore {
    * down to 90 % of it (so the sweep runs once per many inserts, not on each). Counters stay, as
    * with Redis' TTL; an idempotency mapping may outlive its record, as in Redis.
    */
-  private trim<V> (map: Map<string, V>, expired: (value: V) => boolean): void {
+  private trim<V> (map: Map<string, V> | Set<string>, expired: (value: V) => boolean, evicted?: (key: string) => void): void {
     if (map.size < this.maxRecords) return
-    for (const [key, value] of map) if (expired(value)) map.delete(key)
+    for (const [key, value] of map.entries()) {
+      if (expired(value as V)) { map.delete(key); evicted?.(key) }
+    }
     const target = Math.min(this.maxRecords - 1, Math.floor(this.maxRecords * 0.9))
     for (const key of map.keys()) {
       if (map.size <= target) break
       map.delete(key)
+      evicted?.(key)
     }
   }
 
