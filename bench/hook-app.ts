@@ -89,7 +89,6 @@ async function appRole (): Promise<void> {
         // (optional call: the same bench also runs against versions without handlerPushes())
         const pushes = (app.wechat as Partial<typeof app.wechat>).handlerPushes?.() ?? { waiting: 0, failed: 0 }
         const stats = await app.wechat.stats()
-        if (process.env.DEBUG_DRAIN) console.error('drain', JSON.stringify(pushes), stats.total, stats.pending, stats.sending, stats.sent, stats.failed)
         if (pushes.waiting === 0 && stats.pending + stats.sending === 0) return { total: stats.total, sent: stats.sent, failed: stats.failed + stats.unknown + pushes.failed }
         await new Promise((resolve) => setTimeout(resolve, 50))
       }
