@@ -8,6 +8,7 @@ import { prepareMessage } from './message.js'
 import { templateIdOf, templateIdsOf } from './templates.js'
 import type { TemplateRules } from './templates.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
+import { inFlightTtl } from './record-ttl.js'
 import { newMessageId } from './sender.js'
 import type { DeliveryOutcome, Sender, SendResult } from './sender.js'
 import type { Credits } from './credits.js'
@@ -97,7 +98,7 @@ export class Delivery {
     if (key === undefined) return this.enqueueFresh(prepared, reserved, delay, source)
     const claims = await Promise.all(prepared.map((p, i) => {
       const itemKey = list.length > 1 ? `${key}:${i}` : key
-      return this.createRecord(this.newRecord(newMessageId(), p, 'pending', source), itemKey)
+      return this.createRecord(this.newRecord(newMessageId(), p, 'pending', source), itemKey, delay)
     }))
     const fresh = claims.flatMap((claim, i) => claim.created ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire, reserved: reserved[i], source }, delayMs: delay }] : [])
     // A repeat whose first message is still 'pending' may have lost its job (a crash or a Redis
@@ -208,8 +209,7 @@ export class Delivery {
     } catch (err) {
       throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
     }
-    const options = { ttlSeconds: this.options.retentionSeconds }
-    await Promise.all(batch.map(({ record }) => this.store.createRecord(record, options).catch((err) => {
+    await Promise.all(batch.map(({ record, job }) => this.store.createRecord(record, { ttlSeconds: inFlightTtl(this.options.retentionSeconds, job.delayMs) }).catch((err) => {
       this.log.warn({ messageId: record.id, reason: (err as Error).message }, 'wechat: queued, but the record write failed; the worker will write it')
     })))
   }
@@ -250,9 +250,10 @@ export class Delivery {
     }
   }
 
-  private async createRecord (record: MessageRecord, idempotencyKey: string | undefined): Promise<{ created: boolean, record: MessageRecord }> {
+  /** A record of a message on its way (pending, or sending for a direct send), under its idempotency key. */
+  private async createRecord (record: MessageRecord, idempotencyKey: string | undefined, delayMs = 0): Promise<{ created: boolean, record: MessageRecord }> {
     try {
-      return await this.store.createRecord(record, { ttlSeconds: this.options.retentionSeconds, idempotencyKey })
+      return await this.store.createRecord(record, { ttlSeconds: inFlightTtl(this.options.retentionSeconds, delayMs), idempotencyKey })
     } catch (err) {
       throw new WechatQueueError(`the store is unavailable (${(err as Error).message})`, { cause: err })
     }

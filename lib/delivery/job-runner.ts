@@ -6,6 +6,7 @@ import type { Clock, ResolvedOptions } from '../options.js'
 import type { MessageRecord, RecordPatch, Status } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
 import { msUntilChinaMidnight } from './quota.js'
+import { inFlightTtl } from './record-ttl.js'
 import type { Slots } from './slots.js'
 import type { DeliveryOutcome, Sender } from './sender.js'
 
@@ -103,8 +104,9 @@ export class JobRunner {
         return outcome
       })
     if (typeof outcome === 'number') {
-      await this.update(data, { status: 'pending', attempts: attempt - 1 }, true)
-      return { kind: 'held', delayMs: Math.max(0, outcome - Date.now()) }
+      const delayMs = Math.max(0, outcome - Date.now())
+      await this.update(data, { status: 'pending', attempts: attempt - 1 }, true, delayMs)
+      return { kind: 'held', delayMs }
     }
     const errFields = { errcode: outcome.errcode ?? null, errmsg: outcome.errmsg ?? null, attempts: attempt }
 
@@ -114,17 +116,19 @@ export class JobRunner {
       return { kind: 'done', status: 'sent' }
     }
     if (outcome.errorClass === 'rate') {
-      await this.update(data, { status: 'pending', ...errFields }, true)
+      await this.update(data, { status: 'pending', ...errFields }, true, RATE_LIMIT_DELAY_MS)
       return { kind: 'rate', delayMs: RATE_LIMIT_DELAY_MS }
     }
     if (outcome.errorClass === 'quota') {
-      await this.update(data, { status: 'pending', ...errFields }, true)
-      return { kind: 'quota', pauseMs: msUntilChinaMidnight(this.options.clock.now()) }
+      const pauseMs = msUntilChinaMidnight(this.options.clock.now())
+      await this.update(data, { status: 'pending', ...errFields }, true, pauseMs)
+      return { kind: 'quota', pauseMs }
     }
     const retryable = outcome.errorClass === 'transient' || outcome.errorClass === 'token'
     if (retryable && attempt < maxAttempts) {
-      await this.update(data, { status: 'pending', ...errFields }, true)
-      return { kind: 'retry', delayMs: backoffDelay(attempt, this.options.retry), ambiguous: outcome.ambiguous }
+      const delayMs = backoffDelay(attempt, this.options.retry)
+      await this.update(data, { status: 'pending', ...errFields }, true, delayMs)
+      return { kind: 'retry', delayMs, ambiguous: outcome.ambiguous }
     }
     // Final: a permanent error, attempts used up, or 43101 after an ambiguous attempt ('unknown').
     const status: Status = outcome.status === 'unknown' ? 'unknown' : 'failed'
@@ -137,15 +141,18 @@ export class JobRunner {
   /**
    * A best-effort write (`sending`), or with `durable` one retried until OUTCOME_WRITE_DEADLINE_MS.
    * Answers the record after the write (unchanged when the store refused the transition), or null
-   * when the store could not be reached.
+   * when the store could not be reached. `waitMs`: how long a message going back to 'pending' waits
+   * before its next run (its record must outlive that: record-ttl.ts).
    */
-  private async update (data: JobData, patch: RecordPatch, durable = false): Promise<MessageRecord | null> {
+  private async update (data: JobData, patch: RecordPatch, durable = false, waitMs = 0): Promise<MessageRecord | null> {
     const id = data.id
     const now = new Date(this.options.clock.now()).toISOString()
     const deadline = Date.now() + (durable ? OUTCOME_WRITE_DEADLINE_MS : 0)
+    const retention = this.options.retentionSeconds
+    const ttlSeconds = patch.status !== undefined && FINAL.has(patch.status) ? retention : inFlightTtl(retention, waitMs)
     for (let attempt = 1; ; attempt++) {
       try {
-        const options = { ttlSeconds: this.options.retentionSeconds, now }
+        const options = { ttlSeconds, now }
         const updated = await this.store.updateRecord(id, patch, options)
         if (updated !== null) return updated
         // No record yet: the enqueue writes it just after queueing the job (or was cut off there).
