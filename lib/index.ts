@@ -10,7 +10,7 @@ import { TemplateCatalog, templatesFacade } from './delivery/templates-catalog.j
 import { scheduleJob } from './scheduled-job.js'
 import * as typedTemplates from './typed-templates.js'
 import { Delivery } from './delivery/delivery.js'
-import { PushEventBus } from './push/event-bus.js'
+import { EVENTS_DRAIN_MS, PushEventBus } from './push/event-bus.js'
 import { registerPushEndpoint } from './push/plugin.js'
 import { Sender } from './delivery/sender.js'
 import { CLOSE_GRACE_MS } from './delivery/queue.js'
@@ -57,9 +57,10 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   const catalog = options.templates ? new TemplateCatalog(templateApi, store, { ttlMs: options.templates.ttlSeconds * 1000, validate: options.templates.validate && options.validation !== 'off', clock: options.clock }, log) : null
   const credits = new Credits(store, options.credits, (templateId) => catalog?.kindOf(templateId), log)
   const settle = (data: JobData, outcome: DeliveryOutcome): Promise<void> => credits.settle(data.wire.touser, data.wire.template_id, outcome, data.reserved === true)
-  const queue = createQueue(options, store, keys, sender, log, { onSent: settle, onFailed: settle })
-  const delivery = new Delivery(sender, store, queue, options, log, credits, catalog ?? undefined)
+  // WeChat's pushes and the plugin's own lifecycle events (lib/delivery/lifecycle.ts) share one bus.
   const events = new PushEventBus(log)
+  const queue = createQueue(options, store, keys, sender, log, { onSent: settle, onFailed: settle, emit: events.emitLifecycle })
+  const delivery = new Delivery(sender, store, queue, options, log, credits, catalog ?? undefined, events.emitLifecycle)
   const receipts = handleReceipts(events, store, credits, options, log)
 
   let handlerPushes: ReturnType<typeof registerHandlerPushes> | null = null
@@ -75,7 +76,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     handlerPushes: () => handlerPushes?.counters() ?? { queued: 0, skipped: 0, failed: 0, waiting: 0 },
     refreshToken: () => tokens.refreshIfDue(),
     templates: templatesFacade(templateApi, catalog, log),
-    on: (event: string, handler: (payload: fastifyWechatPush.PushMessage) => unknown) => { events.on(event, handler) }
+    on: (event: string, handler: (payload: never) => unknown) => { events.on(event, handler as (payload: fastifyWechatPush.PushMessage) => unknown) }
   }
   decorate(fastify, options, wechat)
   if (options.routes) registerRoutes(fastify, { routes: options.routes, wechat, queue: queue !== null, clock: options.clock })
@@ -99,6 +100,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     await handlerPushes?.drain()
     await queue?.close(CLOSE_GRACE_MS)
     await delivery.flush()
+    await events.drain(EVENTS_DRAIN_MS)
     tokens.close()
     await http.close()
     await store.close()
@@ -151,6 +153,8 @@ namespace fastifyWechatPush {
   export type HandlerPushCounters = publicTypes.HandlerPushCounters
   export type PushEventMap = publicTypes.PushEventMap
   export type PushMessage = publicTypes.PushMessage
+  export type LifecycleEventMap = publicTypes.LifecycleEventMap
+  export type MessageEvent = publicTypes.MessageEvent
   export type PopupEvent = publicTypes.PopupEvent
   export type ChangeEvent = publicTypes.ChangeEvent
   export type SentEvent = publicTypes.SentEvent

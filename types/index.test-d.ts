@@ -1,7 +1,7 @@
 import Fastify from 'fastify'
 import { expectAssignable, expectError, expectType } from 'tsd'
 import wechatPush from '..'
-import type { SendResult, SubscribeMessage, WechatPush } from '..'
+import type { MessageEvent, SendResult, SubscribeMessage, WechatPush } from '..'
 import { createSimulator, WechatSimulator } from '../dist/testing'
 
 const app = Fastify()
@@ -63,6 +63,9 @@ expectType<number>(app.wechat.handlerPushes().waiting)
 // push events are typed by name
 app.wechat.on('subscribe_msg_popup_event', (event) => { expectType<string>(event.List[0].SubscribeStatusString) })
 app.wechat.on('subscribe_msg_sent_event', (event) => { expectType<string>(event.List[0].MsgID); expectType<number>(event.List[0].ErrorCode) })
+app.wechat.on('message:sent', (event) => { expectType<string>(event.id); expectType<string | undefined>(event.msgid); expectType<number>(event.attempts) })
+app.wechat.on('message:failed', (event) => { expectType<number | undefined>(event.errcode); expectType<'sent' | 'delivered' | 'failed' | 'unknown'>(event.status) })
+expectAssignable<MessageEvent['toUser']>('oUser')
 
 // handler pushes
 app.get('/', async (_request, reply) => {

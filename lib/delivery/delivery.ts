@@ -7,6 +7,8 @@ import type { PreparedMessage } from './message.js'
 import { prepareMessage } from './message.js'
 import { templateIdOf, templateIdsOf } from './templates.js'
 import type { TemplateRules } from './templates.js'
+import { lifecycleName, outcomeEvent } from './lifecycle.js'
+import type { EmitLifecycle } from './lifecycle.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
 import { inFlightTtl } from './record-ttl.js'
 import { newMessageId } from './sender.js'
@@ -49,7 +51,9 @@ export class Delivery {
     private readonly log: FastifyBaseLogger,
     private readonly ledger: Credits,
     /** the account's template list (option `templates`): validation against it, when known */
-    private readonly templates?: TemplateRules
+    private readonly templates?: TemplateRules,
+    /** lifecycle events of direct sends (the job runner emits those of queued messages) */
+    private readonly emit: EmitLifecycle = () => {}
   ) {}
 
   /** `fastify.wechat.send`: calls WeChat now; resolves `{ id, msgid? }` or rejects with a coded error. */
@@ -73,6 +77,7 @@ export class Delivery {
     const outcome = await this.sender.deliver(id, prepared.wire, { attempts: this.options.retry.attempts, signal: options.signal })
     if (this.ledger.counts(templateId)) await this.ledger.settle(touser, templateId, outcome, reserved)
     this.track(this.recordOutcome(id, prepared, outcome, key !== undefined))
+    this.emit(lifecycleName(outcome.status), outcomeEvent(id, prepared.wire, outcome, outcome.attempts, 'send'))
     if (outcome.status !== 'sent') throw outcome.error
     const result: SendResult = { id }
     if (outcome.msgid !== undefined) result.msgid = outcome.msgid

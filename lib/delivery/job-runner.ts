@@ -5,6 +5,8 @@ import type { WireMessage } from '../api/subscribe.js'
 import type { Clock, ResolvedOptions } from '../options.js'
 import type { MessageRecord, RecordPatch, Status } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
+import { lifecycleName, outcomeEvent } from './lifecycle.js'
+import type { EmitLifecycle } from './lifecycle.js'
 import { msUntilChinaMidnight } from './quota.js'
 import { inFlightTtl } from './record-ttl.js'
 import type { Slots } from './slots.js'
@@ -64,6 +66,8 @@ export interface RunnerHooks {
   onSent?: (data: JobData, outcome: DeliveryOutcome) => Promise<void> | void
   /** after a final failure (credits: 43101 means no consent) */
   onFailed?: (data: JobData, outcome: DeliveryOutcome) => Promise<void> | void
+  /** the message's lifecycle event, once its outcome is recorded */
+  emit?: EmitLifecycle
 }
 
 /**
@@ -113,6 +117,7 @@ export class JobRunner {
     if (outcome.status === 'sent') {
       await this.update(data, { status: 'sent', msgid: outcome.msgid, attempts: attempt, errcode: null, errmsg: null }, true)
       await this.hooks.onSent?.(data, outcome)
+      this.hooks.emit?.('message:sent', outcomeEvent(data.id, data.wire, outcome, attempt, data.source ?? 'queue'))
       return { kind: 'done', status: 'sent' }
     }
     if (outcome.errorClass === 'rate') {
@@ -134,6 +139,7 @@ export class JobRunner {
     const status: Status = outcome.status === 'unknown' ? 'unknown' : 'failed'
     await this.update(data, { status, ...errFields }, true)
     await this.hooks.onFailed?.(data, outcome)
+    this.hooks.emit?.(lifecycleName(status), { ...outcomeEvent(data.id, data.wire, outcome, attempt, data.source ?? 'queue'), status })
     this.log.warn({ messageId: data.id, status, errcode: outcome.errcode, attempts: attempt }, 'wechat: queued message ended without delivery')
     return { kind: 'done', status }
   }

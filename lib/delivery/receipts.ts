@@ -5,6 +5,7 @@ import { isChangeEvent, isPopupEvent, isSentEvent } from '../push/events.js'
 import type { PushMessage, SentEvent, SentItem } from '../push/events.js'
 import type { WechatStore } from '../store/types.js'
 import type { Credits } from './credits.js'
+import { lifecycleName, recordEvent } from './lifecycle.js'
 
 /** A receipt without a msgid match is paired with a send to the same user and template this close in time. */
 const RECEIPT_WINDOW_MS = 10 * 60_000
@@ -57,7 +58,9 @@ export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: 
     const patch = item.ErrorCode === 0
       ? { status: 'delivered' as const, ...(item.MsgID ? { msgid: item.MsgID } : {}) }
       : { status: 'failed' as const, errcode: item.ErrorCode, errmsg: item.ErrorStatus || 'delivery failed' }
-    await store.updateRecord(id, patch, { ttlSeconds: options.retentionSeconds, now: new Date(options.clock.now()).toISOString() })
+    const record = await store.updateRecord(id, patch, { ttlSeconds: options.retentionSeconds, now: new Date(options.clock.now()).toISOString() })
+    // (a record the store would not move, already delivered for one, answers its status as it was)
+    if (record !== null && record.status === patch.status) bus.emitLifecycle(lifecycleName(patch.status), recordEvent({ ...record, status: patch.status }))
     return true
   }
 

@@ -4,6 +4,7 @@
  * so no handler can slow the answer down, and no handler error can reach WeChat or crash the app.
  */
 import type { FastifyBaseLogger } from 'fastify'
+import type { EmitLifecycle } from '../delivery/lifecycle.js'
 import type { ChangeEvent, PopupEvent, PushMessage, SentEvent } from './events.js'
 
 /** Payload type per event name. `'event'` receives every push; other names get `PushMessage`. */
@@ -16,6 +17,9 @@ export interface PushEventMap {
 
 /** A user handler: may be async; what it returns is ignored, what it throws is logged. */
 export type PushHandler<T = PushMessage> = (payload: T) => unknown
+
+/** On close, running handlers get this long to finish (a push's work is not retried: WeChat got its answer). */
+export const EVENTS_DRAIN_MS = 5000
 
 /** The catch-all name: its handlers receive every push. */
 export const ALL_EVENTS = 'event'
@@ -61,6 +65,20 @@ export class PushEventBus {
     return run
   }
 
+  /**
+   * A lifecycle event (lib/delivery/lifecycle.ts) to the handlers of its name only, like a push: on
+   * the next turn, errors logged. Nothing at all happens when no handler listens for it, so the send
+   * path pays for events only in apps that use them.
+   */
+  emitLifecycle: EmitLifecycle = (name, payload) => {
+    const handlers = this.#handlers.get(name)
+    if (handlers === undefined) return
+    const run = new Promise((resolve) => { setImmediate(resolve) }).then(() => Promise.all(handlers.map((handler) =>
+      this.#call(handler as PushHandler<unknown>, payload, name, 'lifecycle')))).then(() => {})
+    this.#inFlight.add(run)
+    run.finally(() => this.#inFlight.delete(run))
+  }
+
   /** How many dispatches are still running. */
   get pending (): number {
     return this.#inFlight.size
@@ -89,11 +107,11 @@ export class PushEventBus {
       this.#call(handler as PushHandler<PushMessage>, message, name))))
   }
 
-  async #call (handler: PushHandler<PushMessage>, message: PushMessage, event: string): Promise<void> {
+  async #call<T> (handler: PushHandler<T>, payload: T, event: string, what = 'push'): Promise<void> {
     try {
-      await handler(message)
+      await handler(payload)
     } catch (err) {
-      this.#log.error({ err, event }, 'wechat: push event handler failed')
+      this.#log.error({ err, event }, `wechat: ${what} event handler failed`)
     }
   }
 }

@@ -9,6 +9,7 @@ import { STATUS_CODES } from 'node:http'
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply } from 'fastify'
 import type { Clock, ResolvedOptions } from '../options.js'
 import type { WechatStore } from '../store/types.js'
+import { EVENTS_DRAIN_MS } from './event-bus.js'
 import type { PushEventBus } from './event-bus.js'
 import { dedupeKey, normalizePush } from './events.js'
 import type { PushMessage } from './events.js'
@@ -24,9 +25,6 @@ export interface PushEndpointDeps {
   clock: Clock
   log: FastifyBaseLogger
 }
-
-/** On close, handlers already acknowledged to WeChat get this long to finish (their work is not retried). */
-export const DRAIN_MS = 5000
 
 // WeChat's content types are not documented (text/xml and application/json in practice), and the
 // body itself says which format it is, so anything textual is accepted; forms, files, binaries are not.
@@ -83,7 +81,7 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
       return sendError(reply, 400, 'FST_WECHAT_PUSH_BAD_REQUEST', 'push request could not be processed')
     })
 
-    child.addHook('onClose', async () => { await events.drain(DRAIN_MS) })
+    child.addHook('onClose', async () => { await events.drain(EVENTS_DRAIN_MS) })
 
     child.get(push.path, async (request, reply) => {
       const echo = verifyEcho(request.query as PushQuery, config)

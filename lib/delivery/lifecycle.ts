@@ -1,0 +1,65 @@
+import type { WireMessage } from '../api/subscribe.js'
+import type { MessageRecord } from '../store/records.js'
+import type { DeliveryOutcome } from './sender.js'
+
+/**
+ * Lifecycle events (DESIGN.md `fastify.wechat.on`: "inbound push events and lifecycle events"): a
+ * message reached its outcome in this process. Each is emitted once, by the instance that did the
+ * work (the one that ran the job, made the direct send, or applied the receipt), after the record
+ * was written for queued messages. Names carry a colon, which WeChat's push `Event` names never do.
+ */
+export interface MessageEvent {
+  id: string
+  status: 'sent' | 'delivered' | 'failed' | 'unknown'
+  templateId: string
+  toUser: string
+  /** attempts used (WeChat calls made for it) */
+  attempts: number
+  /** who made it: `send()`, `enqueue()`, or a route handler's push */
+  source?: 'send' | 'queue' | 'hook'
+  msgid?: string
+  errcode?: number
+  errmsg?: string
+}
+
+export interface LifecycleEventMap {
+  /** WeChat accepted the message (errcode 0) */
+  'message:sent': MessageEvent
+  /** its delivery receipt said delivered (option `push`) */
+  'message:delivered': MessageEvent
+  /** it ended without delivery: a permanent errcode, attempts used up, or a receipt's error */
+  'message:failed': MessageEvent
+  /** an attempt timed out and a later one got 43101: it may have been delivered */
+  'message:unknown': MessageEvent
+}
+
+export type LifecycleEventName = keyof LifecycleEventMap
+
+/** Emits one lifecycle event; never throws, and costs nothing when no handler listens for it. */
+export type EmitLifecycle = <K extends LifecycleEventName>(name: K, payload: LifecycleEventMap[K]) => void
+
+export const LIFECYCLE_EVENTS: readonly LifecycleEventName[] = ['message:sent', 'message:delivered', 'message:failed', 'message:unknown']
+
+/** The event of a message that just got its outcome from WeChat. */
+export function outcomeEvent (id: string, wire: WireMessage, outcome: DeliveryOutcome, attempts: number, source: MessageEvent['source']): MessageEvent {
+  const event: MessageEvent = { id, status: outcome.status, templateId: wire.template_id, toUser: wire.touser, attempts }
+  if (source !== undefined) event.source = source
+  if (outcome.msgid !== undefined) event.msgid = outcome.msgid
+  if (outcome.errcode !== undefined) event.errcode = outcome.errcode
+  if (outcome.errmsg !== undefined) event.errmsg = outcome.errmsg
+  return event
+}
+
+/** The event of a record a receipt just settled. */
+export function recordEvent (record: MessageRecord & { status: MessageEvent['status'] }): MessageEvent {
+  const event: MessageEvent = { id: record.id, status: record.status, templateId: record.templateId, toUser: record.toUser, attempts: record.attempts }
+  if (record.source !== undefined) event.source = record.source
+  if (record.msgid !== undefined) event.msgid = record.msgid
+  if (record.errcode !== undefined) event.errcode = record.errcode
+  if (record.errmsg !== undefined) event.errmsg = record.errmsg
+  return event
+}
+
+export function lifecycleName (status: MessageEvent['status']): LifecycleEventName {
+  return `message:${status}`
+}

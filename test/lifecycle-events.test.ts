@@ -1,0 +1,90 @@
+import { test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import type { MessageEvent } from '../lib/index.js'
+import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
+import { captureLogs } from './helpers/log-capture.js'
+import { redisFor, uniquePrefix } from './helpers/redis-server.js'
+import { KEY, pushApp, TOKEN } from './push-helpers.js'
+import { numbered, settled, until } from './queue-helpers.js'
+
+/** Every lifecycle event the app emits, in order. */
+function listen (app: FastifyInstance): Array<{ name: string, event: MessageEvent }> {
+  const seen: Array<{ name: string, event: MessageEvent }> = []
+  for (const name of ['message:sent', 'message:delivered', 'message:failed', 'message:unknown'] as const) {
+    app.wechat.on(name, (event) => { seen.push({ name, event }) })
+  }
+  return seen
+}
+
+test('direct sends: message:sent with the msgid, message:failed with the errcode, message:unknown when it may have been delivered', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { timeout: 200 } })
+  const seen = listen(app)
+  const sent = await app.wechat.send(shippedMessage())
+  const refused = await app.wechat.send(shippedMessage('not.an.openid')).catch((err: { messageId: string }) => err)
+  sim.failNext('send', { delayMs: 400 })
+  sim.failNext('send', { errcode: 43101 })
+  const maybe = await app.wechat.send(shippedMessage()).catch((err: { messageId: string }) => err)
+  await until('three events', () => seen.length === 3)
+  t.same(seen.map((s) => s.name), ['message:sent', 'message:failed', 'message:unknown'])
+  t.match(seen[0]?.event, { id: sent.id, status: 'sent', msgid: sent.msgid, attempts: 1, source: 'send', toUser: shippedMessage().toUser })
+  t.match(seen[1]?.event, { id: refused.messageId, status: 'failed', errcode: 40003, attempts: 1, source: 'send' })
+  t.match(seen[2]?.event, { id: maybe.messageId, status: 'unknown', errcode: 43101, attempts: 2 })
+  t.notOk(JSON.stringify(seen).includes(sim.appSecret), 'no secret in any event')
+})
+
+for (const kind of ['memory', 'bullmq'] as const) {
+  test(`${kind} queue: one event per message, after its record; retries emit nothing until the outcome`, async (t) => {
+    const sim = await startSimulator(t)
+    const redisUrl = await redisFor(t, kind)
+    const app = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix: uniquePrefix('lifecycle'), retry: { attempts: 3, minDelay: 10, maxDelay: 20 } } })
+    const records: Array<string | undefined> = []
+    app.wechat.on('message:sent', async (event) => { records.push((await app.wechat.status(event.id))?.status) })
+    const seen = listen(app)
+    await app.wechat.getToken()
+    sim.failNext('send', { errcode: -1 })
+    const ok = await app.wechat.enqueue(numbered('LE', 1))
+    await settled(app, ok.map((r) => r.id))
+    const more = await app.wechat.enqueue([numbered('LE', 2), { ...numbered('LE', 3), toUser: 'not.an.openid' }, numbered('LE', 4)])
+    await settled(app, more.map((r) => r.id))
+    await until('four events', () => seen.length === 4 && records.length === 3)
+
+    const byId = new Map(seen.map((s) => [s.event.id, s]))
+    t.equal(byId.size, 4, 'one event per message')
+    t.match(byId.get(ok[0]?.id as string), { name: 'message:sent', event: { status: 'sent', attempts: 2, source: 'queue' } }, 'a retried message: one event, with its attempts')
+    t.match(byId.get(more[1]?.id as string), { name: 'message:failed', event: { status: 'failed', errcode: 40003, attempts: 1 } })
+    for (const id of [more[0]?.id, more[2]?.id]) {
+      const record = await app.wechat.status(id as string)
+      t.match(byId.get(id as string)?.event, { status: 'sent', msgid: record?.msgid }, 'the event matches the record')
+    }
+    t.same(records, ['sent', 'sent', 'sent'], 'a handler reading status(id) sees the outcome')
+  })
+}
+
+test('a handler that throws is logged; sends and other handlers go on', async (t) => {
+  const sim = await startSimulator(t)
+  const logs = captureLogs()
+  const app = await buildApp(t, sim, { logger: logs.logger })
+  let other = 0
+  app.wechat.on('message:sent', () => { throw new Error('handler bug') })
+  app.wechat.on('message:sent', async () => { other++ })
+  const sent = await app.wechat.send(shippedMessage())
+  t.ok(sent.msgid, 'the send itself succeeded')
+  await until('the other handler ran', () => other === 1)
+  const failure = (): Record<string, unknown> | undefined => logs.parsed().find((l) => l.msg === 'wechat: lifecycle event handler failed')
+  await until('the failure logged', () => failure() !== undefined)
+  t.match(failure(), { event: 'message:sent', level: 50 })
+})
+
+test('a delivery receipt emits message:delivered (option push)', async (t) => {
+  const sim = await startSimulator(t)
+  const redisUrl = await redisFor(t, 'redis')
+  const { app, url } = await pushApp(t, sim, { listen: true, redisUrl, plugin: { keyPrefix: uniquePrefix('lifecycle-receipt') } })
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY })
+  const seen = listen(app)
+  const sent = await app.wechat.send(shippedMessage())
+  await sim.pushesSettled()
+  await until('sent and delivered', () => seen.length === 2)
+  t.same(seen.map((s) => s.name), ['message:sent', 'message:delivered'])
+  t.match(seen[1]?.event, { id: sent.id, status: 'delivered', msgid: sent.msgid, source: 'send' })
+})
