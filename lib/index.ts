@@ -40,6 +40,8 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   const log = fastify.log.child({ plugin: 'fastify-wechat-push', appId: options.appId, ...(options.namespace ? { namespace: options.namespace } : {}) })
   const store = selectStore(fastify, options, keys, log)
 
+  // WeChat's pushes and the plugin's own lifecycle events (lib/lifecycle.ts) share one bus.
+  const events = new PushEventBus(log)
   const http = new WechatHttpClient({ baseUrls: options.baseUrls, timeout: options.timeout })
   const tokens = new TokenManager({
     http,
@@ -49,7 +51,8 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     refreshAheadMs: options.refreshAheadMs,
     timeout: options.timeout,
     retry: options.retry,
-    log
+    log,
+    emit: events.emitLifecycle
   })
   const api = new WechatApi(http, tokens)
   const sender = new Sender(api, options.retry, log)
@@ -57,8 +60,6 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   const catalog = options.templates ? new TemplateCatalog(templateApi, store, { ttlMs: options.templates.ttlSeconds * 1000, validate: options.templates.validate && options.validation !== 'off', clock: options.clock }, log) : null
   const credits = new Credits(store, options.credits, (templateId) => catalog?.kindOf(templateId), log)
   const settle = (data: JobData, outcome: DeliveryOutcome): Promise<void> => credits.settle(data.wire.touser, data.wire.template_id, outcome, data.reserved === true)
-  // WeChat's pushes and the plugin's own lifecycle events (lib/delivery/lifecycle.ts) share one bus.
-  const events = new PushEventBus(log)
   const queue = createQueue(options, store, keys, sender, log, { onSent: settle, onFailed: settle, emit: events.emitLifecycle })
   const delivery = new Delivery(sender, store, queue, options, log, credits, catalog ?? undefined, events.emitLifecycle)
   const receipts = handleReceipts(events, store, credits, options, log)
@@ -155,6 +156,8 @@ namespace fastifyWechatPush {
   export type PushMessage = publicTypes.PushMessage
   export type LifecycleEventMap = publicTypes.LifecycleEventMap
   export type MessageEvent = publicTypes.MessageEvent
+  export type TokenFetchedEvent = publicTypes.TokenFetchedEvent
+  export type TokenErrorEvent = publicTypes.TokenErrorEvent
   export type PopupEvent = publicTypes.PopupEvent
   export type ChangeEvent = publicTypes.ChangeEvent
   export type SentEvent = publicTypes.SentEvent

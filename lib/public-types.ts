@@ -4,7 +4,7 @@ import type { EnqueueOptions, EnqueueResult, SendOptions } from './delivery/deli
 import type { MessageRecord, StatsSnapshot, Status } from './store/records.js'
 import type { HandlerPushCounters, WechatPushConfig } from './http/handler-pushes.js'
 import type { PushEventMap } from './push/event-bus.js'
-import type { LifecycleEventMap, MessageEvent } from './delivery/lifecycle.js'
+import type { LifecycleEventMap, MessageEvent, TokenErrorEvent, TokenFetchedEvent } from './lifecycle.js'
 import type { ChangeEvent, ChangeItem, OtherPush, PopupEvent, PopupItem, PushEnvelope, PushMessage, SentEvent, SentItem } from './push/events.js'
 import type { WechatTemplates } from './delivery/templates-catalog.js'
 import type {
@@ -13,7 +13,7 @@ import type {
 import type { KeywordInput, KeywordSpec, TemplateData, TemplateDefinition, TemplateSpec, TypedMessage } from './typed-templates.js'
 
 export type { SubscribeMessage, ValueChange, SendResult, SendOptions, EnqueueOptions, EnqueueResult, MessageRecord, StatsSnapshot, Status, WechatPushConfig, HandlerPushCounters }
-export type { LifecycleEventMap, MessageEvent }
+export type { LifecycleEventMap, MessageEvent, TokenErrorEvent, TokenFetchedEvent }
 export type { PushEventMap, PushMessage, PushEnvelope, PopupEvent, PopupItem, ChangeEvent, ChangeItem, SentEvent, SentItem, OtherPush }
 export type { WechatTemplates, AddTemplateInput, PrivateTemplate, PublicTemplateKeyword, PublicTemplateTitle, PublicTitlesQuery, TemplateCategory }
 export type { KeywordInput, KeywordSpec, TemplateData, TemplateDefinition, TemplateSpec, TypedMessage }
@@ -52,8 +52,9 @@ export interface WechatPush {
    * Handle pushes from WeChat (option `push`, WECHAT.md §7): a subscribe event name, or `'event'` for
    * every push. Handlers run after WeChat got its `success`; errors are logged, never thrown. Without
    * `push` configured they simply never fire.
-   * Or a lifecycle event of this process's messages: `'message:sent'`, `'message:delivered'` (needs
-   * `push`), `'message:failed'`, `'message:unknown'`; emitted once, by the instance that did the work.
+   * Or a lifecycle event of this process: `'message:sent'`, `'message:delivered'` (needs `push`),
+   * `'message:failed'`, `'message:unknown'`, `'token:fetched'`, `'token:error'`; emitted once, by the
+   * instance that did the work.
    */
   on<K extends keyof PushEventMap>(event: K, handler: (payload: PushEventMap[K]) => unknown): void
   on<K extends keyof LifecycleEventMap>(event: K, handler: (payload: LifecycleEventMap[K]) => unknown): void

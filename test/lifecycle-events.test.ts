@@ -21,15 +21,16 @@ test('direct sends: message:sent with the msgid, message:failed with the errcode
   const app = await buildApp(t, sim, { plugin: { timeout: 200 } })
   const seen = listen(app)
   const sent = await app.wechat.send(shippedMessage())
-  const refused = await app.wechat.send(shippedMessage('not.an.openid')).catch((err: { messageId: string }) => err)
+  const failedId = (promise: Promise<unknown>): Promise<string> => promise.then(() => 'resolved', (err: { messageId: string }) => err.messageId)
+  const refused = await failedId(app.wechat.send(shippedMessage('not.an.openid')))
   sim.failNext('send', { delayMs: 400 })
   sim.failNext('send', { errcode: 43101 })
-  const maybe = await app.wechat.send(shippedMessage()).catch((err: { messageId: string }) => err)
+  const maybe = await failedId(app.wechat.send(shippedMessage()))
   await until('three events', () => seen.length === 3)
   t.same(seen.map((s) => s.name), ['message:sent', 'message:failed', 'message:unknown'])
   t.match(seen[0]?.event, { id: sent.id, status: 'sent', msgid: sent.msgid, attempts: 1, source: 'send', toUser: shippedMessage().toUser })
-  t.match(seen[1]?.event, { id: refused.messageId, status: 'failed', errcode: 40003, attempts: 1, source: 'send' })
-  t.match(seen[2]?.event, { id: maybe.messageId, status: 'unknown', errcode: 43101, attempts: 2 })
+  t.match(seen[1]?.event, { id: refused, status: 'failed', errcode: 40003, attempts: 1, source: 'send' })
+  t.match(seen[2]?.event, { id: maybe, status: 'unknown', errcode: 43101, attempts: 2 })
   t.notOk(JSON.stringify(seen).includes(sim.appSecret), 'no secret in any event')
 })
 
@@ -87,4 +88,37 @@ test('a delivery receipt emits message:delivered (option push)', async (t) => {
   await until('sent and delivered', () => seen.length === 2)
   t.same(seen.map((s) => s.name), ['message:sent', 'message:delivered'])
   t.match(seen[1]?.event, { id: sent.id, status: 'delivered', msgid: sent.msgid, source: 'send' })
+})
+
+test('token:fetched once per new token, never with the token; token:error with the advice, never with the secret', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { tokenEndpoint: 'classic', retry: { attempts: 2, minDelay: 10, maxDelay: 20 } } })
+  const fetched: unknown[] = []
+  const errors: Array<Record<string, unknown>> = []
+  app.wechat.on('token:fetched', (event) => { fetched.push(event) })
+  app.wechat.on('token:error', (event) => { errors.push({ ...event }) })
+  const token = await app.wechat.getToken()
+  await Promise.all(Array.from({ length: 20 }, () => app.wechat.send(shippedMessage())))
+  await until('token:fetched', () => fetched.length === 1)
+  t.match(fetched[0], { endpoint: 'classic', forceRefresh: false, expiresAt: Number })
+  t.ok((fetched[0] as { expiresAt: number }).expiresAt > Date.now(), 'expiresAt is in the future')
+
+  sim.failNext('token', { errcode: 40164, errmsg: 'invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist rid: 6502a1b3-1c2d3e4f-5a6b7c8d' })
+  await t.rejects(app.wechat.getToken({ forceRefresh: true }), { code: 'FST_WECHAT_TOKEN', errcode: 40164 })
+  sim.failNext('token', { errcode: 40125, errmsg: `invalid appsecret ${sim.appSecret}` })
+  await t.rejects(app.wechat.getToken({ forceRefresh: true }), { code: 'FST_WECHAT_TOKEN', errcode: 40125 })
+  await until('two token:error events', () => errors.length === 2)
+  t.match(errors[0], { code: 'FST_WECHAT_TOKEN', errcode: 40164, rid: '6502a1b3-1c2d3e4f-5a6b7c8d', retryable: false, message: /203\.0\.113\.7.*whitelist|whitelist.*203\.0\.113\.7/ })
+  t.match(errors[1], { errcode: 40125, message: /appSecret is wrong/ })
+
+  // The network: the classic endpoint's URL holds the secret, and must not leak through an error.
+  const dead = await buildApp(t, sim, { plugin: { tokenEndpoint: 'classic', baseUrl: 'http://127.0.0.1:9', appSecret: sim.appSecret, retry: { attempts: 1, minDelay: 10, maxDelay: 20 } } })
+  const deadErrors: unknown[] = []
+  dead.wechat.on('token:error', (event) => { deadErrors.push(event) })
+  await t.rejects(dead.wechat.getToken())
+  await until('token:error of a network failure', () => deadErrors.length >= 1)
+  t.match(deadErrors[0], { retryable: true })
+  const all = JSON.stringify([fetched, errors, deadErrors])
+  t.notOk(all.includes(sim.appSecret), 'no secret in any token event')
+  t.notOk(all.includes(token), 'no token in any token event')
 })

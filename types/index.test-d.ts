@@ -66,6 +66,8 @@ app.wechat.on('subscribe_msg_sent_event', (event) => { expectType<string>(event.
 app.wechat.on('message:sent', (event) => { expectType<string>(event.id); expectType<string | undefined>(event.msgid); expectType<number>(event.attempts) })
 app.wechat.on('message:failed', (event) => { expectType<number | undefined>(event.errcode); expectType<'sent' | 'delivered' | 'failed' | 'unknown'>(event.status) })
 expectAssignable<MessageEvent['toUser']>('oUser')
+app.wechat.on('token:fetched', (event) => { expectType<number>(event.expiresAt); expectType<'stable' | 'classic'>(event.endpoint) })
+app.wechat.on('token:error', (event) => { expectType<number | undefined>(event.errcode); expectType<boolean>(event.retryable) })
 
 // handler pushes
 app.get('/', async (_request, reply) => {

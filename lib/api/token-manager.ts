@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import { WechatTokenError } from '../errors.js'
+import type { EmitLifecycle } from '../lifecycle.js'
 import type { Clock } from '../options.js'
 import { MemoryStore } from '../store/memory.js'
 import type { TokenRecord, WechatStore } from '../store/types.js'
@@ -24,6 +25,8 @@ export interface TokenManagerOptions {
   timeout: number
   retry: { attempts: number, minDelay: number, maxDelay: number }
   log: FastifyBaseLogger
+  /** token:fetched and token:error (lib/lifecycle.ts) */
+  emit?: EmitLifecycle
 }
 
 interface RefreshRequest {
@@ -164,6 +167,23 @@ export class TokenManager {
   }
 
   private async fetchFresh (request: RefreshRequest): Promise<TokenRecord> {
+    try {
+      return await this.fetchOrForce(request)
+    } catch (err) {
+      const error = err as TokenErrorInstance
+      this.options.emit?.('token:error', {
+        code: error.code ?? 'FST_WECHAT_TOKEN',
+        ...(error.errcode !== undefined ? { errcode: error.errcode } : {}),
+        ...(error.rid !== undefined ? { rid: error.rid } : {}),
+        message: error.message,
+        retryable: error.retryable === true
+      })
+      throw err
+    }
+  }
+
+  private async fetchOrForce (request: RefreshRequest): Promise<TokenRecord> {
+    let forced = false
     let fetched = await this.fetchWithRetry(false)
     if (this.options.endpoint.mode === 'stable' && request.rejected !== undefined && fetched.token === request.rejected) {
       // WeChat still hands out the token it refused: only force_refresh replaces it (WECHAT.md §1.5).
@@ -174,11 +194,14 @@ export class TokenManager {
       }
       this.options.log.warn('wechat: the stable token was refused while still current; using one force_refresh')
       fetched = await this.fetchWithRetry(true)
+      forced = true
     }
     this.fetches++
     const now = this.options.clock.now()
     this.options.log.info({ expiresIn: fetched.expiresIn, endpoint: this.options.endpoint.mode }, 'wechat: fetched a new access_token')
-    return { token: fetched.token, expiresAt: now + fetched.expiresIn * 1000, fetchedAt: now }
+    const expiresAt = now + fetched.expiresIn * 1000
+    this.options.emit?.('token:fetched', { endpoint: this.options.endpoint.mode, expiresAt, forceRefresh: forced })
+    return { token: fetched.token, expiresAt, fetchedAt: now }
   }
 
   private async fetchWithRetry (forceRefresh: boolean): Promise<{ token: string, expiresIn: number }> {

@@ -5,7 +5,7 @@ import { isChangeEvent, isPopupEvent, isSentEvent } from '../push/events.js'
 import type { PushMessage, SentEvent, SentItem } from '../push/events.js'
 import type { WechatStore } from '../store/types.js'
 import type { Credits } from './credits.js'
-import { lifecycleName, recordEvent } from './lifecycle.js'
+import { lifecycleName, recordEvent } from '../lifecycle.js'
 
 /** A receipt without a msgid match is paired with a send to the same user and template this close in time. */
 const RECEIPT_WINDOW_MS = 10 * 60_000

@@ -4,7 +4,7 @@
  * so no handler can slow the answer down, and no handler error can reach WeChat or crash the app.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import type { EmitLifecycle } from '../delivery/lifecycle.js'
+import type { EmitLifecycle } from '../lifecycle.js'
 import type { ChangeEvent, PopupEvent, PushMessage, SentEvent } from './events.js'
 
 /** Payload type per event name. `'event'` receives every push; other names get `PushMessage`. */

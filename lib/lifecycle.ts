@@ -1,12 +1,13 @@
-import type { WireMessage } from '../api/subscribe.js'
-import type { MessageRecord } from '../store/records.js'
-import type { DeliveryOutcome } from './sender.js'
+import type { WireMessage } from './api/subscribe.js'
+import type { MessageRecord } from './store/records.js'
+import type { DeliveryOutcome } from './delivery/sender.js'
 
 /**
  * Lifecycle events (DESIGN.md `fastify.wechat.on`: "inbound push events and lifecycle events"): a
- * message reached its outcome in this process. Each is emitted once, by the instance that did the
- * work (the one that ran the job, made the direct send, or applied the receipt), after the record
- * was written for queued messages. Names carry a colon, which WeChat's push `Event` names never do.
+ * message reached its outcome, or a token fetch succeeded or failed, in this process. Each is emitted
+ * once, by the instance that did the work (the one that ran the job, made the direct send, applied
+ * the receipt, fetched the token), after the record was written for queued messages. Names carry a
+ * colon, which WeChat's push `Event` names never do.
  */
 export interface MessageEvent {
   id: string
@@ -22,6 +23,25 @@ export interface MessageEvent {
   errmsg?: string
 }
 
+/** This instance fetched a new access_token (one instance per token generation, fleet-wide). Never the token itself. */
+export interface TokenFetchedEvent {
+  endpoint: 'stable' | 'classic'
+  /** when it expires, ms since the epoch */
+  expiresAt: number
+  /** a force_refresh was used (the shared token itself was refused) */
+  forceRefresh: boolean
+}
+
+/** A token fetch by this instance failed after its retries (the advice is in `message`: 40164 names the IP to whitelist...). */
+export interface TokenErrorEvent {
+  code: string
+  errcode?: number
+  rid?: string
+  message: string
+  /** whether a later try may succeed (a network error, -1) or something must be fixed first (40125, 40164) */
+  retryable: boolean
+}
+
 export interface LifecycleEventMap {
   /** WeChat accepted the message (errcode 0) */
   'message:sent': MessageEvent
@@ -31,14 +51,14 @@ export interface LifecycleEventMap {
   'message:failed': MessageEvent
   /** an attempt timed out and a later one got 43101: it may have been delivered */
   'message:unknown': MessageEvent
+  'token:fetched': TokenFetchedEvent
+  'token:error': TokenErrorEvent
 }
 
 export type LifecycleEventName = keyof LifecycleEventMap
 
 /** Emits one lifecycle event; never throws, and costs nothing when no handler listens for it. */
 export type EmitLifecycle = <K extends LifecycleEventName>(name: K, payload: LifecycleEventMap[K]) => void
-
-export const LIFECYCLE_EVENTS: readonly LifecycleEventName[] = ['message:sent', 'message:delivered', 'message:failed', 'message:unknown']
 
 /** The event of a message that just got its outcome from WeChat. */
 export function outcomeEvent (id: string, wire: WireMessage, outcome: DeliveryOutcome, attempts: number, source: MessageEvent['source']): MessageEvent {
@@ -60,6 +80,6 @@ export function recordEvent (record: MessageRecord & { status: MessageEvent['sta
   return event
 }
 
-export function lifecycleName (status: MessageEvent['status']): LifecycleEventName {
+export function lifecycleName (status: MessageEvent['status']): `message:${MessageEvent['status']}` {
   return `message:${status}`
 }
