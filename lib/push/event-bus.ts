@@ -2,6 +2,7 @@
  * In-process dispatch of inbound pushes to handlers (DESIGN.md "fastify.wechat.on"). The push route
  * has already answered `success` when `emit` runs (WECHAT.md §6.5: acknowledge first, then process),
  * so no handler can slow the answer down, and no handler error can reach WeChat or crash the app.
+ * The plugin's lifecycle events (lib/lifecycle.ts) reach their handlers the same way.
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { EmitLifecycle } from '../lifecycle.js'
@@ -66,7 +67,7 @@ export class PushEventBus {
   }
 
   /**
-   * A lifecycle event (lib/delivery/lifecycle.ts) to the handlers of its name only, like a push: on
+   * A lifecycle event (lib/lifecycle.ts) to the handlers of its name only, like a push: on
    * the next turn, errors logged. Nothing at all happens when no handler listens for it, so the send
    * path pays for events only in apps that use them.
    */
