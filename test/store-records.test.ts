@@ -446,6 +446,23 @@ test('memory store', async (t) => {
     t.equal((await store.stats()).total, 19, 'counters are kept')
   })
 
+  t.test('bounded: the idempotency key of a message still on its way is never evicted', async (t) => {
+    // Past the cap, a repeat of an early key while its message still waited made a second message.
+    const clock = { t: T0, now () { return this.t } }
+    const store = new MemoryStore(clock, { maxRecords: 10 })
+    const waiting = Array.from({ length: 25 }, () => rec())
+    for (const [i, r] of waiting.entries()) await store.createRecord(r, { ttlSeconds: TTL, idempotencyKey: `key${i}` })
+    for (const [i, r] of waiting.entries()) {
+      const again = await store.createRecord(rec(), { ttlSeconds: TTL, idempotencyKey: `key${i}` })
+      t.same([again.created, again.record.id], [false, r.id], `key${i} still answers its first message`)
+    }
+    // Finished, their keys become evictable again (least recently written first).
+    for (const [i, r] of waiting.entries()) await store.updateRecord(r.id, { status: 'sent', msgid: `m${i}` }, at(i))
+    for (let i = 0; i < 12; i++) await store.createRecord(rec({ status: 'sent' }), { ttlSeconds: TTL, idempotencyKey: `new${i}` })
+    const first = await store.createRecord(rec(), { ttlSeconds: TTL, idempotencyKey: 'key0' })
+    t.equal(first.created, true, 'a finished, evicted message\'s key can be used again')
+  })
+
   t.test('bounded: records of messages still on their way are never evicted, however many', async (t) => {
     // An in-process queue with more messages waiting than the cap: before, their pending records
     // were evicted, the runner wrote them again and the stats counted each twice, one stuck pending.

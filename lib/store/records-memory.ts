@@ -40,6 +40,8 @@ export class MemoryRecords implements RecordStore {
   private recent: RecentFailure[] = []
   private readonly credits = new Map<string, Map<string, number>>()
   private templates: Expiring<TemplateCache> | null = null
+  /** the size at which each bounded map is swept next (trim()) */
+  private readonly sweepAt = new WeakMap<object, number>()
 
   constructor (private readonly clock: Clock, private readonly maxRecords = MAX_MEMORY_RECORDS) {}
 
@@ -56,7 +58,7 @@ export class MemoryRecords implements RecordStore {
     const record = normalizeRecord(key === undefined ? input : { ...input, idempotencyKey: key })
     const stored: StoredRecord = { record, until: 0 }
     this.putRecord(stored, opts.ttlSeconds, now, true)
-    if (key !== undefined) this.set(this.idempotency, key, record.id, opts.ttlSeconds, now)
+    if (key !== undefined) this.set(this.idempotency, key, record.id, opts.ttlSeconds, now, (entry) => this.inFlight(entry.value))
     if (record.msgid !== undefined) this.set(this.msgids, record.msgid, record.id, opts.ttlSeconds, now)
     this.counts.total++
     this.enter(stored, null, record.status, isoToMs(record.updatedAt, now), record.updatedAt, true, opts.ttlSeconds)
@@ -195,7 +197,7 @@ export class MemoryRecords implements RecordStore {
       list.push({ sentAt: nowMs, id: record.id })
       list.sort((a, b) => a.sentAt - b.sentAt || (a.id < b.id ? -1 : 1))
       this.sent.delete(pair)
-      this.trim(this.sent, (entries) => !entries.some((e) => this.records.has(e.id)))
+      this.trim(this.sent, { expired: (entries) => !entries.some((e) => this.records.has(e.id)) })
       this.sent.set(pair, list.slice(-SENT_INDEX_CAP))
     }
   }
@@ -220,6 +222,12 @@ export class MemoryRecords implements RecordStore {
     return credits
   }
 
+  /** a message still on its way: its record is pending or sending */
+  private inFlight (id: string): boolean {
+    const status = this.records.get(id)?.record.status
+    return status !== undefined && IN_FLIGHT.has(status)
+  }
+
   private liveRecord (id: string, now = this.clock.now()): StoredRecord | undefined {
     const stored = this.records.get(id)
     if (!stored) return undefined
@@ -236,7 +244,7 @@ export class MemoryRecords implements RecordStore {
     this.records.set(id, stored)
     if (!fresh) this.finished.delete(id) // re-inserted below: Set order is eviction order
     if (IN_FLIGHT.has(stored.record.status)) return
-    this.trim<string>(this.finished, (finishedId) => (this.records.get(finishedId)?.until ?? 0) <= now, (finishedId) => this.records.delete(finishedId))
+    this.trim<string>(this.finished, { expired: (finishedId) => (this.records.get(finishedId)?.until ?? 0) <= now, evicted: (finishedId) => this.records.delete(finishedId) })
     this.finished.add(id)
   }
 
@@ -250,27 +258,40 @@ export class MemoryRecords implements RecordStore {
 
   /**
    * Keeps each map under the cap: at the cap, drop what expired, then the least recently written
-   * down to 90 % of it (so the sweep runs once per many inserts, not on each). Counters stay, as
-   * with Redis' TTL; an idempotency mapping may outlive its record, as in Redis.
+   * down to 90 % of it (so the sweep runs once per many inserts, not on each), passing over what is
+   * `pinned` (the keys of messages still on their way). When pinned entries alone fill the cap, the
+   * next sweep waits until the map has grown by a tenth again, so it never runs on every insert.
+   * Counters stay, as with Redis' TTL; an idempotency mapping may outlive its record, as in Redis.
    */
-  private trim<V> (map: Map<string, V> | Set<string>, expired: (value: V) => boolean, evicted?: (key: string) => void): void {
-    if (map.size < this.maxRecords) return
+  private trim<V> (map: Map<string, V> | Set<string>, rules: TrimRules<V>): void {
+    if (map.size < (this.sweepAt.get(map) ?? this.maxRecords)) return
+    const { expired, evicted, pinned } = rules
     for (const [key, value] of map.entries()) {
       if (expired(value as V)) { map.delete(key); evicted?.(key) }
     }
     const target = Math.min(this.maxRecords - 1, Math.floor(this.maxRecords * 0.9))
-    for (const key of map.keys()) {
+    for (const [key, value] of map.entries()) {
       if (map.size <= target) break
+      if (pinned?.(value as V) === true) continue
       map.delete(key)
       evicted?.(key)
     }
+    this.sweepAt.set(map, Math.max(this.maxRecords, Math.ceil(map.size / 0.9)))
   }
 
-  private set<T> (map: Map<string, Expiring<T>>, key: string, value: T, ttlSeconds: number, now = this.clock.now()): void {
+  private set<T> (map: Map<string, Expiring<T>>, key: string, value: T, ttlSeconds: number, now = this.clock.now(), pinned?: (entry: Expiring<T>) => boolean): void {
     map.delete(key)
-    this.trim(map, (entry) => entry.until <= now)
+    this.trim(map, { expired: (entry) => entry.until <= now, pinned })
     map.set(key, { value, until: now + ttlOf(ttlSeconds) * 1000 })
   }
+}
+
+interface TrimRules<V> {
+  expired: (value: V) => boolean
+  /** called for each key trimmed */
+  evicted?: (key: string) => void
+  /** never evicted for room (only once expired) */
+  pinned?: (value: V) => boolean
 }
 
 function pairOf (toUser: string, templateId: string): string {
