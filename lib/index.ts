@@ -93,7 +93,9 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   }
 
   // Assigned before any request can reach wechat.handlerPushes(): the decorator only reads it later.
-  handlerPushes = queue && !fastify.hasReplyDecorator('wechatPush') ? registerHandlerPushes(fastify, delivery) : null
+  // Also with `queue: false`: a route declaring config.wechatPush then fails at boot, and a
+  // reply.wechatPush() call is logged and counted as failed rather than breaking its response.
+  handlerPushes = !fastify.hasReplyDecorator('wechatPush') ? registerHandlerPushes(fastify, delivery, queue !== null) : null
   if (queue) fastify.addHook('onReady', async () => { await queue.start() })
 
   fastify.addHook('onClose', async () => {

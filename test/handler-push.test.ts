@@ -1,5 +1,7 @@
 import { test } from 'tap'
+import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
+import wechatPush from '../lib/index.js'
 import type { WechatSimulator } from '../lib/testing/index.js'
 import { buildApp, startSimulator } from './helpers/app.js'
 import type { Teardown } from './helpers/app.js'
@@ -228,4 +230,28 @@ test('bullmq queue: close() waits for handler pushes still being queued; the nex
   t.equal(stats.sent, 20)
   t.equal(new Set(accepted(sim)).size, 20, 'no duplicates')
   t.comment(`${atClose} sent by the first instance before it closed`)
+})
+
+test('queue: false: declaring a route with config.wechatPush fails; reply.wechatPush() is logged and counted, the response unaffected', async (t) => {
+  const sim = await startSimulator(t)
+  const declared = Fastify()
+  t.teardown(() => declared.close())
+  await declared.register(wechatPush, { appId: sim.appId, appSecret: sim.appSecret, baseUrl: sim.url, queue: false })
+  await declared.after()
+  t.throws(() => declared.get('/declared', { config: { wechatPush: () => numbered('QO', 1) } }, async () => ({ ok: 1 })),
+    { code: 'FST_WECHAT_OPTIONS', message: /GET \/declared: config\.wechatPush needs the queue, which is off \(queue: false\)/ })
+
+  // Before, reply.wechatPush was not a function there: the route answered 500.
+  const logs = captureLogs('info')
+  const app = await buildApp(t, sim, {
+    logger: logs.logger,
+    plugin: { queue: false },
+    setup: (app) => { app.get('/pushes', async (_request, reply) => { reply.wechatPush(numbered('QO', 2)); return { ok: 2 } }) }
+  })
+  const response = await app.inject('/pushes')
+  t.equal(response.statusCode, 200)
+  t.same(response.json(), { ok: 2 })
+  await until('counted as failed', () => app.wechat.handlerPushes().failed === 1)
+  t.match(logs.parsed().find((l) => l.msg === 'wechat: a handler push could not be queued'), { code: 'FST_WECHAT_QUEUE', reason: /queue is off/ })
+  t.equal(sim.counters.send, 0)
 })

@@ -21,7 +21,7 @@ export type { HandlerPushCounters }
  * buffer, one queue add per flush); a failure is logged and counted, and the response is never
  * affected. `close()` flushes and waits (bounded) for the queueing.
  */
-export function registerHandlerPushes (fastify: FastifyInstance, delivery: Delivery): { counters: () => HandlerPushCounters, drain: () => Promise<void> } {
+export function registerHandlerPushes (fastify: FastifyInstance, delivery: Delivery, queueOn: boolean): { counters: () => HandlerPushCounters, drain: () => Promise<void> } {
   const batcher = new PushBatcher(delivery)
   const counters = batcher.counters
 
@@ -33,6 +33,7 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
     if (typeof configured !== 'function') {
       throw new WechatOptionsError(`route ${String(route.method)} ${route.url}: config.wechatPush must be a function (request, reply, payload) => message | message[] | null`)
     }
+    if (!queueOn) throw new WechatOptionsError(`route ${String(route.method)} ${route.url}: config.wechatPush needs the queue, which is off (queue: false)`)
     route.preSerialization = [...asArray(route.preSerialization), keepPayload]
     route.onSend = [...asArray(route.onSend), configuredOnSend(configured as WechatPushConfig)]
   })
