@@ -148,3 +148,20 @@ test('40001 on send: the token is dropped, refetched once and the send retried o
   sim.failNext('send', { errcode: 40001 }, 2)
   await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_API', errcode: 40001 })
 })
+
+test('send() and enqueue() options: a wrong type or an unknown key (a misspelt idempotencyKey) is refused before anything happens', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  const refused = { code: 'FST_WECHAT_INVALID_MESSAGE', statusCode: 400 }
+  const send = app.wechat.send as (message: unknown, options?: unknown) => Promise<unknown>
+  const enqueue = app.wechat.enqueue as (message: unknown, options?: unknown) => Promise<unknown>
+  await t.rejects(send(shippedMessage(), { idempotencykey: 'order-1' }), { ...refused, message: /idempotencykey is not an option here \(expected idempotencyKey or signal\)/ })
+  await t.rejects(send(shippedMessage(), 'order-1'), { ...refused, message: /options must be an object/ })
+  await t.rejects(send(shippedMessage(), { signal: 'stop' }), { ...refused, message: /signal must be an AbortSignal/ })
+  await t.rejects(enqueue(shippedMessage(), { idempotencyKey: 'order-2', dealy: 5000 }), { ...refused, message: /dealy is not an option here \(expected idempotencyKey or delay\)/ })
+  await t.rejects(enqueue(shippedMessage(), { delay: '5000' }), { ...refused, message: /delay must be a whole number/ })
+  await t.rejects(enqueue(shippedMessage(), null), { ...refused, message: /options must be an object/ })
+  t.equal(sim.counters.send, 0, 'nothing sent')
+  t.equal((await app.wechat.stats()).total, 0, 'nothing recorded or queued')
+  t.ok((await send(shippedMessage(), { idempotencyKey: undefined, signal: undefined }) as { msgid: string }).msgid, 'known keys left undefined are fine')
+})

@@ -10,6 +10,7 @@ import type { TemplateRules } from './templates.js'
 import { lifecycleName, outcomeEvent } from '../lifecycle.js'
 import type { EmitLifecycle } from '../lifecycle.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
+import { enqueueOptions, sendOptions } from './call-options.js'
 import { inFlightTtl } from './record-ttl.js'
 import { newMessageId } from './sender.js'
 import type { DeliveryOutcome, Sender, SendResult } from './sender.js'
@@ -36,7 +37,6 @@ export type MessageSource = 'send' | 'queue' | 'hook'
 export interface AdmittedMessage { record: MessageRecord, job: QueuedJob }
 
 const MAX_BATCH = 500
-const MAX_KEY_LENGTH = 200
 
 /**
  * What happens to a message (DESIGN.md "lib/delivery/"): validated before any call, recorded,
@@ -57,14 +57,14 @@ export class Delivery {
   ) {}
 
   /** `fastify.wechat.send`: calls WeChat now; resolves `{ id, msgid? }` or rejects with a coded error. */
-  async send (message: unknown, options: SendOptions = {}): Promise<SendResult> {
+  async send (message: unknown, options?: SendOptions): Promise<SendResult> {
+    const { key, signal } = sendOptions(options)
     if (this.templates !== undefined) {
       const templateId = templateIdOf(message)
       const wait = this.templates.prepare(templateId === undefined ? [] : [templateId])
       if (wait !== undefined) await wait
     }
     const prepared = prepareMessage(message, this.options, this.templates?.lookup)
-    const key = checkKey(options.idempotencyKey)
     const id = newMessageId()
     if (key !== undefined) {
       // The key must be claimed before the call, so two concurrent sends cannot both go out.
@@ -74,7 +74,7 @@ export class Delivery {
     const { touser, template_id: templateId } = prepared.wire
     // The ledger is asked only when its mode counts this template (no promise per send otherwise).
     const reserved = this.ledger.reserves(templateId) ? await this.ledger.reserve(touser, templateId) : false
-    const outcome = await this.sender.deliver(id, prepared.wire, { attempts: this.options.retry.attempts, signal: options.signal })
+    const outcome = await this.sender.deliver(id, prepared.wire, { attempts: this.options.retry.attempts, signal })
     if (this.ledger.counts(templateId)) await this.ledger.settle(touser, templateId, outcome, reserved)
     this.track(this.recordOutcome(id, prepared, outcome, key !== undefined))
     this.emit(lifecycleName(outcome.status), outcomeEvent(id, prepared.wire, outcome, outcome.attempts, 'send'))
@@ -86,13 +86,11 @@ export class Delivery {
   }
 
   /** `fastify.wechat.enqueue`: validated and recorded now, delivered by the queue with retries. */
-  async enqueue (input: unknown, options: EnqueueOptions = {}, source: MessageSource = 'queue'): Promise<EnqueueResult[]> {
+  async enqueue (input: unknown, options?: EnqueueOptions, source: MessageSource = 'queue'): Promise<EnqueueResult[]> {
     if (!this.queue) throw new WechatQueueError('the queue is off (queue: false); use send() or turn the queue on')
     const list = Array.isArray(input) ? input : [input]
     if (list.length > MAX_BATCH) throw invalid([{ key: 'messages', rule: 'size', message: `at most ${MAX_BATCH} messages per enqueue (got ${list.length})` }])
-    const key = checkKey(options.idempotencyKey)
-    const delay = options.delay ?? 0
-    if (!Number.isInteger(delay) || delay < 0 || delay > 30 * 86_400_000) throw invalid([{ key: 'delay', rule: 'range', message: 'delay must be a whole number of ms between 0 and 30 days' }])
+    const { key, delay } = enqueueOptions(options)
     const wait = this.templates?.prepare(templateIdsOf(list))
     if (wait !== undefined) await wait
     const prepared = list.map((message) => prepareMessage(message, this.options, this.templates?.lookup))
@@ -296,12 +294,4 @@ export class Delivery {
     if (ms !== this.lastIso.ms) this.lastIso = { ms, iso: new Date(ms).toISOString() }
     return this.lastIso.iso
   }
-}
-
-function checkKey (key: unknown): string | undefined {
-  if (key === undefined) return undefined
-  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
-    throw invalid([{ key: 'idempotencyKey', rule: 'type', message: `idempotencyKey must be a string of 1-${MAX_KEY_LENGTH} characters` }])
-  }
-  return key
 }

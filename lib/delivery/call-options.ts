@@ -1,0 +1,47 @@
+import { invalid } from '../errors.js'
+
+const MAX_KEY_LENGTH = 200
+const MAX_DELAY_MS = 30 * 86_400_000
+
+/**
+ * The options of `send()` and `enqueue()`, checked like a message: a wrong type or an unknown key is
+ * FST_WECHAT_INVALID_MESSAGE before anything happens. An unknown key is refused rather than ignored
+ * because the likely one is a misspelt `idempotencyKey`, which would quietly allow a second message.
+ */
+export function sendOptions (options: unknown): { key?: string, signal?: AbortSignal } {
+  if (options === undefined) return {}
+  const o = checkObject(options, ['idempotencyKey', 'signal'])
+  const signal = o.signal
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw invalid([{ key: 'signal', rule: 'type', message: 'signal must be an AbortSignal' }])
+  }
+  return { key: checkKey(o.idempotencyKey), signal }
+}
+
+export function enqueueOptions (options: unknown): { key?: string, delay: number } {
+  if (options === undefined) return { delay: 0 }
+  const o = checkObject(options, ['idempotencyKey', 'delay'])
+  const delay = o.delay ?? 0
+  if (typeof delay !== 'number' || !Number.isInteger(delay) || delay < 0 || delay > MAX_DELAY_MS) {
+    throw invalid([{ key: 'delay', rule: 'range', message: 'delay must be a whole number of ms between 0 and 30 days' }])
+  }
+  return { key: checkKey(o.idempotencyKey), delay }
+}
+
+function checkObject (options: unknown, known: readonly string[]): Record<string, unknown> {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw invalid([{ key: 'options', rule: 'type', message: `options must be an object ({ ${known.join(', ')} })` }])
+  }
+  for (const name of Object.keys(options)) {
+    if (!known.includes(name)) throw invalid([{ key: name, rule: 'unknown', message: `${name} is not an option here (expected ${known.join(' or ')})` }])
+  }
+  return options as Record<string, unknown>
+}
+
+function checkKey (key: unknown): string | undefined {
+  if (key === undefined) return undefined
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
+    throw invalid([{ key: 'idempotencyKey', rule: 'type', message: `idempotencyKey must be a string of 1-${MAX_KEY_LENGTH} characters` }])
+  }
+  return key
+}
