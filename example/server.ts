@@ -38,6 +38,11 @@ async function start (app: FastifyInstance, simulator: WechatSimulator | null): 
     ...(simulator ? { baseUrl: simulator.url } : {})
   })
 
+  // Lifecycle events: where alerts go. A token error that is not retryable (a wrong secret, an IP
+  // not on the whitelist) stops every send until someone fixes it.
+  app.wechat.on('message:failed', (event) => { app.log.warn({ messageId: event.id, errcode: event.errcode, errmsg: event.errmsg }, 'subscribe message failed') })
+  app.wechat.on('token:error', (event) => { if (!event.retryable) app.log.error({ errcode: event.errcode }, `WeChat token: ${event.message}`) })
+
   app.post<{ Params: { id: string }, Body: { openid?: string } }>('/orders/:id/ship', async (request) => {
     const openid = request.body?.openid ?? 'oExample-openid-0001'
     const result = await app.wechat.send({
