@@ -171,13 +171,16 @@ export class TokenManager {
       return await this.fetchOrForce(request)
     } catch (err) {
       const error = err as TokenErrorInstance
-      this.options.emit?.('token:error', {
-        code: error.code ?? 'FST_WECHAT_TOKEN',
-        ...(error.errcode !== undefined ? { errcode: error.errcode } : {}),
-        ...(error.rid !== undefined ? { rid: error.rid } : {}),
-        message: error.message,
-        retryable: error.retryable === true
-      })
+      // (a fetch cut short by close() is not an error anyone needs to hear of)
+      if (!this.stop.signal.aborted) {
+        this.options.emit?.('token:error', {
+          code: error.code ?? 'FST_WECHAT_TOKEN',
+          ...(error.errcode !== undefined ? { errcode: error.errcode } : {}),
+          ...(error.rid !== undefined ? { rid: error.rid } : {}),
+          message: error.message,
+          retryable: error.retryable === true
+        })
+      }
       throw err
     }
   }
