@@ -39,6 +39,10 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   const keys = keySpace(options.keyPrefix, options.appId)
   const log = fastify.log.child({ plugin: 'fastify-wechat-push', appId: options.appId, ...(options.namespace ? { namespace: options.namespace } : {}) })
   const store = selectStore(fastify, options, keys, log)
+  if (options.credits === 'enforce' && !options.push && store.kind === 'memory') {
+    // Only WeChat's popup pushes grant credits, and no other instance can share them here.
+    log.warn("wechat: credits: 'enforce' without push on the memory store: no credit can ever be granted, so every one-time template is refused (FST_WECHAT_NO_CREDIT)")
+  }
 
   // WeChat's pushes and the plugin's own lifecycle events (lib/lifecycle.ts) share one bus.
   const events = new PushEventBus(log)

@@ -275,7 +275,9 @@ test('the list cannot be fetched (network down after boot): sends are not blocke
 
 test('credits: the list says which templates are long-term, so enforce lets them through', async (t) => {
   const sim = await startSimulator(t)
-  const app = await buildApp(t, sim, { plugin: { credits: 'enforce' } })
+  const logs = captureLogs('warn')
+  const app = await buildApp(t, sim, { logger: logs.logger, plugin: { credits: 'enforce' } })
+  t.ok(logs.parsed().some((l) => /credits: 'enforce' without push on the memory store: no credit can ever be granted/.test(String(l.msg))), 'the configuration is warned about at startup')
   const meeting = { toUser: 'oUser-test-openid-000001', templateId: DEMO_TEMPLATE_IDS.meetingReminder, data: { thing1: '三楼会议室', date2: '2026年3月1日 15:00' } }
   t.ok((await app.wechat.send(meeting)).msgid, 'long-term: no credit needed')
   await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_NO_CREDIT' }, 'one-time: needs a credit')
