@@ -33,6 +33,14 @@ while true do
 end
 return 1`
 
+/** Resolves once Redis holds a PING from `probe` for more than 30 ms (a script is keeping it busy). */
+async function stalled (probe: Redis): Promise<void> {
+  for (;;) {
+    const answered = await Promise.race([probe.ping().then(() => true), sleep(30).then(() => false)])
+    if (!answered) return
+  }
+}
+
 async function until (check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
@@ -164,11 +172,13 @@ test('lib/delivery/delivery.ts + lib/store/redis.ts: an enqueue whose record wri
 
   // Redis stalls for 1 s (a slow disk, a long command): the record write waits in Redis' queue,
   // the store gives up on it after its deadline, and Redis runs it afterwards all the same.
-  // connected first: on a loaded machine a lazy connect could outlast the sleep and let the
-  // enqueue's write in before the stall
-  await admin.ping()
+  // The enqueue starts only once the stall holds (a PING no longer answers at once): on a loaded
+  // machine a fixed sleep was not enough (redis-server, descheduled, read the enqueue's write first).
+  const probe = new Redis(redis.url)
+  t.teardown(() => probe.disconnect())
+  await Promise.all([admin.ping(), probe.ping()])
   const stall = admin.eval(BUSY_SECOND, 0)
-  await sleep(50)
+  await stalled(probe)
   const message = shippedMessage()
   const first = await app.wechat.enqueue(message, { idempotencyKey: 'order-7-shipped' }).then(() => null, (e: { code?: string }) => e)
   t.equal(first?.code, 'FST_WECHAT_QUEUE', 'the enqueue is refused: the store did not answer in time')
