@@ -83,7 +83,8 @@ export class MemoryQueue implements MessageQueue {
       const wait = this.waitMs()
       if (wait > 0) { this.wakeIn(wait); return }
       const entry = this.ready.shift() as Entry
-      this.starts.push(Date.now())
+      // start times are kept for the limiter only: without one nothing would ever drop them
+      if (this.options.limiter) this.starts.push(Date.now())
       const work = this.work(entry).finally(() => {
         this.active.delete(work)
         this.pump()

@@ -1,0 +1,25 @@
+import { test } from 'tap'
+import Fastify from 'fastify'
+import { MemoryQueue } from '../lib/delivery/memory-queue.js'
+import type { JobData, JobRunner } from '../lib/delivery/job-runner.js'
+import { until } from './queue-helpers.js'
+
+/** A runner that finishes every message at once: what is measured here is the queue's own state. */
+function instantRunner (ran: string[]): JobRunner {
+  return { run: async (data: JobData) => { ran.push(data.id); return { kind: 'done', status: 'sent' } } } as unknown as JobRunner
+}
+
+function job (i: number): { data: JobData } {
+  return { data: { id: `m${i}`, wire: { touser: 'o', template_id: 't', data: {} } as unknown as JobData['wire'] } }
+}
+
+test('the in-process queue keeps nothing per message once it is done (without a limiter, start times were kept forever)', async (t) => {
+  const ran: string[] = []
+  const queue = new MemoryQueue(instantRunner(ran), { concurrency: 8, attempts: 3 }, Fastify({ logger: false }).log)
+  await queue.start()
+  await queue.add(Array.from({ length: 5000 }, (_, i) => job(i)))
+  await until('all run', () => ran.length === 5000)
+  const state = queue as unknown as { starts: { length: number }, ready: { length: number }, known: Set<string> }
+  t.same([state.starts.length, state.ready.length, state.known.size], [0, 0, 0], 'no start times, no waiting entries, no known ids left')
+  await queue.close(100)
+})
