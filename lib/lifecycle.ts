@@ -57,8 +57,11 @@ export interface LifecycleEventMap {
 
 export type LifecycleEventName = keyof LifecycleEventMap
 
-/** Emits one lifecycle event; never throws, and costs nothing when no handler listens for it. */
-export type EmitLifecycle = <K extends LifecycleEventName>(name: K, payload: LifecycleEventMap[K]) => void
+/**
+ * Emits one lifecycle event; never throws. The payload is built only when a handler listens for the
+ * name, so the send path of an app without handlers allocates nothing for events.
+ */
+export type EmitLifecycle = <K extends LifecycleEventName>(name: K, payload: () => LifecycleEventMap[K]) => void
 
 /** The event of a message that just got its outcome from WeChat. */
 export function outcomeEvent (id: string, wire: WireMessage, outcome: DeliveryOutcome, attempts: number, source: MessageEvent['source']): MessageEvent {

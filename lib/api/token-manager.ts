@@ -173,13 +173,13 @@ export class TokenManager {
       const error = err as TokenErrorInstance
       // (a fetch cut short by close() is not an error anyone needs to hear of)
       if (!this.stop.signal.aborted) {
-        this.options.emit?.('token:error', {
+        this.options.emit?.('token:error', () => ({
           code: error.code ?? 'FST_WECHAT_TOKEN',
           ...(error.errcode !== undefined ? { errcode: error.errcode } : {}),
           ...(error.rid !== undefined ? { rid: error.rid } : {}),
           message: error.message,
           retryable: error.retryable === true
-        })
+        }))
       }
       throw err
     }
@@ -203,7 +203,7 @@ export class TokenManager {
     const now = this.options.clock.now()
     this.options.log.info({ expiresIn: fetched.expiresIn, endpoint: this.options.endpoint.mode }, 'wechat: fetched a new access_token')
     const expiresAt = now + fetched.expiresIn * 1000
-    this.options.emit?.('token:fetched', { endpoint: this.options.endpoint.mode, expiresAt, forceRefresh: forced })
+    this.options.emit?.('token:fetched', () => ({ endpoint: this.options.endpoint.mode, expiresAt, forceRefresh: forced }))
     return { token: fetched.token, expiresAt, fetchedAt: now }
   }
 

@@ -77,7 +77,7 @@ export class Delivery {
     const outcome = await this.sender.deliver(id, prepared.wire, { attempts: this.options.retry.attempts, signal })
     if (this.ledger.counts(templateId)) await this.ledger.settle(touser, templateId, outcome, reserved)
     this.track(this.recordOutcome(id, prepared, outcome, key !== undefined))
-    this.emit(lifecycleName(outcome.status), outcomeEvent(id, prepared.wire, outcome, outcome.attempts, 'send'))
+    this.emit(lifecycleName(outcome.status), () => outcomeEvent(id, prepared.wire, outcome, outcome.attempts, 'send'))
     if (outcome.status !== 'sent') throw outcome.error
     const result: SendResult = { id }
     if (outcome.msgid !== undefined) result.msgid = outcome.msgid

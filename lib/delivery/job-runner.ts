@@ -117,7 +117,7 @@ export class JobRunner {
     if (outcome.status === 'sent') {
       await this.update(data, { status: 'sent', msgid: outcome.msgid, attempts: attempt, errcode: null, errmsg: null }, true)
       await this.hooks.onSent?.(data, outcome)
-      this.hooks.emit?.('message:sent', outcomeEvent(data.id, data.wire, outcome, attempt, data.source ?? 'queue'))
+      this.hooks.emit?.('message:sent', () => outcomeEvent(data.id, data.wire, outcome, attempt, data.source ?? 'queue'))
       return { kind: 'done', status: 'sent' }
     }
     if (outcome.errorClass === 'rate') {
@@ -139,7 +139,7 @@ export class JobRunner {
     const status: Status = outcome.status === 'unknown' ? 'unknown' : 'failed'
     await this.update(data, { status, ...errFields }, true)
     await this.hooks.onFailed?.(data, outcome)
-    this.hooks.emit?.(lifecycleName(status), { ...outcomeEvent(data.id, data.wire, outcome, attempt, data.source ?? 'queue'), status })
+    this.hooks.emit?.(lifecycleName(status), () => ({ ...outcomeEvent(data.id, data.wire, outcome, attempt, data.source ?? 'queue'), status }))
     this.log.warn({ messageId: data.id, status, errcode: outcome.errcode, attempts: attempt }, 'wechat: queued message ended without delivery')
     return { kind: 'done', status }
   }

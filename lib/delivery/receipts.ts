@@ -60,7 +60,7 @@ export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: 
       : { status: 'failed' as const, errcode: item.ErrorCode, errmsg: item.ErrorStatus || 'delivery failed' }
     const record = await store.updateRecord(id, patch, { ttlSeconds: options.retentionSeconds, now: new Date(options.clock.now()).toISOString() })
     // (a record the store would not move, already delivered for one, answers its status as it was)
-    if (record !== null && record.status === patch.status) bus.emitLifecycle(lifecycleName(patch.status), recordEvent({ ...record, status: patch.status }))
+    if (record !== null && record.status === patch.status) bus.emitLifecycle(lifecycleName(patch.status), () => recordEvent({ ...record, status: patch.status }))
     return true
   }
 

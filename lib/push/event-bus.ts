@@ -74,8 +74,9 @@ export class PushEventBus {
   emitLifecycle: EmitLifecycle = (name, payload) => {
     const handlers = this.#handlers.get(name)
     if (handlers === undefined) return
+    const event = payload()
     const run = new Promise((resolve) => { setImmediate(resolve) }).then(() => Promise.all(handlers.map((handler) =>
-      this.#call(handler as PushHandler<unknown>, payload, name, 'lifecycle')))).then(() => {})
+      this.#call(handler as PushHandler<unknown>, event, name, 'lifecycle')))).then(() => {})
     this.#inFlight.add(run)
     run.finally(() => this.#inFlight.delete(run))
   }
