@@ -3,6 +3,7 @@ import { backoffDelay, sleep } from '../api/backoff.js'
 import { RATE_LIMIT_DELAY_MS } from '../api/errcodes.js'
 import type { WireMessage } from '../api/subscribe.js'
 import type { Clock, ResolvedOptions } from '../options.js'
+import { IN_FLIGHT_STATES } from '../store/records.js'
 import type { MessageRecord, RecordPatch, Status } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
 import { lifecycleName, outcomeEvent } from '../lifecycle.js'
@@ -58,8 +59,10 @@ export interface RunOptions {
  */
 export const OUTCOME_WRITE_DEADLINE_MS = 30_000
 
-/** A record in one of these has its outcome: its job is done, whatever run it is. */
-const FINAL: ReadonlySet<Status> = new Set(['sent', 'delivered', 'failed', 'unknown'])
+/** A record with any other status has its outcome: its job is done, whatever run it is. */
+function hasOutcome (status: Status | undefined): boolean {
+  return status !== undefined && !IN_FLIGHT_STATES.has(status)
+}
 
 export interface RunnerHooks {
   /** after WeChat accepted a message (credits use it) */
@@ -90,7 +93,7 @@ export class JobRunner {
     // and was removed (a queue add retried after its answer was lost), or a job whose run wrote
     // its outcome but was cut off before the queue heard of it. It must not be sent twice.
     const current = await this.update(data, { status: 'sending', attempts: attempt })
-    if (current !== null && FINAL.has(current.status)) {
+    if (current !== null && hasOutcome(current.status)) {
       this.log.debug({ messageId: data.id, status: current.status }, 'wechat: queued message already has its outcome; not sent again')
       return { kind: 'done', status: current.status }
     }
@@ -155,7 +158,7 @@ export class JobRunner {
     const now = new Date(this.options.clock.now()).toISOString()
     const deadline = Date.now() + (durable ? OUTCOME_WRITE_DEADLINE_MS : 0)
     const retention = this.options.retentionSeconds
-    const ttlSeconds = patch.status !== undefined && FINAL.has(patch.status) ? retention : inFlightTtl(retention, waitMs)
+    const ttlSeconds = hasOutcome(patch.status) ? retention : inFlightTtl(retention, waitMs)
     for (let attempt = 1; ; attempt++) {
       try {
         const options = { ttlSeconds, now }

@@ -1,6 +1,6 @@
 import type { Clock } from '../options.js'
 import {
-  AWAITING_RECEIPT, canTransition, checkCreditCount, countsErrcode, emptyCounts, FAILURE_STATES, isoToMs, NO_CONSENT_ERRCODE,
+  AWAITING_RECEIPT, canTransition, checkCreditCount, countsErrcode, emptyCounts, FAILURE_STATES, IN_FLIGHT_STATES, isoToMs, NO_CONSENT_ERRCODE,
   normalizeRecord, RECENT_FAILURES_CAP, SENT_INDEX_CAP, ttlOf
 } from './records.js'
 import type {
@@ -14,8 +14,6 @@ import type {
  * counted and never evicted: their messages wait in the queue, which bounds them.
  */
 export const MAX_MEMORY_RECORDS = 100_000
-
-const IN_FLIGHT: ReadonlySet<Status> = new Set<Status>(['pending', 'sending'])
 
 interface Expiring<T> { value: T, until: number }
 /** A record with its expiry (one object per record: the store may hold 100,000 of them) */
@@ -224,8 +222,7 @@ export class MemoryRecords implements RecordStore {
 
   /** a message still on its way: its record is pending or sending */
   private inFlight (id: string): boolean {
-    const status = this.records.get(id)?.record.status
-    return status !== undefined && IN_FLIGHT.has(status)
+    return IN_FLIGHT_STATES.has(this.records.get(id)?.record.status)
   }
 
   private liveRecord (id: string, now = this.clock.now()): StoredRecord | undefined {
@@ -243,7 +240,7 @@ export class MemoryRecords implements RecordStore {
     stored.until = now + ttlOf(ttlSeconds) * 1000
     this.records.set(id, stored)
     if (!fresh) this.finished.delete(id) // re-inserted below: Set order is eviction order
-    if (IN_FLIGHT.has(stored.record.status)) return
+    if (IN_FLIGHT_STATES.has(stored.record.status)) return
     this.trim<string>(this.finished, { expired: (finishedId) => (this.records.get(finishedId)?.until ?? 0) <= now, evicted: (finishedId) => this.records.delete(finishedId) })
     this.finished.add(id)
   }

@@ -137,6 +137,9 @@ export function canTransition (from: Status, to: Status): boolean {
 
 export const FAILURE_STATES: readonly Status[] = ['failed', 'unknown']
 
+/** A message still on its way; every other status is an outcome (final for the queue). */
+export const IN_FLIGHT_STATES: ReadonlySet<Status | undefined> = new Set<Status>(['pending', 'sending'])
+
 /**
  * States a delivery receipt (subscribe_msg_sent_event) can settle, so the (openid, template, time)
  * index holds them: 'sent', and 'unknown' (an attempt whose answer was lost may have gone out).
