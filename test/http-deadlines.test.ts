@@ -138,3 +138,20 @@ test('a finished call is not kept alive by the deadline queue while later calls 
   t.equal(gone.deref(), undefined, 'the finished entry was collected')
   deadlines.finish(later)
 })
+
+// A 200 whose JSON is not an object (a proxy's `null`, `[]`, `"ok"`) was read as errcode 0: a send
+// counted as sent when nothing proves WeChat took it. It is an ambiguous upstream failure now.
+test('a 200 whose JSON is not an object is an ambiguous failure, not a success', async (t) => {
+  for (const text of ['null', '[]', '"ok"', '1', 'true', '[{"errcode":0}]']) {
+    const url = await serve(t, (req, res) => { res.setHeader('content-type', 'application/json'); res.end(text) })
+    const http = new WechatHttpClient({ baseUrls: [url], timeout: 1000 })
+    t.teardown(() => http.close())
+    const { error } = await timed(() => http.call('POST', '/cgi-bin/message/subscribe/send', { json: {} }))
+    t.match(error, { code: 'FST_WECHAT_UPSTREAM', ambiguous: true, httpStatus: 200, message: /not a JSON object/ }, text)
+  }
+  const url = await serve(t, (req, res) => { res.end('<html>busy</html>') })
+  const http = new WechatHttpClient({ baseUrls: [url], timeout: 1000 })
+  t.teardown(() => http.close())
+  const { error } = await timed(() => http.call('GET', '/x'))
+  t.match(error, { code: 'FST_WECHAT_UPSTREAM', message: /HTTP 200 \(the answer was not JSON\)/ }, 'the reason says what was wrong')
+})

@@ -44,3 +44,14 @@ test('the fast path for the common answer agrees with the general path', async (
   t.throws(() => parseWechatJson('{"errcode":0,"errmsg":"a\u0001b"}'), 'a raw control character is not JSON')
   t.throws(() => parseWechatJson('{"errcode":0,"errmsg":"ok"} '.repeat(2)))
 })
+
+// A success whose msgid is written as a fraction or with an exponent used to leave invalid JSON
+// (only the leading digits were quoted): the success read as a broken answer was sent again.
+test('a msgid written as 123.0 or 2.1e18 is read, as its decimal digits', async (t) => {
+  t.same(parseWechatJson('{"errcode":0,"errmsg":"ok","msgid":123.0}'), { errcode: 0, errmsg: 'ok', msgid: '123' })
+  t.same(parseWechatJson('{"errcode":0,"errmsg":"ok","msgid":2.1e18}'), { errcode: 0, errmsg: 'ok', msgid: '2100000000000000000' })
+  t.same(parseWechatJson('{"errcode":0,"msgid":2100000000000000123.0,"x":9007199254740993}'), { errcode: 0, msgid: '2100000000000000123', x: '9007199254740993' })
+  t.same(parseWechatJson('{"msgid":12.5}'), { msgid: '12.5' }, 'not a whole number: kept as written')
+  t.same(parseWechatJson('{"msgid":1E+3}'), { msgid: '1000' })
+  t.same(parseWechatJson('{"msgid":42,"other":2100000000000000123}'), { msgid: '42', other: '2100000000000000123' }, 'msgid stays a string on the lossless path too')
+})

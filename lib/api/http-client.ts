@@ -84,7 +84,8 @@ export class WechatHttpClient {
         if (!failure.failOver) break
       }
     }
-    const reason = timedOut ? `timed out after ${this.timeout} ms` : httpStatus !== undefined ? `HTTP ${httpStatus}` : describeCause(lastError)
+    const detail = lastError instanceof HttpStatusError && lastError.detail !== undefined ? ` (${lastError.detail})` : ''
+    const reason = timedOut ? `timed out after ${this.timeout} ms` : httpStatus !== undefined ? `HTTP ${httpStatus}${detail}` : describeCause(lastError)
     const error = new WechatUpstreamError(`${method} ${path}: ${reason}`, { cause: lastError }) as InstanceType<typeof WechatUpstreamError> & UpstreamFields
     error.ambiguous = ambiguous
     error.timedOut = timedOut
@@ -104,7 +105,7 @@ export class WechatHttpClient {
 }
 
 class HttpStatusError extends Error {
-  constructor (readonly statusCode: number, detail?: string) {
+  constructor (readonly statusCode: number, readonly detail?: string) {
     super(detail ?? `HTTP ${statusCode}`)
   }
 }
@@ -119,12 +120,16 @@ function requestOf (method: 'GET' | 'POST', path: string, options: CallOptions):
 /** WeChat's JSON answer, or the failure an HTTP error status or a non-JSON body means. */
 function answerOf ({ statusCode, text }: Exchange): unknown {
   if (statusCode >= 400) throw new HttpStatusError(statusCode)
+  let body: unknown
   try {
-    return parseWechatJson(text)
+    body = parseWechatJson(text)
   } catch {
     // A 200 that is not JSON comes from a proxy or a half-answer, never from WeChat itself.
     throw new HttpStatusError(statusCode, 'the answer was not JSON')
   }
+  // Every WeChat answer is an object; `null`, `[]` or `"ok"` proves nothing was done (not a success).
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpStatusError(statusCode, 'the answer was not a JSON object')
+  return body
 }
 
 function buildPath (path: string, query?: CallOptions['query'], search?: string): string {
