@@ -21,7 +21,11 @@ export function scheduleJob (fastify: FastifyInstance, options: ScheduledJobOpti
   const task = new AsyncTask(
     options.id,
     options.work,
-    (err) => { fastify.log.warn({ reason: err.message, code: (err as { code?: string }).code, job: options.id }, `wechat: scheduled ${options.what} failed; trying again next interval`) }
+    (err) => {
+      // A held token error (token-hold.ts) was logged when WeChat gave it; repeating it every interval is noise.
+      const level = (err as { held?: boolean }).held === true ? 'debug' : 'warn'
+      fastify.log[level]({ reason: err.message, code: (err as { code?: string }).code, job: options.id }, `wechat: scheduled ${options.what} failed; trying again next interval`)
+    }
   )
   const job = new SimpleIntervalJob({ milliseconds: options.intervalMs, runImmediately: options.runImmediately }, task, { id: options.id, preventOverrun: true })
   fastify.addHook('onReady', async () => {

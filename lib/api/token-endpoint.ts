@@ -16,6 +16,10 @@ export type TokenErrorInstance = InstanceType<typeof WechatTokenError> & {
   errmsg?: string
   rid?: string
   retryable: boolean
+  /** ms until the token endpoint is asked again (token-hold.ts), when WeChat's answer calls for a wait */
+  retryAfter?: number
+  /** this error is a held one: WeChat was not asked for it */
+  held?: boolean
 }
 
 /**

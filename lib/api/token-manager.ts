@@ -10,6 +10,7 @@ import type { WechatHttpClient } from './http-client.js'
 import { fetchAccessToken } from './token-endpoint.js'
 import type { TokenEndpointOptions, TokenErrorInstance } from './token-endpoint.js'
 import { StoreGuard } from './store-guard.js'
+import { TokenHold } from './token-hold.js'
 
 /** A token with less than this left is not handed to a request: it could expire in flight. */
 const MIN_REMAINING_MS = 30_000
@@ -49,12 +50,15 @@ export class TokenManager {
   /** used for the force_refresh budget when the shared store is down */
   private readonly fallbackBudget: MemoryStore
   private readonly stop = new AbortController()
+  /** WeChat refused a fetch in a way an immediate retry cannot change: callers get its error meanwhile */
+  private readonly hold: TokenHold
   /** successful calls to WeChat's token endpoint made by this process */
   fetches = 0
 
   constructor (private readonly options: TokenManagerOptions) {
     this.guard = new StoreGuard(options.store, options.log)
     this.fallbackBudget = new MemoryStore(options.clock)
+    this.hold = new TokenHold(options.clock)
   }
 
   /** The hot path: a valid in-process token costs nothing but this comparison. */
@@ -167,8 +171,12 @@ export class TokenManager {
   }
 
   private async fetchFresh (request: RefreshRequest): Promise<TokenRecord> {
+    // (a held error was told already, when WeChat gave it: no event, no log line per caller)
+    this.hold.check()
     try {
-      return await this.fetchOrForce(request)
+      const record = await this.fetchOrForce(request)
+      this.hold.succeeded()
+      return record
     } catch (err) {
       const error = err as TokenErrorInstance
       // (a fetch cut short by close() is not an error anyone needs to hear of)
@@ -214,6 +222,7 @@ export class TokenManager {
         return await fetchAccessToken(this.options.http, this.options.endpoint, forceRefresh)
       } catch (err) {
         const error = err as TokenErrorInstance
+        this.hold.failed(error, forceRefresh)
         const retry = error.retryable && error.errcode !== 45011 && attempt < attempts && !this.stop.signal.aborted
         this.options.log.warn({ errcode: error.errcode, rid: error.rid, attempt, retry }, `wechat: token fetch failed: ${error.message}`)
         if (!retry) throw err

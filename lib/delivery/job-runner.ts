@@ -8,7 +8,7 @@ import type { MessageRecord, RecordPatch, Status } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
 import { lifecycleName, outcomeEvent } from '../lifecycle.js'
 import type { EmitLifecycle } from '../lifecycle.js'
-import { msUntilChinaMidnight } from './quota.js'
+import { msUntilChinaMidnight } from '../api/quota.js'
 import { inFlightTtl } from './record-ttl.js'
 import type { Slots } from './slots.js'
 import type { DeliveryOutcome, Sender } from './sender.js'
@@ -134,7 +134,8 @@ export class JobRunner {
     }
     const retryable = outcome.errorClass === 'transient' || outcome.errorClass === 'token'
     if (retryable && attempt < maxAttempts) {
-      const delayMs = backoffDelay(attempt, this.options.retry)
+      // (no token until WeChat is asked again: an attempt spent sooner would fail the same way)
+      const delayMs = Math.max(backoffDelay(attempt, this.options.retry), outcome.retryAfterMs ?? 0)
       await this.update(data, { status: 'pending', ...errFields }, true, delayMs)
       return { kind: 'retry', delayMs, ambiguous: outcome.ambiguous }
     }

@@ -7,6 +7,7 @@ import { classifyErrcode, isRetryableClass, RATE_LIMIT_DELAY_MS } from '../api/e
 import type { UpstreamFields } from '../api/http-client.js'
 import { subscribeSend } from '../api/subscribe.js'
 import type { WireMessage } from '../api/subscribe.js'
+import type { TokenErrorInstance } from '../api/token-endpoint.js'
 import type { WechatApi } from '../api/wechat-api.js'
 import type { ResolvedOptions } from '../options.js'
 import type { ValueChange } from './message.js'
@@ -40,6 +41,8 @@ export interface DeliveryOutcome {
   error?: Error
   /** some attempt may have reached WeChat without an answer (timeout, reset, 5xx) */
   ambiguous: boolean
+  /** the token endpoint is not asked again before this many ms (token-hold.ts): a retry sooner is pointless */
+  retryAfterMs?: number
 }
 
 export function newMessageId (): string {
@@ -79,13 +82,30 @@ export class Sender {
         if (isUpstream) ambiguous ||= upstream.ambiguous === true
         // Token errors were retried inside the token manager already; only the network is retried here.
         const retry = isUpstream && attempt < options.attempts && !options.signal?.aborted
-        this.log.warn({ messageId: id, reason: upstream.message, attempt, retry }, 'wechat: subscribe/send did not complete')
+        const token = upstream as Partial<TokenErrorInstance>
+        // a held token error (token-hold.ts) was logged once when WeChat gave it, not once per message
+        this.log[token.held === true ? 'debug' : 'warn']({ messageId: id, reason: upstream.message, attempt, retry }, 'wechat: subscribe/send did not complete')
         if (retry) { await sleep(backoffDelay(attempt, this.retry), options.signal); continue }
         Object.assign(upstream, { messageId: id, outcome: ambiguous ? 'unknown' : 'failed' })
-        return { status: ambiguous ? 'unknown' : 'failed', attempts: attempt, errorClass: isUpstream ? 'transient' : 'token', errmsg: upstream.message, error: upstream, ambiguous }
+        const outcome: DeliveryOutcome = { status: ambiguous ? 'unknown' : 'failed', attempts: attempt, errorClass: isUpstream ? 'transient' : tokenErrorClass(token), errmsg: upstream.message, error: upstream, ambiguous }
+        if (typeof token.errcode === 'number') outcome.errcode = token.errcode
+        if (typeof token.retryAfter === 'number') outcome.retryAfterMs = token.retryAfter
+        return outcome
       }
     }
   }
+}
+
+/**
+ * The class of a failure to get a token, for the queue: the token endpoint's own 45009 (an ordinary
+ * fetch's daily quota, held until it resets) parks the queue as a send's 45009 does, its 45011 waits
+ * the minute; anything else is retried after the token hold.
+ */
+function tokenErrorClass (error: Partial<TokenErrorInstance>): ErrorClass {
+  if (error.code !== 'FST_WECHAT_TOKEN') return 'token'
+  if (error.errcode === 45011) return 'rate'
+  if (error.errcode === 45009 && error.retryAfter !== undefined) return 'quota'
+  return 'token'
 }
 
 function apiError (id: string, errcode: number, errmsg: string, rid: string | undefined, errorClass: ErrorClass, unknown: boolean): WechatApiErrorInstance {

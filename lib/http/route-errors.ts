@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyBaseLogger, FastifyError, FastifyReply } from 'fastify'
-import { msUntilChinaMidnight } from '../delivery/quota.js'
+import { msUntilChinaMidnight } from '../api/quota.js'
 import type { ErrorReplyType } from './schemas.js'
 
 /** Reads of records and counters failed (Redis down): not the caller's fault, and not a bug either. */
@@ -72,6 +72,9 @@ function mapCoded (err: AnyError, code: string, now: number, refusalStatus: 422 
       case 'token': statusCode = 503; break
       default: statusCode = 502
     }
+  } else if (code === 'FST_WECHAT_TOKEN' && typeof err.retryAfter === 'number') {
+    // the token endpoint is not asked again before then (token-hold.ts): say so, as a 503 may
+    retryAfter = Math.ceil(err.retryAfter / 1000)
   }
   const body = base(statusCode, code, String(err.message))
   if (typeof err.errcode === 'number') body.errcode = err.errcode

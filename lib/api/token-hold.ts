@@ -1,0 +1,75 @@
+import { WechatTokenError } from '../errors.js'
+import type { Clock } from '../options.js'
+import { msUntilChinaMidnight } from './quota.js'
+import { RATE_LIMIT_DELAY_MS } from './errcodes.js'
+import type { TokenErrorInstance } from './token-endpoint.js'
+
+/** The longest wait between two asks while WeChat keeps refusing (WECHAT.md §1.3 "no"). */
+export const MAX_REFUSAL_HOLD_MS = 5 * 60_000
+/** Refusals in a row asked for at once, each (a fault that clears, an operator fixing the setup, a test of each errcode). */
+export const FREE_REFUSALS = 20
+/** The wait after the first refusal beyond those; it doubles with each further one. */
+export const FIRST_REFUSAL_HOLD_MS = 1000
+
+/**
+ * When WeChat keeps refusing token fetches in a way an immediate retry cannot change (WECHAT.md
+ * §1.3: configuration, 45011, 45009), the token endpoint is asked less and less often, and callers
+ * meanwhile get the last refusal at once. Without this, each send asked again, and a busy app with
+ * an IP missing from the whitelist spent the endpoint's daily quota in minutes (and then had 45009
+ * for the rest of the day once it was fixed).
+ * - The first FREE_REFUSALS in a row are asked for each time; from the next, 1 s doubling up to 5
+ *   min, so a broken setup asks a few hundred times a day at most.
+ * - 45011 and 45009 (an ordinary fetch's daily quota) also say when asking again makes sense
+ *   (`retryAfter`: 60 s, or until midnight China time): the queue waits that long (sender.ts). A
+ *   force_refresh's 45009 is only its 20-a-day limit: ordinary fetches still work.
+ * - -1 and network failures are transient: never counted (the fetch itself backs off).
+ * A fetched token ends it all.
+ */
+export class TokenHold {
+  private until = 0
+  private error: TokenErrorInstance | null = null
+  private refusals = 0
+
+  constructor (private readonly clock: Clock) {}
+
+  /** Throws the held error (a copy saying until when) while the hold lasts. */
+  check (): void {
+    const error = this.error
+    if (error === null) return
+    const left = this.until - this.clock.now()
+    if (left <= 0) return
+    const copy = new WechatTokenError(`${error.message}; not asked again for ${Math.ceil(left / 1000)} s`) as TokenErrorInstance
+    if (error.errcode !== undefined) copy.errcode = error.errcode
+    if (error.errmsg !== undefined) copy.errmsg = error.errmsg
+    if (error.rid !== undefined) copy.rid = error.rid
+    copy.retryable = error.retryable
+    copy.retryAfter = left
+    copy.held = true
+    throw copy
+  }
+
+  /** A fetch failed with `error` (forced: it was a force_refresh). Sets the error's retryAfter when it says when to ask again. */
+  failed (error: TokenErrorInstance, forced: boolean): void {
+    const holdMs = this.holdFor(error, forced)
+    if (holdMs <= 0) return
+    this.until = this.clock.now() + holdMs
+    this.error = error
+    error.retryAfter = Math.max(error.retryAfter ?? 0, holdMs)
+  }
+
+  succeeded (): void {
+    this.refusals = 0
+    this.until = 0
+    this.error = null
+  }
+
+  private holdFor (error: TokenErrorInstance, forced: boolean): number {
+    const errcode = error.errcode
+    if (errcode === undefined || errcode === -1) return 0
+    if (errcode === 45011) error.retryAfter = RATE_LIMIT_DELAY_MS
+    else if (errcode === 45009 && !forced) error.retryAfter = msUntilChinaMidnight(this.clock.now())
+    this.refusals++
+    if (this.refusals <= FREE_REFUSALS) return 0
+    return Math.min(MAX_REFUSAL_HOLD_MS, FIRST_REFUSAL_HOLD_MS * 2 ** (this.refusals - FREE_REFUSALS - 1))
+  }
+}
