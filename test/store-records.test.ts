@@ -80,6 +80,22 @@ function suite (t: Test, make: Factory): void {
     t.same(s.byTemplate, { tplA: counts({ sent: 2 }) })
   })
 
+  // A template id '__proto__' reached stats() as `templates['__proto__'][status] = n`: on the Redis
+  // store that wrote onto Object.prototype (every object in the process then had `failed`, and route
+  // validation refused every request); on the memory store its counts vanished. Failed before.
+  t.test('a template id such as __proto__ is an ordinary key in stats()', async (t) => {
+    const { store } = make()
+    for (const templateId of ['__proto__', 'constructor', 'toString']) {
+      await store.createRecord(rec({ templateId, status: 'failed', errcode: 40003, errmsg: 'x' }), { ttlSeconds: TTL })
+    }
+    const stats = await store.stats()
+    t.equal(({} as Record<string, unknown>).failed, undefined, 'Object.prototype untouched')
+    t.same(Object.keys(stats.byTemplate).sort(), ['__proto__', 'constructor', 'toString'])
+    t.same(Object.getOwnPropertyDescriptor(stats.byTemplate, '__proto__')?.value, counts({ failed: 1 }))
+    t.same(stats.byTemplate.constructor, counts({ failed: 1 }))
+    t.equal(Object.getPrototypeOf(stats.byTemplate), Object.prototype)
+  })
+
   t.test('the transition table: every pair, both stores', async (t) => {
     const { store } = make()
     t.same(TRANSITIONS, {

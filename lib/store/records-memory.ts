@@ -119,11 +119,10 @@ export class MemoryRecords implements RecordStore {
   }
 
   async stats (): Promise<StatsSnapshot> {
-    const byTemplate: Record<string, StatusCounts> = {}
-    for (const [templateId, counts] of this.byTemplate) byTemplate[templateId] = { ...counts }
     return {
       ...this.counts,
-      byTemplate,
+      // own properties (fromEntries): a template id '__proto__' stays a key, not the object's prototype
+      byTemplate: Object.fromEntries([...this.byTemplate].map(([templateId, counts]) => [templateId, { ...counts }])),
       errcodes: Object.fromEntries(this.errcodes),
       recentFailures: this.recent.map((f) => ({ ...f }))
     }

@@ -124,18 +124,21 @@ export class RedisRecords implements RecordStore {
     const [stats, byTemplate, errcodes, recent] = values(replies) as [Record<string, string>, Record<string, string>, Record<string, string>, string[]]
     const counts = emptyCounts()
     for (const status of STATUSES) counts[status] = Number(stats[status] ?? 0)
-    const templates: Record<string, StatusCounts> = {}
+    // A Map, then own properties: a template id such as '__proto__' (any string reaches the counters
+    // when validation does not know the template) must not write through to Object.prototype.
+    const templates = new Map<string, StatusCounts>()
     for (const [field, value] of Object.entries(byTemplate)) {
       const at = field.lastIndexOf(SEP)
       const templateId = field.slice(0, at)
-      templates[templateId] ??= emptyCounts()
-      templates[templateId][field.slice(at + 1) as Status] = Number(value)
+      let counts = templates.get(templateId)
+      if (counts === undefined) templates.set(templateId, counts = emptyCounts())
+      counts[field.slice(at + 1) as Status] = Number(value)
     }
     return {
       ...counts,
       total: Number(stats.total ?? 0),
       noConsent: Number(stats.noConsent ?? 0),
-      byTemplate: templates,
+      byTemplate: Object.fromEntries(templates),
       errcodes: Object.fromEntries(Object.entries(errcodes).map(([code, n]) => [code, Number(n)])),
       recentFailures: recent.map((text) => JSON.parse(text) as RecentFailure)
     }
