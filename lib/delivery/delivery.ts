@@ -59,6 +59,8 @@ export class Delivery {
   /** `fastify.wechat.send`: calls WeChat now; resolves `{ id, msgid? }` or rejects with a coded error. */
   async send (message: unknown, options?: SendOptions): Promise<SendResult> {
     const { key, signal } = sendOptions(options)
+    // (an aborted caller sends nothing; a call already on its way to WeChat is not cut off: see README)
+    signal?.throwIfAborted()
     if (this.templates !== undefined) {
       const templateId = templateIdOf(message)
       const wait = this.templates.prepare(templateId === undefined ? [] : [templateId])
@@ -66,17 +68,28 @@ export class Delivery {
     }
     const prepared = prepareMessage(message, this.options, this.templates?.lookup)
     const id = newMessageId()
-    if (key !== undefined) {
-      // The key must be claimed before the call, so two concurrent sends cannot both go out.
-      const claim = await this.createRecord(this.newRecord(id, prepared, 'sending', 'send'), key)
-      if (!claim.created) return { id: claim.record.id, ...(claim.record.msgid ? { msgid: claim.record.msgid } : {}), duplicate: true }
-    }
     const { touser, template_id: templateId } = prepared.wire
     // The ledger is asked only when its mode counts this template (no promise per send otherwise).
+    // Before the key's claim: a refusal (no credit) must not leave the key claimed by a message
+    // that never went out.
     const reserved = this.ledger.reserves(templateId) ? await this.ledger.reserve(touser, templateId) : false
+    if (key !== undefined) {
+      // The key must be claimed before the call, so two concurrent sends cannot both go out.
+      const claim = await this.createRecord(this.newRecord(id, prepared, 'sending', 'send'), key).catch(async (err: unknown) => {
+        if (reserved) await this.ledger.settle(touser, templateId, { status: 'failed' }, true)
+        throw err
+      })
+      if (!claim.created) {
+        if (reserved) await this.ledger.settle(touser, templateId, { status: 'failed' }, true)
+        return { id: claim.record.id, ...(claim.record.msgid ? { msgid: claim.record.msgid } : {}), duplicate: true }
+      }
+    }
     const outcome = await this.sender.deliver(id, prepared.wire, { attempts: this.options.retry.attempts, signal })
     if (this.ledger.counts(templateId)) await this.ledger.settle(touser, templateId, outcome, reserved)
     this.track(this.recordOutcome(id, prepared, outcome, key !== undefined))
+    // Certainly not sent: the key is free again, so a retry under it sends (instead of answering a
+    // "duplicate" of a message that never went out). An 'unknown' one keeps its key: it may be delivered.
+    if (key !== undefined && outcome.status === 'failed') await this.releaseKey(key, id)
     this.emit(lifecycleName(outcome.status), () => outcomeEvent(id, prepared.wire, outcome, outcome.attempts, 'send'))
     if (outcome.status !== 'sent') throw outcome.error
     const result: SendResult = { id }
@@ -259,6 +272,15 @@ export class Delivery {
       return await this.store.createRecord(record, { ttlSeconds: inFlightTtl(this.options.retentionSeconds, delayMs), idempotencyKey })
     } catch (err) {
       throw new WechatQueueError(`the store is unavailable (${(err as Error).message})`, { cause: err })
+    }
+  }
+
+  private async releaseKey (key: string, id: string): Promise<void> {
+    try {
+      await this.store.releaseIdempotencyKey(key, id)
+    } catch (err) {
+      // the store is down: a retry under this key answers the failed message as a duplicate until the key expires
+      this.log.warn({ messageId: id, reason: (err as Error).message }, 'wechat: could not free the idempotency key of a failed send')
     }
   }
 

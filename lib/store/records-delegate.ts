@@ -21,6 +21,10 @@ export abstract class RecordsDelegate implements RecordStore {
     return this.records.discardRecord(id)
   }
 
+  releaseIdempotencyKey (key: string, id: string): Promise<void> {
+    return this.records.releaseIdempotencyKey(key, id)
+  }
+
   getRecord (id: string): Promise<MessageRecord | null> {
     return this.records.getRecord(id)
   }

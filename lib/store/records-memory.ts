@@ -63,6 +63,10 @@ export class MemoryRecords implements RecordStore {
     return { created: true, record: { ...record } }
   }
 
+  async releaseIdempotencyKey (key: string, id: string): Promise<void> {
+    if (this.live(this.idempotency, key) === id) this.idempotency.delete(key)
+  }
+
   async discardRecord (id: string): Promise<boolean> {
     const stored = this.liveRecord(id)
     if (!stored || stored.record.status !== 'pending') return false

@@ -85,6 +85,11 @@ export class RedisRecords implements RecordStore {
     return (await this.run((c) => c.wechatPushDiscardRecord(keys.length, ...keys, id))) === 1
   }
 
+  async releaseIdempotencyKey (key: string, id: string): Promise<void> {
+    // (the lock's compare-and-delete script: the same "delete only if it still holds this value")
+    await this.run((c) => c.wechatPushReleaseLock(this.keys.idempotency(key), id))
+  }
+
   async getRecord (id: string): Promise<MessageRecord | null> {
     const json = await this.run((c) => c.get(this.keys.record(id)))
     return readRecord(json)

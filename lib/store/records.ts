@@ -98,6 +98,11 @@ export interface RecordStore {
    * 'pending'; removes it, its idempotency mapping and its counts, so a retry starts clean.
    */
   discardRecord (id: string): Promise<boolean>
+  /**
+   * Free an idempotency key, only while it still maps to `id` (compare-and-delete): a direct send
+   * that certainly failed did not send, so a retry under the same key may. The record stays.
+   */
+  releaseIdempotencyKey (key: string, id: string): Promise<void>
   getRecord (id: string): Promise<MessageRecord | null>
   /** the record id a delivery receipt's msgid belongs to */
   findByMsgid (msgid: string): Promise<string | null>

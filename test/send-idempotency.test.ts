@@ -1,0 +1,71 @@
+import { test } from 'tap'
+import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
+import { redisFor, uniquePrefix } from './helpers/redis-server.js'
+import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
+import { KEY, pushApp, TOKEN } from './push-helpers.js'
+import { until } from './queue-helpers.js'
+
+// send(message, { idempotencyKey }) claimed the key before the call and kept it whatever happened:
+// a send that certainly failed (-1 three times, 40003) answered its retry under the same key with
+// `{ id, duplicate: true }` (looking like success) and nothing was ever sent; under credits:
+// 'enforce' a refusal for want of credit left the key claimed by a 'sending' record that never
+// went out (stats counted it 'sending' for 7 days). Both failed before.
+
+for (const store of ['memory', 'redis'] as const) {
+  test(`send with a key (${store}): a certain failure frees the key, a repeat sends; an answered one is a duplicate`, async (t) => {
+    const sim = await startSimulator(t)
+    const redisUrl = await redisFor(t, store)
+    const app = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix: uniquePrefix('sendkey') } })
+    await app.wechat.getToken()
+
+    sim.failNext('send', { errcode: -1 }, 3)
+    const failed = await app.wechat.send(shippedMessage(), { idempotencyKey: 'order-1' }).then((): Record<string, unknown> => ({}), (err: unknown) => err as Record<string, unknown>)
+    t.match(failed, { code: 'FST_WECHAT_API', errcode: -1, outcome: 'failed' })
+    const retried = await app.wechat.send(shippedMessage(), { idempotencyKey: 'order-1' })
+    t.ok(retried.msgid, 'the repeat was sent')
+    t.not(retried.id, failed.messageId, 'as a message of its own')
+    t.equal(retried.duplicate, undefined)
+    t.match(await app.wechat.status(failed.messageId as string), { status: 'failed', errcode: -1 }, 'the failed one keeps its record')
+    t.equal(sim.accepted.length, 1)
+
+    const again = await app.wechat.send(shippedMessage(), { idempotencyKey: 'order-1' })
+    t.same(again, { id: retried.id, msgid: retried.msgid, duplicate: true }, 'a repeat of a sent message: the first one, nothing sent')
+    t.equal(sim.accepted.length, 1)
+
+    // a timeout then 43101: maybe delivered ('unknown'): the key stays taken
+    sim.failNext('send', { drop: true })
+    sim.failNext('send', { errcode: 43101 })
+    const unknown = await app.wechat.send(shippedMessage(), { idempotencyKey: 'order-2' }).then((): Record<string, unknown> => ({}), (err: unknown) => err as Record<string, unknown>)
+    t.match(unknown, { outcome: 'unknown' })
+    t.match(await app.wechat.send(shippedMessage(), { idempotencyKey: 'order-2' }), { id: unknown.messageId, duplicate: true }, 'an unknown one may be delivered: not sent again')
+    t.equal(sim.accepted.length, 1)
+  })
+
+  test(`send with a key under credits: 'enforce' (${store}): a refusal leaves nothing claimed`, async (t) => {
+    const sim = await startSimulator(t, { requireCredits: true })
+    const redisUrl = await redisFor(t, store)
+    const { app, url } = await pushApp(t, sim, { listen: true, redisUrl, plugin: { credits: 'enforce', keyPrefix: uniquePrefix('sendkey') } })
+    sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, mode: 'safe', format: 'xml' })
+    const openid = 'oCredit-user-0000000002'
+    await t.rejects(app.wechat.send(shippedMessage(openid), { idempotencyKey: 'ship-7' }), { code: 'FST_WECHAT_NO_CREDIT' })
+    t.match(await app.wechat.stats(), { total: 0, sending: 0 }, 'no record stuck in sending')
+
+    await sim.popup([{ openid, templateId: DEMO_TEMPLATE_IDS.orderShipped, status: 'accept' }])
+    await sim.pushesSettled()
+    await until('the credit is in', async () => (await app.wechat.credits(openid))[DEMO_TEMPLATE_IDS.orderShipped] === 1)
+    const sent = await app.wechat.send(shippedMessage(openid), { idempotencyKey: 'ship-7' })
+    t.ok(sent.msgid, 'once the user subscribed, the same key sends')
+    t.equal(sent.duplicate, undefined)
+    t.equal(sim.accepted.length, 1)
+  })
+}
+
+// An already aborted signal used to be ignored: the message went out. Failed before.
+test('send with an aborted signal sends nothing and rejects with the signal\'s reason', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  await t.rejects(app.wechat.send(shippedMessage(), { signal: AbortSignal.abort() }), { name: 'AbortError' })
+  await t.rejects(app.wechat.send(shippedMessage(), { idempotencyKey: 'aborted-1', signal: AbortSignal.abort(new Error('caller gave up')) }), { message: 'caller gave up' })
+  t.equal(sim.counters.send, 0)
+  t.ok((await app.wechat.send(shippedMessage(), { idempotencyKey: 'aborted-1' })).msgid, 'the key was not claimed')
+})
