@@ -255,3 +255,43 @@ test('queue: false: declaring a route with config.wechatPush fails; reply.wechat
   t.match(logs.parsed().find((l) => l.msg === 'wechat: a handler push could not be queued'), { code: 'FST_WECHAT_QUEUE', reason: /queue is off/ })
   t.equal(sim.counters.send, 0)
 })
+
+// A later onSend hook that throws makes Fastify run onSend again for its 500: the same pushes were
+// counted twice (queued and skipped), for reply.wechatPush and config.wechatPush alike. Failed before.
+test('a later onSend hook that throws: each push is counted once', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await hookApp(t, sim, {
+    routes: (app) => {
+      app.post('/ship', async (request, reply) => {
+        reply.wechatPush(numbered('T', 1))
+        return { ok: true }
+      })
+      app.post('/ship-config', { config: { wechatPush: () => numbered('T', 2) } }, async () => ({ ok: true }))
+      app.addHook('onSend', async (request, reply, payload) => {
+        if (reply.statusCode < 400) throw new Error('a later hook failed')
+        return payload
+      })
+    }
+  })
+  t.equal((await app.inject({ method: 'POST', url: '/ship' })).statusCode, 500)
+  t.equal((await app.inject({ method: 'POST', url: '/ship-config' })).statusCode, 500)
+  const c = app.wechat.handlerPushes()
+  t.equal(c.queued + c.skipped + c.failed + c.waiting, 2, `counted once each: ${JSON.stringify(c)}`)
+})
+
+// An async config.wechatPush that never settles (a hung database call) hung app.close() forever.
+// close() now gives up on it after its 10 s grace and logs the push as lost. Failed before.
+test('close() does not wait forever for an async config.wechatPush that never settles', async (t) => {
+  const sim = await startSimulator(t)
+  const logs = captureLogs('error')
+  const app = await hookApp(t, sim, {
+    logger: logs.logger,
+    routes: (app) => {
+      app.post('/hang', { config: { wechatPush: () => new Promise<never>(() => {}) } }, async () => ({ ok: true }))
+    }
+  })
+  t.equal((await app.inject({ method: 'POST', url: '/hang' })).statusCode, 200)
+  const started = Date.now()
+  const closed = await Promise.race([app.close().then(() => true), sleep(25_000).then(() => false)])
+  t.ok(closed, `close() returned (${Date.now() - started} ms)`)
+})

@@ -9,8 +9,9 @@ export type WechatPushConfig = (request: FastifyRequest, reply: FastifyReply, pa
 
 const kPending = Symbol('wechatPush.pending')
 const kPayload = Symbol('wechatPush.payload')
+const kConfigured = Symbol('wechatPush.configuredRan')
 
-interface ReplyState { [kPending]?: unknown[], [kPayload]?: unknown }
+interface ReplyState { [kPending]?: unknown[], [kPayload]?: unknown, [kConfigured]?: true }
 
 export type { HandlerPushCounters }
 
@@ -41,7 +42,8 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
   fastify.decorateReply('wechatPush', function (this: FastifyReply, messages: SubscribeMessage | SubscribeMessage[]) {
     const state = this as unknown as ReplyState
     const list = state[kPending] ?? (state[kPending] = [])
-    if (Array.isArray(messages)) list.push(...messages)
+    // (a loop, not push(...messages): spreading a very large array overflows the stack)
+    if (Array.isArray(messages)) for (const message of messages) list.push(message)
     else list.push(messages)
     return this
   })
@@ -49,8 +51,12 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
   // Hooks in callback form: an async hook costs every request a promise and a microtask turn.
   // The only hook every route runs: one symbol read when the handler pushed nothing.
   const onSend: onSendHookHandler = function (request, reply, payload, done) {
-    const pending = (reply as unknown as ReplyState)[kPending]
+    const state = reply as unknown as ReplyState
+    const pending = state[kPending]
     if (pending !== undefined) {
+      // Taken once: a later onSend hook that throws makes Fastify run onSend again for its error
+      // reply, and the same pushes were counted a second time (queued and skipped).
+      state[kPending] = undefined
       if (reply.statusCode >= 400) counters.skipped += pending.length
       else batcher.accept(request.log, pending)
     }
@@ -66,8 +72,13 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
 
   function configuredOnSend (configured: WechatPushConfig): onSendHookHandler {
     return function (request, reply, payload, done) {
-      if (reply.statusCode >= 400) counters.skipped++
-      else runConfigured(request, reply, configured, (reply as unknown as ReplyState)[kPayload] ?? payload)
+      const state = reply as unknown as ReplyState
+      // once per request (onSend runs again for the error reply when a later onSend hook throws)
+      if (state[kConfigured] === undefined) {
+        state[kConfigured] = true
+        if (reply.statusCode >= 400) counters.skipped++
+        else runConfigured(request, reply, configured, state[kPayload] ?? payload)
+      }
       done(null, payload)
     }
   }

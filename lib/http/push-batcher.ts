@@ -55,6 +55,13 @@ export class PushBatcher {
   /** Give each push its id and buffer it. */
   accept (log: FastifyBaseLogger, messages: unknown): void {
     const at = Date.now()
+    if (this.stop.signal.aborted) {
+      // an async config.wechatPush that settled after close() gave up waiting for it
+      const count = Array.isArray(messages) ? messages.length : 1
+      this.counters.failed += count
+      log.error({ count }, 'wechat: a handler push came after close() stopped waiting for it; not queued')
+      return
+    }
     if (Array.isArray(messages)) {
       for (const message of messages) this.buffer.push({ id: newMessageId(), message, log, at })
       this.counters.waiting += messages.length
@@ -133,12 +140,17 @@ export class PushBatcher {
     push.log.error({ messageId: push.id, reason: err.message, code }, 'wechat: a handler push could not be queued')
   }
 
-  /** close(): flush everything now; after DRAIN_MS, one last try per batch, then what is left is logged as lost. */
+  /**
+   * close(): flush everything now; after DRAIN_MS, one last try per batch, then what is left is
+   * logged as lost. An async config.wechatPush that has not settled by then is not waited for (a
+   * hung database call in it must not hang shutdown): its push, if it ever comes, is logged as lost.
+   */
   async drain (): Promise<void> {
+    const stopped = new Promise<void>((resolve) => { this.stop.signal.addEventListener('abort', () => resolve(), { once: true }) })
     const all = (async () => {
-      while (this.buffer.length > 0 || this.flushing !== null || this.aside.size > 0) {
+      while (this.buffer.length > 0 || this.flushing !== null || (this.aside.size > 0 && !this.stop.signal.aborted)) {
         this.flush()
-        await Promise.allSettled([this.flushing, ...this.aside])
+        await Promise.race([Promise.allSettled([this.flushing, ...this.aside]), stopped])
       }
     })()
     let timer: NodeJS.Timeout | undefined
