@@ -1,4 +1,5 @@
 import { test } from 'tap'
+import { backoffDelay } from '../lib/api/backoff.js'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
 
 test('send delivers the wire form and returns the 64-bit msgid as an exact string', async (t) => {
@@ -164,4 +165,37 @@ test('send() and enqueue() options: a wrong type or an unknown key (a misspelt i
   t.equal(sim.counters.send, 0, 'nothing sent')
   t.equal((await app.wechat.stats()).total, 0, 'nothing recorded or queued')
   t.ok((await send(shippedMessage(), { idempotencyKey: undefined, signal: undefined }) as { msgid: string }).msgid, 'known keys left undefined are fine')
+})
+
+// Three findings of an audit against WECHAT.md, each failed before:
+// - an integer beyond 2^53 given as a number went out already rounded (…890 → …000);
+// - page: '' went out as an empty page instead of none;
+// - the first retry waited minDelay/2..minDelay, below the documented minDelay.
+test('an integer beyond 2^53 is refused (pass it as a string); an empty page is left out', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  const message = shippedMessage()
+  await t.rejects(app.wechat.send({ ...message, data: { ...message.data, character_string1: Number('12345678901234567890') } }), {
+    code: 'FST_WECHAT_INVALID_MESSAGE', message: /data\.character_string1 is an integer beyond 2\^53.*pass it as a string/
+  })
+  await t.rejects(app.wechat.send({ ...message, data: { ...message.data, character_string1: { value: -(2 ** 60) } } }), { code: 'FST_WECHAT_INVALID_MESSAGE' })
+  t.ok((await app.wechat.send({ ...message, data: { ...message.data, character_string1: '12345678901234567890' } })).msgid, 'as a string it goes')
+  await app.wechat.send({ ...shippedMessage(), page: '' })
+  t.equal(sim.accepted.length, 2)
+  t.equal(sim.accepted[1]?.page, undefined, 'no page sent')
+  t.equal(sim.requests.filter((r) => r.endpoint === 'send').length, 2, 'the refused ones never reached WeChat')
+})
+
+test('backoff delays stay within [minDelay, maxDelay], growing', async (t) => {
+  const options = { minDelay: 200, maxDelay: 5000 }
+  for (const random of [0, 0.5, 0.999]) {
+    const delays = [1, 2, 3, 4, 5, 6, 7, 10].map((attempt) => backoffDelay(attempt, options, () => random))
+    t.ok(delays.every((d) => d >= 200 && d <= 5000), `within bounds: ${delays.join(', ')}`)
+    t.ok(delays.every((d, i) => i === 0 || d >= (delays[i - 1] as number)), 'never shorter than the one before')
+  }
+  t.equal(backoffDelay(1, options, () => 0), 200)
+  t.equal(backoffDelay(1, options, () => 1), 400)
+  t.equal(backoffDelay(10, options, () => 0), 2500)
+  t.equal(backoffDelay(10, options, () => 1), 5000)
+  t.equal(backoffDelay(3, { minDelay: 100, maxDelay: 100 }, () => 0.5), 100)
 })

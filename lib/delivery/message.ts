@@ -77,7 +77,13 @@ export function prepareMessage (input: unknown, options: Pick<ResolvedOptions, '
     const count = Math.min(keys.length, MAX_KEYS)
     for (let i = 0; i < count; i++) {
       const key = keys[i] as string
-      const value = normaliseValue((rawData as Record<string, unknown>)[key])
+      const raw = (rawData as Record<string, unknown>)[key]
+      if (isUnsafeInteger(raw)) {
+        // 12345678901234567890 arrives already rounded (…67000): sending it would show the wrong number
+        bad(violations, `data.${key}`, 'type', `data.${key} is an integer beyond 2^53, already rounded by JavaScript: pass it as a string`)
+        continue
+      }
+      const value = normaliseValue(raw)
       if (value === undefined) {
         bad(violations, `data.${key}`, 'type', `data.${key} must be a string, a finite number or { value: string | number }`)
         continue
@@ -116,7 +122,8 @@ export function prepareMessage (input: unknown, options: Pick<ResolvedOptions, '
   if (violations.length > 0) throw invalid(violations)
 
   const wire: WireMessage = { touser: toUser as string, template_id: templateId as string, data }
-  if (page !== undefined) wire.page = page as string
+  // an empty page is no page (WeChat then opens nothing), not a path WeChat would check against app.json
+  if (page !== undefined && page !== '') wire.page = page as string
   if (state !== undefined) wire.miniprogram_state = state as WireMessage['miniprogram_state']
   if (lang !== undefined) wire.lang = lang as WireMessage['lang']
   return { wire, changes }
@@ -163,6 +170,11 @@ function templateShape (templateId: string, typed: TypedTemplate | undefined, te
 }
 
 /** `'x'`, `1` and `{ value }` are all accepted and sent as strings (WECHAT.md §2.1). */
+function isUnsafeInteger (raw: unknown): boolean {
+  const value = raw !== null && typeof raw === 'object' && 'value' in raw ? (raw as { value: unknown }).value : raw
+  return typeof value === 'number' && Number.isInteger(value) && !Number.isSafeInteger(value)
+}
+
 function normaliseValue (raw: unknown): string | undefined {
   const value = raw !== null && typeof raw === 'object' && !Array.isArray(raw) && Object.keys(raw).length === 1 && 'value' in raw
     ? (raw as { value: unknown }).value
