@@ -1,4 +1,7 @@
+import { createServer } from 'node:http'
 import { test } from 'tap'
+import { WechatHttpClient } from '../lib/api/http-client.js'
+import { fetchAccessToken } from '../lib/api/token-endpoint.js'
 import FakeTimers from '@sinonjs/fake-timers'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
 import { startRedis, uniquePrefix } from './helpers/redis-server.js'
@@ -187,4 +190,15 @@ test('close while Redis is down: the process still exits by itself (no BullMQ ti
   child.send({ type: 'close' })
   await nextMessage(child, 'closed', 40_000)
   t.equal(await exitCode(child, 15_000), 0, 'exits by itself')
+})
+
+// An expires_in beyond WeChat's promised 7200 s was believed as is (1e12: the token cached for
+// ever, long after WeChat dropped it). Failed before.
+test('expires_in beyond 7200 s is not believed', async (t) => {
+  const server = createServer((req, res) => { res.setHeader('content-type', 'application/json'); res.end('{"access_token":"TOKEN-A","expires_in":1000000000000}') })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const http = new WechatHttpClient({ baseUrls: [`http://127.0.0.1:${(server.address() as { port: number }).port}`], timeout: 2000 })
+  t.teardown(() => http.close())
+  t.same(await fetchAccessToken(http, { mode: 'stable', appId: 'wx0', appSecret: 'secret-000' }), { token: 'TOKEN-A', expiresIn: 7200 })
 })

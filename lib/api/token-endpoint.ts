@@ -5,6 +5,9 @@ import { extractRid } from './rid.js'
 
 export interface FetchedToken { token: string, expiresIn: number }
 
+/** WECHAT.md §1.1/§1.2: tokens live at most 7200 s. */
+const MAX_EXPIRES_IN = 7200
+
 export interface TokenEndpointOptions {
   mode: 'stable' | 'classic'
   appId: string
@@ -46,8 +49,9 @@ export async function fetchAccessToken (http: WechatHttpClient, options: TokenEn
   const errcode = typeof answer.errcode === 'number' ? answer.errcode : Number(answer.errcode ?? 0)
   if (errcode === 0 && typeof answer.access_token === 'string' && answer.access_token.length > 0) {
     const expiresIn = Number(answer.expires_in)
-    // WeChat promises "a value within 7200"; a missing or odd value is treated as the shortest sane one.
-    return { token: answer.access_token, expiresIn: Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn : 300 }
+    // WeChat promises "a value within 7200"; a missing or odd value is treated as the shortest sane
+    // one, and a larger one is not believed (a token cached for days would outlive its real life).
+    return { token: answer.access_token, expiresIn: Number.isFinite(expiresIn) && expiresIn > 0 ? Math.min(expiresIn, MAX_EXPIRES_IN) : 300 }
   }
   const errmsg = scrub(typeof answer.errmsg === 'string' ? answer.errmsg : 'no access_token in the answer', options.appSecret)
   const code = Number.isFinite(errcode) && errcode !== 0 ? errcode : -1
