@@ -31,7 +31,9 @@ export const QueueObject = Type.Object({
     duration: Type.Integer({ minimum: 1 })
   }, { additionalProperties: false })),
   attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
-  durable: Type.Optional(Type.Boolean())
+  durable: Type.Optional(Type.Boolean()),
+  replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 16, description: 'an enqueue resolves once this many replicas have its jobs (Redis WAIT)' })),
+  replicaTimeout: Type.Optional(Type.Integer({ minimum: 10, maximum: 60_000, description: 'ms to wait for them' }))
 }, { additionalProperties: false })
 
 export const RoutesObject = Type.Object({

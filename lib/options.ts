@@ -25,7 +25,7 @@ export interface ResolvedOptions {
   retry: { attempts: number, minDelay: number, maxDelay: number }
   defaults: { miniprogramState?: 'developer' | 'trial' | 'formal', lang?: 'zh_CN' | 'en_US' | 'zh_HK' | 'zh_TW', page?: string }
   validation: 'strict' | 'truncate' | 'off'
-  queue: false | { concurrency: number, limiter?: { max: number, duration: number }, attempts: number, durable?: boolean }
+  queue: false | { concurrency: number, limiter?: { max: number, duration: number }, attempts: number, durable?: boolean, replicas?: { count: number, timeoutMs: number } }
   routes: false | { prefix: string, onRequest?: HookOption, preHandler?: HookOption, dashboard: boolean, unprotected: boolean }
   push: false | { path: string, token: string, encodingAESKey?: string, previousEncodingAESKey?: string, mode: 'plaintext' | 'compatible' | 'safe', bodyLimit: number, replayWindowMs: number }
   credits: 'off' | 'track' | 'enforce'
@@ -144,7 +144,8 @@ function isHook (value: unknown): boolean {
 
 function resolveQueue (queue: OptionsInput['queue']): ResolvedOptions['queue'] {
   if (queue === false) return false
-  return { concurrency: queue?.concurrency ?? 8, limiter: queue?.limiter, attempts: queue?.attempts ?? 8, durable: queue?.durable }
+  const replicas = queue?.replicas === undefined ? undefined : { count: queue.replicas, timeoutMs: queue.replicaTimeout ?? 1000 }
+  return { concurrency: queue?.concurrency ?? 8, limiter: queue?.limiter, attempts: queue?.attempts ?? 8, durable: queue?.durable, replicas }
 }
 
 function resolveRoutes (routes: OptionsInput['routes']): ResolvedOptions['routes'] {

@@ -7,6 +7,7 @@ import { BATCH_JOB, bulkOf } from './batch-jobs.js'
 import type { BatchData } from './batch-jobs.js'
 import type { JobData, JobRunner, Verdict } from './job-runner.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
+import { ReplicasUnconfirmedError } from './queue.js'
 import { Slots } from './slots.js'
 
 export const QUEUE_NAME = 'subscribe-send'
@@ -17,6 +18,8 @@ export interface BullQueueOptions {
   concurrency: number
   attempts: number
   limiter?: { max: number, duration: number }
+  /** option queue.replicas: an add resolves only once this many replicas have it (WAIT) */
+  replicas?: { count: number, timeoutMs: number }
 }
 
 /** A retry the runner asked for; carries its backoff to BullMQ's backoffStrategy. */
@@ -75,6 +78,16 @@ export class BullQueue implements MessageQueue {
         removeOnFail: { count: 5000 }
       }
     })))
+    const replicas = this.options.replicas
+    if (replicas !== undefined) {
+      // WAIT on our own add connection covers exactly the writes made on it so far: these jobs.
+      // Redis replicates asynchronously; without this, a failover can drop an add the master had
+      // acknowledged (README "Scaling out").
+      const acked = await this.queueConnection.wait(replicas.count, replicas.timeoutMs)
+      if (acked < replicas.count) {
+        throw new ReplicasUnconfirmedError(`${acked} of ${replicas.count} replica(s) confirmed the jobs within ${replicas.timeoutMs} ms (queue.replicas): they may be queued or lost in a failover; retry with the same idempotencyKey`)
+      }
+    }
   }
 
   async start (): Promise<void> {

@@ -10,6 +10,7 @@ import type { TemplateRules } from './templates.js'
 import { lifecycleName, outcomeEvent } from '../lifecycle.js'
 import type { EmitLifecycle } from '../lifecycle.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
+import { ReplicasUnconfirmedError } from './queue.js'
 import { enqueueOptions, sendOptions } from './call-options.js'
 import { inFlightTtl } from './record-ttl.js'
 import { newMessageId } from './sender.js'
@@ -130,6 +131,10 @@ export class Delivery {
     try {
       if (fresh.length > 0) await (this.queue as MessageQueue).add(fresh)
     } catch (err) {
+      // Written to the master but not confirmed by its replicas (queue.replicas): maybe queued. The
+      // records stay 'pending', so a retry with the same key re-adds the same job ids (a no-op where
+      // they exist) instead of queueing a second message.
+      if (err instanceof ReplicasUnconfirmedError) throw new WechatQueueError(err.message, { cause: err })
       // Nothing was queued: undo the records (and their idempotency keys) so a retry starts clean.
       // If the store is down too, mark what remains failed rather than leave it pending forever.
       const now = this.nowIso()

@@ -24,7 +24,7 @@ export function createQueue (options: ResolvedOptions, store: WechatStore, keys:
   const runner = new JobRunner(sender, store, { retry: options.retry, retentionSeconds: options.retentionSeconds, clock: options.clock }, log, hooks)
   if (store instanceof RedisStore && queue.durable !== false) {
     log.info({ queue: 'bullmq', concurrency: queue.concurrency, limiter: queue.limiter }, 'wechat: durable queue (BullMQ) on Redis, worked by every instance')
-    return new BullQueue(store.redis, runner, { prefix: keys.queue, concurrency: queue.concurrency, attempts: queue.attempts, limiter: queue.limiter }, log)
+    return new BullQueue(store.redis, runner, { prefix: keys.queue, concurrency: queue.concurrency, attempts: queue.attempts, limiter: queue.limiter, replicas: queue.replicas }, log)
   }
   log.info({ queue: 'memory', concurrency: queue.concurrency }, 'wechat: in-process queue (not durable: messages waiting when the process stops are lost; register @fastify/redis for a durable queue)')
   return new MemoryQueue(runner, { concurrency: queue.concurrency, attempts: queue.attempts, limiter: queue.limiter }, log)

@@ -52,6 +52,8 @@ export interface FailoverTarget {
   recovered (key: string): Promise<void>
   /** resolves when the topology is final (Sentinel: the old master is demoted); default: at once */
   settled? (): Promise<void>
+  /** more queue options for the app instances (e.g. `replicas`) */
+  queue?: Record<string, unknown>
 }
 
 export interface FailoverReport {
@@ -86,7 +88,7 @@ const QUEUED = 300
 export async function failoverScenario (t: Test, target: FailoverTarget): Promise<FailoverReport> {
   const sim = await startSimulator(t)
   const keyPrefix = uniquePrefix('failover')
-  const plugin = { keyPrefix, timeout: 5000, queue: { concurrency: 4, limiter: { max: 100, duration: 1000 } } }
+  const plugin = { keyPrefix, timeout: 5000, queue: { concurrency: 4, limiter: { max: 100, duration: 1000 }, ...target.queue } }
   const apps = await Promise.all([0, 1].map(() => appOn(t, sim, target.redis(), plugin)))
   const token = await apps[0].wechat.getToken()
   t.equal(await apps[1].wechat.getToken(), token, 'one token for the fleet')

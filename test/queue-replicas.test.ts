@@ -1,0 +1,43 @@
+import { test } from 'tap'
+import { Redis } from 'ioredis'
+import { buildApp, startSimulator } from './helpers/app.js'
+import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { numbered, until } from './queue-helpers.js'
+
+/**
+ * queue.replicas: an enqueue resolves only once that many replicas have its jobs (Redis WAIT on
+ * the plugin's own add connection). Redis replicates asynchronously, so without it a failover can
+ * drop an add the master acknowledged (test/sentinel.test.ts measures both). When the replicas do
+ * not confirm in time, the enqueue is refused with a coded error but not undone: the job may exist,
+ * and a retry with the same idempotency key re-adds the same job id instead of a second message.
+ */
+test('queue.replicas: confirmed by the replica → resolves; replica gone → refused, not undone, a keyed retry sends once', async (t) => {
+  const master = await startRedis()
+  t.teardown(() => master.stop())
+  const replica = await startRedis()
+  t.teardown(() => replica.stop())
+  const admin = new Redis(master.url)
+  t.teardown(() => admin.disconnect())
+  const replicaClient = new Redis(replica.url)
+  t.teardown(() => replicaClient.disconnect())
+  await replicaClient.replicaof('127.0.0.1', new URL(master.url).port)
+  await until('the replica is in sync', async () => /connected_slaves:1/.test(await admin.info('replication')) && /master_link_status:up/.test(await replicaClient.info('replication')))
+
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { redisUrl: master.url, plugin: { keyPrefix: uniquePrefix('replicas'), queue: { replicas: 1, replicaTimeout: 300 } } })
+  const [kept] = await app.wechat.enqueue(numbered('R', 1), { idempotencyKey: 'r-1' })
+  await until('sent', async () => (await app.wechat.status(kept?.id as string))?.status === 'sent')
+
+  await replicaClient.replicaof('NO', 'ONE') // the replica leaves: nobody can confirm
+  await until('no replica left', async () => /connected_slaves:0/.test(await admin.info('replication')))
+  const started = Date.now()
+  const refused = await app.wechat.enqueue(numbered('R', 2), { idempotencyKey: 'r-2' }).then(() => null, (err: unknown) => err as Record<string, unknown>)
+  t.match(refused, { code: 'FST_WECHAT_QUEUE', message: /0 of 1 replica\(s\) confirmed the jobs within 300 ms.*retry with the same idempotencyKey/ })
+  t.ok(Date.now() - started >= 250, 'after the replica timeout')
+  // The master has the job: it runs; the record was not undone.
+  await until('the unconfirmed message was sent anyway', () => sim.accepted.length === 2)
+  const [again] = await app.wechat.enqueue(numbered('R', 2), { idempotencyKey: 'r-2' })
+  t.match(again, { status: 'sent' }, 'the retry under the same key finds the first message')
+  t.equal((await app.wechat.stats()).total, 2, 'one record per message: the retry did not make a second one')
+  t.equal(sim.accepted.length, 2, 'each message reached WeChat once')
+})
