@@ -359,6 +359,10 @@ test('fixKeyword: fixable values', async (t) => {
     ['thing1', 'Blue mug', 'Blue mug', []],
     ['thing1', rep('a', 25), rep('a', 20), ['cut to 20 characters']],
     ['thing1', rep('😀', 25), rep('😀', 20), ['cut to 20 characters']],
+    // whole graphemes only (a cut at 20 code points left a dangling joiner / a bare letter); failed before
+    ['thing1', rep('a', 18) + '👨‍👩‍👧', rep('a', 18), ['cut to 20 characters']],
+    ['thing1', rep('a', 19) + 'e\u0301' + 'xyz', rep('a', 19), ['cut to 20 characters']],
+    ['thing1', rep('a', 18) + 'e\u0301' + 'xyz', rep('a', 18) + 'e\u0301', ['cut to 20 characters']],
     ['thing1', '  订单已发货  ', '订单已发货', ['trimmed whitespace']],
     ['thing1', 'Blue mug\r\nx2\u0000', 'Blue mug x2', ['removed control characters']],
     ['thing1', rep('a', 19) + ' b', rep('a', 19), ['cut to 20 characters']],

@@ -112,6 +112,26 @@ const OTHER_CONTROL = /\p{Cc}/gu
 // Plates are often written 京A·12345 or 京A 12345; the separator is not part of the plate (§3 car_number).
 const PLATE_SEPARATORS = /[\s·•・-]/g
 
+const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' })
+
+/**
+ * The longest prefix of whole user-perceived characters (graphemes) that holds at most `limit`
+ * code points (WeChat counts code points, WECHAT.md §3). Cutting at a code point could leave a
+ * family emoji with a dangling joiner, or drop a combining accent from its letter; never a lone
+ * surrogate either way.
+ */
+export function cutToGraphemes (text: string, limit: number): string {
+  let out = ''
+  let used = 0
+  for (const { segment } of graphemes.segment(text)) {
+    const size = codePointLength(segment)
+    if (used + size > limit) break
+    out += segment
+    used += size
+  }
+  return out.trimEnd()
+}
+
 /**
  * Repair a value for `validation: 'truncate'`: remove control characters, trim, drop plate separators
  * and cut free-text types to their limit. Returns null when the value cannot be made valid without
@@ -139,8 +159,7 @@ export function fixKeyword (key: string, value: string, opts: KeywordCheckOption
   if (type !== undefined && CUTTABLE.has(type)) {
     const limit = cutLimit(type, text)
     if (codePointLength(text) > limit) {
-      // Code points, not UTF-16 units, so an emoji is never split into a lone surrogate.
-      text = [...text].slice(0, limit).join('').trimEnd()
+      text = cutToGraphemes(text, limit)
       changes.push(`cut to ${limit} characters`)
     }
   }
