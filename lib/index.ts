@@ -59,7 +59,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     emit: events.emitLifecycle
   })
   const api = new WechatApi(http, tokens)
-  const sender = new Sender(api, options.retry, log)
+  const sender = new Sender(api, options.retry, log, options.clock)
   const templateApi = new TemplateApi(api, options.retry, log)
   const catalog = options.templates ? new TemplateCatalog(templateApi, store, { ttlMs: options.templates.ttlSeconds * 1000, validate: options.templates.validate && options.validation !== 'off', clock: options.clock }, log) : null
   const credits = new Credits(store, options.credits, (templateId) => catalog?.kindOf(templateId), log)

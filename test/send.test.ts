@@ -62,6 +62,8 @@ test('permanent, rate and quota errors are not retried', async (t) => {
     t.type(err.messageId, 'string')
     t.match(err.rid, /^[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}$/)
     t.equal(sim.counters.send - before, 1, `${errcode} called exactly once`)
+    if (errorClass === 'rate') t.equal(err.retryAfter, 60_000)
+    if (errorClass === 'quota') t.ok(err.retryAfter > 0 && err.retryAfter <= 86_400_000, `45009: retryAfter until midnight China time (${err.retryAfter} ms)`)
     if (errcode === 45011) t.equal(err.retryAfter, 60_000)
   }
 })

@@ -9,7 +9,9 @@ import { subscribeSend } from '../api/subscribe.js'
 import type { WireMessage } from '../api/subscribe.js'
 import type { TokenErrorInstance } from '../api/token-endpoint.js'
 import type { WechatApi } from '../api/wechat-api.js'
-import type { ResolvedOptions } from '../options.js'
+import { systemClock } from '../options.js'
+import type { Clock, ResolvedOptions } from '../options.js'
+import { msUntilChinaMidnight } from '../api/quota.js'
 import type { ValueChange } from './message.js'
 
 export interface SendResult {
@@ -59,7 +61,8 @@ export class Sender {
   constructor (
     private readonly api: WechatApi,
     private readonly retry: ResolvedOptions['retry'],
-    private readonly log: FastifyBaseLogger
+    private readonly log: FastifyBaseLogger,
+    private readonly clock: Clock = systemClock
   ) {}
 
   async deliver (id: string, wire: WireMessage, options: AttemptOptions): Promise<DeliveryOutcome> {
@@ -75,7 +78,9 @@ export class Sender {
         // After an attempt that may have reached WeChat, only an answer that would have refused the first
         // one too (a permanent error other than 43101) proves it failed; anything else leaves it open.
         const unknown = ambiguous && (answer.errcode === 43101 || errorClass !== 'permanent')
-        return { status: unknown ? 'unknown' : 'failed', attempts: attempt, errcode: answer.errcode, errmsg: answer.errmsg, errorClass, error: apiError(id, answer.errcode, answer.errmsg, answer.rid, errorClass, unknown), ambiguous }
+        const error = apiError(id, answer.errcode, answer.errmsg, answer.rid, errorClass, unknown)
+        if (errorClass === 'quota') error.retryAfter = msUntilChinaMidnight(this.clock.now())
+        return { status: unknown ? 'unknown' : 'failed', attempts: attempt, errcode: answer.errcode, errmsg: answer.errmsg, errorClass, error, ambiguous }
       } catch (err) {
         const upstream = err as Error & Partial<UpstreamFields> & { code?: string }
         const isUpstream = upstream.code === 'FST_WECHAT_UPSTREAM'
