@@ -135,6 +135,8 @@ function decorate (fastify: FastifyInstance, options: ResolvedOptions, wechat: f
 }
 
 fp(fastifyWechatPush, { fastify: '5.x', name: 'fastify-wechat-push' })
+/** the plugin function, for the namespace below (inside it the name means the namespace member) */
+const self = fastifyWechatPush
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -190,8 +192,28 @@ namespace fastifyWechatPush {
   export const WechatNoCreditError = errors.WechatNoCreditError
   export const WechatQueueError = errors.WechatQueueError
   export const WechatStoreError = errors.WechatStoreError
-  /** `import { fastifyWechatPush } from 'fastify-wechat-push'` */
-  export const plugin = fastifyWechatPush
+  /** the plugin itself, also as `import { fastifyWechatPush } from 'fastify-wechat-push'` */
+  export const plugin = self
+  export const fastifyWechatPush = self
 }
 
 export = fastifyWechatPush
+
+// Node's ESM loader finds a CommonJS module's named exports by reading its source (cjs-module-lexer):
+// it sees `module.exports.name = ...`, not the namespace's properties above, so without these lines
+// `import { defineTemplate } from 'fastify-wechat-push'` typechecks and then fails in native ESM.
+// They only name the exports for the lexer: TypeScript emits `module.exports = fastifyWechatPush`
+// after them, and the values an app gets are the namespace's (the same ones).
+// One line per value of the namespace: test/esm-exports.test.ts fails when one is missing.
+module.exports.default = fastifyWechatPush
+module.exports.fastifyWechatPush = fastifyWechatPush
+module.exports.plugin = fastifyWechatPush
+module.exports.defineTemplate = fastifyWechatPush.defineTemplate
+module.exports.WechatOptionsError = fastifyWechatPush.WechatOptionsError
+module.exports.WechatInvalidMessageError = fastifyWechatPush.WechatInvalidMessageError
+module.exports.WechatApiError = fastifyWechatPush.WechatApiError
+module.exports.WechatTokenError = fastifyWechatPush.WechatTokenError
+module.exports.WechatUpstreamError = fastifyWechatPush.WechatUpstreamError
+module.exports.WechatNoCreditError = fastifyWechatPush.WechatNoCreditError
+module.exports.WechatQueueError = fastifyWechatPush.WechatQueueError
+module.exports.WechatStoreError = fastifyWechatPush.WechatStoreError
