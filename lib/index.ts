@@ -184,14 +184,26 @@ namespace fastifyWechatPush {
   export type TypedMessage<S extends TemplateSpec> = publicTypes.TypedMessage<S>
   /** declare a template's keys once for type-checked messages (`template: shipped`) */
   export const defineTemplate = typedTemplates.defineTemplate
+  /**
+   * The error classes: `err instanceof wechatPush.WechatApiError` narrows `err` to the instance type of
+   * the same name, with its fields (`err.errcode`, `err.retryable`, ...); README "Errors".
+   */
   export const WechatOptionsError = errors.WechatOptionsError
+  export type WechatOptionsError = errors.WechatOptionsErrorInstance
   export const WechatInvalidMessageError = errors.WechatInvalidMessageError
+  export type WechatInvalidMessageError = errors.WechatInvalidMessageErrorInstance
   export const WechatApiError = errors.WechatApiError
+  export type WechatApiError = errors.WechatApiErrorInstance
   export const WechatTokenError = errors.WechatTokenError
+  export type WechatTokenError = errors.WechatTokenErrorInstance
   export const WechatUpstreamError = errors.WechatUpstreamError
+  export type WechatUpstreamError = errors.WechatUpstreamErrorInstance
   export const WechatNoCreditError = errors.WechatNoCreditError
+  export type WechatNoCreditError = errors.WechatNoCreditErrorInstance
   export const WechatQueueError = errors.WechatQueueError
+  export type WechatQueueError = errors.WechatQueueErrorInstance
   export const WechatStoreError = errors.WechatStoreError
+  export type WechatStoreError = errors.WechatStoreErrorInstance
   /** the plugin itself, also as `import { fastifyWechatPush } from 'fastify-wechat-push'` */
   export const plugin = self
   export const fastifyWechatPush = self
