@@ -158,7 +158,10 @@ namespace fastifyWechatPush {
   export type EnqueueOptions = publicTypes.EnqueueOptions
   export type EnqueueResult = publicTypes.EnqueueResult
   export type StatsSnapshot = publicTypes.StatsSnapshot
-  export type WechatPushConfig = publicTypes.WechatPushConfig
+  export type WechatPushConfig<Payload = unknown> = publicTypes.WechatPushConfig<Payload>
+  export type WechatPushResult = publicTypes.WechatPushResult
+  export type OnRequestHook = publicTypes.OnRequestHook
+  export type PreHandlerHook = publicTypes.PreHandlerHook
   export type HandlerPushCounters = publicTypes.HandlerPushCounters
   export type PushEventMap = publicTypes.PushEventMap
   export type PushMessage = publicTypes.PushMessage

@@ -2,7 +2,8 @@ import type { SubscribeMessage, ValueChange } from './delivery/message.js'
 import type { SendResult } from './delivery/sender.js'
 import type { EnqueueOptions, EnqueueResult, SendOptions } from './delivery/delivery.js'
 import type { MessageRecord, StatsSnapshot, Status } from './store/records.js'
-import type { HandlerPushCounters, WechatPushConfig } from './http/handler-pushes.js'
+import type { HandlerPushCounters, WechatPushConfig, WechatPushResult } from './http/handler-pushes.js'
+import type { OnRequestHook, PreHandlerHook } from './options-schema.js'
 import type { PushEventMap } from './push/event-bus.js'
 import type { LifecycleEventMap, MessageEvent, TokenErrorEvent, TokenFetchedEvent } from './lifecycle.js'
 import type { ChangeEvent, ChangeItem, OtherPush, PopupEvent, PopupItem, PushEnvelope, PushMessage, SentEvent, SentItem } from './push/events.js'
@@ -12,7 +13,8 @@ import type {
 } from './api/templates.js'
 import type { KeywordInput, KeywordSpec, TemplateData, TemplateDefinition, TemplateSpec, TypedMessage } from './typed-templates.js'
 
-export type { SubscribeMessage, ValueChange, SendResult, SendOptions, EnqueueOptions, EnqueueResult, MessageRecord, StatsSnapshot, Status, WechatPushConfig, HandlerPushCounters }
+export type { SubscribeMessage, ValueChange, SendResult, SendOptions, EnqueueOptions, EnqueueResult, MessageRecord, StatsSnapshot, Status, WechatPushConfig, WechatPushResult, HandlerPushCounters }
+export type { OnRequestHook, PreHandlerHook }
 export type { LifecycleEventMap, MessageEvent, TokenErrorEvent, TokenFetchedEvent }
 export type { PushEventMap, PushMessage, PushEnvelope, PopupEvent, PopupItem, ChangeEvent, ChangeItem, SentEvent, SentItem, OtherPush }
 export type { WechatTemplates, AddTemplateInput, PrivateTemplate, PublicTemplateKeyword, PublicTemplateTitle, PublicTitlesQuery, TemplateCategory }
