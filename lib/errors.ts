@@ -28,7 +28,7 @@ interface Coded<C extends string, S extends number> extends FastifyError {
 
 /** set on an error that ended a send: whether WeChat may have delivered it, and which message */
 export interface SendFields {
-  /** 'unknown': an earlier attempt timed out or lost its answer, so WeChat may have delivered the message (WECHAT.md §2.3) */
+  /** 'unknown': an earlier attempt timed out or lost its answer, so WeChat may have delivered the message (README "Retries and outcomes") */
   outcome?: 'failed' | 'unknown'
   /** our message id, when the error comes from a send */
   messageId?: string

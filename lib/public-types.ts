@@ -51,7 +51,7 @@ export interface WechatPush {
   /** subscribe template management and the account's cached template list (option `templates`) */
   readonly templates: WechatTemplates
   /**
-   * Handle pushes from WeChat (option `push`, WECHAT.md §7): a subscribe event name, or `'event'` for
+   * Handle pushes from WeChat (option `push`; README "WeChat's pushes"): a subscribe event name, or `'event'` for
    * every push. Handlers run after WeChat got its `success`; errors are logged, never thrown. Without
    * `push` configured they simply never fire.
    * Or a lifecycle event of this process: `'message:sent'`, `'message:delivered'` (needs `push`),

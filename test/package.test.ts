@@ -49,3 +49,17 @@ test('every package the built code requires is a dependency (fastify only in the
     }
   }
 })
+
+test('the tarball is built and its source maps carry the sources', async (t) => {
+  // npm pack / npm publish run prepack: a clean checkout has no dist/ to ship otherwise
+  t.match(pkg.scripts.prepack, /npm run build/)
+  const map = path.join(root, 'dist', 'index.js.map')
+  if (!existsSync(map)) {
+    t.fail('dist/ is missing: run `npm run build` first (npm test does)')
+    return
+  }
+  // the maps point at ../lib/*.ts, which is not shipped: the sources travel inside them
+  const { sources, sourcesContent } = JSON.parse(readFileSync(map, 'utf8')) as { sources: string[], sourcesContent?: string[] }
+  t.equal(sourcesContent?.length, sources.length)
+  t.match(sourcesContent?.[0], /async function fastifyWechatPush/)
+})
