@@ -1,4 +1,5 @@
 import createError from '@fastify/error'
+import type { FastifyError } from '@fastify/error'
 
 /**
  * Every error the plugin raises. One `@fastify/error` constructor per code so users can
@@ -8,55 +9,92 @@ import createError from '@fastify/error'
 /** a message, and optionally `{ cause }` last (the @fastify/error convention) */
 type Args = [string, { cause: unknown }?]
 
-export const WechatOptionsError = createError<'FST_WECHAT_OPTIONS', 500, Args>(
-  'FST_WECHAT_OPTIONS', 'Invalid fastify-wechat-push option: %s', 500)
+/**
+ * The type of an exported error class: `new`/call give, and `instanceof` narrows to, an instance
+ * carrying the fields the plugin sets on the errors it raises (`err.errcode` after
+ * `err instanceof WechatApiError`). @fastify/error's own constructor type knows only code and status.
+ */
+export interface WechatErrorClass<E extends FastifyError> {
+  new (...args: Args): E
+  (...args: Args): E
+  readonly prototype: E
+}
 
-export const WechatInvalidMessageError = createError<'FST_WECHAT_INVALID_MESSAGE', 400, Args>(
-  'FST_WECHAT_INVALID_MESSAGE', 'Invalid subscribe message: %s', 400)
+/** the fields every plugin error has: its code and HTTP status */
+interface Coded<C extends string, S extends number> extends FastifyError {
+  code: C
+  statusCode: S
+}
 
-export const WechatApiError = createError<'FST_WECHAT_API', 502, Args>(
-  'FST_WECHAT_API', 'WeChat answered an error: %s', 502)
+/** set on an error that ended a send: whether WeChat may have delivered it, and which message */
+export interface SendFields {
+  /** 'unknown': an earlier attempt timed out or lost its answer, so WeChat may have delivered the message (README "Retries and outcomes") */
+  outcome?: 'failed' | 'unknown'
+  /** our message id, when the error comes from a send */
+  messageId?: string
+}
 
-export const WechatTokenError = createError<'FST_WECHAT_TOKEN', 503, Args>(
-  'FST_WECHAT_TOKEN', 'Could not obtain a WeChat access_token: %s', 503)
+export type WechatOptionsErrorInstance = Coded<'FST_WECHAT_OPTIONS', 500>
+export const WechatOptionsError = createError('FST_WECHAT_OPTIONS', 'Invalid fastify-wechat-push option: %s', 500) as WechatErrorClass<WechatOptionsErrorInstance>
 
-export const WechatUpstreamError = createError<'FST_WECHAT_UPSTREAM', 504, Args>(
-  'FST_WECHAT_UPSTREAM', 'WeChat could not be reached: %s', 504)
+export interface WechatInvalidMessageErrorInstance extends Coded<'FST_WECHAT_INVALID_MESSAGE', 400>, InvalidMessageFields {}
+export const WechatInvalidMessageError = createError('FST_WECHAT_INVALID_MESSAGE', 'Invalid subscribe message: %s', 400) as unknown as WechatErrorClass<WechatInvalidMessageErrorInstance>
 
-export const WechatNoCreditError = createError<'FST_WECHAT_NO_CREDIT', 409, Args>(
-  'FST_WECHAT_NO_CREDIT', 'No subscription credit: %s', 409)
+export interface WechatApiErrorInstance extends Coded<'FST_WECHAT_API', 502>, WechatErrorFields {}
+export const WechatApiError = createError('FST_WECHAT_API', 'WeChat answered an error: %s', 502) as unknown as WechatErrorClass<WechatApiErrorInstance>
 
-export const WechatQueueError = createError<'FST_WECHAT_QUEUE', 503, Args>(
-  'FST_WECHAT_QUEUE', 'The message could not be queued: %s', 503)
+/** FST_WECHAT_TOKEN: errcode, errmsg and rid only when the token endpoint answered one (not when unreachable) */
+export interface WechatTokenErrorInstance extends Coded<'FST_WECHAT_TOKEN', 503>, SendFields {
+  errcode?: number
+  errmsg?: string
+  rid?: string
+  /** whether asking again later could help (false: a wrong secret, an IP not whitelisted, ...) */
+  retryable: boolean
+  /** ms until the token endpoint is asked again, when WeChat's answer or the hold calls for a wait */
+  retryAfter?: number
+  /** a held refusal: WeChat was not asked again for this one (README "Refused fetches") */
+  held?: boolean
+}
+export const WechatTokenError = createError('FST_WECHAT_TOKEN', 'Could not obtain a WeChat access_token: %s', 503) as unknown as WechatErrorClass<WechatTokenErrorInstance>
 
-export const WechatStoreError = createError<'FST_WECHAT_STORE', 503, Args>(
-  'FST_WECHAT_STORE', 'The message store is unavailable: %s', 503)
+/** FST_WECHAT_UPSTREAM: WeChat could not be reached, timed out or answered 5xx on every base URL */
+export interface WechatUpstreamErrorInstance extends Coded<'FST_WECHAT_UPSTREAM', 504>, SendFields {
+  /** true when the request may have reached WeChat (timeout, reset, 5xx): the outcome is unknown */
+  ambiguous: boolean
+  timedOut: boolean
+  /** the last HTTP status, when WeChat answered one */
+  httpStatus?: number
+}
+export const WechatUpstreamError = createError('FST_WECHAT_UPSTREAM', 'WeChat could not be reached: %s', 504) as unknown as WechatErrorClass<WechatUpstreamErrorInstance>
+
+export type WechatNoCreditErrorInstance = Coded<'FST_WECHAT_NO_CREDIT', 409>
+export const WechatNoCreditError = createError('FST_WECHAT_NO_CREDIT', 'No subscription credit: %s', 409) as WechatErrorClass<WechatNoCreditErrorInstance>
+
+export type WechatQueueErrorInstance = Coded<'FST_WECHAT_QUEUE', 503>
+export const WechatQueueError = createError('FST_WECHAT_QUEUE', 'The message could not be queued: %s', 503) as WechatErrorClass<WechatQueueErrorInstance>
+
+export type WechatStoreErrorInstance = Coded<'FST_WECHAT_STORE', 503>
+export const WechatStoreError = createError('FST_WECHAT_STORE', 'The message store is unavailable: %s', 503) as WechatErrorClass<WechatStoreErrorInstance>
 
 export type ErrorClass = 'token' | 'transient' | 'rate' | 'quota' | 'permanent'
 
 /** What an errcode answer carries besides its message; `retryable` says whether waiting could help. */
-export interface WechatErrorFields {
+export interface WechatErrorFields extends SendFields {
   errcode: number
   errmsg: string
   rid?: string
   errorClass: ErrorClass
   retryable: boolean
-  /** set when an earlier attempt timed out: WeChat may have delivered the message (WECHAT.md §2.3) */
-  outcome?: 'failed' | 'unknown'
-  /** our message id, when the error comes from a send */
-  messageId?: string
   /** milliseconds after which a retry makes sense (45011: 60 s) */
   retryAfter?: number
 }
-
-export type WechatApiErrorInstance = InstanceType<typeof WechatApiError> & WechatErrorFields
 
 export interface InvalidMessageFields {
   /** every violation found, so a caller can fix them all at once */
   violations: { key: string; rule: string; message: string }[]
 }
 
-export type InvalidMessageError = InstanceType<typeof WechatInvalidMessageError> & InvalidMessageFields
+export type InvalidMessageError = WechatInvalidMessageErrorInstance
 
 /** FST_WECHAT_INVALID_MESSAGE (400) naming every violation, for bad messages and bad arguments alike. */
 export function invalid (violations: InvalidMessageFields['violations']): InvalidMessageError {

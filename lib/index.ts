@@ -135,6 +135,8 @@ function decorate (fastify: FastifyInstance, options: ResolvedOptions, wechat: f
 }
 
 fp(fastifyWechatPush, { fastify: '5.x', name: 'fastify-wechat-push' })
+/** the plugin function, for the namespace below (inside it the name means the namespace member) */
+const self = fastifyWechatPush
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -156,7 +158,10 @@ namespace fastifyWechatPush {
   export type EnqueueOptions = publicTypes.EnqueueOptions
   export type EnqueueResult = publicTypes.EnqueueResult
   export type StatsSnapshot = publicTypes.StatsSnapshot
-  export type WechatPushConfig = publicTypes.WechatPushConfig
+  export type WechatPushConfig<Payload = unknown> = publicTypes.WechatPushConfig<Payload>
+  export type WechatPushResult = publicTypes.WechatPushResult
+  export type OnRequestHook = publicTypes.OnRequestHook
+  export type PreHandlerHook = publicTypes.PreHandlerHook
   export type HandlerPushCounters = publicTypes.HandlerPushCounters
   export type PushEventMap = publicTypes.PushEventMap
   export type PushMessage = publicTypes.PushMessage
@@ -182,16 +187,48 @@ namespace fastifyWechatPush {
   export type TypedMessage<S extends TemplateSpec> = publicTypes.TypedMessage<S>
   /** declare a template's keys once for type-checked messages (`template: shipped`) */
   export const defineTemplate = typedTemplates.defineTemplate
+  /**
+   * The error classes: `err instanceof wechatPush.WechatApiError` narrows `err` to the instance type of
+   * the same name, with its fields (`err.errcode`, `err.retryable`, ...); README "Errors".
+   */
   export const WechatOptionsError = errors.WechatOptionsError
+  export type WechatOptionsError = errors.WechatOptionsErrorInstance
   export const WechatInvalidMessageError = errors.WechatInvalidMessageError
+  export type WechatInvalidMessageError = errors.WechatInvalidMessageErrorInstance
   export const WechatApiError = errors.WechatApiError
+  export type WechatApiError = errors.WechatApiErrorInstance
   export const WechatTokenError = errors.WechatTokenError
+  export type WechatTokenError = errors.WechatTokenErrorInstance
   export const WechatUpstreamError = errors.WechatUpstreamError
+  export type WechatUpstreamError = errors.WechatUpstreamErrorInstance
   export const WechatNoCreditError = errors.WechatNoCreditError
+  export type WechatNoCreditError = errors.WechatNoCreditErrorInstance
   export const WechatQueueError = errors.WechatQueueError
+  export type WechatQueueError = errors.WechatQueueErrorInstance
   export const WechatStoreError = errors.WechatStoreError
-  /** `import { fastifyWechatPush } from 'fastify-wechat-push'` */
-  export const plugin = fastifyWechatPush
+  export type WechatStoreError = errors.WechatStoreErrorInstance
+  /** the plugin itself, also as `import { fastifyWechatPush } from 'fastify-wechat-push'` */
+  export const plugin = self
+  export const fastifyWechatPush = self
 }
 
 export = fastifyWechatPush
+
+// Node's ESM loader finds a CommonJS module's named exports by reading its source (cjs-module-lexer):
+// it sees `module.exports.name = ...`, not the namespace's properties above, so without these lines
+// `import { defineTemplate } from 'fastify-wechat-push'` typechecks and then fails in native ESM.
+// They only name the exports for the lexer: TypeScript emits `module.exports = fastifyWechatPush`
+// after them, and the values an app gets are the namespace's (the same ones).
+// One line per value of the namespace: test/esm-exports.test.ts fails when one is missing.
+module.exports.default = fastifyWechatPush
+module.exports.fastifyWechatPush = fastifyWechatPush
+module.exports.plugin = fastifyWechatPush
+module.exports.defineTemplate = fastifyWechatPush.defineTemplate
+module.exports.WechatOptionsError = fastifyWechatPush.WechatOptionsError
+module.exports.WechatInvalidMessageError = fastifyWechatPush.WechatInvalidMessageError
+module.exports.WechatApiError = fastifyWechatPush.WechatApiError
+module.exports.WechatTokenError = fastifyWechatPush.WechatTokenError
+module.exports.WechatUpstreamError = fastifyWechatPush.WechatUpstreamError
+module.exports.WechatNoCreditError = fastifyWechatPush.WechatNoCreditError
+module.exports.WechatQueueError = fastifyWechatPush.WechatQueueError
+module.exports.WechatStoreError = fastifyWechatPush.WechatStoreError

@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox'
 import type { Static } from '@sinclair/typebox'
+import type { onRequestHookHandler, preHandlerHookHandler } from 'fastify'
 
 /**
  * The option shapes of DESIGN.md "Public contract", as TypeBox schemas so one definition gives both
@@ -7,7 +8,15 @@ import type { Static } from '@sinclair/typebox'
  * say (functions, cross-field rules) are checked by hand in options.ts.
  */
 const NonEmpty = Type.String({ minLength: 1 })
-const Hook = Type.Unsafe<unknown>(Type.Any({ description: 'a Fastify hook function or an array of them' }))
+
+/** A hook as Fastify's route options take it: `(request, reply, done)` or `async (request, reply)`. */
+type RouteHook<T extends (this: any, ...args: any) => any> = (this: ThisParameterType<T>, ...args: Parameters<T>) => void | Promise<unknown>
+/** `routes.onRequest`: one hook or several, run first on every route of the plugin */
+export type OnRequestHook = RouteHook<onRequestHookHandler>
+/** `routes.preHandler`: one hook or several, run after validation on every route of the plugin */
+export type PreHandlerHook = RouteHook<preHandlerHookHandler>
+const OnRequestHookOption = Type.Unsafe<OnRequestHook | OnRequestHook[]>(Type.Any({ description: 'a Fastify onRequest hook or an array of them' }))
+const PreHandlerHookOption = Type.Unsafe<PreHandlerHook | PreHandlerHook[]>(Type.Any({ description: 'a Fastify preHandler hook or an array of them' }))
 
 export const RetrySchema = Type.Object({
   attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 20 })),
@@ -38,8 +47,8 @@ export const QueueObject = Type.Object({
 
 export const RoutesObject = Type.Object({
   prefix: Type.Optional(Type.String({ pattern: '^/' })),
-  onRequest: Type.Optional(Hook),
-  preHandler: Type.Optional(Hook),
+  onRequest: Type.Optional(OnRequestHookOption),
+  preHandler: Type.Optional(PreHandlerHookOption),
   dashboard: Type.Optional(Type.Boolean()),
   unprotected: Type.Optional(Type.Boolean())
 }, { additionalProperties: false })

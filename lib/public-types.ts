@@ -2,7 +2,8 @@ import type { SubscribeMessage, ValueChange } from './delivery/message.js'
 import type { SendResult } from './delivery/sender.js'
 import type { EnqueueOptions, EnqueueResult, SendOptions } from './delivery/delivery.js'
 import type { MessageRecord, StatsSnapshot, Status } from './store/records.js'
-import type { HandlerPushCounters, WechatPushConfig } from './http/handler-pushes.js'
+import type { HandlerPushCounters, WechatPushConfig, WechatPushResult } from './http/handler-pushes.js'
+import type { OnRequestHook, PreHandlerHook } from './options-schema.js'
 import type { PushEventMap } from './push/event-bus.js'
 import type { LifecycleEventMap, MessageEvent, TokenErrorEvent, TokenFetchedEvent } from './lifecycle.js'
 import type { ChangeEvent, ChangeItem, OtherPush, PopupEvent, PopupItem, PushEnvelope, PushMessage, SentEvent, SentItem } from './push/events.js'
@@ -12,7 +13,8 @@ import type {
 } from './api/templates.js'
 import type { KeywordInput, KeywordSpec, TemplateData, TemplateDefinition, TemplateSpec, TypedMessage } from './typed-templates.js'
 
-export type { SubscribeMessage, ValueChange, SendResult, SendOptions, EnqueueOptions, EnqueueResult, MessageRecord, StatsSnapshot, Status, WechatPushConfig, HandlerPushCounters }
+export type { SubscribeMessage, ValueChange, SendResult, SendOptions, EnqueueOptions, EnqueueResult, MessageRecord, StatsSnapshot, Status, WechatPushConfig, WechatPushResult, HandlerPushCounters }
+export type { OnRequestHook, PreHandlerHook }
 export type { LifecycleEventMap, MessageEvent, TokenErrorEvent, TokenFetchedEvent }
 export type { PushEventMap, PushMessage, PushEnvelope, PopupEvent, PopupItem, ChangeEvent, ChangeItem, SentEvent, SentItem, OtherPush }
 export type { WechatTemplates, AddTemplateInput, PrivateTemplate, PublicTemplateKeyword, PublicTemplateTitle, PublicTitlesQuery, TemplateCategory }
@@ -49,7 +51,7 @@ export interface WechatPush {
   /** subscribe template management and the account's cached template list (option `templates`) */
   readonly templates: WechatTemplates
   /**
-   * Handle pushes from WeChat (option `push`, WECHAT.md §7): a subscribe event name, or `'event'` for
+   * Handle pushes from WeChat (option `push`; README "WeChat's pushes"): a subscribe event name, or `'event'` for
    * every push. Handlers run after WeChat got its `success`; errors are logged, never thrown. Without
    * `push` configured they simply never fire.
    * Or a lifecycle event of this process: `'message:sent'`, `'message:delivered'` (needs `push`),

@@ -1,4 +1,5 @@
 import { WechatTokenError, WechatUpstreamError } from '../errors.js'
+import type { WechatTokenErrorInstance } from '../errors.js'
 import { tokenErrorAdvice } from './errcodes.js'
 import type { WechatHttpClient } from './http-client.js'
 import { extractRid } from './rid.js'
@@ -14,16 +15,8 @@ export interface TokenEndpointOptions {
   appSecret: string
 }
 
-export type TokenErrorInstance = InstanceType<typeof WechatTokenError> & {
-  errcode?: number
-  errmsg?: string
-  rid?: string
-  retryable: boolean
-  /** ms until the token endpoint is asked again (token-hold.ts), when WeChat's answer calls for a wait */
-  retryAfter?: number
-  /** this error is a held one: WeChat was not asked for it */
-  held?: boolean
-}
+/** FST_WECHAT_TOKEN with the fields the token manager sets (errors.ts) */
+export type TokenErrorInstance = WechatTokenErrorInstance
 
 /**
  * One call to WeChat's token endpoint (WECHAT.md §1.1, §1.2). The secret travels only in this

@@ -5,7 +5,14 @@ import { WechatOptionsError } from '../errors.js'
 import { PushBatcher } from './push-batcher.js'
 import type { HandlerPushCounters } from './push-batcher.js'
 
-export type WechatPushConfig = (request: FastifyRequest, reply: FastifyReply, payload: unknown) => SubscribeMessage | SubscribeMessage[] | null | undefined | Promise<SubscribeMessage | SubscribeMessage[] | null | undefined>
+/** what `config.wechatPush` returns: the message(s) to queue, or nothing */
+export type WechatPushResult = SubscribeMessage | SubscribeMessage[] | null | undefined
+/**
+ * `config.wechatPush`: `payload` is the object the route's handler returned. Fastify's route config
+ * is not tied to the handler's type, so say what it is: annotate the parameter
+ * (`(request, reply, order: Order) => ...`) or type the function (`WechatPushConfig<Order>`).
+ */
+export type WechatPushConfig<Payload = unknown> = (request: FastifyRequest, reply: FastifyReply, payload: Payload) => WechatPushResult | Promise<WechatPushResult>
 
 const kPending = Symbol('wechatPush.pending')
 const kPayload = Symbol('wechatPush.payload')
@@ -117,7 +124,12 @@ declare module 'fastify' {
     wechatPush (messages: SubscribeMessage | SubscribeMessage[]): FastifyReply
   }
   interface FastifyContextConfig {
-    /** declarative form of reply.wechatPush: runs after the handler, with what it returned */
-    wechatPush?: WechatPushConfig
+    /**
+     * Declarative form of reply.wechatPush: runs after the handler, with what it returned as `payload`.
+     * A method signature on purpose: its parameters are then checked bivariantly, so a function whose
+     * payload parameter is annotated (`(request, reply, order: Order) => ...`, `WechatPushConfig<Order>`)
+     * is accepted; unannotated, the payload is `unknown`.
+     */
+    wechatPush? (request: FastifyRequest, reply: FastifyReply, payload: unknown): WechatPushResult | Promise<WechatPushResult>
   }
 }
