@@ -40,7 +40,8 @@ export class PrivateRedis {
   async start (): Promise<void> {
     if (this.process) return
     const persistence = this.dir === null
-      ? ['--save', '', '--appendonly', 'no']
+      // (a replica still writes the RDB it receives: into the temp dir, not the test's working directory)
+      ? ['--save', '', '--appendonly', 'no', '--dir', tmpdir(), '--dbfilename', `wechat-test-${this.port}.rdb`]
       : ['--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.dir]
     const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', ...persistence, '--daemonize', 'no', '--loglevel', 'warning'], { stdio: 'ignore' })
     this.process = child
