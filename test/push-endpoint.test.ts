@@ -45,22 +45,28 @@ test('GET: the documented vector works on a real clock: the check is not replay-
   t.equal(forged.statusCode, 401, 'the timestamp is still covered by the signature')
 })
 
-test('GET in safe mode: the plain check still works (§6.2); WeCom msg_signature form is accepted too', async (t) => {
+test('GET in safe mode: the plain check still works (§6.2); the WeCom msg_signature form is refused', async (t) => {
   const sim = await startSimulator(t)
   const { app } = await pushApp(t, sim, { push: { token: VECTOR.token, encodingAESKey: KEY }, plugin: { clock: vectorClock } })
   const base = `timestamp=${VECTOR.timestamp}&nonce=${VECTOR.nonce}`
   const plain = await app.inject(`/wechat/push?signature=${VECTOR.signature}&${base}&echostr=hello`)
   t.equal(plain.body, 'hello')
 
-  const echostr = encryptMessage('1616140317555161061', { key: aesKeyFromEncodingAESKey(KEY), appId: sim.appId })
+  // A captured safe-mode push is already signed with msg_signature over its Encrypt field: replayed as
+  // a GET, the WeCom form would decrypt it for whoever replays it (a decryption oracle).
+  const secret = '<xml><FromUserName><![CDATA[oSecretOpenid]]></FromUserName></xml>'
+  const echostr = encryptMessage(secret, { key: aesKeyFromEncodingAESKey(KEY), appId: sim.appId })
   const msgSignature = pushSignature([VECTOR.token, VECTOR.timestamp, VECTOR.nonce, echostr])
   const wecom = await app.inject({ url: '/wechat/push', query: { msg_signature: msgSignature, timestamp: VECTOR.timestamp, nonce: VECTOR.nonce, echostr } })
-  t.equal(wecom.statusCode, 200)
-  t.equal(wecom.body, '1616140317555161061', 'decrypted echostr')
-  const forged = await app.inject({ url: '/wechat/push', query: { msg_signature: '0'.repeat(40), timestamp: VECTOR.timestamp, nonce: VECTOR.nonce, echostr } })
-  t.equal(forged.statusCode, 401)
-  const noEcho = await app.inject({ url: '/wechat/push', query: { msg_signature: msgSignature, timestamp: VECTOR.timestamp, nonce: VECTOR.nonce } })
-  t.equal(noEcho.statusCode, 401)
+  t.equal(wecom.statusCode, 401)
+  t.equal(wecom.json().code, 'FST_WECHAT_PUSH_SIGNATURE')
+  t.notMatch(wecom.body, /oSecretOpenid/, 'nothing decrypted')
+  const withEncrypt = await app.inject({ url: '/wechat/push', query: { msg_signature: msgSignature, encrypt_type: 'aes', signature: '0'.repeat(40), timestamp: VECTOR.timestamp, nonce: VECTOR.nonce, echostr } })
+  t.equal(withEncrypt.statusCode, 401, 'a wrong plain signature next to a valid msg_signature')
+  // A valid plain signature echoes the echostr as it came: ciphertext stays ciphertext.
+  const both = await app.inject({ url: '/wechat/push', query: { signature: VECTOR.signature, msg_signature: msgSignature, timestamp: VECTOR.timestamp, nonce: VECTOR.nonce, echostr } })
+  t.equal(both.statusCode, 200)
+  t.equal(both.body, echostr, 'echoed raw, not decrypted')
 })
 
 for (const mode of ['plaintext', 'compatible', 'safe'] as const) {

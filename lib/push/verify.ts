@@ -53,29 +53,25 @@ function requireSignature (query: PushQuery, config: PushCheckConfig, now: numbe
 }
 
 /** `msg_signature` over token, timestamp, nonce and the ciphertext (§6.3), then decrypt (§6.4). */
-function openEncrypted (query: PushQuery, encrypt: string, config: PushCheckConfig, now: number | undefined): string {
+function openEncrypted (query: PushQuery, encrypt: string, config: PushCheckConfig, now: number): string {
   const ok = verifyMsgSignature({ token: config.token, timestamp: param(query, 'timestamp'), nonce: param(query, 'nonce'), encrypt, msgSignature: param(query, 'msg_signature') })
   if (!ok) throw new PushRejection('signature')
-  if (now !== undefined) checkTimestamp(query, now, config.replayWindowMs)
+  checkTimestamp(query, now, config.replayWindowMs)
   // The signature is checked first, so a stranger never reaches the padding check (no padding oracle).
   return decryptMessage(encrypt, { keys: config.keys, appId: config.appId }).message
 }
 
 /**
- * GET URL verification (§6.2): the documented check is the plain signature, echoing the raw echostr
- * in every mode. WeCom's form (msg_signature + encrypted echostr) is accepted too when a key is set,
- * as §6.2 suggests for a defensive library; the decrypted echostr is echoed then.
+ * GET URL verification (§6.2): the plain signature, echoing the raw echostr, in every mode. WeCom's
+ * form (msg_signature + encrypted echostr) is not accepted: there is no evidence of it for mini
+ * programs, and it would decrypt any captured safe-mode push replayed as a GET (its msg_signature
+ * already covers exactly that ciphertext), with no replay window: a decryption oracle.
  * No replay window here: replaying a captured check only echoes text back and changes nothing, while
  * the window would refuse §6.2's own worked example (timestamp 1714036504) on any real clock.
  */
 export function verifyEcho (query: PushQuery, config: PushCheckConfig): string {
-  const echostr = param(query, 'echostr')
-  const wecom = param(query, 'signature') === undefined && param(query, 'msg_signature') !== undefined && config.keys.length > 0
-  if (wecom) {
-    if (echostr === undefined) throw new PushRejection('signature')
-    return openEncrypted(query, echostr, config, undefined)
-  }
   requireSignature(query, config, undefined)
+  const echostr = param(query, 'echostr')
   if (echostr === undefined || echostr === '') throw new PushRejection('format', 'echostr is missing')
   return echostr
 }
