@@ -2,6 +2,7 @@ import { test } from 'tap'
 import { aesKeyFromEncodingAESKey, encryptMessage } from '../lib/push/crypto.js'
 import { pushSignature } from '../lib/push/signature.js'
 import type { PopupEvent, SentEvent } from '../lib/public-types.js'
+import { buildSimPush } from '../lib/testing/index.js'
 import { startSimulator } from './helpers/app.js'
 import { changeEvent, collect, KEY, OLD_KEY, OPENID, OTHER_KEY, popupEvent, pushApp, sentEvent, TOKEN, TPL_A, TPL_B, waitFor } from './push-helpers.js'
 
@@ -130,17 +131,36 @@ test('key rotation: a push under the previous EncodingAESKey is accepted; an unk
   await waitFor(() => all.length === 2)
 })
 
-test('compatible mode without Encrypt needs the plain signature; safe mode refuses plaintext pushes', async (t) => {
+test('compatible mode needs Encrypt and its msg_signature; safe mode refuses plaintext pushes', async (t) => {
   const sim = await startSimulator(t)
   const compatible = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY, mode: 'compatible' }, listen: true })
-  t.same(await sim.push(compatible.url, changeEvent(), { token: TOKEN, mode: 'plaintext' }), { statusCode: 200, body: 'success' })
-  t.equal((await sim.push(compatible.url, sentEvent(), { token: 'wrongToken', mode: 'plaintext' })).statusCode, 401)
+  const all = collect(compatible.app)
+  t.same(await sim.push(compatible.url, changeEvent(), { token: TOKEN, encodingAESKey: KEY, mode: 'compatible' }), { statusCode: 200, body: 'success' })
+  t.same(await sim.push(compatible.url, sentEvent(), { token: TOKEN, encodingAESKey: KEY, mode: 'safe' }), { statusCode: 200, body: 'success' }, 'ciphertext only is fine')
   t.equal((await sim.push(compatible.url, sentEvent(), { token: 'wrongToken', encodingAESKey: KEY, mode: 'compatible' })).statusCode, 401)
+  // A body without Encrypt, signed only by the plain signature (which covers no body): what anyone
+  // could send with the query of one logged push URL.
+  const plain = await sim.push(compatible.url, popupEvent('oForgedOpenid'), { token: TOKEN, mode: 'plaintext' })
+  t.equal(plain.statusCode, 400)
+  t.equal(JSON.parse(plain.body).code, 'FST_WECHAT_PUSH_FORMAT')
+  await waitFor(() => all.length === 2)
+  t.same(await compatible.app.wechat.credits('oForgedOpenid'), {}, 'no credit granted')
+  // The plaintext copy next to Encrypt is ignored: only the signed ciphertext counts.
+  const built = buildSimPush({ ...changeEvent(), CreateTime: 1767229300 }, { token: TOKEN, encodingAESKey: KEY, mode: 'compatible', format: 'json' }, sim.appId, Date.now())
+  const tampered = built.body.replace('"subscribe_msg_change_event"', '"subscribe_msg_popup_event"')
+  t.not(tampered, built.body)
+  t.equal((await compatible.app.inject({ method: 'POST', url: built.url, body: tampered, headers: { 'content-type': built.contentType } })).body, 'success')
+  await waitFor(() => all.length === 3)
+  t.equal(all[2].Event, 'subscribe_msg_change_event', 'the decrypted message, not the plaintext copy')
 
-  const safe = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY }, listen: true })
-  const res = await sim.push(safe.url, changeEvent(), { token: TOKEN, mode: 'plaintext' })
-  t.equal(res.statusCode, 401, 'plaintext push in safe mode')
-  t.equal(JSON.parse(res.body).message, 'push signature does not match: safe mode needs encrypt_type=aes')
+  for (const push of [{ token: TOKEN, encodingAESKey: KEY }, { token: TOKEN, encodingAESKey: KEY, mode: 'safe' }]) {
+    const safe = await pushApp(t, sim, { push, listen: true })
+    const res = await sim.push(safe.url, changeEvent(), { token: TOKEN, mode: 'plaintext' })
+    t.equal(res.statusCode, 401, 'plaintext push in safe mode (also the default with a key)')
+    t.equal(JSON.parse(res.body).message, 'push signature does not match: safe mode needs encrypt_type=aes')
+    const compat = await sim.push(safe.url, changeEvent(), { token: TOKEN, encodingAESKey: KEY, mode: 'compatible' })
+    t.same(compat, { statusCode: 200, body: 'success' }, 'safe mode accepts what WeChat sends in compatible mode')
+  }
 })
 
 test('custom path, and the user\'s own JSON parser is untouched', async (t) => {

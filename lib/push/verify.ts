@@ -88,8 +88,10 @@ export function parseBody (text: string): Record<string, unknown> {
  * Authenticate a POST and return the parsed push (§6.3):
  * - plaintext: plain `signature`; the body is the message.
  * - safe: `encrypt_type=aes` + `msg_signature` over the Encrypt field; the message is the decrypted text.
- * - compatible: WeChat sends both forms; with an Encrypt field the encrypted one wins (it is signed
- *   together with the body, the plaintext copy is not), else the plain signature is required.
+ * - compatible: WeChat sends both forms (§6.1), so Encrypt and its msg_signature are required as in
+ *   safe mode and the plaintext copy is ignored. The plain `signature` covers no body: accepting a
+ *   body without Encrypt on it alone would let anyone holding one logged push URL forge pushes for
+ *   the whole replay window. Only a plaintext-mode configuration accepts a body without Encrypt.
  */
 export function openPush (query: PushQuery, text: string, config: PushCheckConfig, now: number): Record<string, unknown> {
   if (config.mode === 'plaintext') {
@@ -97,10 +99,6 @@ export function openPush (query: PushQuery, text: string, config: PushCheckConfi
     return parseBody(text)
   }
   const outer = parseBody(text)
-  if (config.mode === 'compatible' && outer.Encrypt === undefined) {
-    requireSignature(query, config, now)
-    return outer
-  }
   if (config.mode === 'safe' && param(query, 'encrypt_type') !== 'aes') throw new PushRejection('signature', 'safe mode needs encrypt_type=aes')
   if (typeof outer.Encrypt !== 'string') throw new PushRejection('format', 'Encrypt must be a string')
   return parseBody(openEncrypted(query, outer.Encrypt, config, now))
