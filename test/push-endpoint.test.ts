@@ -141,8 +141,8 @@ test('compatible mode needs Encrypt and its msg_signature; safe mode refuses pla
   // A body without Encrypt, signed only by the plain signature (which covers no body): what anyone
   // could send with the query of one logged push URL.
   const plain = await sim.push(compatible.url, popupEvent('oForgedOpenid'), { token: TOKEN, mode: 'plaintext' })
-  t.equal(plain.statusCode, 400)
-  t.equal(JSON.parse(plain.body).code, 'FST_WECHAT_PUSH_FORMAT')
+  t.equal(plain.statusCode, 401, 'no msg_signature')
+  t.equal(JSON.parse(plain.body).code, 'FST_WECHAT_PUSH_SIGNATURE')
   await waitFor(() => all.length === 2)
   t.same(await compatible.app.wechat.credits('oForgedOpenid'), {}, 'no credit granted')
   // The plaintext copy next to Encrypt is ignored: only the signed ciphertext counts.

@@ -106,17 +106,20 @@ test('handler errors are logged with the event name; nothing secret is logged', 
   t.notOk(text.includes(TOKEN) || text.includes(KEY) || text.includes('otherToken1'), 'no token or key in the logs')
 })
 
-test('chunked 10 MB body over real HTTP → 413, the server stays up', async (t) => {
+test('chunked 10 MB body over real HTTP: unsigned → 401 before it is read, signed → 413; the server stays up', async (t) => {
   const sim = await startSimulator(t)
   const { url } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' }, listen: true })
   const chunk = Buffer.alloc(64 * 1024, 0x61)
-  const body = Readable.from((function * () { for (let i = 0; i < 160; i++) yield chunk })())
-  const res = await request(`${url}/wechat/push?timestamp=1&nonce=2&signature=3`, { method: 'POST', headers: { 'content-type': 'text/xml' }, body }).catch((err: Error) => err)
-  if (res instanceof Error) {
-    t.pass(`connection closed while uploading (${res.message})`)
-  } else {
-    t.equal(res.statusCode, 413)
-    await res.body.dump()
+  const ts = String(Math.floor(Date.now() / 1000))
+  for (const [query, status] of [['timestamp=1&nonce=2&signature=3', 401], [`timestamp=${ts}&nonce=2&signature=${pushSignature([TOKEN, ts, '2'])}`, 413]] as const) {
+    const body = Readable.from((function * () { for (let i = 0; i < 160; i++) yield chunk })())
+    const res = await request(`${url}/wechat/push?${query}`, { method: 'POST', headers: { 'content-type': 'text/xml' }, body }).catch((err: Error) => err)
+    if (res instanceof Error) {
+      t.pass(`connection closed while uploading (${res.message})`)
+    } else {
+      t.equal(res.statusCode, status)
+      await res.body.dump()
+    }
   }
   t.equal((await sim.push(url, popupEvent(), { token: TOKEN, mode: 'plaintext' })).body, 'success')
 })

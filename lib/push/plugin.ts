@@ -14,7 +14,7 @@ import type { PushEventBus } from './event-bus.js'
 import { dedupeKey, normalizePush } from './events.js'
 import type { PushMessage } from './events.js'
 import { PushRejection } from './rejection.js'
-import { checkConfig, openPush, verifyEcho } from './verify.js'
+import { checkConfig, checkPushQuery, openPush, verifyEcho } from './verify.js'
 import type { PushQuery } from './verify.js'
 
 export interface PushEndpointDeps {
@@ -89,7 +89,12 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
       return reply.type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff').send(echo)
     })
 
-    child.post(push.path, { bodyLimit: push.bodyLimit }, async (request, reply) => {
+    child.post(push.path, {
+      bodyLimit: push.bodyLimit,
+      // The query checks run before the body is read: a stranger's request costs no body and no parse.
+      // openPush repeats them (microseconds) so it stays safe on its own.
+      onRequest: async (request) => { checkPushQuery(request.query as PushQuery, config, clock.now()) }
+    }, async (request, reply) => {
       if (!acceptableType(request.headers['content-type'])) {
         return sendError(reply, 415, 'FST_WECHAT_PUSH_MEDIA_TYPE', 'push body must be XML or JSON text')
       }

@@ -53,12 +53,25 @@ function requireSignature (query: PushQuery, config: PushCheckConfig, now: numbe
 }
 
 /** `msg_signature` over token, timestamp, nonce and the ciphertext (§6.3), then decrypt (§6.4). */
-function openEncrypted (query: PushQuery, encrypt: string, config: PushCheckConfig, now: number): string {
+function openEncrypted (query: PushQuery, encrypt: string, config: PushCheckConfig): string {
   const ok = verifyMsgSignature({ token: config.token, timestamp: param(query, 'timestamp'), nonce: param(query, 'nonce'), encrypt, msgSignature: param(query, 'msg_signature') })
   if (!ok) throw new PushRejection('signature')
-  checkTimestamp(query, now, config.replayWindowMs)
   // The signature is checked first, so a stranger never reaches the padding check (no padding oracle).
   return decryptMessage(encrypt, { keys: config.keys, appId: config.appId }).message
+}
+
+/**
+ * Everything about a POST that can be checked without its body, so a stranger's request is refused
+ * before the body is read or parsed (parsing a large many-element body costs milliseconds of CPU).
+ * WeChat sends the plain `signature` in every mode (§6.3: safe/compatible add parameters), so it is
+ * required in every mode, with the replay window; in safe/compatible mode `msg_signature` must be
+ * there and look like a sha1 (it is verified against Encrypt once the body is parsed).
+ */
+export function checkPushQuery (query: PushQuery, config: PushCheckConfig, now: number): void {
+  requireSignature(query, config, now)
+  if (config.mode === 'plaintext') return
+  if (config.mode === 'safe' && param(query, 'encrypt_type') !== 'aes') throw new PushRejection('signature', 'safe mode needs encrypt_type=aes')
+  if (!/^[0-9a-f]{40}$/.test(param(query, 'msg_signature') ?? '')) throw new PushRejection('signature')
 }
 
 /**
@@ -85,7 +98,7 @@ export function parseBody (text: string): Record<string, unknown> {
 }
 
 /**
- * Authenticate a POST and return the parsed push (§6.3):
+ * Authenticate a POST and return the parsed push (§6.3), after checkPushQuery:
  * - plaintext: plain `signature`; the body is the message.
  * - safe: `encrypt_type=aes` + `msg_signature` over the Encrypt field; the message is the decrypted text.
  * - compatible: WeChat sends both forms (§6.1), so Encrypt and its msg_signature are required as in
@@ -94,12 +107,9 @@ export function parseBody (text: string): Record<string, unknown> {
  *   the whole replay window. Only a plaintext-mode configuration accepts a body without Encrypt.
  */
 export function openPush (query: PushQuery, text: string, config: PushCheckConfig, now: number): Record<string, unknown> {
-  if (config.mode === 'plaintext') {
-    requireSignature(query, config, now)
-    return parseBody(text)
-  }
+  checkPushQuery(query, config, now)
   const outer = parseBody(text)
-  if (config.mode === 'safe' && param(query, 'encrypt_type') !== 'aes') throw new PushRejection('signature', 'safe mode needs encrypt_type=aes')
+  if (config.mode === 'plaintext') return outer
   if (typeof outer.Encrypt !== 'string') throw new PushRejection('format', 'Encrypt must be a string')
-  return parseBody(openEncrypted(query, outer.Encrypt, config, now))
+  return parseBody(openEncrypted(query, outer.Encrypt, config))
 }
