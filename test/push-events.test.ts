@@ -118,6 +118,23 @@ test('endpoint: effects that cannot be stored get a 503 and are applied once by 
   t.equal(applied, 2)
 })
 
+test('a push named like a lifecycle event reaches the catch-all only, never lifecycle handlers', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url } = await pushApp(t, sim, { listen: true })
+  const lifecycle: unknown[] = []
+  for (const name of ['message:delivered', 'message:failed', 'token:error'] as const) app.wechat.on(name, (event) => { lifecycle.push(event) })
+  const all: string[] = []
+  app.wechat.on('event', (message) => { all.push(message.Event ?? '') })
+  for (const [i, Event] of ['message:delivered', 'token:error'].entries()) {
+    const res = await sim.push(url, { ...changeEvent(), CreateTime: 1767229200 + i, Event, List: undefined, id: 'not-a-record', status: 'delivered' }, { token: TOKEN, encodingAESKey: KEY })
+    t.equal(res.body, 'success')
+  }
+  await waitFor(() => all.length === 2)
+  await settle()
+  t.same(all, ['message:delivered', 'token:error'])
+  t.same(lifecycle, [], 'lifecycle handlers got nothing')
+})
+
 test('bus: on() refuses bad arguments; drain waits, but only so long', async (t) => {
   const bus = new PushEventBus(fakeLog().log)
   t.throws(() => bus.on(42 as never, () => {}), TypeError)

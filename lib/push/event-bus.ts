@@ -9,7 +9,7 @@
  * The plugin's lifecycle events (lib/lifecycle.ts) reach their handlers the same way.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import type { EmitLifecycle } from '../lifecycle.js'
+import type { EmitLifecycle, LifecycleEventName } from '../lifecycle.js'
 import type { ChangeEvent, PopupEvent, PushMessage, SentEvent } from './events.js'
 
 /** Payload type per event name. `'event'` receives every push; other names get `PushMessage`. */
@@ -28,6 +28,20 @@ export const EVENTS_DRAIN_MS = 5000
 
 /** The catch-all name: its handlers receive every push. */
 export const ALL_EVENTS = 'event'
+
+/** Compiles only while every lifecycle name has a ':', which isPushEventName relies on. */
+type WithColon<T extends `${string}:${string}`> = T
+export type LifecycleNameWithColon = WithColon<LifecycleEventName>
+
+/**
+ * Whether a push's Event may reach the handlers of its own name. Lifecycle events share the handler
+ * table and every one of their names has a ':' (lib/lifecycle.ts), which WeChat's event names never
+ * do: a signed push named 'message:delivered' must not reach lifecycle handlers with a PushMessage.
+ * It still reaches the catch-all.
+ */
+function isPushEventName (name: unknown): name is string {
+  return typeof name === 'string' && name !== ALL_EVENTS && !name.includes(':')
+}
 
 export class PushEventBus {
   readonly #handlers = new Map<string, Array<PushHandler<never>>>()
@@ -120,7 +134,7 @@ export class PushEventBus {
   }
 
   async #dispatch (message: PushMessage): Promise<void> {
-    const names = typeof message.Event === 'string' && message.Event !== ALL_EVENTS ? [message.Event, ALL_EVENTS] : [ALL_EVENTS]
+    const names = isPushEventName(message.Event) ? [message.Event, ALL_EVENTS] : [ALL_EVENTS]
     // User handlers run side by side: one slow handler does not hold the others back.
     await Promise.all(names.flatMap((name) => (this.#handlers.get(name) ?? []).map((handler) =>
       this.#call(handler as PushHandler<PushMessage>, message, name))))
