@@ -118,6 +118,39 @@ test('a bare 64-bit MsgID number in JSON keeps every digit', async (t) => {
   t.same(sent[0].List.map((i) => [i.MsgID, i.ErrorCode]), [['2100000000000000123', 0], ['7', 43101]])
 })
 
+test('a UTF-8 BOM before a JSON body is accepted, in plaintext and inside the ciphertext; an event without items is a 400', async (t) => {
+  const sim = await startSimulator(t)
+  const plain = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' } })
+  const seen = collect(plain.app)
+  const ts = String(Math.floor(Date.now() / 1000))
+  const query = { signature: pushSignature([TOKEN, ts, 'n1']), timestamp: ts, nonce: 'n1' }
+  const post = async (body: string): Promise<{ statusCode: number, body: string }> => {
+    const res = await plain.app.inject({ method: 'POST', url: '/wechat/push', query, headers: { 'content-type': 'application/json' }, body })
+    return { statusCode: res.statusCode, body: res.body }
+  }
+  t.same(await post('\uFEFF' + JSON.stringify(popupEvent())), { statusCode: 200, body: 'success' })
+  for (const List of [undefined, []]) {
+    const res = await post(JSON.stringify({ ...changeEvent(), List }))
+    t.equal(res.statusCode, 400, `List ${JSON.stringify(List)}`)
+    t.equal(JSON.parse(res.body).message, 'push body has an unexpected format: List must have at least one item')
+  }
+  await waitFor(() => seen.length === 1)
+  t.equal(seen[0].List?.length, 2)
+
+  const safe = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY } })
+  const inner = collect(safe.app)
+  const encrypt = encryptMessage('\uFEFF' + JSON.stringify(sentEvent()), { key: aesKeyFromEncodingAESKey(KEY), appId: sim.appId })
+  const res = await safe.app.inject({
+    method: 'POST',
+    url: '/wechat/push',
+    query: { ...query, encrypt_type: 'aes', msg_signature: pushSignature([TOKEN, ts, 'n1', encrypt]) },
+    headers: { 'content-type': 'application/json' },
+    body: '\uFEFF' + JSON.stringify({ ToUserName: 'gh_x', Encrypt: encrypt })
+  })
+  t.same({ statusCode: res.statusCode, body: res.body }, { statusCode: 200, body: 'success' })
+  await waitFor(() => inner.length === 1)
+})
+
 test('key rotation: a push under the previous EncodingAESKey is accepted; an unknown key is not', async (t) => {
   const sim = await startSimulator(t)
   const { app, url } = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY, previousEncodingAESKey: OLD_KEY }, listen: true })

@@ -90,11 +90,13 @@ export function verifyEcho (query: PushQuery, config: PushCheckConfig): string {
 }
 
 /**
- * JSON when the body starts with `{` (after whitespace), XML otherwise (§6.1: both formats exist).
+ * JSON when the body starts with `{` (after a BOM and whitespace), XML otherwise (§6.1: both formats exist).
  * `[` counts as JSON too, so an array body is refused as "not a JSON object" rather than as bad XML.
  */
 export function parseBody (text: string): Record<string, unknown> {
-  return /^\s*[{[]/.test(text) ? parseJson(text) : parseXml(text)
+  // A UTF-8 byte order mark is not JSON whitespace; the XML parser already skips it.
+  const body = text.startsWith('\uFEFF') ? text.slice(1) : text
+  return /^\s*[{[]/.test(body) ? parseJson(body) : parseXml(body)
 }
 
 /**
