@@ -167,6 +167,7 @@ function resolveRoutes (routes: OptionsInput['routes']): ResolvedOptions['routes
 }
 
 const AES_KEY = /^[A-Za-z0-9]{43}$/
+export const PUSH_BODY_LIMIT = 32 * 1024
 
 function resolvePush (push: OptionsInput['push']): ResolvedOptions['push'] {
   if (push === undefined || push === false) return false
@@ -182,7 +183,9 @@ function resolvePush (push: OptionsInput['push']): ResolvedOptions['push'] {
     encodingAESKey: push.encodingAESKey,
     previousEncodingAESKey: push.previousEncodingAESKey,
     mode,
-    bodyLimit: push.bodyLimit ?? 64 * 1024,
+    // Real pushes are under 2 KB (compatible mode about 5 KB, §6.1): 32 KiB leaves room for larger
+    // message types while bounding what one signed request can make us read and parse.
+    bodyLimit: push.bodyLimit ?? PUSH_BODY_LIMIT,
     replayWindowMs: (push.replayWindow ?? 300) * 1000
   }
 }

@@ -120,8 +120,9 @@ function suite (t: Test, backend: Backend): void {
     t.equal(await store.acquireLock('b', 5000), true)
     t.same(await store.takeForceRefresh(now), { allowed: true })
     t.same(await store.takeForceRefresh(now + 1000), { allowed: false, reason: 'spacing' })
-    t.equal(await store.markPushSeen('k1', 60_000), true)
-    t.equal(await store.markPushSeen('k1', 60_000), false)
+    t.equal(await store.claimPush('k1', 60_000), 'claimed')
+    await store.settlePush('k1', 60_000)
+    t.equal(await store.claimPush('k1', 60_000), 'done')
 
     // records part: create (with idempotency and msgid), update, lookups, stats (MULTI), sent index (pipeline)
     const a = rec()

@@ -2,6 +2,7 @@ import { test } from 'tap'
 import { aesKeyFromEncodingAESKey, encryptMessage } from '../lib/push/crypto.js'
 import { pushSignature } from '../lib/push/signature.js'
 import type { PopupEvent, SentEvent } from '../lib/public-types.js'
+import { buildSimPush } from '../lib/testing/index.js'
 import { startSimulator } from './helpers/app.js'
 import { changeEvent, collect, KEY, OLD_KEY, OPENID, OTHER_KEY, popupEvent, pushApp, sentEvent, TOKEN, TPL_A, TPL_B, waitFor } from './push-helpers.js'
 
@@ -45,22 +46,28 @@ test('GET: the documented vector works on a real clock: the check is not replay-
   t.equal(forged.statusCode, 401, 'the timestamp is still covered by the signature')
 })
 
-test('GET in safe mode: the plain check still works (§6.2); WeCom msg_signature form is accepted too', async (t) => {
+test('GET in safe mode: the plain check still works (§6.2); the WeCom msg_signature form is refused', async (t) => {
   const sim = await startSimulator(t)
   const { app } = await pushApp(t, sim, { push: { token: VECTOR.token, encodingAESKey: KEY }, plugin: { clock: vectorClock } })
   const base = `timestamp=${VECTOR.timestamp}&nonce=${VECTOR.nonce}`
   const plain = await app.inject(`/wechat/push?signature=${VECTOR.signature}&${base}&echostr=hello`)
   t.equal(plain.body, 'hello')
 
-  const echostr = encryptMessage('1616140317555161061', { key: aesKeyFromEncodingAESKey(KEY), appId: sim.appId })
+  // A captured safe-mode push is already signed with msg_signature over its Encrypt field: replayed as
+  // a GET, the WeCom form would decrypt it for whoever replays it (a decryption oracle).
+  const secret = '<xml><FromUserName><![CDATA[oSecretOpenid]]></FromUserName></xml>'
+  const echostr = encryptMessage(secret, { key: aesKeyFromEncodingAESKey(KEY), appId: sim.appId })
   const msgSignature = pushSignature([VECTOR.token, VECTOR.timestamp, VECTOR.nonce, echostr])
   const wecom = await app.inject({ url: '/wechat/push', query: { msg_signature: msgSignature, timestamp: VECTOR.timestamp, nonce: VECTOR.nonce, echostr } })
-  t.equal(wecom.statusCode, 200)
-  t.equal(wecom.body, '1616140317555161061', 'decrypted echostr')
-  const forged = await app.inject({ url: '/wechat/push', query: { msg_signature: '0'.repeat(40), timestamp: VECTOR.timestamp, nonce: VECTOR.nonce, echostr } })
-  t.equal(forged.statusCode, 401)
-  const noEcho = await app.inject({ url: '/wechat/push', query: { msg_signature: msgSignature, timestamp: VECTOR.timestamp, nonce: VECTOR.nonce } })
-  t.equal(noEcho.statusCode, 401)
+  t.equal(wecom.statusCode, 401)
+  t.equal(wecom.json().code, 'FST_WECHAT_PUSH_SIGNATURE')
+  t.notMatch(wecom.body, /oSecretOpenid/, 'nothing decrypted')
+  const withEncrypt = await app.inject({ url: '/wechat/push', query: { msg_signature: msgSignature, encrypt_type: 'aes', signature: '0'.repeat(40), timestamp: VECTOR.timestamp, nonce: VECTOR.nonce, echostr } })
+  t.equal(withEncrypt.statusCode, 401, 'a wrong plain signature next to a valid msg_signature')
+  // A valid plain signature echoes the echostr as it came: ciphertext stays ciphertext.
+  const both = await app.inject({ url: '/wechat/push', query: { signature: VECTOR.signature, msg_signature: msgSignature, timestamp: VECTOR.timestamp, nonce: VECTOR.nonce, echostr } })
+  t.equal(both.statusCode, 200)
+  t.equal(both.body, echostr, 'echoed raw, not decrypted')
 })
 
 for (const mode of ['plaintext', 'compatible', 'safe'] as const) {
@@ -111,6 +118,39 @@ test('a bare 64-bit MsgID number in JSON keeps every digit', async (t) => {
   t.same(sent[0].List.map((i) => [i.MsgID, i.ErrorCode]), [['2100000000000000123', 0], ['7', 43101]])
 })
 
+test('a UTF-8 BOM before a JSON body is accepted, in plaintext and inside the ciphertext; an event without items is a 400', async (t) => {
+  const sim = await startSimulator(t)
+  const plain = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' } })
+  const seen = collect(plain.app)
+  const ts = String(Math.floor(Date.now() / 1000))
+  const query = { signature: pushSignature([TOKEN, ts, 'n1']), timestamp: ts, nonce: 'n1' }
+  const post = async (body: string): Promise<{ statusCode: number, body: string }> => {
+    const res = await plain.app.inject({ method: 'POST', url: '/wechat/push', query, headers: { 'content-type': 'application/json' }, body })
+    return { statusCode: res.statusCode, body: res.body }
+  }
+  t.same(await post('\uFEFF' + JSON.stringify(popupEvent())), { statusCode: 200, body: 'success' })
+  for (const List of [undefined, []]) {
+    const res = await post(JSON.stringify({ ...changeEvent(), List }))
+    t.equal(res.statusCode, 400, `List ${JSON.stringify(List)}`)
+    t.equal(JSON.parse(res.body).message, 'push body has an unexpected format: List must have at least one item')
+  }
+  await waitFor(() => seen.length === 1)
+  t.equal(seen[0].List?.length, 2)
+
+  const safe = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY } })
+  const inner = collect(safe.app)
+  const encrypt = encryptMessage('\uFEFF' + JSON.stringify(sentEvent()), { key: aesKeyFromEncodingAESKey(KEY), appId: sim.appId })
+  const res = await safe.app.inject({
+    method: 'POST',
+    url: '/wechat/push',
+    query: { ...query, encrypt_type: 'aes', msg_signature: pushSignature([TOKEN, ts, 'n1', encrypt]) },
+    headers: { 'content-type': 'application/json' },
+    body: '\uFEFF' + JSON.stringify({ ToUserName: 'gh_x', Encrypt: encrypt })
+  })
+  t.same({ statusCode: res.statusCode, body: res.body }, { statusCode: 200, body: 'success' })
+  await waitFor(() => inner.length === 1)
+})
+
 test('key rotation: a push under the previous EncodingAESKey is accepted; an unknown key is not', async (t) => {
   const sim = await startSimulator(t)
   const { app, url } = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY, previousEncodingAESKey: OLD_KEY }, listen: true })
@@ -124,17 +164,36 @@ test('key rotation: a push under the previous EncodingAESKey is accepted; an unk
   await waitFor(() => all.length === 2)
 })
 
-test('compatible mode without Encrypt needs the plain signature; safe mode refuses plaintext pushes', async (t) => {
+test('compatible mode needs Encrypt and its msg_signature; safe mode refuses plaintext pushes', async (t) => {
   const sim = await startSimulator(t)
   const compatible = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY, mode: 'compatible' }, listen: true })
-  t.same(await sim.push(compatible.url, changeEvent(), { token: TOKEN, mode: 'plaintext' }), { statusCode: 200, body: 'success' })
-  t.equal((await sim.push(compatible.url, sentEvent(), { token: 'wrongToken', mode: 'plaintext' })).statusCode, 401)
+  const all = collect(compatible.app)
+  t.same(await sim.push(compatible.url, changeEvent(), { token: TOKEN, encodingAESKey: KEY, mode: 'compatible' }), { statusCode: 200, body: 'success' })
+  t.same(await sim.push(compatible.url, sentEvent(), { token: TOKEN, encodingAESKey: KEY, mode: 'safe' }), { statusCode: 200, body: 'success' }, 'ciphertext only is fine')
   t.equal((await sim.push(compatible.url, sentEvent(), { token: 'wrongToken', encodingAESKey: KEY, mode: 'compatible' })).statusCode, 401)
+  // A body without Encrypt, signed only by the plain signature (which covers no body): what anyone
+  // could send with the query of one logged push URL.
+  const plain = await sim.push(compatible.url, popupEvent('oForgedOpenid'), { token: TOKEN, mode: 'plaintext' })
+  t.equal(plain.statusCode, 401, 'no msg_signature')
+  t.equal(JSON.parse(plain.body).code, 'FST_WECHAT_PUSH_SIGNATURE')
+  await waitFor(() => all.length === 2)
+  t.same(await compatible.app.wechat.credits('oForgedOpenid'), {}, 'no credit granted')
+  // The plaintext copy next to Encrypt is ignored: only the signed ciphertext counts.
+  const built = buildSimPush({ ...changeEvent(), CreateTime: 1767229300 }, { token: TOKEN, encodingAESKey: KEY, mode: 'compatible', format: 'json' }, sim.appId, Date.now())
+  const tampered = built.body.replace('"subscribe_msg_change_event"', '"subscribe_msg_popup_event"')
+  t.not(tampered, built.body)
+  t.equal((await compatible.app.inject({ method: 'POST', url: built.url, body: tampered, headers: { 'content-type': built.contentType } })).body, 'success')
+  await waitFor(() => all.length === 3)
+  t.equal(all[2].Event, 'subscribe_msg_change_event', 'the decrypted message, not the plaintext copy')
 
-  const safe = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY }, listen: true })
-  const res = await sim.push(safe.url, changeEvent(), { token: TOKEN, mode: 'plaintext' })
-  t.equal(res.statusCode, 401, 'plaintext push in safe mode')
-  t.equal(JSON.parse(res.body).message, 'push signature does not match: safe mode needs encrypt_type=aes')
+  for (const push of [{ token: TOKEN, encodingAESKey: KEY }, { token: TOKEN, encodingAESKey: KEY, mode: 'safe' }]) {
+    const safe = await pushApp(t, sim, { push, listen: true })
+    const res = await sim.push(safe.url, changeEvent(), { token: TOKEN, mode: 'plaintext' })
+    t.equal(res.statusCode, 401, 'plaintext push in safe mode (also the default with a key)')
+    t.equal(JSON.parse(res.body).message, 'push signature does not match: safe mode needs encrypt_type=aes')
+    const compat = await sim.push(safe.url, changeEvent(), { token: TOKEN, encodingAESKey: KEY, mode: 'compatible' })
+    t.same(compat, { statusCode: 200, body: 'success' }, 'safe mode accepts what WeChat sends in compatible mode')
+  }
 })
 
 test('custom path, and the user\'s own JSON parser is untouched', async (t) => {

@@ -10,6 +10,7 @@ import type { PushMessage } from '../lib/push/events.js'
 import { MemoryStore } from '../lib/store/memory.js'
 import { pushSignature } from '../lib/push/signature.js'
 import { buildSimPush } from '../lib/testing/index.js'
+import { buildPushBody } from '../lib/push/envelope.js'
 import { startSimulator } from './helpers/app.js'
 import { changeEvent, KEY, popupEvent, pushApp, sentEvent, settle, TOKEN, waitFor } from './push-helpers.js'
 
@@ -29,32 +30,109 @@ function fakeLog (): { log: any, errors: Logged[], warns: Logged[] } {
 const popup = normalizePush(popupEvent()) as PushMessage
 const sent = normalizePush(sentEvent()) as PushMessage
 
-test('bus: internal hooks run before user handlers; names route; errors are logged and contained', async (t) => {
+test('bus: internal hooks run in order and their failure rejects; names route; user errors are logged and contained', async (t) => {
   const { log, errors } = fakeLog()
   const bus = new PushEventBus(log)
   const order: string[] = []
+  let fail = true
   bus.onInternal(async () => { await new Promise((resolve) => setTimeout(resolve, 20)); order.push('internal-1') })
-  bus.onInternal(() => { order.push('internal-2'); throw new Error('receipt store down') })
+  bus.onInternal(() => { order.push('internal-2'); if (fail) throw new Error('receipt store down') })
+  bus.onInternal(() => { order.push('internal-3') })
   bus.on('subscribe_msg_popup_event', (event) => { order.push(`popup:${event.List.length}`) })
   bus.on('event', (event) => { order.push(`all:${event.Event ?? ''}`) })
   bus.on('subscribe_msg_sent_event', async () => { order.push('sent'); throw new Error('user bug') })
   bus.on('debug_demo', () => { order.push('debug') })
 
+  const failed = bus.applyInternal(popup)
+  t.equal(bus.pending, 1, 'counted for close')
+  await t.rejects(failed, { message: 'receipt store down' })
+  t.same(order, ['internal-1', 'internal-2'], 'stops at the first failure')
+  await settle()
+  t.equal(bus.pending, 0)
+  fail = false
+  order.length = 0
+  await bus.applyInternal(popup)
   await bus.emit(popup)
-  t.same(order, ['internal-1', 'internal-2', 'popup:2', 'all:subscribe_msg_popup_event'])
+  t.same(order, ['internal-1', 'internal-2', 'internal-3', 'popup:2', 'all:subscribe_msg_popup_event'])
   order.length = 0
   await bus.emit(sent)
-  t.same(order, ['internal-1', 'internal-2', 'sent', 'all:subscribe_msg_sent_event'])
-  t.same(errors.map((e) => [e.obj.event, (e.obj.err as Error).message]), [
-    ['internal', 'receipt store down'], ['internal', 'receipt store down'], ['subscribe_msg_sent_event', 'user bug']
-  ])
+  t.same(order, ['sent', 'all:subscribe_msg_sent_event'], 'emit runs user handlers only')
+  t.same(errors.map((e) => [e.obj.event, (e.obj.err as Error).message]), [['subscribe_msg_sent_event', 'user bug']])
   order.length = 0
   await bus.emit({ ...popup, Event: 'event' } as PushMessage)
-  t.same(order, ['internal-1', 'internal-2', 'all:event'], 'an Event named "event" is not delivered twice')
+  t.same(order, ['all:event'], 'an Event named "event" is not delivered twice')
   order.length = 0
   const { Event: _e, ...noEvent } = popup
   await bus.emit(noEvent as PushMessage)
-  t.same(order, ['internal-1', 'internal-2', 'all:'], 'a push without Event reaches the catch-all only')
+  t.same(order, ['all:'], 'a push without Event reaches the catch-all only')
+})
+
+test('endpoint: effects that cannot be stored get a 503 and are applied once by the retry; user handler errors do not', async (t) => {
+  const { log, warns } = fakeLog()
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const bus = new PushEventBus(log)
+  const push = { path: '/p', token: TOKEN, mode: 'plaintext' as const, bodyLimit: 4096, replayWindowMs: 300_000 }
+  registerPushEndpoint(app, { push, appId: 'wx1', store: new MemoryStore({ now: () => Date.now() }), events: bus, clock: { now: () => Date.now() }, log })
+  let failures = 1
+  let applied = 0
+  let gate: Promise<void> | null = null
+  bus.onInternal(async () => {
+    if (gate) await gate
+    if (failures-- > 0) throw new Error('store down')
+    applied++
+  })
+  let handled = 0
+  bus.on('event', () => { handled++; throw new Error('user bug') })
+  await app.ready()
+  const body = buildPushBody(popupEvent(), { format: 'xml' })
+  const attempt = async (nonce: string): Promise<{ statusCode: number, body: string }> => {
+    const ts = String(Math.floor(Date.now() / 1000))
+    const res = await app.inject({ method: 'POST', url: '/p', query: { signature: pushSignature([TOKEN, ts, nonce]), timestamp: ts, nonce }, headers: { 'content-type': 'text/xml' }, body })
+    return { statusCode: res.statusCode, body: res.body }
+  }
+
+  const first = await attempt('1')
+  t.equal(first.statusCode, 503, 'not acknowledged: WeChat retries')
+  t.same(JSON.parse(first.body), { statusCode: 503, code: 'FST_WECHAT_PUSH_UNAVAILABLE', error: 'Service Unavailable', message: 'push could not be stored now; WeChat retries it' })
+  t.ok(warns.some((w) => /push effects could not be stored/.test(w.msg)))
+  t.same(await attempt('2'), { statusCode: 200, body: 'success' }, 'the retry is applied, not taken for a duplicate')
+  t.same(await attempt('3'), { statusCode: 200, body: 'success' }, 'a later retry is a duplicate')
+  await settle()
+  t.equal(applied, 1, 'applied exactly once')
+  t.equal(handled, 1, 'user handlers ran once; their error did not turn into a 503')
+
+  // A retry arriving while another attempt is still applying the same push is not acknowledged.
+  let open: () => void = () => {}
+  gate = new Promise<void>((resolve) => { open = resolve })
+  const other = buildPushBody(sentEvent('55'), { format: 'xml' })
+  const ts = String(Math.floor(Date.now() / 1000))
+  const send = async (nonce: string): Promise<{ statusCode: number, body: string }> => await app.inject({ method: 'POST', url: '/p', query: { signature: pushSignature([TOKEN, ts, nonce]), timestamp: ts, nonce }, headers: { 'content-type': 'text/xml' }, body: other })
+  const slow = send('4')
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  const concurrent = await send('5')
+  t.equal(concurrent.statusCode, 503)
+  open()
+  t.equal((await slow).body, 'success')
+  t.equal((await send('6')).body, 'success')
+  t.equal(applied, 2)
+})
+
+test('a push named like a lifecycle event reaches the catch-all only, never lifecycle handlers', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url } = await pushApp(t, sim, { listen: true })
+  const lifecycle: unknown[] = []
+  for (const name of ['message:delivered', 'message:failed', 'token:error'] as const) app.wechat.on(name, (event) => { lifecycle.push(event) })
+  const all: string[] = []
+  app.wechat.on('event', (message) => { all.push(message.Event ?? '') })
+  for (const [i, Event] of ['message:delivered', 'token:error'].entries()) {
+    const res = await sim.push(url, { ...changeEvent(), CreateTime: 1767229200 + i, Event, List: undefined, id: 'not-a-record', status: 'delivered' }, { token: TOKEN, encodingAESKey: KEY })
+    t.equal(res.body, 'success')
+  }
+  await waitFor(() => all.length === 2)
+  await settle()
+  t.same(all, ['message:delivered', 'token:error'])
+  t.same(lifecycle, [], 'lifecycle handlers got nothing')
 })
 
 test('bus: on() refuses bad arguments; drain waits, but only so long', async (t) => {
@@ -106,17 +184,20 @@ test('handler errors are logged with the event name; nothing secret is logged', 
   t.notOk(text.includes(TOKEN) || text.includes(KEY) || text.includes('otherToken1'), 'no token or key in the logs')
 })
 
-test('chunked 10 MB body over real HTTP → 413, the server stays up', async (t) => {
+test('chunked 10 MB body over real HTTP: unsigned → 401 before it is read, signed → 413; the server stays up', async (t) => {
   const sim = await startSimulator(t)
   const { url } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' }, listen: true })
   const chunk = Buffer.alloc(64 * 1024, 0x61)
-  const body = Readable.from((function * () { for (let i = 0; i < 160; i++) yield chunk })())
-  const res = await request(`${url}/wechat/push?timestamp=1&nonce=2&signature=3`, { method: 'POST', headers: { 'content-type': 'text/xml' }, body }).catch((err: Error) => err)
-  if (res instanceof Error) {
-    t.pass(`connection closed while uploading (${res.message})`)
-  } else {
-    t.equal(res.statusCode, 413)
-    await res.body.dump()
+  const ts = String(Math.floor(Date.now() / 1000))
+  for (const [query, status] of [['timestamp=1&nonce=2&signature=3', 401], [`timestamp=${ts}&nonce=2&signature=${pushSignature([TOKEN, ts, '2'])}`, 413]] as const) {
+    const body = Readable.from((function * () { for (let i = 0; i < 160; i++) yield chunk })())
+    const res = await request(`${url}/wechat/push?${query}`, { method: 'POST', headers: { 'content-type': 'text/xml' }, body }).catch((err: Error) => err)
+    if (res instanceof Error) {
+      t.pass(`connection closed while uploading (${res.message})`)
+    } else {
+      t.equal(res.statusCode, status)
+      await res.body.dump()
+    }
   }
   t.equal((await sim.push(url, popupEvent(), { token: TOKEN, mode: 'plaintext' })).body, 'success')
 })

@@ -106,6 +106,14 @@ test('a 10 MB body is refused with 413 before it is read; a body just over the l
   expect4xx(t, await post(app, plainQuery(), normal), 413)
 })
 
+test('the default body limit is 32 KiB: real pushes are under 2 KB', async (t) => {
+  const sim = await startSimulator(t)
+  const { app } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' }, plugin: { clock } })
+  const padded = (size: number): string => `<xml>${'a'.repeat(size - 11)}</xml>`
+  expect4xx(t, await post(app, plainQuery(), padded(32 * 1024 + 1)), 413, 'FST_ERR_CTP_BODY_TOO_LARGE')
+  expect4xx(t, await post(app, plainQuery(), padded(32 * 1024)), 400, 'FST_WECHAT_PUSH_XML')
+})
+
 test('safe mode: tampered ciphertext, wrong appid, bad padding, truncated base64, hostile plaintext', async (t) => {
   const sim = await startSimulator(t)
   const { app } = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY }, plugin: { clock } })
@@ -151,6 +159,37 @@ test('safe mode: tampered ciphertext, wrong appid, bad padding, truncated base64
   t.equal((await app.inject({ method: 'POST', url: valid.url, headers: { 'content-type': valid.contentType }, body: valid.body })).body, 'success', 'replayed')
   await settle()
   t.equal(all.length, 1, 'replayed push handled once')
+})
+
+test('safe and compatible mode: the query is checked before the body is read or parsed', async (t) => {
+  const sim = await startSimulator(t)
+  for (const mode of ['safe', 'compatible'] as const) {
+    const { app } = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY, mode, bodyLimit: 4096 }, plugin: { clock } })
+    const all = collect(app)
+    const junk = '<xml>' + '<a/>'.repeat(900) + '</xml>' // well under the limit, but it would cost a parse
+    const valid = buildSimPush(popupEvent(), { token: TOKEN, encodingAESKey: KEY, mode, timestamp: NOW / 1000, nonce: 'n0nce' }, sim.appId, NOW)
+    const encrypt = /<Encrypt><!\[CDATA\[([^\]]+)\]\]>/.exec(valid.body)![1]
+    const { signature: _signature, ...noPlain } = safeQuery(encrypt)
+    // Stranger's requests: a 401 naming the query, not a 400 from the body parser.
+    expect4xx(t, await post(app, noPlain, junk), 401, 'FST_WECHAT_PUSH_SIGNATURE')
+    expect4xx(t, await post(app, noPlain, valid.body), 401, 'FST_WECHAT_PUSH_SIGNATURE')
+    expect4xx(t, await post(app, { ...safeQuery(encrypt), signature: 'f'.repeat(40) }, junk), 401, 'FST_WECHAT_PUSH_SIGNATURE')
+    const stale = String(NOW / 1000 - 3600)
+    expect4xx(t, await post(app, { ...safeQuery(encrypt), timestamp: stale, signature: pushSignature([TOKEN, stale, 'n0nce']) }, junk), 401, 'FST_WECHAT_PUSH_TIMESTAMP')
+    for (const msgSignature of [undefined, '', 'zz', 'F'.repeat(40), 'a'.repeat(41)]) {
+      const { msg_signature: _m, ...rest } = safeQuery(encrypt)
+      expect4xx(t, await post(app, msgSignature === undefined ? rest : { ...rest, msg_signature: msgSignature }, junk), 401, 'FST_WECHAT_PUSH_SIGNATURE')
+    }
+    if (mode === 'safe') expect4xx(t, await post(app, { ...safeQuery(encrypt), encrypt_type: 'raw' }, junk), 401, 'FST_WECHAT_PUSH_SIGNATURE')
+    // Refused before the body is read: a body over the limit gets the 401, not a 413.
+    expect4xx(t, await post(app, noPlain, 'x'.repeat(64 * 1024)), 401, 'FST_WECHAT_PUSH_SIGNATURE')
+    // A signed query reaches the parser (and the limit) as before.
+    expect4xx(t, await post(app, safeQuery(encrypt), junk), 400, 'FST_WECHAT_PUSH_FORMAT')
+    expect4xx(t, await post(app, safeQuery(encrypt), 'x'.repeat(64 * 1024)), 413)
+    t.equal((await app.inject({ method: 'POST', url: valid.url, headers: { 'content-type': valid.contentType }, body: valid.body })).body, 'success')
+    await settle()
+    t.equal(all.length, 1)
+  }
 })
 
 test('methods other than GET and POST are not served; HEAD verification needs a signature', async (t) => {

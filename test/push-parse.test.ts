@@ -121,8 +121,8 @@ test('XML and JSON of the same push normalise alike and share a dedupe key', asy
 test('XML wrapper mismatch and odd shapes (WECHAT.md §7 gotchas)', async (t) => {
   const changeInPopupWrapper = CHANGE_XML.replace(/SubscribeMsgChangeEvent/g, 'SubscribeMsgPopupEvent')
   t.same(normalizePush(parseXml(changeInPopupWrapper)).List, [{ TemplateId: 'TplAaaaExample111', SubscribeStatusString: 'reject' }])
-  const empty = normalizePush(parseXml(CHANGE_XML.replace(/<SubscribeMsgChangeEvent>[^]*<\/SubscribeMsgChangeEvent>/, '<SubscribeMsgChangeEvent></SubscribeMsgChangeEvent>')))
-  t.same(empty.List, [], 'empty wrapper → no items')
+  t.equal(rejectionOf(() => normalizePush(parseXml(CHANGE_XML.replace(/<SubscribeMsgChangeEvent>[^]*<\/SubscribeMsgChangeEvent>/, '<SubscribeMsgChangeEvent></SubscribeMsgChangeEvent>')))), 'format', 'empty wrapper → refused (§7: one or more <List>)')
+  t.equal(rejectionOf(() => normalizePush(parseXml(POPUP_XML.replace(/<SubscribeMsgPopupEvent>[^]*<\/SubscribeMsgPopupEvent>/, '')))), 'format', 'no wrapper, no List → refused')
   const strange = normalizePush(parseXml(POPUP_XML.replace(/<PopupScene>0/g, '<PopupScene>h5')))
   t.equal(strange.List?.[0] && 'PopupScene' in strange.List[0] ? strange.List[0].PopupScene : null, undefined, 'unparsable PopupScene → undefined')
   const spaced = normalizePush(parseXml(POPUP_XML.replace('<CreateTime>1767225600', '<CreateTime> 1767225600 ')))
@@ -194,7 +194,11 @@ test('normalizePush rejects what it cannot trust', async (t) => {
   const lenient = normalizePush({ ...good, List: { TemplateId: 'T', ErrorCode: '0', MsgID: 7 } })
   t.same(lenient.List, [{ TemplateId: 'T', MsgID: '7', ErrorCode: 0, ErrorStatus: '' }])
   t.same(normalizePush({ ...good, List: { TemplateId: 'T', ErrorCode: 0 } }).List, [{ TemplateId: 'T', MsgID: '', ErrorCode: 0, ErrorStatus: '' }])
-  t.same(normalizePush({ ...good, List: undefined }).List, [], 'no List at all')
+  for (const event of [good, parseJson(POPUP_JSON), parseJson(CHANGE_JSON)]) {
+    t.equal(rejectionOf(() => normalizePush({ ...event, List: undefined })), 'format', `${String(event.Event)}: no List at all`)
+    t.equal(rejectionOf(() => normalizePush({ ...event, List: [] })), 'format', `${String(event.Event)}: an empty List`)
+  }
+  t.equal(normalizePush({ ...good, Event: 'debug_demo', List: undefined }).List, undefined, 'other events need no List')
 })
 
 test('parseXml refuses DTDs, entities and malformed XML', async (t) => {

@@ -323,9 +323,14 @@ function suite (t: Test, make: Factory): void {
     t.same(await store.takeForceRefresh(day + 3_600_000), { allowed: false, reason: 'daily' })
     t.same(await store.takeForceRefresh(day + 86_400_000), { allowed: true }, 'a new China day')
 
-    t.equal(await store.markPushSeen('msg-1', 60_000), true)
-    t.equal(await store.markPushSeen('msg-1', 60_000), false)
-    t.equal(await store.markPushSeen('msg-2', 60_000), true)
+    // A claim is 'pending' to other attempts until settled: 'done' for its window, or dropped.
+    t.equal(await store.claimPush('msg-1', 60_000), 'claimed')
+    t.equal(await store.claimPush('msg-1', 60_000), 'pending')
+    t.equal(await store.claimPush('msg-2', 60_000), 'claimed')
+    await store.settlePush('msg-1', 60_000)
+    t.equal(await store.claimPush('msg-1', 60_000), 'done')
+    await store.settlePush('msg-2', null)
+    t.equal(await store.claimPush('msg-2', 60_000), 'claimed', 'a dropped claim can be taken again')
     await store.close()
   })
 
@@ -394,6 +399,11 @@ function suite (t: Test, make: Factory): void {
     t.same(await store.getCredits('oC'), { tplA: 1, tplB: 0 })
     await t.rejects(store.addCredit('oC', 'tplA', 0), RangeError)
     await t.rejects(store.addCredit('oC', 'tplA', 1.5), RangeError)
+    // One popup's accepts in one write; a bad count refuses the whole batch.
+    await store.addCredits('oC', new Map([['tplA', 2], ['tplC', 1]]))
+    await store.addCredits('oC', new Map())
+    await t.rejects(store.addCredits('oC', new Map([['tplD', 1], ['tplA', 0]])), RangeError)
+    t.same(await store.getCredits('oC'), { tplA: 3, tplB: 0, tplC: 1 })
 
     await store.addCredit('oRace', 'tplA', 10)
     const results = await Promise.all(Array.from({ length: 100 }, () => store.useCredit('oRace', 'tplA', true)))
@@ -428,11 +438,11 @@ test('memory store', async (t) => {
 
   t.test('push dedupe keys expire and are swept past 10,000', async (t) => {
     const { store, clock } = make()
-    for (let i = 0; i <= 10_001; i++) await store.markPushSeen(`k${i}`, 1000)
+    for (let i = 0; i <= 10_001; i++) await store.claimPush(`k${i}`, 1000)
     await store.putTokenIfNewer({ token: 'T', expiresAt: clock.t + 1000, fetchedAt: clock.t })
     clock.t += 1001
     t.equal(await store.getToken(), null, 'an expired token is gone')
-    t.equal(await store.markPushSeen('k0', 1000), true, 'seen again after its window')
+    t.equal(await store.claimPush('k0', 1000), 'claimed', 'seen again after its window')
   })
 
   t.test('bounded: the least recently written finished records are evicted first', async (t) => {

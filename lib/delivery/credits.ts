@@ -58,8 +58,11 @@ export class Credits {
     }
   }
 
-  async accept (openid: string, templateId: string): Promise<void> {
-    if (this.counts(templateId)) await this.store.addCredit(openid, templateId, 1)
+  /** The accepts of one push, in one store write: a retry after a failure must not add some twice. */
+  async acceptAll (openid: string, templateIds: readonly string[]): Promise<void> {
+    const counts = new Map<string, number>()
+    for (const id of templateIds) if (this.counts(id)) counts.set(id, (counts.get(id) ?? 0) + 1)
+    if (counts.size > 0) await this.store.addCredits(openid, counts)
   }
 
   async reject (openid: string, templateId: string): Promise<void> {

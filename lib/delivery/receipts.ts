@@ -27,7 +27,9 @@ export interface ReceiptHandler {
 /**
  * Closes the loop (WECHAT.md §7): popup accepts and change rejects feed the credits ledger, and each
  * subscribe_msg_sent_event moves its message to 'delivered' (ErrorCode 0) or 'failed'. Runs as an
- * internal handler, before user handlers, after WeChat already got its `success`.
+ * internal handler, before user handlers and before WeChat gets its `success`: a store error
+ * rejects, the push is answered 503 and WeChat's retry applies it (so each step must be safe to
+ * repeat after a failure: one write for a popup's accepts, zeroing and settling are idempotent).
  */
 export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: Credits, options: { clock: Clock, retentionSeconds: number }, log: FastifyBaseLogger): ReceiptHandler {
   const waiting = new Set<NodeJS.Timeout>()
@@ -35,10 +37,9 @@ export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: 
 
   bus.onInternal(async (message: PushMessage) => {
     if (isPopupEvent(message)) {
-      for (const item of message.List) {
-        // WECHAT.md §7.1 UNCERTAIN: 'acceptWithAudio' may appear; any accept* is an accept.
-        if (item.SubscribeStatusString.startsWith('accept')) await credits.accept(message.FromUserName, item.TemplateId)
-      }
+      // WECHAT.md §7.1 UNCERTAIN: 'acceptWithAudio' may appear; any accept* is an accept.
+      const accepted = message.List.filter((item) => item.SubscribeStatusString.startsWith('accept')).map((item) => item.TemplateId)
+      await credits.acceptAll(message.FromUserName, accepted)
     } else if (isChangeEvent(message)) {
       for (const item of message.List) {
         if (item.SubscribeStatusString === 'reject') await credits.reject(message.FromUserName, item.TemplateId)

@@ -1,11 +1,15 @@
 /**
- * In-process dispatch of inbound pushes to handlers (DESIGN.md "fastify.wechat.on"). The push route
- * has already answered `success` when `emit` runs (WECHAT.md §6.5: acknowledge first, then process),
- * so no handler can slow the answer down, and no handler error can reach WeChat or crash the app.
+ * In-process dispatch of inbound pushes to handlers (DESIGN.md "fastify.wechat.on"). Two stages
+ * (WECHAT.md §6.5: persist, then answer, then process):
+ * - applyInternal: the plugin's own effects (credits, delivery receipts), awaited by the push route
+ *   BEFORE it answers, so a push whose effects could not be stored is not acknowledged and WeChat
+ *   retries it.
+ * - emit: user handlers, after the route answered `success`: no handler can slow the answer down,
+ *   and no handler error (the user's bug, logged) can reach WeChat or crash the app.
  * The plugin's lifecycle events (lib/lifecycle.ts) reach their handlers the same way.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import type { EmitLifecycle } from '../lifecycle.js'
+import type { EmitLifecycle, LifecycleEventName } from '../lifecycle.js'
 import type { ChangeEvent, PopupEvent, PushMessage, SentEvent } from './events.js'
 
 /** Payload type per event name. `'event'` receives every push; other names get `PushMessage`. */
@@ -19,11 +23,25 @@ export interface PushEventMap {
 /** A user handler: may be async; what it returns is ignored, what it throws is logged. */
 export type PushHandler<T = PushMessage> = (payload: T) => unknown
 
-/** On close, running handlers get this long to finish (a push's work is not retried: WeChat got its answer). */
+/** On close, running handlers get this long to finish (a handler is not retried: WeChat got its answer). */
 export const EVENTS_DRAIN_MS = 5000
 
 /** The catch-all name: its handlers receive every push. */
 export const ALL_EVENTS = 'event'
+
+/** Compiles only while every lifecycle name has a ':', which isPushEventName relies on. */
+type WithColon<T extends `${string}:${string}`> = T
+export type LifecycleNameWithColon = WithColon<LifecycleEventName>
+
+/**
+ * Whether a push's Event may reach the handlers of its own name. Lifecycle events share the handler
+ * table and every one of their names has a ':' (lib/lifecycle.ts), which WeChat's event names never
+ * do: a signed push named 'message:delivered' must not reach lifecycle handlers with a PushMessage.
+ * It still reaches the catch-all.
+ */
+function isPushEventName (name: unknown): name is string {
+  return typeof name === 'string' && name !== ALL_EVENTS && !name.includes(':')
+}
 
 export class PushEventBus {
   readonly #handlers = new Map<string, Array<PushHandler<never>>>()
@@ -47,22 +65,31 @@ export class PushEventBus {
   }
 
   /**
-   * Plugin-internal hooks (delivery receipts, credits) that run, in order, BEFORE any user handler:
-   * by the time user code sees a sent event, the message record already says `delivered`.
+   * Plugin-internal hooks (delivery receipts, credits) that run, in order, in applyInternal: by the
+   * time user code sees a sent event, the message record already says `delivered`.
    */
   onInternal (handler: PushHandler<PushMessage>): void {
     this.#internal.push(handler)
   }
 
   /**
-   * Run the internal hooks, then every matching user handler, starting on the next turn of the event
-   * loop (after the caller's response is written). Counted as pending at once, so a close right after
-   * the answer still drains it. Never rejects.
+   * Run the internal hooks now, in order; rejects with the first failure (the push must not be
+   * acknowledged then). Counted as pending, so close waits for the store writes under way.
+   */
+  applyInternal (message: PushMessage): Promise<void> {
+    const run = (async () => { for (const hook of this.#internal) await hook(message) })()
+    this.#track(run.catch(() => {}))
+    return run
+  }
+
+  /**
+   * Run every matching user handler, starting on the next turn of the event loop (after the
+   * caller's response is written). Counted as pending at once, so a close right after the answer
+   * still drains it. Never rejects.
    */
   emit (message: PushMessage): Promise<void> {
     const run = new Promise((resolve) => { setImmediate(resolve) }).then(() => this.#dispatch(message))
-    this.#inFlight.add(run)
-    run.finally(() => this.#inFlight.delete(run))
+    this.#track(run)
     return run
   }
 
@@ -77,6 +104,11 @@ export class PushEventBus {
     const event = payload()
     const run = new Promise((resolve) => { setImmediate(resolve) }).then(() => Promise.all(handlers.map((handler) =>
       this.#call(handler as PushHandler<unknown>, event, name, 'lifecycle')))).then(() => {})
+    this.#track(run)
+  }
+
+  /** `run` must never reject. */
+  #track (run: Promise<void>): void {
     this.#inFlight.add(run)
     run.finally(() => this.#inFlight.delete(run))
   }
@@ -102,8 +134,7 @@ export class PushEventBus {
   }
 
   async #dispatch (message: PushMessage): Promise<void> {
-    for (const hook of this.#internal) await this.#call(hook, message, 'internal')
-    const names = typeof message.Event === 'string' && message.Event !== ALL_EVENTS ? [message.Event, ALL_EVENTS] : [ALL_EVENTS]
+    const names = isPushEventName(message.Event) ? [message.Event, ALL_EVENTS] : [ALL_EVENTS]
     // User handlers run side by side: one slow handler does not hold the others back.
     await Promise.all(names.flatMap((name) => (this.#handlers.get(name) ?? []).map((handler) =>
       this.#call(handler as PushHandler<PushMessage>, message, name))))

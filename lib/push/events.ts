@@ -59,6 +59,9 @@ function itemsOf (raw: Record<string, unknown>, event: keyof typeof EVENT_WRAPPE
   const wrapper = [EVENT_WRAPPERS[event], ...Object.values(EVENT_WRAPPERS)].map((name) => raw[name]).find(isRecord)
   const list = (wrapper ?? raw).List
   const items = list === undefined ? [] : Array.isArray(list) ? list : [list]
+  // §7: the wrapper holds one or more <List>, a JSON List is one object or an array of several. An
+  // event without items says nothing; refusing it beats handing handlers `List: []`.
+  if (items.length === 0) throw new PushRejection('format', 'List must have at least one item')
   return items.map((item) => {
     if (!isRecord(item)) throw new PushRejection('format', 'List items must be objects')
     requireString(item, 'TemplateId')

@@ -3,19 +3,27 @@
  * so its catch-all raw-text parser and its error handler never touch the user's app.
  *   GET  path: URL verification, echo `echostr` (§6.2)
  *   POST path: verify, decrypt, parse, dedupe, answer `success`, then emit (§6.3–§6.5)
- * Every failure is a 4xx with a fixed message: WeChat never sees a 500, a stranger never sees a secret.
+ * Every failure is a 4xx with a fixed message, except a store that cannot take the push's effects
+ * (503, so WeChat retries): WeChat never sees a 500, a stranger never sees a secret.
  */
 import { STATUS_CODES } from 'node:http'
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply } from 'fastify'
 import type { Clock, ResolvedOptions } from '../options.js'
-import type { WechatStore } from '../store/types.js'
+import type { PushClaim, WechatStore } from '../store/types.js'
 import { EVENTS_DRAIN_MS } from './event-bus.js'
 import type { PushEventBus } from './event-bus.js'
 import { dedupeKey, normalizePush } from './events.js'
 import type { PushMessage } from './events.js'
 import { PushRejection } from './rejection.js'
-import { checkConfig, openPush, verifyEcho } from './verify.js'
+import { checkConfig, checkPushQuery, openPush, verifyEcho } from './verify.js'
 import type { PushQuery } from './verify.js'
+
+/**
+ * How long a claimed push stays 'pending' to other attempts: far longer than applying it takes
+ * (a few store commands, each under a 1 s deadline), short enough that a claim orphaned by a crash
+ * does not swallow all of WeChat's retries.
+ */
+const CLAIM_MS = 10_000
 
 export interface PushEndpointDeps {
   push: Exclude<ResolvedOptions['push'], false>
@@ -51,14 +59,46 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
   // Retries of one push come within seconds (§6.5); without a replay window, remember pushes 10 minutes.
   const dedupeTtlMs = push.replayWindowMs > 0 ? 2 * push.replayWindowMs : 600_000
 
-  /** First sighting fleet-wide (§6.5 retries). A store outage accepts: a lost receipt is worse than a rare double. */
-  async function firstSighting (message: PushMessage): Promise<boolean> {
+  /**
+   * Dedupe and the plugin's own effects, before the answer (§6.5: persist, then acknowledge). The
+   * push is marked done only once its effects are stored; when the store cannot take them the answer
+   * is a 503, the claim is dropped, and WeChat's retry (up to 3 attempts) applies the push once.
+   * 'new': applied now, acknowledge and run the user handlers; 'duplicate': acknowledge only;
+   * 'retry': do not acknowledge.
+   */
+  async function apply (message: PushMessage): Promise<'new' | 'duplicate' | 'retry'> {
+    const key = dedupeKey(message)
+    let claim: PushClaim
     try {
-      return await store.markPushSeen(dedupeKey(message), dedupeTtlMs)
+      claim = await store.claimPush(key, CLAIM_MS)
     } catch (err) {
-      log.warn({ err: errorSummary(err as FastifyError), store: store.kind }, 'wechat: push dedupe unavailable; accepting the push (a WeChat retry may be handled twice)')
-      return true
+      log.warn({ err: errorSummary(err as FastifyError), store: store.kind }, 'wechat: push dedupe unavailable; answered 503 so WeChat retries')
+      return 'retry'
     }
+    if (claim === 'done') {
+      log.debug({ event: message.Event }, 'wechat: duplicate push (a WeChat retry) acknowledged again')
+      return 'duplicate'
+    }
+    if (claim === 'pending') {
+      // Another attempt is applying it right now: acknowledging this one could lose it if that fails.
+      log.warn({ event: message.Event }, 'wechat: push is being applied by another attempt; answered 503 so WeChat retries')
+      return 'retry'
+    }
+    try {
+      await events.applyInternal(message)
+    } catch (err) {
+      log.warn({ err: errorSummary(err as FastifyError), store: store.kind, event: message.Event }, 'wechat: push effects could not be stored; answered 503 so WeChat retries')
+      // Best effort: a claim left behind expires after CLAIM_MS, then a retry applies the push.
+      await store.settlePush(key, null).catch(() => {})
+      return 'retry'
+    }
+    try {
+      await store.settlePush(key, dedupeTtlMs)
+    } catch (err) {
+      // The effects are stored: acknowledging is right. Only a retry after CLAIM_MS could apply it twice.
+      log.warn({ err: errorSummary(err as FastifyError), store: store.kind }, 'wechat: push applied but not marked done; a WeChat retry may apply it twice')
+    }
+    return 'new'
   }
 
   fastify.register(async function wechatPushEndpoint (child) {
@@ -89,18 +129,24 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
       return reply.type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff').send(echo)
     })
 
-    child.post(push.path, { bodyLimit: push.bodyLimit }, async (request, reply) => {
+    child.post(push.path, {
+      bodyLimit: push.bodyLimit,
+      // The query checks run before the body is read: a stranger's request costs no body and no parse.
+      // openPush repeats them (microseconds) so it stays safe on its own.
+      onRequest: async (request) => { checkPushQuery(request.query as PushQuery, config, clock.now()) }
+    }, async (request, reply) => {
       if (!acceptableType(request.headers['content-type'])) {
         return sendError(reply, 415, 'FST_WECHAT_PUSH_MEDIA_TYPE', 'push body must be XML or JSON text')
       }
       const text = typeof request.body === 'string' ? request.body : ''
       const message = normalizePush(openPush(request.query as PushQuery, text, config, clock.now()))
-      if (await firstSighting(message)) {
-        // §6.5: answer within 5 s, then process: emit starts the handlers after this response is written.
-        events.emit(message)
-      } else {
-        log.debug({ event: message.Event }, 'wechat: duplicate push (a WeChat retry) acknowledged again')
+      const outcome = await apply(message)
+      if (outcome === 'retry') {
+        // A coded 5xx, not an acknowledgement: WeChat retries (§6.5). Nothing about the store's error.
+        return sendError(reply, 503, 'FST_WECHAT_PUSH_UNAVAILABLE', 'push could not be stored now; WeChat retries it')
       }
+      // §6.5: answer within 5 s, then process: emit starts the user handlers after this response is written.
+      if (outcome === 'new') events.emit(message)
       // §6.5: `success`, never encrypted, in every mode.
       return reply.type('text/plain; charset=utf-8').send('success')
     })

@@ -53,59 +53,65 @@ function requireSignature (query: PushQuery, config: PushCheckConfig, now: numbe
 }
 
 /** `msg_signature` over token, timestamp, nonce and the ciphertext (§6.3), then decrypt (§6.4). */
-function openEncrypted (query: PushQuery, encrypt: string, config: PushCheckConfig, now: number | undefined): string {
+function openEncrypted (query: PushQuery, encrypt: string, config: PushCheckConfig): string {
   const ok = verifyMsgSignature({ token: config.token, timestamp: param(query, 'timestamp'), nonce: param(query, 'nonce'), encrypt, msgSignature: param(query, 'msg_signature') })
   if (!ok) throw new PushRejection('signature')
-  if (now !== undefined) checkTimestamp(query, now, config.replayWindowMs)
   // The signature is checked first, so a stranger never reaches the padding check (no padding oracle).
   return decryptMessage(encrypt, { keys: config.keys, appId: config.appId }).message
 }
 
 /**
- * GET URL verification (§6.2): the documented check is the plain signature, echoing the raw echostr
- * in every mode. WeCom's form (msg_signature + encrypted echostr) is accepted too when a key is set,
- * as §6.2 suggests for a defensive library; the decrypted echostr is echoed then.
+ * Everything about a POST that can be checked without its body, so a stranger's request is refused
+ * before the body is read or parsed (parsing a large many-element body costs milliseconds of CPU).
+ * WeChat sends the plain `signature` in every mode (§6.3: safe/compatible add parameters), so it is
+ * required in every mode, with the replay window; in safe/compatible mode `msg_signature` must be
+ * there and look like a sha1 (it is verified against Encrypt once the body is parsed).
+ */
+export function checkPushQuery (query: PushQuery, config: PushCheckConfig, now: number): void {
+  requireSignature(query, config, now)
+  if (config.mode === 'plaintext') return
+  if (config.mode === 'safe' && param(query, 'encrypt_type') !== 'aes') throw new PushRejection('signature', 'safe mode needs encrypt_type=aes')
+  if (!/^[0-9a-f]{40}$/.test(param(query, 'msg_signature') ?? '')) throw new PushRejection('signature')
+}
+
+/**
+ * GET URL verification (§6.2): the plain signature, echoing the raw echostr, in every mode. WeCom's
+ * form (msg_signature + encrypted echostr) is not accepted: there is no evidence of it for mini
+ * programs, and it would decrypt any captured safe-mode push replayed as a GET (its msg_signature
+ * already covers exactly that ciphertext), with no replay window: a decryption oracle.
  * No replay window here: replaying a captured check only echoes text back and changes nothing, while
  * the window would refuse §6.2's own worked example (timestamp 1714036504) on any real clock.
  */
 export function verifyEcho (query: PushQuery, config: PushCheckConfig): string {
-  const echostr = param(query, 'echostr')
-  const wecom = param(query, 'signature') === undefined && param(query, 'msg_signature') !== undefined && config.keys.length > 0
-  if (wecom) {
-    if (echostr === undefined) throw new PushRejection('signature')
-    return openEncrypted(query, echostr, config, undefined)
-  }
   requireSignature(query, config, undefined)
+  const echostr = param(query, 'echostr')
   if (echostr === undefined || echostr === '') throw new PushRejection('format', 'echostr is missing')
   return echostr
 }
 
 /**
- * JSON when the body starts with `{` (after whitespace), XML otherwise (§6.1: both formats exist).
+ * JSON when the body starts with `{` (after a BOM and whitespace), XML otherwise (§6.1: both formats exist).
  * `[` counts as JSON too, so an array body is refused as "not a JSON object" rather than as bad XML.
  */
 export function parseBody (text: string): Record<string, unknown> {
-  return /^\s*[{[]/.test(text) ? parseJson(text) : parseXml(text)
+  // A UTF-8 byte order mark is not JSON whitespace; the XML parser already skips it.
+  const body = text.startsWith('\uFEFF') ? text.slice(1) : text
+  return /^\s*[{[]/.test(body) ? parseJson(body) : parseXml(body)
 }
 
 /**
- * Authenticate a POST and return the parsed push (§6.3):
+ * Authenticate a POST and return the parsed push (§6.3), after checkPushQuery:
  * - plaintext: plain `signature`; the body is the message.
  * - safe: `encrypt_type=aes` + `msg_signature` over the Encrypt field; the message is the decrypted text.
- * - compatible: WeChat sends both forms; with an Encrypt field the encrypted one wins (it is signed
- *   together with the body, the plaintext copy is not), else the plain signature is required.
+ * - compatible: WeChat sends both forms (§6.1), so Encrypt and its msg_signature are required as in
+ *   safe mode and the plaintext copy is ignored. The plain `signature` covers no body: accepting a
+ *   body without Encrypt on it alone would let anyone holding one logged push URL forge pushes for
+ *   the whole replay window. Only a plaintext-mode configuration accepts a body without Encrypt.
  */
 export function openPush (query: PushQuery, text: string, config: PushCheckConfig, now: number): Record<string, unknown> {
-  if (config.mode === 'plaintext') {
-    requireSignature(query, config, now)
-    return parseBody(text)
-  }
+  checkPushQuery(query, config, now)
   const outer = parseBody(text)
-  if (config.mode === 'compatible' && outer.Encrypt === undefined) {
-    requireSignature(query, config, now)
-    return outer
-  }
-  if (config.mode === 'safe' && param(query, 'encrypt_type') !== 'aes') throw new PushRejection('signature', 'safe mode needs encrypt_type=aes')
+  if (config.mode === 'plaintext') return outer
   if (typeof outer.Encrypt !== 'string') throw new PushRejection('format', 'Encrypt must be a string')
-  return parseBody(openEncrypted(query, outer.Encrypt, config, now))
+  return parseBody(openEncrypted(query, outer.Encrypt, config))
 }

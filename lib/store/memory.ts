@@ -1,6 +1,6 @@
 import type { Clock } from '../options.js'
 import { chinaDay, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_MS } from './types.js'
-import type { ForceRefreshVerdict, TokenRecord, WechatStore } from './types.js'
+import type { ForceRefreshVerdict, PushClaim, TokenRecord, WechatStore } from './types.js'
 import { MemoryRecords } from './records-memory.js'
 import { RecordsDelegate } from './records-delegate.js'
 
@@ -61,17 +61,22 @@ export class MemoryStore extends RecordsDelegate implements WechatStore {
     return { allowed: true }
   }
 
-  private readonly seen = new Map<string, number>()
+  private readonly seen = new Map<string, { state: 'pending' | 'done', until: number }>()
 
-  async markPushSeen (key: string, ttlMs: number): Promise<boolean> {
+  async claimPush (key: string, claimMs: number): Promise<PushClaim> {
     const now = this.clock.now()
     if (this.seen.size > 10_000) {
-      for (const [k, until] of this.seen) if (until <= now) this.seen.delete(k)
+      for (const [k, { until }] of this.seen) if (until <= now) this.seen.delete(k)
     }
-    const until = this.seen.get(key)
-    if (until !== undefined && until > now) return false
-    this.seen.set(key, now + ttlMs)
-    return true
+    const entry = this.seen.get(key)
+    if (entry !== undefined && entry.until > now) return entry.state
+    this.seen.set(key, { state: 'pending', until: now + claimMs })
+    return 'claimed'
+  }
+
+  async settlePush (key: string, doneMs: number | null): Promise<void> {
+    if (doneMs === null) this.seen.delete(key)
+    else this.seen.set(key, { state: 'done', until: this.clock.now() + doneMs })
   }
 
   async close (): Promise<void> {}

@@ -45,6 +45,10 @@ export abstract class RecordsDelegate implements RecordStore {
     return this.records.addCredit(openid, templateId, n)
   }
 
+  addCredits (openid: string, counts: ReadonlyMap<string, number>): Promise<void> {
+    return this.records.addCredits(openid, counts)
+  }
+
   zeroCredit (openid: string, templateId: string): Promise<void> {
     return this.records.zeroCredit(openid, templateId)
   }

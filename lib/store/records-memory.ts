@@ -139,6 +139,11 @@ export class MemoryRecords implements RecordStore {
     return count + n
   }
 
+  async addCredits (openid: string, counts: ReadonlyMap<string, number>): Promise<void> {
+    for (const n of counts.values()) checkCreditCount(n)
+    for (const [templateId, n] of counts) await this.addCredit(openid, templateId, n)
+  }
+
   async zeroCredit (openid: string, templateId: string): Promise<void> {
     this.creditsOf(openid).set(templateId, 0)
   }

@@ -154,6 +154,19 @@ export class RedisRecords implements RecordStore {
     return this.run((c) => c.hincrby(this.keys.credit(openid), templateId, n))
   }
 
+  async addCredits (openid: string, counts: ReadonlyMap<string, number>): Promise<void> {
+    for (const n of counts.values()) checkCreditCount(n)
+    if (counts.size === 0) return
+    // MULTI on one key: applied together or not at all.
+    const results = await this.run((c) => {
+      const multi = c.multi()
+      for (const [templateId, n] of counts) multi.hincrby(this.keys.credit(openid), templateId, n)
+      return multi.exec()
+    })
+    const failed = results?.find(([err]) => err !== null)
+    if (results === null || failed !== undefined) throw failed?.[0] ?? new Error('credits transaction aborted')
+  }
+
   async zeroCredit (openid: string, templateId: string): Promise<void> {
     await this.run((c) => c.hset(this.keys.credit(openid), templateId, 0))
   }

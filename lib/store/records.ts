@@ -111,6 +111,8 @@ export interface RecordStore {
   stats (): Promise<StatsSnapshot>
   /** one-time subscription credits per (openid, templateId): returns the new count */
   addCredit (openid: string, templateId: string, n: number): Promise<number>
+  /** several templates at once, all or none (one push's accepts: a retry after a failure must not add twice) */
+  addCredits (openid: string, counts: ReadonlyMap<string, number>): Promise<void>
   zeroCredit (openid: string, templateId: string): Promise<void>
   /** enforce: take one only if there is one (ok false at 0); else take one if any, ok always true */
   useCredit (openid: string, templateId: string, enforce: boolean): Promise<{ ok: boolean, remaining: number }>

@@ -4,7 +4,7 @@ import type { KeySpace } from './keys.js'
 import { ALL_SCRIPTS } from './scripts.js'
 import type { ScriptClient } from './scripts.js'
 import { chinaDay, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_MS } from './types.js'
-import type { ForceRefreshVerdict, TokenRecord, WechatStore } from './types.js'
+import type { ForceRefreshVerdict, PushClaim, TokenRecord, WechatStore } from './types.js'
 import { RedisRecords } from './records-redis.js'
 import { RecordsDelegate } from './records-delegate.js'
 
@@ -83,8 +83,14 @@ export class RedisStore extends RecordsDelegate implements WechatStore {
     return verdict === 'ok' ? { allowed: true } : { allowed: false, reason: verdict === 'daily' ? 'daily' : 'spacing' }
   }
 
-  async markPushSeen (key: string, ttlMs: number): Promise<boolean> {
-    return (await this.run((c) => c.set(this.keys.pushDedupe(key), '1', 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX'))) === 'OK'
+  async claimPush (key: string, claimMs: number): Promise<PushClaim> {
+    const state = await this.run((c) => c.wechatPushClaim(this.keys.pushDedupe(key), Math.max(1, Math.ceil(claimMs))))
+    return state === 'claimed' || state === 'done' ? state : 'pending'
+  }
+
+  async settlePush (key: string, doneMs: number | null): Promise<void> {
+    if (doneMs === null) await this.run((c) => c.del(this.keys.pushDedupe(key)))
+    else await this.run((c) => c.set(this.keys.pushDedupe(key), 'done', 'PX', Math.max(1, Math.ceil(doneMs))))
   }
 
   async close (): Promise<void> {

@@ -40,6 +40,14 @@ return 0`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`
   },
+  wechatPushClaim: {
+    numberOfKeys: 1,
+    // ARGV: claim ttl ms. 'claimed' for the first sighting, else the state another attempt left:
+    // 'pending' (being applied) or 'done' (applied). A claim that expired between the two calls is 'pending'.
+    lua: `
+if redis.call('SET', KEYS[1], 'pending', 'PX', ARGV[1], 'NX') then return 'claimed' end
+return redis.call('GET', KEYS[1]) or 'pending'`
+  },
   wechatPushTakeForce: {
     numberOfKeys: 1,
     // ARGV: China day, now ms, per-day limit, spacing ms.

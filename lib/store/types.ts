@@ -35,12 +35,17 @@ export interface WechatStore extends RecordStore {
    */
   takeForceRefresh (now: number): Promise<ForceRefreshVerdict>
   /**
-   * Dedupe of WeChat's push retries across instances (WECHAT.md §6.5): true the first time `key` is
-   * seen within `ttlMs`, false for a repeat.
+   * Dedupe of WeChat's push retries across instances (WECHAT.md §6.5), in two steps so a push whose
+   * effects could not be stored is not taken for done: claim it ('claimed' the first time; 'pending'
+   * while another attempt holds an unexpired claim; 'done' once settled), then settle the claim.
    */
-  markPushSeen (key: string, ttlMs: number): Promise<boolean>
+  claimPush (key: string, claimMs: number): Promise<PushClaim>
+  /** `doneMs`: the effects are stored, remember the push that long; null: drop the claim (a retry may apply it). */
+  settlePush (key: string, doneMs: number | null): Promise<void>
   close (): Promise<void>
 }
+
+export type PushClaim = 'claimed' | 'pending' | 'done'
 
 /** WeChat quotas reset on calendar days in China (UTC+8; WECHAT.md §8.1 UNCERTAIN, the usual guess). */
 export function chinaDay (now: number): string {
