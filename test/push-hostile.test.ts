@@ -171,9 +171,11 @@ test('safe and compatible mode: the query is checked before the body is read or 
     const encrypt = /<Encrypt><!\[CDATA\[([^\]]+)\]\]>/.exec(valid.body)![1]
     const { signature: _signature, ...noPlain } = safeQuery(encrypt)
     // Stranger's requests: a 401 naming the query, not a 400 from the body parser.
-    expect4xx(t, await post(app, noPlain, junk), 401, 'FST_WECHAT_PUSH_SIGNATURE')
-    expect4xx(t, await post(app, noPlain, valid.body), 401, 'FST_WECHAT_PUSH_SIGNATURE')
     expect4xx(t, await post(app, { ...safeQuery(encrypt), signature: 'f'.repeat(40) }, junk), 401, 'FST_WECHAT_PUSH_SIGNATURE')
+    // Without the plain signature these modes are verified by msg_signature alone (§6.3), after the parse.
+    expect4xx(t, await post(app, noPlain, junk), 400, 'FST_WECHAT_PUSH_FORMAT')
+    expect4xx(t, await post(app, noPlain, 'x'.repeat(64 * 1024)), 413)
+    t.equal((await post(app, noPlain, valid.body)).body, 'success', 'a genuine push without the plain signature is taken')
     const stale = String(NOW / 1000 - 3600)
     expect4xx(t, await post(app, { ...safeQuery(encrypt), timestamp: stale, signature: pushSignature([TOKEN, stale, 'n0nce']) }, junk), 401, 'FST_WECHAT_PUSH_TIMESTAMP')
     for (const msgSignature of [undefined, '', 'zz', 'F'.repeat(40), 'a'.repeat(41)]) {
@@ -182,7 +184,7 @@ test('safe and compatible mode: the query is checked before the body is read or 
     }
     if (mode === 'safe') expect4xx(t, await post(app, { ...safeQuery(encrypt), encrypt_type: 'raw' }, junk), 401, 'FST_WECHAT_PUSH_SIGNATURE')
     // Refused before the body is read: a body over the limit gets the 401, not a 413.
-    expect4xx(t, await post(app, noPlain, 'x'.repeat(64 * 1024)), 401, 'FST_WECHAT_PUSH_SIGNATURE')
+    expect4xx(t, await post(app, { ...safeQuery(encrypt), signature: 'f'.repeat(40) }, 'x'.repeat(64 * 1024)), 401, 'FST_WECHAT_PUSH_SIGNATURE')
     // A signed query reaches the parser (and the limit) as before.
     expect4xx(t, await post(app, safeQuery(encrypt), junk), 400, 'FST_WECHAT_PUSH_FORMAT')
     expect4xx(t, await post(app, safeQuery(encrypt), 'x'.repeat(64 * 1024)), 413)

@@ -63,12 +63,15 @@ function openEncrypted (query: PushQuery, encrypt: string, config: PushCheckConf
 /**
  * Everything about a POST that can be checked without its body, so a stranger's request is refused
  * before the body is read or parsed (parsing a large many-element body costs milliseconds of CPU).
- * WeChat sends the plain `signature` in every mode (§6.3: safe/compatible add parameters), so it is
- * required in every mode, with the replay window; in safe/compatible mode `msg_signature` must be
- * there and look like a sha1 (it is verified against Encrypt once the body is parsed).
+ * Plaintext mode: the plain `signature` and the replay window. Safe/compatible mode: the replay
+ * window, `msg_signature` present and shaped like a sha1 (it is verified against Encrypt once the
+ * body is parsed), and the plain `signature` when it is there: WeChat sends it too (§6.3 "also
+ * carries"), but §6.3 verifies these modes by msg_signature alone, so a push without it is not
+ * refused for that.
  */
 export function checkPushQuery (query: PushQuery, config: PushCheckConfig, now: number): void {
-  requireSignature(query, config, now)
+  if (config.mode === 'plaintext' || param(query, 'signature') !== undefined) requireSignature(query, config, now)
+  else checkTimestamp(query, now, config.replayWindowMs)
   if (config.mode === 'plaintext') return
   if (config.mode === 'safe' && param(query, 'encrypt_type') !== 'aes') throw new PushRejection('signature', 'safe mode needs encrypt_type=aes')
   if (!/^[0-9a-f]{40}$/.test(param(query, 'msg_signature') ?? '')) throw new PushRejection('signature')
