@@ -116,6 +116,19 @@ test('endpoint: effects that cannot be stored get a 503 and are applied once by 
   t.equal((await slow).body, 'success')
   t.equal((await send('6')).body, 'success')
   t.equal(applied, 2)
+
+  // The same push twice at once, the first done within a moment: the second waits for it and is
+  // acknowledged as a duplicate (it was a 503 at once, before).
+  gate = new Promise<void>((resolve) => { open = resolve })
+  const third = buildPushBody(sentEvent('56'), { format: 'xml' })
+  const sendThird = async (nonce: string): Promise<string> => (await app.inject({ method: 'POST', url: '/p', query: { signature: pushSignature([TOKEN, ts, nonce]), timestamp: ts, nonce }, headers: { 'content-type': 'text/xml' }, body: third })).body
+  const firstOfTwo = sendThird('7')
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  const secondOfTwo = sendThird('8')
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  open()
+  t.same(await Promise.all([firstOfTwo, secondOfTwo]), ['success', 'success'])
+  t.equal(applied, 3, 'applied once')
 })
 
 test('a push named like a lifecycle event reaches the catch-all only, never lifecycle handlers', async (t) => {

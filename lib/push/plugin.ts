@@ -7,6 +7,7 @@
  * (503, so WeChat retries): WeChat never sees a 500, a stranger never sees a secret.
  */
 import { STATUS_CODES } from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply } from 'fastify'
 import type { Clock, ResolvedOptions } from '../options.js'
 import type { PushClaim, WechatStore } from '../store/types.js'
@@ -24,6 +25,9 @@ import type { PushQuery } from './verify.js'
  * does not swallow all of WeChat's retries.
  */
 const CLAIM_MS = 10_000
+/** How long a push waits for another attempt applying the same push, before answering 503. */
+const PENDING_WAIT_MS = 2000
+const PENDING_POLL_MS = 25
 
 export interface PushEndpointDeps {
   push: Exclude<ResolvedOptions['push'], false>
@@ -71,6 +75,12 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
     let claim: PushClaim
     try {
       claim = await store.claimPush(key, CLAIM_MS)
+      // Another attempt is applying it right now (the same push sent twice at once): wait a moment
+      // for its outcome rather than refuse at once (WeChat waits 5 s for an answer).
+      for (let waited = 0; claim === 'pending' && waited < PENDING_WAIT_MS; waited += PENDING_POLL_MS) {
+        await sleep(PENDING_POLL_MS)
+        claim = await store.claimPush(key, CLAIM_MS)
+      }
     } catch (err) {
       log.warn({ err: errorSummary(err as FastifyError), store: store.kind }, 'wechat: push dedupe unavailable; answered 503 so WeChat retries')
       return 'retry'
