@@ -2,6 +2,7 @@ import { createServer } from 'node:http'
 import { test } from 'tap'
 import { WechatHttpClient } from '../lib/api/http-client.js'
 import { fetchAccessToken } from '../lib/api/token-endpoint.js'
+import { SimulatorClock } from '../lib/testing/clock.js'
 import FakeTimers from '@sinonjs/fake-timers'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
 import { startRedis, uniquePrefix } from './helpers/redis-server.js'
@@ -66,7 +67,9 @@ test('classic endpoint: cgi-bin/token, one fetch, refetch after 40001', async (t
 })
 
 test('stable: a refused token WeChat still hands out is replaced by force_refresh, within budget', async (t) => {
-  const sim = await startSimulator(t)
+  // Noon in China: the budget is per China day, and the test moves the clock 11 minutes on. Started
+  // from the real time it failed in CI run at 15:59 UTC, when the day turned over mid-test.
+  const sim = await startSimulator(t, { clock: new SimulatorClock(Date.UTC(2026, 2, 1, 4)) })
   const app = await buildApp(t, sim, { plugin: { clock: sim.clock } })
   const first = await app.wechat.getToken()
   // WeChat refuses a token that stable_token would still return: only force_refresh replaces it.
