@@ -295,3 +295,30 @@ test('close() does not wait forever for an async config.wechatPush that never se
   const closed = await Promise.race([app.close().then(() => true), sleep(25_000).then(() => false)])
   t.ok(closed, `close() returned (${Date.now() - started} ms)`)
 })
+
+// close() after its 10 s grace, with a queue add still waiting on Redis (here queue.replicas on a
+// Redis without replicas: each add waits 3 s for a WAIT that never confirms), spun in a loop that
+// never yielded to I/O: the add never got its answer and the heap filled up (out of memory in
+// ~2 s). Failed before (the test process died).
+test('close() during a slow queue add: bounded, and the process survives', async (t) => {
+  const sim = await startSimulator(t)
+  const redisUrl = await redisFor(t, 'bullmq')
+  const logs = captureLogs('error')
+  const app = await buildApp(t, sim, {
+    redisUrl,
+    logger: logs.logger,
+    plugin: { keyPrefix: uniquePrefix('slowadd'), queue: { replicas: 1, replicaTimeout: 3000 } },
+    setup: (app) => {
+      app.post('/ship', async (request, reply) => {
+        reply.wechatPush(numbered('S', 1))
+        return { ok: true }
+      })
+    }
+  })
+  t.equal((await app.inject({ method: 'POST', url: '/ship' })).statusCode, 200)
+  await sleep(100)
+  const started = Date.now()
+  const closed = await Promise.race([app.close().then(() => true), sleep(30_000).then(() => false)])
+  t.ok(closed, `close() returned (${Date.now() - started} ms)`)
+  t.ok(process.memoryUsage().heapUsed < 1024 ** 3, `heap ${Math.round(process.memoryUsage().heapUsed / 1024 ** 2)} MB`)
+})

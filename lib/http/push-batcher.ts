@@ -150,7 +150,11 @@ export class PushBatcher {
     const all = (async () => {
       while (this.buffer.length > 0 || this.flushing !== null || (this.aside.size > 0 && !this.stop.signal.aborted)) {
         this.flush()
-        await Promise.race([Promise.allSettled([this.flushing, ...this.aside]), stopped])
+        // Once stopped, only the flush under way is awaited (it ends: the abort cuts its retry
+        // waits). Racing it against the settled `stopped` would loop without ever yielding to I/O:
+        // the flush never got its answer and the heap filled up (a close during a slow queue add).
+        if (this.stop.signal.aborted) await Promise.allSettled([this.flushing])
+        else await Promise.race([Promise.allSettled([this.flushing, ...this.aside]), stopped])
       }
     })()
     let timer: NodeJS.Timeout | undefined
