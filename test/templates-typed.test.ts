@@ -184,3 +184,21 @@ test('CLI: runs as a program (bin entry) with the shebang', async (t) => {
   t.equal(code, 0)
   t.match(out, /export const 会议提醒 = defineTemplate\('SimDemo-MeetingReminder-LongTerm-000000002', \{\n {2}thing1: 'thing', \/\/ 会议地点\n {2}date2: 'date' \/\/ 会议时间\n\}\)/)
 })
+
+// With WeChat unreachable the program exited mid-retry with code 0 and no output (the retry waits
+// do not keep a process alive), so `templates > file.ts` silently emptied the file. Failed before.
+test('CLI as a program: WeChat unreachable → exit code 1 and the reason on stderr, nothing on stdout', async (t) => {
+  const child = spawn(process.execPath, [path.resolve('node_modules/tsx/dist/cli.mjs'), 'lib/cli/templates.ts', 'templates'], {
+    env: { ...process.env, WECHAT_APPID: 'wx0000000000000000', WECHAT_SECRET: 'some-secret-000', WECHAT_BASE_URL: 'http://127.0.0.1:9' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (chunk) => { out += String(chunk) })
+  child.stderr.on('data', (chunk) => { err += String(chunk) })
+  const code = await new Promise((resolve) => child.once('exit', resolve))
+  t.equal(code, 1)
+  t.equal(out, '')
+  t.match(err, /FST_WECHAT_TOKEN|unreachable/)
+  t.notMatch(err, /some-secret-000/)
+})

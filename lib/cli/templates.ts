@@ -141,6 +141,10 @@ function silentLogger (): FastifyBaseLogger {
 
 /* c8 ignore start */
 if (require.main === module) {
+  // The plugin's retry waits do not keep a process alive (an app's server does that); a CLI has
+  // nothing else, so without this Node exited mid-retry with code 0 and no output, and
+  // `... templates > file.ts` silently emptied the file when WeChat was unreachable.
+  const keepAlive = setInterval(() => {}, 60_000)
   main(process.argv.slice(2), {
     env: process.env,
     stdout: (text) => { process.stdout.write(text) },
@@ -148,6 +152,6 @@ if (require.main === module) {
   }).then((code) => { process.exitCode = code }, (err: Error) => {
     process.stderr.write(`${err.message}\n`)
     process.exitCode = 1
-  })
+  }).finally(() => { clearInterval(keepAlive) })
 }
 /* c8 ignore stop */
