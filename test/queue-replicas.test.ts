@@ -1,6 +1,7 @@
 import { test } from 'tap'
 import { Redis } from 'ioredis'
 import { buildApp, startSimulator } from './helpers/app.js'
+import { captureLogs } from './helpers/log-capture.js'
 import { startRedis, uniquePrefix } from './helpers/redis-server.js'
 import { numbered, until } from './queue-helpers.js'
 
@@ -40,4 +41,25 @@ test('queue.replicas: confirmed by the replica → resolves; replica gone → re
   t.match(again, { status: 'sent' }, 'the retry under the same key finds the first message')
   t.equal((await app.wechat.stats()).total, 2, 'one record per message: the retry did not make a second one')
   t.equal(sim.accepted.length, 2, 'each message reached WeChat once')
+})
+
+// Without replicas, an enqueue without a key was refused with "retry with the same idempotencyKey"
+// (there was none: a retry sends twice), its credits released and no record written, while its job
+// ran on the master anyway. Now the records are written, the error names the ids, and boot warns.
+// Failed before.
+test('queue.replicas on a Redis without replicas: a startup warning; an unconfirmed enqueue names its ids, which still go out', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const sim = await startSimulator(t)
+  const logs = captureLogs('warn')
+  const app = await buildApp(t, sim, { redisUrl: redis.url, logger: logs.logger, plugin: { keyPrefix: uniquePrefix('replicas'), queue: { replicas: 1, replicaTimeout: 200 } } })
+  await until('the startup warning', () => logs.parsed().some((l) => /queue\.replicas is 1 but the Redis master has 0 replica/.test(String(l.msg))))
+  const refused = await app.wechat.enqueue([numbered('U', 1), numbered('U', 2)]).then(() => null, (err: unknown) => err as Record<string, unknown>)
+  t.match(refused, { code: 'FST_WECHAT_QUEUE', message: /replicas did not confirm it.*may still be sent.*retry only under an idempotencyKey/ })
+  t.notMatch(String(refused?.message), /retry with the same idempotencyKey/)
+  const ids = refused?.messageIds as string[]
+  t.equal(ids.length, 2)
+  await until('both sent', async () => (await Promise.all(ids.map((id) => app.wechat.status(id)))).every((r) => r?.status === 'sent'))
+  t.equal(sim.accepted.length, 2)
+  t.equal((await app.wechat.stats()).total, 2)
 })

@@ -91,6 +91,8 @@ export class BullQueue implements MessageQueue {
   }
 
   async start (): Promise<void> {
+    // (not awaited: boot must not wait on Redis; the app's own client queues it until connected)
+    this.checkReplicas().catch(() => {})
     this.workerConnection = this.own(duplicateClient(this.client, { maxRetriesPerRequest: null, enableOfflineQueue: true }))
     this.worker = new Worker<JobData | BatchData>(QUEUE_NAME, (job, token) => job.name === BATCH_JOB
       ? this.processBatch(job as Job<BatchData>, token)
@@ -191,6 +193,20 @@ export class BullQueue implements MessageQueue {
   private readonly hold = {
     until: (): number | undefined => this.closing ? Date.now() : this.pausedUntil > Date.now() ? this.pausedUntil : undefined,
     pause: (ms: number): void => { this.pausedUntil = Date.now() + ms }
+  }
+
+  /**
+   * queue.replicas against a Redis with fewer replicas connected: every enqueue would wait the
+   * timeout and be refused (while its jobs still run on the master). Said once at boot; not an
+   * error, since replicas may connect later.
+   */
+  private async checkReplicas (): Promise<void> {
+    const wanted = this.options.replicas?.count
+    if (wanted === undefined) return
+    try {
+      const connected = Number(/connected_slaves:(\d+)/.exec(await this.client.info('replication'))?.[1] ?? 0)
+      if (connected < wanted) this.log.warn({ wanted, connected }, `wechat: queue.replicas is ${wanted} but the Redis master has ${connected} replica(s) connected: each enqueue will wait queue.replicaTimeout and be refused as unconfirmed (its jobs still run on the master)`)
+    } catch {}
   }
 
   /** 45009: park the whole queue, fleet-wide, until the quota resets. */

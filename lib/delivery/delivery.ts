@@ -134,7 +134,7 @@ export class Delivery {
       // Written to the master but not confirmed by its replicas (queue.replicas): maybe queued. The
       // records stay 'pending', so a retry with the same key re-adds the same job ids (a no-op where
       // they exist) instead of queueing a second message.
-      if (err instanceof ReplicasUnconfirmedError) throw new WechatQueueError(err.message, { cause: err })
+      if (err instanceof ReplicasUnconfirmedError) throw Object.assign(new WechatQueueError(err.message, { cause: err }), { messageIds: fresh.map((job) => job.data.id) })
       // Nothing was queued: undo the records (and their idempotency keys) so a retry starts clean.
       // If the store is down too, mark what remains failed rather than leave it pending forever.
       const now = this.nowIso()
@@ -175,7 +175,8 @@ export class Delivery {
     try {
       await this.queueAdmitted(batch)
     } catch (err) {
-      await this.release(batch)
+      // (unconfirmed by the replicas, the jobs may run: they keep their credits)
+      if (!((err as Error).cause instanceof ReplicasUnconfirmedError)) await this.release(batch)
       throw err
     }
     return batch.map(({ record }) => ({ id: record.id, status: 'pending' as const }))
@@ -225,14 +226,23 @@ export class Delivery {
    */
   async queueAdmitted (batch: readonly AdmittedMessage[]): Promise<void> {
     if (batch.length === 0) return
+    let unconfirmed: ReplicasUnconfirmedError | undefined
     try {
       await (this.queue as MessageQueue).add(batch.map(({ job }) => job))
     } catch (err) {
-      throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
+      if (!(err instanceof ReplicasUnconfirmedError)) throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
+      unconfirmed = err
     }
     await Promise.all(batch.map(({ record, job }) => this.store.createRecord(record, { ttlSeconds: inFlightTtl(this.options.retentionSeconds, job.delayMs) }).catch((err) => {
       this.log.warn({ messageId: record.id, reason: (err as Error).message }, 'wechat: queued, but the record write failed; the worker will write it')
     })))
+    if (unconfirmed !== undefined) {
+      // The master has the jobs, so they may run: their records are written as for any queued
+      // message, and the error names them (status(id) tells what became of each).
+      const ids = batch.map(({ record }) => record.id)
+      const error = new WechatQueueError(`the replicas did not confirm it (${unconfirmed.message.replace(/; retry with the same idempotencyKey$/, '')}); it may still be sent: see status() of ${ids.join(', ')}, and retry only under an idempotencyKey`, { cause: unconfirmed })
+      throw Object.assign(error, { messageIds: ids })
+    }
   }
 
   /** Messages that will not be queued after all: the credits they took go back. */
