@@ -70,8 +70,11 @@ export const WechatUpstreamError = createError('FST_WECHAT_UPSTREAM', 'WeChat co
 export type WechatNoCreditErrorInstance = Coded<'FST_WECHAT_NO_CREDIT', 409>
 export const WechatNoCreditError = createError('FST_WECHAT_NO_CREDIT', 'No subscription credit: %s', 409) as WechatErrorClass<WechatNoCreditErrorInstance>
 
-export type WechatQueueErrorInstance = Coded<'FST_WECHAT_QUEUE', 503>
-export const WechatQueueError = createError('FST_WECHAT_QUEUE', 'The message could not be queued: %s', 503) as WechatErrorClass<WechatQueueErrorInstance>
+export interface WechatQueueErrorInstance extends Coded<'FST_WECHAT_QUEUE', 503> {
+  /** queue.replicas did not confirm the add: these messages' jobs are on the master and may still run */
+  messageIds?: string[]
+}
+export const WechatQueueError = createError('FST_WECHAT_QUEUE', 'The message could not be queued: %s', 503) as unknown as WechatErrorClass<WechatQueueErrorInstance>
 
 export type WechatStoreErrorInstance = Coded<'FST_WECHAT_STORE', 503>
 export const WechatStoreError = createError('FST_WECHAT_STORE', 'The message store is unavailable: %s', 503) as WechatErrorClass<WechatStoreErrorInstance>
