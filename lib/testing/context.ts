@@ -1,5 +1,6 @@
 import type { SimulatorClock } from './clock.js'
 import type { FaultQueue } from './faults.js'
+import type { PushTiming } from './push-delivery.js'
 import type { TokenIssuer } from './tokens.js'
 import type { SimAcceptedMessage, SimEndpoint, SimRequestRecord, SimTemplate } from './types.js'
 
@@ -23,6 +24,8 @@ export interface SimContext {
   readonly addTemplateEncoding: 'form' | 'json' | 'both'
   /** Aborted on close, to cut short pending delays. */
   readonly closing: AbortSignal
+  /** Per-attempt timeout and pause between attempts of pushes to the app. */
+  readonly pushTiming: PushTiming
   /** Wall-clock latency added to every answer. */
   latencyMs: number
   /** Next msgid to hand out. */

@@ -6,9 +6,11 @@ import { CreditBook } from './context.js'
 import type { SimContext } from './context.js'
 import { FaultQueue } from './faults.js'
 import type { FaultTarget } from './faults.js'
-import { SimPusher, watchSends } from './push.js'
+import { SimPusher } from './push.js'
+import { PUSH_RETRY_DELAY_MS, PUSH_TIMEOUT_MS } from './push-delivery.js'
 import type { SimPopupItem, SimPushConfig, SimPushOptions, SimPushRecord, SimPushResult } from './push.js'
 import { tokenRoutes } from './routes-token.js'
+import { watchSends } from './send-events.js'
 import { sendRoutes } from './routes-send.js'
 import { templateRoutes } from './routes-templates.js'
 import { assertTemplate, copyTemplate, DEMO_TEMPLATES } from './templates.js'
@@ -41,7 +43,7 @@ export class WechatSimulator {
   readonly requests: SimRequestRecord[]
   /** Every message `subscribe/send` accepted, in order. */
   readonly accepted: SimAcceptedMessage[]
-  /** Every push sent to the app (`push`, `popup`, sent events), with the app's answer. */
+  /** Every push attempt sent to the app (`push`, `popup`, sent events, retries included), with the app's answer. */
   readonly pushes: SimPushRecord[]
   readonly #ctx: SimContext
   readonly #pusher: SimPusher
@@ -167,7 +169,10 @@ export class WechatSimulator {
   /**
    * Pushes an event to the app as WeChat does (WECHAT.md §6.3–§6.4): signed, encrypted in safe and
    * compatible mode, XML or JSON. Missing ToUserName, CreateTime, MsgType are filled in; options left
-   * out come from `pushConfig`. Resolves with the app's answer, whatever its status.
+   * out come from `pushConfig`. Like WeChat (§6.5) it waits 5 s per attempt and tries up to 3 times until
+   * the app answers a 2xx with `success` or an empty body. Resolves with the last attempt's answer,
+   * whatever its status (0: no answer). Sends the event as given: it changes no simulator state (use
+   * `popup` or `change` for a user's action).
    * @example await sim.push(url, { FromUserName: openid, Event: 'subscribe_msg_change_event', List: [...] }, { token })
    */
   async push (appUrl: string | undefined, event: object, options?: SimPushOptions): Promise<SimPushResult> {
@@ -188,7 +193,7 @@ export class WechatSimulator {
     return typeof appUrlOrItems === 'string' ? this.#pusher.popup(appUrlOrItems, items ?? []) : this.#pusher.popup(undefined, appUrlOrItems)
   }
 
-  /** Resolves when every background push (sent events) started so far has been answered. */
+  /** Resolves when every push started so far (sent events included) has been acknowledged or given up, retries included. */
   async pushesSettled (): Promise<void> {
     await this.#pusher.settled()
   }
@@ -261,6 +266,10 @@ function buildContext (o: SimulatorOptions, abort: AbortController): SimContext 
     closing: abort.signal,
     abort,
     latencyMs: assertLatency(o.latencyMs ?? 0),
+    pushTiming: {
+      timeoutMs: assertPositive(o.pushTimeoutMs ?? PUSH_TIMEOUT_MS, 'pushTimeoutMs'),
+      retryDelayMs: assertLatency(o.pushRetryDelayMs ?? PUSH_RETRY_DELAY_MS, 'pushRetryDelayMs')
+    },
     nextMsgid: FIRST_MSGID
   }
 }
@@ -270,7 +279,12 @@ function assertString (value: unknown, name: string): string {
   return value
 }
 
-function assertLatency (ms: number): number {
-  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw new TypeError('latency must be a number >= 0')
+function assertLatency (ms: number, name = 'latency'): number {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw new TypeError(`${name} must be a number >= 0`)
+  return ms
+}
+
+function assertPositive (ms: number, name: string): number {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) throw new TypeError(`createSimulator: ${name} must be a number > 0`)
   return ms
 }

@@ -142,6 +142,16 @@ export interface SimulatorOptions {
    * (data format error). WECHAT.md §4.5 is UNCERTAIN whether WeChat takes form, JSON or both; default `'both'`.
    */
   addTemplateEncoding?: 'form' | 'json' | 'both'
+  /**
+   * How long a push waits for the app's answer before the attempt counts as failed, in wall-clock ms;
+   * default 5000, WeChat's wait (WECHAT.md §6.5). Lower it to test a slow app quickly.
+   */
+  pushTimeoutMs?: number
+  /**
+   * Wall-clock pause before each retry of a push the app did not acknowledge, in ms; default 1000
+   * (WECHAT.md gives no interval). Lower it to keep tests fast.
+   */
+  pushRetryDelayMs?: number
   /** Fastify logger on or off; default false. */
   logger?: boolean
 }
