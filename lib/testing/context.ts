@@ -54,6 +54,11 @@ export class CreditBook {
     return true
   }
 
+  /** Zeroes the credits of one user and template (a rejection, WECHAT.md §7.2). */
+  revoke (openid: string, templateId: string): void {
+    this.#credits.delete(key(openid, templateId))
+  }
+
   /** Forgets every credit. */
   clear (): void {
     this.#credits.clear()

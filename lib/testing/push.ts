@@ -75,6 +75,14 @@ export interface SimPopupItem {
   status: 'accept' | 'reject'
 }
 
+/** One template the user set to reject later (§7.2: only rejections are pushed). */
+export interface SimChangeItem {
+  openid: string
+  templateId: string
+  /** Always `'reject'`; may be left out. */
+  status?: 'reject'
+}
+
 export const DEFAULT_TO_USER_NAME = 'gh_000000000000'
 
 /**
@@ -164,12 +172,36 @@ export class SimPusher {
       }
       byUser.set(item.openid, [...(byUser.get(item.openid) ?? []), item])
     }
-    // WeChat records the subscription before it pushes, so a send racing the push already finds the credit.
-    for (const item of items) if (item.status === 'accept') this.#ctx.credits.grant(item.openid, item.templateId, 1)
+    // WeChat records the subscription before it pushes, so a send racing the push already finds the
+    // credit; a reject leaves no subscription at all (§2.3 43101: "unsubscribed/rejected").
+    for (const item of items) {
+      if (item.status === 'accept') this.#ctx.credits.grant(item.openid, item.templateId, 1)
+      else this.#ctx.credits.revoke(item.openid, item.templateId)
+    }
     const results: SimPushResult[] = []
     for (const [openid, list] of byUser) {
       const List = list.map((item) => ({ TemplateId: item.templateId, SubscribeStatusString: item.status, PopupScene: 0 }))
       results.push(await this.#userEvent(appUrl, openid, 'subscribe_msg_popup_event', List))
+    }
+    return results
+  }
+
+  /** A later rejection in the settings (§7.2): zeroes the credits, then one change event per user. */
+  async change (appUrl: string | undefined, items: SimChangeItem[]): Promise<SimPushResult[]> {
+    if (this.config === undefined) throw new TypeError('sim.change: call pushConfig first (the token and keys come from there)')
+    if (!Array.isArray(items) || items.length === 0) throw new TypeError('sim.change: items must be a non-empty array')
+    const byUser = new Map<string, SimChangeItem[]>()
+    for (const item of items) {
+      if (typeof item?.openid !== 'string' || typeof item.templateId !== 'string' || (item.status !== undefined && item.status !== 'reject')) {
+        throw new TypeError('sim.change: each item needs openid and templateId; status can only be reject (§7.2)')
+      }
+      byUser.set(item.openid, [...(byUser.get(item.openid) ?? []), item])
+    }
+    for (const item of items) this.#ctx.credits.revoke(item.openid, item.templateId)
+    const results: SimPushResult[] = []
+    for (const [openid, list] of byUser) {
+      const List = list.map((item) => ({ TemplateId: item.templateId, SubscribeStatusString: 'reject' }))
+      results.push(await this.#userEvent(appUrl, openid, 'subscribe_msg_change_event', List))
     }
     return results
   }

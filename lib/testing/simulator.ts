@@ -8,7 +8,7 @@ import { FaultQueue } from './faults.js'
 import type { FaultTarget } from './faults.js'
 import { SimPusher } from './push.js'
 import { PUSH_RETRY_DELAY_MS, PUSH_TIMEOUT_MS } from './push-delivery.js'
-import type { SimPopupItem, SimPushConfig, SimPushOptions, SimPushRecord, SimPushResult } from './push.js'
+import type { SimChangeItem, SimPopupItem, SimPushConfig, SimPushOptions, SimPushRecord, SimPushResult } from './push.js'
 import { tokenRoutes } from './routes-token.js'
 import { watchSends } from './send-events.js'
 import { sendRoutes } from './routes-send.js'
@@ -188,9 +188,21 @@ export class WechatSimulator {
     this.#pusher.config = config ?? undefined
   }
 
-  /** A subscribe pop-up outcome (§7.1): grants a credit per accept, then pushes the popup event(s). */
+  /**
+   * A subscribe pop-up outcome (§7.1): grants a credit per accept and zeroes the user's credits for
+   * each rejected template, then pushes the popup event(s), one per user.
+   */
   async popup (appUrlOrItems: string | SimPopupItem[], items?: SimPopupItem[]): Promise<SimPushResult[]> {
     return typeof appUrlOrItems === 'string' ? this.#pusher.popup(appUrlOrItems, items ?? []) : this.#pusher.popup(undefined, appUrlOrItems)
+  }
+
+  /**
+   * The user later set templates to reject (§7.2): zeroes those credits, so the next send gets 43101,
+   * then pushes the `subscribe_msg_change_event`(s), one per user.
+   * @example await sim.change([{ openid, templateId, status: 'reject' }])
+   */
+  async change (appUrlOrItems: string | SimChangeItem[], items?: SimChangeItem[]): Promise<SimPushResult[]> {
+    return typeof appUrlOrItems === 'string' ? this.#pusher.change(appUrlOrItems, items ?? []) : this.#pusher.change(undefined, appUrlOrItems)
   }
 
   /** Resolves when every push started so far (sent events included) has been acknowledged or given up, retries included. */
