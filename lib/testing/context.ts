@@ -18,6 +18,8 @@ export interface SimContext {
   readonly accepted: SimAcceptedMessage[]
   /** Valid openids, or undefined when any well-formed openid is valid. */
   readonly openids: ReadonlySet<string> | undefined
+  /** Pages of the released version, or undefined when any page is accepted. */
+  readonly pages: ReadonlySet<string> | undefined
   readonly returnMsgid: boolean
   readonly requireCredits: boolean
   /** Which body encodings addtemplate reads (WECHAT.md §4.5 UNCERTAIN); the other answers 47001. */

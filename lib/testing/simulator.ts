@@ -257,6 +257,9 @@ function buildContext (o: SimulatorOptions, abort: AbortController): SimContext 
   if (o.openids !== undefined && (!Array.isArray(o.openids) || !o.openids.every((id) => typeof id === 'string'))) {
     throw new TypeError('createSimulator: openids must be an array of strings')
   }
+  if (o.pages !== undefined && (!Array.isArray(o.pages) || !o.pages.every((p) => typeof p === 'string' && p !== '' && !p.includes('?')))) {
+    throw new TypeError('createSimulator: pages must be an array of page paths (non-empty strings without a query)')
+  }
   const addTemplateEncoding = o.addTemplateEncoding ?? 'both'
   if (!['form', 'json', 'both'].includes(addTemplateEncoding)) throw new TypeError('createSimulator: addTemplateEncoding must be \'form\', \'json\' or \'both\'')
   const clock = o.clock instanceof SimulatorClock ? o.clock : new SimulatorClock(o.clock ?? Date.now())
@@ -272,6 +275,7 @@ function buildContext (o: SimulatorOptions, abort: AbortController): SimContext 
     requests: [],
     accepted: [],
     openids: o.openids === undefined ? undefined : new Set(o.openids),
+    pages: o.pages === undefined ? undefined : new Set(o.pages),
     returnMsgid: o.returnMsgid ?? true,
     requireCredits: o.requireCredits ?? false,
     addTemplateEncoding,

@@ -133,6 +133,12 @@ export interface SimulatorOptions {
   templates?: SimTemplate[]
   /** When given, only these openids are valid `touser`s (others get 40003). */
   openids?: string[]
+  /**
+   * When given, the pages of the released version (app.json paths such as `'pages/index/index'`): a send
+   * whose `page` path (the part before `?`) is not listed gets 41030 (WECHAT.md §2.1, §2.3). Default: any
+   * page is accepted.
+   */
+  pages?: string[]
   /** Whether a successful send answers a `msgid`; default true. */
   returnMsgid?: boolean
   /** When true, one-time (type 2) templates need a credit per (openid, template); default false. */
