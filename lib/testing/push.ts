@@ -3,6 +3,7 @@ import { aesKeyFromEncodingAESKey } from '../push/crypto.js'
 import { buildEncryptedEnvelope, buildPushBody } from '../push/envelope.js'
 import { pushSignature } from '../push/signature.js'
 import type { SimContext } from './context.js'
+import { assertPushShape } from './push-config.js'
 import { PushDelivery } from './push-delivery.js'
 import type { AttemptResult } from './push-delivery.js'
 import type { SimAcceptedMessage } from './types.js'
@@ -93,6 +94,7 @@ export const DEFAULT_TO_USER_NAME = 'gh_000000000000'
 export function buildSimPush (event: object, options: SimPushOptions, appId: string, nowMs: number): SimPushRequest {
   const token = options.token
   if (typeof token !== 'string' || token === '') throw new TypeError('sim.push: token is required (in the options or in pushConfig)')
+  assertPushShape('sim.push', options)
   const mode = options.mode ?? (options.encodingAESKey === undefined ? 'plaintext' : 'safe')
   const format = options.format ?? 'xml'
   const timestamp = String(options.timestamp ?? Math.floor(nowMs / 1000))

@@ -1,27 +1,24 @@
 import type { AddressInfo } from 'node:net'
 import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
-import { SimulatorClock } from './clock.js'
-import { CreditBook } from './context.js'
+import type { SimulatorClock } from './clock.js'
 import type { SimContext } from './context.js'
-import { FaultQueue } from './faults.js'
 import type { FaultTarget } from './faults.js'
 import { SimPusher } from './push.js'
-import { PUSH_RETRY_DELAY_MS, PUSH_TIMEOUT_MS } from './push-delivery.js'
+import { assertPushConfig } from './push-config.js'
 import type { SimChangeItem, SimPopupItem, SimPushConfig, SimPushOptions, SimPushRecord, SimPushResult } from './push.js'
 import { tokenRoutes } from './routes-token.js'
+import { assertLatency, buildContext } from './setup.js'
+import { assertTemplate, copyTemplate } from './templates.js'
 import { watchSends } from './send-events.js'
 import { sendRoutes } from './routes-send.js'
 import { templateRoutes } from './routes-templates.js'
-import { assertTemplate, copyTemplate, DEMO_TEMPLATES } from './templates.js'
-import { TokenIssuer } from './tokens.js'
 import type { TokenKind } from './tokens.js'
 import { SIM_ENDPOINTS } from './types.js'
 import type { SimAcceptedMessage, SimEndpoint, SimFault, SimRequestRecord, SimTemplate, SimTokenFetches, SimulatorOptions } from './types.js'
 import { httpPage } from './wire.js'
 
-/** First msgid handed out: 19 digits, above 2^53, so clients must parse it without rounding. */
-export const FIRST_MSGID = 2100000000000000001n
+export { FIRST_MSGID } from './setup.js'
 
 /**
  * A WeChat API simulator: a real Fastify HTTP server on 127.0.0.1 that behaves like
@@ -139,8 +136,14 @@ export class WechatSimulator {
     return this.#ctx.tokens.current(kind)
   }
 
-  /** Gives the user `n` (default 1) send credits for a one-time template, as `n` pop-up accepts would. */
+  /**
+   * Gives the user `n` (default 1) send credits for a one-time template, as `n` pop-up accepts would.
+   * Any template id is taken, one the account does not have (yet) included: a test may grant before
+   * `addTemplate`, and a send to an unknown id gets 40037 before credits are looked at.
+   */
   grantCredit (openid: string, templateId: string, n = 1): void {
+    if (typeof openid !== 'string' || openid === '') throw new TypeError('grantCredit: openid must be a non-empty string')
+    if (typeof templateId !== 'string' || templateId === '') throw new TypeError('grantCredit: templateId must be a non-empty string')
     if (!Number.isInteger(n) || n < 1) throw new TypeError('grantCredit: n must be an integer >= 1')
     this.#ctx.credits.grant(openid, templateId, n)
   }
@@ -184,7 +187,7 @@ export class WechatSimulator {
    * by a `subscribe_msg_sent_event` push (unless `sentEvents: false`). `null` removes it.
    */
   pushConfig (config: SimPushConfig | null): void {
-    if (config !== null && (typeof config?.url !== 'string' || typeof config.token !== 'string')) throw new TypeError('pushConfig: url and token are required')
+    if (config !== null) assertPushConfig(config)
     this.#pusher.config = config ?? undefined
   }
 
@@ -244,63 +247,4 @@ export class WechatSimulator {
  */
 export async function createSimulator (options?: SimulatorOptions): Promise<WechatSimulator> {
   return WechatSimulator.start(options)
-}
-
-function buildContext (o: SimulatorOptions, abort: AbortController): SimContext & { abort: AbortController } {
-  const appId = assertString(o.appId ?? 'wx0000000000000000', 'appId')
-  const appSecret = assertString(o.appSecret ?? 'simulator-secret-0000000000000000', 'appSecret')
-  const ttl = o.tokenTtlSeconds ?? 7200
-  if (!Number.isInteger(ttl) || ttl < 1) throw new TypeError('createSimulator: tokenTtlSeconds must be an integer >= 1')
-  const templates = o.templates ?? DEMO_TEMPLATES
-  if (!Array.isArray(templates)) throw new TypeError('createSimulator: templates must be an array')
-  templates.forEach(assertTemplate)
-  if (o.openids !== undefined && (!Array.isArray(o.openids) || !o.openids.every((id) => typeof id === 'string'))) {
-    throw new TypeError('createSimulator: openids must be an array of strings')
-  }
-  if (o.pages !== undefined && (!Array.isArray(o.pages) || !o.pages.every((p) => typeof p === 'string' && p !== '' && !p.includes('?')))) {
-    throw new TypeError('createSimulator: pages must be an array of page paths (non-empty strings without a query)')
-  }
-  const addTemplateEncoding = o.addTemplateEncoding ?? 'both'
-  if (!['form', 'json', 'both'].includes(addTemplateEncoding)) throw new TypeError('createSimulator: addTemplateEncoding must be \'form\', \'json\' or \'both\'')
-  const clock = o.clock instanceof SimulatorClock ? o.clock : new SimulatorClock(o.clock ?? Date.now())
-  return {
-    appId,
-    appSecret,
-    clock,
-    tokens: new TokenIssuer(clock, ttl),
-    faults: new FaultQueue(),
-    credits: new CreditBook(),
-    templates: new Map(templates.map((t) => [t.priTmplId, copyTemplate(t)])),
-    counters: Object.fromEntries(SIM_ENDPOINTS.map((name) => [name, 0])) as Record<SimEndpoint, number>,
-    requests: [],
-    accepted: [],
-    openids: o.openids === undefined ? undefined : new Set(o.openids),
-    pages: o.pages === undefined ? undefined : new Set(o.pages),
-    returnMsgid: o.returnMsgid ?? true,
-    requireCredits: o.requireCredits ?? false,
-    addTemplateEncoding,
-    closing: abort.signal,
-    abort,
-    latencyMs: assertLatency(o.latencyMs ?? 0),
-    pushTiming: {
-      timeoutMs: assertPositive(o.pushTimeoutMs ?? PUSH_TIMEOUT_MS, 'pushTimeoutMs'),
-      retryDelayMs: assertLatency(o.pushRetryDelayMs ?? PUSH_RETRY_DELAY_MS, 'pushRetryDelayMs')
-    },
-    nextMsgid: FIRST_MSGID
-  }
-}
-
-function assertString (value: unknown, name: string): string {
-  if (typeof value !== 'string' || value === '') throw new TypeError(`createSimulator: ${name} must be a non-empty string`)
-  return value
-}
-
-function assertLatency (ms: number, name = 'latency'): number {
-  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw new TypeError(`${name} must be a number >= 0`)
-  return ms
-}
-
-function assertPositive (ms: number, name: string): number {
-  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) throw new TypeError(`createSimulator: ${name} must be a number > 0`)
-  return ms
 }
