@@ -214,9 +214,11 @@ export class WechatSimulator {
   }
 
   /**
-   * Back to the start: counters, request and accepted logs, queued faults, tokens (and the force-refresh
-   * budget), credits and latency. Templates (including ones added since) and the clock are kept; msgids
-   * keep increasing so they stay unique.
+   * Clears what tests accumulate: counters, the request, accepted and pushes logs, queued faults, tokens
+   * (and the force-refresh budget), credits, the pop-up/sent-event CreateTime memory, and latency (back
+   * to `latencyMs`). Kept as they are: `pushConfig`, the account's templates as they are now (added and
+   * removed ones included), the clock's time, the createSimulator options, and the msgid sequence (msgids
+   * keep increasing so they stay unique). Pushes already on their way (and their retries) are not cancelled.
    */
   reset (): void {
     const ctx = this.#ctx
