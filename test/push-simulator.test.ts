@@ -104,13 +104,13 @@ test('push and pushConfig refuse what they cannot do', async (t) => {
   t.throws(() => sim.pushConfig(undefined as never), TypeError)
 })
 
-test('background pushes: an unreachable app is recorded as status 0; close() aborts a hanging one', async (t) => {
+test('background pushes: an unreachable app is recorded as status 0 per attempt; close() aborts a hanging one', async (t) => {
   const sim = await startSimulator(t)
   const { app } = await pushApp(t, sim)
   sim.pushConfig({ url: `http://127.0.0.1:${await freePort()}`, token: TOKEN })
   await app.wechat.send(shippedMessage())
   await sim.pushesSettled()
-  t.same(sim.pushes, [{ event: 'subscribe_msg_sent_event', statusCode: 0, body: '' }])
+  t.same(sim.pushes, [1, 2, 3].map((attempt) => ({ event: 'subscribe_msg_sent_event', statusCode: 0, body: '', attempt, error: 'connection' })))
 
   const sockets: Socket[] = []
   const silent = createServer((socket) => { sockets.push(socket) }) // accepts, never answers
@@ -122,5 +122,6 @@ test('background pushes: an unreachable app is recorded as status 0; close() abo
   const started = Date.now()
   await sim.close()
   t.ok(Date.now() - started < 2000, 'close did not wait for the hanging push')
-  t.equal(sim.pushes.length, 2)
+  t.match(sim.pushes[3], { statusCode: 0, attempt: 1, error: 'closed' })
+  t.equal(sim.pushes.length, 4, 'no retry after close')
 })

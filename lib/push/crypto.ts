@@ -11,7 +11,7 @@ import { PushRejection } from './rejection.js'
 const BLOCK = 32 // §6.4 step 4: WeChat pads to 32 bytes
 const RANDOM_LEN = 16
 const HEADER_LEN = RANDOM_LEN + 4
-const ENCODING_AES_KEY = /^[A-Za-z0-9]{43}$/
+export const ENCODING_AES_KEY = /^[A-Za-z0-9]{43}$/
 // Strict standard base64 (§6.4 step 5): alphabet only, padding only at the end; length checked separately.
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })

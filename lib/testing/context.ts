@@ -1,5 +1,6 @@
 import type { SimulatorClock } from './clock.js'
 import type { FaultQueue } from './faults.js'
+import type { PushTiming } from './push-delivery.js'
 import type { TokenIssuer } from './tokens.js'
 import type { SimAcceptedMessage, SimEndpoint, SimRequestRecord, SimTemplate } from './types.js'
 
@@ -17,12 +18,16 @@ export interface SimContext {
   readonly accepted: SimAcceptedMessage[]
   /** Valid openids, or undefined when any well-formed openid is valid. */
   readonly openids: ReadonlySet<string> | undefined
+  /** Pages of the released version, or undefined when any page is accepted. */
+  readonly pages: ReadonlySet<string> | undefined
   readonly returnMsgid: boolean
   readonly requireCredits: boolean
   /** Which body encodings addtemplate reads (WECHAT.md §4.5 UNCERTAIN); the other answers 47001. */
   readonly addTemplateEncoding: 'form' | 'json' | 'both'
   /** Aborted on close, to cut short pending delays. */
   readonly closing: AbortSignal
+  /** Per-attempt timeout and pause between attempts of pushes to the app. */
+  readonly pushTiming: PushTiming
   /** Wall-clock latency added to every answer. */
   latencyMs: number
   /** Next msgid to hand out. */
@@ -49,6 +54,11 @@ export class CreditBook {
     if (n < 1) return false
     this.#credits.set(key(openid, templateId), n - 1)
     return true
+  }
+
+  /** Zeroes the credits of one user and template (a rejection, WECHAT.md §7.2). */
+  revoke (openid: string, templateId: string): void {
+    this.#credits.delete(key(openid, templateId))
   }
 
   /** Forgets every credit. */

@@ -45,8 +45,22 @@ export class FaultQueue {
   }
 }
 
+const FIELDS = new Set(['errcode', 'errmsg', 'httpStatus', 'delayMs', 'drop', 'processed', 'omitMsgid'])
+const FLAGS = ['drop', 'processed', 'omitMsgid'] as const
+
+// A misspelt or mistyped field would queue a fault that does nothing, and the test would pass for the
+// wrong reason; `{}` stays allowed: it is documented as one normal answer.
 function validate (fault: SimFault): void {
   if (typeof fault !== 'object' || fault === null) throw new TypeError('failNext: fault must be an object')
+  for (const field of Object.keys(fault)) {
+    if (!FIELDS.has(field)) throw new TypeError(`failNext: unknown fault field ${JSON.stringify(field)}`)
+  }
+  for (const flag of FLAGS) {
+    if (fault[flag] !== undefined && typeof fault[flag] !== 'boolean') throw new TypeError(`failNext: ${flag} must be a boolean`)
+  }
+  if (fault.httpStatus === 200 && fault.errcode === undefined && fault.errmsg === undefined) {
+    throw new TypeError('failNext: httpStatus 200 alone is the normal answer; give an error status, or errcode/errmsg with it')
+  }
   if (fault.errcode !== undefined && !Number.isInteger(fault.errcode)) {
     throw new TypeError('failNext: errcode must be an integer')
   }

@@ -1,11 +1,11 @@
 import { randomInt } from 'node:crypto'
-import type { FastifyInstance } from 'fastify'
-import { Agent, request as httpRequest } from 'undici'
 import { aesKeyFromEncodingAESKey } from '../push/crypto.js'
 import { buildEncryptedEnvelope, buildPushBody } from '../push/envelope.js'
 import { pushSignature } from '../push/signature.js'
 import type { SimContext } from './context.js'
-import { bodyText, parseObject } from './request.js'
+import { assertPushShape } from './push-config.js'
+import { PushDelivery } from './push-delivery.js'
+import type { AttemptResult } from './push-delivery.js'
 import type { SimAcceptedMessage } from './types.js'
 
 /** Encryption mode of the push configuration (WECHAT.md §6.1). */
@@ -44,17 +44,21 @@ export interface SimPushConfig extends Omit<SimPushOptions, 'timestamp' | 'nonce
   toUserName?: string
 }
 
-/** The app's answer to a push. */
+/** The app's answer to a push (to its last attempt, when it was retried). */
 export interface SimPushResult {
-  /** HTTP status; 0 when the push could not be delivered (background pushes only). */
+  /** HTTP status; 0 when no answer came (timeout, connection refused or dropped, simulator closing). */
   statusCode: number
   body: string
 }
 
-/** One entry of `WechatSimulator.pushes`. */
+/** One entry of `WechatSimulator.pushes`: one attempt of one push. */
 export interface SimPushRecord extends SimPushResult {
   /** The pushed event's `Event`. */
   event: string | undefined
+  /** 1 for the first attempt, 2 and 3 for WeChat's retries (WECHAT.md §6.5). */
+  attempt: number
+  /** Why there was no answer, when `statusCode` is 0. */
+  error?: 'timeout' | 'connection' | 'closed'
 }
 
 /** A signed (and maybe encrypted) push, ready to POST or to `app.inject`. */
@@ -72,8 +76,15 @@ export interface SimPopupItem {
   status: 'accept' | 'reject'
 }
 
+/** One template the user set to reject later (§7.2: only rejections are pushed). */
+export interface SimChangeItem {
+  openid: string
+  templateId: string
+  /** Always `'reject'`; may be left out. */
+  status?: 'reject'
+}
+
 export const DEFAULT_TO_USER_NAME = 'gh_000000000000'
-const SEND_URL = '/cgi-bin/message/subscribe/send'
 
 /**
  * Build a push exactly as WeChat sends it (§6.3): plaintext body + `signature`, or the encrypted
@@ -83,6 +94,7 @@ const SEND_URL = '/cgi-bin/message/subscribe/send'
 export function buildSimPush (event: object, options: SimPushOptions, appId: string, nowMs: number): SimPushRequest {
   const token = options.token
   if (typeof token !== 'string' || token === '') throw new TypeError('sim.push: token is required (in the options or in pushConfig)')
+  assertPushShape('sim.push', options)
   const mode = options.mode ?? (options.encodingAESKey === undefined ? 'plaintext' : 'safe')
   const format = options.format ?? 'xml'
   const timestamp = String(options.timestamp ?? Math.floor(nowMs / 1000))
@@ -108,39 +120,47 @@ function defined<T extends object> (value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>
 }
 
-/** The simulator's push side (internal): WeChat → app. */
+/**
+ * The simulator's push side (internal): WeChat → app. Every push (`push`, `popup`, sent events) is
+ * delivered as WeChat does it (WECHAT.md §6.5): cut off after 5 s, tried up to 3 times until the app
+ * answers `success` or an empty body, every attempt logged in `records`.
+ */
 export class SimPusher {
   config: SimPushConfig | undefined
   readonly records: SimPushRecord[] = []
   readonly #ctx: SimContext
-  readonly #agent = new Agent({ headersTimeout: 10_000, bodyTimeout: 10_000 })
+  readonly #delivery: PushDelivery
   readonly #inFlight = new Set<Promise<unknown>>()
   // Last CreateTime per (user, event, templates): the frozen simulator clock must not make two
-  // pop-ups look like one WeChat retry to the app's dedupe (§6.5).
+  // distinct events look like one WeChat retry to the app's dedupe (§6.5).
   readonly #lastCreateTime = new Map<string, number>()
 
   constructor (ctx: SimContext) {
     this.#ctx = ctx
+    this.#delivery = new PushDelivery(ctx.pushTiming, ctx.closing)
   }
 
-  /** POST `event` to `appUrl` (default: the configured URL) and return the app's answer. */
+  /**
+   * POST `event` to `appUrl` (default: the configured URL), retried as WeChat retries; resolves with the
+   * last attempt's answer. Each attempt is signed anew (fresh nonce unless one is given, timestamp from
+   * the clock); the event itself, CreateTime included, is the same, so the app can dedupe it.
+   */
   async push (appUrl: string | undefined, event: object, options: SimPushOptions = {}): Promise<SimPushResult> {
     const { url: configUrl, sentEvents: _s, toUserName, ...configured } = this.config ?? { url: undefined }
     const base = appUrl ?? configUrl
     if (base === undefined) throw new TypeError('sim.push: no app URL (pass one or call pushConfig first)')
-    const now = this.#ctx.clock.now()
-    const full = { ToUserName: toUserName ?? DEFAULT_TO_USER_NAME, CreateTime: Math.floor(now / 1000), MsgType: 'event', ...event }
-    const built = buildSimPush(full, { ...defined(configured), ...defined(options) }, this.#ctx.appId, now)
-    const response = await httpRequest(base.replace(/\/+$/, '') + built.url, {
-      method: 'POST',
-      headers: { 'content-type': built.contentType },
-      body: built.body,
-      dispatcher: this.#agent,
-      signal: this.#ctx.closing
-    })
-    const result = { statusCode: response.statusCode, body: await response.body.text() }
-    this.records.push({ event: (full as { Event?: string }).Event, ...result })
-    return result
+    const full = { ToUserName: toUserName ?? DEFAULT_TO_USER_NAME, CreateTime: Math.floor(this.#ctx.clock.now() / 1000), MsgType: 'event', ...event }
+    const merged = { ...defined(configured), ...defined(options) }
+    const build = (): SimPushRequest => {
+      const built = buildSimPush(full, merged, this.#ctx.appId, this.#ctx.clock.now())
+      return { ...built, url: base.replace(/\/+$/, '') + built.url }
+    }
+    build() // a push that cannot be signed throws here, before anything is sent
+    const name = (full as { Event?: string }).Event
+    const run = this.#delivery.deliver(build, (result, attempt) => { this.records.push(record(name, result, attempt)) })
+    this.#track(run)
+    const { statusCode, body } = await run
+    return { statusCode, body }
   }
 
   /** A pop-up outcome (§7.1): credits for accepts, then one popup event per user. */
@@ -154,29 +174,49 @@ export class SimPusher {
       }
       byUser.set(item.openid, [...(byUser.get(item.openid) ?? []), item])
     }
-    // WeChat records the subscription before it pushes, so a send racing the push already finds the credit.
-    for (const item of items) if (item.status === 'accept') this.#ctx.credits.grant(item.openid, item.templateId, 1)
+    // WeChat records the subscription before it pushes, so a send racing the push already finds the
+    // credit; a reject leaves no subscription at all (§2.3 43101: "unsubscribed/rejected").
+    for (const item of items) {
+      if (item.status === 'accept') this.#ctx.credits.grant(item.openid, item.templateId, 1)
+      else this.#ctx.credits.revoke(item.openid, item.templateId)
+    }
     const results: SimPushResult[] = []
     for (const [openid, list] of byUser) {
-      const event = 'subscribe_msg_popup_event'
       const List = list.map((item) => ({ TemplateId: item.templateId, SubscribeStatusString: item.status, PopupScene: 0 }))
-      const CreateTime = this.#createTime(`${openid}\u0000${event}\u0000${List.map((i) => i.TemplateId).sort().join(',')}`)
-      results.push(await this.push(appUrl, { FromUserName: openid, CreateTime, Event: event, List }))
+      results.push(await this.#userEvent(appUrl, openid, 'subscribe_msg_popup_event', List))
     }
     return results
   }
 
-  /** Fire-and-forget `subscribe_msg_sent_event` for an accepted send (§7.3); errors are recorded, not thrown. */
+  /** A later rejection in the settings (§7.2): zeroes the credits, then one change event per user. */
+  async change (appUrl: string | undefined, items: SimChangeItem[]): Promise<SimPushResult[]> {
+    if (this.config === undefined) throw new TypeError('sim.change: call pushConfig first (the token and keys come from there)')
+    if (!Array.isArray(items) || items.length === 0) throw new TypeError('sim.change: items must be a non-empty array')
+    const byUser = new Map<string, SimChangeItem[]>()
+    for (const item of items) {
+      if (typeof item?.openid !== 'string' || typeof item.templateId !== 'string' || (item.status !== undefined && item.status !== 'reject')) {
+        throw new TypeError('sim.change: each item needs openid and templateId; status can only be reject (§7.2)')
+      }
+      byUser.set(item.openid, [...(byUser.get(item.openid) ?? []), item])
+    }
+    for (const item of items) this.#ctx.credits.revoke(item.openid, item.templateId)
+    const results: SimPushResult[] = []
+    for (const [openid, list] of byUser) {
+      const List = list.map((item) => ({ TemplateId: item.templateId, SubscribeStatusString: 'reject' }))
+      results.push(await this.#userEvent(appUrl, openid, 'subscribe_msg_change_event', List))
+    }
+    return results
+  }
+
+  /** Fire-and-forget `subscribe_msg_sent_event` for an accepted send (§7.3); every attempt is recorded. */
   sent (message: SimAcceptedMessage): void {
     if (this.config === undefined || this.config.sentEvents === false) return
     const List = [{ TemplateId: message.template_id, MsgID: message.msgid, ErrorCode: 0, ErrorStatus: 'success' }]
-    const run = this.push(undefined, { FromUserName: message.touser, Event: 'subscribe_msg_sent_event', List })
-      .catch(() => { this.records.push({ event: 'subscribe_msg_sent_event', statusCode: 0, body: '' }) })
-    this.#inFlight.add(run)
-    run.finally(() => this.#inFlight.delete(run))
+    // pushConfig was validated, so building cannot throw; the catch only keeps a bug from crashing the run.
+    this.#userEvent(undefined, message.touser, 'subscribe_msg_sent_event', List).catch(() => {})
   }
 
-  /** Resolves when every background push started so far has been answered (or failed). */
+  /** Resolves when every push started so far, retries included, has been answered or given up. */
   async settled (): Promise<void> {
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight])
   }
@@ -189,7 +229,18 @@ export class SimPusher {
   /** After the simulator's abort signal fired: wait for the aborted pushes, then drop the connections. */
   async close (): Promise<void> {
     await this.settled()
-    await this.#agent.close()
+    await this.#delivery.close()
+  }
+
+  /** Pushes one user's event with a CreateTime of its own (see #lastCreateTime). */
+  async #userEvent (appUrl: string | undefined, openid: string, event: string, List: Array<{ TemplateId: string }>): Promise<SimPushResult> {
+    const CreateTime = this.#createTime(`${openid}\u0000${event}\u0000${List.map((i) => i.TemplateId).sort().join(',')}`)
+    return this.push(appUrl, { FromUserName: openid, CreateTime, Event: event, List })
+  }
+
+  #track (run: Promise<unknown>): void {
+    this.#inFlight.add(run)
+    run.finally(() => this.#inFlight.delete(run)).catch(() => {})
   }
 
   #createTime (key: string): number {
@@ -201,27 +252,6 @@ export class SimPusher {
   }
 }
 
-/**
- * Pushes a sent event for each send the simulator accepted, once its answer went out (§7.3: the
- * result arrives asynchronously after `subscribe/send`), or once its connection was dropped by a
- * `processed` fault: WeChat pushes the result of a message it accepted whether or not its answer
- * reached the caller. An accepted message is matched to its request by position (the accepted log's
- * length before the handler) and by touser + template_id; each message is claimed once, so every
- * accepted send gets exactly one sent event.
- */
-export function watchSends (app: FastifyInstance, ctx: SimContext, pusher: SimPusher): void {
-  const claimed = new WeakSet<SimAcceptedMessage>()
-  app.addHook('preHandler', async (request, reply) => {
-    if (request.routeOptions.url !== SEND_URL) return
-    const from = ctx.accepted.length
-    // 'close' fires after the answer was written and also when the socket was destroyed (a drop),
-    // where Fastify's onResponse does not run.
-    reply.raw.once('close', () => {
-      const sent = parseObject(bodyText(request))
-      const message = ctx.accepted.slice(from).find((m) => !claimed.has(m) && m.touser === sent?.touser && m.template_id === sent?.template_id)
-      if (message === undefined) return
-      claimed.add(message)
-      pusher.sent(message)
-    })
-  })
+function record (event: string | undefined, result: AttemptResult, attempt: number): SimPushRecord {
+  return { event, statusCode: result.statusCode, body: result.body, attempt, ...(result.error === undefined ? {} : { error: result.error }) }
 }

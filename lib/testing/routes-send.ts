@@ -18,7 +18,8 @@ const LANGS = new Set(['zh_CN', 'en_US', 'zh_HK', 'zh_TW'])
 /**
  * `POST /cgi-bin/message/subscribe/send` (WECHAT.md §2). Checks, in order: 44002 empty body; 47001
  * unparsable body, `data` or `page` of the wrong type; 40003 touser; 40037 template_id; 47003
- * miniprogram_state, lang, then each template key in layout order; 43101 credits.
+ * miniprogram_state, lang, then each template key in layout order; 41030 page (only with `pages`);
+ * 43101 credits.
  */
 export function sendRoutes (app: FastifyInstance, ctx: SimContext): void {
   app.route({
@@ -42,6 +43,8 @@ function send (ctx: SimContext, text: string, call: CallInfo): WireResponse {
   if (lang !== undefined && !LANGS.has(lang as string)) return argumentInvalid('lang invalid')
   const values = checkData(template, data)
   if (!(values instanceof Map)) return values
+  // Checked after the payload and before the credit, so a wrong page never uses up a subscription.
+  if (typeof page === 'string' && ctx.pages !== undefined && !ctx.pages.has(page.split('?')[0])) return wxError(41030)
   if (ctx.requireCredits && template.type === 2 && !ctx.credits.use(touser, template.priTmplId)) {
     return wxError(43101)
   }

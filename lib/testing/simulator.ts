@@ -1,25 +1,24 @@
 import type { AddressInfo } from 'node:net'
 import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
-import { SimulatorClock } from './clock.js'
-import { CreditBook } from './context.js'
+import type { SimulatorClock } from './clock.js'
 import type { SimContext } from './context.js'
-import { FaultQueue } from './faults.js'
 import type { FaultTarget } from './faults.js'
-import { SimPusher, watchSends } from './push.js'
-import type { SimPopupItem, SimPushConfig, SimPushOptions, SimPushRecord, SimPushResult } from './push.js'
+import { SimPusher } from './push.js'
+import { assertPushConfig } from './push-config.js'
+import type { SimChangeItem, SimPopupItem, SimPushConfig, SimPushOptions, SimPushRecord, SimPushResult } from './push.js'
 import { tokenRoutes } from './routes-token.js'
+import { assertLatency, buildContext } from './setup.js'
+import { assertTemplate, copyTemplate } from './templates.js'
+import { watchSends } from './send-events.js'
 import { sendRoutes } from './routes-send.js'
 import { templateRoutes } from './routes-templates.js'
-import { assertTemplate, copyTemplate, DEMO_TEMPLATES } from './templates.js'
-import { TokenIssuer } from './tokens.js'
 import type { TokenKind } from './tokens.js'
 import { SIM_ENDPOINTS } from './types.js'
 import type { SimAcceptedMessage, SimEndpoint, SimFault, SimRequestRecord, SimTemplate, SimTokenFetches, SimulatorOptions } from './types.js'
 import { httpPage } from './wire.js'
 
-/** First msgid handed out: 19 digits, above 2^53, so clients must parse it without rounding. */
-export const FIRST_MSGID = 2100000000000000001n
+export { FIRST_MSGID } from './setup.js'
 
 /**
  * A WeChat API simulator: a real Fastify HTTP server on 127.0.0.1 that behaves like
@@ -41,7 +40,7 @@ export class WechatSimulator {
   readonly requests: SimRequestRecord[]
   /** Every message `subscribe/send` accepted, in order. */
   readonly accepted: SimAcceptedMessage[]
-  /** Every push sent to the app (`push`, `popup`, sent events), with the app's answer. */
+  /** Every push attempt sent to the app (`push`, `popup`, sent events, retries included), with the app's answer. */
   readonly pushes: SimPushRecord[]
   readonly #ctx: SimContext
   readonly #pusher: SimPusher
@@ -137,8 +136,14 @@ export class WechatSimulator {
     return this.#ctx.tokens.current(kind)
   }
 
-  /** Gives the user `n` (default 1) send credits for a one-time template, as `n` pop-up accepts would. */
+  /**
+   * Gives the user `n` (default 1) send credits for a one-time template, as `n` pop-up accepts would.
+   * Any template id is taken, one the account does not have (yet) included: a test may grant before
+   * `addTemplate`, and a send to an unknown id gets 40037 before credits are looked at.
+   */
   grantCredit (openid: string, templateId: string, n = 1): void {
+    if (typeof openid !== 'string' || openid === '') throw new TypeError('grantCredit: openid must be a non-empty string')
+    if (typeof templateId !== 'string' || templateId === '') throw new TypeError('grantCredit: templateId must be a non-empty string')
     if (!Number.isInteger(n) || n < 1) throw new TypeError('grantCredit: n must be an integer >= 1')
     this.#ctx.credits.grant(openid, templateId, n)
   }
@@ -167,7 +172,10 @@ export class WechatSimulator {
   /**
    * Pushes an event to the app as WeChat does (WECHAT.md §6.3–§6.4): signed, encrypted in safe and
    * compatible mode, XML or JSON. Missing ToUserName, CreateTime, MsgType are filled in; options left
-   * out come from `pushConfig`. Resolves with the app's answer, whatever its status.
+   * out come from `pushConfig`. Like WeChat (§6.5) it waits 5 s per attempt and tries up to 3 times until
+   * the app answers a 2xx with `success` or an empty body. Resolves with the last attempt's answer,
+   * whatever its status (0: no answer). Sends the event as given: it changes no simulator state (use
+   * `popup` or `change` for a user's action).
    * @example await sim.push(url, { FromUserName: openid, Event: 'subscribe_msg_change_event', List: [...] }, { token })
    */
   async push (appUrl: string | undefined, event: object, options?: SimPushOptions): Promise<SimPushResult> {
@@ -179,24 +187,38 @@ export class WechatSimulator {
    * by a `subscribe_msg_sent_event` push (unless `sentEvents: false`). `null` removes it.
    */
   pushConfig (config: SimPushConfig | null): void {
-    if (config !== null && (typeof config?.url !== 'string' || typeof config.token !== 'string')) throw new TypeError('pushConfig: url and token are required')
+    if (config !== null) assertPushConfig(config)
     this.#pusher.config = config ?? undefined
   }
 
-  /** A subscribe pop-up outcome (§7.1): grants a credit per accept, then pushes the popup event(s). */
+  /**
+   * A subscribe pop-up outcome (§7.1): grants a credit per accept and zeroes the user's credits for
+   * each rejected template, then pushes the popup event(s), one per user.
+   */
   async popup (appUrlOrItems: string | SimPopupItem[], items?: SimPopupItem[]): Promise<SimPushResult[]> {
     return typeof appUrlOrItems === 'string' ? this.#pusher.popup(appUrlOrItems, items ?? []) : this.#pusher.popup(undefined, appUrlOrItems)
   }
 
-  /** Resolves when every background push (sent events) started so far has been answered. */
+  /**
+   * The user later set templates to reject (§7.2): zeroes those credits, so the next send gets 43101,
+   * then pushes the `subscribe_msg_change_event`(s), one per user.
+   * @example await sim.change([{ openid, templateId, status: 'reject' }])
+   */
+  async change (appUrlOrItems: string | SimChangeItem[], items?: SimChangeItem[]): Promise<SimPushResult[]> {
+    return typeof appUrlOrItems === 'string' ? this.#pusher.change(appUrlOrItems, items ?? []) : this.#pusher.change(undefined, appUrlOrItems)
+  }
+
+  /** Resolves when every push started so far (sent events included) has been acknowledged or given up, retries included. */
   async pushesSettled (): Promise<void> {
     await this.#pusher.settled()
   }
 
   /**
-   * Back to the start: counters, request and accepted logs, queued faults, tokens (and the force-refresh
-   * budget), credits and latency. Templates (including ones added since) and the clock are kept; msgids
-   * keep increasing so they stay unique.
+   * Clears what tests accumulate: counters, the request, accepted and pushes logs, queued faults, tokens
+   * (and the force-refresh budget), credits, the pop-up/sent-event CreateTime memory, and latency (back
+   * to `latencyMs`). Kept as they are: `pushConfig`, the account's templates as they are now (added and
+   * removed ones included), the clock's time, the createSimulator options, and the msgid sequence (msgids
+   * keep increasing so they stay unique). Pushes already on their way (and their retries) are not cancelled.
    */
   reset (): void {
     const ctx = this.#ctx
@@ -227,50 +249,4 @@ export class WechatSimulator {
  */
 export async function createSimulator (options?: SimulatorOptions): Promise<WechatSimulator> {
   return WechatSimulator.start(options)
-}
-
-function buildContext (o: SimulatorOptions, abort: AbortController): SimContext & { abort: AbortController } {
-  const appId = assertString(o.appId ?? 'wx0000000000000000', 'appId')
-  const appSecret = assertString(o.appSecret ?? 'simulator-secret-0000000000000000', 'appSecret')
-  const ttl = o.tokenTtlSeconds ?? 7200
-  if (!Number.isInteger(ttl) || ttl < 1) throw new TypeError('createSimulator: tokenTtlSeconds must be an integer >= 1')
-  const templates = o.templates ?? DEMO_TEMPLATES
-  if (!Array.isArray(templates)) throw new TypeError('createSimulator: templates must be an array')
-  templates.forEach(assertTemplate)
-  if (o.openids !== undefined && (!Array.isArray(o.openids) || !o.openids.every((id) => typeof id === 'string'))) {
-    throw new TypeError('createSimulator: openids must be an array of strings')
-  }
-  const addTemplateEncoding = o.addTemplateEncoding ?? 'both'
-  if (!['form', 'json', 'both'].includes(addTemplateEncoding)) throw new TypeError('createSimulator: addTemplateEncoding must be \'form\', \'json\' or \'both\'')
-  const clock = o.clock instanceof SimulatorClock ? o.clock : new SimulatorClock(o.clock ?? Date.now())
-  return {
-    appId,
-    appSecret,
-    clock,
-    tokens: new TokenIssuer(clock, ttl),
-    faults: new FaultQueue(),
-    credits: new CreditBook(),
-    templates: new Map(templates.map((t) => [t.priTmplId, copyTemplate(t)])),
-    counters: Object.fromEntries(SIM_ENDPOINTS.map((name) => [name, 0])) as Record<SimEndpoint, number>,
-    requests: [],
-    accepted: [],
-    openids: o.openids === undefined ? undefined : new Set(o.openids),
-    returnMsgid: o.returnMsgid ?? true,
-    requireCredits: o.requireCredits ?? false,
-    addTemplateEncoding,
-    closing: abort.signal,
-    abort,
-    latencyMs: assertLatency(o.latencyMs ?? 0),
-    nextMsgid: FIRST_MSGID
-  }
-}
-
-function assertString (value: unknown, name: string): string {
-  if (typeof value !== 'string' || value === '') throw new TypeError(`createSimulator: ${name} must be a non-empty string`)
-  return value
-}
-
-function assertLatency (ms: number): number {
-  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw new TypeError('latency must be a number >= 0')
-  return ms
 }

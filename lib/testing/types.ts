@@ -133,6 +133,12 @@ export interface SimulatorOptions {
   templates?: SimTemplate[]
   /** When given, only these openids are valid `touser`s (others get 40003). */
   openids?: string[]
+  /**
+   * When given, the pages of the released version (app.json paths such as `'pages/index/index'`): a send
+   * whose `page` path (the part before `?`) is not listed gets 41030 (WECHAT.md §2.1, §2.3). Default: any
+   * page is accepted.
+   */
+  pages?: string[]
   /** Whether a successful send answers a `msgid`; default true. */
   returnMsgid?: boolean
   /** When true, one-time (type 2) templates need a credit per (openid, template); default false. */
@@ -142,6 +148,16 @@ export interface SimulatorOptions {
    * (data format error). WECHAT.md §4.5 is UNCERTAIN whether WeChat takes form, JSON or both; default `'both'`.
    */
   addTemplateEncoding?: 'form' | 'json' | 'both'
+  /**
+   * How long a push waits for the app's answer before the attempt counts as failed, in wall-clock ms;
+   * default 5000, WeChat's wait (WECHAT.md §6.5). Lower it to test a slow app quickly.
+   */
+  pushTimeoutMs?: number
+  /**
+   * Wall-clock pause before each retry of a push the app did not acknowledge, in ms; default 1000
+   * (WECHAT.md gives no interval). Lower it to keep tests fast.
+   */
+  pushRetryDelayMs?: number
   /** Fastify logger on or off; default false. */
   logger?: boolean
 }

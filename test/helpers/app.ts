@@ -12,7 +12,8 @@ export const SECRET = 'test-secret-9f8e7d6c5b4a'
 export const APP_ID = 'wxa1b2c3d4e5f60718'
 
 export async function startSimulator (t: Teardown, options: Parameters<typeof createSimulator>[0] = {}): Promise<WechatSimulator> {
-  const sim = await createSimulator({ appId: APP_ID, appSecret: SECRET, ...options })
+  // A short pause between push retries: tests that push something the app refuses would wait 2 s each.
+  const sim = await createSimulator({ appId: APP_ID, appSecret: SECRET, pushRetryDelayMs: 20, ...options })
   t.teardown(() => sim.close())
   return sim
 }

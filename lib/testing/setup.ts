@@ -1,0 +1,78 @@
+import { SimulatorClock } from './clock.js'
+import { CreditBook } from './context.js'
+import type { SimContext } from './context.js'
+import { FaultQueue } from './faults.js'
+import { PUSH_RETRY_DELAY_MS, PUSH_TIMEOUT_MS } from './push-delivery.js'
+import { assertTemplate, copyTemplate, DEMO_TEMPLATES } from './templates.js'
+import { TokenIssuer } from './tokens.js'
+import { SIM_ENDPOINTS } from './types.js'
+import type { SimEndpoint, SimulatorOptions } from './types.js'
+
+/** First msgid handed out: 19 digits, above 2^53, so clients must parse it without rounding. */
+export const FIRST_MSGID = 2100000000000000001n
+
+/**
+ * Validates `createSimulator`'s options (a TypeError naming the bad one) and builds the shared state
+ * (internal).
+ */
+export function buildContext (o: SimulatorOptions, abort: AbortController): SimContext & { abort: AbortController } {
+  const appId = assertString(o.appId ?? 'wx0000000000000000', 'appId')
+  const appSecret = assertString(o.appSecret ?? 'simulator-secret-0000000000000000', 'appSecret')
+  const ttl = o.tokenTtlSeconds ?? 7200
+  if (!Number.isInteger(ttl) || ttl < 1) throw new TypeError('createSimulator: tokenTtlSeconds must be an integer >= 1')
+  const templates = o.templates ?? DEMO_TEMPLATES
+  if (!Array.isArray(templates)) throw new TypeError('createSimulator: templates must be an array')
+  templates.forEach(assertTemplate)
+  if (o.openids !== undefined && (!Array.isArray(o.openids) || !o.openids.every((id) => typeof id === 'string'))) {
+    throw new TypeError('createSimulator: openids must be an array of strings')
+  }
+  if (o.pages !== undefined && (!Array.isArray(o.pages) || !o.pages.every((p) => typeof p === 'string' && p !== '' && !p.includes('?')))) {
+    throw new TypeError('createSimulator: pages must be an array of page paths (non-empty strings without a query)')
+  }
+  const addTemplateEncoding = o.addTemplateEncoding ?? 'both'
+  if (!['form', 'json', 'both'].includes(addTemplateEncoding)) throw new TypeError('createSimulator: addTemplateEncoding must be \'form\', \'json\' or \'both\'')
+  if (o.clock !== undefined && typeof (o.clock as { now?: unknown } | null)?.now !== 'function') {
+    throw new TypeError('createSimulator: clock must have a now() method returning epoch milliseconds')
+  }
+  const clock = o.clock instanceof SimulatorClock ? o.clock : new SimulatorClock(o.clock ?? Date.now())
+  return {
+    appId,
+    appSecret,
+    clock,
+    tokens: new TokenIssuer(clock, ttl),
+    faults: new FaultQueue(),
+    credits: new CreditBook(),
+    templates: new Map(templates.map((t) => [t.priTmplId, copyTemplate(t)])),
+    counters: Object.fromEntries(SIM_ENDPOINTS.map((name) => [name, 0])) as Record<SimEndpoint, number>,
+    requests: [],
+    accepted: [],
+    openids: o.openids === undefined ? undefined : new Set(o.openids),
+    pages: o.pages === undefined ? undefined : new Set(o.pages),
+    returnMsgid: o.returnMsgid ?? true,
+    requireCredits: o.requireCredits ?? false,
+    addTemplateEncoding,
+    closing: abort.signal,
+    abort,
+    latencyMs: assertLatency(o.latencyMs ?? 0),
+    pushTiming: {
+      timeoutMs: assertPositive(o.pushTimeoutMs ?? PUSH_TIMEOUT_MS, 'pushTimeoutMs'),
+      retryDelayMs: assertLatency(o.pushRetryDelayMs ?? PUSH_RETRY_DELAY_MS, 'pushRetryDelayMs')
+    },
+    nextMsgid: FIRST_MSGID
+  }
+}
+
+function assertString (value: unknown, name: string): string {
+  if (typeof value !== 'string' || value === '') throw new TypeError(`createSimulator: ${name} must be a non-empty string`)
+  return value
+}
+
+export function assertLatency (ms: number, name = 'latency'): number {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw new TypeError(`${name} must be a number >= 0`)
+  return ms
+}
+
+function assertPositive (ms: number, name: string): number {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) throw new TypeError(`createSimulator: ${name} must be a number > 0`)
+  return ms
+}
