@@ -36,8 +36,8 @@ test('gettemplate lists the account templates', async (t) => {
   t.notOk('keywordEnumValueList' in res.data[0])
   t.same(res.data[2].keywordEnumValueList, [{ keywordCode: 'enum_string2.DATA', enumValueList: ['通过', '未通过', '待补充'] }])
   t.equal(res.data[2].priTmplId, DEMO_TEMPLATE_IDS.reviewResult)
-  // WECHAT.md §0 has one wrong-method row, 43002 "require POST method"; the simulator answers exactly that.
-  t.match(await api(s, 'gettemplate', { method: 'POST', body: '{}' }), { errcode: 43002, errmsg: /^require POST method,? rid: / })
+  // 43002, WECHAT.md's wrong-method code; the text names the method the endpoint needs.
+  t.match(await api(s, 'gettemplate', { method: 'POST', body: '{}' }), { errcode: 43002, errmsg: /^require GET method,? rid: / })
 })
 
 test('gettemplate fills in a missing example', async (t) => {

@@ -68,7 +68,7 @@ test('classic token: credential errors in order, POST refused', async (t) => {
   }
   const post = await call(`${sim.url}/cgi-bin/token?grant_type=client_credential&${id}&${secret}`, { method: 'POST' })
   t.equal(post.json.errcode, 43002)
-  t.match(post.json.errmsg, /^require POST method,? rid: /, 'the errmsg of WECHAT.md §0\'s 43002 row')
+  t.match(post.json.errmsg, /^require GET method,? rid: /, '43002, naming the method cgi-bin/token needs')
   t.equal(sim.tokenFetches().token, 0)
 })
 

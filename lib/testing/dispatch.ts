@@ -17,7 +17,7 @@ export type EndpointLogic = (request: FastifyRequest, call: CallInfo) => WireRes
 
 /** How an endpoint is called. */
 export interface EndpointSpec {
-  /** The one HTTP method the endpoint accepts; the other gets 43002 "require POST method" (WECHAT.md §0). */
+  /** The one HTTP method the endpoint accepts; the other gets 43002 "require <method> method". */
   method: 'GET' | 'POST'
   /** Whether it is a business API taking `access_token` in the query. */
   auth: boolean
@@ -76,10 +76,10 @@ function faultAnswer (fault: SimFault, request: FastifyRequest): WireResponse | 
 
 /** Method and token checks common to every endpoint. */
 function precheck (ctx: SimContext, spec: EndpointSpec, request: FastifyRequest): WireResponse | undefined {
-  // WECHAT.md §0 has one wrong-method row: 43002 "require POST method". It is answered as written for
-  // every endpoint; a GET endpoint's own code (WeChat's 43001 "require GET method") is not in WECHAT.md,
-  // and clients branch on errcode only, so the row's text is kept rather than a 43002 of our own wording.
-  if (request.method !== spec.method) return wxError(43002)
+  // WECHAT.md has one wrong-method code, 43002 (§0, and §1.3 for the token endpoints, cgi-bin/token
+  // being GET-only); the text names the method the endpoint needs, so a POST to a GET endpoint is not
+  // told to "require POST method". (WeChat's own 43001 for GET endpoints is not in WECHAT.md.)
+  if (request.method !== spec.method) return wxError(43002, `require ${spec.method} method`)
   if (!spec.auth) return undefined
   switch (ctx.tokens.check(queryParam(request, 'access_token'))) {
     case 'missing': return wxError(41001)
