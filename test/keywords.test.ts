@@ -363,6 +363,8 @@ test('fixKeyword: fixable values', async (t) => {
     ['thing1', rep('a', 18) + '👨‍👩‍👧', rep('a', 18), ['cut to 20 characters']],
     ['thing1', rep('a', 19) + 'e\u0301' + 'xyz', rep('a', 19), ['cut to 20 characters']],
     ['thing1', rep('a', 18) + 'e\u0301' + 'xyz', rep('a', 18) + 'e\u0301', ['cut to 20 characters']],
+    // one cluster longer than the limit: cut at code points rather than emptied (then refused)
+    ['thing1', 'Z' + rep('\u0301', 25) + 'alice', 'Z' + rep('\u0301', 19), ['cut to 20 characters']],
     ['thing1', '  订单已发货  ', '订单已发货', ['trimmed whitespace']],
     ['thing1', 'Blue mug\r\nx2\u0000', 'Blue mug x2', ['removed control characters']],
     ['thing1', rep('a', 19) + ' b', rep('a', 19), ['cut to 20 characters']],

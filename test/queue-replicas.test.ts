@@ -63,3 +63,35 @@ test('queue.replicas on a Redis without replicas: a startup warning; an unconfir
   t.equal(sim.accepted.length, 2)
   t.equal((await app.wechat.stats()).total, 2)
 })
+
+// Two paths the first fixes missed (a review found both; each failed before):
+// - a handler push whose add the replicas did not confirm was retried for 5 minutes, then counted as
+//   failed with its credit refunded, while it was sent;
+// - a WAIT that itself failed (an ACL, a dropped connection) made a successful add "not accepted": no
+//   ids, records and keys undone, so a keyed retry queued it twice.
+test('queue.replicas: an unconfirmed handler push counts as queued; a failing WAIT is "unconfirmed", not "not queued"', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, {
+    redisUrl: redis.url,
+    plugin: { keyPrefix: uniquePrefix('replicas'), queue: { replicas: 1, replicaTimeout: 200 } },
+    setup: (app) => { app.post('/ship', async (request, reply) => { reply.wechatPush(numbered('H', 1)); return { ok: true } }) }
+  })
+  t.equal((await app.inject({ method: 'POST', url: '/ship' })).statusCode, 200)
+  await until('the push counted', () => app.wechat.handlerPushes().waiting === 0)
+  t.match(app.wechat.handlerPushes(), { queued: 1, failed: 0 })
+  await until('sent', () => sim.accepted.length === 1)
+
+  const admin = new Redis(redis.url)
+  t.teardown(() => admin.disconnect())
+  await admin.call('ACL', 'SETUSER', 'default', '-wait')
+  const refused = await app.wechat.enqueue(numbered('W', 1), { idempotencyKey: 'w-1' }).then(() => null, (err: unknown) => err as Record<string, unknown>)
+  t.match(refused, { code: 'FST_WECHAT_QUEUE', message: /confirmation failed.*NOPERM/ })
+  t.equal((refused?.messageIds as string[]).length, 1)
+  await until('sent anyway', () => sim.accepted.length === 2)
+  await admin.call('ACL', 'SETUSER', 'default', '+wait')
+  t.match(await app.wechat.enqueue(numbered('W', 1), { idempotencyKey: 'w-1' }), [{ id: (refused?.messageIds as string[])[0] }], 'the keyed retry finds it')
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.equal(sim.accepted.length, 2, 'sent once')
+})

@@ -57,6 +57,26 @@ for (const store of ['memory', 'redis'] as const) {
     t.ok(sent.msgid, 'once the user subscribed, the same key sends')
     t.equal(sent.duplicate, undefined)
     t.equal(sim.accepted.length, 1)
+    // That used the user's only credit: a repeat (its answer was lost) is the duplicate, not a 409.
+    t.same(await app.wechat.send(shippedMessage(openid), { idempotencyKey: 'ship-7' }), { id: sent.id, msgid: sent.msgid, duplicate: true })
+
+    // enqueue alike: a repeat finds its first message; only a message queued now takes a credit
+    await sim.popup([{ openid, templateId: DEMO_TEMPLATE_IDS.orderShipped, status: 'accept' }])
+    await sim.pushesSettled()
+    await until('a credit again', async () => (await app.wechat.credits(openid))[DEMO_TEMPLATE_IDS.orderShipped] === 1)
+    const [queued] = await app.wechat.enqueue(shippedMessage(openid), { idempotencyKey: 'ship-8' })
+    await until('sent', async () => ['sent', 'delivered'].includes(String((await app.wechat.status(queued?.id as string))?.status)))
+    t.match(await app.wechat.enqueue(shippedMessage(openid), { idempotencyKey: 'ship-8' }), [{ id: queued?.id }])
+    // two messages, one credit: neither is queued, the credit stays, no claim is left
+    await sim.popup([{ openid, templateId: DEMO_TEMPLATE_IDS.orderShipped, status: 'accept' }])
+    await sim.pushesSettled()
+    await until('a credit again', async () => (await app.wechat.credits(openid))[DEMO_TEMPLATE_IDS.orderShipped] === 1)
+    const before = await app.wechat.stats()
+    await t.rejects(app.wechat.enqueue([shippedMessage(openid), shippedMessage(openid)], { idempotencyKey: 'ship-9' }), { code: 'FST_WECHAT_NO_CREDIT' })
+    t.equal((await app.wechat.credits(openid))[DEMO_TEMPLATE_IDS.orderShipped], 1, 'the credit taken by the first went back')
+    t.equal((await app.wechat.stats()).total, before.total, 'no record left')
+    await t.rejects(app.wechat.enqueue([shippedMessage(openid), shippedMessage(openid)]), { code: 'FST_WECHAT_NO_CREDIT' })
+    t.equal((await app.wechat.credits(openid))[DEMO_TEMPLATE_IDS.orderShipped], 1, 'without a key too')
   })
 }
 

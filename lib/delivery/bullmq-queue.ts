@@ -83,7 +83,14 @@ export class BullQueue implements MessageQueue {
       // WAIT on our own add connection covers exactly the writes made on it so far: these jobs.
       // Redis replicates asynchronously; without this, a failover can drop an add the master had
       // acknowledged (README "Scaling out").
-      const acked = await this.queueConnection.wait(replicas.count, replicas.timeoutMs)
+      let acked: number
+      try {
+        acked = await this.queueConnection.wait(replicas.count, replicas.timeoutMs)
+      } catch (err) {
+        // The jobs were added; only their confirmation failed (the connection dropped in a failover,
+        // WAIT refused by an ACL or a proxy): unconfirmed, not "not queued" (that would undo them).
+        throw new ReplicasUnconfirmedError(`the replicas' confirmation failed (${(err as Error).message}): the jobs may be queued or lost in a failover; retry with the same idempotencyKey`, { cause: err })
+      }
       if (acked < replicas.count) {
         throw new ReplicasUnconfirmedError(`${acked} of ${replicas.count} replica(s) confirmed the jobs within ${replicas.timeoutMs} ms (queue.replicas): they may be queued or lost in a failover; retry with the same idempotencyKey`)
       }

@@ -70,20 +70,21 @@ export class Delivery {
     const prepared = prepareMessage(message, this.options, this.templates?.lookup)
     const id = newMessageId()
     const { touser, template_id: templateId } = prepared.wire
-    // The ledger is asked only when its mode counts this template (no promise per send otherwise).
-    // Before the key's claim: a refusal (no credit) must not leave the key claimed by a message
-    // that never went out.
-    const reserved = this.ledger.reserves(templateId) ? await this.ledger.reserve(touser, templateId) : false
     if (key !== undefined) {
-      // The key must be claimed before the call, so two concurrent sends cannot both go out.
-      const claim = await this.createRecord(this.newRecord(id, prepared, 'sending', 'send'), key).catch(async (err: unknown) => {
-        if (reserved) await this.ledger.settle(touser, templateId, { status: 'failed' }, true)
-        throw err
-      })
-      if (!claim.created) {
-        if (reserved) await this.ledger.settle(touser, templateId, { status: 'failed' }, true)
-        return { id: claim.record.id, ...(claim.record.msgid ? { msgid: claim.record.msgid } : {}), duplicate: true }
-      }
+      // The key is claimed before the credit and the call: a repeat of a message that went out is
+      // its duplicate (even when that message used the user's last credit), and two concurrent sends
+      // cannot both go out.
+      const claim = await this.createRecord(this.newRecord(id, prepared, 'sending', 'send'), key)
+      if (!claim.created) return { id: claim.record.id, ...(claim.record.msgid ? { msgid: claim.record.msgid } : {}), duplicate: true }
+    }
+    // The ledger is asked only when its mode counts this template (no promise per send otherwise).
+    let reserved = false
+    try {
+      if (this.ledger.reserves(templateId)) reserved = await this.ledger.reserve(touser, templateId)
+    } catch (err) {
+      // Refused (no credit) before anything went out: the claim must not keep the key.
+      if (key !== undefined) await this.discardClaim(id)
+      throw err
     }
     const outcome = await this.sender.deliver(id, prepared.wire, { attempts: this.options.retry.attempts, signal })
     if (this.ledger.counts(templateId)) await this.ledger.settle(touser, templateId, outcome, reserved)
@@ -110,19 +111,30 @@ export class Delivery {
     const prepared = list.map((message) => prepareMessage(message, this.options, this.templates?.lookup))
 
     // 'enforce': every message must hold a credit before it is accepted into the queue.
-    const reserved: boolean[] = []
-    for (const p of prepared) reserved.push(await this.ledger.reserve(p.wire.touser, p.wire.template_id))
-    if (key === undefined) return this.enqueueFresh(prepared, reserved, delay, source)
+    if (key === undefined) return this.enqueueFresh(prepared, await this.reserveAll(prepared), delay, source)
+    // With a key, the claims come first: a repeat is answered with its first message, and only a
+    // message queued now takes a credit (a repeat of one that used the user's last credit is not a 409).
     const claims = await Promise.all(prepared.map((p, i) => {
       const itemKey = list.length > 1 ? `${key}:${i}` : key
       return this.createRecord(this.newRecord(newMessageId(), p, 'pending', source), itemKey, delay)
     }))
+    const reserved: boolean[] = []
+    try {
+      for (const [i, claim] of claims.entries()) reserved[i] = claim.created && await this.ledger.reserve((prepared[i] as PreparedMessage).wire.touser, claim.record.templateId)
+    } catch (err) {
+      // One has no credit: nothing of this call is queued; the credits taken go back, the claims are undone.
+      await Promise.all(claims.map(async (claim, i) => {
+        if (!claim.created) return
+        if (reserved[i] === true) await this.ledger.settle((prepared[i] as PreparedMessage).wire.touser, claim.record.templateId, { status: 'failed' }, true)
+        await this.store.discardRecord(claim.record.id).catch(() => false)
+      }))
+      throw err
+    }
     const fresh = claims.flatMap((claim, i) => claim.created ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire, reserved: reserved[i], source }, delayMs: delay }] : [])
     // A repeat whose first message is still 'pending' may have lost its job (a crash or a Redis
     // failover between the record and the queue add): add it again under the same id, which the
     // queue treats as a no-op when the job is there.
     const requeue = claims.flatMap((claim, i) => !claim.created && claim.record.status === 'pending' ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire, source }, delayMs: delay }] : [])
-    await Promise.all(claims.map((claim, i) => !claim.created && reserved[i] ? this.ledger.settle((prepared[i] as PreparedMessage).wire.touser, claim.record.templateId, { status: 'failed' }, true) : undefined))
     if (requeue.length > 0) {
       await (this.queue as MessageQueue).add(requeue).catch((err) => {
         throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
@@ -288,6 +300,23 @@ export class Delivery {
     } catch (err) {
       throw new WechatQueueError(`the store is unavailable (${(err as Error).message})`, { cause: err })
     }
+  }
+
+  /** A credit for each message under 'enforce', all or none: if one has none, those taken go back. */
+  private async reserveAll (prepared: readonly PreparedMessage[]): Promise<boolean[]> {
+    const reserved: boolean[] = []
+    try {
+      for (const p of prepared) reserved.push(await this.ledger.reserve(p.wire.touser, p.wire.template_id))
+    } catch (err) {
+      await Promise.all(reserved.map((taken, i) => taken ? this.ledger.settle((prepared[i] as PreparedMessage).wire.touser, (prepared[i] as PreparedMessage).wire.template_id, { status: 'failed' }, true) : undefined))
+      throw err
+    }
+    return reserved
+  }
+
+  private async discardClaim (id: string): Promise<void> {
+    const discarded = await this.store.discardRecord(id, 'sending').catch(() => false)
+    if (!discarded) this.log.warn({ messageId: id }, 'wechat: could not undo the claim of a refused send; a retry under its idempotency key answers it as a duplicate until the key expires')
   }
 
   private async releaseKey (key: string, id: string): Promise<void> {

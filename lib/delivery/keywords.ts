@@ -129,7 +129,9 @@ export function cutToGraphemes (text: string, limit: number): string {
     out += segment
     used += size
   }
-  return out.trimEnd()
+  // One cluster longer than the whole limit (a letter under 25 combining marks): cut at code points
+  // rather than drop the value.
+  return out === '' ? [...text].slice(0, limit).join('').trimEnd() : out.trimEnd()
 }
 
 /**

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { sleep } from '../api/backoff.js'
 import type { AdmittedMessage, Delivery } from '../delivery/delivery.js'
 import { newMessageId } from '../delivery/sender.js'
+import { ReplicasUnconfirmedError } from '../delivery/queue.js'
 
 /** How long a handler push keeps trying to reach the queue (Redis restarting, failing over). */
 export const RETRY_WINDOW_MS = 5 * 60_000
@@ -121,6 +122,14 @@ export class PushBatcher {
         this.counters.waiting -= admitted.length
         return
       } catch (err) {
+        if ((err as Error).cause instanceof ReplicasUnconfirmedError) {
+          // The jobs are on the master and their records written (queue.replicas did not confirm):
+          // they run like any queued push, with their credits; counted queued, said once.
+          this.counters.queued += admitted.length
+          this.counters.waiting -= admitted.length
+          ;(batch[0] as Accepted).log.warn({ messageIds: admitted.map(({ record }) => record.id), reason: (err as Error).message }, 'wechat: handler pushes queued but not confirmed by the replicas (queue.replicas)')
+          return
+        }
         if (Date.now() >= deadline || this.stop.signal.aborted) {
           const byId = new Map(batch.map((push) => [push.id, push]))
           for (const { record } of admitted) this.lost(byId.get(record.id) as Accepted, err as Error)

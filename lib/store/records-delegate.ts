@@ -17,8 +17,8 @@ export abstract class RecordsDelegate implements RecordStore {
     return this.records.updateRecord(id, patch, opts)
   }
 
-  discardRecord (id: string): Promise<boolean> {
-    return this.records.discardRecord(id)
+  discardRecord (id: string, status?: 'pending' | 'sending'): Promise<boolean> {
+    return this.records.discardRecord(id, status)
   }
 
   releaseIdempotencyKey (key: string, id: string): Promise<void> {

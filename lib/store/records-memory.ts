@@ -67,16 +67,16 @@ export class MemoryRecords implements RecordStore {
     if (this.live(this.idempotency, key) === id) this.idempotency.delete(key)
   }
 
-  async discardRecord (id: string): Promise<boolean> {
+  async discardRecord (id: string, status: 'pending' | 'sending' = 'pending'): Promise<boolean> {
     const stored = this.liveRecord(id)
-    if (!stored || stored.record.status !== 'pending') return false
+    if (!stored || stored.record.status !== status) return false
     const { record } = stored
     this.records.delete(id)
     if (record.idempotencyKey !== undefined && this.live(this.idempotency, record.idempotencyKey) === id) this.idempotency.delete(record.idempotencyKey)
     this.counts.total--
-    this.counts.pending--
+    this.counts[status]--
     const counts = this.byTemplate.get(record.templateId)
-    if (counts) counts.pending--
+    if (counts) counts[status]--
     return true
   }
 

@@ -76,13 +76,13 @@ export class RedisRecords implements RecordStore {
     return reply[0] === WRITE_REPLY.updated ? parseRecord(reply[1] as string) : null
   }
 
-  async discardRecord (id: string): Promise<boolean> {
+  async discardRecord (id: string, status: 'pending' | 'sending' = 'pending'): Promise<boolean> {
     const k = this.keys
     const record = readRecord(await this.run((c) => c.get(k.record(id))))
-    if (record?.status !== 'pending') return false
+    if (record?.status !== status) return false
     const key = record.idempotencyKey
     const keys = [k.record(id), k.stats, k.byTemplate, ...(key === undefined ? [] : [k.idempotency(key)])]
-    return (await this.run((c) => c.wechatPushDiscardRecord(keys.length, ...keys, id))) === 1
+    return (await this.run((c) => c.wechatPushDiscardRecord(keys.length, ...keys, id, status))) === 1
   }
 
   async releaseIdempotencyKey (key: string, id: string): Promise<void> {

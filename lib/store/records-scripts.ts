@@ -201,16 +201,17 @@ applyMoves()
 return replies`
   },
   wechatPushDiscardRecord: {
-    // KEYS: record, stats hash, byTemplate hash, [idempotency]. ARGV: id. Only a 'pending' record.
+    // KEYS: record, stats hash, byTemplate hash, [idempotency]. ARGV: id, the status it must still have
+    // ('pending', or 'sending' for a direct send's claim).
     lua: `
 local json = redis.call('GET', KEYS[1])
 if not json then return 0 end
 local ok, rec = pcall(cjson.decode, json)
-if not ok or type(rec) ~= 'table' or rec.status ~= 'pending' then return 0 end
+if not ok or type(rec) ~= 'table' or rec.status ~= ARGV[2] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('HINCRBY', KEYS[2], 'total', -1)
-redis.call('HINCRBY', KEYS[2], 'pending', -1)
-redis.call('HINCRBY', KEYS[3], rec.templateId .. '${SEP}' .. 'pending', -1)
+redis.call('HINCRBY', KEYS[2], ARGV[2], -1)
+redis.call('HINCRBY', KEYS[3], rec.templateId .. '${SEP}' .. ARGV[2], -1)
 if KEYS[4] and redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
 return 1`
   },

@@ -94,10 +94,11 @@ export interface RecordStore {
    */
   updateRecord (id: string, patch: RecordPatch, opts: UpdateRecordOptions): Promise<MessageRecord | null>
   /**
-   * Undo a record that never reached the queue (the queue add failed): only while it is still
-   * 'pending'; removes it, its idempotency mapping and its counts, so a retry starts clean.
+   * Undo a record whose message never went anywhere (the queue add failed; a keyed send refused for
+   * want of credit): only while it still has `status` ('pending' by default, 'sending' for a send's
+   * claim); removes it, its idempotency mapping and its counts, so a retry starts clean.
    */
-  discardRecord (id: string): Promise<boolean>
+  discardRecord (id: string, status?: 'pending' | 'sending'): Promise<boolean>
   /**
    * Free an idempotency key, only while it still maps to `id` (compare-and-delete): a direct send
    * that certainly failed did not send, so a retry under the same key may. The record stays.
