@@ -565,6 +565,14 @@ test('redis store', async (t) => {
     t.equal(await later.getToken(), null, 'expired by the clock, even if Redis still holds it')
   })
 
+  // An earlier version marked a seen push with '1'; claimPush read any value but 'claimed' and
+  // 'done' as 'pending', so after an upgrade WeChat's retries of such pushes got 503 for 10 minutes.
+  t.test('push dedupe: a key left by an earlier version (\'1\') reads as done', async (t) => {
+    const { store, keys } = make() as Harness & { keys: KeySpace }
+    await client.set(keys.pushDedupe('legacy-1'), '1', 'PX', 60_000)
+    t.equal(await store.claimPush('legacy-1', 60_000), 'done')
+  })
+
   t.test('fails fast when Redis cannot answer', async (t) => {
     const { keys } = make()
     t.equal(new RedisStore(client, keys, { now: () => Date.now() }, 2000).redis, client, 'the raw client, for the queue')

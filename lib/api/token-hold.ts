@@ -66,8 +66,10 @@ export class TokenHold {
   private holdFor (error: TokenErrorInstance, forced: boolean): number {
     const errcode = error.errcode
     if (errcode === undefined || errcode === -1) return 0
+    // a force_refresh's 45009 is only its 20-a-day limit: not a refusal of the token endpoint
+    if (errcode === 45009 && forced) return 0
     if (errcode === 45011) error.retryAfter = RATE_LIMIT_DELAY_MS
-    else if (errcode === 45009 && !forced) error.retryAfter = msUntilChinaMidnight(this.clock.now())
+    else if (errcode === 45009) error.retryAfter = msUntilChinaMidnight(this.clock.now())
     this.refusals++
     if (this.refusals <= FREE_REFUSALS) return 0
     return Math.min(MAX_REFUSAL_HOLD_MS, FIRST_REFUSAL_HOLD_MS * 2 ** (this.refusals - FREE_REFUSALS - 1))

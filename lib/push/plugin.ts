@@ -77,7 +77,8 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
       claim = await store.claimPush(key, CLAIM_MS)
       // Another attempt is applying it right now (the same push sent twice at once): wait a moment
       // for its outcome rather than refuse at once (WeChat waits 5 s for an answer).
-      for (let waited = 0; claim === 'pending' && waited < PENDING_WAIT_MS; waited += PENDING_POLL_MS) {
+      const deadline = Date.now() + PENDING_WAIT_MS
+      while (claim === 'pending' && Date.now() < deadline) {
         await sleep(PENDING_POLL_MS)
         claim = await store.claimPush(key, CLAIM_MS)
       }

@@ -85,7 +85,8 @@ export class RedisStore extends RecordsDelegate implements WechatStore {
 
   async claimPush (key: string, claimMs: number): Promise<PushClaim> {
     const state = await this.run((c) => c.wechatPushClaim(this.keys.pushDedupe(key), Math.max(1, Math.ceil(claimMs))))
-    return state === 'claimed' || state === 'done' ? state : 'pending'
+    // (any other value is a push marked seen by an earlier version, which wrote '1': done)
+    return state === 'claimed' || state === 'pending' ? state : 'done'
   }
 
   async settlePush (key: string, doneMs: number | null): Promise<void> {
