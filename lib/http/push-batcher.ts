@@ -18,6 +18,14 @@ export const FLUSH_AT = 200
  */
 export const FLUSH_DELAY_MS = 10
 
+/** Whether `work` settled within `ms` (the timer does not keep the process alive). */
+async function within (work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const settled = await Promise.race([work.then(() => true, () => true), new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); timer.unref() })])
+  clearTimeout(timer)
+  return settled
+}
+
 /** A push accepted in onSend: its message id is assigned there and kept through every retry. */
 interface Accepted { id: string, message: unknown, log: FastifyBaseLogger, at: number }
 
@@ -53,9 +61,13 @@ export class PushBatcher {
 
   constructor (private readonly delivery: Delivery) {}
 
+  /** The logger of the latest push (close() has no request to log with). */
+  private lastLog: FastifyBaseLogger | null = null
+
   /** Give each push its id and buffer it. */
   accept (log: FastifyBaseLogger, messages: unknown): void {
     const at = Date.now()
+    this.lastLog = log
     if (this.stop.signal.aborted) {
       // an async config.wechatPush that settled after close() gave up waiting for it
       const count = Array.isArray(messages) ? messages.length : 1
@@ -166,12 +178,12 @@ export class PushBatcher {
         else await Promise.race([Promise.allSettled([this.flushing, ...this.aside]), stopped])
       }
     })()
-    let timer: NodeJS.Timeout | undefined
-    const done = await Promise.race([all.then(() => true), new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), DRAIN_MS); timer.unref() })])
-    clearTimeout(timer)
-    if (!done) {
-      this.stop.abort()
-      await all
+    if (await within(all, DRAIN_MS)) return
+    this.stop.abort()
+    // The last try is bounded too: a queue add stuck on a socket that never answers nor fails must
+    // not hold shutdown for ever (its pushes are then only in this process's memory: lost).
+    if (!(await within(all, DRAIN_MS)) && this.lastLog !== null) {
+      this.lastLog.error({ count: this.counters.waiting }, 'wechat: handler pushes still not queued when close() gave up on them; lost')
     }
   }
 }
