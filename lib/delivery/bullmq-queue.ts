@@ -89,10 +89,10 @@ export class BullQueue implements MessageQueue {
       } catch (err) {
         // The jobs were added; only their confirmation failed (the connection dropped in a failover,
         // WAIT refused by an ACL or a proxy): unconfirmed, not "not queued" (that would undo them).
-        throw new ReplicasUnconfirmedError(`the replicas' confirmation failed (${(err as Error).message}): the jobs may be queued or lost in a failover; retry with the same idempotencyKey`, { cause: err })
+        throw new ReplicasUnconfirmedError(`the replicas' confirmation failed (${(err as Error).message}): the jobs may be queued or lost in a failover`, { cause: err })
       }
       if (acked < replicas.count) {
-        throw new ReplicasUnconfirmedError(`${acked} of ${replicas.count} replica(s) confirmed the jobs within ${replicas.timeoutMs} ms (queue.replicas): they may be queued or lost in a failover; retry with the same idempotencyKey`)
+        throw new ReplicasUnconfirmedError(`${acked} of ${replicas.count} replica(s) confirmed the jobs within ${replicas.timeoutMs} ms (queue.replicas): they may be queued or lost in a failover`)
       }
     }
   }

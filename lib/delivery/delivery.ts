@@ -118,19 +118,16 @@ export class Delivery {
       const itemKey = list.length > 1 ? `${key}:${i}` : key
       return this.createRecord(this.newRecord(newMessageId(), p, 'pending', source), itemKey, delay)
     }))
-    const reserved: boolean[] = []
+    const created = claims.flatMap((claim, i) => claim.created ? [{ id: claim.record.id, prepared: prepared[i] as PreparedMessage }] : [])
+    let reserved: boolean[]
     try {
-      for (const [i, claim] of claims.entries()) reserved[i] = claim.created && await this.ledger.reserve((prepared[i] as PreparedMessage).wire.touser, claim.record.templateId)
+      reserved = await this.reserveAll(created.map((c) => c.prepared))
     } catch (err) {
-      // One has no credit: nothing of this call is queued; the credits taken go back, the claims are undone.
-      await Promise.all(claims.map(async (claim, i) => {
-        if (!claim.created) return
-        if (reserved[i] === true) await this.ledger.settle((prepared[i] as PreparedMessage).wire.touser, claim.record.templateId, { status: 'failed' }, true)
-        await this.store.discardRecord(claim.record.id).catch(() => false)
-      }))
+      // One has no credit: nothing of this call is queued (reserveAll gave the credits back); the claims are undone.
+      await Promise.all(created.map(({ id }) => this.store.discardRecord(id).catch(() => false)))
       throw err
     }
-    const fresh = claims.flatMap((claim, i) => claim.created ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire, reserved: reserved[i], source }, delayMs: delay }] : [])
+    const fresh = created.map(({ id, prepared: p }, i) => ({ data: { id, wire: p.wire, reserved: reserved[i], source }, delayMs: delay }))
     // A repeat whose first message is still 'pending' may have lost its job (a crash or a Redis
     // failover between the record and the queue add): add it again under the same id, which the
     // queue treats as a no-op when the job is there.
@@ -146,7 +143,7 @@ export class Delivery {
       // Written to the master but not confirmed by its replicas (queue.replicas): maybe queued. The
       // records stay 'pending', so a retry with the same key re-adds the same job ids (a no-op where
       // they exist) instead of queueing a second message.
-      if (err instanceof ReplicasUnconfirmedError) throw Object.assign(new WechatQueueError(err.message, { cause: err }), { messageIds: fresh.map((job) => job.data.id) })
+      if (err instanceof ReplicasUnconfirmedError) throw Object.assign(new WechatQueueError(`${err.message}; retry with the same idempotencyKey`, { cause: err }), { messageIds: fresh.map((job) => job.data.id) })
       // Nothing was queued: undo the records (and their idempotency keys) so a retry starts clean.
       // If the store is down too, mark what remains failed rather than leave it pending forever.
       const now = this.nowIso()
@@ -252,7 +249,7 @@ export class Delivery {
       // The master has the jobs, so they may run: their records are written as for any queued
       // message, and the error names them (status(id) tells what became of each).
       const ids = batch.map(({ record }) => record.id)
-      const error = new WechatQueueError(`the replicas did not confirm it (${unconfirmed.message.replace(/; retry with the same idempotencyKey$/, '')}); it may still be sent: see status() of ${ids.join(', ')}, and retry only under an idempotencyKey`, { cause: unconfirmed })
+      const error = new WechatQueueError(`the replicas did not confirm it (${unconfirmed.message}); it may still be sent: see status() of ${ids.join(', ')}, and retry only under an idempotencyKey`, { cause: unconfirmed })
       throw Object.assign(error, { messageIds: ids })
     }
   }

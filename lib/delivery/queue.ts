@@ -31,6 +31,7 @@ export const CLOSE_GRACE_MS = 10_000
 /**
  * The jobs were written to the master but not confirmed by enough replicas in time: they may be
  * queued (and run), or lost in a failover. The caller must not undo the add (its records stay, so
- * a retry with the same idempotency key re-adds the same job ids: a no-op where they exist).
+ * a retry with the same idempotency key re-adds the same job ids: a no-op where they exist). The
+ * message says what happened; each caller adds the advice that fits it (with a key or without).
  */
 export class ReplicasUnconfirmedError extends Error {}
