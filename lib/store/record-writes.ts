@@ -41,7 +41,7 @@ export class RecordWrites {
 
   constructor (private readonly run: Run, private readonly shared: readonly string[]) {}
 
-  /** Queue one write: its own keys (after the shared ones) and its WRITE_ARGS arguments, as the script reads them. */
+  /** Queue one write: its own keys (after the shared ones) and its WRITE_ARGS[op] arguments, as the script reads them. */
   write (keys: readonly string[], args: readonly string[], deferred = false): Promise<WriteReply> {
     return new Promise<WriteReply>((resolve, reject) => {
       for (const key of keys) this.keys.push(key)

@@ -203,7 +203,7 @@ export class MemoryRecords implements RecordStore {
       list.push({ sentAt: nowMs, id: record.id })
       list.sort((a, b) => a.sentAt - b.sentAt || (a.id < b.id ? -1 : 1))
       this.sent.delete(pair)
-      this.trim(this.sent, { expired: (entries) => !entries.some((e) => this.records.has(e.id)) })
+      if (this.sweepDue(this.sent)) this.trim(this.sent, { expired: (entries) => !entries.some((e) => this.records.has(e.id)) })
       this.sent.set(pair, list.slice(-SENT_INDEX_CAP))
     }
   }
@@ -249,7 +249,7 @@ export class MemoryRecords implements RecordStore {
     this.records.set(id, stored)
     if (!fresh) this.finished.delete(id) // re-inserted below: Set order is eviction order
     if (IN_FLIGHT_STATES.has(stored.record.status)) return
-    this.trim<string>(this.finished, { expired: (finishedId) => (this.records.get(finishedId)?.until ?? 0) <= now, evicted: (finishedId) => this.records.delete(finishedId) })
+    if (this.sweepDue(this.finished)) this.trim<string>(this.finished, { expired: (finishedId) => (this.records.get(finishedId)?.until ?? 0) <= now, evicted: (finishedId) => this.records.delete(finishedId) })
     this.finished.add(id)
   }
 
@@ -261,15 +261,19 @@ export class MemoryRecords implements RecordStore {
     return undefined
   }
 
+  /** Whether `map` has reached the size of its next sweep (checked before building trim()'s rules: a send makes none). */
+  private sweepDue (map: Map<string, unknown> | Set<string>): boolean {
+    return map.size >= (this.sweepAt.get(map) ?? this.maxRecords)
+  }
+
   /**
-   * Keeps each map under the cap: at the cap, drop what expired, then the least recently written
+   * Keeps each map under the cap (once sweepDue): at the cap, drop what expired, then the least recently written
    * down to 90 % of it (so the sweep runs once per many inserts, not on each), passing over what is
    * `pinned` (the keys of messages still on their way). When pinned entries alone fill the cap, the
    * next sweep waits until the map has grown by a tenth again, so it never runs on every insert.
    * Counters stay, as with Redis' TTL; an idempotency mapping may outlive its record, as in Redis.
    */
   private trim<V> (map: Map<string, V> | Set<string>, rules: TrimRules<V>): void {
-    if (map.size < (this.sweepAt.get(map) ?? this.maxRecords)) return
     const { expired, evicted, pinned } = rules
     for (const [key, value] of map.entries()) {
       if (expired(value as V)) { map.delete(key); evicted?.(key) }
@@ -286,7 +290,7 @@ export class MemoryRecords implements RecordStore {
 
   private set<T> (map: Map<string, Expiring<T>>, key: string, value: T, ttlSeconds: number, now = this.clock.now(), pinned?: (entry: Expiring<T>) => boolean): void {
     map.delete(key)
-    this.trim(map, { expired: (entry) => entry.until <= now, pinned })
+    if (this.sweepDue(map)) this.trim(map, { expired: (entry) => entry.until <= now, pinned })
     map.set(key, { value, until: now + ttlOf(ttlSeconds) * 1000 })
   }
 }

@@ -1,6 +1,6 @@
 import type { Clock } from '../options.js'
 import type { KeySpace } from './keys.js'
-import { AWAITING_RECEIPT, checkCreditCount, emptyCounts, isoToMs, normalizeRecord, padMs, RECENT_FAILURES_CAP, SEP, STATUSES, ttlOf } from './records.js'
+import { AWAITING_RECEIPT, checkCreditCount, emptyCounts, FAILURE_STATES, isoToMs, normalizeRecord, padMs, RECENT_FAILURES_CAP, SEP, STATUSES, ttlOf } from './records.js'
 import type {
   CreateRecordOptions, MessageRecord, RecentFailure, RecordPatch, RecordStore, StatsSnapshot, Status,
   StatusCounts, TemplateCache, UpdateRecordOptions
@@ -47,12 +47,18 @@ export class RedisRecords implements RecordStore {
     const key = opts.idempotencyKey
     const record = normalizeRecord(key === undefined ? input : { ...input, idempotencyKey: key })
     const ttl = ttlOf(opts.ttlSeconds)
-    const sentAt = isoToMs(record.updatedAt, this.clock.now())
     const keys = [this.keys.record(record.id)]
     if (key !== undefined) keys.push(this.keys.idempotency(key))
     if (record.msgid !== undefined) keys.push(this.keys.msgid(record.msgid))
+    const hasMsgid = record.msgid === undefined ? '0' : '1'
+    if (key === undefined && !needsWholeRecord(record.status, hasMsgid === '1')) {
+      const reply = await this.writes.write(keys, ['p', String(ttl), hasMsgid, recordJson(record), record.id, record.status, record.templateId], opts.deferred)
+      if (reply[0] === WRITE_REPLY.created) return { created: true, record }
+      return { created: false, record: parseRecord(reply[1] as string) }
+    }
+    const sentAt = isoToMs(record.updatedAt, this.clock.now())
     const write = ['c', String(ttl), String(sentAt), padMs(sentAt), String(sentAt - ttl * 1000), key === undefined ? '0' : '1',
-      record.msgid === undefined ? '0' : '1', '', recordJson(record), record.id, record.status, record.templateId]
+      hasMsgid, '', recordJson(record), record.id, record.status, record.templateId]
     for (let attempt = 1; ; attempt++) {
       const reply = await this.writes.write(keys, write, opts.deferred)
       if (reply[0] === WRITE_REPLY.created) return { created: true, record }
@@ -71,7 +77,7 @@ export class RedisRecords implements RecordStore {
     const keys = [this.keys.record(id)]
     if (patch.msgid !== undefined) keys.push(this.keys.msgid(patch.msgid))
     const write = ['u', String(ttl), String(nowMs), padMs(nowMs), String(nowMs - ttl * 1000), opts.now,
-      patch.msgid === undefined ? '0' : '1', JSON.stringify(patchOf(patch)), '', '', '', '']
+      patch.msgid === undefined ? '0' : '1', JSON.stringify(patchOf(patch))]
     const reply = await this.writes.write(keys, write, opts.deferred)
     return reply[0] === WRITE_REPLY.updated ? parseRecord(reply[1] as string) : null
   }
@@ -198,6 +204,14 @@ export class RedisRecords implements RecordStore {
   async putTemplates (value: TemplateCache, ttlSeconds: number): Promise<void> {
     await this.run((c) => c.set(this.keys.templates, JSON.stringify(value), 'EX', ttlOf(ttlSeconds)))
   }
+}
+
+/**
+ * Whether a create must go through the script's full path (records-scripts.ts needsRecord): a failure
+ * (the recent-failures list) or a message awaiting its receipt without a msgid (the sent index).
+ */
+function needsWholeRecord (status: Status, hasMsgid: boolean): boolean {
+  return FAILURE_STATES.includes(status) || (AWAITING_RECEIPT.has(status) && !hasMsgid)
 }
 
 /** Where a create's write holds the stale mapping id it may replace. */

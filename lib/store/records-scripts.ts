@@ -114,18 +114,20 @@ end
 export const WRITE_REPLY = { created: 1, exists: 0, staleMapping: 2, updated: 3, missing: 4, error: -1 } as const
 
 /**
- * ARGV entries per write in the batch script: every write takes the same number (unused ones are
- * ''), so the script walks them without decoding anything on the common path.
- *   create: 'c', ttl s, sentAt ms, sentAt padded, cutoff ms, has idempotency ('1'/'0'), has msgid,
- *           id of a stale mapping that may be replaced ('' none), record JSON, id, status, templateId
- *   update: 'u', ttl s, sentAt ms, sentAt padded, cutoff ms, now ISO, has msgid, patch JSON
+ * ARGV entries of one write in the batch script, by its first entry (the op):
+ *   'c' create: ttl s, sentAt ms, sentAt padded, cutoff ms, has idempotency ('1'/'0'), has msgid,
+ *       id of a stale mapping that may be replaced ('' none), record JSON, id, status, templateId
+ *   'p' plain create (no idempotency key, a status that needs neither the failure list nor the sent
+ *       index: most sends): ttl s, has msgid, record JSON, id, status, templateId
+ *   'u' update: ttl s, sentAt ms, sentAt padded, cutoff ms, now ISO, has msgid, patch JSON
+ * A plain create is the send path's write: half the arguments, and the script reads no JSON for it.
  */
-export const WRITE_ARGS = 12
+export const WRITE_ARGS = { c: 12, p: 7, u: 8 } as const
 
 export const RECORD_SCRIPTS = {
   wechatPushWriteRecords: {
-    // KEYS: the shared 6, then per write: create → record [idempotency] [msgid]; update → record [msgid].
-    // ARGV: WRITE_ARGS entries per write, in order (above). A record is one JSON string (SET ... EX):
+    // KEYS: the shared 6, then per write: create → record [idempotency] [msgid]; plain create and
+    // update → record [msgid]. ARGV: each write's WRITE_ARGS[op] entries, in order (above). A record is one JSON string (SET ... EX):
     // a create stores the client's JSON as it is, and decodes it only for a failure or the sent index.
     // Answers per write, in order, its code (created, missing) or { code, payload } (WRITE_REPLY). A
     // write that fails answers { -1, message } and the others still apply, as separate calls would.
@@ -178,21 +180,41 @@ local function update (recordKey, msgidKey, a)
   return { 3, json }
 end
 
+local function plain (recordKey, msgidKey, a)
+  local ttl = ARGV[a + 1]
+  local status, templateId = ARGV[a + 5], ARGV[a + 6]
+  if not redis.call('SET', recordKey, ARGV[a + 3], 'NX', 'EX', ttl) then return { 0, redis.call('GET', recordKey) } end
+  if msgidKey then redis.call('SET', msgidKey, ARGV[a + 4], 'EX', ttl) end
+  move(K.stats, 'total', 1)
+  move(K.stats, status, 1)
+  moveTemplate(templateId, status, 1)
+  return 1
+end
+
 local replies = {}
 local k = ${WRITE_SHARED_KEYS + 1}
-for a = 1, #ARGV, ${WRITE_ARGS} do
+local a = 1
+while a <= #ARGV do
   local ok, reply
   local recordKey = KEYS[k]
+  local op = ARGV[a]
   k = k + 1
-  if ARGV[a] == 'c' then
+  if op == 'p' then
+    local msgidKey
+    if ARGV[a + 2] == '1' then msgidKey = KEYS[k]; k = k + 1 end
+    ok, reply = pcall(plain, recordKey, msgidKey, a)
+    a = a + ${WRITE_ARGS.p}
+  elseif op == 'c' then
     local idem, msgidKey
     if ARGV[a + 5] == '1' then idem = KEYS[k]; k = k + 1 end
     if ARGV[a + 6] == '1' then msgidKey = KEYS[k]; k = k + 1 end
     ok, reply = pcall(create, recordKey, idem, msgidKey, a)
+    a = a + ${WRITE_ARGS.c}
   else
     local msgidKey
     if ARGV[a + 6] == '1' then msgidKey = KEYS[k]; k = k + 1 end
     ok, reply = pcall(update, recordKey, msgidKey, a)
+    a = a + ${WRITE_ARGS.u}
   end
   if not ok then reply = { -1, type(reply) == 'table' and tostring(reply.err) or tostring(reply) } end
   replies[#replies + 1] = reply
