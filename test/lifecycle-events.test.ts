@@ -90,6 +90,27 @@ test('a delivery receipt emits message:delivered (option push)', async (t) => {
   t.match(seen[1]?.event, { id: sent.id, status: 'delivered', msgid: sent.msgid, source: 'send' })
 })
 
+for (const kind of ['memory', 'redis'] as const) {
+  test(`${kind} store: a second receipt of a delivered message (another CreateTime, or a retry of a push answered 503) emits nothing more`, async (t) => {
+    const sim = await startSimulator(t)
+    const redisUrl = await redisFor(t, kind)
+    const { app, url } = await pushApp(t, sim, { listen: true, redisUrl, plugin: { keyPrefix: uniquePrefix('lifecycle-repeat') } })
+    sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY })
+    const seen = listen(app)
+    const sent = await app.wechat.send(shippedMessage())
+    await sim.pushesSettled()
+    await until('sent and delivered', () => seen.length === 2)
+    const stats = await app.wechat.stats()
+    const repeat = { FromUserName: shippedMessage().toUser, CreateTime: Math.floor(Date.now() / 1000) + 60, Event: 'subscribe_msg_sent_event', List: [{ TemplateId: shippedMessage().templateId, MsgID: sent.msgid, ErrorCode: 0, ErrorStatus: 'success' }] }
+    const answer = await sim.push(undefined, repeat)
+    t.match(answer, { statusCode: 200, body: 'success' }, 'acknowledged')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    t.same(seen.map((s) => s.name), ['message:sent', 'message:delivered'], 'one message:delivered')
+    t.equal((await app.wechat.status(sent.id))?.status, 'delivered')
+    t.same(await app.wechat.stats(), stats, 'counters unchanged')
+  })
+}
+
 test('token:fetched once per new token, never with the token; token:error with the advice, never with the secret', async (t) => {
   const sim = await startSimulator(t)
   const app = await buildApp(t, sim, { plugin: { tokenEndpoint: 'classic', retry: { attempts: 2, minDelay: 10, maxDelay: 20 } } })

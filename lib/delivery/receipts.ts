@@ -4,6 +4,7 @@ import type { PushEventBus } from '../push/event-bus.js'
 import { isChangeEvent, isPopupEvent, isSentEvent } from '../push/events.js'
 import type { PushMessage, SentEvent, SentItem } from '../push/events.js'
 import type { WechatStore } from '../store/types.js'
+import type { Status } from '../store/records.js'
 import type { Credits } from './credits.js'
 import { lifecycleName, recordEvent } from '../lifecycle.js'
 
@@ -59,9 +60,12 @@ export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: 
     const patch = item.ErrorCode === 0
       ? { status: 'delivered' as const, ...(item.MsgID ? { msgid: item.MsgID } : {}) }
       : { status: 'failed' as const, errcode: item.ErrorCode, errmsg: item.ErrorStatus || 'delivery failed' }
-    const record = await store.updateRecord(id, patch, { ttlSeconds: options.retentionSeconds, now: new Date(options.clock.now()).toISOString() })
-    // (a record the store would not move, already delivered for one, answers its status as it was)
-    if (record !== null && record.status === patch.status) bus.emitLifecycle(lifecycleName(patch.status), () => recordEvent({ ...record, status: patch.status }))
+    const before: { status?: Status } = {}
+    const record = await store.updateRecord(id, patch, { ttlSeconds: options.retentionSeconds, now: new Date(options.clock.now()).toISOString(), before })
+    // Emitted only when this receipt moved the message: not for a record the store would not move
+    // (already delivered, answered as it was), nor for a second receipt of the same message (a
+    // WeChat retry of a push answered 503 after this item was applied, or a repeat with another CreateTime).
+    if (record !== null && record.status === patch.status && before.status !== patch.status) bus.emitLifecycle(lifecycleName(patch.status), () => recordEvent({ ...record, status: patch.status }))
     return true
   }
 

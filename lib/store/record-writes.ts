@@ -5,7 +5,7 @@ import { WRITE_REPLY } from './records-scripts.js'
 export type Run = <T>(command: (client: ScriptClient) => Promise<T>) => Promise<T>
 
 /** One write's answer: its code, and the payload some codes carry (records-scripts.ts WRITE_REPLY). */
-export type WriteReply = [number, string?]
+export type WriteReply = [number, string?, string?]
 
 // Shared answers for the codes without a payload (callers only read them).
 const CREATED: WriteReply = [WRITE_REPLY.created]

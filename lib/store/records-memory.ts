@@ -84,6 +84,7 @@ export class MemoryRecords implements RecordStore {
     const stored = this.liveRecord(id)
     if (!stored) return null
     const old = stored.record.status
+    if (opts.before !== undefined) opts.before.status = old
     const next = patch.status ?? old
     if (!canTransition(old, next)) return { ...stored.record }
     const record: MessageRecord = { ...stored.record, status: next, updatedAt: opts.now }

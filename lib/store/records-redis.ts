@@ -79,7 +79,9 @@ export class RedisRecords implements RecordStore {
     const write = ['u', String(ttl), String(nowMs), padMs(nowMs), String(nowMs - ttl * 1000), opts.now,
       patch.msgid === undefined ? '0' : '1', JSON.stringify(patchOf(patch))]
     const reply = await this.writes.write(keys, write, opts.deferred)
-    return reply[0] === WRITE_REPLY.updated ? parseRecord(reply[1] as string) : null
+    if (reply[0] !== WRITE_REPLY.updated) return null
+    if (opts.before !== undefined) opts.before.status = reply[2] as Status
+    return parseRecord(reply[1] as string)
   }
 
   async discardRecord (id: string, status: 'pending' | 'sending' = 'pending'): Promise<boolean> {

@@ -109,7 +109,8 @@ end
 
 /**
  * Reply codes of one write in the batch script's answer, in order: the bare code when there is no
- * payload (created, missing), else `[code, payload]` (the record's JSON, or an id, or a message).
+ * payload (created, missing), else `[code, payload]` (the record's JSON, or an id, or a message);
+ * an update answers `[updated, the record's JSON after it, its status before it]`.
  */
 export const WRITE_REPLY = { created: 1, exists: 0, staleMapping: 2, updated: 3, missing: 4, error: -1 } as const
 
@@ -164,7 +165,7 @@ local function update (recordKey, msgidKey, a)
   local patch = cjson.decode(ARGV[a + 7])
   local old = rec.status
   local new = patch.status or old
-  if new ~= old and not (ALLOWED[old] and ALLOWED[old][new]) then return { 3, json } end
+  if new ~= old and not (ALLOWED[old] and ALLOWED[old][new]) then return { 3, json, old } end
   local ttl = tonumber(ARGV[a + 1])
   local now = ARGV[a + 5]
   rec.status = new
@@ -177,7 +178,7 @@ local function update (recordKey, msgidKey, a)
   json = cjson.encode(rec)
   redis.call('SET', recordKey, json, 'EX', ttl)
   if msgidKey then redis.call('SET', msgidKey, rec.id, 'EX', ttl) end
-  return { 3, json }
+  return { 3, json, old }
 end
 
 local function plain (recordKey, msgidKey, a)

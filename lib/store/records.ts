@@ -77,6 +77,8 @@ export interface UpdateRecordOptions extends WriteTiming {
   ttlSeconds: number
   /** ISO time of the change: becomes updatedAt, and sentAt for the receipt index */
   now: string
+  /** filled in with the status the record had before this update, when it exists (did it move?) */
+  before?: { status?: Status }
 }
 
 /** The records part of `WechatStore` (types.ts), implemented by both stores. */
