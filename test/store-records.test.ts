@@ -296,7 +296,7 @@ function suite (t: Test, make: Factory): void {
   })
 
   t.test('token part: token, lock, force_refresh budget, push dedupe', async (t) => {
-    const { store, now } = make()
+    const { store, now, expire } = make()
     const t0 = now()
     t.equal(await store.getToken(), null)
     const a = { token: 'A', expiresAt: t0 + 7_200_000, fetchedAt: t0 }
@@ -331,6 +331,16 @@ function suite (t: Test, make: Factory): void {
     t.equal(await store.claimPush('msg-1', 60_000), 'done')
     await store.settlePush('msg-2', null)
     t.equal(await store.claimPush('msg-2', 60_000), 'claimed', 'a dropped claim can be taken again')
+
+    // Only its owner drops a claim: an attempt whose claim expired while it worked, and which then
+    // failed, must not drop the claim another attempt took meanwhile (a third would apply the push too).
+    t.equal(await store.claimPush('msg-3', 1000, 'attempt-A'), 'claimed')
+    await expire(1)
+    t.equal(await store.claimPush('msg-3', 60_000, 'attempt-B'), 'claimed', 'an expired claim is taken over')
+    await store.settlePush('msg-3', null, 'attempt-A')
+    t.equal(await store.claimPush('msg-3', 60_000, 'attempt-C'), 'pending', "the late attempt did not drop the other's claim")
+    await store.settlePush('msg-3', null, 'attempt-B')
+    t.equal(await store.claimPush('msg-3', 60_000, 'attempt-C'), 'claimed', 'the owner dropped it')
     await store.close()
   })
 

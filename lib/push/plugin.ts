@@ -7,6 +7,7 @@
  * (503, so WeChat retries): WeChat never sees a 500, a stranger never sees a secret.
  */
 import { STATUS_CODES } from 'node:http'
+import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply } from 'fastify'
 import type { Clock, ResolvedOptions } from '../options.js'
@@ -72,15 +73,16 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
    */
   async function apply (message: PushMessage): Promise<'new' | 'duplicate' | 'retry'> {
     const key = dedupeKey(message)
+    const owner = randomUUID()
     let claim: PushClaim
     try {
-      claim = await store.claimPush(key, CLAIM_MS)
+      claim = await store.claimPush(key, CLAIM_MS, owner)
       // Another attempt is applying it right now (the same push sent twice at once): wait a moment
       // for its outcome rather than refuse at once (WeChat waits 5 s for an answer).
       const deadline = Date.now() + PENDING_WAIT_MS
       while (claim === 'pending' && Date.now() < deadline) {
         await sleep(PENDING_POLL_MS)
-        claim = await store.claimPush(key, CLAIM_MS)
+        claim = await store.claimPush(key, CLAIM_MS, owner)
       }
     } catch (err) {
       log.warn({ err: errorSummary(err as FastifyError), store: store.kind }, 'wechat: push dedupe unavailable; answered 503 so WeChat retries')
@@ -100,7 +102,7 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
     } catch (err) {
       log.warn({ err: errorSummary(err as FastifyError), store: store.kind, event: message.Event }, 'wechat: push effects could not be stored; answered 503 so WeChat retries')
       // Best effort: a claim left behind expires after CLAIM_MS, then a retry applies the push.
-      await store.settlePush(key, null).catch(() => {})
+      await store.settlePush(key, null, owner).catch(() => {})
       return 'retry'
     }
     try {

@@ -61,22 +61,26 @@ export class MemoryStore extends RecordsDelegate implements WechatStore {
     return { allowed: true }
   }
 
-  private readonly seen = new Map<string, { state: 'pending' | 'done', until: number }>()
+  private readonly seen = new Map<string, { state: 'pending' | 'done', until: number, owner?: string }>()
 
-  async claimPush (key: string, claimMs: number): Promise<PushClaim> {
+  async claimPush (key: string, claimMs: number, owner = ''): Promise<PushClaim> {
     const now = this.clock.now()
     if (this.seen.size > 10_000) {
       for (const [k, { until }] of this.seen) if (until <= now) this.seen.delete(k)
     }
     const entry = this.seen.get(key)
     if (entry !== undefined && entry.until > now) return entry.state
-    this.seen.set(key, { state: 'pending', until: now + claimMs })
+    this.seen.set(key, { state: 'pending', until: now + claimMs, owner })
     return 'claimed'
   }
 
-  async settlePush (key: string, doneMs: number | null): Promise<void> {
-    if (doneMs === null) this.seen.delete(key)
-    else this.seen.set(key, { state: 'done', until: this.clock.now() + doneMs })
+  async settlePush (key: string, doneMs: number | null, owner = ''): Promise<void> {
+    if (doneMs !== null) this.seen.set(key, { state: 'done', until: this.clock.now() + doneMs })
+    else {
+      // only the owner's own claim, even expired (a claim another attempt took since stays)
+      const entry = this.seen.get(key)
+      if (entry?.state === 'pending' && entry.owner === owner) this.seen.delete(key)
+    }
   }
 
   async close (): Promise<void> {}

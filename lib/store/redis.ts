@@ -83,14 +83,14 @@ export class RedisStore extends RecordsDelegate implements WechatStore {
     return verdict === 'ok' ? { allowed: true } : { allowed: false, reason: verdict === 'daily' ? 'daily' : 'spacing' }
   }
 
-  async claimPush (key: string, claimMs: number): Promise<PushClaim> {
-    const state = await this.run((c) => c.wechatPushClaim(this.keys.pushDedupe(key), Math.max(1, Math.ceil(claimMs))))
-    // (any other value is a push marked seen by an earlier version, which wrote '1': done)
+  async claimPush (key: string, claimMs: number, owner = ''): Promise<PushClaim> {
+    const state = await this.run((c) => c.wechatPushClaim(this.keys.pushDedupe(key), Math.max(1, Math.ceil(claimMs)), owner))
     return state === 'claimed' || state === 'pending' ? state : 'done'
   }
 
-  async settlePush (key: string, doneMs: number | null): Promise<void> {
-    if (doneMs === null) await this.run((c) => c.del(this.keys.pushDedupe(key)))
+  async settlePush (key: string, doneMs: number | null, owner = ''): Promise<void> {
+    // (dropping is a compare-and-delete, as the lock's release: a claim that expired and was taken by another attempt stays)
+    if (doneMs === null) await this.run((c) => c.wechatPushReleaseLock(this.keys.pushDedupe(key), `pending:${owner}`))
     else await this.run((c) => c.set(this.keys.pushDedupe(key), 'done', 'PX', Math.max(1, Math.ceil(doneMs))))
   }
 

@@ -42,11 +42,14 @@ return 0`
   },
   wechatPushClaim: {
     numberOfKeys: 1,
-    // ARGV: claim ttl ms. 'claimed' for the first sighting, else the state another attempt left:
-    // 'pending' (being applied) or 'done' (applied). A claim that expired between the two calls is 'pending'.
+    // ARGV: claim ttl ms, owner. 'claimed' for the first sighting (the key holds 'pending:<owner>', so
+    // only its owner drops it), else the state another attempt left: 'pending' (being applied) or
+    // 'done' (applied; also '1', written by earlier versions). A claim that expired between the two calls is 'pending'.
     lua: `
-if redis.call('SET', KEYS[1], 'pending', 'PX', ARGV[1], 'NX') then return 'claimed' end
-return redis.call('GET', KEYS[1]) or 'pending'`
+if redis.call('SET', KEYS[1], 'pending:' .. ARGV[2], 'PX', ARGV[1], 'NX') then return 'claimed' end
+local state = redis.call('GET', KEYS[1])
+if not state or string.sub(state, 1, 7) == 'pending' then return 'pending' end
+return 'done'`
   },
   wechatPushTakeForce: {
     numberOfKeys: 1,

@@ -38,10 +38,14 @@ export interface WechatStore extends RecordStore {
    * Dedupe of WeChat's push retries across instances (WECHAT.md §6.5), in two steps so a push whose
    * effects could not be stored is not taken for done: claim it ('claimed' the first time; 'pending'
    * while another attempt holds an unexpired claim; 'done' once settled), then settle the claim.
+   * `owner` names the attempt (unique per attempt), so it can only drop its own claim.
    */
-  claimPush (key: string, claimMs: number): Promise<PushClaim>
-  /** `doneMs`: the effects are stored, remember the push that long; null: drop the claim (a retry may apply it). */
-  settlePush (key: string, doneMs: number | null): Promise<void>
+  claimPush (key: string, claimMs: number, owner?: string): Promise<PushClaim>
+  /**
+   * `doneMs`: the effects are stored, remember the push that long; null: drop the claim if `owner`
+   * still holds it (a retry may apply the push; a claim that expired and another attempt took stays).
+   */
+  settlePush (key: string, doneMs: number | null, owner?: string): Promise<void>
   close (): Promise<void>
 }
 
