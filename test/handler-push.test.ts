@@ -258,6 +258,49 @@ test('queue: false: declaring a route with config.wechatPush fails; reply.wechat
 
 // A later onSend hook that throws makes Fastify run onSend again for its 500: the same pushes were
 // counted twice (queued and skipped), for reply.wechatPush and config.wechatPush alike. Failed before.
+// reply.hijack() skips onSend, where pushes are taken: a hijacked response's pushes were dropped
+// without a count or a log. Failed before (nothing sent, all counters 0).
+test('a hijacked reply (raw response) and a push made after the response went out are queued by their status too', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await hookApp(t, sim, {
+    routes: (app) => {
+      app.post('/raw-ok', (_request, reply) => {
+        reply.wechatPush(numbered('J', 1))
+        reply.hijack()
+        reply.raw.writeHead(200, { 'content-type': 'text/plain' })
+        reply.raw.end('streamed')
+      })
+      app.post('/raw-ok-late', (_request, reply) => {
+        reply.hijack()
+        reply.raw.writeHead(201, { 'content-type': 'text/plain' })
+        reply.raw.end('done')
+        reply.wechatPush(numbered('J', 2))
+      })
+      app.post('/raw-fail', (_request, reply) => {
+        reply.wechatPush(numbered('J', 3))
+        reply.hijack()
+        reply.raw.writeHead(503)
+        reply.raw.end()
+      })
+      app.register(async (scoped) => {
+        scoped.addHook('onResponse', (_request, reply, done) => {
+          reply.wechatPush(numbered('J', 4))
+          done()
+        })
+        scoped.post('/after', async () => ({ ok: true }))
+      })
+    }
+  })
+  t.equal((await app.inject({ method: 'POST', url: '/raw-ok' })).body, 'streamed')
+  t.equal((await app.inject({ method: 'POST', url: '/raw-ok-late' })).statusCode, 201)
+  t.equal((await app.inject({ method: 'POST', url: '/raw-fail' })).statusCode, 503)
+  t.equal((await app.inject({ method: 'POST', url: '/after' })).statusCode, 200)
+  await until('3 accepted', () => sim.accepted.length >= 3)
+  await sleep(300)
+  t.same(accepted(sim).sort(), [1, 2, 4].map((n) => messageIdentity(numbered('J', n))).sort(), 'the 2xx ones sent, once each')
+  t.same(app.wechat.handlerPushes(), { queued: 3, skipped: 1, failed: 0, waiting: 0 })
+})
+
 test('a later onSend hook that throws: each push is counted once', async (t) => {
   const sim = await startSimulator(t)
   const app = await hookApp(t, sim, {

@@ -48,25 +48,42 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
 
   fastify.decorateReply('wechatPush', function (this: FastifyReply, messages: SubscribeMessage | SubscribeMessage[]) {
     const state = this as unknown as ReplyState
-    const list = state[kPending] ?? (state[kPending] = [])
+    let list = state[kPending]
+    if (list === undefined) {
+      list = state[kPending] = []
+      // onSend takes them. A response that never goes through onSend (reply.hijack() and a raw
+      // response) has them taken when its connection closes; one already out (a push from an
+      // onResponse hook) right away.
+      if (this.raw.writableEnded) setImmediate(takeUnsent, this)
+      else this.raw.once('close', () => { takeUnsent(this) })
+    }
     // (a loop, not push(...messages): spreading a very large array overflows the stack)
     if (Array.isArray(messages)) for (const message of messages) list.push(message)
     else list.push(messages)
     return this
   })
 
+  /** Queue a reply's pushes when its status is < 400, else count them skipped; once per reply. */
+  function take (request: FastifyRequest, reply: FastifyReply, statusCode: number): void {
+    const state = reply as unknown as ReplyState
+    const pending = state[kPending]
+    if (pending === undefined) return
+    // Taken once: a later onSend hook that throws makes Fastify run onSend again for its error
+    // reply, and the same pushes were counted a second time (queued and skipped).
+    state[kPending] = undefined
+    if (statusCode >= 400) counters.skipped += pending.length
+    else batcher.accept(request.log, pending)
+  }
+
+  /** Pushes onSend never saw: only once the reply is out (a client gone before the handler answered leaves them to onSend). */
+  function takeUnsent (reply: FastifyReply): void {
+    if (reply.sent) take(reply.request, reply, reply.raw.statusCode)
+  }
+
   // Hooks in callback form: an async hook costs every request a promise and a microtask turn.
   // The only hook every route runs: one symbol read when the handler pushed nothing.
   const onSend: onSendHookHandler = function (request, reply, payload, done) {
-    const state = reply as unknown as ReplyState
-    const pending = state[kPending]
-    if (pending !== undefined) {
-      // Taken once: a later onSend hook that throws makes Fastify run onSend again for its error
-      // reply, and the same pushes were counted a second time (queued and skipped).
-      state[kPending] = undefined
-      if (reply.statusCode >= 400) counters.skipped += pending.length
-      else batcher.accept(request.log, pending)
-    }
+    if ((reply as unknown as ReplyState)[kPending] !== undefined) take(request, reply, reply.statusCode)
     done(null, payload)
   }
   fastify.addHook('onSend', onSend)
