@@ -89,3 +89,21 @@ test('send with an aborted signal sends nothing and rejects with the signal\'s r
   t.equal(sim.counters.send, 0)
   t.ok((await app.wechat.send(shippedMessage(), { idempotencyKey: 'aborted-1' })).msgid, 'the key was not claimed')
 })
+
+// Aborting during a backoff cut the wait short and the send went on: with WeChat answering -1 every
+// attempt still went out; after a 5xx the next call went out at once. Failed before (5 and 2 calls).
+test('aborting a send during its backoff stops the retries: it ends with the last attempt\'s error', async (t) => {
+  for (const [fault, code] of [[{ errcode: -1 }, 'FST_WECHAT_API'], [{ httpStatus: 503 }, 'FST_WECHAT_UPSTREAM']] as const) {
+    const sim = await startSimulator(t)
+    const app = await buildApp(t, sim, { plugin: { retry: { attempts: 5, minDelay: 500, maxDelay: 500 } } })
+    await app.wechat.getToken()
+    const before = sim.counters.send
+    sim.failNext('send', fault, 5)
+    const controller = new AbortController()
+    setTimeout(() => controller.abort(), 100)
+    const started = Date.now()
+    await t.rejects(app.wechat.send(shippedMessage(), { signal: controller.signal }), { code }, `${code}: this attempt's error`)
+    t.equal(sim.counters.send - before, 1, `${code}: no call after the abort`)
+    t.ok(Date.now() - started < 450, `${code}: the backoff was cut short`)
+  }
+})

@@ -72,9 +72,9 @@ export class Sender {
         const answer = await subscribeSend(this.api, wire)
         if (answer.errcode === 0) return { status: 'sent', attempts: attempt, msgid: answer.msgid, ambiguous }
         const errorClass = classifyErrcode(answer.errcode)
-        const retry = errorClass === 'transient' && attempt < options.attempts
+        const retry = errorClass === 'transient' && attempt < options.attempts && options.signal?.aborted !== true
         this.log.warn({ messageId: id, errcode: answer.errcode, rid: answer.rid, attempt, retry }, 'wechat: subscribe/send answered an error')
-        if (retry) { await sleep(backoffDelay(attempt, this.retry), options.signal); continue }
+        if (retry && await this.waitToRetry(attempt, options.signal)) continue
         // After an attempt that may have reached WeChat, only an answer that would have refused the first
         // one too (a permanent error other than 43101) proves it failed; anything else leaves it open.
         const unknown = ambiguous && (answer.errcode === 43101 || errorClass !== 'permanent')
@@ -86,11 +86,11 @@ export class Sender {
         const isUpstream = upstream.code === 'FST_WECHAT_UPSTREAM'
         if (isUpstream) ambiguous ||= upstream.ambiguous === true
         // Token errors were retried inside the token manager already; only the network is retried here.
-        const retry = isUpstream && attempt < options.attempts && !options.signal?.aborted
+        const retry = isUpstream && attempt < options.attempts && options.signal?.aborted !== true
         const token = upstream as Partial<TokenErrorInstance>
         // a held token error (token-hold.ts) was logged once when WeChat gave it, not once per message
         this.log[token.held === true ? 'debug' : 'warn']({ messageId: id, reason: upstream.message, attempt, retry }, 'wechat: subscribe/send did not complete')
-        if (retry) { await sleep(backoffDelay(attempt, this.retry), options.signal); continue }
+        if (retry && await this.waitToRetry(attempt, options.signal)) continue
         Object.assign(upstream, { messageId: id, outcome: ambiguous ? 'unknown' : 'failed' })
         const outcome: DeliveryOutcome = { status: ambiguous ? 'unknown' : 'failed', attempts: attempt, errorClass: isUpstream ? 'transient' : tokenErrorClass(token), errmsg: upstream.message, error: upstream, ambiguous }
         if (typeof token.errcode === 'number') outcome.errcode = token.errcode
@@ -98,6 +98,15 @@ export class Sender {
         return outcome
       }
     }
+  }
+
+  /**
+   * The backoff before the next attempt. False when the caller's signal is aborted during it: no
+   * further attempt, and the send ends with this attempt's outcome (sleep() ends early on abort).
+   */
+  private async waitToRetry (attempt: number, signal: AbortSignal | undefined): Promise<boolean> {
+    await sleep(backoffDelay(attempt, this.retry), signal)
+    return signal?.aborted !== true
   }
 }
 
