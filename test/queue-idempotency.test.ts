@@ -45,4 +45,23 @@ for (const kind of ['memory', 'bullmq'] as const) {
     t.equal(sim.accepted.length, 3)
     t.equal((await app.wechat.status(results[0][1].id))?.idempotencyKey, 'import-7:1')
   })
+
+  // An array of one kept the bare key (only arrays of two or more were keyed key:index), so its
+  // message and the same message first in a later, longer array were queued twice. Failed before.
+  test(`${kind} queue: an array of one is keyed key:0 like any array; a single message keeps the bare key`, async (t) => {
+    const sim = await startSimulator(t)
+    const redisUrl = await redisFor(t, kind)
+    const app = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix: uniquePrefix('idem-one') } })
+    const [alone] = await app.wechat.enqueue([numbered('O', 1)], { idempotencyKey: 'import-8' })
+    const [first, second] = await app.wechat.enqueue([numbered('O', 1), numbered('O', 2)], { idempotencyKey: 'import-8' })
+    t.equal(first?.id, alone?.id, 'the first item of the longer array is the same message')
+    t.not(second?.id, alone?.id)
+    const [bare] = await app.wechat.enqueue(numbered('O', 3), { idempotencyKey: 'import-8' })
+    t.not(bare?.id, alone?.id, 'a single message (not an array) under the bare key is another message')
+    await settled(app, [alone, second, bare].map((r) => r?.id as string))
+    await sleep(300)
+    t.equal(sim.accepted.length, 3)
+    t.equal((await app.wechat.status(alone?.id as string))?.idempotencyKey, 'import-8:0')
+    t.equal((await app.wechat.status(bare?.id as string))?.idempotencyKey, 'import-8')
+  })
 }

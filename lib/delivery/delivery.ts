@@ -115,7 +115,9 @@ export class Delivery {
     // With a key, the claims come first: a repeat is answered with its first message, and only a
     // message queued now takes a credit (a repeat of one that used the user's last credit is not a 409).
     const claims = await Promise.all(prepared.map((p, i) => {
-      const itemKey = list.length > 1 ? `${key}:${i}` : key
+      // (an array, even of one, keys its items `key:index`: the same message under the same key
+      // whether it is enqueued alone in a list or with others)
+      const itemKey = Array.isArray(input) ? `${key}:${i}` : key
       return this.createRecord(this.newRecord(newMessageId(), p, 'pending', source), itemKey, delay)
     }))
     const created = claims.flatMap((claim, i) => claim.created ? [{ id: claim.record.id, prepared: prepared[i] as PreparedMessage }] : [])

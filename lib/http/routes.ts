@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger, FastifyInstance, onRequestHookHandler, preHandlerHookHandler } from 'fastify'
-import { WechatQueueError } from '../errors.js'
+import { invalid, WechatQueueError } from '../errors.js'
 import type { Clock, HookOption, ResolvedOptions } from '../options.js'
 import type { SubscribeMessage, WechatPush } from '../public-types.js'
 import { registerDashboard } from './dashboard.js'
@@ -75,9 +75,10 @@ export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): voi
       const failures: unknown[] = []
       const results = await Promise.all(messages.map(async (message, index): Promise<BatchItemType> => {
         try {
-          // A list of one: an item that is itself an array is refused, not spread into several messages.
+          // One message per item: an item that is itself an array is refused, not spread into several.
+          if (Array.isArray(message)) throw invalid([{ key: 'message', rule: 'type', message: 'the message must be an object (an item is one message, not an array)' }])
           const key = idempotencyKey === undefined ? undefined : `${idempotencyKey}:${index}`
-          const [queued] = await wechat.enqueue([message as SubscribeMessage], { idempotencyKey: key })
+          const [queued] = await wechat.enqueue(message as SubscribeMessage, { idempotencyKey: key })
           return { index, id: queued.id, status: queued.status }
         } catch (err) {
           failures.push(err)
