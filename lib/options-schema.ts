@@ -74,7 +74,7 @@ export const OptionsSchema = Type.Object({
   baseUrl: Type.Optional(Type.Union([NonEmpty, Type.Array(NonEmpty, { minItems: 1, maxItems: 10 })])),
   tokenEndpoint: Type.Optional(Type.Union([Type.Literal('stable'), Type.Literal('classic')])),
   refreshAhead: Type.Optional(Type.Number({ minimum: 0, maximum: 7000 })),
-  refreshInterval: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 3600 })),
+  refreshInterval: Type.Optional(Type.Number({ minimum: 1, maximum: 3600 })),
   store: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('redis'), Type.Literal('memory')])),
   redisNamespace: Type.Optional(NonEmpty),
   keyPrefix: Type.Optional(Type.String({ maxLength: 100, pattern: '^[^{}\\s]*$' })),

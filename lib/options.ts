@@ -112,6 +112,8 @@ function describeSchemaError (path: string, message: string, value: unknown): st
 }
 
 function safeJson (value: unknown): string {
+  // (JSON writes NaN and Infinity as null, which is not what was passed)
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value)
   try {
     const text = JSON.stringify(value)
     return text === undefined ? String(value) : text.length > 80 ? `${text.slice(0, 77)}...` : text
@@ -134,7 +136,8 @@ function checkBaseUrl (url: string): string {
     return fail(`baseUrl must be an absolute http(s) URL (got ${safeJson(url)})`)
   }
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') fail(`baseUrl must use http or https (got ${safeJson(url)})`)
-  if (parsed.pathname !== '/' || parsed.search || parsed.username || parsed.password) fail(`baseUrl must be an origin without path, query or credentials (got ${safeJson(parsed.origin)})`)
+  // The value as given, but never its credentials or query (they may hold a secret).
+  if (parsed.pathname !== '/' || parsed.search || parsed.username || parsed.password) fail(`baseUrl must be an origin without path, query or credentials (got ${safeJson(`${parsed.origin}${parsed.pathname}`)}${parsed.search ? ' and a query' : ''}${parsed.username || parsed.password ? ' and credentials' : ''})`)
   return parsed.origin
 }
 
@@ -144,6 +147,7 @@ function isHook (value: unknown): boolean {
 
 function resolveQueue (queue: OptionsInput['queue']): ResolvedOptions['queue'] {
   if (queue === false) return false
+  if (queue?.replicaTimeout !== undefined && queue.replicas === undefined) fail('queue.replicaTimeout needs queue.replicas (how many replicas must confirm an enqueue)')
   const replicas = queue?.replicas === undefined ? undefined : { count: queue.replicas, timeoutMs: queue.replicaTimeout ?? 1000 }
   return { concurrency: queue?.concurrency ?? 8, limiter: queue?.limiter, attempts: queue?.attempts ?? 8, durable: queue?.durable, replicas }
 }

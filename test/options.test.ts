@@ -53,12 +53,24 @@ test('wrong types and unknown keys name the option', async (t) => {
     [{ clock: { now: 5 } }, /clock/],
     [{ appSecretTypo: 'x' }, /appSecretTypo is not a known option/],
     [{ appId: 'wx 1' }, /appId/],
-    [{ store: 'memory', redisNamespace: 'x' }, /redisNamespace/]
+    [{ store: 'memory', redisNamespace: 'x' }, /redisNamespace/],
+    // From the README audit (each failed before): the value as given, not JSON's null; a floor for
+    // the token job's interval (0.0001 s ran it every millisecond); replicaTimeout alone did nothing.
+    [{ timeout: Number.NaN }, /timeout.*\(got NaN\)/],
+    [{ refreshAhead: Infinity }, /refreshAhead.*\(got Infinity\)/],
+    [{ refreshInterval: 0.0001 }, /refreshInterval/],
+    [{ queue: { replicaTimeout: 500 } }, /queue\.replicaTimeout needs queue\.replicas/],
+    [{ baseUrl: 'https://user:pw@api.example.com/v1?k=s3cret' }, /got "https:\/\/api\.example\.com\/v1" and a query and credentials/]
   ]
   for (const [extra, pattern] of cases) {
     const err = await bootError(t, { ...base, ...extra })
     t.match(err.message, pattern, JSON.stringify(extra))
   }
+})
+
+test('a baseUrl with credentials or a query never echoes them', async (t) => {
+  const err = await bootError(t, { ...base, baseUrl: 'https://user:pw@api.example.com/v1?k=s3cret' })
+  t.notMatch(err.message, /pw|s3cret|user/)
 })
 
 test('a wrong appSecret type never echoes the value', async (t) => {
