@@ -83,3 +83,19 @@ async function statsOf (app: FastifyInstance): Promise<{ total: number, pending:
   const { total, pending, sent } = await app.wechat.stats()
   return { total, pending, sent }
 }
+
+// setTimeout takes at most 2^31 - 1 ms: the in-process queue handed it a 25-day delay, Node cut it to
+// 1 ms (TimeoutOverflowWarning) and the message went out at once. Failed before (sent within 0.5 s).
+test('memory queue: a delay longer than 24.8 days (setTimeout\'s limit) is kept, not cut to nothing', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, {})
+  const warnings: string[] = []
+  const onWarning = (warning: Error): void => { warnings.push(warning.name) }
+  process.on('warning', onWarning)
+  t.teardown(() => { process.off('warning', onWarning) })
+  const [queued] = await app.wechat.enqueue(numbered('D', 1), { delay: 25 * 24 * 3_600_000 })
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  t.equal(sim.counters.send, 0, 'not sent')
+  t.equal((await app.wechat.status(queued?.id as string))?.status, 'pending')
+  t.notOk(warnings.includes('TimeoutOverflowWarning'), 'no timer overflow')
+})

@@ -3,6 +3,9 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { JobData, JobRunner } from './job-runner.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
 
+/** The longest timer Node keeps (2^31 - 1 ms); longer ones fire after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
 interface Entry { data: JobData, attempt: number }
 
 export interface MemoryQueueOptions {
@@ -69,10 +72,13 @@ export class MemoryQueue implements MessageQueue {
       this.pump()
       return
     }
+    // setTimeout takes at most 2^31 - 1 ms (about 24.8 days; a longer delay fires at once): a longer
+    // wait (enqueue's delay goes to 30 days) is taken in steps.
+    const step = Math.min(delayMs, MAX_TIMER_MS)
     const timer = setTimeout(() => {
       this.timers.delete(timer)
-      this.schedule(entry, 0)
-    }, delayMs)
+      this.schedule(entry, delayMs - step)
+    }, step)
     timer.unref()
     this.timers.add(timer)
   }
