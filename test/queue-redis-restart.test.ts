@@ -1,5 +1,9 @@
 import { test } from 'tap'
+import { Redis as RedisClient } from 'ioredis'
 import type { Redis } from 'ioredis'
+import Fastify from 'fastify'
+import fastifyRedis from '@fastify/redis'
+import wechatPush from '../lib/index.js'
 import { buildApp, startSimulator } from './helpers/app.js'
 import { captureLogs } from './helpers/log-capture.js'
 import { startRedis, uniquePrefix } from './helpers/redis-server.js'
@@ -46,4 +50,52 @@ test('Redis killed and restarted while the queue is busy (persistent server) →
   const stats = await app.wechat.stats()
   t.equal(stats.sent, COUNT + 1)
   t.equal(stats.pending + stats.sending + stats.failed + stats.unknown, 0)
+})
+
+// BullMQ waits without a bound for a connection that never came up: with Redis at maxclients (the
+// app's own client connected, the queue's refused) an enqueue hung for good, through close() too.
+// Failed before (still pending after 10 s).
+test('the queue\'s connection cannot connect (Redis at maxclients): an enqueue is refused in seconds; sends still work', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const admin = new RedisClient(redis.url)
+  t.teardown(async () => { await admin.config('SET', 'maxclients', '10000').catch(() => {}); admin.disconnect() })
+  const sim = await startSimulator(t)
+  const app = Fastify({ logger: false })
+  t.teardown(() => app.close())
+  await app.register(fastifyRedis, { url: redis.url, maxRetriesPerRequest: 1 })
+  // Room for the two clients connected now (the app's and this one): the plugin's own are refused.
+  await admin.config('SET', 'maxclients', '2')
+  await app.register(wechatPush, { appId: sim.appId, appSecret: sim.appSecret, baseUrl: sim.url, keyPrefix: uniquePrefix('maxclients') })
+  await app.ready()
+  const started = Date.now()
+  const outcome = await Promise.race([
+    app.wechat.enqueue(numbered('X', 1)).then(() => 'queued', (err: { code?: string }) => err.code),
+    sleep(10_000).then(() => 'still pending')
+  ])
+  t.equal(outcome, 'FST_WECHAT_QUEUE', 'refused with a coded error')
+  t.ok(Date.now() - started < 5000, `within seconds (${Date.now() - started} ms)`)
+  t.ok((await app.wechat.send(numbered('X', 2))).msgid, 'direct sends go on')
+})
+
+// Redis refusing the worker's commands with an error (OOM under maxmemory noeviction, with delayed
+// jobs waiting) made BullMQ retry at once, without end: thousands of 'queue worker error' warnings
+// a second and a core burnt. Failed before (6,424 lines in 5 s in the audit's run).
+test('Redis refusing the worker\'s commands (OOM): a few log lines, the worker backs off, and the jobs go once Redis takes writes again', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const admin = new RedisClient(redis.url)
+  t.teardown(async () => { await admin.config('SET', 'maxmemory', '0').catch(() => {}); admin.disconnect() })
+  const logs = captureLogs('warn')
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { redisUrl: redis.url, logger: logs.logger, plugin: { keyPrefix: uniquePrefix('oom') } })
+  const queued = await app.wechat.enqueue([numbered('M', 1), numbered('M', 2)], { delay: 1000 })
+  await admin.config('SET', 'maxmemory', '1')
+  await sleep(4000)
+  const workerErrors = logs.parsed().filter((line) => line.msg === 'wechat: queue worker error').length
+  t.ok(workerErrors <= 3, `worker errors logged ${workerErrors} times in 4 s`)
+  t.ok(logs.parsed().some((line) => String(line.msg).startsWith('wechat: Redis keeps refusing')), 'the back-off is said')
+  await admin.config('SET', 'maxmemory', '0')
+  await settled(app, queued.map((r) => r.id), 30_000)
+  t.equal(sim.accepted.length, 2, 'both sent once Redis takes writes')
 })

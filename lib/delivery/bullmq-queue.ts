@@ -9,8 +9,12 @@ import type { JobData, JobRunner, Verdict } from './job-runner.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
 import { ReplicasUnconfirmedError } from './queue.js'
 import { Slots } from './slots.js'
+import { QueueErrors } from './queue-errors.js'
+import { sleep } from '../api/backoff.js'
 
 export const QUEUE_NAME = 'subscribe-send'
+/** How long an add waits for the queue's connection to come up (boot, a reconnect under way). */
+export const ADD_CONNECT_MS = 2000
 
 export interface BullQueueOptions {
   /** `wechat:{appId}`: BullMQ's keys become `wechat:{appId}:subscribe-send:*`, one Cluster slot */
@@ -50,6 +54,8 @@ export class BullQueue implements MessageQueue {
   private pausedUntil = 0
   /** close() began: batch messages not yet tried go back to the queue */
   private closing = false
+  /** the queue's error events: logged without flooding; a burst pauses the worker (queue-errors.ts) */
+  private readonly errors: QueueErrors
 
   constructor (
     private readonly client: Redis,
@@ -60,10 +66,12 @@ export class BullQueue implements MessageQueue {
     this.queueConnection = this.own(duplicateClient(client, { enableOfflineQueue: false }))
     this.slots = new Slots(options.concurrency)
     this.queue = new Queue<JobData | BatchData>(QUEUE_NAME, { connection: this.queueConnection, prefix: options.prefix })
-    this.queue.on('error', (err) => { this.log.warn({ reason: err.message }, 'wechat: queue connection error') })
+    this.errors = new QueueErrors(log, (ms) => this.pauseWorker(ms))
+    this.queue.on('error', (err) => { this.errors.connection(err) })
   }
 
   async add (jobs: QueuedJob[]): Promise<void> {
+    await this.connectedForAdd()
     await this.queue.addBulk(bulkOf(jobs, this.options.limiter === undefined).map(({ name, data, jobId, delayMs, attemptsBefore }) => ({
       name,
       data,
@@ -97,6 +105,19 @@ export class BullQueue implements MessageQueue {
     }
   }
 
+  /**
+   * BullMQ waits, without a bound, for a connection that has not come up yet before it sends an add
+   * (the connection refused at maxclients, or Redis down since boot): the enqueue hung, even through
+   * close(). An add waits for its connection at most ADD_CONNECT_MS, else it is refused before anything
+   * was sent (so nothing can be added later behind the caller's back).
+   */
+  private async connectedForAdd (): Promise<void> {
+    const connection = this.queueConnection
+    if (connection.status === 'ready') return
+    if (connection.status === 'wait') connection.connect().catch(() => {}) // (lazyConnect inherited from the app's client)
+    if (!await readyWithin(connection, ADD_CONNECT_MS)) throw new Error(`no connection to Redis for the queue within ${ADD_CONNECT_MS} ms (${connection.status}); nothing was added`)
+  }
+
   async start (): Promise<void> {
     // (not awaited: boot must not wait on Redis; the app's own client queues it until connected)
     this.checkReplicas().catch(() => {})
@@ -114,7 +135,7 @@ export class BullQueue implements MessageQueue {
       maxStalledCount: 10,
       settings: { backoffStrategy: (_attempts, _type, err) => err instanceof RetryLater ? err.delayMs : 1000 }
     })
-    this.worker.on('error', (err) => { this.log.warn({ reason: err.message }, 'wechat: queue worker error') })
+    this.worker.on('error', (err) => { this.errors.worker(err) })
     this.worker.on('failed', (job, err) => {
       if (job && !(err instanceof RetryLater)) this.log.error({ messageId: (job.data as JobData).id, jobId: job.id, reason: err.message }, 'wechat: queue job failed')
     })
@@ -214,6 +235,15 @@ export class BullQueue implements MessageQueue {
       const connected = Number(/connected_slaves:(\d+)/.exec(await this.client.info('replication'))?.[1] ?? 0)
       if (connected < wanted) this.log.warn({ wanted, connected }, `wechat: queue.replicas is ${wanted} but the Redis master has ${connected} replica(s) connected: each enqueue will wait queue.replicaTimeout and be refused as unconfirmed (its jobs still run on the master)`)
     } catch {}
+  }
+
+  /** The worker fetches nothing for `ms` (QueueErrors: Redis refusing its commands in a loop). */
+  private async pauseWorker (ms: number): Promise<void> {
+    const worker = this.worker
+    if (worker === null || this.closing) return
+    await worker.pause(true)
+    await sleep(ms)
+    if (!this.closing) await worker.resume()
   }
 
   /** 45009: park the whole queue, fleet-wide, until the quota resets. */
