@@ -201,3 +201,31 @@ test('backoff delays stay within [minDelay, maxDelay], growing', async (t) => {
   t.equal(backoffDelay(10, options, () => 1), 5000)
   t.equal(backoffDelay(3, { minDelay: 100, maxDelay: 100 }, () => 0.5), 100)
 })
+
+// A getter or Proxy trap that throws (or a revoked Proxy) came out of send()/enqueue() as the
+// caller's own uncoded error, and a revoked Proxy passed to reply.wechatPush turned the response
+// into a 500. Failed before.
+test('a message object that cannot be read (a throwing getter, a revoked Proxy) is refused with a coded error', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, {
+    setup: (app) => {
+      app.post('/push-revoked', async (_request, reply) => {
+        const { proxy, revoke } = Proxy.revocable([] as never[], {})
+        revoke()
+        reply.wechatPush(proxy)
+        return { ok: true }
+      })
+    }
+  })
+  const getter = { ...shippedMessage(), get templateId (): string { throw new Error('lazy field failed') } }
+  const { proxy: revoked, revoke } = Proxy.revocable({ ...shippedMessage() }, {})
+  revoke()
+  for (const [name, message] of [['getter', getter], ['revoked', revoked]] as const) {
+    await t.rejects(app.wechat.send(message), { code: 'FST_WECHAT_INVALID_MESSAGE', message: /could not be read/ }, `send, ${name}`)
+    await t.rejects(app.wechat.enqueue(message), { code: 'FST_WECHAT_INVALID_MESSAGE' }, `enqueue, ${name}`)
+  }
+  const res = await app.inject({ method: 'POST', url: '/push-revoked' })
+  t.equal(res.statusCode, 200, 'the response is not affected')
+  t.equal(app.wechat.handlerPushes().failed, 1, 'counted as failed')
+  t.equal(sim.counters.send, 0)
+})

@@ -103,7 +103,7 @@ export class Delivery {
   /** `fastify.wechat.enqueue`: validated and recorded now, delivered by the queue with retries. */
   async enqueue (input: unknown, options?: EnqueueOptions, source: MessageSource = 'queue'): Promise<EnqueueResult[]> {
     if (!this.queue) throw new WechatQueueError('the queue is off (queue: false); use send() or turn the queue on')
-    const list = Array.isArray(input) ? input : [input]
+    const list = isList(input) ? input as unknown[] : [input]
     if (list.length > MAX_BATCH) throw invalid([{ key: 'messages', rule: 'size', message: `at most ${MAX_BATCH} messages per enqueue (got ${list.length})` }])
     const { key, delay } = enqueueOptions(options)
     const wait = this.templates?.prepare(templateIdsOf(list))
@@ -116,8 +116,8 @@ export class Delivery {
     // message queued now takes a credit (a repeat of one that used the user's last credit is not a 409).
     const claims = await Promise.all(prepared.map((p, i) => {
       // (an array, even of one, keys its items `key:index`: the same message under the same key
-      // whether it is enqueued alone in a list or with others)
-      const itemKey = Array.isArray(input) ? `${key}:${i}` : key
+      // whether it is enqueued alone in a list or with others; `list` is `input` itself when it is one)
+      const itemKey = list === input ? `${key}:${i}` : key
       return this.createRecord(this.newRecord(newMessageId(), p, 'pending', source), itemKey, delay)
     }))
     const created = claims.flatMap((claim, i) => claim.created ? [{ id: claim.record.id, prepared: prepared[i] as PreparedMessage }] : [])
@@ -358,5 +358,14 @@ export class Delivery {
     const ms = this.options.clock.now()
     if (ms !== this.lastIso.ms) this.lastIso = { ms, iso: new Date(ms).toISOString() }
     return this.lastIso.iso
+  }
+}
+
+/** Array.isArray, except that a revoked Proxy (which makes it throw) is one message, which validation refuses. */
+function isList (input: unknown): boolean {
+  try {
+    return Array.isArray(input)
+  } catch {
+    return false
   }
 }

@@ -42,6 +42,24 @@ const NO_ENUM: KeywordCheckOptions = Object.freeze({})
  * decide the rules (and a typed message's declared keys, when it has them).
  */
 export function prepareMessage (input: unknown, options: Pick<ResolvedOptions, 'defaults' | 'validation'>, templates?: TemplateLookup): PreparedMessage {
+  try {
+    return readMessage(input, options, templates)
+  } catch (err) {
+    if ((err as { code?: unknown } | null)?.code === 'FST_WECHAT_INVALID_MESSAGE') throw err
+    // The caller's object could not be read: a getter or Proxy trap threw, or a revoked Proxy.
+    throw invalid([{ key: 'message', rule: 'type', message: `the message could not be read (${describeThrown(err)})` }])
+  }
+}
+
+function describeThrown (err: unknown): string {
+  try {
+    return err instanceof Error ? err.message : String(err)
+  } catch {
+    return 'an error that cannot be shown'
+  }
+}
+
+function readMessage (input: unknown, options: Pick<ResolvedOptions, 'defaults' | 'validation'>, templates?: TemplateLookup): PreparedMessage {
   const violations: Violation[] = []
   if (input === null || typeof input !== 'object' || Array.isArray(input)) throw invalid([{ key: 'message', rule: 'type', message: 'the message must be an object' }])
   const message = input as Record<string, unknown>

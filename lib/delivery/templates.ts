@@ -115,11 +115,16 @@ export function declaredShape (definition: { id: string, keys: Readonly<Record<s
 
 /** The template id a message names (`templateId`, or a typed message's `template.id`), if any. */
 export function templateIdOf (message: unknown): string | undefined {
-  if (message === null || typeof message !== 'object') return undefined
-  const m = message as { templateId?: unknown, template?: { id?: unknown } | null }
-  if (typeof m.templateId === 'string') return m.templateId
-  const id = m.template !== null && typeof m.template === 'object' ? m.template.id : undefined
-  return typeof id === 'string' ? id : undefined
+  try {
+    if (message === null || typeof message !== 'object') return undefined
+    const m = message as { templateId?: unknown, template?: { id?: unknown } | null }
+    if (typeof m.templateId === 'string') return m.templateId
+    const id = m.template !== null && typeof m.template === 'object' ? m.template.id : undefined
+    return typeof id === 'string' ? id : undefined
+  } catch {
+    // (a getter or Proxy trap that throws: prepareMessage refuses the message with a coded error)
+    return undefined
+  }
 }
 
 /** The distinct template ids of a batch. */

@@ -57,9 +57,15 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
       if (this.raw.writableEnded) setImmediate(takeUnsent, this)
       else this.raw.once('close', () => { takeUnsent(this) })
     }
-    // (a loop, not push(...messages): spreading a very large array overflows the stack)
-    if (Array.isArray(messages)) for (const message of messages) list.push(message)
-    else list.push(messages)
+    try {
+      // (a loop, not push(...messages): spreading a very large array overflows the stack)
+      if (Array.isArray(messages)) for (const message of messages) list.push(message)
+      else list.push(messages)
+    } catch (err) {
+      // Array.isArray of a revoked Proxy throws: the handler's response must not become a 500.
+      counters.failed++
+      this.request.log.error({ reason: (err as Error).message }, 'wechat: reply.wechatPush got something that is not a message; not queued (the response was not affected)')
+    }
     return this
   })
 
