@@ -114,13 +114,24 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   })
 }
 
+/**
+ * The members of `app.wechat` (test/options.test.ts tries each member of the object): a namespace
+ * with one of these names, or one Object.prototype has (`__proto__`, `constructor`...), would overwrite
+ * a member or the object's prototype.
+ */
+const WECHAT_MEMBERS: readonly string[] = ['appId', 'storeKind', 'getToken', 'send', 'enqueue', 'status', 'stats', 'credits', 'handlerPushes', 'refreshToken', 'templates', 'on']
+
 function checkRegistration (fastify: FastifyInstance, options: ResolvedOptions): void {
+  const namespace = options.namespace
+  if (namespace !== undefined && (WECHAT_MEMBERS.includes(namespace) || namespace in Object.prototype)) {
+    throw new errors.WechatOptionsError(`namespace '${namespace}' is the name of a member of app.wechat or of every object; choose another`)
+  }
   if (!fastify.hasDecorator('wechat')) return
   const existing = fastify.wechat as unknown as Record<string, unknown>
-  if (options.namespace === undefined) {
+  if (namespace === undefined) {
     if (typeof existing.send === 'function') throw new errors.WechatOptionsError('fastify-wechat-push is already registered on this instance; give the second registration a `namespace`')
-  } else if (existing[options.namespace] !== undefined) {
-    throw new errors.WechatOptionsError(`namespace '${options.namespace}' is already registered`)
+  } else if (Object.hasOwn(existing, namespace)) {
+    throw new errors.WechatOptionsError(`namespace '${namespace}' is already registered`)
   }
 }
 

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { AsyncTask, SimpleIntervalJob } from 'toad-scheduler'
+import { WechatOptionsError } from './errors.js'
 
 export interface ScheduledJobOptions {
   /** `wechat:<what>:<appId>[:<namespace>]`, unique per registration */
@@ -29,6 +30,9 @@ export function scheduleJob (fastify: FastifyInstance, options: ScheduledJobOpti
   )
   const job = new SimpleIntervalJob({ milliseconds: options.intervalMs, runImmediately: options.runImmediately }, task, { id: options.id, preventOverrun: true })
   fastify.addHook('onReady', async () => {
+    // Two registrations of one AppID in sibling contexts share a scheduler registered at the root:
+    // a coded error rather than toad-scheduler's own.
+    if (fastify.scheduler.existsById(options.id)) throw new WechatOptionsError(`another registration of this AppID (and namespace) already runs the job ${options.id} on this app's scheduler; give each registration its own namespace`)
     fastify.scheduler.addSimpleIntervalJob(job)
   })
   fastify.addHook('onClose', async () => {

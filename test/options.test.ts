@@ -1,4 +1,5 @@
 import { test } from 'tap'
+import { fastifySchedule } from '@fastify/schedule'
 import type { Test } from 'tap'
 import Fastify from 'fastify'
 import fastifyRedis from '@fastify/redis'
@@ -136,4 +137,25 @@ test('a second registration needs a namespace; namespaces work side by side', as
   dup.register(wechatPush, { ...base, namespace: 'a' })
   dup.register(wechatPush, { ...base, namespace: 'a' })
   await t.rejects(async () => dup.ready(), { code: 'FST_WECHAT_OPTIONS', message: /namespace 'a'/ })
+
+  // A namespace named after a member (send, on...) was overwritten by the plain registration, or
+  // overwrote it; '__proto__' replaced the object's prototype; 'constructor' after another namespace
+  // was "already registered". Each member of app.wechat and of Object.prototype is refused. Failed before.
+  for (const name of [...Object.keys(app.wechat).filter((k) => k !== 'shop' && k !== 'game'), '__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+    const clash = Fastify()
+    t.teardown(() => clash.close())
+    clash.register(wechatPush, { ...base, appId: 'wxns', namespace: name })
+    await t.rejects(async () => clash.ready(), { code: 'FST_WECHAT_OPTIONS', message: /is the name of a member/ }, `namespace '${name}'`)
+  }
+})
+
+// One AppID registered in two sibling contexts under a scheduler the app registered at the root:
+// ready() failed with toad-scheduler's uncoded "Job with an id ... is already registered". Failed before.
+test('the same AppID in two sibling contexts sharing the app\'s scheduler: a coded error naming the fix', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(fastifySchedule)
+  app.register(async (a) => { await a.register(wechatPush, { ...base }) })
+  app.register(async (b) => { await b.register(wechatPush, { ...base }) })
+  await t.rejects(async () => app.ready(), { code: 'FST_WECHAT_OPTIONS', message: /namespace/ })
 })
