@@ -180,6 +180,25 @@ test('latency: configured and changed at run time', async (t) => {
   t.throws(() => sim.setLatency(Number.POSITIVE_INFINITY), TypeError)
 })
 
+// Waits beyond 2^31 - 1 ms were accepted and Node cut them to 1 ms (an answer meant to never come
+// came at once); failNext(..., 2e7) took seconds and ~1 GB; more than 10 delayed answers at once
+// printed MaxListenersExceededWarning into the user's test output. Failed before.
+test('control arguments beyond what a timer can wait or memory can hold are refused; many delayed answers print no warning', async (t) => {
+  const sim = await start(t)
+  t.throws(() => sim.setLatency(2 ** 31), TypeError)
+  t.throws(() => sim.failNext('send', { delayMs: 2 ** 31 }), TypeError)
+  t.throws(() => sim.failNext('send', { errcode: -1 }, 2e7), TypeError)
+  await t.rejects(createSimulator({ pushTimeoutMs: 2 ** 31 }), TypeError)
+  const warnings: string[] = []
+  const onWarning = (warning: Error): void => { warnings.push(warning.name) }
+  process.on('warning', onWarning)
+  t.teardown(() => { process.off('warning', onWarning) })
+  sim.failNext('token', { delayMs: 100 }, 20)
+  await Promise.all(Array.from({ length: 20 }, () => call(classicUrl(sim))))
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(warnings, [], 'no warning')
+})
+
 test('close is idempotent and cuts pending delays short', async (t) => {
   const sim = await createSimulator()
   sim.failNext('token', { delayMs: 10_000 })

@@ -1,5 +1,8 @@
-import { SIM_ENDPOINTS } from './types.js'
+import { MAX_WAIT_MS, SIM_ENDPOINTS } from './types.js'
 import type { SimEndpoint, SimFault } from './types.js'
+
+/** Most copies of one fault queued by one call (each is an object held until used). */
+export const MAX_TIMES = 1_000_000
 
 /** Target of `failNext`: one endpoint, or `'*'` for whichever endpoint is called next. */
 export type FaultTarget = SimEndpoint | '*'
@@ -19,7 +22,7 @@ export class FaultQueue {
     if (target !== '*' && !(SIM_ENDPOINTS as readonly string[]).includes(target)) {
       throw new TypeError(`failNext: unknown endpoint ${JSON.stringify(target)}`)
     }
-    if (!Number.isInteger(times) || times < 1) throw new TypeError('failNext: times must be an integer >= 1')
+    if (!Number.isInteger(times) || times < 1 || times > MAX_TIMES) throw new TypeError(`failNext: times must be an integer from 1 to ${MAX_TIMES}`)
     validate(fault)
     const queue = this.#queues.get(target) ?? []
     for (let i = 0; i < times; i++) queue.push({ ...fault })
@@ -71,7 +74,7 @@ function validate (fault: SimFault): void {
     (!Number.isInteger(fault.httpStatus) || fault.httpStatus < 200 || fault.httpStatus > 599)) {
     throw new TypeError('failNext: httpStatus must be an integer from 200 to 599')
   }
-  if (fault.delayMs !== undefined && (!Number.isFinite(fault.delayMs) || fault.delayMs < 0)) {
-    throw new TypeError('failNext: delayMs must be a number >= 0')
+  if (fault.delayMs !== undefined && (!Number.isFinite(fault.delayMs) || fault.delayMs < 0 || fault.delayMs > MAX_WAIT_MS)) {
+    throw new TypeError(`failNext: delayMs must be a number from 0 to ${MAX_WAIT_MS}`)
   }
 }

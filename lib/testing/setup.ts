@@ -5,7 +5,7 @@ import { FaultQueue } from './faults.js'
 import { PUSH_RETRY_DELAY_MS, PUSH_TIMEOUT_MS } from './push-delivery.js'
 import { assertTemplate, copyTemplate, DEMO_TEMPLATES } from './templates.js'
 import { TokenIssuer } from './tokens.js'
-import { SIM_ENDPOINTS } from './types.js'
+import { MAX_WAIT_MS, SIM_ENDPOINTS } from './types.js'
 import type { SimEndpoint, SimulatorOptions } from './types.js'
 
 /** First msgid handed out: 19 digits, above 2^53, so clients must parse it without rounding. */
@@ -68,11 +68,11 @@ function assertString (value: unknown, name: string): string {
 }
 
 export function assertLatency (ms: number, name = 'latency'): number {
-  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw new TypeError(`${name} must be a number >= 0`)
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0 || ms > MAX_WAIT_MS) throw new TypeError(`${name} must be a number from 0 to ${MAX_WAIT_MS} (ms)`)
   return ms
 }
 
 function assertPositive (ms: number, name: string): number {
-  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) throw new TypeError(`createSimulator: ${name} must be a number > 0`)
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0 || ms > MAX_WAIT_MS) throw new TypeError(`createSimulator: ${name} must be a number above 0, at most ${MAX_WAIT_MS} (ms)`)
   return ms
 }

@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net'
+import { setMaxListeners } from 'node:events'
 import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
 import type { SimulatorClock } from './clock.js'
@@ -70,7 +71,10 @@ export class WechatSimulator {
    * @throws TypeError on a bad option
    */
   static async start (options: SimulatorOptions = {}): Promise<WechatSimulator> {
-    const ctx = buildContext(options, new AbortController())
+    const closing = new AbortController()
+    // every delayed answer waits on this signal: more than 10 at once is normal, not a listener leak
+    setMaxListeners(0, closing.signal)
+    const ctx = buildContext(options, closing)
     const app = Fastify({ logger: options.logger ?? false, forceCloseConnections: true, exposeHeadRoutes: false })
     app.removeAllContentTypeParsers()
     app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => { done(null, body) })

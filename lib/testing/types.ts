@@ -3,6 +3,9 @@
  * @module
  */
 
+/** The longest wait a timer keeps (2^31 - 1 ms, about 24.8 days): Node cuts a longer one to 1 ms, so an answer meant to come "never" came at once. */
+export const MAX_WAIT_MS = 2 ** 31 - 1
+
 /** Anything with a `now()` in epoch milliseconds; `advance`/`set` are optional. */
 export interface ClockLike {
   /** Current simulated time, epoch milliseconds. */
