@@ -301,6 +301,41 @@ test('a hijacked reply (raw response) and a push made after the response went ou
   t.same(app.wechat.handlerPushes(), { queued: 3, skipped: 1, failed: 0, waiting: 0 })
 })
 
+// takeUnsent went by reply.sent, which a hijacked reply has at once: a client that left before the
+// hijacked handler wrote anything got its pushes queued at the default status 200, though the handler
+// then answered 500. And a config.wechatPush returning a revoked Proxy threw in onSend: a 500. Failed before.
+test('a hijacked reply whose client left before any response: skipped; a config.wechatPush result that cannot be read: failed, the response unaffected', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await hookApp(t, sim, {
+    routes: (app) => {
+      app.get('/slow-raw', (_request, reply) => {
+        reply.wechatPush(numbered('K', 1))
+        reply.hijack()
+        setTimeout(() => { if (!reply.raw.destroyed) { reply.raw.writeHead(500); reply.raw.end() } }, 400)
+      })
+      app.get('/config-revoked', {
+        config: {
+          wechatPush: () => {
+            const { proxy, revoke } = Proxy.revocable({}, {})
+            revoke()
+            return proxy as never
+          }
+        }
+      }, async () => ({ ok: true }))
+    }
+  })
+  const address = await app.listen({ port: 0, host: '127.0.0.1' })
+  const controller = new AbortController()
+  setTimeout(() => controller.abort(), 100)
+  await fetch(`${address}/slow-raw`, { signal: controller.signal }).catch(() => {})
+  await until('the push is settled', () => app.wechat.handlerPushes().skipped + app.wechat.handlerPushes().queued > 0)
+  const res = await fetch(`${address}/config-revoked`)
+  t.equal(res.status, 200, 'the response is not affected')
+  await sleep(500)
+  t.same(app.wechat.handlerPushes(), { queued: 0, skipped: 1, failed: 1, waiting: 0 })
+  t.equal(sim.counters.send, 0)
+})
+
 test('a later onSend hook that throws: each push is counted once', async (t) => {
   const sim = await startSimulator(t)
   const app = await hookApp(t, sim, {

@@ -75,6 +75,13 @@ test('the queue\'s connection cannot connect (Redis at maxclients): an enqueue i
   ])
   t.equal(outcome, 'FST_WECHAT_QUEUE', 'refused with a coded error')
   t.ok(Date.now() - started < 5000, `within seconds (${Date.now() - started} ms)`)
+  // Each add that waited left a 'ready' listener on the connection: 11 at once warned of a leak.
+  const warnings: string[] = []
+  const onWarning = (warning: Error): void => { warnings.push(warning.name) }
+  process.on('warning', onWarning)
+  t.teardown(() => { process.off('warning', onWarning) })
+  await Promise.allSettled(Array.from({ length: 15 }, (_, i) => app.wechat.enqueue(numbered('X', 10 + i))))
+  t.same(warnings, [], 'no listener piles up')
   t.ok((await app.wechat.send(numbered('X', 2))).msgid, 'direct sends go on')
 })
 

@@ -583,6 +583,19 @@ test('redis store', async (t) => {
     t.equal(await store.claimPush('legacy-1', 60_000), 'done')
   })
 
+  // The claim's owner was written into the dedupe key ('pending:<owner>'), which an instance of an
+  // earlier version (a rolling deploy) reads as done: it would acknowledge WeChat's concurrent retry
+  // as a duplicate while this attempt might still fail. The key keeps 'pending'. Failed before.
+  t.test('push dedupe: a claim reads as pending to earlier versions too (the key holds \'pending\')', async (t) => {
+    const { store, keys } = make() as Harness & { keys: KeySpace }
+    t.equal(await store.claimPush('rolling-1', 60_000, 'owner-A'), 'claimed')
+    t.equal(await client.get(keys.pushDedupe('rolling-1')), 'pending')
+    await store.settlePush('rolling-1', null, 'owner-B')
+    t.equal(await client.get(keys.pushDedupe('rolling-1')), 'pending', 'another owner does not drop it')
+    await store.settlePush('rolling-1', null, 'owner-A')
+    t.equal(await client.exists(keys.pushDedupe('rolling-1'), `${keys.pushDedupe('rolling-1')}:owner`), 0, 'the owner drops it, owner key included')
+  })
+
   t.test('fails fast when Redis cannot answer', async (t) => {
     const { keys } = make()
     t.equal(new RedisStore(client, keys, { now: () => Date.now() }, 2000).redis, client, 'the raw client, for the queue')

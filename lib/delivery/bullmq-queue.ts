@@ -54,6 +54,8 @@ export class BullQueue implements MessageQueue {
   private pausedUntil = 0
   /** close() began: batch messages not yet tried go back to the queue */
   private closing = false
+  /** the wait for the add connection that adds arriving meanwhile share (connectedForAdd) */
+  private connecting: Promise<boolean> | undefined
   /** the queue's error events: logged without flooding; a burst pauses the worker (queue-errors.ts) */
   private readonly errors: QueueErrors
 
@@ -115,7 +117,9 @@ export class BullQueue implements MessageQueue {
     const connection = this.queueConnection
     if (connection.status === 'ready') return
     if (connection.status === 'wait') connection.connect().catch(() => {}) // (lazyConnect inherited from the app's client)
-    if (!await readyWithin(connection, ADD_CONNECT_MS)) throw new Error(`no connection to Redis for the queue within ${ADD_CONNECT_MS} ms (${connection.status}); nothing was added`)
+    // (adds waiting together share one wait: one 'ready' listener, not one per add)
+    this.connecting ??= readyWithin(connection, ADD_CONNECT_MS).finally(() => { this.connecting = undefined })
+    if (!await this.connecting) throw new Error(`no connection to Redis for the queue within ${ADD_CONNECT_MS} ms (${connection.status}); nothing was added`)
   }
 
   async start (): Promise<void> {
@@ -312,7 +316,13 @@ function stopWorkerTimers (worker: Worker<JobData | BatchData>): void {
 async function readyWithin (connection: Redis | null, ms: number): Promise<boolean> {
   if (!connection || connection.status === 'ready') return connection !== null
   if (connection.status === 'end') return false
-  return settlesWithin(new Promise<void>((resolve) => connection.once('ready', () => resolve())), ms).then(() => connection.status === 'ready')
+  let onReady = (): void => {}
+  const ready = new Promise<void>((resolve) => { onReady = resolve })
+  connection.once('ready', onReady)
+  await settlesWithin(ready, ms)
+  // (every add waits here while the connection is down: a listener left per wait would pile up)
+  connection.off('ready', onReady)
+  return (connection.status as string) === 'ready' // (changed while we waited; TypeScript narrowed it above)
 }
 
 /** Whether `promise` settles within `ms` (a rejection counts as settled). */

@@ -81,9 +81,15 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
     else batcher.accept(request.log, pending)
   }
 
-  /** Pushes onSend never saw: only once the reply is out (a client gone before the handler answered leaves them to onSend). */
+  /**
+   * Pushes onSend never saw, when the connection closes. A reply still Fastify's (not hijacked, not
+   * ended) leaves them to onSend: a client gone before the handler answered does not cancel them.
+   * Otherwise they go by the status the response sent; one that never sent its headers (the client
+   * left a hijacked reply before it wrote anything) has no status below 400: skipped.
+   */
   function takeUnsent (reply: FastifyReply): void {
-    if (reply.sent) take(reply.request, reply, reply.raw.statusCode)
+    if (!reply.sent) return
+    take(reply.request, reply, reply.raw.headersSent ? reply.raw.statusCode : 599)
   }
 
   // Hooks in callback form: an async hook costs every request a promise and a microtask turn.
@@ -119,17 +125,16 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
       counters.failed++
       request.log.error({ reason: (err as Error).message }, 'wechat: config.wechatPush threw; its push was not queued (the response was not affected)')
     }
-    let produced: ReturnType<WechatPushConfig>
     try {
-      produced = configured(request, reply, payload)
+      const produced = configured(request, reply, payload)
+      if (produced !== null && typeof produced === 'object' && typeof (produced as Promise<unknown>).then === 'function') {
+        batcher.track(Promise.resolve(produced).then((messages) => { if (messages) batcher.accept(request.log, messages) }).catch(failed))
+      } else if (produced) {
+        batcher.accept(request.log, produced as SubscribeMessage | SubscribeMessage[])
+      }
     } catch (err) {
+      // it threw, or returned what cannot be read (a revoked Proxy makes `.then` and Array.isArray throw)
       failed(err)
-      return
-    }
-    if (produced !== null && typeof produced === 'object' && typeof (produced as Promise<unknown>).then === 'function') {
-      batcher.track(Promise.resolve(produced).then((messages) => { if (messages) batcher.accept(request.log, messages) }, failed))
-    } else if (produced) {
-      batcher.accept(request.log, produced as SubscribeMessage | SubscribeMessage[])
     }
   }
 

@@ -84,14 +84,16 @@ export class RedisStore extends RecordsDelegate implements WechatStore {
   }
 
   async claimPush (key: string, claimMs: number, owner = ''): Promise<PushClaim> {
-    const state = await this.run((c) => c.wechatPushClaim(this.keys.pushDedupe(key), Math.max(1, Math.ceil(claimMs)), owner))
+    const dedupe = this.keys.pushDedupe(key)
+    const state = await this.run((c) => c.wechatPushClaim(dedupe, `${dedupe}:owner`, Math.max(1, Math.ceil(claimMs)), owner))
     return state === 'claimed' || state === 'pending' ? state : 'done'
   }
 
   async settlePush (key: string, doneMs: number | null, owner = ''): Promise<void> {
-    // (dropping is a compare-and-delete, as the lock's release: a claim that expired and was taken by another attempt stays)
-    if (doneMs === null) await this.run((c) => c.wechatPushReleaseLock(this.keys.pushDedupe(key), `pending:${owner}`))
-    else await this.run((c) => c.set(this.keys.pushDedupe(key), 'done', 'PX', Math.max(1, Math.ceil(doneMs))))
+    const dedupe = this.keys.pushDedupe(key)
+    // (dropping is a compare-and-delete: a claim that expired and was taken by another attempt stays)
+    if (doneMs === null) await this.run((c) => c.wechatPushDropClaim(dedupe, `${dedupe}:owner`, owner))
+    else await this.run((c) => c.set(dedupe, 'done', 'PX', Math.max(1, Math.ceil(doneMs))))
   }
 
   async close (): Promise<void> {

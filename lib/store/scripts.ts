@@ -41,15 +41,31 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`
   },
   wechatPushClaim: {
-    numberOfKeys: 1,
-    // ARGV: claim ttl ms, owner. 'claimed' for the first sighting (the key holds 'pending:<owner>', so
-    // only its owner drops it), else the state another attempt left: 'pending' (being applied) or
-    // 'done' (applied; also '1', written by earlier versions). A claim that expired between the two calls is 'pending'.
+    // KEYS: the push's dedupe key, its owner key. ARGV: claim ttl ms, owner. 'claimed' for the first
+    // sighting, else the state another attempt left: 'pending' (being applied) or 'done' (applied;
+    // also '1', written by earlier versions). A claim that expired between the two calls is 'pending'.
+    // The dedupe key holds 'pending' as earlier versions wrote it (an instance of one still reads it
+    // during a rolling deploy); the owner sits beside it, so only its owner drops the claim.
+    numberOfKeys: 2,
     lua: `
-if redis.call('SET', KEYS[1], 'pending:' .. ARGV[2], 'PX', ARGV[1], 'NX') then return 'claimed' end
+if redis.call('SET', KEYS[1], 'pending', 'PX', ARGV[1], 'NX') then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[1])
+  return 'claimed'
+end
 local state = redis.call('GET', KEYS[1])
 if not state or string.sub(state, 1, 7) == 'pending' then return 'pending' end
 return 'done'`
+  },
+  wechatPushDropClaim: {
+    numberOfKeys: 2,
+    // KEYS: the push's dedupe key, its owner key. ARGV: owner. Drops the claim only while this owner
+    // holds it: one that expired and another attempt took stays.
+    lua: `
+if redis.call('GET', KEYS[1]) == 'pending' and redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+return 0`
   },
   wechatPushTakeForce: {
     numberOfKeys: 1,
