@@ -106,3 +106,24 @@ test('Redis refusing the worker\'s commands (OOM): a few log lines, the worker b
   await settled(app, queued.map((r) => r.id), 30_000)
   t.equal(sim.accepted.length, 2, 'both sent once Redis takes writes')
 })
+
+// The job runner's 'sending' write is also its check that the message has no outcome yet. When the
+// store did not answer, it sent anyway: a batch run again just after a Redis outage (the worker's
+// connection back before the store's) sent messages that were already sent. Now it waits for the
+// store. Failed before (sent while the store's client was down, and no record of it).
+test('a queued message whose record cannot be read (the store\'s client down, the queue\'s up) waits; it goes once the store answers', async (t) => {
+  const sim = await startSimulator(t)
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('store-down') } })
+  await app.wechat.getToken()
+  const [queued] = await app.wechat.enqueue(numbered('S', 1), { delay: 500 })
+  const client = (app as unknown as { redis: Redis }).redis
+  client.disconnect() // the store's client only: BullMQ works on its own connections
+  await sleep(2500)
+  t.equal(sim.counters.send, 0, 'not sent while its record cannot be read')
+  await client.connect()
+  await settled(app, [queued?.id as string], 20_000)
+  t.equal(sim.counters.send, 1, 'sent once the store answers')
+  t.equal((await app.wechat.status(queued?.id as string))?.status, 'sent')
+})

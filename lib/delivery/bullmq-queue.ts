@@ -167,7 +167,7 @@ export class BullQueue implements MessageQueue {
         await this.pause(verdict.pauseMs)
         throw Worker.RateLimitError()
       case 'held':
-        // (only runs given slots, batch messages, answer this; a single job checks above)
+        // (a record the store could not read; for runs given slots, batch messages, also a pause or close)
         await job.moveToDelayed(Date.now() + verdict.delayMs, token)
         throw new DelayedError()
     }

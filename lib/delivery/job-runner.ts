@@ -35,7 +35,7 @@ export type Verdict =
   | { kind: 'rate', delayMs: number }
   /** 45009: stop sending (the whole queue) until the daily quota resets */
   | { kind: 'quota', pauseMs: number }
-  /** not tried: the queue paused (45009) or began to close while it waited for its slot (RunOptions) */
+  /** not tried: the queue paused (45009) or began to close while it waited for its slot (RunOptions), or the store did not answer */
   | { kind: 'held', delayMs: number }
 
 /** How a BullMQ batch job runs its messages (batch-jobs.ts). */
@@ -58,6 +58,8 @@ export interface RunOptions {
  * the message is already with WeChat, so giving up at once would leave its record 'sending' for good.
  */
 export const OUTCOME_WRITE_DEADLINE_MS = 30_000
+/** How long a message whose record could not be read waits before it is tried again. */
+export const STORE_WAIT_MS = 1000
 
 /** A record with any other status has its outcome: its job is done, whatever run it is. */
 function hasOutcome (status: Status | undefined): boolean {
@@ -93,7 +95,13 @@ export class JobRunner {
     // and was removed (a queue add retried after its answer was lost), or a job whose run wrote
     // its outcome but was cut off before the queue heard of it. It must not be sent twice.
     const current = await this.update(data, { status: 'sending', attempts: attempt })
-    if (current !== null && hasOutcome(current.status)) {
+    if (current === null) {
+      // The store did not answer: whether this message already has its outcome cannot be known, and
+      // sending it anyway sent it twice (a batch run again just after a Redis outage, the worker's
+      // connection back before the store's). Not tried now; back after STORE_WAIT_MS, no attempt spent.
+      return { kind: 'held', delayMs: STORE_WAIT_MS }
+    }
+    if (hasOutcome(current.status)) {
       this.log.debug({ messageId: data.id, status: current.status }, 'wechat: queued message already has its outcome; not sent again')
       return { kind: 'done', status: current.status }
     }
