@@ -499,6 +499,28 @@ test('memory store', async (t) => {
     t.equal(first.created, true, 'a finished, evicted message\'s key can be used again')
   })
 
+  t.test('bounded: a msgid leads to its record while the record lives, and goes with it', async (t) => {
+    const clock = { t: T0, now () { return this.t } }
+    const store = new MemoryStore(clock, { maxRecords: 10 })
+    const records = Array.from({ length: 40 }, (_, i) => rec({ status: 'sent', msgid: `mid${i}` }))
+    for (const r of records) await store.createRecord(r, { ttlSeconds: TTL })
+    t.equal(await store.findByMsgid('mid0'), null, 'an evicted record\'s msgid leads nowhere')
+    t.equal(await store.findByMsgid('mid39'), (records[39] as MessageRecord).id, 'a kept record is found by its msgid')
+    // a record that learns a second msgid is found by both while it lives (the Redis store keeps both keys too)
+    const twice = rec()
+    await store.createRecord(twice, { ttlSeconds: 1 })
+    await store.updateRecord(twice.id, { status: 'sending', msgid: 'first' }, at(0))
+    await store.updateRecord(twice.id, { status: 'sent', msgid: 'second' }, { ttlSeconds: 1, now: iso(T0) })
+    t.same([await store.findByMsgid('first'), await store.findByMsgid('second')], [twice.id, twice.id])
+    clock.t += 1001
+    t.same([await store.findByMsgid('first'), await store.findByMsgid('second')], [null, null], 'expired with its record')
+    // Every write past the cap left a msgid mapping behind before (their own expiry, 7 days): the
+    // mappings must not outnumber the records they lead to.
+    for (let i = 0; i < 200; i++) await store.createRecord(rec({ status: 'sent', msgid: `more${i}` }), { ttlSeconds: TTL })
+    const mappings = (store as unknown as { records: { msgids: Map<string, string> } }).records.msgids
+    t.ok(mappings.size <= 12, `msgid mappings bounded with the records (${mappings.size})`)
+  })
+
   t.test('bounded: records of messages still on their way are never evicted, however many', async (t) => {
     // An in-process queue with more messages waiting than the cap: before, their pending records
     // were evicted, the runner wrote them again and the stats counted each twice, one stuck pending.

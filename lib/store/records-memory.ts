@@ -29,7 +29,8 @@ export class MemoryRecords implements RecordStore {
   /** ids of the finished records (sent, delivered, failed, unknown), least recently written first */
   private readonly finished = new Set<string>()
   private readonly idempotency = new Map<string, Expiring<string>>()
-  private readonly msgids = new Map<string, Expiring<string>>()
+  /** msgid → record id; a mapping goes with its record (evicted, expired), so it needs no expiry of its own */
+  private readonly msgids = new Map<string, string>()
   /** `toUser\ntemplateId` → 'sent' messages, oldest first */
   private readonly sent = new Map<string, SentEntry[]>()
   private readonly counts: StatusCounts & { total: number, noConsent: number } = { ...emptyCounts(), total: 0, noConsent: 0 }
@@ -57,7 +58,7 @@ export class MemoryRecords implements RecordStore {
     const stored: StoredRecord = { record, until: 0 }
     this.putRecord(stored, opts.ttlSeconds, now, true)
     if (key !== undefined) this.set(this.idempotency, key, record.id, opts.ttlSeconds, now, (entry) => this.inFlight(entry.value))
-    if (record.msgid !== undefined) this.set(this.msgids, record.msgid, record.id, opts.ttlSeconds, now)
+    if (record.msgid !== undefined) this.indexMsgid(record.msgid, record.id)
     this.counts.total++
     this.enter(stored, null, record.status, isoToMs(record.updatedAt, now), record.updatedAt, true, opts.ttlSeconds)
     return { created: true, record: { ...record } }
@@ -96,7 +97,7 @@ export class MemoryRecords implements RecordStore {
     if (patch.msgid !== undefined) record.msgid = patch.msgid
     stored.record = record
     this.putRecord(stored, opts.ttlSeconds) // re-inserted: Map order is eviction order
-    if (patch.msgid !== undefined) this.set(this.msgids, patch.msgid, id, opts.ttlSeconds)
+    if (patch.msgid !== undefined) this.indexMsgid(patch.msgid, id)
     this.enter(stored, old, next, isoToMs(opts.now, this.clock.now()), opts.now, typeof patch.errcode === 'number', opts.ttlSeconds)
     return { ...record }
   }
@@ -107,7 +108,11 @@ export class MemoryRecords implements RecordStore {
   }
 
   async findByMsgid (msgid: string): Promise<string | null> {
-    return this.live(this.msgids, msgid) ?? null
+    const id = this.msgids.get(msgid)
+    if (id === undefined) return null
+    if (this.liveRecord(id)) return id
+    this.msgids.delete(msgid)
+    return null
   }
 
   async findSentMatch (toUser: string, templateId: string, aroundMs: number, windowMs: number): Promise<string | null> {
@@ -238,9 +243,23 @@ export class MemoryRecords implements RecordStore {
     const stored = this.records.get(id)
     if (!stored) return undefined
     if (stored.until > now) return stored
-    this.records.delete(id)
+    this.forget(stored)
     this.finished.delete(id)
     return undefined
+  }
+
+  /** Drops a record and the msgid mapping that leads to it. */
+  private forget (stored: StoredRecord): void {
+    const { id, msgid } = stored.record
+    this.records.delete(id)
+    if (msgid !== undefined && this.msgids.get(msgid) === id) this.msgids.delete(msgid)
+  }
+
+  private indexMsgid (msgid: string, id: string): void {
+    this.msgids.delete(msgid)
+    // (mappings normally go with their records; a sweep finds those left behind, e.g. by a second msgid)
+    if (this.sweepDue(this.msgids)) this.trim<string>(this.msgids, { expired: (recordId) => !this.records.has(recordId), pinned: () => true })
+    this.msgids.set(msgid, id)
   }
 
   /** `fresh`: the id is known to be absent (not among the finished either) */
@@ -250,8 +269,19 @@ export class MemoryRecords implements RecordStore {
     this.records.set(id, stored)
     if (!fresh) this.finished.delete(id) // re-inserted below: Set order is eviction order
     if (IN_FLIGHT_STATES.has(stored.record.status)) return
-    if (this.sweepDue(this.finished)) this.trim<string>(this.finished, { expired: (finishedId) => (this.records.get(finishedId)?.until ?? 0) <= now, evicted: (finishedId) => this.records.delete(finishedId) })
+    if (this.sweepDue(this.finished)) this.sweepFinished(now)
     this.finished.add(id)
+  }
+
+  private sweepFinished (now: number): void {
+    const expired = (finishedId: string): boolean => (this.records.get(finishedId)?.until ?? 0) <= now
+    this.trim<string>(this.finished, {
+      expired,
+      evicted: (finishedId) => {
+        const stored = this.records.get(finishedId)
+        if (stored) this.forget(stored)
+      }
+    })
   }
 
   private live<T> (map: Map<string, Expiring<T>>, key: string, now = this.clock.now()): T | undefined {
@@ -268,23 +298,26 @@ export class MemoryRecords implements RecordStore {
   }
 
   /**
-   * Keeps each map under the cap (once sweepDue): at the cap, drop what expired, then the least recently written
-   * down to 90 % of it (so the sweep runs once per many inserts, not on each), passing over what is
-   * `pinned` (the keys of messages still on their way). When pinned entries alone fill the cap, the
-   * next sweep waits until the map has grown by a tenth again, so it never runs on every insert.
-   * Counters stay, as with Redis' TTL; an idempotency mapping may outlive its record, as in Redis.
+   * Keeps each map under the cap (once sweepDue): from the least recently written end, drops what
+   * expired and evicts down to 90 % of the cap (so the sweep runs once per many inserts, not on
+   * each), passing over what is `pinned` (the keys of messages still on their way). It stops at the
+   * first live entry once under that size: entries are in write order, so with one TTL the expired
+   * ones are the oldest, and a sweep costs what it removes, not the size of the map (an expired entry
+   * further on is invisible to reads and goes in a later sweep). When pinned entries alone fill the
+   * cap, the next sweep waits until the map has grown by a tenth again, so it never runs on every
+   * insert. Counters stay, as with Redis' TTL; an idempotency mapping may outlive its record, as in Redis.
    */
   private trim<V> (map: Map<string, V> | Set<string>, rules: TrimRules<V>): void {
     const { expired, evicted, pinned } = rules
-    for (const [key, value] of map.entries()) {
-      if (expired(value as V)) { map.delete(key); evicted?.(key) }
-    }
     const target = Math.min(this.maxRecords - 1, Math.floor(this.maxRecords * 0.9))
     for (const [key, value] of map.entries()) {
-      if (map.size <= target) break
-      if (pinned?.(value as V) === true) continue
-      map.delete(key)
-      evicted?.(key)
+      const over = map.size > target
+      if (expired(value as V) || (over && pinned?.(value as V) !== true)) {
+        map.delete(key)
+        evicted?.(key)
+      } else if (!over) {
+        break
+      }
     }
     this.sweepAt.set(map, Math.max(this.maxRecords, Math.ceil(map.size / 0.9)))
   }
