@@ -27,7 +27,8 @@ import type { OptionsInput } from './options-schema.js'
 import { keySpace } from './store/keys.js'
 import { selectStore } from './store/select.js'
 import type * as publicTypes from './public-types.js'
-import type { SendOptions, EnqueueOptions } from './delivery/delivery.js'
+import type { SendOptions } from './delivery/delivery.js'
+import type { EnqueueOptions } from './delivery/enqueue.js'
 
 /**
  * Wiring only (DESIGN.md "lib/index.ts"): options → parts → decorator, job, close hook.

@@ -1,6 +1,7 @@
 import type { SubscribeMessage, ValueChange } from './delivery/message.js'
 import type { SendResult } from './delivery/sender.js'
-import type { EnqueueOptions, EnqueueResult, SendOptions } from './delivery/delivery.js'
+import type { SendOptions } from './delivery/delivery.js'
+import type { EnqueueOptions, EnqueueResult } from './delivery/enqueue.js'
 import type { MessageRecord, StatsSnapshot, Status } from './store/records.js'
 import type { HandlerPushCounters, WechatPushConfig, WechatPushResult } from './http/handler-pushes.js'
 import type { OnRequestHook, PreHandlerHook } from './options-schema.js'

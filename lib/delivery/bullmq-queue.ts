@@ -11,10 +11,10 @@ import { ReplicasUnconfirmedError } from './queue.js'
 import { Slots } from './slots.js'
 import { QueueErrors } from './queue-errors.js'
 import { sleep } from '../api/backoff.js'
+import { within } from '../util/within.js'
+import { AddConnection, closeWorker, OwnedConnections } from './bullmq-connection.js'
 
 export const QUEUE_NAME = 'subscribe-send'
-/** How long an add waits for the queue's connection to come up (boot, a reconnect under way). */
-export const ADD_CONNECT_MS = 2000
 
 export interface BullQueueOptions {
   /** `wechat:{appId}`: BullMQ's keys become `wechat:{appId}:subscribe-send:*`, one Cluster slot */
@@ -49,13 +49,13 @@ export class BullQueue implements MessageQueue {
   private readonly slots: Slots
   private workerConnection: Redis | null = null
   private readonly queueConnection: Redis
-  private readonly owned = new Set<Redis>()
+  private readonly connections = new OwnedConnections()
+  /** the add connection's wait to come up, bounded (bullmq-connection.ts) */
+  private readonly addConnection: AddConnection
   /** 45009 seen by this instance: no call to WeChat before this time (the fleet gets queue.rateLimit) */
   private pausedUntil = 0
   /** close() began: batch messages not yet tried go back to the queue */
   private closing = false
-  /** the wait for the add connection that adds arriving meanwhile share (connectedForAdd) */
-  private connecting: Promise<boolean> | undefined
   /** the queue's error events: logged without flooding; a burst pauses the worker (queue-errors.ts) */
   private readonly errors: QueueErrors
 
@@ -65,7 +65,8 @@ export class BullQueue implements MessageQueue {
     private readonly options: BullQueueOptions,
     private readonly log: FastifyBaseLogger
   ) {
-    this.queueConnection = this.own(duplicateClient(client, { enableOfflineQueue: false }))
+    this.queueConnection = this.connections.own(duplicateClient(client, { enableOfflineQueue: false }))
+    this.addConnection = new AddConnection(this.queueConnection)
     this.slots = new Slots(options.concurrency)
     this.queue = new Queue<JobData | BatchData>(QUEUE_NAME, { connection: this.queueConnection, prefix: options.prefix })
     this.errors = new QueueErrors(log, (ms) => this.pauseWorker(ms))
@@ -73,7 +74,7 @@ export class BullQueue implements MessageQueue {
   }
 
   async add (jobs: QueuedJob[]): Promise<void> {
-    await this.connectedForAdd()
+    await this.addConnection.connectedForAdd()
     await this.queue.addBulk(bulkOf(jobs, this.options.limiter === undefined).map(({ name, data, jobId, delayMs, attemptsBefore }) => ({
       name,
       data,
@@ -107,25 +108,10 @@ export class BullQueue implements MessageQueue {
     }
   }
 
-  /**
-   * BullMQ waits, without a bound, for a connection that has not come up yet before it sends an add
-   * (the connection refused at maxclients, or Redis down since boot): the enqueue hung, even through
-   * close(). An add waits for its connection at most ADD_CONNECT_MS, else it is refused before anything
-   * was sent (so nothing can be added later behind the caller's back).
-   */
-  private async connectedForAdd (): Promise<void> {
-    const connection = this.queueConnection
-    if (connection.status === 'ready') return
-    if (connection.status === 'wait') connection.connect().catch(() => {}) // (lazyConnect inherited from the app's client)
-    // (adds waiting together share one wait: one 'ready' listener, not one per add)
-    this.connecting ??= readyWithin(connection, ADD_CONNECT_MS).finally(() => { this.connecting = undefined })
-    if (!await this.connecting) throw new Error(`no connection to Redis for the queue within ${ADD_CONNECT_MS} ms (${connection.status}); nothing was added`)
-  }
-
   async start (): Promise<void> {
     // (not awaited: boot must not wait on Redis; the app's own client queues it until connected)
     this.checkReplicas().catch(() => {})
-    this.workerConnection = this.own(duplicateClient(this.client, { maxRetriesPerRequest: null, enableOfflineQueue: true }))
+    this.workerConnection = this.connections.own(duplicateClient(this.client, { maxRetriesPerRequest: null, enableOfflineQueue: true }))
     this.worker = new Worker<JobData | BatchData>(QUEUE_NAME, (job, token) => job.name === BATCH_JOB
       ? this.processBatch(job as Job<BatchData>, token)
       : this.slots.use(() => this.process(job as Job<JobData>, token)), {
@@ -259,79 +245,13 @@ export class BullQueue implements MessageQueue {
 
   async close (graceMs: number): Promise<void> {
     this.closing = true
-    const worker = this.worker
-    if (worker) {
-      // BullMQ's graceful close waits for its connections to be back; give a reconnect a moment
-      // (Redis just restarted), and cut the connections if Redis stays away.
-      const connected = await readyWithin(this.workerConnection, 5000)
-      if (!connected || !await settlesWithin(worker.close(), graceMs)) {
-        // worker.close(true) would return the same pending promise: cut the connections instead.
-        if (connected) this.log.warn('wechat: queue jobs still active at close; another instance will pick them up when their lock expires')
-        this.workerConnection?.disconnect()
-        await settlesWithin(Promise.resolve(worker.disconnect()), 1000)
-        if (!await settlesWithin(worker.close(), 2000)) stopWorkerTimers(worker)
-      }
-    }
-    if (!await settlesWithin(this.queue.close(), 2000)) await settlesWithin(Promise.resolve(this.queue.disconnect()), 1000)
-    // Whatever BullMQ has not closed by now (its own blocking connection, if Redis is away) is cut,
-    // so nothing of ours keeps the process alive or reconnecting after close.
-    await Promise.all([...this.owned].map(async (connection) => {
-      if (connection.status !== 'end' && !await settlesWithin(connection.quit(), 1000)) connection.disconnect()
-      // quit() leaves a Sentinel client's failover-detector subscriptions open (ioredis #1362); disconnect() ends them
-      else if (!connection.isCluster) connection.disconnect()
-    }))
-  }
-
-  /**
-   * Track a connection we made and every connection BullMQ duplicates from it (BullMQ creates its
-   * blocking connection with `duplicate()`), so close() can end them all.
-   */
-  private own (connection: Redis): Redis {
-    const duplicate = connection.duplicate.bind(connection)
-    connection.duplicate = ((...args: Parameters<Redis['duplicate']>) => this.own(duplicate(...args))) as Redis['duplicate']
-    connection.on('error', () => {}) // reported through BullMQ's 'error' events
-    this.owned.add(connection)
-    return connection
+    if (this.worker) await closeWorker(this.worker, this.workerConnection, graceMs, this.log)
+    if (!await within(this.queue.close(), 2000)) await within(Promise.resolve(this.queue.disconnect()), 1000)
+    await this.connections.end()
   }
 }
 
 /** The attempt a run is: those the message used before it left a batch, then BullMQ's own count. */
 function attemptOf (data: JobData, attemptsMade: number): number {
   return (data.attemptsBefore ?? 0) + attemptsMade + 1
-}
-
-/**
- * BullMQ 6 stops its lock-renewal timer and stalled-job checker only at the end of a worker close
- * that completes. A close stuck on a connection that cannot come back (Redis down, or a blocking
- * connection left reconnecting after a restart) would leave both re-arming forever and the process
- * alive: stop them ourselves. Private fields, so each is optional; the lock of any job still active
- * then expires and another instance takes the job, as after a crash.
- */
-function stopWorkerTimers (worker: Worker<JobData | BatchData>): void {
-  const internals = worker as unknown as { lockManager?: { close?: () => Promise<void> }, stalledCheckStopper?: () => void }
-  internals.lockManager?.close?.().catch(() => {})
-  internals.stalledCheckStopper?.()
-}
-
-async function readyWithin (connection: Redis | null, ms: number): Promise<boolean> {
-  if (!connection || connection.status === 'ready') return connection !== null
-  if (connection.status === 'end') return false
-  let onReady = (): void => {}
-  const ready = new Promise<void>((resolve) => { onReady = resolve })
-  connection.once('ready', onReady)
-  await settlesWithin(ready, ms)
-  // (every add waits here while the connection is down: a listener left per wait would pile up)
-  connection.off('ready', onReady)
-  return (connection.status as string) === 'ready' // (changed while we waited; TypeScript narrowed it above)
-}
-
-/** Whether `promise` settles within `ms` (a rejection counts as settled). */
-async function settlesWithin (promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined
-  const settled = await Promise.race([
-    promise.then(() => true, () => true),
-    new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); timer.unref() })
-  ])
-  clearTimeout(timer)
-  return settled
 }

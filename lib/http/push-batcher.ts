@@ -1,8 +1,10 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { sleep } from '../api/backoff.js'
-import type { AdmittedMessage, Delivery } from '../delivery/delivery.js'
+import type { Delivery } from '../delivery/delivery.js'
+import type { AdmittedMessage } from '../delivery/enqueue.js'
 import { newMessageId } from '../delivery/sender.js'
 import { ReplicasUnconfirmedError } from '../delivery/queue.js'
+import { within } from '../util/within.js'
 
 /** How long a handler push keeps trying to reach the queue (Redis restarting, failing over). */
 export const RETRY_WINDOW_MS = 5 * 60_000
@@ -17,14 +19,6 @@ export const FLUSH_AT = 200
  * delay plus the round trips; it is also all a SIGKILL can take from the buffer while Redis is up.
  */
 export const FLUSH_DELAY_MS = 10
-
-/** Whether `work` settled within `ms` (the timer does not keep the process alive). */
-async function within (work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined
-  const settled = await Promise.race([work.then(() => true, () => true), new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); timer.unref() })])
-  clearTimeout(timer)
-  return settled
-}
 
 /** A push accepted in onSend: its message id is assigned there and kept through every retry. */
 interface Accepted { id: string, message: unknown, log: FastifyBaseLogger, at: number }

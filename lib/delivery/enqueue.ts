@@ -1,0 +1,221 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { invalid, WechatQueueError } from '../errors.js'
+import type { ResolvedOptions } from '../options.js'
+import type { MessageRecord, Status } from '../store/records.js'
+import type { WechatStore } from '../store/types.js'
+import type { PreparedMessage } from './message.js'
+import { prepareMessage } from './message.js'
+import { templateIdsOf } from './templates.js'
+import type { TemplateRules } from './templates.js'
+import type { MessageQueue, QueuedJob } from './queue.js'
+import { ReplicasUnconfirmedError } from './queue.js'
+import { enqueueOptions } from './call-options.js'
+import { inFlightTtl } from './record-ttl.js'
+import { newMessageId } from './sender.js'
+import type { Credits } from './credits.js'
+import type { MessageSource, RecordWriter } from './record-writer.js'
+
+export interface EnqueueOptions {
+  /** a second enqueue with the same key returns the first message's id; for an array, `key:index` per item */
+  idempotencyKey?: string
+  /** ms before the first attempt */
+  delay?: number
+}
+
+export interface EnqueueResult { id: string, status: Status }
+
+/** A message that passed validation (and took its credit), with its id: its record and its job. */
+export interface AdmittedMessage { record: MessageRecord, job: QueuedJob }
+
+const MAX_BATCH = 500
+
+/**
+ * The queue side of Delivery (delivery.ts): messages validated, recorded and handed to the queue,
+ * from `enqueue` and from handler pushes (`admit` and `queueAdmitted`).
+ */
+export class Enqueuer {
+  constructor (
+    private readonly store: WechatStore,
+    private readonly queue: MessageQueue | null,
+    private readonly options: Pick<ResolvedOptions, 'defaults' | 'validation' | 'retentionSeconds'>,
+    private readonly log: FastifyBaseLogger,
+    private readonly ledger: Credits,
+    private readonly records: RecordWriter,
+    /** the account's template list (option `templates`): validation against it, when known */
+    private readonly templates?: TemplateRules
+  ) {}
+
+  /** `fastify.wechat.enqueue`: validated and recorded now, delivered by the queue with retries. */
+  async enqueue (input: unknown, options?: EnqueueOptions, source: MessageSource = 'queue'): Promise<EnqueueResult[]> {
+    if (!this.queue) throw new WechatQueueError('the queue is off (queue: false); use send() or turn the queue on')
+    const list = isList(input) ? input as unknown[] : [input]
+    if (list.length > MAX_BATCH) throw invalid([{ key: 'messages', rule: 'size', message: `at most ${MAX_BATCH} messages per enqueue (got ${list.length})` }])
+    const { key, delay } = enqueueOptions(options)
+    const wait = this.templates?.prepare(templateIdsOf(list))
+    if (wait !== undefined) await wait
+    const prepared = list.map((message) => prepareMessage(message, this.options, this.templates?.lookup))
+
+    // 'enforce': every message must hold a credit before it is accepted into the queue.
+    if (key === undefined) return this.enqueueFresh(prepared, await this.reserveAll(prepared), delay, source)
+    // With a key, the claims come first: a repeat is answered with its first message, and only a
+    // message queued now takes a credit (a repeat of one that used the user's last credit is not a 409).
+    const claims = await Promise.all(prepared.map((p, i) => {
+      // (an array, even of one, keys its items `key:index`: the same message under the same key
+      // whether it is enqueued alone in a list or with others; `list` is `input` itself when it is one)
+      const itemKey = list === input ? `${key}:${i}` : key
+      return this.records.createRecord(this.records.newRecord(newMessageId(), p, 'pending', source), itemKey, delay)
+    }))
+    const created = claims.flatMap((claim, i) => claim.created ? [{ id: claim.record.id, prepared: prepared[i] as PreparedMessage }] : [])
+    let reserved: boolean[]
+    try {
+      reserved = await this.reserveAll(created.map((c) => c.prepared))
+    } catch (err) {
+      // One has no credit: nothing of this call is queued (reserveAll gave the credits back); the claims are undone.
+      await Promise.all(created.map(({ id }) => this.store.discardRecord(id).catch(() => false)))
+      throw err
+    }
+    const fresh = created.map(({ id, prepared: p }, i) => ({ data: { id, wire: p.wire, reserved: reserved[i], source }, delayMs: delay }))
+    // A repeat whose first message is still 'pending' may have lost its job (a crash or a Redis
+    // failover between the record and the queue add): add it again under the same id, which the
+    // queue treats as a no-op when the job is there.
+    const requeue = claims.flatMap((claim, i) => !claim.created && claim.record.status === 'pending' ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire, source }, delayMs: delay }] : [])
+    if (requeue.length > 0) {
+      await (this.queue as MessageQueue).add(requeue).catch((err) => {
+        throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
+      })
+    }
+    try {
+      if (fresh.length > 0) await (this.queue as MessageQueue).add(fresh)
+    } catch (err) {
+      // Written to the master but not confirmed by its replicas (queue.replicas): maybe queued. The
+      // records stay 'pending', so a retry with the same key re-adds the same job ids (a no-op where
+      // they exist) instead of queueing a second message.
+      if (err instanceof ReplicasUnconfirmedError) throw Object.assign(new WechatQueueError(`${err.message}; retry with the same idempotencyKey`, { cause: err }), { messageIds: fresh.map((job) => job.data.id) })
+      // Nothing was queued: undo the records (and their idempotency keys) so a retry starts clean.
+      // If the store is down too, mark what remains failed rather than leave it pending forever.
+      const now = this.records.nowIso()
+      await Promise.allSettled(fresh.map(async (job) => {
+        const discarded = await this.store.discardRecord(job.data.id).catch(() => false)
+        if (!discarded) await this.store.updateRecord(job.data.id, { status: 'failed', errmsg: 'could not be queued' }, { ttlSeconds: this.options.retentionSeconds, now })
+      }))
+      await Promise.all(fresh.map((job) => job.data.reserved ? this.ledger.settle(job.data.wire.touser, job.data.wire.template_id, { status: 'failed' }, true) : undefined))
+      throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
+    }
+    return claims.map((claim) => ({ id: claim.record.id, status: claim.record.status }))
+  }
+
+  /**
+   * Without an idempotency key the job goes first and its record second: a crash between the two
+   * then leaves a job whose worker writes the missing record, never a record with no job (a message
+   * accepted and never sent). A failed add leaves nothing behind, so a retry starts clean.
+   */
+  private async enqueueFresh (prepared: PreparedMessage[], reserved: boolean[], delay: number, source: MessageSource): Promise<EnqueueResult[]> {
+    const now = this.records.nowIso()
+    const batch = prepared.map((p, i) => this.admitted(newMessageId(), p, reserved[i] === true, delay, source, now))
+    try {
+      await this.queueAdmitted(batch)
+    } catch (err) {
+      // (unconfirmed by the replicas, the jobs may run: they keep their credits)
+      if (!((err as Error).cause instanceof ReplicasUnconfirmedError)) await this.release(batch)
+      throw err
+    }
+    return batch.map(({ record }) => ({ id: record.id, status: 'pending' as const }))
+  }
+
+  /**
+   * Handler pushes (lib/http/handler-pushes.ts): each message checked alone under the id it was
+   * given when its response was sent, so an invalid message (or one without credit under
+   * `credits: 'enforce'`) is refused without taking the others down. What passes is queued with
+   * queueAdmitted(), which may be repeated with the same batch.
+   */
+  async admit (items: ReadonlyArray<{ id: string, message: unknown }>, source: MessageSource): Promise<{ admitted: AdmittedMessage[], refused: Array<{ index: number, error: Error }> }> {
+    if (!this.queue) throw new WechatQueueError('the queue is off (queue: false); use send() or turn the queue on')
+    const messages = items.map((item) => item.message)
+    const wait = this.templates?.prepare(templateIdsOf(messages))
+    if (wait !== undefined) await wait
+    const admitted: AdmittedMessage[] = []
+    const now = this.records.nowIso()
+    const refused: Array<{ index: number, error: Error }> = []
+    const valid: Array<{ index: number, prepared: PreparedMessage }> = []
+    for (let index = 0; index < items.length; index++) {
+      try {
+        valid.push({ index, prepared: prepareMessage(messages[index], this.options, this.templates?.lookup) })
+      } catch (err) {
+        refused.push({ index, error: err as Error })
+      }
+    }
+    // 'enforce' only: a credit per message, taken before it is accepted into the queue.
+    const reserved = this.ledger.mode === 'enforce'
+      ? await Promise.all(valid.map(({ prepared }) => this.ledger.reserve(prepared.wire.touser, prepared.wire.template_id).catch((err: Error) => err)))
+      : undefined
+    for (let i = 0; i < valid.length; i++) {
+      const { index, prepared } = valid[i] as { index: number, prepared: PreparedMessage }
+      const credit = reserved?.[i] ?? false
+      if (credit instanceof Error) refused.push({ index, error: credit })
+      else admitted.push(this.admitted((items[index] as { id: string }).id, prepared, credit, 0, source, now))
+    }
+    return { admitted, refused }
+  }
+
+  /**
+   * Queue admitted messages: one queue add for all (BullMQ addBulk), then their records. Throws
+   * FST_WECHAT_QUEUE when the add fails, and leaves the credits taken: repeating it with the same
+   * batch is safe, since every message keeps its id (the queue ignores a job id it holds, the store
+   * a record it has, and the job runner a job whose record is already final), so an add whose
+   * answer was lost does not become a second message. release() gives the credits back.
+   */
+  async queueAdmitted (batch: readonly AdmittedMessage[]): Promise<void> {
+    if (batch.length === 0) return
+    let unconfirmed: ReplicasUnconfirmedError | undefined
+    try {
+      await (this.queue as MessageQueue).add(batch.map(({ job }) => job))
+    } catch (err) {
+      if (!(err instanceof ReplicasUnconfirmedError)) throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
+      unconfirmed = err
+    }
+    await Promise.all(batch.map(({ record, job }) => this.store.createRecord(record, { ttlSeconds: inFlightTtl(this.options.retentionSeconds, job.delayMs) }).catch((err) => {
+      this.log.warn({ messageId: record.id, reason: (err as Error).message }, 'wechat: queued, but the record write failed; the worker will write it')
+    })))
+    if (unconfirmed !== undefined) {
+      // The master has the jobs, so they may run: their records are written as for any queued
+      // message, and the error names them (status(id) tells what became of each).
+      const ids = batch.map(({ record }) => record.id)
+      const error = new WechatQueueError(`the replicas did not confirm it (${unconfirmed.message}); it may still be sent: see status() of ${ids.join(', ')}, and retry only under an idempotencyKey`, { cause: unconfirmed })
+      throw Object.assign(error, { messageIds: ids })
+    }
+  }
+
+  /** Messages that will not be queued after all: the credits they took go back. */
+  async release (batch: readonly AdmittedMessage[]): Promise<void> {
+    await Promise.all(batch.map(({ job }) => job.data.reserved === true ? this.ledger.settle(job.data.wire.touser, job.data.wire.template_id, { status: 'failed' }, true) : undefined))
+  }
+
+  /** A message queued without an idempotency key (those build their jobs in enqueue()), so `batchable` (queue.ts). */
+  private admitted (id: string, prepared: PreparedMessage, reserved: boolean, delay: number, source: MessageSource, now: string): AdmittedMessage {
+    return {
+      record: this.records.newRecord(id, prepared, 'pending', source, now),
+      job: { data: { id, wire: prepared.wire, reserved, source }, delayMs: delay, batchable: true }
+    }
+  }
+
+  /** A credit for each message under 'enforce', all or none: if one has none, those taken go back. */
+  private async reserveAll (prepared: readonly PreparedMessage[]): Promise<boolean[]> {
+    const reserved: boolean[] = []
+    try {
+      for (const p of prepared) reserved.push(await this.ledger.reserve(p.wire.touser, p.wire.template_id))
+    } catch (err) {
+      await Promise.all(reserved.map((taken, i) => taken ? this.ledger.settle((prepared[i] as PreparedMessage).wire.touser, (prepared[i] as PreparedMessage).wire.template_id, { status: 'failed' }, true) : undefined))
+      throw err
+    }
+    return reserved
+  }
+}
+
+/** Array.isArray, except that a revoked Proxy (which makes it throw) is one message, which validation refuses. */
+function isList (input: unknown): boolean {
+  try {
+    return Array.isArray(input)
+  } catch {
+    return false
+  }
+}
