@@ -104,7 +104,7 @@ test('lib/delivery/job-runner.ts: a queued message whose attempt lost its answer
   t.equal((await app.wechat.status(queued.id))?.status, 'unknown', "the record says 'unknown', not 'failed'")
 })
 
-test('lib/delivery/delivery.ts: an enqueue refused with FST_WECHAT_QUEUE and retried with the same idempotencyKey must be queued and sent', async (t) => {
+test('lib/delivery/enqueue.ts: an enqueue refused with FST_WECHAT_QUEUE and retried with the same idempotencyKey must be queued and sent', async (t) => {
   const sim = await startSimulator(t)
   const redis = await startRedis()
   t.teardown(() => redis.cleanup())
@@ -161,7 +161,7 @@ test('lib/http/handler-pushes.ts: a handler push answered 2xx during an 8 s Redi
   t.ok(await until(() => sim.accepted.length === 1, 15_000), 'the push reaches WeChat after the outage')
 })
 
-test('lib/delivery/delivery.ts + lib/store/redis.ts: an enqueue whose record write timed out (but went through later), retried with its idempotencyKey, must be sent', async (t) => {
+test('lib/delivery/enqueue.ts + lib/store/redis.ts: an enqueue whose record write timed out (but went through later), retried with its idempotencyKey, must be sent', async (t) => {
   const sim = await startSimulator(t)
   const redis = await startRedis()
   t.teardown(() => redis.cleanup())

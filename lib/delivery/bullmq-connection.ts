@@ -3,7 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { BatchData } from './batch-jobs.js'
 import type { JobData } from './job-runner.js'
-import { within } from '../util/within.js'
+import { within } from './within.js'
 
 /** How long an add waits for the queue's connection to come up (boot, a reconnect under way). */
 export const ADD_CONNECT_MS = 2000

@@ -11,7 +11,7 @@ import { ReplicasUnconfirmedError } from './queue.js'
 import { Slots } from './slots.js'
 import { QueueErrors } from './queue-errors.js'
 import { sleep } from '../api/backoff.js'
-import { within } from '../util/within.js'
+import { within } from './within.js'
 import { AddConnection, closeWorker, OwnedConnections } from './bullmq-connection.js'
 
 export const QUEUE_NAME = 'subscribe-send'

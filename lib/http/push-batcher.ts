@@ -4,7 +4,7 @@ import type { Delivery } from '../delivery/delivery.js'
 import type { AdmittedMessage } from '../delivery/enqueue.js'
 import { newMessageId } from '../delivery/sender.js'
 import { ReplicasUnconfirmedError } from '../delivery/queue.js'
-import { within } from '../util/within.js'
+import { within } from '../delivery/within.js'
 
 /** How long a handler push keeps trying to reach the queue (Redis restarting, failing over). */
 export const RETRY_WINDOW_MS = 5 * 60_000
