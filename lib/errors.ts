@@ -64,6 +64,8 @@ export interface WechatUpstreamErrorInstance extends Coded<'FST_WECHAT_UPSTREAM'
   timedOut: boolean
   /** the last HTTP status, when WeChat answered one */
   httpStatus?: number
+  /** a 4xx (not 408/425/429) without a WeChat errcode: a proxy or gateway refused the request itself; not retried */
+  refused?: boolean
 }
 export const WechatUpstreamError = createError('FST_WECHAT_UPSTREAM', 'WeChat could not be reached: %s', 504) as unknown as WechatErrorClass<WechatUpstreamErrorInstance>
 

@@ -1,4 +1,8 @@
 import { test } from 'tap'
+import type { Test } from 'tap'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { WechatSimulator } from '../lib/testing/index.js'
 import { backoffDelay } from '../lib/api/backoff.js'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
 
@@ -228,4 +232,68 @@ test('a message object that cannot be read (a throwing getter, a revoked Proxy) 
   t.equal(res.statusCode, 200, 'the response is not affected')
   t.equal(app.wechat.handlerPushes().failed, 1, 'counted as failed')
   t.equal(sim.counters.send, 0)
+})
+
+test('an old-style errmsg `hint: [xxx]` gives the error its request id, as `rid: ...` does', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  sim.failNext('send', { errcode: 40003, errmsg: 'invalid openid hint: [AbCdEf01]' })
+  t.match(await app.wechat.send(shippedMessage()).catch((e) => e), { code: 'FST_WECHAT_API', errcode: 40003, rid: 'AbCdEf01' })
+})
+
+/**
+ * A gateway between us and WeChat: forwards to the simulator, except that the next subscribe/send
+ * calls get the scripted answers (HTTP status and body) instead.
+ */
+async function gateway (t: Test, sim: WechatSimulator): Promise<{ url: string, script: (...answers: { status: number, body: string }[]) => void, sends: () => number }> {
+  const scripted: { status: number, body: string }[] = []
+  let sends = 0
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      const isSend = req.url?.startsWith('/cgi-bin/message/subscribe/send') === true
+      if (isSend) sends++
+      const next = isSend ? scripted.shift() : undefined
+      if (next) {
+        res.writeHead(next.status, { 'content-type': 'application/json' }).end(next.body)
+        return
+      }
+      fetch(sim.url + (req.url ?? '/'), { method: req.method, headers: { 'content-type': String(req.headers['content-type'] ?? 'application/json') }, body: req.method === 'GET' ? undefined : Buffer.concat(chunks) })
+        .then(async (answer) => res.writeHead(answer.status, { 'content-type': 'application/json' }).end(await answer.text()))
+        .catch(() => res.destroy())
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, script: (...answers) => scripted.push(...answers), sends: () => sends }
+}
+
+// WeChat answers errcodes with 200; a gateway that passes its answer on with a 4xx of its own made it
+// a bare HTTP error retried 3 times (a 45011 retried at once, a 43101 three times). Failed before.
+test('a 4xx carrying a WeChat errcode is read as that errcode; a bare 4xx (a proxy refusing) is not retried, 429 is', async (t) => {
+  const sim = await startSimulator(t)
+  const gw = await gateway(t, sim)
+  const app = await buildApp(t, sim, { plugin: { baseUrl: gw.url } })
+  await app.wechat.getToken()
+
+  gw.script({ status: 429, body: '{"errcode":45011,"errmsg":"api minute-quota reach limit, must slower, retry next minute rid: 6502a1b3-1c2d3e4f-5a6b7c8d"}' })
+  let before = gw.sends()
+  t.match(await app.wechat.send(shippedMessage()).catch((e) => e), { code: 'FST_WECHAT_API', errcode: 45011, errorClass: 'rate', retryAfter: 60_000, rid: '6502a1b3-1c2d3e4f-5a6b7c8d' })
+  t.equal(gw.sends() - before, 1, '45011 in a 429: one call, not retried at once')
+
+  gw.script({ status: 400, body: '{"errcode":43101,"errmsg":"user refuse to accept the msg"}' })
+  before = gw.sends()
+  t.match(await app.wechat.send(shippedMessage()).catch((e) => e), { code: 'FST_WECHAT_API', errcode: 43101, outcome: 'failed' })
+  t.equal(gw.sends() - before, 1, '43101 in a 400: one call')
+
+  gw.script({ status: 403, body: '<html>blocked by the firewall</html>' })
+  before = gw.sends()
+  t.match(await app.wechat.send(shippedMessage()).catch((e) => e), { code: 'FST_WECHAT_UPSTREAM', httpStatus: 403, outcome: 'failed' })
+  t.equal(gw.sends() - before, 1, 'a bare 403 is not retried: the same request is refused again')
+
+  gw.script({ status: 429, body: 'slow down' }, { status: 503, body: 'busy' })
+  before = gw.sends()
+  t.ok((await app.wechat.send(shippedMessage())).msgid, 'a bare 429 and a 503 are retried, then sent')
+  t.equal(gw.sends() - before, 3)
 })

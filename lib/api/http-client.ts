@@ -26,7 +26,15 @@ export interface UpstreamFields {
   ambiguous: boolean
   timedOut: boolean
   httpStatus?: number
+  /**
+   * A 4xx other than 408 and 429 without a WeChat errcode: something on the way (a proxy, a WAF, a
+   * wrong baseUrl path) refused the request itself, and the same request is refused again: not retried.
+   */
+  refused?: boolean
 }
+
+/** 4xx statuses that say "later", not "no": retried like the network */
+const RETRYABLE_4XX = new Set([408, 425, 429])
 
 /** Connection-phase failures: the request never left, so nothing can have been delivered. */
 const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT'])
@@ -69,6 +77,7 @@ export class WechatHttpClient {
     let ambiguous = false
     let timedOut = false
     let httpStatus: number | undefined
+    let refused = false
     for (const { pool } of this.pools) {
       try {
         request ??= requestOf(method, url, options)
@@ -80,6 +89,7 @@ export class WechatHttpClient {
         ambiguous ||= failure.ambiguous
         timedOut ||= failure.timedOut
         httpStatus = failure.httpStatus ?? httpStatus
+        refused = failure.refused === true
         lastError = err as Error
         if (!failure.failOver) break
       }
@@ -90,6 +100,7 @@ export class WechatHttpClient {
     error.ambiguous = ambiguous
     error.timedOut = timedOut
     error.httpStatus = httpStatus
+    if (refused) error.refused = true
     throw error
   }
 
@@ -117,9 +128,19 @@ function requestOf (method: 'GET' | 'POST', path: string, options: CallOptions):
   return { method, path, headers: GET_HEADERS }
 }
 
-/** WeChat's JSON answer, or the failure an HTTP error status or a non-JSON body means. */
+/**
+ * WeChat's JSON answer, or the failure an HTTP error status or a non-JSON body means. WeChat answers
+ * its errcodes with 200 (WECHAT.md §0); a 4xx whose body is still a WeChat answer (an object with a
+ * numeric errcode: a gateway passing WeChat's word on with its own status) is read as that errcode,
+ * so it gets its class (a 40164's advice, a 45011's minute) instead of a bare HTTP error.
+ */
 function answerOf ({ statusCode, text }: Exchange): unknown {
-  if (statusCode >= 400) throw new HttpStatusError(statusCode)
+  if (statusCode >= 500) throw new HttpStatusError(statusCode)
+  if (statusCode >= 400) {
+    const answer = errcodeAnswer(text)
+    if (answer === undefined) throw new HttpStatusError(statusCode)
+    return answer
+  }
   let body: unknown
   try {
     body = parseWechatJson(text)
@@ -130,6 +151,15 @@ function answerOf ({ statusCode, text }: Exchange): unknown {
   // Every WeChat answer is an object; `null`, `[]` or `"ok"` proves nothing was done (not a success).
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpStatusError(statusCode, 'the answer was not a JSON object')
   return body
+}
+
+function errcodeAnswer (text: string): Record<string, unknown> | undefined {
+  try {
+    const body = parseWechatJson(text) as Record<string, unknown> | null
+    const errcode = body?.errcode
+    if (typeof body === 'object' && !Array.isArray(body) && typeof errcode === 'number' && Number.isInteger(errcode) && errcode !== 0) return body ?? undefined
+  } catch {}
+  return undefined
 }
 
 function buildPath (path: string, query?: CallOptions['query'], search?: string): string {
@@ -149,7 +179,8 @@ function describeFailure (err: unknown): UpstreamFields & { failOver: boolean } 
   if (err instanceof HttpStatusError) {
     const is5xx = err.statusCode >= 500
     // A non-JSON 200 or a 5xx may come after WeChat acted; a 4xx is a proxy refusing us.
-    return { ambiguous: is5xx || err.statusCode < 300, timedOut: false, httpStatus: err.statusCode, failOver: is5xx }
+    const refused = err.statusCode >= 400 && err.statusCode < 500 && !RETRYABLE_4XX.has(err.statusCode)
+    return { ambiguous: is5xx || err.statusCode < 300, timedOut: false, httpStatus: err.statusCode, failOver: is5xx, refused }
   }
   const code = (err as { code?: string, name?: string }).code
   const name = (err as { name?: string }).name

@@ -184,7 +184,7 @@ export class TemplateApi {
         this.log.warn({ path, errcode: answer.errcode, rid: answer.rid, attempt }, 'wechat: template call answered a transient error; retrying')
       } catch (err) {
         const upstream = err as Error & Partial<UpstreamFields> & { code?: string }
-        const retry = !last && upstream.code === 'FST_WECHAT_UPSTREAM' && (idempotent || upstream.ambiguous !== true)
+        const retry = !last && upstream.code === 'FST_WECHAT_UPSTREAM' && upstream.refused !== true && (idempotent || upstream.ambiguous !== true)
         if (!retry) throw err
         this.log.warn({ path, reason: upstream.message, attempt }, 'wechat: template call did not complete; retrying')
       }

@@ -86,13 +86,13 @@ export class Sender {
         const isUpstream = upstream.code === 'FST_WECHAT_UPSTREAM'
         if (isUpstream) ambiguous ||= upstream.ambiguous === true
         // Token errors were retried inside the token manager already; only the network is retried here.
-        const retry = isUpstream && attempt < options.attempts && options.signal?.aborted !== true
+        const retry = isUpstream && upstream.refused !== true && attempt < options.attempts && options.signal?.aborted !== true
         const token = upstream as Partial<TokenErrorInstance>
         // a held token error (token-hold.ts) was logged once when WeChat gave it, not once per message
         this.log[token.held === true ? 'debug' : 'warn']({ messageId: id, reason: upstream.message, attempt, retry }, 'wechat: subscribe/send did not complete')
         if (retry && await this.waitToRetry(attempt, options.signal)) continue
         Object.assign(upstream, { messageId: id, outcome: ambiguous ? 'unknown' : 'failed' })
-        const outcome: DeliveryOutcome = { status: ambiguous ? 'unknown' : 'failed', attempts: attempt, errorClass: isUpstream ? 'transient' : tokenErrorClass(token), errmsg: upstream.message, error: upstream, ambiguous }
+        const outcome: DeliveryOutcome = { status: ambiguous ? 'unknown' : 'failed', attempts: attempt, errorClass: isUpstream ? (upstream.refused === true ? 'permanent' : 'transient') : tokenErrorClass(token), errmsg: upstream.message, error: upstream, ambiguous }
         if (typeof token.errcode === 'number') outcome.errcode = token.errcode
         if (typeof token.retryAfter === 'number') outcome.retryAfterMs = token.retryAfter
         return outcome
