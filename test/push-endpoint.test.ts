@@ -242,3 +242,25 @@ test('without push configured: on() works but nothing is served or fired', async
   t.equal((await app.inject({ method: 'POST', url: '/wechat/push', body: '<xml/>' })).statusCode, 404)
   t.equal(all.length, 0)
 })
+
+// WeChat applies a console mode change at once (WECHAT.md §6.1: deploy code for the new mode first).
+// The README's path from plaintext to safe and back, plugin first each time, never refuses a push.
+test('changing the push mode through compatible mode, the plugin first each time, loses no push', async (t) => {
+  const sim = await startSimulator(t)
+  const plaintextWithKey = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY, mode: 'plaintext' }, listen: true })
+  const safe = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY, mode: 'safe' }, listen: true })
+  const steps = [
+    // [the plugin's configuration, what WeChat sends (the console's mode)]
+    [plaintextWithKey, 'plaintext'], // 1. deploy with the key, still mode 'plaintext'
+    [plaintextWithKey, 'compatible'], // 2. console → compatible
+    [safe, 'compatible'], // 3. deploy mode 'safe'
+    [safe, 'safe'], // 4. console → safe (and back: the same steps reversed)
+    [safe, 'compatible'],
+    [plaintextWithKey, 'compatible'],
+    [plaintextWithKey, 'plaintext']
+  ] as const
+  for (const [i, [plugin, mode]] of steps.entries()) {
+    const res = await sim.push(plugin.url, changeEvent(), { token: TOKEN, encodingAESKey: KEY, mode })
+    t.same(res, { statusCode: 200, body: 'success' }, `step ${i + 1}: console ${mode}, plugin ${plugin === safe ? 'safe' : 'plaintext with the key'}`)
+  }
+})
