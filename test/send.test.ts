@@ -4,6 +4,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { WechatSimulator } from '../lib/testing/index.js'
 import { backoffDelay } from '../lib/api/backoff.js'
+import { msUntilQuotaReset } from '../lib/api/quota.js'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
 
 test('send delivers the wire form and returns the 64-bit msgid as an exact string', async (t) => {
@@ -296,4 +297,18 @@ test('a 4xx carrying a WeChat errcode is read as that errcode; a bare 4xx (a pro
   before = gw.sends()
   t.ok((await app.wechat.send(shippedMessage())).msgid, 'a bare 429 and a 503 are retried, then sent')
   t.equal(gw.sends() - before, 3)
+})
+
+// WECHAT.md §8.1: the clock daily quotas reset on is not documented (presumably China days). Before,
+// a 45009 at 03:00 China time (19:00 UTC) held the queue 21 hours, past a reset at midnight UTC.
+test('45009: retryAfter (and the queue\'s pause) ends at midnight China time or midnight UTC, whichever comes first', async (t) => {
+  for (const [utcHour, hours] of [[19, 5], [2, 14], [15.5, 0.5], [23, 1]] as const) {
+    const now = Date.UTC(2026, 2, 1) + utcHour * 3_600_000
+    t.equal(msUntilQuotaReset(now), hours * 3_600_000, `${utcHour}:00 UTC → ${hours} h`)
+  }
+  const now = Date.UTC(2026, 2, 1, 19, 0)
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { clock: { now: () => now } } })
+  sim.failNext('send', { errcode: 45009 })
+  t.match(await app.wechat.send(shippedMessage()).catch((e) => e), { errcode: 45009, errorClass: 'quota', retryAfter: 5 * 3_600_000 })
 })

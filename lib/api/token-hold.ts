@@ -1,6 +1,6 @@
 import { WechatTokenError } from '../errors.js'
 import type { Clock } from '../options.js'
-import { msUntilChinaMidnight } from './quota.js'
+import { msUntilQuotaReset } from './quota.js'
 import { RATE_LIMIT_DELAY_MS } from './errcodes.js'
 import type { TokenErrorInstance } from './token-endpoint.js'
 
@@ -69,7 +69,7 @@ export class TokenHold {
     // a force_refresh's 45009 is only its 20-a-day limit: not a refusal of the token endpoint
     if (errcode === 45009 && forced) return 0
     if (errcode === 45011) error.retryAfter = RATE_LIMIT_DELAY_MS
-    else if (errcode === 45009) error.retryAfter = msUntilChinaMidnight(this.clock.now())
+    else if (errcode === 45009) error.retryAfter = msUntilQuotaReset(this.clock.now())
     this.refusals++
     if (this.refusals <= FREE_REFUSALS) return 0
     return Math.min(MAX_REFUSAL_HOLD_MS, FIRST_REFUSAL_HOLD_MS * 2 ** (this.refusals - FREE_REFUSALS - 1))

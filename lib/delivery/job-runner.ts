@@ -8,7 +8,7 @@ import type { MessageRecord, RecordPatch, Status } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
 import { lifecycleName, outcomeEvent } from '../lifecycle.js'
 import type { EmitLifecycle } from '../lifecycle.js'
-import { msUntilChinaMidnight } from '../api/quota.js'
+import { msUntilQuotaReset } from '../api/quota.js'
 import { inFlightTtl } from './record-ttl.js'
 import type { Slots } from './slots.js'
 import type { DeliveryOutcome, Sender } from './sender.js'
@@ -115,7 +115,7 @@ export class JobRunner {
         if (held !== undefined) return held
         const outcome = await this.sender.deliver(data.id, data.wire, { attempts: 1, ambiguous: data.ambiguous })
         // ...and a pause starts before the slot is free for the next one
-        if (outcome.errorClass === 'quota') hold?.pause(msUntilChinaMidnight(this.options.clock.now()))
+        if (outcome.errorClass === 'quota') hold?.pause(msUntilQuotaReset(this.options.clock.now()))
         return outcome
       })
     if (typeof outcome === 'number') {
@@ -136,7 +136,7 @@ export class JobRunner {
       return { kind: 'rate', delayMs: RATE_LIMIT_DELAY_MS }
     }
     if (outcome.errorClass === 'quota') {
-      const pauseMs = msUntilChinaMidnight(this.options.clock.now())
+      const pauseMs = msUntilQuotaReset(this.options.clock.now())
       await this.update(data, { status: 'pending', ...errFields }, true, pauseMs)
       return { kind: 'quota', pauseMs }
     }

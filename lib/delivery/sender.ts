@@ -11,7 +11,7 @@ import type { TokenErrorInstance } from '../api/token-endpoint.js'
 import type { WechatApi } from '../api/wechat-api.js'
 import { systemClock } from '../options.js'
 import type { Clock, ResolvedOptions } from '../options.js'
-import { msUntilChinaMidnight } from '../api/quota.js'
+import { msUntilQuotaReset } from '../api/quota.js'
 import type { ValueChange } from './message.js'
 
 export interface SendResult {
@@ -79,7 +79,7 @@ export class Sender {
         // one too (a permanent error other than 43101) proves it failed; anything else leaves it open.
         const unknown = ambiguous && (answer.errcode === 43101 || errorClass !== 'permanent')
         const error = apiError(id, answer.errcode, answer.errmsg, answer.rid, errorClass, unknown)
-        if (errorClass === 'quota') error.retryAfter = msUntilChinaMidnight(this.clock.now())
+        if (errorClass === 'quota') error.retryAfter = msUntilQuotaReset(this.clock.now())
         return { status: unknown ? 'unknown' : 'failed', attempts: attempt, errcode: answer.errcode, errmsg: answer.errmsg, errorClass, error, ambiguous }
       } catch (err) {
         const upstream = err as Error & Partial<UpstreamFields> & { code?: string }

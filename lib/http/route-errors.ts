@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyBaseLogger, FastifyError, FastifyReply } from 'fastify'
-import { msUntilChinaMidnight } from '../api/quota.js'
+import { msUntilQuotaReset } from '../api/quota.js'
 import type { ErrorReplyType } from './schemas.js'
 
 /** Reads of records and counters failed (Redis down): not the caller's fault, and not a bug either. */
@@ -67,7 +67,7 @@ function mapCoded (err: AnyError, code: string, now: number, refusalStatus: 422 
         break
       case 'quota':
         statusCode = 429
-        retryAfter = Math.ceil(msUntilChinaMidnight(now) / 1000)
+        retryAfter = Math.ceil(msUntilQuotaReset(now) / 1000)
         break
       case 'token': statusCode = 503; break
       default: statusCode = 502
