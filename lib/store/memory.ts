@@ -1,8 +1,11 @@
 import type { Clock } from '../options.js'
 import { chinaDay, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_MS } from './types.js'
 import type { ForceRefreshVerdict, PushClaim, TokenRecord, WechatStore } from './types.js'
+import { MemoryCredits } from './credits-memory.js'
 import { MemoryRecords } from './records-memory.js'
 import { RecordsDelegate } from './records-delegate.js'
+import { ttlOf } from './records.js'
+import type { TemplateCache } from './records.js'
 
 /**
  * Single-process store: the default when no Redis is registered. Same contract as the Redis store;
@@ -15,6 +18,8 @@ export class MemoryStore extends RecordsDelegate implements WechatStore {
   private force = { day: '', count: 0, last: 0 }
 
   protected readonly records: MemoryRecords
+  protected readonly credits = new MemoryCredits()
+  private templates: { value: TemplateCache, until: number } | null = null
 
   /** `maxRecords`: message records kept at most (the least recently written are evicted first) */
   constructor (private readonly clock: Clock, options: { maxRecords?: number } = {}) {
@@ -81,6 +86,15 @@ export class MemoryStore extends RecordsDelegate implements WechatStore {
       const entry = this.seen.get(key)
       if (entry?.state === 'pending' && entry.owner === owner) this.seen.delete(key)
     }
+  }
+
+  async getTemplates (): Promise<TemplateCache | null> {
+    if (!this.templates || this.templates.until <= this.clock.now()) return null
+    return structuredClone(this.templates.value)
+  }
+
+  async putTemplates (value: TemplateCache, ttlSeconds: number): Promise<void> {
+    this.templates = { value: structuredClone(value), until: this.clock.now() + ttlOf(ttlSeconds) * 1000 }
   }
 
   async close (): Promise<void> {}

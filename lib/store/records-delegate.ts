@@ -1,13 +1,14 @@
 import type {
-  CreateRecordOptions, MessageRecord, RecordPatch, RecordStore, StatsSnapshot, TemplateCache, UpdateRecordOptions
+  CreateRecordOptions, CreditStore, MessageRecord, MessageRecordStore, RecordPatch, StatsSnapshot, UpdateRecordOptions
 } from './records.js'
 
 /**
- * Base of both stores: the records part of `WechatStore` forwarded to the store's `records`
- * (MemoryRecords or RedisRecords), written once.
+ * Base of both stores: the records and credits of `WechatStore` forwarded to the store's `records`
+ * (MemoryRecords or RedisRecords) and `credits` (MemoryCredits or RedisCredits), written once.
  */
-export abstract class RecordsDelegate implements RecordStore {
-  protected abstract readonly records: RecordStore
+export abstract class RecordsDelegate implements MessageRecordStore, CreditStore {
+  protected abstract readonly records: MessageRecordStore
+  protected abstract readonly credits: CreditStore
 
   createRecord (record: MessageRecord, opts: CreateRecordOptions): Promise<{ created: boolean, record: MessageRecord }> {
     return this.records.createRecord(record, opts)
@@ -42,34 +43,26 @@ export abstract class RecordsDelegate implements RecordStore {
   }
 
   addCredit (openid: string, templateId: string, n: number): Promise<number> {
-    return this.records.addCredit(openid, templateId, n)
+    return this.credits.addCredit(openid, templateId, n)
   }
 
   addCredits (openid: string, counts: ReadonlyMap<string, number>): Promise<void> {
-    return this.records.addCredits(openid, counts)
+    return this.credits.addCredits(openid, counts)
   }
 
   zeroCredit (openid: string, templateId: string): Promise<void> {
-    return this.records.zeroCredit(openid, templateId)
+    return this.credits.zeroCredit(openid, templateId)
   }
 
   useCredit (openid: string, templateId: string, enforce: boolean): Promise<{ ok: boolean, remaining: number }> {
-    return this.records.useCredit(openid, templateId, enforce)
+    return this.credits.useCredit(openid, templateId, enforce)
   }
 
   refundCredit (openid: string, templateId: string): Promise<void> {
-    return this.records.refundCredit(openid, templateId)
+    return this.credits.refundCredit(openid, templateId)
   }
 
   getCredits (openid: string): Promise<Record<string, number>> {
-    return this.records.getCredits(openid)
-  }
-
-  getTemplates (): Promise<TemplateCache | null> {
-    return this.records.getTemplates()
-  }
-
-  putTemplates (value: TemplateCache, ttlSeconds: number): Promise<void> {
-    return this.records.putTemplates(value, ttlSeconds)
+    return this.credits.getCredits(openid)
   }
 }

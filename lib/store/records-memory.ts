@@ -1,11 +1,11 @@
 import type { Clock } from '../options.js'
 import {
-  AWAITING_RECEIPT, canTransition, checkCreditCount, countsErrcode, emptyCounts, FAILURE_STATES, IN_FLIGHT_STATES, isoToMs, NO_CONSENT_ERRCODE,
+  AWAITING_RECEIPT, canTransition, countsErrcode, emptyCounts, FAILURE_STATES, IN_FLIGHT_STATES, isoToMs, NO_CONSENT_ERRCODE,
   normalizeRecord, RECENT_FAILURES_CAP, SENT_INDEX_CAP, ttlOf
 } from './records.js'
 import type {
-  CreateRecordOptions, MessageRecord, RecentFailure, RecordPatch, RecordStore, StatsSnapshot, Status,
-  StatusCounts, TemplateCache, UpdateRecordOptions
+  CreateRecordOptions, MessageRecord, MessageRecordStore, RecentFailure, RecordPatch, StatsSnapshot, Status,
+  StatusCounts, UpdateRecordOptions
 } from './records.js'
 
 /**
@@ -21,10 +21,10 @@ interface StoredRecord { record: MessageRecord, until: number, sentAt?: number }
 interface SentEntry { sentAt: number, id: string }
 
 /**
- * The records part of the memory store: the same contract as RedisRecords, expiry on the injected
+ * The message records of the memory store: the same contract as RedisRecords, expiry on the injected
  * clock, pruned lazily, and bounded (`maxRecords`) so a long-running process cannot grow forever.
  */
-export class MemoryRecords implements RecordStore {
+export class MemoryRecords implements MessageRecordStore {
   private readonly records = new Map<string, StoredRecord>()
   /** ids of the finished records (sent, delivered, failed, unknown), least recently written first */
   private readonly finished = new Set<string>()
@@ -37,8 +37,6 @@ export class MemoryRecords implements RecordStore {
   private readonly byTemplate = new Map<string, StatusCounts>()
   private readonly errcodes = new Map<string, number>()
   private recent: RecentFailure[] = []
-  private readonly credits = new Map<string, Map<string, number>>()
-  private templates: Expiring<TemplateCache> | null = null
   /** the size at which each bounded map is swept next (trim()) */
   private readonly sweepAt = new WeakMap<object, number>()
 
@@ -138,49 +136,6 @@ export class MemoryRecords implements RecordStore {
     }
   }
 
-  async addCredit (openid: string, templateId: string, n: number): Promise<number> {
-    checkCreditCount(n)
-    const count = this.creditsOf(openid).get(templateId) ?? 0
-    this.creditsOf(openid).set(templateId, count + n)
-    return count + n
-  }
-
-  async addCredits (openid: string, counts: ReadonlyMap<string, number>): Promise<void> {
-    for (const n of counts.values()) checkCreditCount(n)
-    for (const [templateId, n] of counts) await this.addCredit(openid, templateId, n)
-  }
-
-  async zeroCredit (openid: string, templateId: string): Promise<void> {
-    this.creditsOf(openid).set(templateId, 0)
-  }
-
-  async useCredit (openid: string, templateId: string, enforce: boolean): Promise<{ ok: boolean, remaining: number }> {
-    const credits = this.credits.get(openid)
-    const count = credits?.get(templateId) ?? 0
-    if (credits && count > 0) {
-      credits.set(templateId, count - 1)
-      return { ok: true, remaining: count - 1 }
-    }
-    return { ok: !enforce, remaining: 0 }
-  }
-
-  async refundCredit (openid: string, templateId: string): Promise<void> {
-    await this.addCredit(openid, templateId, 1)
-  }
-
-  async getCredits (openid: string): Promise<Record<string, number>> {
-    return Object.fromEntries(this.credits.get(openid) ?? [])
-  }
-
-  async getTemplates (): Promise<TemplateCache | null> {
-    if (!this.templates || this.templates.until <= this.clock.now()) return null
-    return structuredClone(this.templates.value)
-  }
-
-  async putTemplates (value: TemplateCache, ttlSeconds: number): Promise<void> {
-    this.templates = { value: structuredClone(value), until: this.clock.now() + ttlOf(ttlSeconds) * 1000 }
-  }
-
   /** The status counters and indexes of a move from `old` (null: a new record) to `next`. */
   private enter (stored: StoredRecord, old: Status | null, next: Status, nowMs: number, at: string, patchHasErrcode: boolean, ttlSeconds: number): void {
     if (old === next) return
@@ -226,12 +181,6 @@ export class MemoryRecords implements RecordStore {
     }
     if (record.errmsg !== undefined) entry.errmsg = record.errmsg
     this.recent = [entry, ...this.recent].slice(0, RECENT_FAILURES_CAP)
-  }
-
-  private creditsOf (openid: string): Map<string, number> {
-    let credits = this.credits.get(openid)
-    if (!credits) this.credits.set(openid, credits = new Map())
-    return credits
   }
 
   /** a message still on its way: its record is pending or sending */

@@ -1,9 +1,9 @@
 import type { Clock } from '../options.js'
 import type { KeySpace } from './keys.js'
-import { AWAITING_RECEIPT, checkCreditCount, emptyCounts, FAILURE_STATES, isoToMs, normalizeRecord, padMs, RECENT_FAILURES_CAP, SEP, STATUSES, ttlOf } from './records.js'
+import { AWAITING_RECEIPT, emptyCounts, FAILURE_STATES, isoToMs, normalizeRecord, padMs, RECENT_FAILURES_CAP, SEP, STATUSES, ttlOf } from './records.js'
 import type {
-  CreateRecordOptions, MessageRecord, RecentFailure, RecordPatch, RecordStore, StatsSnapshot, Status,
-  StatusCounts, TemplateCache, UpdateRecordOptions
+  CreateRecordOptions, MessageRecord, MessageRecordStore, RecentFailure, RecordPatch, StatsSnapshot, Status,
+  StatusCounts, UpdateRecordOptions
 } from './records.js'
 import { RecordWrites } from './record-writes.js'
 import type { Run } from './record-writes.js'
@@ -20,7 +20,7 @@ const CREATE_ATTEMPTS = 3
  * (record-writes.ts); counters are hashes moved inside it, never recomputed by scanning. Every other
  * command first sends the queued writes, so it is ordered after them on the connection.
  */
-export class RedisRecords implements RecordStore {
+export class RedisRecords implements MessageRecordStore {
   private readonly writes: RecordWrites
   private readonly run: Run
 
@@ -155,56 +155,6 @@ export class RedisRecords implements RecordStore {
       errcodes: Object.fromEntries(Object.entries(errcodes).map(([code, n]) => [code, Number(n)])),
       recentFailures: recent.map((text) => JSON.parse(text) as RecentFailure)
     }
-  }
-
-  async addCredit (openid: string, templateId: string, n: number): Promise<number> {
-    checkCreditCount(n)
-    return this.run((c) => c.hincrby(this.keys.credit(openid), templateId, n))
-  }
-
-  async addCredits (openid: string, counts: ReadonlyMap<string, number>): Promise<void> {
-    for (const n of counts.values()) checkCreditCount(n)
-    if (counts.size === 0) return
-    // MULTI on one key: applied together or not at all.
-    const results = await this.run((c) => {
-      const multi = c.multi()
-      for (const [templateId, n] of counts) multi.hincrby(this.keys.credit(openid), templateId, n)
-      return multi.exec()
-    })
-    const failed = results?.find(([err]) => err !== null)
-    if (results === null || failed !== undefined) throw failed?.[0] ?? new Error('credits transaction aborted')
-  }
-
-  async zeroCredit (openid: string, templateId: string): Promise<void> {
-    await this.run((c) => c.hset(this.keys.credit(openid), templateId, 0))
-  }
-
-  async useCredit (openid: string, templateId: string, enforce: boolean): Promise<{ ok: boolean, remaining: number }> {
-    const [ok, remaining] = await this.run((c) => c.wechatPushUseCredit(this.keys.credit(openid), templateId, enforce ? 1 : 0)) as [number, number]
-    return { ok: ok === 1, remaining }
-  }
-
-  async refundCredit (openid: string, templateId: string): Promise<void> {
-    await this.run((c) => c.hincrby(this.keys.credit(openid), templateId, 1))
-  }
-
-  async getCredits (openid: string): Promise<Record<string, number>> {
-    const hash = await this.run((c) => c.hgetall(this.keys.credit(openid)))
-    return Object.fromEntries(Object.entries(hash).map(([templateId, n]) => [templateId, Number(n)]))
-  }
-
-  async getTemplates (): Promise<TemplateCache | null> {
-    const text = await this.run((c) => c.get(this.keys.templates))
-    if (!text) return null
-    try {
-      const value = JSON.parse(text) as TemplateCache
-      if (typeof value.fetchedAt === 'number' && Array.isArray(value.templates)) return value
-    } catch {}
-    return null
-  }
-
-  async putTemplates (value: TemplateCache, ttlSeconds: number): Promise<void> {
-    await this.run((c) => c.set(this.keys.templates, JSON.stringify(value), 'EX', ttlOf(ttlSeconds)))
   }
 }
 

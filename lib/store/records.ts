@@ -81,8 +81,8 @@ export interface UpdateRecordOptions extends WriteTiming {
   before?: { status?: Status }
 }
 
-/** The records part of `WechatStore` (types.ts), implemented by both stores. */
-export interface RecordStore {
+/** The message records of `WechatStore` (types.ts): records-memory.ts and records-redis.ts. */
+export interface MessageRecordStore {
   /**
    * Atomic: when `idempotencyKey` already maps to a live record (or a record with this id exists),
    * answers `{ created: false, record: existing }` and changes nothing. Otherwise writes the record,
@@ -112,7 +112,11 @@ export interface RecordStore {
   /** the 'sent' message to (toUser, templateId) whose sentAt is closest to `aroundMs`, within ±`windowMs` */
   findSentMatch (toUser: string, templateId: string, aroundMs: number, windowMs: number): Promise<string | null>
   stats (): Promise<StatsSnapshot>
-  /** one-time subscription credits per (openid, templateId): returns the new count */
+}
+
+/** One-time subscription credits per (openid, templateId): credits-memory.ts and credits-redis.ts. */
+export interface CreditStore {
+  /** returns the new count */
   addCredit (openid: string, templateId: string, n: number): Promise<number>
   /** several templates at once, all or none (one push's accepts: a retry after a failure must not add twice) */
   addCredits (openid: string, counts: ReadonlyMap<string, number>): Promise<void>
@@ -122,9 +126,16 @@ export interface RecordStore {
   /** give back the credit an enforced send took when WeChat never accepted the message */
   refundCredit (openid: string, templateId: string): Promise<void>
   getCredits (openid: string): Promise<Record<string, number>>
+}
+
+/** The account's template list, cached for every instance (lib/delivery/templates-catalog.ts). */
+export interface TemplateCacheStore {
   getTemplates (): Promise<TemplateCache | null>
   putTemplates (value: TemplateCache, ttlSeconds: number): Promise<void>
 }
+
+/** The records, credits and template cache of `WechatStore` (types.ts), as both stores implement them. */
+export interface RecordStore extends MessageRecordStore, CreditStore, TemplateCacheStore {}
 
 /**
  * The allowed status transitions, for both stores. A patch that keeps the status is always allowed

@@ -5,8 +5,11 @@ import { ALL_SCRIPTS } from './scripts.js'
 import type { ScriptClient } from './scripts.js'
 import { chinaDay, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_MS } from './types.js'
 import type { ForceRefreshVerdict, PushClaim, TokenRecord, WechatStore } from './types.js'
+import { RedisCredits } from './credits-redis.js'
 import { RedisRecords } from './records-redis.js'
 import { RecordsDelegate } from './records-delegate.js'
+import { ttlOf } from './records.js'
+import type { TemplateCache } from './records.js'
 
 /** Thrown when Redis cannot answer now; callers fall back to what they hold in process. */
 export class StoreUnavailableError extends Error {
@@ -22,6 +25,7 @@ export class RedisStore extends RecordsDelegate implements WechatStore {
   readonly kind = 'redis' as const
   private readonly client: ScriptClient
   protected readonly records: RedisRecords
+  protected readonly credits: RedisCredits
 
   constructor (client: Redis, private readonly keys: KeySpace, private readonly clock: Clock, private readonly commandTimeout: number) {
     super()
@@ -30,6 +34,21 @@ export class RedisStore extends RecordsDelegate implements WechatStore {
       if (typeof (client as unknown as Record<string, unknown>)[name] !== 'function') client.defineCommand(name, script)
     }
     this.records = new RedisRecords((command) => this.send(command), keys, clock)
+    this.credits = new RedisCredits((command) => this.run(command), keys)
+  }
+
+  async getTemplates (): Promise<TemplateCache | null> {
+    const text = await this.run((c) => c.get(this.keys.templates))
+    if (!text) return null
+    try {
+      const value = JSON.parse(text) as TemplateCache
+      if (typeof value.fetchedAt === 'number' && Array.isArray(value.templates)) return value
+    } catch {}
+    return null
+  }
+
+  async putTemplates (value: TemplateCache, ttlSeconds: number): Promise<void> {
+    await this.run((c) => c.set(this.keys.templates, JSON.stringify(value), 'EX', ttlOf(ttlSeconds)))
   }
 
   /** The raw client, for parts (the queue) that need to duplicate it. */

@@ -1,0 +1,46 @@
+import type { KeySpace } from './keys.js'
+import { checkCreditCount } from './records.js'
+import type { CreditStore } from './records.js'
+import type { Run } from './record-writes.js'
+
+/** The Redis store's one-time subscription credits: one hash per openid, a field per template. */
+export class RedisCredits implements CreditStore {
+  /** `run` sends the queued record writes first (RedisRecords.run), so credits are ordered after them */
+  constructor (private readonly run: Run, private readonly keys: KeySpace) {}
+
+  async addCredit (openid: string, templateId: string, n: number): Promise<number> {
+    checkCreditCount(n)
+    return this.run((c) => c.hincrby(this.keys.credit(openid), templateId, n))
+  }
+
+  async addCredits (openid: string, counts: ReadonlyMap<string, number>): Promise<void> {
+    for (const n of counts.values()) checkCreditCount(n)
+    if (counts.size === 0) return
+    // MULTI on one key: applied together or not at all.
+    const results = await this.run((c) => {
+      const multi = c.multi()
+      for (const [templateId, n] of counts) multi.hincrby(this.keys.credit(openid), templateId, n)
+      return multi.exec()
+    })
+    const failed = results?.find(([err]) => err !== null)
+    if (results === null || failed !== undefined) throw failed?.[0] ?? new Error('credits transaction aborted')
+  }
+
+  async zeroCredit (openid: string, templateId: string): Promise<void> {
+    await this.run((c) => c.hset(this.keys.credit(openid), templateId, 0))
+  }
+
+  async useCredit (openid: string, templateId: string, enforce: boolean): Promise<{ ok: boolean, remaining: number }> {
+    const [ok, remaining] = await this.run((c) => c.wechatPushUseCredit(this.keys.credit(openid), templateId, enforce ? 1 : 0)) as [number, number]
+    return { ok: ok === 1, remaining }
+  }
+
+  async refundCredit (openid: string, templateId: string): Promise<void> {
+    await this.run((c) => c.hincrby(this.keys.credit(openid), templateId, 1))
+  }
+
+  async getCredits (openid: string): Promise<Record<string, number>> {
+    const hash = await this.run((c) => c.hgetall(this.keys.credit(openid)))
+    return Object.fromEntries(Object.entries(hash).map(([templateId, n]) => [templateId, Number(n)]))
+  }
+}
