@@ -205,8 +205,8 @@ export class MemoryRecords implements MessageRecordStore {
   }
 
   private indexMsgid (msgid: string, id: string): void {
-    this.msgids.delete(msgid)
-    // (mappings normally go with their records; a sweep finds those left behind, e.g. by a second msgid)
+    // (mappings normally go with their records; a sweep finds those left behind, e.g. by a second
+    // msgid; their order does not matter, so a mapping is not moved to the end as records are)
     if (this.sweepDue(this.msgids)) this.trim<string>(this.msgids, { expired: (recordId) => !this.records.has(recordId), pinned: () => true })
     this.msgids.set(msgid, id)
   }
