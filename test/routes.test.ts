@@ -51,6 +51,34 @@ test('missing or wrong credentials: the user\'s hook answers 401 on every route,
   t.equal((await app.wechat.stats()).total, 0, 'nothing was recorded either')
 })
 
+// A rate-limit hook's 429, a maintenance 503, a 400 of the hook's own: the routes' response schemas
+// turned them into 500s ("statusCode" is required) or stripped their fields. Failed before.
+test('whatever status and body the user\'s hook answers with pass through untouched, on every route', async (t) => {
+  const sim = await startSimulator(t)
+  const answers = [
+    [400, { reason: 'bad tenant header' }],
+    [429, { statusCode: 429, error: 'Too Many Requests', message: 'slow down', retryIn: 30, limit: 10 }],
+    [503, { maintenance: true }],
+    [500, { oops: 1 }],
+    [200, { cached: 'from the hook' }]
+  ] as const
+  for (const where of ['onRequest', 'preHandler'] as const) {
+    const hook = async (request: { headers: Record<string, unknown> }, reply: { code: (n: number) => { send: (b: unknown) => unknown } }): Promise<unknown> => {
+      const answer = answers[Number(request.headers['x-answer'])]
+      if (answer !== undefined) return reply.code(answer[0]).send(answer[1])
+    }
+    const app = await routesApp(t, sim, { routes: { [where]: hook } as never })
+    for (const [method, url] of [...ROUTES, ['GET', '/wechat/templates'], ['GET', '/wechat/credits/oUser1']] as const) {
+      for (const [i, [status, body]] of answers.entries()) {
+        const res = await app.inject({ method, url, headers: { authorization: AUTH, 'x-answer': String(i) }, payload: method === 'POST' ? (url.endsWith('batch') ? { messages: [shippedMessage()] } : shippedMessage()) : undefined })
+        t.equal(res.statusCode, status, `${where} ${method} ${url} ${status}`)
+        t.same(res.json(), body, `${where} ${method} ${url} ${status}: the hook's body`)
+      }
+    }
+  }
+  t.equal(sim.counters.send, 0, 'nothing was sent')
+})
+
 test('hooks given as arrays all run, onRequest before preHandler; a preHandler may refuse', async (t) => {
   const sim = await startSimulator(t)
   const seen: string[] = []

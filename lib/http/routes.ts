@@ -38,9 +38,20 @@ export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): voi
     child.setValidatorCompiler(typeboxValidator)
     for (const hook of hookList(routes.onRequest)) child.addHook('onRequest', hook as onRequestHookHandler)
     for (const hook of hookList(routes.preHandler)) child.addHook('preHandler', hook as preHandlerHookHandler)
+    // What the user's hooks answer is theirs (any status, any body: a 429 with its own fields, a 503
+    // during maintenance): only answers made here go through the routes' response schemas, which
+    // would otherwise turn a body of another shape into a 500 or strip its fields. Ours are the
+    // requests that got past the user's hooks (this hook runs after theirs) or reached our error handler.
+    const ours = new WeakSet<object>()
+    child.addHook('preHandler', async (request) => { ours.add(request) })
+    child.addHook('preSerialization', async (request, reply, payload) => {
+      if (!ours.has(request)) reply.serializer(JSON.stringify)
+      return payload
+    })
     // Routes that only read from WeChat: a permanent errcode there is WeChat's refusal, not the caller's (502).
     const readOnlyUpstream = new Set([`${child.prefix}/templates`])
     child.setErrorHandler((err, request, reply) => {
+      ours.add(request)
       const mapped = mapError(err, clock.now(), readOnlyUpstream.has(request.routeOptions.url ?? '') ? { refusalStatus: 502 } : {})
       logError(request.log, err, mapped)
       return sendError(reply, mapped)
