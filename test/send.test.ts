@@ -312,3 +312,26 @@ test('45009: retryAfter (and the queue\'s pause) ends at midnight China time or 
   sim.failNext('send', { errcode: 45009 })
   t.match(await app.wechat.send(shippedMessage()).catch((e) => e), { errcode: 45009, errorClass: 'quota', retryAfter: 5 * 3_600_000 })
 })
+
+// Before, close() returned while a send waited out its backoff: the send never settled (the process
+// could exit under it), or its next attempts ran after close against the closed pool and it ended
+// 'unknown' (possibly delivered) though WeChat had only answered -1. Failed before.
+test('close() during a send\'s backoff: the send ends at once with its last answer, recorded; later sends are refused', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { retry: { attempts: 3, minDelay: 60_000, maxDelay: 60_000 } } })
+  await app.wechat.getToken()
+  sim.failNext('send', { errcode: -1 })
+  let settled = false
+  const sending = app.wechat.send(shippedMessage()).finally(() => { settled = true })
+  sending.catch(() => {})
+  while (sim.counters.send === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+  await app.close()
+  t.ok(settled, 'the send settled before close() resolved')
+  const err = await sending.catch((e) => e)
+  t.match(err, { code: 'FST_WECHAT_API', errcode: -1, outcome: 'failed' }, 'the last answer, not "possibly delivered"')
+  t.equal(sim.counters.send, 1, 'no attempt after close')
+  t.match(await app.wechat.status(err.messageId), { status: 'failed', errcode: -1, attempts: 1 }, 'its record was written before close() resolved')
+  const after = await app.wechat.send(shippedMessage()).catch((e) => e)
+  t.match(after, { code: 'FST_WECHAT_UPSTREAM', outcome: 'failed', ambiguous: false, message: /closing/ })
+  t.equal(sim.counters.send, 1, 'nothing sent after close')
+})

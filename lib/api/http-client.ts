@@ -37,7 +37,7 @@ export interface UpstreamFields {
 const RETRYABLE_4XX = new Set([408, 425, 429])
 
 /** Connection-phase failures: the request never left, so nothing can have been delivered. */
-const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT'])
+const NOT_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED'])
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'WECHAT_DEADLINE'])
 
 // Shared, never mutated (undici only reads them): no header object per call.

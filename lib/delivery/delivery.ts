@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { WechatStoreError } from '../errors.js'
+import { WechatStoreError, WechatUpstreamError } from '../errors.js'
+import type { WechatUpstreamErrorInstance } from '../errors.js'
 import type { Clock, ResolvedOptions } from '../options.js'
 import type { MessageRecord, StatsSnapshot } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
@@ -50,11 +51,31 @@ export class Delivery {
     this.enqueuer = new Enqueuer(store, queue, options, log, ledger, this.records, templates)
   }
 
+  /**
+   * Aborted by close(): a send waiting out a backoff ends at once with its last attempt's outcome
+   * (WeChat is about to become unreachable: the pool closes), and no new send starts.
+   */
+  private readonly closing = new AbortController()
+  /** direct sends under way, and what close() waits on until they are none */
+  private active = 0
+  private idle: (() => void) | undefined
+
   /** `fastify.wechat.send`: calls WeChat now; resolves `{ id, msgid? }` or rejects with a coded error. */
   async send (message: unknown, options?: SendOptions): Promise<SendResult> {
-    const { key, signal } = sendOptions(options)
+    if (this.closing.signal.aborted) throw closedError()
+    this.active++
+    try {
+      return await this.sendNow(message, options)
+    } finally {
+      if (--this.active === 0) this.idle?.()
+    }
+  }
+
+  private async sendNow (message: unknown, options?: SendOptions): Promise<SendResult> {
+    const { key, signal: callerSignal } = sendOptions(options)
     // (an aborted caller sends nothing; a call already on its way to WeChat is not cut off: see README)
-    signal?.throwIfAborted()
+    callerSignal?.throwIfAborted()
+    const signal = callerSignal === undefined ? this.closing.signal : AbortSignal.any([callerSignal, this.closing.signal])
     if (this.templates !== undefined) {
       const templateId = templateIdOf(message)
       const wait = this.templates.prepare(templateId === undefined ? [] : [templateId])
@@ -125,7 +146,10 @@ export class Delivery {
     write.then(() => this.writes.delete(write), () => this.writes.delete(write))
   }
 
+  /** close(): direct sends end (those in a backoff at once), then their record writes are waited for. */
   async flush (): Promise<void> {
+    this.closing.abort()
+    if (this.active > 0) await new Promise<void>((resolve) => { this.idle = resolve })
     await Promise.allSettled([...this.writes])
   }
 
@@ -185,4 +209,10 @@ export class Delivery {
       this.log.warn({ messageId: id, reason: (err as Error).message }, 'wechat: could not write the message record')
     }
   }
+}
+
+function closedError (): Error {
+  const error = new WechatUpstreamError('the app is closing (app.close()): WeChat is not called any more') as WechatUpstreamErrorInstance
+  Object.assign(error, { ambiguous: false, timedOut: false, outcome: 'failed' })
+  return error
 }
