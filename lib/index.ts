@@ -38,7 +38,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   const options = resolveOptions(opts)
   checkRegistration(fastify, options)
   const keys = keySpace(options.keyPrefix, options.appId)
-  const log = fastify.log.child({ plugin: 'fastify-wechat-push', appId: options.appId, ...(options.namespace ? { namespace: options.namespace } : {}) })
+  const log = fastify.log.child({ plugin: 'fastify-wechat-push', appId: options.appId, ...(options.namespace ? { namespace: options.namespace } : {}) }, options.logLevel === undefined ? undefined : { level: options.logLevel })
   const store = selectStore(fastify, options, keys, log)
   if (options.credits === 'enforce' && !options.push && store.kind === 'memory') {
     // Only WeChat's popup pushes grant credits, and no other instance can share them here.

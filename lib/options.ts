@@ -34,6 +34,8 @@ export interface ResolvedOptions {
   namespace?: string
   retentionSeconds: number
   clock: Clock
+  /** fastify.register's `logLevel`: the level of the plugin's logger */
+  logLevel?: string
 }
 
 function fail (message: string): never {
@@ -47,6 +49,7 @@ function fail (message: string): never {
  */
 export function resolveOptions (raw: unknown): ResolvedOptions {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail('options must be an object')
+  const { prefix, logLevel } = registerKeys(raw as Record<string, unknown>)
   const input = stripFastifyKeys(raw as Record<string, unknown>)
   if (input.appId === undefined) fail('appId is required (the mini program AppID)')
   if (input.appSecret === undefined) fail('appSecret is required (the mini program AppSecret)')
@@ -83,14 +86,29 @@ export function resolveOptions (raw: unknown): ResolvedOptions {
     defaults: { ...o.defaults },
     validation: o.validation ?? 'strict',
     queue: resolveQueue(o.queue),
-    routes: resolveRoutes(o.routes),
-    push: resolvePush(o.push),
+    routes: resolveRoutes(o.routes, prefix),
+    push: resolvePush(o.push, prefix),
     credits: o.credits ?? (o.push ? 'track' : 'off'),
     templates: o.templates === false ? false : { ttlSeconds: o.templates?.ttl ?? 3600, validate: o.templates?.validate ?? true },
     namespace: o.namespace,
     retentionSeconds: o.retention ?? 7 * 86_400,
-    clock: (o.clock as Clock | undefined) ?? systemClock
+    clock: (o.clock as Clock | undefined) ?? systemClock,
+    ...(logLevel === undefined ? {} : { logLevel })
   }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+/**
+ * fastify.register's own `prefix` and `logLevel`, which Fastify applies only to plugins with a context
+ * of their own (this one has none: its decorators are the app's). So the plugin applies them: the
+ * prefix goes before `routes.prefix` and `push.path`, the level is its logger's.
+ */
+function registerKeys (raw: Record<string, unknown>): { prefix: string, logLevel?: string } {
+  const { prefix = '', logLevel } = raw
+  if (typeof prefix !== 'string' || (prefix !== '' && !prefix.startsWith('/'))) fail(`prefix must be a path starting with '/' (got ${safeJson(prefix)})`)
+  if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as string)) fail(`logLevel must be one of ${LOG_LEVELS.join(', ')} (got ${safeJson(logLevel)})`)
+  return { prefix: prefix.replace(/\/+$/, ''), ...(logLevel === undefined ? {} : { logLevel: logLevel as string }) }
 }
 
 const FASTIFY_REGISTER_KEYS = ['prefix', 'logLevel', 'logSerializers']
@@ -152,7 +170,7 @@ function resolveQueue (queue: OptionsInput['queue']): ResolvedOptions['queue'] {
   return { concurrency: queue?.concurrency ?? 8, limiter: queue?.limiter, attempts: queue?.attempts ?? 8, durable: queue?.durable, replicas }
 }
 
-function resolveRoutes (routes: OptionsInput['routes']): ResolvedOptions['routes'] {
+function resolveRoutes (routes: OptionsInput['routes'], registerPrefix: string): ResolvedOptions['routes'] {
   if (routes === undefined || routes === false) return false
   for (const name of ['onRequest', 'preHandler'] as const) {
     if (routes[name] !== undefined && !isHook(routes[name])) fail(`routes.${name} must be a hook function or a non-empty array of them`)
@@ -162,7 +180,7 @@ function resolveRoutes (routes: OptionsInput['routes']): ResolvedOptions['routes
     fail('routes needs an auth hook (routes.onRequest or routes.preHandler) so that strangers cannot send messages; set routes.unprotected: true to expose them without one')
   }
   return {
-    prefix: (routes.prefix ?? '/wechat').replace(/\/+$/, ''),
+    prefix: registerPrefix + (routes.prefix ?? '/wechat').replace(/\/+$/, ''),
     onRequest: routes.onRequest as HookOption | undefined,
     preHandler: routes.preHandler as HookOption | undefined,
     dashboard: routes.dashboard ?? true,
@@ -173,7 +191,7 @@ function resolveRoutes (routes: OptionsInput['routes']): ResolvedOptions['routes
 const AES_KEY = /^[A-Za-z0-9]{43}$/
 export const PUSH_BODY_LIMIT = 32 * 1024
 
-function resolvePush (push: OptionsInput['push']): ResolvedOptions['push'] {
+function resolvePush (push: OptionsInput['push'], registerPrefix: string): ResolvedOptions['push'] {
   if (push === undefined || push === false) return false
   for (const name of ['encodingAESKey', 'previousEncodingAESKey'] as const) {
     if (push[name] !== undefined && !AES_KEY.test(push[name])) fail(`push.${name} must be the 43-character EncodingAESKey from the MP console`)
@@ -182,7 +200,7 @@ function resolvePush (push: OptionsInput['push']): ResolvedOptions['push'] {
   if (mode !== 'plaintext' && push.encodingAESKey === undefined) fail(`push.encodingAESKey is required for push.mode '${mode}'`)
   if (push.previousEncodingAESKey !== undefined && push.encodingAESKey === undefined) fail('push.previousEncodingAESKey needs push.encodingAESKey')
   return {
-    path: push.path ?? '/wechat/push',
+    path: registerPrefix + (push.path ?? '/wechat/push'),
     token: push.token,
     encodingAESKey: push.encodingAESKey,
     previousEncodingAESKey: push.previousEncodingAESKey,

@@ -132,6 +132,28 @@ test('our own prefix, inside the prefix the app registered us under', async (t) 
   t.match(page.body, /"statsUrl":"\/v1\/push\/stats"/, 'the page polls the full path')
 })
 
+// fastify.register's own options: an fp plugin has no context for Fastify to apply them to, so they
+// were dropped (routes stayed at /wechat, info lines kept coming). Failed before.
+test('register options prefix and logLevel apply to the routes, the push path and the plugin\'s logger', async (t) => {
+  const sim = await startSimulator(t)
+  const lines: Array<{ level: number, msg: string }> = []
+  const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => { lines.push(JSON.parse(line)) } } } })
+  t.teardown(() => app.close())
+  await app.register(wechatPush, { appId: sim.appId, appSecret: sim.appSecret, baseUrl: sim.url, prefix: '/api/', logLevel: 'error', routes: { onRequest: bearerAuth }, push: { token: 'Tok3n' } } as never)
+  await app.ready()
+  t.equal((await call(app, 'GET', '/api/wechat/stats')).statusCode, 200)
+  t.equal((await call(app, 'GET', '/wechat/stats')).statusCode, 404)
+  t.equal((await app.inject({ method: 'GET', url: '/api/wechat/push' })).statusCode, 401, 'the push endpoint under the prefix (a GET without signature)')
+  t.equal((await app.inject({ method: 'GET', url: '/wechat/push' })).statusCode, 404)
+  t.same(lines.filter((l) => l.level < 50 && /^wechat/.test(l.msg)), [], 'no plugin line below error')
+  for (const [key, value] of [['prefix', 'api'], ['prefix', 7], ['logLevel', 'loud']] as const) {
+    const bad = Fastify()
+    t.teardown(() => bad.close())
+    bad.register(wechatPush, { appId: sim.appId, appSecret: sim.appSecret, baseUrl: sim.url, [key]: value } as never)
+    await t.rejects(async () => { await bad.ready() }, { code: 'FST_WECHAT_OPTIONS', message: new RegExp(key) }, `${key}: ${JSON.stringify(value)}`)
+  }
+})
+
 test('POST /messages sends now: 200 { id, msgid }, and GET /messages/:id has the record', async (t) => {
   const sim = await startSimulator(t)
   const app = await routesApp(t, sim)

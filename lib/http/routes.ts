@@ -25,7 +25,7 @@ export const BATCH_BODY_LIMIT = 2 * 1024 * 1024
 /**
  * The optional HTTP surface (DESIGN.md "lib/http/", STYLE.md rule 10): an encapsulated child
  * plugin, so its hooks, validator and error handler touch only these routes. Mounted at our own
- * `routes.prefix` (a register-level prefix is ignored for fp plugins), inside whatever prefix the
+ * `routes.prefix` (after the register-level prefix: options.ts), inside whatever prefix the
  * app registered us under. The user's auth hooks run first on every route, the dashboard included.
  */
 export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): void {
