@@ -58,3 +58,28 @@ test('memory queue: close() with active jobs lets them finish and resolves; what
   const dropped = logs.parsed().find((line) => /closed with messages still waiting/.test(String(line.msg)))
   t.equal(dropped?.dropped, COUNT - callsAtClose, 'the dropped messages are counted in the log')
 })
+
+// The queue's own connection was opened at registration: when another plugin then failed the boot,
+// ready() rejected and that socket kept the process alive (nothing calls close() on a failed boot
+// in many apps). Now it opens at start() (onReady) or with the first add. Failed before.
+test('bullmq queue: a boot that fails after the plugin registered opens no connection of ours', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const sim = await startSimulator(t)
+  const { Redis } = await import('ioredis')
+  const probe = new Redis(redis.url)
+  t.teardown(() => probe.quit())
+  const clients = async (): Promise<number> => String(await probe.client('LIST')).trim().split('\n').length
+  const before = await clients()
+  const Fastify = (await import('fastify')).default
+  const fastifyRedis = (await import('@fastify/redis')).default
+  const wechatPush = (await import('../lib/index.js')).default
+  const app = Fastify()
+  await app.register(fastifyRedis, { url: redis.url })
+  app.register(wechatPush, { appId: sim.appId, appSecret: sim.appSecret, baseUrl: sim.url, keyPrefix: uniquePrefix('failed-boot') })
+  app.register(async () => { throw new Error('another plugin fails the boot') })
+  await t.rejects(async () => { await app.ready() }, /another plugin fails the boot/)
+  await sleep(300)
+  t.equal(await clients(), before + 1, 'only the app\'s own @fastify/redis client is connected')
+  await app.close()
+})

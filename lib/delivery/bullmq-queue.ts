@@ -43,15 +43,13 @@ class RetryLater extends Error {
 export class BullQueue implements MessageQueue {
   readonly kind = 'bullmq' as const
   readonly durable = true
-  private readonly queue: Queue<JobData | BatchData>
+  /** the queue's own connection and BullMQ Queue, made on first use (producer()) */
+  private producing: { queue: Queue<JobData | BatchData>, connection: Redis, ready: AddConnection } | null = null
   private worker: Worker<JobData | BatchData> | null = null
   /** WeChat calls in flight in this instance: single jobs and the messages of batch jobs share them */
   private readonly slots: Slots
   private workerConnection: Redis | null = null
-  private readonly queueConnection: Redis
   private readonly connections = new OwnedConnections()
-  /** the add connection's wait to come up, bounded (bullmq-connection.ts) */
-  private readonly addConnection: AddConnection
   /** 45009 seen by this instance: no call to WeChat before this time (the fleet gets queue.rateLimit) */
   private pausedUntil = 0
   /** close() began: batch messages not yet tried go back to the queue */
@@ -65,17 +63,30 @@ export class BullQueue implements MessageQueue {
     private readonly options: BullQueueOptions,
     private readonly log: FastifyBaseLogger
   ) {
-    this.queueConnection = this.connections.own(duplicateClient(client, { enableOfflineQueue: false }))
-    this.addConnection = new AddConnection(this.queueConnection)
     this.slots = new Slots(options.concurrency)
-    this.queue = new Queue<JobData | BatchData>(QUEUE_NAME, { connection: this.queueConnection, prefix: options.prefix })
     this.errors = new QueueErrors(log, (ms) => this.pauseWorker(ms))
-    this.queue.on('error', (err) => { this.errors.connection(err) })
+  }
+
+  /**
+   * The connection adds use and its BullMQ Queue, made at start() or by the first add, not at
+   * registration: an app whose ready() fails (another plugin's error) is left with no socket of ours
+   * keeping its process alive. None is made once close() began.
+   */
+  private producer (): { queue: Queue<JobData | BatchData>, connection: Redis, ready: AddConnection } {
+    if (this.producing === null) {
+      if (this.closing) throw new Error('the queue is closed (app.close())')
+      const connection = this.connections.own(duplicateClient(this.client, { enableOfflineQueue: false }))
+      const queue = new Queue<JobData | BatchData>(QUEUE_NAME, { connection, prefix: this.options.prefix })
+      queue.on('error', (err) => { this.errors.connection(err) })
+      this.producing = { queue, connection, ready: new AddConnection(connection) }
+    }
+    return this.producing
   }
 
   async add (jobs: QueuedJob[]): Promise<void> {
-    await this.addConnection.connectedForAdd()
-    await this.queue.addBulk(bulkOf(jobs, this.options.limiter === undefined).map(({ name, data, jobId, delayMs, attemptsBefore }) => ({
+    const { queue, connection, ready } = this.producer()
+    await ready.connectedForAdd()
+    await queue.addBulk(bulkOf(jobs, this.options.limiter === undefined).map(({ name, data, jobId, delayMs, attemptsBefore }) => ({
       name,
       data,
       opts: {
@@ -96,7 +107,7 @@ export class BullQueue implements MessageQueue {
       // acknowledged (README "Scaling out").
       let acked: number
       try {
-        acked = await this.queueConnection.wait(replicas.count, replicas.timeoutMs)
+        acked = await connection.wait(replicas.count, replicas.timeoutMs)
       } catch (err) {
         // The jobs were added; only their confirmation failed (the connection dropped in a failover,
         // WAIT refused by an ACL or a proxy): unconfirmed, not "not queued" (that would undo them).
@@ -109,6 +120,7 @@ export class BullQueue implements MessageQueue {
   }
 
   async start (): Promise<void> {
+    this.producer()
     // (not awaited: boot must not wait on Redis; the app's own client queues it until connected)
     this.checkReplicas().catch(() => {})
     this.workerConnection = this.connections.own(duplicateClient(this.client, { maxRetriesPerRequest: null, enableOfflineQueue: true }))
@@ -240,13 +252,14 @@ export class BullQueue implements MessageQueue {
   private async pause (pauseMs: number): Promise<void> {
     this.pausedUntil = Date.now() + pauseMs
     this.log.warn({ pauseMs }, 'wechat: daily quota used up (45009); the queue is paused until it resets')
-    await this.queue.rateLimit(pauseMs)
+    await this.producer().queue.rateLimit(pauseMs)
   }
 
   async close (graceMs: number): Promise<void> {
     this.closing = true
     if (this.worker) await closeWorker(this.worker, this.workerConnection, graceMs, this.log)
-    if (!await within(this.queue.close(), 2000)) await within(Promise.resolve(this.queue.disconnect()), 1000)
+    const queue = this.producing?.queue
+    if (queue !== undefined && !await within(queue.close(), 2000)) await within(Promise.resolve(queue.disconnect()), 1000)
     await this.connections.end()
   }
 }
