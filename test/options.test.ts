@@ -159,3 +159,41 @@ test('the same AppID in two sibling contexts sharing the app\'s scheduler: a cod
   app.register(async (b) => { await b.register(wechatPush, { ...base }) })
   await t.rejects(async () => app.ready(), { code: 'FST_WECHAT_OPTIONS', message: /namespace/ })
 })
+
+// @fastify/redis registered with namespaces only makes fastify.redis an object of named clients:
+// store 'auto' without redisNamespace fell back to the memory store (per-process tokens, a queue that
+// is not durable) with a log line telling the user to register @fastify/redis, which they had done;
+// store 'redis' said the same in its error. Both now fail naming the namespaces and redisNamespace. Failed before.
+test('@fastify/redis with namespaces only: no silent memory fallback, an error naming the namespaces', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+
+  // Returned in an object: a Fastify instance is a thenable, an async function would boot it.
+  async function namespacedOnly (options: Record<string, unknown>): Promise<{ app: ReturnType<typeof Fastify> }> {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(fastifyRedis, { url: redis.url, namespace: 'cache' })
+    await app.register(fastifyRedis, { url: redis.url, namespace: 'jobs' })
+    app.register(wechatPush, { ...base, ...options } as never)
+    return { app }
+  }
+
+  for (const store of [undefined, 'auto', 'redis']) {
+    const { app } = await namespacedOnly(store === undefined ? {} : { store })
+    await t.rejects(async () => app.ready(), {
+      code: 'FST_WECHAT_OPTIONS',
+      message: /fastify\.redis is not a Redis client \(@fastify\/redis namespaces registered: 'cache', 'jobs'\): set redisNamespace .*or store: 'memory'/
+    }, `store: ${store ?? 'default'}`)
+  }
+
+  const { app: missing } = await namespacedOnly({ redisNamespace: 'shared' })
+  await t.rejects(async () => missing.ready(), { code: 'FST_WECHAT_OPTIONS', message: /redisNamespace 'shared' needs fastify\.redis\['shared'\] \(@fastify\/redis namespaces registered: 'cache', 'jobs'\)/ })
+
+  const { app: chosen } = await namespacedOnly({ redisNamespace: 'jobs' })
+  await chosen.ready()
+  t.equal(chosen.wechat.storeKind, 'redis')
+
+  const { app: memory } = await namespacedOnly({ store: 'memory' })
+  await memory.ready()
+  t.equal(memory.wechat.storeKind, 'memory', "store: 'memory' says so and needs no client")
+})

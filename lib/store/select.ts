@@ -12,17 +12,16 @@ const REDIS_COMMAND_TIMEOUT_MS = 1000
 
 /**
  * `store: 'auto'` takes `fastify.redis` (or its `redisNamespace`) when @fastify/redis was registered
- * first, memory otherwise, and says which in one startup log line.
+ * first, memory otherwise, and says which in one startup log line. A `redis` decorator that is there
+ * but holds no usable client (namespaces only, no `redisNamespace`) fails registration: falling back
+ * to memory would silently give a fleet per-process tokens and a non-durable queue.
  */
 export function selectStore (fastify: FastifyInstance, options: ResolvedOptions, keys: KeySpace, log: FastifyBaseLogger): WechatStore {
-  const client = findRedis(fastify, options.redisNamespace)
-  if (options.store === 'redis' || (options.store === 'auto' && options.redisNamespace !== undefined)) {
-    if (!client) {
-      const which = options.redisNamespace ? `fastify.redis['${options.redisNamespace}']` : 'fastify.redis'
-      throw new WechatOptionsError(`store: 'redis' needs ${which}: register @fastify/redis${options.redisNamespace ? ` with namespace '${options.redisNamespace}'` : ''} before fastify-wechat-push`)
-    }
+  const client = options.store === 'memory' ? undefined : findRedis(fastify, options.redisNamespace)
+  if (options.store === 'redis' && !client) {
+    throw new WechatOptionsError("store: 'redis' needs fastify.redis: register @fastify/redis before fastify-wechat-push")
   }
-  if (options.store !== 'memory' && client) {
+  if (client) {
     log.info({ store: 'redis', keyPrefix: keys.queue }, 'wechat: shared state on Redis (fleet-wide token, lock and records)')
     return new RedisStore(client, keys, options.clock, Math.min(options.timeout, REDIS_COMMAND_TIMEOUT_MS))
   }
@@ -30,11 +29,33 @@ export function selectStore (fastify: FastifyInstance, options: ResolvedOptions,
   return new MemoryStore(options.clock)
 }
 
+/**
+ * The client to use, or undefined when no `redis` decorator exists. A decorator that exists but
+ * gives no client for the options is an error, never a reason to fall back to memory.
+ */
 function findRedis (fastify: FastifyInstance, namespace: string | undefined): Redis | undefined {
-  if (!fastify.hasDecorator('redis')) return undefined
-  const redis = (fastify as unknown as { redis: Record<string, unknown> }).redis
-  const candidate = namespace === undefined ? redis : redis[namespace]
-  return isRedisClient(candidate) ? candidate : undefined
+  if (!fastify.hasDecorator('redis')) {
+    if (namespace === undefined) return undefined
+    throw new WechatOptionsError(`redisNamespace '${namespace}' needs fastify.redis['${namespace}']: register @fastify/redis with namespace '${namespace}' before fastify-wechat-push`)
+  }
+  const redis: unknown = (fastify as unknown as { redis: unknown }).redis
+  if (namespace === undefined) {
+    if (isRedisClient(redis)) return redis
+    throw new WechatOptionsError(`fastify.redis is not a Redis client (${namespacesOf(redis)}): set redisNamespace to the namespace to use, or store: 'memory' to keep the state in process memory`)
+  }
+  const candidate = isObject(redis) && Object.hasOwn(redis, namespace) ? redis[namespace] : undefined
+  if (isRedisClient(candidate)) return candidate
+  throw new WechatOptionsError(`redisNamespace '${namespace}' needs fastify.redis['${namespace}'] (${namespacesOf(redis)}): register @fastify/redis with namespace '${namespace}' before fastify-wechat-push`)
+}
+
+/** Which @fastify/redis namespaces `fastify.redis` holds, for an error message. */
+function namespacesOf (redis: unknown): string {
+  const names = isObject(redis) ? Object.keys(redis).filter((name) => isRedisClient(redis[name])) : []
+  return names.length > 0 ? `@fastify/redis namespaces registered: ${names.map((name) => `'${name}'`).join(', ')}` : 'no @fastify/redis namespace is registered'
+}
+
+function isObject (value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object'
 }
 
 function isRedisClient (value: unknown): value is Redis {
