@@ -1,10 +1,14 @@
 import { test } from 'tap'
+import Fastify from 'fastify'
+import type { InjectOptions } from 'fastify'
+import fastifySwagger from '@fastify/swagger'
+import wechatPush from '../lib/index.js'
 import { aesKeyFromEncodingAESKey, encryptMessage } from '../lib/push/crypto.js'
 import { pushSignature } from '../lib/push/signature.js'
 import type { PopupEvent, SentEvent } from '../lib/public-types.js'
 import { buildSimPush } from '../lib/testing/index.js'
 import { startSimulator } from './helpers/app.js'
-import { changeEvent, collect, KEY, OLD_KEY, OPENID, OTHER_KEY, popupEvent, pushApp, sentEvent, TOKEN, TPL_A, TPL_B, waitFor } from './push-helpers.js'
+import { changeEvent, collect, KEY, type LogLine, OLD_KEY, OPENID, OTHER_KEY, popupEvent, pushApp, sentEvent, TOKEN, TPL_A, TPL_B, waitFor } from './push-helpers.js'
 
 // WECHAT.md §6.2 worked example.
 const VECTOR = { token: 'AAAAA', timestamp: '1714036504', nonce: '1514711492', signature: 'f464b24fc39322e44b38aa78f5edd27bd1441696' }
@@ -263,4 +267,46 @@ test('changing the push mode through compatible mode, the plugin first each time
     const res = await sim.push(plugin.url, changeEvent(), { token: TOKEN, encodingAESKey: KEY, mode })
     t.same(res, { statusCode: 200, body: 'success' }, `step ${i + 1}: console ${mode}, plugin ${plugin === safe ? 'safe' : 'plaintext with the key'}`)
   }
+})
+
+// Refusals were logged through the plugin's logger at warn: no reqId, so a line could not be matched
+// to Fastify's request lines, and louder than Fastify's own info for a client 4xx. Failed before.
+test('refusals are logged at info on request.log: the reqId of the request, the plugin\'s bindings', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, logs } = await pushApp(t, sim, { push: { token: VECTOR.token, bodyLimit: 1024 }, plugin: { clock: vectorClock, namespace: 'shop' }, logLevel: 'info' })
+  const query = `signature=${VECTOR.signature}&timestamp=${VECTOR.timestamp}&nonce=${VECTOR.nonce}`
+  const cases: Array<[string, InjectOptions | string, number, string]> = [
+    ['a GET with a wrong signature', `/wechat/push?signature=${'0'.repeat(40)}&timestamp=${VECTOR.timestamp}&nonce=${VECTOR.nonce}&echostr=x`, 401, 'wechat: push rejected'],
+    ['a forged POST', { method: 'POST', url: `/wechat/push?signature=${'f'.repeat(40)}&timestamp=${VECTOR.timestamp}&nonce=${VECTOR.nonce}`, headers: { 'content-type': 'text/xml' }, body: '<xml/>' }, 401, 'wechat: push rejected'],
+    ['a scanner\'s bare POST', { method: 'POST', url: '/wechat/push', body: 'hello' }, 401, 'wechat: push rejected'],
+    ['a signed POST with a form body', { method: 'POST', url: `/wechat/push?${query}`, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'a=1' }, 415, 'wechat: push request refused'],
+    ['a body over the limit (Fastify\'s own 413)', { method: 'POST', url: `/wechat/push?${query}`, headers: { 'content-type': 'text/xml' }, body: 'x'.repeat(2048) }, 413, 'wechat: push request refused']
+  ]
+  for (const [what, request, status, msg] of cases) {
+    const from = logs.length
+    t.equal((await app.inject(request)).statusCode, status, what)
+    const lines: LogLine[] = logs.slice(from)
+    const completed = lines.find((line) => line.msg === 'request completed')
+    const refusal = lines.find((line) => line.msg === msg)
+    t.ok(completed?.reqId, `${what}: Fastify's request line has a reqId`)
+    t.match(refusal, { level: 30, reqId: completed?.reqId, plugin: 'fastify-wechat-push', appId: sim.appId, namespace: 'shop', statusCode: status }, `${what}: info, same reqId, plugin bindings`)
+    t.equal(lines.filter((line) => line.msg === msg).length, 1, `${what}: one line`)
+  }
+  t.same(logs.filter((line) => line.level >= 40), [], 'nothing at warn or above')
+})
+
+// The push routes had no schema: @fastify/swagger listed GET and POST /wechat/push with nothing in
+// them, in the app's own API spec. They are hidden now. Failed before.
+test('@fastify/swagger leaves the push endpoint out of the spec; the endpoint still answers', async (t) => {
+  const sim = await startSimulator(t)
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(fastifySwagger, { openapi: { info: { title: 'test', version: '1.0.0' } } })
+  await app.register(wechatPush, { appId: sim.appId, appSecret: sim.appSecret, baseUrl: sim.url, clock: vectorClock, push: { token: VECTOR.token } })
+  app.get('/orders', async () => [])
+  await app.ready()
+  const spec = app.swagger() as { paths: Record<string, unknown> }
+  t.same(Object.keys(spec.paths), ['/orders'])
+  const echo = await app.inject(`/wechat/push?signature=${VECTOR.signature}&timestamp=${VECTOR.timestamp}&nonce=${VECTOR.nonce}&echostr=ok`)
+  t.equal(echo.body, 'ok')
 })

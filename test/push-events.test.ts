@@ -12,6 +12,7 @@ import { pushSignature } from '../lib/push/signature.js'
 import { buildSimPush } from '../lib/testing/index.js'
 import { buildPushBody } from '../lib/push/envelope.js'
 import { startSimulator } from './helpers/app.js'
+import { captureLogs } from './helpers/log-capture.js'
 import { changeEvent, KEY, popupEvent, pushApp, sentEvent, settle, TOKEN, waitFor } from './push-helpers.js'
 
 interface Logged { obj: Record<string, unknown>, msg: string }
@@ -68,8 +69,10 @@ test('bus: internal hooks run in order and their failure rejects; names route; u
 })
 
 test('endpoint: effects that cannot be stored get a 503 and are applied once by the retry; user handler errors do not', async (t) => {
-  const { log, warns } = fakeLog()
-  const app = Fastify()
+  const { log } = fakeLog()
+  // What the endpoint logs while handling a request goes to request.log, so to the app's logger.
+  const logs = captureLogs('info')
+  const app = Fastify({ logger: logs.logger })
   t.teardown(() => app.close())
   const bus = new PushEventBus(log)
   const push = { path: '/p', token: TOKEN, mode: 'plaintext' as const, bodyLimit: 4096, replayWindowMs: 300_000 }
@@ -95,7 +98,7 @@ test('endpoint: effects that cannot be stored get a 503 and are applied once by 
   const first = await attempt('1')
   t.equal(first.statusCode, 503, 'not acknowledged: WeChat retries')
   t.same(JSON.parse(first.body), { statusCode: 503, code: 'FST_WECHAT_PUSH_UNAVAILABLE', error: 'Service Unavailable', message: 'push could not be stored now; WeChat retries it' })
-  t.ok(warns.some((w) => /push effects could not be stored/.test(w.msg)))
+  t.match(logs.parsed().find((line) => /push effects could not be stored/.test(String(line.msg))), { level: 40, reqId: /./, plugin: 'fastify-wechat-push', appId: 'wx1' })
   t.same(await attempt('2'), { statusCode: 200, body: 'success' }, 'the retry is applied, not taken for a duplicate')
   t.same(await attempt('3'), { statusCode: 200, body: 'success' }, 'a later retry is a duplicate')
   await settle()
@@ -182,7 +185,8 @@ test('app.close() waits for handlers already acknowledged to WeChat', async (t) 
 
 test('handler errors are logged with the event name; nothing secret is logged', async (t) => {
   const sim = await startSimulator(t)
-  const { app, url, logs } = await pushApp(t, sim, { listen: true, logLevel: 'warn' })
+  // info: a refusal is logged at info (a client 4xx), and the no-secret check covers the request lines too.
+  const { app, url, logs } = await pushApp(t, sim, { listen: true, logLevel: 'info' })
   let after = 0
   app.wechat.on('subscribe_msg_change_event', () => { throw new Error('handler exploded') })
   app.wechat.on('subscribe_msg_change_event', () => { after++ })
@@ -192,7 +196,7 @@ test('handler errors are logged with the event name; nothing secret is logged', 
   const failure = logs.find((l) => l.msg === 'wechat: push event handler failed')
   t.equal(failure?.event, 'subscribe_msg_change_event')
   t.equal((await sim.push(url, changeEvent(), { token: 'otherToken1', encodingAESKey: KEY })).statusCode, 401)
-  t.ok(logs.some((l) => l.msg === 'wechat: push rejected' && l.reason === 'signature'))
+  t.ok(logs.some((l) => l.msg === 'wechat: push rejected' && l.reason === 'signature' && l.level === 30))
   const text = JSON.stringify(logs)
   t.notOk(text.includes(TOKEN) || text.includes(KEY) || text.includes('otherToken1'), 'no token or key in the logs')
 })
@@ -216,8 +220,9 @@ test('chunked 10 MB body over real HTTP: unsigned → 401 before it is read, sig
 })
 
 test('anything unexpected on the endpoint is a 400, never a 500, and logged without detail', async (t) => {
-  const { log, errors, warns } = fakeLog()
-  const app = Fastify()
+  const { log } = fakeLog()
+  const logs = captureLogs('info')
+  const app = Fastify({ logger: logs.logger })
   t.teardown(() => app.close())
   const failures: unknown[] = [new Error('boom: secret-ish detail'), Object.assign(new Error('teapot'), { statusCode: 418 }), Object.assign(new Error('x'), { statusCode: 499 }), { name: 'Weird' }]
   let calls = 0
@@ -232,10 +237,28 @@ test('anything unexpected on the endpoint is a 400, never a 500, and logged with
   t.same(answers[0].json(), { statusCode: 400, code: 'FST_WECHAT_PUSH_BAD_REQUEST', error: 'Bad Request', message: 'push request could not be processed' })
   t.equal(answers[2].json().error, 'Error')
   t.equal(answers[1].json().code, 'FST_WECHAT_PUSH_BAD_REQUEST')
+  const errors = logs.parsed().filter((line) => line.level === 50)
   t.equal(errors.length, 2)
-  t.notMatch(JSON.stringify(errors), /secret-ish/, 'the message is not logged')
-  t.equal(errors[0].obj.err && (errors[0].obj.err as Record<string, unknown>).type, 'Error')
-  t.equal(warns.length, 2)
+  t.notMatch(logs.lines.join('\n'), /secret-ish/, 'the message is not logged')
+  t.match(errors[0], { msg: 'wechat: unexpected error on the push endpoint, answered 400', reqId: /./, err: { type: 'Error' } })
+  // 418 and 499 are the client's: refused at info, as Fastify logs a client error; nothing at warn.
+  t.same(logs.parsed().filter((line) => line.msg === 'wechat: push request refused').map((line) => [line.level, line.statusCode]), [[30, 418], [30, 499]])
+  t.equal(logs.parsed().filter((line) => line.level === 40).length, 0)
+})
+
+// request.log carries the plugin logger's level too: a plugin logger set quieter than the app (the
+// register-level logLevel) keeps its refusals out of the app's info lines.
+test('the endpoint logs on request.log at the plugin logger\'s level', async (t) => {
+  const logs = captureLogs('info')
+  const app = Fastify({ logger: logs.logger })
+  t.teardown(() => app.close())
+  const log = app.log.child({ plugin: 'fastify-wechat-push', appId: 'wx1' }, { level: 'warn' })
+  const push = { path: '/p', token: TOKEN, mode: 'plaintext' as const, bodyLimit: 1024, replayWindowMs: 0 }
+  registerPushEndpoint(app, { push, appId: 'wx1', store: new MemoryStore({ now: () => Date.now() }), events: new PushEventBus(log), clock: { now: () => Date.now() }, log })
+  await app.ready()
+  t.equal((await app.inject({ method: 'POST', url: '/p', query: { signature: 'f'.repeat(40), timestamp: '1', nonce: 'n' }, body: '<xml/>' })).statusCode, 401)
+  t.ok(logs.parsed().some((line) => line.msg === 'request completed'), 'the app logs at info')
+  t.notOk(logs.parsed().some((line) => line.msg === 'wechat: push rejected'), 'the refusal is under the plugin logger\'s level')
 })
 
 test('buildSimPush refuses a push it cannot sign', async (t) => {

@@ -63,6 +63,8 @@ test('Redis down: pushes get a coded 503 so WeChat retries; after Redis is back 
   const warning = logs.find((line) => /push dedupe unavailable/.test(line.msg))
   t.ok(warning, 'warned')
   t.equal(warning?.store, 'redis')
+  // The store's failure is the plugin's own: warn, on request.log (a reqId) with the plugin's bindings.
+  t.match(warning, { level: 40, reqId: /./, plugin: 'fastify-wechat-push', appId: sim.appId })
 
   await redis.start()
   await waitFor(() => client.status === 'ready', 15_000)

@@ -9,7 +9,7 @@
 import { STATUS_CODES } from 'node:http'
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from 'fastify'
 import type { Clock, ResolvedOptions } from '../options.js'
 import type { PushClaim, WechatStore } from '../store/types.js'
 import { EVENTS_DRAIN_MS } from './event-bus.js'
@@ -19,6 +19,7 @@ import type { PushMessage } from './events.js'
 import { PushRejection } from './rejection.js'
 import { checkConfig, checkPushQuery, openPush, verifyEcho } from './verify.js'
 import type { PushQuery } from './verify.js'
+import { PLUGIN_NAME } from '../version.js'
 
 /**
  * How long a claimed push stays 'pending' to other attempts: far longer than applying it takes
@@ -29,6 +30,13 @@ const CLAIM_MS = 10_000
 /** How long a push waits for another attempt applying the same push, before answering 503. */
 const PENDING_WAIT_MS = 2000
 const PENDING_POLL_MS = 25
+
+/**
+ * WeChat's callback is no part of the app's API: `hide` makes @fastify/swagger leave it out (rather
+ * than list it with an empty schema). A new object per route (Fastify marks the schemas it visits).
+ * Cast: @fastify/swagger's types are not a dependency of ours.
+ */
+const hidden = (): FastifySchema => ({ hide: true }) as FastifySchema
 
 export interface PushEndpointDeps {
   push: Exclude<ResolvedOptions['push'], false>
@@ -58,9 +66,28 @@ function errorSummary (err: Partial<FastifyError>): Record<string, unknown> {
   return { type: err.name, code: err.code, at: err.stack?.split('\n').find((line) => line.trimStart().startsWith('at '))?.trim() }
 }
 
+type Bindings = Record<string, unknown>
+
+/**
+ * What `log` binds on top of `appLog` (pino's `bindings()` holds the parents' too, which request.log
+ * already has); `fallback` for a logger without `bindings()`.
+ */
+function ownBindings (log: FastifyBaseLogger, appLog: FastifyBaseLogger, fallback: Bindings): Bindings {
+  const of = (logger: FastifyBaseLogger): Bindings | undefined => (logger as { bindings?: () => Bindings }).bindings?.()
+  const own = of(log)
+  if (own === undefined) return fallback
+  const inherited = of(appLog) ?? {}
+  return Object.fromEntries(Object.entries(own).filter(([key]) => !Object.hasOwn(inherited, key)))
+}
+
 export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpointDeps): void {
-  const { push, store, events, clock, log } = deps
+  const { push, store, events, clock } = deps
   const config = checkConfig(push, deps.appId)
+  // What is logged while handling a request goes through request.log (its reqId matches Fastify's
+  // request lines) with the plugin logger's own bindings (plugin, appId, namespace) and level added.
+  const bindings = ownBindings(deps.log, fastify.log, { plugin: PLUGIN_NAME, appId: deps.appId })
+  const level = { level: deps.log.level }
+  const requestLog = (request: FastifyRequest): FastifyBaseLogger => request.log.child(bindings, level)
   // Retries of one push come within seconds (§6.5); without a replay window, remember pushes 10 minutes.
   const dedupeTtlMs = push.replayWindowMs > 0 ? 2 * push.replayWindowMs : 600_000
 
@@ -71,7 +98,7 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
    * 'new': applied now, acknowledge and run the user handlers; 'duplicate': acknowledge only;
    * 'retry': do not acknowledge.
    */
-  async function apply (message: PushMessage): Promise<'new' | 'duplicate' | 'retry'> {
+  async function apply (message: PushMessage, request: FastifyRequest): Promise<'new' | 'duplicate' | 'retry'> {
     const key = dedupeKey(message)
     const owner = randomUUID()
     let claim: PushClaim
@@ -85,22 +112,22 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
         claim = await store.claimPush(key, CLAIM_MS, owner)
       }
     } catch (err) {
-      log.warn({ err: errorSummary(err as FastifyError), store: store.kind }, 'wechat: push dedupe unavailable; answered 503 so WeChat retries')
+      requestLog(request).warn({ err: errorSummary(err as FastifyError), store: store.kind }, 'wechat: push dedupe unavailable; answered 503 so WeChat retries')
       return 'retry'
     }
     if (claim === 'done') {
-      log.debug({ event: message.Event }, 'wechat: duplicate push (a WeChat retry) acknowledged again')
+      requestLog(request).debug({ event: message.Event }, 'wechat: duplicate push (a WeChat retry) acknowledged again')
       return 'duplicate'
     }
     if (claim === 'pending') {
       // Another attempt is applying it right now: acknowledging this one could lose it if that fails.
-      log.warn({ event: message.Event }, 'wechat: push is being applied by another attempt; answered 503 so WeChat retries')
+      requestLog(request).warn({ event: message.Event }, 'wechat: push is being applied by another attempt; answered 503 so WeChat retries')
       return 'retry'
     }
     try {
       await events.applyInternal(message)
     } catch (err) {
-      log.warn({ err: errorSummary(err as FastifyError), store: store.kind, event: message.Event }, 'wechat: push effects could not be stored; answered 503 so WeChat retries')
+      requestLog(request).warn({ err: errorSummary(err as FastifyError), store: store.kind, event: message.Event }, 'wechat: push effects could not be stored; answered 503 so WeChat retries')
       // Best effort: a claim left behind expires after CLAIM_MS, then a retry applies the push.
       await store.settlePush(key, null, owner).catch(() => {})
       return 'retry'
@@ -109,7 +136,7 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
       await store.settlePush(key, dedupeTtlMs)
     } catch (err) {
       // The effects are stored: acknowledging is right. Only a retry after CLAIM_MS could apply it twice.
-      log.warn({ err: errorSummary(err as FastifyError), store: store.kind }, 'wechat: push applied but not marked done; a WeChat retry may apply it twice')
+      requestLog(request).warn({ err: errorSummary(err as FastifyError), store: store.kind }, 'wechat: push applied but not marked done; a WeChat retry may apply it twice')
     }
     return 'new'
   }
@@ -118,15 +145,18 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
     child.removeAllContentTypeParsers()
     child.addContentTypeParser('*', { parseAs: 'string', bodyLimit: push.bodyLimit }, (_request, body, done) => { done(null, body) })
 
-    child.setErrorHandler((err: FastifyError | PushRejection, _request, reply) => {
+    // A refusal (4xx) is logged at info, as Fastify logs a client error; warn and error are for the
+    // plugin's own failures.
+    child.setErrorHandler((err: FastifyError | PushRejection, request, reply) => {
+      const log = requestLog(request)
       if (err instanceof PushRejection) {
-        log.warn({ reason: err.reason, statusCode: err.statusCode }, 'wechat: push rejected')
+        log.info({ reason: err.reason, statusCode: err.statusCode }, 'wechat: push rejected')
         return sendError(reply, err.statusCode, `FST_WECHAT_PUSH_${err.reason.toUpperCase()}`, err.message)
       }
       // Fastify's own 4xx (413 body too large, 415, bad content-length) keep their status and text.
       const status = err.statusCode
       if (typeof status === 'number' && status >= 400 && status < 500) {
-        log.warn({ code: err.code, statusCode: status }, 'wechat: push request refused')
+        log.info({ code: err.code, statusCode: status }, 'wechat: push request refused')
         return sendError(reply, status, err.code ?? 'FST_WECHAT_PUSH_BAD_REQUEST', err.message)
       }
       // A bug or a surprise: WeChat must still get a 4xx, never a 500 (DESIGN.md non-negotiables).
@@ -136,24 +166,26 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
 
     child.addHook('onClose', async () => { await events.drain(EVENTS_DRAIN_MS) })
 
-    child.get(push.path, async (request, reply) => {
+    child.get(push.path, { schema: hidden() }, async (request, reply) => {
       const echo = verifyEcho(request.query as PushQuery, config)
       // §6.2: the raw echostr as text. It is request-supplied text, so it never goes out as HTML.
       return reply.type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff').send(echo)
     })
 
     child.post(push.path, {
+      schema: hidden(),
       bodyLimit: push.bodyLimit,
       // The query checks run before the body is read: a stranger's request costs no body and no parse.
       // openPush repeats them (microseconds) so it stays safe on its own.
       onRequest: async (request) => { checkPushQuery(request.query as PushQuery, config, clock.now()) }
     }, async (request, reply) => {
       if (!acceptableType(request.headers['content-type'])) {
+        requestLog(request).info({ code: 'FST_WECHAT_PUSH_MEDIA_TYPE', statusCode: 415 }, 'wechat: push request refused')
         return sendError(reply, 415, 'FST_WECHAT_PUSH_MEDIA_TYPE', 'push body must be XML or JSON text')
       }
       const text = typeof request.body === 'string' ? request.body : ''
       const message = normalizePush(openPush(request.query as PushQuery, text, config, clock.now()))
-      const outcome = await apply(message)
+      const outcome = await apply(message, request)
       if (outcome === 'retry') {
         // A coded 5xx, not an acknowledgement: WeChat retries (§6.5). Nothing about the store's error.
         return sendError(reply, 503, 'FST_WECHAT_PUSH_UNAVAILABLE', 'push could not be stored now; WeChat retries it')
