@@ -91,10 +91,10 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   if (!fastify.hasDecorator('scheduler')) await fastify.register(fastifySchedule)
   const jobSuffix = `${options.appId}${options.namespace ? `:${options.namespace}` : ''}`
   // Renews ahead of expiry so request paths never wait; runs at boot to warm the token.
-  scheduleJob(fastify, { id: `wechat:token:${jobSuffix}`, intervalMs: options.refreshIntervalMs, runImmediately: true, what: 'token refresh', work: () => tokens.refreshIfDue() })
+  scheduleJob(fastify, log, { id: `wechat:token:${jobSuffix}`, intervalMs: options.refreshIntervalMs, runImmediately: true, what: 'token refresh', work: () => tokens.refreshIfDue() })
   if (catalog && options.templates) {
     // Does nothing until the list was first needed, so an app that never sends never calls gettemplate.
-    scheduleJob(fastify, { id: `wechat:templates:${jobSuffix}`, intervalMs: options.templates.ttlSeconds * 500, runImmediately: false, what: 'template list refresh', work: () => catalog.refreshIfDue() })
+    scheduleJob(fastify, log, { id: `wechat:templates:${jobSuffix}`, intervalMs: options.templates.ttlSeconds * 500, runImmediately: false, what: 'template list refresh', work: () => catalog.refreshIfDue() })
   }
 
   // Assigned before any request can reach wechat.handlerPushes(): the decorator only reads it later.

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { AsyncTask, SimpleIntervalJob } from 'toad-scheduler'
 import { WechatOptionsError } from './errors.js'
 
@@ -16,16 +16,17 @@ export interface ScheduledJobOptions {
 /**
  * A scheduled job the way STYLE.md rule 7 wants it: an AsyncTask on `@fastify/schedule`'s scheduler,
  * added on ready, removed on close, `preventOverrun`, a failure logged and tried again next interval,
- * never a crash. The job's work is a plain function that tests can call directly.
+ * never a crash. The job's work is a plain function that tests can call directly. `log` is the
+ * plugin's logger, so a failure carries its bindings (plugin, appId, namespace).
  */
-export function scheduleJob (fastify: FastifyInstance, options: ScheduledJobOptions): void {
+export function scheduleJob (fastify: FastifyInstance, log: FastifyBaseLogger, options: ScheduledJobOptions): void {
   const task = new AsyncTask(
     options.id,
     options.work,
     (err) => {
       // A held token error (token-hold.ts) was logged when WeChat gave it; repeating it every interval is noise.
       const level = (err as { held?: boolean }).held === true ? 'debug' : 'warn'
-      fastify.log[level]({ reason: err.message, code: (err as { code?: string }).code, job: options.id }, `wechat: scheduled ${options.what} failed; trying again next interval`)
+      log[level]({ reason: err.message, code: (err as { code?: string }).code, job: options.id }, `wechat: scheduled ${options.what} failed; trying again next interval`)
     }
   )
   const job = new SimpleIntervalJob({ milliseconds: options.intervalMs, runImmediately: options.runImmediately }, task, { id: options.id, preventOverrun: true })

@@ -7,6 +7,7 @@ import FakeTimers from '@sinonjs/fake-timers'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
 import { startRedis, uniquePrefix } from './helpers/redis-server.js'
 import { exitCode, forkFixture, nextMessage } from './helpers/fork.js'
+import { captureLogs } from './helpers/log-capture.js'
 
 test('cold cache: 500 concurrent sends in one process → exactly one token fetch', async (t) => {
   const sim = await startSimulator(t)
@@ -136,6 +137,18 @@ test('the app boots while WeChat is unreachable, and a send then fails with a co
   const sim = await startSimulator(t)
   const app = await buildApp(t, sim, { plugin: { baseUrl: 'http://127.0.0.1:9' } })
   await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_TOKEN', statusCode: 503 })
+})
+
+// The scheduled job logged its failures on fastify.log, without the plugin logger's bindings: with two
+// registrations nobody could tell which mini program's token refresh was failing. Failed before.
+test('a failing scheduled refresh is logged on the plugin\'s logger: plugin, appId and namespace', async (t) => {
+  const sim = await startSimulator(t)
+  const logs = captureLogs('warn')
+  await buildApp(t, sim, { logger: logs.logger, plugin: { baseUrl: 'http://127.0.0.1:9', namespace: 'shop', retry: { attempts: 1, minDelay: 5, maxDelay: 5 } } })
+  const failed = (): Record<string, unknown> | undefined => logs.parsed().find((line) => line.msg === 'wechat: scheduled token refresh failed; trying again next interval')
+  for (let i = 0; i < 400 && failed() === undefined; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+  t.match(failed(), { level: 40, plugin: 'fastify-wechat-push', appId: sim.appId, namespace: 'shop', job: `wechat:token:${sim.appId}:shop`, code: 'FST_WECHAT_TOKEN' })
+  t.notMatch(logs.lines.join('\n'), sim.appSecret, 'no secret in the line')
 })
 
 test('scheduled refresh renews before expiry (fake clock), and nothing runs after close', async (t) => {
