@@ -20,6 +20,8 @@ export interface ScheduledJobOptions {
  * plugin's logger, so a failure carries its bindings (plugin, appId, namespace).
  */
 export function scheduleJob (fastify: FastifyInstance, log: FastifyBaseLogger, options: ScheduledJobOptions): void {
+  claimJobId(fastify.scheduler, options.id)
+  fastify.addHook('onClose', async () => { CLAIMED.get(fastify.scheduler)?.delete(options.id) })
   const task = new AsyncTask(
     options.id,
     options.work,
@@ -39,4 +41,19 @@ export function scheduleJob (fastify: FastifyInstance, log: FastifyBaseLogger, o
   fastify.addHook('onClose', async () => {
     if (fastify.scheduler.existsById(options.id)) fastify.scheduler.removeById(options.id)
   })
+}
+
+/** The job ids each scheduler has been promised, by registrations that have not all booted yet. */
+const CLAIMED = new WeakMap<object, Set<string>>()
+
+/**
+ * Two registrations of one AppID in sibling contexts sharing a scheduler registered at the root are
+ * refused at registration, not when the second one's onReady adds its job: by then the first one's
+ * jobs run, and a failed boot would leave their timers keeping the process alive.
+ */
+function claimJobId (scheduler: object, id: string): void {
+  let ids = CLAIMED.get(scheduler)
+  if (ids === undefined) CLAIMED.set(scheduler, ids = new Set())
+  if (ids.has(id)) throw new WechatOptionsError(`another registration of this AppID (and namespace) already runs the job ${id} on this app's scheduler; give each registration its own namespace`)
+  ids.add(id)
 }

@@ -158,6 +158,9 @@ test('the same AppID in two sibling contexts sharing the app\'s scheduler: a cod
   app.register(async (a) => { await a.register(wechatPush, { ...base }) })
   app.register(async (b) => { await b.register(wechatPush, { ...base }) })
   await t.rejects(async () => app.ready(), { code: 'FST_WECHAT_OPTIONS', message: /namespace/ })
+  // Found at registration, before any onReady: the first registration's jobs never started (before,
+  // its token and template intervals ran on and kept a process without close() alive). Failed before.
+  t.equal(app.scheduler.getAllJobs().length, 0, 'no job of either registration was started')
 })
 
 // @fastify/redis registered with namespaces only makes fastify.redis an object of named clients:
