@@ -310,3 +310,21 @@ test('@fastify/swagger leaves the push endpoint out of the spec; the endpoint st
   const echo = await app.inject(`/wechat/push?signature=${VECTOR.signature}&timestamp=${VECTOR.timestamp}&nonce=${VECTOR.nonce}&echostr=ok`)
   t.equal(echo.body, 'ok')
 })
+
+// A push signed with our Token that does not decrypt comes from WeChat: our EncodingAESKey (or AppID)
+// is not the console's, and every push fails until it is fixed. At info (as a stranger's refusal) an
+// app logging at warn never saw it. Failed before.
+test('a push signed with our Token that does not decrypt is a warning naming the key to check', async (t) => {
+  const sim = await startSimulator(t)
+  const { url, logs } = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY }, listen: true, logLevel: 'info' })
+  const res = await sim.push(url, sentEvent('1'), { token: TOKEN, encodingAESKey: OTHER_KEY, mode: 'safe' })
+  t.equal(res.statusCode, 400)
+  const line = logs.find((l) => /push rejected/.test(String(l.msg)))
+  t.match(line, { level: 40, msg: /encodingAESKey/ }, 'warn, with what to check')
+  t.notMatch(JSON.stringify(logs), new RegExp(`${KEY}|${OTHER_KEY}`), 'no key in the log')
+  const forged = await sim.push(url, sentEvent('2'), { token: 'wrongToken', encodingAESKey: KEY, mode: 'safe' })
+  t.equal(forged.statusCode, 401)
+  const rejected = logs.filter((l) => /push rejected/.test(String(l.msg)))
+  t.ok(rejected.some((l) => l.reason === 'signature'), 'the forged push was logged')
+  t.same(rejected.filter((l) => l.reason === 'signature').map((l) => l.level), rejected.filter((l) => l.reason === 'signature').map(() => 30), 'a wrong signature (anyone) stays at info (each of WeChat\'s tries)')
+})

@@ -80,6 +80,9 @@ function ownBindings (log: FastifyBaseLogger, appLog: FastifyBaseLogger, fallbac
   return Object.fromEntries(Object.entries(own).filter(([key]) => !Object.hasOwn(inherited, key)))
 }
 
+/** Refusals of a push that carried a valid msg_signature: a configuration error, not a stranger */
+const MISCONFIGURED: ReadonlySet<string> = new Set(['decrypt', 'padding', 'appid'])
+
 export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpointDeps): void {
   const { push, store, events, clock } = deps
   const config = checkConfig(push, deps.appId)
@@ -150,7 +153,10 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
     child.setErrorHandler((err: FastifyError | PushRejection, request, reply) => {
       const log = requestLog(request)
       if (err instanceof PushRejection) {
-        log.info({ reason: err.reason, statusCode: err.statusCode }, 'wechat: push rejected')
+        // These come only after a msg_signature made with our Token matched (verify.ts): WeChat sent
+        // it, and our key or AppID is not the console's. Every push fails until that is fixed.
+        if (MISCONFIGURED.has(err.reason)) log.warn({ reason: err.reason, statusCode: err.statusCode }, 'wechat: push rejected: it is signed with our Token but does not decrypt to this AppID with push.encodingAESKey (or previousEncodingAESKey): check both against the MP console')
+        else log.info({ reason: err.reason, statusCode: err.statusCode }, 'wechat: push rejected')
         return sendError(reply, err.statusCode, `FST_WECHAT_PUSH_${err.reason.toUpperCase()}`, err.message)
       }
       // Fastify's own 4xx (413 body too large, 415, bad content-length) keep their status and text.
