@@ -400,3 +400,86 @@ test('close() during a slow queue add: bounded, and the process survives', async
   t.ok(closed, `close() returned (${Date.now() - started} ms)`)
   t.ok(process.memoryUsage().heapUsed < 1024 ** 3, `heap ${Math.round(process.memoryUsage().heapUsed / 1024 ** 2)} MB`)
 })
+
+// From an audit of hostile use (each failed before):
+// - the decorator kept the caller's object and it was read at flush time: a handler reusing one object
+//   for three users sent the last one's message three times; a change after the push went out;
+// - an array whose reading throws half way was half queued (and config.wechatPush's left waiting < 0);
+// - a hijacked reply whose client was already gone dropped later pushes without a count or a word;
+// - a push made after close() had finished waiting was dropped (in-process: counted queued).
+test('pushes are copied when made: one object reused for several users, or changed after the push, goes out as pushed', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await hookApp(t, sim, {
+    routes: (app) => {
+      app.post('/notify', async (_request, reply) => {
+        const message = numbered('R', 0)
+        for (const [i, user] of ['alice', 'bob', 'carol'].entries()) {
+          message.toUser = `oR-${user}-openid-0000`
+          message.data = { ...message.data, character_string1: `R${i}` }
+          reply.wechatPush(message)
+        }
+        message.toUser = 'oREDACTED-openid-00000'
+        return { ok: true }
+      })
+      app.post('/config', {
+        config: {
+          wechatPush: () => {
+            const m = numbered('S', 1)
+            const list = [numbered('S', 2), m]
+            Object.defineProperty(list, 2, { get () { throw new Error('unreadable') }, enumerable: true })
+            return list
+          }
+        }
+      }, async () => ({ ok: true }))
+      app.post('/array', async (_request, reply) => {
+        const list = [numbered('T', 1), numbered('T', 2)]
+        Object.defineProperty(list, 2, { get () { throw new Error('unreadable') }, enumerable: true })
+        reply.wechatPush(list)
+        return { ok: true }
+      })
+    }
+  })
+  t.equal((await app.inject({ method: 'POST', url: '/notify' })).statusCode, 200)
+  await until('3 sent', () => sim.accepted.length >= 3)
+  t.same(sim.accepted.map((m) => `${m.touser}|${m.data.character_string1?.value}`).sort(), ['oR-alice-openid-0000|R0', 'oR-bob-openid-0000|R1', 'oR-carol-openid-0000|R2'])
+  t.equal((await app.inject({ method: 'POST', url: '/array' })).statusCode, 200)
+  t.equal((await app.inject({ method: 'POST', url: '/config' })).statusCode, 200)
+  await sleep(300)
+  t.equal(sim.accepted.length, 3, 'nothing of an array that could not be read whole')
+  t.same(app.wechat.handlerPushes(), { queued: 3, skipped: 0, failed: 2, waiting: 0 }, 'each unreadable array counted once as failed; waiting never below 0')
+})
+
+test('a push on a hijacked reply whose client is gone, and a push after close(): counted, never dropped silently', async (t) => {
+  const sim = await startSimulator(t)
+  let pushLater: (() => void) | undefined
+  let afterClose: (() => void) | undefined
+  const app = await hookApp(t, sim, {
+    routes: (app) => {
+      app.get('/stream', (_request, reply) => {
+        reply.hijack()
+        reply.raw.writeHead(200, { 'content-type': 'text/event-stream' })
+        reply.raw.write('data: hello\n\n')
+        pushLater = () => { reply.wechatPush(numbered('U', 1)) }
+      })
+      app.get('/late', async (_request, reply) => {
+        afterClose = () => { reply.wechatPush(numbered('U', 2)) }
+        return { ok: true }
+      })
+    }
+  })
+  const address = await app.listen({ port: 0, host: '127.0.0.1' })
+  const controller = new AbortController()
+  const res = await fetch(`${address}/stream`, { signal: controller.signal })
+  t.equal(res.status, 200)
+  controller.abort()
+  await until('the server saw the client leave', () => pushLater !== undefined)
+  await sleep(200)
+  pushLater?.()
+  await until('the push on the gone client is settled', () => app.wechat.handlerPushes().queued + app.wechat.handlerPushes().skipped > 0)
+  t.same(app.wechat.handlerPushes(), { queued: 1, skipped: 0, failed: 0, waiting: 0 }, 'taken by the status the stream had sent (200)')
+  t.equal((await app.inject('/late')).statusCode, 200)
+  await app.close()
+  afterClose?.()
+  await sleep(100)
+  t.same(app.wechat.handlerPushes(), { queued: 1, skipped: 0, failed: 1, waiting: 0 }, 'the push after close() is counted failed, not queued and dropped')
+})

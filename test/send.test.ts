@@ -335,3 +335,23 @@ test('close() during a send\'s backoff: the send ends at once with its last answ
   t.match(after, { code: 'FST_WECHAT_UPSTREAM', outcome: 'failed', ambiguous: false, message: /closing/ })
   t.equal(sim.counters.send, 1, 'nothing sent after close')
 })
+
+// send() and enqueue() wait for the account's template list on their first call; the message was read
+// after that wait, so a loop reusing one object (not awaiting each call) sent its last state N times.
+// Failed before.
+test('send() and enqueue() read the message as handed over, even when they first wait for the template list', async (t) => {
+  for (const call of ['send', 'enqueue'] as const) {
+    const sim = await startSimulator(t)
+    const app = await buildApp(t, sim)
+    const message = shippedMessage()
+    const calls: Promise<unknown>[] = []
+    for (const user of ['alice', 'bob', 'carol']) {
+      message.toUser = `o-${call}-${user}-openid-000`
+      calls.push(call === 'send' ? app.wechat.send(message) : app.wechat.enqueue(message))
+    }
+    message.toUser = 'oREDACTED-openid-00000'
+    await Promise.all(calls)
+    while (sim.accepted.length < 3) await new Promise((resolve) => setTimeout(resolve, 10))
+    t.same(sim.accepted.map((m) => m.touser).sort(), ['alice', 'bob', 'carol'].map((u) => `o-${call}-${u}-openid-000`), call)
+  }
+})

@@ -5,7 +5,7 @@ import type { Clock, ResolvedOptions } from '../options.js'
 import type { MessageRecord, StatsSnapshot } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
 import type { PreparedMessage } from './message.js'
-import { prepareMessage } from './message.js'
+import { prepareMessage, snapshotMessage } from './message.js'
 import { templateIdOf } from './templates.js'
 import type { TemplateRules } from './templates.js'
 import { lifecycleName, outcomeEvent } from '../lifecycle.js'
@@ -79,7 +79,11 @@ export class Delivery {
     if (this.templates !== undefined) {
       const templateId = templateIdOf(message)
       const wait = this.templates.prepare(templateId === undefined ? [] : [templateId])
-      if (wait !== undefined) await wait
+      if (wait !== undefined) {
+        // read after the wait: as the caller handed it over, not as its object is by then
+        message = snapshotMessage(message)
+        await wait
+      }
     }
     const prepared = prepareMessage(message, this.options, this.templates?.lookup)
     const id = newMessageId()

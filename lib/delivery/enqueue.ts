@@ -4,7 +4,7 @@ import type { ResolvedOptions } from '../options.js'
 import type { MessageRecord, Status } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
 import type { PreparedMessage } from './message.js'
-import { prepareMessage } from './message.js'
+import { prepareMessage, snapshotMessage } from './message.js'
 import { templateIdsOf } from './templates.js'
 import type { TemplateRules } from './templates.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
@@ -48,11 +48,16 @@ export class Enqueuer {
   /** `fastify.wechat.enqueue`: validated and recorded now, delivered by the queue with retries. */
   async enqueue (input: unknown, options?: EnqueueOptions, source: MessageSource = 'queue'): Promise<EnqueueResult[]> {
     if (!this.queue) throw new WechatQueueError('the queue is off (queue: false); use send() or turn the queue on')
-    const list = isList(input) ? input as unknown[] : [input]
+    const isArray = isList(input)
+    let list = isArray ? input as unknown[] : [input]
     if (list.length > MAX_BATCH) throw invalid([{ key: 'messages', rule: 'size', message: `at most ${MAX_BATCH} messages per enqueue (got ${list.length})` }])
     const { key, delay } = enqueueOptions(options)
     const wait = this.templates?.prepare(templateIdsOf(list))
-    if (wait !== undefined) await wait
+    if (wait !== undefined) {
+      // read after the wait: as the caller handed them over, not as their objects are by then
+      list = list.map(snapshotMessage)
+      await wait
+    }
     const prepared = list.map((message) => prepareMessage(message, this.options, this.templates?.lookup))
 
     // 'enforce': every message must hold a credit before it is accepted into the queue.
@@ -61,8 +66,8 @@ export class Enqueuer {
     // message queued now takes a credit (a repeat of one that used the user's last credit is not a 409).
     const claims = await Promise.all(prepared.map((p, i) => {
       // (an array, even of one, keys its items `key:index`: the same message under the same key
-      // whether it is enqueued alone in a list or with others; `list` is `input` itself when it is one)
-      const itemKey = list === input ? `${key}:${i}` : key
+      // whether it is enqueued alone in a list or with others)
+      const itemKey = isArray ? `${key}:${i}` : key
       return this.records.createRecord(this.records.newRecord(newMessageId(), p, 'pending', source), itemKey, delay)
     }))
     const created = claims.flatMap((claim, i) => claim.created ? [{ id: claim.record.id, prepared: prepared[i] as PreparedMessage }] : [])

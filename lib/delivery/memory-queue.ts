@@ -38,6 +38,8 @@ export class MemoryQueue implements MessageQueue {
   private readonly known = new Set<string>()
 
   async add (jobs: QueuedJob[]): Promise<void> {
+    // (an add after close() would be dropped without a word: the caller gets an error to count)
+    if (this.closing) throw new Error('the in-process queue is closed (app.close())')
     for (const job of jobs) {
       if (this.known.has(job.data.id)) continue
       this.known.add(job.data.id)

@@ -51,6 +51,33 @@ export function prepareMessage (input: unknown, options: Pick<ResolvedOptions, '
   }
 }
 
+/**
+ * A copy of a message as the caller handed it over, for a message read later (a handler push, read
+ * when its batch is flushed; a send or enqueue waiting for the template list): it goes out as it was
+ * then, not as the caller's object is when it is read (a loop that reused one object for three users
+ * sent its last state three times). The top-level fields, `data` and its `{ value }` objects are
+ * copied; what is not a plain object, or cannot be read, is returned as it is, for validation to
+ * refuse with its coded error.
+ */
+export function snapshotMessage (input: unknown): unknown {
+  if (input === null || typeof input !== 'object') return input
+  try {
+    if (Array.isArray(input)) return input
+    const copy: Record<string, unknown> = { ...input }
+    const data = copy.data
+    if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+      // (fromEntries: a key '__proto__' stays an own key, for validation to refuse)
+      copy.data = Object.fromEntries(Object.keys(data).map((key) => {
+        const value = (data as Record<string, unknown>)[key]
+        return [key, value !== null && typeof value === 'object' && !Array.isArray(value) ? { ...value } : value]
+      }))
+    }
+    return copy
+  } catch {
+    return input
+  }
+}
+
 function describeThrown (err: unknown): string {
   try {
     return err instanceof Error ? err.message : String(err)

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, onSendHookHandler, preSerializationHookHandler } from 'fastify'
 import type { Delivery } from '../delivery/delivery.js'
 import type { SubscribeMessage } from '../delivery/message.js'
+import { snapshotMessage } from '../delivery/message.js'
 import { WechatOptionsError } from '../errors.js'
 import { PushBatcher } from './push-batcher.js'
 import type { HandlerPushCounters } from './push-batcher.js'
@@ -53,14 +54,19 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
       list = state[kPending] = []
       // onSend takes them. A response that never goes through onSend (reply.hijack() and a raw
       // response) has them taken when its connection closes; one already out (a push from an
-      // onResponse hook) right away.
-      if (this.raw.writableEnded) setImmediate(takeUnsent, this)
+      // onResponse hook) or whose connection is already gone (its 'close' has been) right away.
+      if (this.raw.writableEnded || this.raw.destroyed) setImmediate(takeUnsent, this)
       else this.raw.once('close', () => { takeUnsent(this) })
     }
     try {
+      // Copied now (snapshotMessage): a handler that reuses one object for several pushes, or
+      // changes it after pushing, must not change what goes out. All or none: an array whose
+      // reading throws half way queues none of it.
       // (a loop, not push(...messages): spreading a very large array overflows the stack)
-      if (Array.isArray(messages)) for (const message of messages) list.push(message)
-      else list.push(messages)
+      const copies: unknown[] = []
+      if (Array.isArray(messages)) for (const message of messages) copies.push(snapshotMessage(message))
+      else copies.push(snapshotMessage(messages))
+      for (const copy of copies) list.push(copy)
     } catch (err) {
       // Array.isArray of a revoked Proxy throws: the handler's response must not become a 500.
       counters.failed++

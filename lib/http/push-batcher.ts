@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { sleep } from '../api/backoff.js'
 import type { Delivery } from '../delivery/delivery.js'
 import type { AdmittedMessage } from '../delivery/enqueue.js'
+import { snapshotMessage } from '../delivery/message.js'
 import { newMessageId } from '../delivery/sender.js'
 import { ReplicasUnconfirmedError } from '../delivery/queue.js'
 import { within } from '../delivery/within.js'
@@ -19,6 +20,11 @@ export const FLUSH_AT = 200
  * delay plus the round trips; it is also all a SIGKILL can take from the buffer while Redis is up.
  */
 export const FLUSH_DELAY_MS = 10
+/**
+ * Pushes at most waiting in this process for the queue (Redis unreachable): beyond, a push is
+ * refused (logged and counted failed) rather than memory growing for as long as the outage lasts.
+ */
+export const MAX_WAITING = 100_000
 
 /** A push accepted in onSend: its message id is assigned there and kept through every retry. */
 interface Accepted { id: string, message: unknown, log: FastifyBaseLogger, at: number }
@@ -58,26 +64,41 @@ export class PushBatcher {
   /** The logger of the latest push (close() has no request to log with). */
   private lastLog: FastifyBaseLogger | null = null
 
-  /** Give each push its id and buffer it. */
+  /**
+   * Give each push its id and buffer it. `messages` is read here, all or none (an array whose reading
+   * throws half way throws before anything is buffered or counted), and copied (snapshotMessage).
+   */
   accept (log: FastifyBaseLogger, messages: unknown): void {
     const at = Date.now()
     this.lastLog = log
-    if (this.stop.signal.aborted) {
-      // an async config.wechatPush that settled after close() gave up waiting for it
-      const count = Array.isArray(messages) ? messages.length : 1
-      this.counters.failed += count
-      log.error({ count }, 'wechat: a handler push came after close() stopped waiting for it; not queued')
+    const list: unknown[] = []
+    if (Array.isArray(messages)) for (const message of messages) list.push(snapshotMessage(message))
+    else list.push(snapshotMessage(messages))
+    if (this.stop.signal.aborted || this.closed) {
+      // an async config.wechatPush that settled after close() gave up waiting for it, or a push made
+      // after close() finished (a handler that pushes after its reply went out)
+      this.counters.failed += list.length
+      log.error({ count: list.length }, 'wechat: a handler push came after close() stopped waiting for pushes; not queued')
       return
     }
-    if (Array.isArray(messages)) {
-      for (const message of messages) this.buffer.push({ id: newMessageId(), message, log, at })
-      this.counters.waiting += messages.length
-    } else {
-      this.buffer.push({ id: newMessageId(), message: messages, log, at })
-      this.counters.waiting++
+    if (this.counters.waiting + list.length > MAX_WAITING) {
+      // The queue has been unreachable for a while and the buffer is full: memory is bounded.
+      this.counters.failed += list.length
+      const now = Date.now()
+      if (now - this.overflowLoggedAt >= 1000) {
+        this.overflowLoggedAt = now
+        log.error({ count: list.length, waiting: this.counters.waiting }, `wechat: ${MAX_WAITING} handler pushes already wait for the queue; this one is not queued`)
+      }
+      return
     }
+    for (const message of list) this.buffer.push({ id: newMessageId(), message, log, at })
+    this.counters.waiting += list.length
     this.schedule()
   }
+
+  /** drain() has ended: a push accepted now would wait for a queue that is closing */
+  private closed = false
+  private overflowLoggedAt = 0
 
   /** Work that may still accept pushes (an async config.wechatPush): close() waits for it. */
   track (work: Promise<void>): void {
@@ -172,12 +193,16 @@ export class PushBatcher {
         else await Promise.race([Promise.allSettled([this.flushing, ...this.aside]), stopped])
       }
     })()
-    if (await within(all, DRAIN_MS)) return
-    this.stop.abort()
-    // The last try is bounded too: a queue add stuck on a socket that never answers nor fails must
-    // not hold shutdown for ever (its pushes are then only in this process's memory: lost).
-    if (!(await within(all, DRAIN_MS)) && this.lastLog !== null) {
-      this.lastLog.error({ count: this.counters.waiting }, 'wechat: handler pushes still not queued when close() gave up on them; lost')
+    try {
+      if (await within(all, DRAIN_MS)) return
+      this.stop.abort()
+      // The last try is bounded too: a queue add stuck on a socket that never answers nor fails must
+      // not hold shutdown for ever (its pushes are then only in this process's memory: lost).
+      if (!(await within(all, DRAIN_MS)) && this.lastLog !== null) {
+        this.lastLog.error({ count: this.counters.waiting }, 'wechat: handler pushes still not queued when close() gave up on them; lost')
+      }
+    } finally {
+      this.closed = true
     }
   }
 }
