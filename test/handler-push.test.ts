@@ -483,3 +483,40 @@ test('a push on a hijacked reply whose client is gone, and a push after close():
   await sleep(100)
   t.same(app.wechat.handlerPushes(), { queued: 1, skipped: 0, failed: 1, waiting: 0 }, 'the push after close() is counted failed, not queued and dropped')
 })
+
+// The push was decided in this plugin's onSend, before the status was final: a later onSend hook's
+// reply.code(429), or a stream payload failing before its first byte (a 500), still had it sent.
+// Now it goes by the status the response went out with. Failed before.
+test('pushes go by the status the response went out with: a later hook\'s 429 or a stream that fails into a 500 sends nothing', async (t) => {
+  const sim = await startSimulator(t)
+  const { Readable } = await import('node:stream')
+  const app = await hookApp(t, sim, {
+    routes: (app) => {
+      app.post('/limited', { config: { wechatPush: () => numbered('V', 2) } }, async (_request, reply) => {
+        reply.wechatPush(numbered('V', 1))
+        return { ok: true }
+      })
+      app.get('/broken-stream', { config: { wechatPush: () => numbered('V', 4) } }, async (_request, reply) => {
+        reply.wechatPush(numbered('V', 3))
+        return reply.type('text/plain').send(new Readable({ read () { this.destroy(new Error('the file is gone')) } }))
+      })
+      app.post('/fine', async (_request, reply) => {
+        reply.wechatPush(numbered('V', 5))
+        return { ok: true }
+      })
+      app.addHook('onSend', async (request, reply, payload) => {
+        if (request.url === '/limited') reply.code(429)
+        return payload
+      })
+    }
+  })
+  t.equal((await app.inject({ method: 'POST', url: '/limited' })).statusCode, 429)
+  const address = await app.listen({ port: 0, host: '127.0.0.1' })
+  const broken = await fetch(`${address}/broken-stream`).then((res) => res.status, () => 'reset')
+  t.not(broken, 200, `the client did not get a 200 (${broken})`)
+  t.equal((await app.inject({ method: 'POST', url: '/fine' })).statusCode, 200)
+  await until('the 2xx push is sent', () => sim.accepted.length >= 1)
+  await sleep(300)
+  t.same(accepted(sim), [messageIdentity(numbered('V', 5))], 'only the push of the response that went out 2xx')
+  t.same(app.wechat.handlerPushes(), { queued: 1, skipped: 4, failed: 0, waiting: 0 })
+})

@@ -24,9 +24,9 @@ interface ReplyState { [kPending]?: unknown[], [kPayload]?: unknown, [kConfigure
 export type { HandlerPushCounters }
 
 /**
- * Pushes triggered from route handlers (DESIGN.md `reply.wechatPush`, `config.wechatPush`): accepted
- * in onSend only when the response status is < 400, without waiting for WeChat or delaying the
- * response. onSend only hands them to the batcher (push-batcher.ts: an id each, an in-process
+ * Pushes triggered from route handlers (DESIGN.md `reply.wechatPush`, `config.wechatPush`): taken in
+ * onSend and accepted, once the response is out, only when the status it went out with is < 400,
+ * without waiting for WeChat or delaying the response. onSend only hands them to the batcher (push-batcher.ts: an id each, an in-process
  * buffer, one queue add per flush); a failure is logged and counted, and the response is never
  * affected. `close()` flushes and waits (bounded) for the queueing.
  */
@@ -75,16 +75,37 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
     return this
   })
 
-  /** Queue a reply's pushes when its status is < 400, else count them skipped; once per reply. */
-  function take (request: FastifyRequest, reply: FastifyReply, statusCode: number): void {
+  /**
+   * Queue a reply's pushes when its status is < 400, else count them skipped; once per reply. From
+   * onSend (no `statusCode`) the status is the one the response goes out with (whenSent); from a
+   * closed connection, the one it went out with.
+   */
+  function take (request: FastifyRequest, reply: FastifyReply, statusCode?: number): void {
     const state = reply as unknown as ReplyState
     const pending = state[kPending]
     if (pending === undefined) return
     // Taken once: a later onSend hook that throws makes Fastify run onSend again for its error
     // reply, and the same pushes were counted a second time (queued and skipped).
     state[kPending] = undefined
-    if (statusCode >= 400) counters.skipped += pending.length
-    else batcher.accept(request.log, pending)
+    const settle = (status: number): void => {
+      if (status >= 400) counters.skipped += pending.length
+      else batcher.accept(request.log, pending)
+    }
+    if (statusCode === undefined) whenSent(reply, settle)
+    else settle(statusCode)
+  }
+
+  /**
+   * Decide by the status the response went out with, once it is out: after this plugin's onSend, a
+   * later onSend hook may still change the status (reply.code(429)) and a stream payload that fails
+   * before its first byte becomes a 500. A client gone before any headers were written leaves the
+   * status the reply had (its handler answered; the client's leaving does not cancel the push).
+   */
+  function whenSent (reply: FastifyReply, settle: (status: number) => void): void {
+    const raw = reply.raw
+    const status = (): number => raw.headersSent ? raw.statusCode : reply.statusCode
+    if (raw.writableFinished || raw.destroyed) settle(status())
+    else raw.once('close', () => { settle(status()) })
   }
 
   /**
@@ -101,7 +122,7 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
   // Hooks in callback form: an async hook costs every request a promise and a microtask turn.
   // The only hook every route runs: one symbol read when the handler pushed nothing.
   const onSend: onSendHookHandler = function (request, reply, payload, done) {
-    if ((reply as unknown as ReplyState)[kPending] !== undefined) take(request, reply, reply.statusCode)
+    if ((reply as unknown as ReplyState)[kPending] !== undefined) take(request, reply)
     done(null, payload)
   }
   fastify.addHook('onSend', onSend)
@@ -131,12 +152,23 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
       counters.failed++
       request.log.error({ reason: (err as Error).message }, 'wechat: config.wechatPush threw; its push was not queued (the response was not affected)')
     }
+    // (by the status the response goes out with, as reply.wechatPush's: whenSent)
+    const accept = (messages: unknown): void => {
+      whenSent(reply, (status) => {
+        try {
+          if (status < 400) batcher.accept(request.log, messages)
+          else counters.skipped += Array.isArray(messages) ? messages.length : 1
+        } catch (err) {
+          failed(err)
+        }
+      })
+    }
     try {
       const produced = configured(request, reply, payload)
       if (produced !== null && typeof produced === 'object' && typeof (produced as Promise<unknown>).then === 'function') {
-        batcher.track(Promise.resolve(produced).then((messages) => { if (messages) batcher.accept(request.log, messages) }).catch(failed))
+        batcher.track(Promise.resolve(produced).then((messages) => { if (messages) accept(messages) }).catch(failed))
       } else if (produced) {
-        batcher.accept(request.log, produced as SubscribeMessage | SubscribeMessage[])
+        accept(produced)
       }
     } catch (err) {
       // it threw, or returned what cannot be read (a revoked Proxy makes `.then` and Array.isArray throw)
