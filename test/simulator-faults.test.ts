@@ -67,12 +67,38 @@ test('errcode faults: custom errmsg verbatim, errmsg alone, 0, unknown codes, 40
   sim.failNext('token', { errcode: 0 })
   t.equal((await token(sim)).text, '{"errcode":0,"errmsg":"ok"}')
   sim.failNext('token', { errcode: 99999 })
-  t.match(JSON.parse((await token(sim)).text), { errcode: 99999, errmsg: /^system error/ })
+  t.match(JSON.parse((await token(sim)).text), { errcode: 99999, errmsg: /^error,? rid: / }, 'not -1\'s "system error"')
   sim.failNext('token', { errcode: 40164 })
   t.match(JSON.parse((await token(sim)).text), { errcode: 40164, errmsg: /^invalid ip 127\.0\.0\.1 ipv6 ::ffff:127\.0\.0\.1, not in whitelist,? rid: / })
   sim.failNext('send', { errcode: 45009 })
   t.match(JSON.parse((await send(sim)).text), { errcode: 45009, errmsg: /getStableAccessToken/ })
   t.equal(sim.accepted.length, 0)
+})
+
+// Documented codes got -1's "system error" (an injected 48004 read as a busy WeChat). Failed before.
+test('errcode faults: documented codes carry their WECHAT.md errmsg; codes it gives no text for a neutral one', async (t) => {
+  const sim = await start(t)
+  const texts: Record<number, string> = {
+    43003: 'require https',
+    45103: 'This API has been unsupported',
+    48004: 'api forbidden for irregularities',
+    48006: 'forbid to clear quota because of reaching the limit',
+    50004: 'user not allow to use accesstoken, maybe for punishment',
+    89501: 'this IP is waiting for admin confirmation',
+    89503: "this IP's call needs admin confirmation"
+  }
+  for (const [code, text] of Object.entries(texts)) {
+    sim.failNext('token', { errcode: Number(code) })
+    const { errcode, errmsg } = JSON.parse((await token(sim)).text) as { errcode: number, errmsg: string }
+    t.equal(errcode, Number(code))
+    t.equal(errmsg.replace(/,? rid: [0-9a-f-]{26}$/, ''), text, `${code}`)
+    t.equal(ERRMSG[Number(code)], text)
+  }
+  for (const code of [61004, 48017, 45015, 76001, 89506]) {
+    sim.failNext('send', { errcode: code })
+    const { errmsg } = JSON.parse((await send(sim)).text) as { errmsg: string }
+    t.match(errmsg, /^error,? rid: [0-9a-f-]{26}$/, `${code}: no text made up, and not "system error"`)
+  }
 })
 
 test('httpStatus faults: a small HTML page with that status', async (t) => {

@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { SimContext } from './context.js'
 import { queryParam } from './request.js'
 import type { SimEndpoint, SimFault } from './types.js'
-import { ERRMSG, httpPage, json, ok, withRid, wxError } from './wire.js'
+import { httpPage, json, ok, withRid, wxError } from './wire.js'
 import type { WireResponse } from './wire.js'
 
 /** What a route's own logic sees besides the request. */
@@ -71,7 +71,7 @@ function faultAnswer (fault: SimFault, request: FastifyRequest): WireResponse | 
     const ip = request.ip.replace(/^::ffff:/, '')
     return json({ errcode, errmsg: withRid(`invalid ip ${ip} ipv6 ::ffff:${ip}, not in whitelist`) }, errcode)
   }
-  return wxError(errcode, ERRMSG[errcode])
+  return wxError(errcode)
 }
 
 /** Method and token checks common to every endpoint. */

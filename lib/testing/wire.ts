@@ -15,7 +15,10 @@ export const JSON_TYPE = 'application/json; encoding=utf-8'
 
 const ADVICE = ', could get access_token by getStableAccessToken, more details at https://mmbizurl.cn/s/JtxxFh33r'
 
-/** Typical errmsg text per errcode (WECHAT.md §0, §1.3, §2.3, §4). */
+/**
+ * Typical errmsg text per errcode (WECHAT.md §0, §1.3, §2.3, §4, §5). A code with no entry gets
+ * `UNDOCUMENTED_ERRMSG`: WECHAT.md gives no text for it, so none is made up.
+ */
 export const ERRMSG: Readonly<Record<number, string>> = {
   [-1]: 'system error',
   40001: 'invalid credential, access_token is invalid or not latest' + ADVICE,
@@ -34,15 +37,22 @@ export const ERRMSG: Readonly<Record<number, string>> = {
   42001: 'access_token expired',
   43001: 'require GET method',
   43002: 'require POST method',
+  43003: 'require https',
   43101: 'user refuse to accept the msg',
   44002: 'empty post data',
   45009: 'reach max api daily quota limit' + ADVICE,
   45011: 'api minute-quota reach limit, must slower, retry next minute',
+  45103: 'This API has been unsupported',
   45168: 'keyword in blacklist',
   47001: 'data format error',
   47003: 'argument invalid!',
   48001: 'api unauthorized',
+  48004: 'api forbidden for irregularities',
+  48006: 'forbid to clear quota because of reaching the limit',
   50002: 'user limited',
+  50004: 'user not allow to use accesstoken, maybe for punishment',
+  89501: 'this IP is waiting for admin confirmation',
+  89503: "this IP's call needs admin confirmation",
   20001: 'system error',
   20002: 'invalid args',
   200011: 'account is banned',
@@ -56,6 +66,12 @@ export const ERRMSG: Readonly<Record<number, string>> = {
   200020: 'invalid kidList',
   200021: 'invalid sceneDesc'
 }
+
+/**
+ * errmsg of an errcode WECHAT.md gives no text for (61004, 48017, 45015, 76001, …, or any other code a
+ * test injects): neutral, and not -1's "system error", which would make the answer read as a busy WeChat.
+ */
+export const UNDOCUMENTED_ERRMSG = 'error'
 
 let ridCount = 0
 
@@ -87,7 +103,7 @@ export function ok (extra: Record<string, unknown> = {}): WireResponse {
  * @param text errmsg text before the rid; default the typical text of `errcode`
  */
 export function wxError (errcode: number, text?: string): WireResponse {
-  return json({ errcode, errmsg: withRid(text ?? ERRMSG[errcode] ?? 'system error') }, errcode)
+  return json({ errcode, errmsg: withRid(text ?? ERRMSG[errcode] ?? UNDOCUMENTED_ERRMSG) }, errcode)
 }
 
 /** 47003 `argument invalid! <detail>`. */
