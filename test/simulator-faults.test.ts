@@ -193,6 +193,10 @@ test('failNext validates its arguments', async (t) => {
     ['send', { errmsg: 5 as unknown as string }],
     ['send', { httpStatus: 99 }],
     ['send', { httpStatus: 600 }],
+    ['send', { httpStatus: 100 }],
+    ['send', { httpStatus: 204 }], // no body allowed: the page's content-length made a malformed answer (failed before)
+    ['send', { httpStatus: 205 }],
+    ['send', { httpStatus: 304 }],
     ['send', { delayMs: -1 }],
     ['send', { delayMs: Number.NaN }]
   ]

@@ -50,6 +50,7 @@ export class FaultQueue {
 
 const FIELDS = new Set(['errcode', 'errmsg', 'httpStatus', 'delayMs', 'drop', 'processed', 'omitMsgid'])
 const FLAGS = ['drop', 'processed', 'omitMsgid'] as const
+const BODYLESS = new Set([204, 205, 304])
 
 // A misspelt or mistyped field would queue a fault that does nothing, and the test would pass for the
 // wrong reason; `{}` stays allowed: it is documented as one normal answer.
@@ -73,6 +74,11 @@ function validate (fault: SimFault): void {
   if (fault.httpStatus !== undefined &&
     (!Number.isInteger(fault.httpStatus) || fault.httpStatus < 200 || fault.httpStatus > 599)) {
     throw new TypeError('failNext: httpStatus must be an integer from 200 to 599')
+  }
+  // A fault answers a page, and these statuses cannot carry one (RFC 9110 §15.3.5, §15.3.6, §15.4.5):
+  // Node drops the body but keeps its content-length, and the client reads a malformed response.
+  if (BODYLESS.has(fault.httpStatus as number)) {
+    throw new TypeError(`failNext: httpStatus ${fault.httpStatus} cannot carry a body; use another status`)
   }
   if (fault.delayMs !== undefined && (!Number.isFinite(fault.delayMs) || fault.delayMs < 0 || fault.delayMs > MAX_WAIT_MS)) {
     throw new TypeError(`failNext: delayMs must be a number from 0 to ${MAX_WAIT_MS}`)

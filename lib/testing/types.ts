@@ -57,7 +57,7 @@ export interface SimFault {
   errcode?: number
   /** Exact errmsg to send, verbatim (no rid appended); implies `errcode: -1` when errcode is left out. */
   errmsg?: string
-  /** Answer this HTTP status (e.g. 502, 503) with a small HTML body instead of JSON. */
+  /** Answer this HTTP status (e.g. 502, 503) with a small HTML body instead of JSON; 200 to 599, not 204, 205 or 304 (they carry no body). */
   httpStatus?: number
   /** Wall-clock delay before the answer, in milliseconds. */
   delayMs?: number
