@@ -1,3 +1,5 @@
+import { assertFields, assertOptionalBoolean } from './args.js'
+import type { FieldNames } from './args.js'
 import { MAX_WAIT_MS, SIM_ENDPOINTS } from './types.js'
 import type { SimEndpoint, SimFault } from './types.js'
 
@@ -48,20 +50,16 @@ export class FaultQueue {
   }
 }
 
-const FIELDS = new Set(['errcode', 'errmsg', 'httpStatus', 'delayMs', 'drop', 'processed', 'omitMsgid'])
+const FIELDS: FieldNames<SimFault> = { errcode: true, errmsg: true, httpStatus: true, delayMs: true, drop: true, processed: true, omitMsgid: true }
 const FLAGS = ['drop', 'processed', 'omitMsgid'] as const
 const BODYLESS = new Set([204, 205, 304])
 
 // A misspelt or mistyped field would queue a fault that does nothing, and the test would pass for the
-// wrong reason; `{}` stays allowed: it is documented as one normal answer.
+// wrong reason; `{}` stays allowed: it is documented as one normal answer (an array is not: it was
+// taken as `{}`).
 function validate (fault: SimFault): void {
-  if (typeof fault !== 'object' || fault === null) throw new TypeError('failNext: fault must be an object')
-  for (const field of Object.keys(fault)) {
-    if (!FIELDS.has(field)) throw new TypeError(`failNext: unknown fault field ${JSON.stringify(field)}`)
-  }
-  for (const flag of FLAGS) {
-    if (fault[flag] !== undefined && typeof fault[flag] !== 'boolean') throw new TypeError(`failNext: ${flag} must be a boolean`)
-  }
+  assertFields(fault, FIELDS, 'failNext', 'fault', 'fault field')
+  for (const flag of FLAGS) assertOptionalBoolean(fault[flag], 'failNext', flag)
   if (fault.httpStatus === 200 && fault.errcode === undefined && fault.errmsg === undefined) {
     throw new TypeError('failNext: httpStatus 200 alone is the normal answer; give an error status, or errcode/errmsg with it')
   }

@@ -3,7 +3,8 @@ import { aesKeyFromEncodingAESKey } from '../push/crypto.js'
 import { buildEncryptedEnvelope, buildPushBody } from '../push/envelope.js'
 import { pushSignature } from '../push/signature.js'
 import type { SimContext } from './context.js'
-import { assertPushShape } from './push-config.js'
+import { isPlainObject } from './args.js'
+import { assertPushOptions } from './push-config.js'
 import { PushDelivery } from './push-delivery.js'
 import type { AttemptResult } from './push-delivery.js'
 import type { SimAcceptedMessage } from './types.js'
@@ -25,7 +26,7 @@ export interface SimPushOptions {
   encodingAESKey?: string
   /** Path of the app's push endpoint; default `'/wechat/push'`. */
   path?: string
-  /** `timestamp` query parameter, Unix seconds; default the simulator clock. */
+  /** `timestamp` query parameter, Unix seconds (an integer); default the simulator clock. */
   timestamp?: number
   /** `nonce` query parameter; default 10 random digits. */
   nonce?: string
@@ -92,9 +93,8 @@ export const DEFAULT_TO_USER_NAME = 'gh_000000000000'
  * WeChat may add parameters such as `openid`; this does, so apps are tested to ignore them.
  */
 export function buildSimPush (event: object, options: SimPushOptions, appId: string, nowMs: number): SimPushRequest {
-  const token = options.token
-  if (typeof token !== 'string' || token === '') throw new TypeError('sim.push: token is required (in the options or in pushConfig)')
-  assertPushShape('sim.push', options)
+  assertPushOptions('sim.push', options)
+  const token = options.token as string
   const mode = options.mode ?? (options.encodingAESKey === undefined ? 'plaintext' : 'safe')
   const format = options.format ?? 'xml'
   const timestamp = String(options.timestamp ?? Math.floor(nowMs / 1000))
@@ -149,6 +149,8 @@ export class SimPusher {
     const { url: configUrl, sentEvents: _s, toUserName, ...configured } = this.config ?? { url: undefined }
     const base = appUrl ?? configUrl
     if (base === undefined) throw new TypeError('sim.push: no app URL (pass one or call pushConfig first)')
+    if (typeof base !== 'string') throw new TypeError('sim.push: appUrl must be a string')
+    if (!isPlainObject(options)) throw new TypeError('sim.push: options must be an object')
     const full = { ToUserName: toUserName ?? DEFAULT_TO_USER_NAME, CreateTime: Math.floor(this.#ctx.clock.now() / 1000), MsgType: 'event', ...event }
     const merged = { ...defined(configured), ...defined(options) }
     const build = (): SimPushRequest => {

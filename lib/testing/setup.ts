@@ -1,3 +1,5 @@
+import { assertFields, assertOptionalBoolean } from './args.js'
+import type { FieldNames } from './args.js'
 import { SimulatorClock } from './clock.js'
 import { CreditBook } from './context.js'
 import type { SimContext } from './context.js'
@@ -11,11 +13,31 @@ import type { SimEndpoint, SimulatorOptions } from './types.js'
 /** First msgid handed out: 19 digits, above 2^53, so clients must parse it without rounding. */
 export const FIRST_MSGID = 2100000000000000001n
 
+const OPTIONS: FieldNames<SimulatorOptions> = {
+  appId: true,
+  appSecret: true,
+  clock: true,
+  latencyMs: true,
+  tokenTtlSeconds: true,
+  templates: true,
+  openids: true,
+  pages: true,
+  returnMsgid: true,
+  requireCredits: true,
+  addTemplateEncoding: true,
+  pushTimeoutMs: true,
+  pushRetryDelayMs: true,
+  logger: true
+}
+
 /**
- * Validates `createSimulator`'s options (a TypeError naming the bad one) and builds the shared state
- * (internal).
+ * Validates `createSimulator`'s options (a TypeError naming the bad one: an unknown or misspelt option
+ * and a flag that is not a boolean included, since `requireCredits: 'false'` would turn credits on) and
+ * builds the shared state (internal).
  */
 export function buildContext (o: SimulatorOptions, abort: AbortController): SimContext & { abort: AbortController } {
+  assertFields(o, OPTIONS, 'createSimulator', 'options', 'option')
+  for (const flag of ['returnMsgid', 'requireCredits', 'logger'] as const) assertOptionalBoolean(o[flag], 'createSimulator', flag)
   const appId = assertString(o.appId ?? 'wx0000000000000000', 'appId')
   const appSecret = assertString(o.appSecret ?? 'simulator-secret-0000000000000000', 'appSecret')
   const ttl = o.tokenTtlSeconds ?? 7200
@@ -53,10 +75,10 @@ export function buildContext (o: SimulatorOptions, abort: AbortController): SimC
     addTemplateEncoding,
     closing: abort.signal,
     abort,
-    latencyMs: assertLatency(o.latencyMs ?? 0),
+    latencyMs: assertLatency(o.latencyMs ?? 0, 'createSimulator: latencyMs'),
     pushTiming: {
       timeoutMs: assertPositive(o.pushTimeoutMs ?? PUSH_TIMEOUT_MS, 'pushTimeoutMs'),
-      retryDelayMs: assertLatency(o.pushRetryDelayMs ?? PUSH_RETRY_DELAY_MS, 'pushRetryDelayMs')
+      retryDelayMs: assertLatency(o.pushRetryDelayMs ?? PUSH_RETRY_DELAY_MS, 'createSimulator: pushRetryDelayMs')
     },
     nextMsgid: FIRST_MSGID
   }
@@ -67,7 +89,11 @@ function assertString (value: unknown, name: string): string {
   return value
 }
 
-export function assertLatency (ms: number, name = 'latency'): number {
+/**
+ * A wait in ms a timer can keep (0 to 2^31 - 1).
+ * @param name the argument as the message names it, e.g. `'setLatency: ms'`
+ */
+export function assertLatency (ms: number, name: string): number {
   if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0 || ms > MAX_WAIT_MS) throw new TypeError(`${name} must be a number from 0 to ${MAX_WAIT_MS} (ms)`)
   return ms
 }

@@ -127,7 +127,7 @@ export class WechatSimulator {
 
   /** Sets the wall-clock latency added to every answer, in milliseconds. */
   setLatency (ms: number): void {
-    this.#ctx.latencyMs = assertLatency(ms)
+    this.#ctx.latencyMs = assertLatency(ms, 'setLatency: ms')
   }
 
   /** How many NEW tokens were issued, per way of issuing (a stable call returning the same token is not counted). */

@@ -1,3 +1,5 @@
+import { assertFields, isPlainObject } from './args.js'
+import type { FieldNames } from './args.js'
 import type { SimTemplate } from './types.js'
 
 /** Ids of `DEMO_TEMPLATES`, for use in tests. */
@@ -97,11 +99,27 @@ export function copyTemplate (t: SimTemplate): SimTemplate {
  * @throws TypeError naming the problem
  */
 export function assertTemplate (t: SimTemplate): void {
-  if (typeof t !== 'object' || t === null) throw new TypeError('template must be an object')
+  if (!isPlainObject(t)) throw new TypeError('template must be an object')
   if (typeof t.priTmplId !== 'string' || t.priTmplId === '') throw new TypeError('template.priTmplId must be a non-empty string')
-  if (typeof t.title !== 'string') throw new TypeError('template.title must be a string')
+  const where = `template ${t.priTmplId}`
+  assertFields(t, TEMPLATE_FIELDS, where, 'template', 'field')
+  if (typeof t.title !== 'string') throw new TypeError(`${where}: title must be a string`)
   if (typeof t.content !== 'string' || templateKeys(t.content).length === 0) {
-    throw new TypeError(`template ${t.priTmplId}: content must contain keys like {{thing1.DATA}}`)
+    throw new TypeError(`${where}: content must contain keys like {{thing1.DATA}}`)
   }
-  if (t.type !== 2 && t.type !== 3) throw new TypeError(`template ${t.priTmplId}: type must be 2 or 3`)
+  if (t.type !== 2 && t.type !== 3) throw new TypeError(`${where}: type must be 2 or 3`)
+  if (t.example !== undefined && typeof t.example !== 'string') throw new TypeError(`${where}: example must be a string`)
+  const list: unknown = t.keywordEnumValueList
+  // gettemplate's shape (WECHAT.md §4.1); anything else used to crash later ("map is not a function").
+  if (list !== undefined && (!Array.isArray(list) || !list.every(isEnumEntry))) {
+    throw new TypeError(`${where}: keywordEnumValueList must be an array of { keywordCode: string, enumValueList: string[] }`)
+  }
+}
+
+const TEMPLATE_FIELDS: FieldNames<SimTemplate> = { priTmplId: true, title: true, content: true, example: true, type: true, keywordEnumValueList: true }
+
+function isEnumEntry (entry: unknown): boolean {
+  return isPlainObject(entry) && Object.keys(entry).every((key) => key === 'keywordCode' || key === 'enumValueList') &&
+    typeof entry.keywordCode === 'string' && entry.keywordCode !== '' &&
+    Array.isArray(entry.enumValueList) && entry.enumValueList.every((value) => typeof value === 'string')
 }
