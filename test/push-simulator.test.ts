@@ -1,9 +1,10 @@
 import { test } from 'tap'
+import { createServer as createHttpServer } from 'node:http'
 import { createServer } from 'node:net'
 import type { Socket } from 'node:net'
 import type { PopupEvent, SentEvent } from '../lib/public-types.js'
 import { DEFAULT_TO_USER_NAME, DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
-import { shippedMessage, startSimulator } from './helpers/app.js'
+import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
 import { freePort } from './helpers/redis-server.js'
 import { KEY, pushApp, TOKEN, waitFor } from './push-helpers.js'
 
@@ -124,4 +125,38 @@ test('background pushes: an unreachable app is recorded as status 0 per attempt;
   t.ok(Date.now() - started < 2000, 'close did not wait for the hanging push')
   t.match(sim.pushes[3], { statusCode: 0, attempt: 1, error: 'closed' })
   t.equal(sim.pushes.length, 4, 'no retry after close')
+})
+
+// JSON popup and sent events carried numbers ("PopupScene":0, "ErrorCode":0) and XML sent events a
+// MsgID in CDATA, where WECHAT.md's examples (§7.1, §7.3) write strings in JSON and a bare MsgID in
+// XML: an app's parser tested only against the simulator never met WeChat's form. Failed before.
+test('popup and sent events are written as WECHAT.md\'s examples: numbers as strings in JSON, bare in XML', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  const bodies: string[] = []
+  const server = createHttpServer((req, res) => {
+    let body = ''
+    req.on('data', (chunk: Buffer) => { body += chunk.toString() })
+    req.on('end', () => { bodies.push(body); res.end('success') })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+  const tpl = DEMO_TEMPLATE_IDS.orderShipped
+
+  sim.pushConfig({ url, token: TOKEN, format: 'json' })
+  await sim.popup([{ openid: 'oUser-forms-000001', templateId: tpl, status: 'accept' }])
+  await app.wechat.send(shippedMessage('oUser-forms-000001'))
+  await sim.pushesSettled()
+  const [popupJson, sentJson] = bodies.splice(0).map((body) => JSON.parse(body) as { List: Record<string, unknown> })
+  t.strictSame(popupJson.List, { TemplateId: tpl, SubscribeStatusString: 'accept', PopupScene: '0' })
+  t.strictSame(sentJson.List, { TemplateId: tpl, MsgID: sim.accepted[0].msgid, ErrorCode: '0', ErrorStatus: 'success' })
+
+  sim.pushConfig({ url, token: TOKEN, format: 'xml' })
+  await sim.popup([{ openid: 'oUser-forms-000001', templateId: tpl, status: 'accept' }])
+  await app.wechat.send(shippedMessage('oUser-forms-000001'))
+  await sim.pushesSettled()
+  const [popupXml, sentXml] = bodies.splice(0)
+  t.match(popupXml, '<PopupScene>0</PopupScene>')
+  t.match(sentXml, `<MsgID>${sim.accepted[1].msgid}</MsgID><ErrorCode>0</ErrorCode><ErrorStatus><![CDATA[success]]></ErrorStatus>`)
 })

@@ -184,7 +184,7 @@ export class SimPusher {
     }
     const results: SimPushResult[] = []
     for (const [openid, list] of byUser) {
-      const List = list.map((item) => ({ TemplateId: item.templateId, SubscribeStatusString: item.status, PopupScene: 0 }))
+      const List = list.map((item) => ({ TemplateId: item.templateId, SubscribeStatusString: item.status, PopupScene: this.#wireNumber(0) }))
       results.push(await this.#userEvent(appUrl, openid, 'subscribe_msg_popup_event', List))
     }
     return results
@@ -213,7 +213,7 @@ export class SimPusher {
   /** Fire-and-forget `subscribe_msg_sent_event` for an accepted send (§7.3); every attempt is recorded. */
   sent (message: SimAcceptedMessage): void {
     if (this.config === undefined || this.config.sentEvents === false) return
-    const List = [{ TemplateId: message.template_id, MsgID: message.msgid, ErrorCode: 0, ErrorStatus: 'success' }]
+    const List = [{ TemplateId: message.template_id, MsgID: this.#wireNumber(BigInt(message.msgid)), ErrorCode: this.#wireNumber(0), ErrorStatus: 'success' }]
     // pushConfig was validated, so building cannot throw; the catch only keeps a bug from crashing the run.
     this.#userEvent(undefined, message.touser, 'subscribe_msg_sent_event', List).catch(() => {})
   }
@@ -238,6 +238,16 @@ export class SimPusher {
   async #userEvent (appUrl: string | undefined, openid: string, event: string, List: Array<{ TemplateId: string }>): Promise<SimPushResult> {
     const CreateTime = this.#createTime(`${openid}\u0000${event}\u0000${List.map((i) => i.TemplateId).sort().join(',')}`)
     return this.push(appUrl, { FromUserName: openid, CreateTime, Event: event, List })
+  }
+
+  /**
+   * A number of a built-in event as WECHAT.md's examples write it (§7.1, §7.3): a string in JSON
+   * (`"PopupScene":"0"`, `"MsgID":"2100000000000000123"`), bare text in XML (`<MsgID>2100000000000000123</MsgID>`,
+   * which a bigint gives: strings would go in CDATA). The format is the configured one: built-in
+   * events are pushed with `pushConfig`'s options.
+   */
+  #wireNumber (value: number | bigint): number | bigint | string {
+    return this.config?.format === 'json' ? String(value) : value
   }
 
   #track (run: Promise<unknown>): void {
