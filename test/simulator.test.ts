@@ -9,6 +9,7 @@ import {
   TOKEN_FORMAT,
   WechatSimulator
 } from '../lib/testing/index.js'
+import type { SimEndpoint } from '../lib/testing/index.js'
 import { connect } from 'node:net'
 
 async function call (url: string, method: 'GET' | 'POST' = 'GET', body?: string) {
@@ -106,6 +107,45 @@ test('options are validated', async (t) => {
   await t.rejects(createSimulator({ templates: [{ ...good, title: 1 as unknown as string }] }), /title/)
   await t.rejects(createSimulator({ templates: [{ ...good, content: 'no keys' }] }), /content/)
   await t.rejects(createSimulator({ templates: [{ ...good, type: 1 as unknown as 2 }] }), /type/)
+})
+
+// PUT, DELETE, PATCH, OPTIONS and HEAD got the nginx 404 page, uncounted, and left queued faults in
+// place, where README promises 43002 for a wrong method. Failed before.
+test('every other method on every endpoint is 43002 "require <method> method", counted and faulted', async (t) => {
+  const sim = await start(t)
+  const endpoints: Array<[SimEndpoint, string, 'GET' | 'POST']> = [
+    ['token', '/cgi-bin/token', 'GET'],
+    ['stable_token', '/cgi-bin/stable_token', 'POST'],
+    ['send', '/cgi-bin/message/subscribe/send', 'POST'],
+    ['gettemplate', '/wxaapi/newtmpl/gettemplate', 'GET'],
+    ['getcategory', '/wxaapi/newtmpl/getcategory', 'GET'],
+    ['getpubtemplatetitles', '/wxaapi/newtmpl/getpubtemplatetitles', 'GET'],
+    ['getpubtemplatekeywords', '/wxaapi/newtmpl/getpubtemplatekeywords', 'GET'],
+    ['addtemplate', '/wxaapi/newtmpl/addtemplate', 'POST'],
+    ['deltemplate', '/wxaapi/newtmpl/deltemplate', 'POST']
+  ]
+  t.same(endpoints.map(([name]) => name), [...SIM_ENDPOINTS])
+  for (const [name, path, needed] of endpoints) {
+    for (const method of ['PUT', 'DELETE', 'PATCH', 'OPTIONS', needed === 'GET' ? 'POST' : 'GET'] as const) {
+      const res = await request(`${sim.url}${path}`, { method, body: method === 'GET' ? undefined : '{}' })
+      const text = await res.body.text()
+      t.equal(res.statusCode, 200, `${method} ${path}`)
+      t.match(JSON.parse(text), { errcode: 43002, errmsg: new RegExp(`^require ${needed} method,? rid: [0-9a-f-]{26}$`) }, `${method} ${path}`)
+    }
+    const head = await request(`${sim.url}${path}`, { method: 'HEAD' })
+    await head.body.dump()
+    t.equal(head.statusCode, 200, `HEAD ${path}`)
+    t.equal(head.headers['content-type'], 'application/json; encoding=utf-8')
+    t.equal(sim.counters[name], 6, `${name}: every method counted`)
+  }
+  t.same(new Set(sim.requests.map((r) => r.errcode)), new Set([43002]))
+  sim.failNext('send', { errcode: -1 })
+  const faulted = await request(`${sim.url}/cgi-bin/message/subscribe/send`, { method: 'PUT', body: '{}' })
+  t.match(await faulted.body.json(), { errcode: -1 }, 'a queued fault is used by a wrong-method request too')
+  t.equal(sim.pendingFaults(), 0)
+  const unknown = await request(`${sim.url}/cgi-bin/nope`, { method: 'PUT', body: '{}' })
+  t.equal(unknown.statusCode, 404, 'an unknown path keeps the 404 page')
+  t.match(await unknown.body.text(), /404 Not Found/)
 })
 
 test('unknown paths answer 404', async (t) => {

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { SimContext } from './context.js'
 import { queryParam } from './request.js'
 import type { SimEndpoint, SimFault } from './types.js'
@@ -23,11 +23,23 @@ export interface EndpointSpec {
   auth: boolean
 }
 
+/** A simulated endpoint's route handler. */
+export type EndpointHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+
+/**
+ * Serves an endpoint on every method Fastify knows (GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, …):
+ * the one it needs gets the endpoint's answer, any other 43002 `require <method> method`, counted and
+ * faulted like every request. Registered for GET and POST only, the others got the 404 page, uncounted.
+ */
+export function serve (app: FastifyInstance, url: string, handler: EndpointHandler): void {
+  app.route({ method: app.supportedMethods, url, handler })
+}
+
 /**
  * Wraps an endpoint's logic with what every endpoint does: count the request, apply the next fault,
  * check method and token, add latency, write the exact body and log the answer.
  */
-export function endpoint (ctx: SimContext, name: SimEndpoint, spec: EndpointSpec, logic: EndpointLogic) {
+export function endpoint (ctx: SimContext, name: SimEndpoint, spec: EndpointSpec, logic: EndpointLogic): EndpointHandler {
   return async function handler (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     ctx.counters[name]++
     const at = ctx.clock.now()

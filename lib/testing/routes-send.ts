@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { checkKeyword, KEYWORD_LIMITS, keywordType } from '../delivery/keywords.js'
 import type { SimContext } from './context.js'
-import { endpoint } from './dispatch.js'
+import { endpoint, serve } from './dispatch.js'
 import type { CallInfo } from './dispatch.js'
 import { bodyText, isObject, parseObject } from './request.js'
 import { enumValues, templateKeys } from './templates.js'
@@ -22,11 +22,7 @@ const LANGS = new Set(['zh_CN', 'en_US', 'zh_HK', 'zh_TW'])
  * 43101 credits.
  */
 export function sendRoutes (app: FastifyInstance, ctx: SimContext): void {
-  app.route({
-    method: ['GET', 'POST'],
-    url: '/cgi-bin/message/subscribe/send',
-    handler: endpoint(ctx, 'send', { method: 'POST', auth: true }, (request, call) => send(ctx, bodyText(request), call))
-  })
+  serve(app, '/cgi-bin/message/subscribe/send', endpoint(ctx, 'send', { method: 'POST', auth: true }, (request, call) => send(ctx, bodyText(request), call)))
 }
 
 function send (ctx: SimContext, text: string, call: CallInfo): WireResponse {

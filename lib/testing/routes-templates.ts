@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { SimContext } from './context.js'
-import { endpoint } from './dispatch.js'
+import { endpoint, serve } from './dispatch.js'
+import type { EndpointHandler } from './dispatch.js'
 import { buildTemplate, CATEGORIES, isNewOneTime, LIBRARY, makeTemplateId } from './library.js'
 import type { LibraryTitle } from './library.js'
 import { bodyText, charLength, mediaType, parseObject, queryParam } from './request.js'
@@ -17,9 +18,7 @@ const POST = { method: 'POST', auth: true } as const
 
 /** The `/wxaapi/newtmpl/*` template management endpoints (WECHAT.md §4). */
 export function templateRoutes (app: FastifyInstance, ctx: SimContext): void {
-  const route = (path: string, handler: ReturnType<typeof endpoint>): void => {
-    app.route({ method: ['GET', 'POST'], url: `${BASE}/${path}`, handler })
-  }
+  const route = (path: string, handler: EndpointHandler): void => { serve(app, `${BASE}/${path}`, handler) }
 
   route('gettemplate', endpoint(ctx, 'gettemplate', GET, () => ok({
     data: [...ctx.templates.values()].map((t) => ({

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { SimContext } from './context.js'
-import { endpoint } from './dispatch.js'
+import { endpoint, serve } from './dispatch.js'
 import { bodyText, mediaType, parseObject, queryParam } from './request.js'
 import type { IssuedToken } from './tokens.js'
 import { json, wxError } from './wire.js'
@@ -8,32 +8,24 @@ import type { WireResponse } from './wire.js'
 
 /** `GET /cgi-bin/token` and `POST /cgi-bin/stable_token` (WECHAT.md §1.1, §1.2). */
 export function tokenRoutes (app: FastifyInstance, ctx: SimContext): void {
-  app.route({
-    method: ['GET', 'POST'],
-    url: '/cgi-bin/token',
-    handler: endpoint(ctx, 'token', { method: 'GET', auth: false }, (request) => {
-      const credentials = {
-        grant_type: queryParam(request, 'grant_type'),
-        appid: queryParam(request, 'appid'),
-        secret: queryParam(request, 'secret')
-      }
-      return checkCredentials(ctx, credentials) ?? tokenAnswer(ctx.tokens.issueClassic())
-    })
-  })
+  serve(app, '/cgi-bin/token', endpoint(ctx, 'token', { method: 'GET', auth: false }, (request) => {
+    const credentials = {
+      grant_type: queryParam(request, 'grant_type'),
+      appid: queryParam(request, 'appid'),
+      secret: queryParam(request, 'secret')
+    }
+    return checkCredentials(ctx, credentials) ?? tokenAnswer(ctx.tokens.issueClassic())
+  }))
 
-  app.route({
-    method: ['GET', 'POST'],
-    url: '/cgi-bin/stable_token',
-    handler: endpoint(ctx, 'stable_token', { method: 'POST', auth: false }, (request) => {
-      // Only a JSON body is read; anything else looks like "no appid" (WECHAT.md §1.2 [COMM]).
-      const body = mediaType(request) === 'application/json' ? parseObject(bodyText(request)) : undefined
-      if (body === undefined) return wxError(41002)
-      const denied = checkCredentials(ctx, body)
-      if (denied !== undefined) return denied
-      const issued = ctx.tokens.issueStable(body.force_refresh === true)
-      return issued === 45009 ? wxError(45009) : tokenAnswer(issued)
-    })
-  })
+  serve(app, '/cgi-bin/stable_token', endpoint(ctx, 'stable_token', { method: 'POST', auth: false }, (request) => {
+    // Only a JSON body is read; anything else looks like "no appid" (WECHAT.md §1.2 [COMM]).
+    const body = mediaType(request) === 'application/json' ? parseObject(bodyText(request)) : undefined
+    if (body === undefined) return wxError(41002)
+    const denied = checkCredentials(ctx, body)
+    if (denied !== undefined) return denied
+    const issued = ctx.tokens.issueStable(body.force_refresh === true)
+    return issued === 45009 ? wxError(45009) : tokenAnswer(issued)
+  }))
 }
 
 /** Credential errors in WeChat's order: 40002, 41002, 40013, 41004, 40125. */
