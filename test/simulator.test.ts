@@ -10,6 +10,7 @@ import {
   WechatSimulator
 } from '../lib/testing/index.js'
 import type { SimEndpoint } from '../lib/testing/index.js'
+import { METHODS } from 'node:http'
 import { connect } from 'node:net'
 
 async function call (url: string, method: 'GET' | 'POST' = 'GET', body?: string) {
@@ -146,6 +147,60 @@ test('every other method on every endpoint is 43002 "require <method> method", c
   const unknown = await request(`${sim.url}/cgi-bin/nope`, { method: 'PUT', body: '{}' })
   t.equal(unknown.statusCode, 404, 'an unknown path keeps the 404 page')
   t.match(await unknown.body.text(), /404 Not Found/)
+})
+
+// Fastify answered before any endpoint ran, with its own JSON and uncounted: 415 FST_ERR_CTP_INVALID_MEDIA_TYPE
+// for a malformed Content-Type, 413 for a body over 1 MiB, 400 FST_ERR_BAD_URL for a path that is no
+// valid URL, 400 "Client Error" for a request HTTP cannot parse. Failed before.
+test('what Fastify refused on its own gets WeChat-shaped answers, counted: raw-text bodies, 47001/41002 for too large', async (t) => {
+  const sim = await start(t)
+  const token = (await call(classicUrl(sim))).json.access_token as string
+  const at = (path: string): string => `${sim.url}${path}?access_token=${token}`
+  const message = { touser: 'oUser-000001', template_id: DEMO_TEMPLATES[1]?.priTmplId, data: { thing1: { value: '三楼' }, date2: { value: '2026年3月1日' } } }
+  const credentials = { grant_type: 'client_credential', appid: sim.appId, secret: sim.appSecret }
+  const post = async (url: string, body: string, type?: string): Promise<{ status: number, errcode: unknown }> => {
+    const res = await request(url, { method: 'POST', body, headers: type === undefined ? {} : { 'content-type': type } })
+    const text = await res.body.text()
+    return { status: res.statusCode, errcode: text.startsWith('{') ? (JSON.parse(text) as { errcode?: number }).errcode : text }
+  }
+  // A malformed type is read as raw text, like a missing one: send takes the JSON, stable_token wants application/json.
+  for (const type of ['json', '', 'application/json, text/plain']) {
+    t.same(await post(at('/cgi-bin/message/subscribe/send'), JSON.stringify(message), type), { status: 200, errcode: 0 }, `send, Content-Type ${JSON.stringify(type)}`)
+    t.same(await post(`${sim.url}/cgi-bin/stable_token`, JSON.stringify(credentials), type), { status: 200, errcode: 41002 }, `stable_token, ${JSON.stringify(type)}`)
+  }
+  t.equal(sim.accepted.length, 3)
+
+  // Over 1 MiB: read to the end and answered as a body WeChat cannot read; exactly 1 MiB is still read.
+  const padded = (value: object, bytes: number): string => {
+    const text = JSON.stringify({ ...value, pad: '' })
+    return text.slice(0, -2) + ' '.repeat(bytes - Buffer.byteLength(text)) + '"}' // spaces inside "pad": valid JSON of `bytes` bytes
+  }
+  const MiB = 1024 * 1024
+  t.same(await post(at('/cgi-bin/message/subscribe/send'), padded(message, MiB), 'application/json'), { status: 200, errcode: 0 }, 'exactly 1 MiB is read')
+  t.same(await post(at('/cgi-bin/message/subscribe/send'), padded(message, MiB + 1), 'application/json'), { status: 200, errcode: 47001 })
+  t.same(await post(`${sim.url}/cgi-bin/stable_token`, padded(credentials, MiB + 1), 'application/json'), { status: 200, errcode: 41002 })
+  t.same(await post(at('/wxaapi/newtmpl/addtemplate'), padded({ tid: '401', kidList: [1, 2] }, MiB + 1), 'application/json'), { status: 200, errcode: 47001 })
+  t.same(await post(at('/wxaapi/newtmpl/deltemplate'), padded({ priTmplId: 'x' }, 2 * MiB), 'application/json'), { status: 200, errcode: 47001 })
+  sim.failNext('send', { errcode: -1 })
+  t.same(await post(at('/cgi-bin/message/subscribe/send'), padded(message, MiB + 1), 'application/json'), { status: 200, errcode: -1 }, 'a queued fault is used')
+  t.equal(sim.accepted.length, 4)
+  t.same([sim.counters.send, sim.counters.stable_token, sim.counters.addtemplate, sim.counters.deltemplate], [6, 4, 1, 1], 'every one counted')
+  t.equal(sim.requests.length, 13)
+
+  const badUrl = await call(`${sim.url}/cgi-bin/%ZZ`)
+  t.equal(badUrl.status, 404, 'a path that is no valid URL is no endpoint')
+  t.match(badUrl.text, /404 Not Found.*nginx/s)
+  const socket = connect(Number(new URL(sim.url).port), '127.0.0.1')
+  socket.end(`POST /cgi-bin/message/subscribe/send?access_token=${token} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nxx\r\n0\r\n\r\n`)
+  let raw = ''
+  for await (const chunk of socket) raw += String(chunk)
+  t.match(raw, /^HTTP\/1\.1 400 Bad Request\r\ncontent-type: text\/html\r\n[^]*<h1>400 Bad Request<\/h1>/, 'a request HTTP cannot parse gets the gateway\'s page')
+  t.equal(sim.requests.length, 13)
+  if (METHODS.includes('QUERY')) { // Fastify refuses a QUERY without a Content-Type before the route runs
+    const query = await request(`${sim.url}/cgi-bin/stable_token`, { method: 'QUERY', body: '{}' })
+    t.match(await query.body.json(), { errcode: 43002 })
+    t.equal(sim.counters.stable_token, 5)
+  }
 })
 
 test('unknown paths answer 404', async (t) => {

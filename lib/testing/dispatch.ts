@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { SimContext } from './context.js'
-import { queryParam } from './request.js'
+import { markUnreadable, queryParam } from './request.js'
 import type { SimEndpoint, SimFault } from './types.js'
 import { httpPage, json, ok, withRid, wxError } from './wire.js'
 import type { WireResponse } from './wire.js'
@@ -35,12 +35,28 @@ export function serve (app: FastifyInstance, url: string, handler: EndpointHandl
   app.route({ method: app.supportedMethods, url, handler })
 }
 
+const started = new WeakSet<FastifyRequest>()
+
+/**
+ * Answers a request Fastify refused before its endpoint ran (an error of its own, e.g. a QUERY without
+ * a Content-Type): the endpoint answers it as a request whose body could not be read, counted and
+ * faulted like any other. False when there is no endpoint to do so (an unknown path, or the error came
+ * from inside the endpoint). Every route of the simulator's server is an endpoint.
+ */
+export async function answerUnread (request: FastifyRequest, reply: FastifyReply): Promise<boolean> {
+  if (request.is404 || started.has(request)) return false
+  markUnreadable(request)
+  await (request.routeOptions.handler as EndpointHandler)(request, reply)
+  return true
+}
+
 /**
  * Wraps an endpoint's logic with what every endpoint does: count the request, apply the next fault,
  * check method and token, add latency, write the exact body and log the answer.
  */
 export function endpoint (ctx: SimContext, name: SimEndpoint, spec: EndpointSpec, logic: EndpointLogic): EndpointHandler {
   return async function handler (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    started.add(request)
     ctx.counters[name]++
     const at = ctx.clock.now()
     const fault = ctx.faults.take(name)

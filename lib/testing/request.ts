@@ -6,14 +6,40 @@ export function queryParam (request: FastifyRequest, name: string): string | und
   return Array.isArray(value) ? value[0] : value
 }
 
-/** The raw body text (the simulator parses every body itself); '' when there is none. */
-export function bodyText (request: FastifyRequest): string {
+/** Largest body the simulator reads, in bytes (1 MiB, Fastify's default limit). */
+export const MAX_BODY_BYTES = 1024 * 1024
+
+const unreadable = new WeakSet<FastifyRequest>()
+const contentTypes = new WeakMap<FastifyRequest, string>()
+
+/** Marks the body of a request as one that could not be read (too large, or refused by Fastify). */
+export function markUnreadable (request: FastifyRequest): void {
+  unreadable.add(request)
+}
+
+/**
+ * The raw body text (the simulator parses every body itself); '' when there is none; undefined when
+ * there was one the simulator could not read (WeChat's data format error, 47001).
+ */
+export function bodyText (request: FastifyRequest): string | undefined {
+  if (unreadable.has(request)) return undefined
   return typeof request.body === 'string' ? request.body : ''
 }
 
-/** The media type of the request, lower case, without parameters; '' when there is none. */
+/**
+ * Keeps the request's Content-Type for `mediaType` and shows Fastify a valid one instead, so that every
+ * body, one with a malformed type (`json`, empty, `a, b`) included, reaches the raw-text parser.
+ */
+export function keepContentType (request: FastifyRequest): void {
+  const type = request.raw.headers['content-type']
+  if (type === undefined) return
+  contentTypes.set(request, type)
+  request.raw.headers['content-type'] = 'application/octet-stream'
+}
+
+/** The media type the client sent, lower case, without parameters; '' when there is none. */
 export function mediaType (request: FastifyRequest): string {
-  return (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
+  return (contentTypes.get(request) ?? '').split(';')[0].trim().toLowerCase()
 }
 
 /** A plain JSON object, or undefined when the text is not JSON or not an object. */

@@ -16,8 +16,8 @@ const STATES = new Set(['developer', 'trial', 'formal'])
 const LANGS = new Set(['zh_CN', 'en_US', 'zh_HK', 'zh_TW'])
 
 /**
- * `POST /cgi-bin/message/subscribe/send` (WECHAT.md §2). Checks, in order: 44002 empty body; 47001
- * unparsable body, `data` or `page` of the wrong type; 40003 touser; 40037 template_id; 47003
+ * `POST /cgi-bin/message/subscribe/send` (WECHAT.md §2). Checks, in order: 47001 a body that could not
+ * be read (over 1 MiB); 44002 empty body; 47001 unparsable body, `data` or `page` of the wrong type; 40003 touser; 40037 template_id; 47003
  * miniprogram_state, lang, then each template key in layout order; 41030 page (only with `pages`);
  * 43101 credits.
  */
@@ -25,7 +25,8 @@ export function sendRoutes (app: FastifyInstance, ctx: SimContext): void {
   serve(app, '/cgi-bin/message/subscribe/send', endpoint(ctx, 'send', { method: 'POST', auth: true }, (request, call) => send(ctx, bodyText(request), call)))
 }
 
-function send (ctx: SimContext, text: string, call: CallInfo): WireResponse {
+function send (ctx: SimContext, text: string | undefined, call: CallInfo): WireResponse {
+  if (text === undefined) return wxError(47001)
   if (text.trim() === '') return wxError(44002)
   const body = parseObject(text)
   if (body === undefined) return wxError(47001)

@@ -87,10 +87,11 @@ export function templateRoutes (app: FastifyInstance, ctx: SimContext): void {
 
 /**
  * A POST body as fields: `application/x-www-form-urlencoded` (repeated `kidList` / `kidList[]` become an
- * array) or JSON for any other content type. 44002 when empty, 47001 when not parsable.
+ * array) or JSON for any other content type. 44002 when empty, 47001 when not parsable or not read.
  */
 function readBody (request: FastifyRequest): { fields: Record<string, unknown> } | WireResponse {
   const text = bodyText(request)
+  if (text === undefined) return wxError(47001)
   if (text.trim() === '') return wxError(44002)
   if (mediaType(request) === 'application/x-www-form-urlencoded') {
     const params = new URLSearchParams(text)

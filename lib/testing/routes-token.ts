@@ -18,8 +18,10 @@ export function tokenRoutes (app: FastifyInstance, ctx: SimContext): void {
   }))
 
   serve(app, '/cgi-bin/stable_token', endpoint(ctx, 'stable_token', { method: 'POST', auth: false }, (request) => {
-    // Only a JSON body is read; anything else looks like "no appid" (WECHAT.md §1.2 [COMM]).
-    const body = mediaType(request) === 'application/json' ? parseObject(bodyText(request)) : undefined
+    // Only a JSON body is read; anything else looks like "no appid" (WECHAT.md §1.2 [COMM]), a body
+    // that could not be read (over 1 MiB) included.
+    const text = bodyText(request)
+    const body = text !== undefined && mediaType(request) === 'application/json' ? parseObject(text) : undefined
     if (body === undefined) return wxError(41002)
     const denied = checkCredentials(ctx, body)
     if (denied !== undefined) return denied

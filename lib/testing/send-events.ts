@@ -22,7 +22,7 @@ export function watchSends (app: FastifyInstance, ctx: SimContext, pusher: SimPu
     // 'close' fires after the answer was written and also when the socket was destroyed (a drop),
     // where Fastify's onResponse does not run.
     reply.raw.once('close', () => {
-      const sent = parseObject(bodyText(request))
+      const sent = parseObject(bodyText(request) ?? '')
       const message = ctx.accepted.slice(from).find((m) => !claimed.has(m) && m.touser === sent?.touser && m.template_id === sent?.template_id)
       if (message === undefined) return
       claimed.add(message)

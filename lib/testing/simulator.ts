@@ -1,6 +1,5 @@
 import type { AddressInfo } from 'node:net'
 import { setMaxListeners } from 'node:events'
-import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
 import type { SimulatorClock } from './clock.js'
 import type { SimContext } from './context.js'
@@ -13,11 +12,11 @@ import { assertLatency, buildContext } from './setup.js'
 import { assertTemplate, copyTemplate } from './templates.js'
 import { watchSends } from './send-events.js'
 import { sendRoutes } from './routes-send.js'
+import { buildServer } from './server.js'
 import { templateRoutes } from './routes-templates.js'
 import type { TokenKind } from './tokens.js'
 import { SIM_ENDPOINTS } from './types.js'
 import type { SimAcceptedMessage, SimEndpoint, SimFault, SimRequestRecord, SimTemplate, SimTokenFetches, SimulatorOptions } from './types.js'
-import { httpPage } from './wire.js'
 
 export { FIRST_MSGID } from './setup.js'
 
@@ -75,10 +74,7 @@ export class WechatSimulator {
     // every delayed answer waits on this signal: more than 10 at once is normal, not a listener leak
     setMaxListeners(0, closing.signal)
     const ctx = buildContext(options, closing)
-    const app = Fastify({ logger: options.logger ?? false, forceCloseConnections: true, exposeHeadRoutes: false })
-    app.removeAllContentTypeParsers()
-    app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => { done(null, body) })
-    app.setNotFoundHandler(async (_request, reply) => reply.code(404).type('text/html').send(httpPage(404).body))
+    const app = buildServer(options.logger ?? false)
     tokenRoutes(app, ctx)
     sendRoutes(app, ctx)
     templateRoutes(app, ctx)
