@@ -3,8 +3,10 @@ import { createServer as createHttpServer } from 'node:http'
 import { createServer } from 'node:net'
 import type { Socket } from 'node:net'
 import type { PopupEvent, SentEvent } from '../lib/public-types.js'
+import { request } from 'undici'
 import { DEFAULT_TO_USER_NAME, DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
+import type { Teardown } from './helpers/app.js'
 import { freePort } from './helpers/redis-server.js'
 import { KEY, pushApp, TOKEN, waitFor } from './push-helpers.js'
 
@@ -127,12 +129,8 @@ test('background pushes: an unreachable app is recorded as status 0 per attempt;
   t.equal(sim.pushes.length, 4, 'no retry after close')
 })
 
-// JSON popup and sent events carried numbers ("PopupScene":0, "ErrorCode":0) and XML sent events a
-// MsgID in CDATA, where WECHAT.md's examples (§7.1, §7.3) write strings in JSON and a bare MsgID in
-// XML: an app's parser tested only against the simulator never met WeChat's form. Failed before.
-test('popup and sent events are written as WECHAT.md\'s examples: numbers as strings in JSON, bare in XML', async (t) => {
-  const sim = await startSimulator(t)
-  const app = await buildApp(t, sim)
+/** A bare app that acknowledges every push and keeps its body, in arrival order. */
+async function captureApp (t: Teardown): Promise<{ url: string, bodies: string[] }> {
   const bodies: string[] = []
   const server = createHttpServer((req, res) => {
     let body = ''
@@ -141,7 +139,16 @@ test('popup and sent events are written as WECHAT.md\'s examples: numbers as str
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   t.teardown(() => { server.closeAllConnections(); server.close() })
-  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, bodies }
+}
+
+// JSON popup and sent events carried numbers ("PopupScene":0, "ErrorCode":0) and XML sent events a
+// MsgID in CDATA, where WECHAT.md's examples (§7.1, §7.3) write strings in JSON and a bare MsgID in
+// XML: an app's parser tested only against the simulator never met WeChat's form. Failed before.
+test('popup and sent events are written as WECHAT.md\'s examples: numbers as strings in JSON, bare in XML', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  const { url, bodies } = await captureApp(t)
   const tpl = DEMO_TEMPLATE_IDS.orderShipped
 
   sim.pushConfig({ url, token: TOKEN, format: 'json' })
@@ -159,4 +166,31 @@ test('popup and sent events are written as WECHAT.md\'s examples: numbers as str
   const [popupXml, sentXml] = bodies.splice(0)
   t.match(popupXml, '<PopupScene>0</PopupScene>')
   t.match(sentXml, `<MsgID>${sim.accepted[1].msgid}</MsgID><ErrorCode>0</ErrorCode><ErrorStatus><![CDATA[success]]></ErrorStatus>`)
+})
+
+// A sent event could go out before its own send was answered: request A (a -1 fault after 100 ms) and
+// request B (same user and template, accepted, answered after 400 ms); A's connection closing claimed
+// B's message by touser + template_id and pushed its sent event some 300 ms before B's answer. Failed before.
+test('a sent event follows its own send\'s answer, never another request\'s', async (t) => {
+  const sim = await startSimulator(t)
+  const { url, bodies } = await captureApp(t)
+  sim.pushConfig({ url, token: TOKEN, format: 'json' })
+  const tokenRes = await request(`${sim.url}/cgi-bin/token?grant_type=client_credential&appid=${sim.appId}&secret=${sim.appSecret}`)
+  const { access_token: token } = await tokenRes.body.json() as { access_token: string }
+  const message = JSON.stringify({ touser: 'oUser-order-000001', template_id: DEMO_TEMPLATE_IDS.meetingReminder, data: { thing1: { value: '三楼' }, date2: { value: '2026年3月1日' } } })
+  const seen: string[] = []
+  const send = async (label: string): Promise<void> => {
+    const res = await request(`${sim.url}/cgi-bin/message/subscribe/send?access_token=${token}`, { method: 'POST', body: message })
+    seen.push(`${label} answered, pushes so far: ${bodies.length}`)
+    await res.body.dump()
+  }
+  sim.failNext('send', { errcode: -1, delayMs: 100 })
+  sim.failNext('send', { delayMs: 400 })
+  const a = send('A')
+  await new Promise((resolve) => setTimeout(resolve, 30)) // A takes the first fault
+  await Promise.all([a, send('B')])
+  await sim.pushesSettled()
+  t.same(seen, ['A answered, pushes so far: 0', 'B answered, pushes so far: 0'], 'no sent event before B\'s answer')
+  t.equal(sim.accepted.length, 1)
+  t.same(bodies.map((body) => (JSON.parse(body) as { List: { MsgID: string } }).List.MsgID), [sim.accepted[0].msgid], 'then B\'s sent event, once')
 })

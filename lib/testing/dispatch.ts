@@ -1,3 +1,4 @@
+import { finished } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { SimContext } from './context.js'
@@ -74,15 +75,21 @@ export function endpoint (ctx: SimContext, name: SimEndpoint, spec: EndpointSpec
       return drop(request, reply) // closing: pending answers are never sent
     }
     const answer = imposed ?? normal
+    // What the request's own logic set off (a processed request included: its answer is lost or
+    // replaced, the effect stays) follows this request's answer, never another request's.
+    const then = normal?.then
     if (fault?.drop === true || answer === undefined) {
       ctx.requests.push({ ...log, httpStatus: 0 })
-      return drop(request, reply)
+      drop(request, reply)
+      then?.()
+      return
     }
     ctx.requests.push(answer.errcode === undefined
       ? { ...log, httpStatus: answer.status }
       : { ...log, errcode: answer.errcode, httpStatus: answer.status })
     // Written raw so the headers and body are exactly WeChat's (Fastify would rewrite the content type).
     reply.hijack()
+    if (then !== undefined) finished(reply.raw, () => { then() })
     reply.raw.writeHead(answer.status, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(answer.body) })
     reply.raw.end(answer.body)
   }

@@ -5,7 +5,7 @@ import { endpoint, serve } from './dispatch.js'
 import type { CallInfo } from './dispatch.js'
 import { bodyText, isObject, parseObject } from './request.js'
 import { enumValues, templateKeys } from './templates.js'
-import type { SimTemplate } from './types.js'
+import type { SimAcceptedMessage, SimTemplate } from './types.js'
 import { argumentInvalid, JSON_TYPE, wxError } from './wire.js'
 import type { WireResponse } from './wire.js'
 
@@ -17,15 +17,17 @@ const LANGS = new Set(['zh_CN', 'en_US', 'zh_HK', 'zh_TW'])
 
 /**
  * `POST /cgi-bin/message/subscribe/send` (WECHAT.md §2). Checks, in order: 47001 a body that could not
- * be read (over 1 MiB); 44002 empty body; 47001 unparsable body, `data` or `page` of the wrong type; 40003 touser; 40037 template_id; 47003
- * miniprogram_state, lang, then each template key in layout order; 41030 page (only with `pages`);
- * 43101 credits.
+ * be read (over 1 MiB); 44002 empty body; 47001 unparsable body, `data` or `page` of the wrong type;
+ * 40003 touser; 40037 template_id; 47003 miniprogram_state, lang, then each template key in layout
+ * order; 41030 page (only with `pages`); 43101 credits. `onAccepted` runs for an accepted message once
+ * this request's answer went out (§7.3: the delivery result follows the send), or its connection was
+ * dropped by a `processed` fault (WeChat pushes the result whether or not the answer arrived).
  */
-export function sendRoutes (app: FastifyInstance, ctx: SimContext): void {
-  serve(app, '/cgi-bin/message/subscribe/send', endpoint(ctx, 'send', { method: 'POST', auth: true }, (request, call) => send(ctx, bodyText(request), call)))
+export function sendRoutes (app: FastifyInstance, ctx: SimContext, onAccepted: (message: SimAcceptedMessage) => void): void {
+  serve(app, '/cgi-bin/message/subscribe/send', endpoint(ctx, 'send', { method: 'POST', auth: true }, (request, call) => send(ctx, bodyText(request), call, onAccepted)))
 }
 
-function send (ctx: SimContext, text: string | undefined, call: CallInfo): WireResponse {
+function send (ctx: SimContext, text: string | undefined, call: CallInfo, onAccepted: (message: SimAcceptedMessage) => void): WireResponse {
   if (text === undefined) return wxError(47001)
   if (text.trim() === '') return wxError(44002)
   const body = parseObject(text)
@@ -46,7 +48,7 @@ function send (ctx: SimContext, text: string | undefined, call: CallInfo): WireR
     return wxError(43101)
   }
   const msgid = ctx.nextMsgid++
-  ctx.accepted.push({
+  const message: SimAcceptedMessage = {
     msgid: msgid.toString(),
     touser,
     template_id: template.priTmplId,
@@ -55,11 +57,12 @@ function send (ctx: SimContext, text: string | undefined, call: CallInfo): WireR
     ...(lang === undefined ? {} : { lang: lang as string }),
     data: Object.fromEntries([...values].map(([key, value]) => [key, { value }])),
     at: ctx.clock.now()
-  })
+  }
+  ctx.accepted.push(message)
   const withMsgid = ctx.returnMsgid && call.fault?.omitMsgid !== true
   // Written by hand so the 64-bit msgid goes out as a bare number with every digit exact.
   const answer = withMsgid ? `{"errcode":0,"errmsg":"ok","msgid":${msgid}}` : '{"errcode":0,"errmsg":"ok"}'
-  return { status: 200, contentType: JSON_TYPE, body: answer, errcode: 0 }
+  return { status: 200, contentType: JSON_TYPE, body: answer, errcode: 0, then: () => { onAccepted(message) } }
 }
 
 function validOpenid (ctx: SimContext, openid: string): boolean {

@@ -10,7 +10,6 @@ import type { SimChangeItem, SimPopupItem, SimPushConfig, SimPushOptions, SimPus
 import { tokenRoutes } from './routes-token.js'
 import { assertLatency, buildContext } from './setup.js'
 import { assertTemplate, copyTemplate } from './templates.js'
-import { watchSends } from './send-events.js'
 import { sendRoutes } from './routes-send.js'
 import { buildServer } from './server.js'
 import { templateRoutes } from './routes-templates.js'
@@ -75,11 +74,10 @@ export class WechatSimulator {
     setMaxListeners(0, closing.signal)
     const ctx = buildContext(options, closing)
     const app = buildServer(options.logger ?? false)
-    tokenRoutes(app, ctx)
-    sendRoutes(app, ctx)
-    templateRoutes(app, ctx)
     const pusher = new SimPusher(ctx)
-    watchSends(app, ctx, pusher)
+    tokenRoutes(app, ctx)
+    sendRoutes(app, ctx, (message) => { pusher.sent(message) })
+    templateRoutes(app, ctx)
     await app.listen({ host: '127.0.0.1', port: 0 })
     return new WechatSimulator(app, ctx, ctx.abort, pusher)
   }

@@ -8,6 +8,11 @@ export interface WireResponse {
   body: string
   /** errcode carried by the body, for the request log. */
   errcode?: number
+  /**
+   * What follows the request once its answer was written, or its connection dropped by a fault:
+   * the sent event of an accepted send (internal; not run when the simulator closes first).
+   */
+  then?: () => void
 }
 
 /** WeChat answers JSON with this content type. */
