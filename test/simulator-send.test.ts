@@ -97,6 +97,25 @@ test('success: number values are accepted and stored as strings', async (t) => {
   t.same(s.sim.accepted[0]?.data.number1, { value: '12' })
 })
 
+// WECHAT.md §3: short_thing's limit is UNCERTAIN (a test suite saw more than 5 refused). The simulator
+// could only refuse; shortThingMax lets a test simulate a WeChat that takes longer values. Failed before.
+test('short_thing: more than 5 characters gets 47003 by default; shortThingMax sets the limit', async (t) => {
+  const allTypes = (shortThing: string): Record<string, unknown> => ({
+    touser: OPENID,
+    template_id: DEMO_TEMPLATE_IDS.allTypes,
+    data: { number1: { value: 12 }, letter2: { value: 'ABC' }, symbol3: { value: '+' }, phone_number4: { value: '+86-0766-66888866' }, car_number5: { value: '粤A8Z888挂' }, name6: { value: '张三' }, short_thing7: { value: shortThing } }
+  })
+  const strict = await start(t)
+  t.equal((await send(strict, allTypes('处理中了吗'))).json.errcode, 0, '5 characters')
+  t.match((await send(strict, allTypes('处理中了吗？'))).json, { errcode: 47003, errmsg: /^argument invalid! data\.short_thing7\.value invalid/ })
+  const loose = await start(t, { shortThingMax: 20 })
+  t.equal((await send(loose, allTypes('处理中了吗？还在路上'))).json.errcode, 0, '10 characters with shortThingMax: 20')
+  t.match((await send(loose, allTypes('一'.repeat(21)))).json, { errcode: 47003 })
+  for (const bad of [0, 2.5, '20', -1]) {
+    await t.rejects(createSimulator({ shortThingMax: bad as never }), { name: 'TypeError', message: /shortThingMax/ }, String(bad))
+  }
+})
+
 test('returnMsgid: false answers ok without msgid (the message still gets one)', async (t) => {
   const s = await start(t, { returnMsgid: false })
   t.equal((await send(s, shipped())).text, '{"errcode":0,"errmsg":"ok"}')

@@ -24,6 +24,8 @@ export interface SimContext {
   readonly requireCredits: boolean
   /** Which body encodings addtemplate reads (WECHAT.md §4.5 UNCERTAIN); the other answers 47001. */
   readonly addTemplateEncoding: 'form' | 'json' | 'both'
+  /** SimulatorOptions.shortThingMax */
+  readonly shortThingMax: number
   /** Aborted on close, to cut short pending delays. */
   readonly closing: AbortSignal
   /** Per-attempt timeout and pause between attempts of pushes to the app. */

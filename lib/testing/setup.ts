@@ -8,6 +8,7 @@ import { PUSH_RETRY_DELAY_MS, PUSH_TIMEOUT_MS } from './push-delivery.js'
 import { assertTemplate, copyTemplate, DEMO_TEMPLATES } from './templates.js'
 import { TokenIssuer } from './tokens.js'
 import { MAX_WAIT_MS, SIM_ENDPOINTS } from './types.js'
+import { KEYWORD_LIMITS } from '../delivery/keywords.js'
 import type { SimEndpoint, SimulatorOptions } from './types.js'
 
 /** First msgid handed out: 19 digits, above 2^53, so clients must parse it without rounding. */
@@ -25,6 +26,7 @@ const OPTIONS: FieldNames<SimulatorOptions> = {
   returnMsgid: true,
   requireCredits: true,
   addTemplateEncoding: true,
+  shortThingMax: true,
   pushTimeoutMs: true,
   pushRetryDelayMs: true,
   logger: true
@@ -53,6 +55,8 @@ export function buildContext (o: SimulatorOptions, abort: AbortController): SimC
   }
   const addTemplateEncoding = o.addTemplateEncoding ?? 'both'
   if (!['form', 'json', 'both'].includes(addTemplateEncoding)) throw new TypeError('createSimulator: addTemplateEncoding must be \'form\', \'json\' or \'both\'')
+  const shortThingMax = o.shortThingMax ?? KEYWORD_LIMITS.short_thing
+  if (!Number.isInteger(shortThingMax) || shortThingMax < 1 || shortThingMax > 1000) throw new TypeError('createSimulator: shortThingMax must be an integer from 1 to 1000')
   if (o.clock !== undefined && typeof (o.clock as { now?: unknown } | null)?.now !== 'function') {
     throw new TypeError('createSimulator: clock must have a now() method returning epoch milliseconds')
   }
@@ -73,6 +77,7 @@ export function buildContext (o: SimulatorOptions, abort: AbortController): SimC
     returnMsgid: o.returnMsgid ?? true,
     requireCredits: o.requireCredits ?? false,
     addTemplateEncoding,
+    shortThingMax,
     closing: abort.signal,
     abort,
     latencyMs: assertLatency(o.latencyMs ?? 0, 'createSimulator: latencyMs'),

@@ -152,6 +152,12 @@ export interface SimulatorOptions {
    */
   addTemplateEncoding?: 'form' | 'json' | 'both'
   /**
+   * The most characters a `short_thing` value may have before the send gets 47003. WECHAT.md §3 is
+   * UNCERTAIN (undocumented; one test suite saw more than 5 refused): default 5; raise it (the plugin
+   * lets up to 20 through) to simulate a WeChat that takes longer values.
+   */
+  shortThingMax?: number
+  /**
    * How long a push waits for the app's answer before the attempt counts as failed, in wall-clock ms;
    * default 5000, WeChat's wait (WECHAT.md §6.5). Lower it to test a slow app quickly.
    */
