@@ -21,7 +21,6 @@ export interface ScheduledJobOptions {
  */
 export function scheduleJob (fastify: FastifyInstance, log: FastifyBaseLogger, options: ScheduledJobOptions): void {
   claimJobId(fastify.scheduler, options.id)
-  fastify.addHook('onClose', async () => { CLAIMED.get(fastify.scheduler)?.delete(options.id) })
   const task = new AsyncTask(
     options.id,
     options.work,
@@ -39,6 +38,7 @@ export function scheduleJob (fastify: FastifyInstance, log: FastifyBaseLogger, o
     fastify.scheduler.addSimpleIntervalJob(job)
   })
   fastify.addHook('onClose', async () => {
+    CLAIMED.get(fastify.scheduler)?.delete(options.id)
     if (fastify.scheduler.existsById(options.id)) fastify.scheduler.removeById(options.id)
   })
 }

@@ -27,7 +27,7 @@ export interface UpstreamFields {
   timedOut: boolean
   httpStatus?: number
   /**
-   * A 4xx other than 408 and 429 without a WeChat errcode: something on the way (a proxy, a WAF, a
+   * A 4xx other than 408, 425 and 429 (RETRYABLE_4XX) without a WeChat errcode: something on the way (a proxy, a WAF, a
    * wrong baseUrl path) refused the request itself, and the same request is refused again: not retried.
    */
   refused?: boolean
@@ -157,7 +157,8 @@ function errcodeAnswer (text: string): Record<string, unknown> | undefined {
   try {
     const body = parseWechatJson(text) as Record<string, unknown> | null
     const errcode = body?.errcode
-    if (typeof body === 'object' && !Array.isArray(body) && typeof errcode === 'number' && Number.isInteger(errcode) && errcode !== 0) return body ?? undefined
+    // (an array or a primitive has no numeric errcode)
+    if (typeof errcode === 'number' && Number.isInteger(errcode) && errcode !== 0) return body as Record<string, unknown>
   } catch {}
   return undefined
 }

@@ -59,14 +59,8 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
       else this.raw.once('close', () => { takeUnsent(this) })
     }
     try {
-      // Copied now (snapshotMessage): a handler that reuses one object for several pushes, or
-      // changes it after pushing, must not change what goes out. All or none: an array whose
-      // reading throws half way queues none of it.
-      // (a loop, not push(...messages): spreading a very large array overflows the stack)
-      const copies: unknown[] = []
-      if (Array.isArray(messages)) for (const message of messages) copies.push(snapshotMessage(message))
-      else copies.push(snapshotMessage(messages))
-      for (const copy of copies) list.push(copy)
+      // (a loop, not push(...copies): spreading a very large array overflows the stack)
+      for (const copy of copyMessages(messages)) list.push(copy)
     } catch (err) {
       // Array.isArray of a revoked Proxy throws: the handler's response must not become a 500.
       counters.failed++
@@ -154,13 +148,10 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
     }
     // (by the status the response goes out with, as reply.wechatPush's: whenSent)
     const accept = (messages: unknown): void => {
+      const copies = copyMessages(messages)
       whenSent(reply, (status) => {
-        try {
-          if (status < 400) batcher.accept(request.log, messages)
-          else counters.skipped += Array.isArray(messages) ? messages.length : 1
-        } catch (err) {
-          failed(err)
-        }
+        if (status < 400) batcher.accept(request.log, copies)
+        else counters.skipped += copies.length
       })
     }
     try {
@@ -177,6 +168,18 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
   }
 
   return { counters: () => ({ ...counters }), drain: () => batcher.drain() }
+}
+
+/**
+ * The messages of a push, copied as they are now (snapshotMessage): a handler that reuses one object
+ * for several pushes, or changes it after pushing, must not change what goes out. All or none: an
+ * array whose reading throws half way throws here, before anything is taken.
+ */
+function copyMessages (messages: unknown): unknown[] {
+  if (!Array.isArray(messages)) return [snapshotMessage(messages)]
+  const copies: unknown[] = []
+  for (const message of messages) copies.push(snapshotMessage(message))
+  return copies
 }
 
 function asArray<T> (value: T | T[] | undefined): T[] {

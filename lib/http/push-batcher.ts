@@ -2,7 +2,6 @@ import type { FastifyBaseLogger } from 'fastify'
 import { sleep } from '../api/backoff.js'
 import type { Delivery } from '../delivery/delivery.js'
 import type { AdmittedMessage } from '../delivery/enqueue.js'
-import { snapshotMessage } from '../delivery/message.js'
 import { newMessageId } from '../delivery/sender.js'
 import { ReplicasUnconfirmedError } from '../delivery/queue.js'
 import { within } from '../delivery/within.js'
@@ -64,16 +63,10 @@ export class PushBatcher {
   /** The logger of the latest push (close() has no request to log with). */
   private lastLog: FastifyBaseLogger | null = null
 
-  /**
-   * Give each push its id and buffer it. `messages` is read here, all or none (an array whose reading
-   * throws half way throws before anything is buffered or counted), and copied (snapshotMessage).
-   */
-  accept (log: FastifyBaseLogger, messages: unknown): void {
+  /** Give each push its id and buffer it (`list`: copies of the messages, handler-pushes.ts copyMessages). */
+  accept (log: FastifyBaseLogger, list: readonly unknown[]): void {
     const at = Date.now()
     this.lastLog = log
-    const list: unknown[] = []
-    if (Array.isArray(messages)) for (const message of messages) list.push(snapshotMessage(message))
-    else list.push(snapshotMessage(messages))
     if (this.stop.signal.aborted || this.closed) {
       // an async config.wechatPush that settled after close() gave up waiting for it, or a push made
       // after close() finished (a handler that pushes after its reply went out)
