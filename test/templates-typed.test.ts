@@ -7,6 +7,7 @@ import path from 'node:path'
 import ts from 'typescript'
 import Fastify from 'fastify'
 import { buildApp, startSimulator } from './helpers/app.js'
+import { withoutCoverage } from './helpers/child-env.js'
 import wechatPush from '../lib/index.js'
 import { defineTemplate } from '../lib/typed-templates.js'
 import { main, renderTemplates } from '../lib/cli/templates.js'
@@ -176,8 +177,8 @@ test('CLI: usage, missing credentials and WeChat errors', async (t) => {
 
 /**
  * The program as shipped: package.json's bin, built (npm test builds first). Run without tap's
- * NODE_V8_COVERAGE: its coverage of dist/ would be mapped onto lib/ with other line maps than the
- * tests' own and scramble the report (main() is covered in process above).
+ * coverage (helpers/child-env.ts): its coverage of dist/ maps onto lib/ through tsc's line maps, not
+ * the tests' own (main() is covered in process above).
  */
 function runBin (t: Test, env: Record<string, string>): ChildProcessWithoutNullStreams | undefined {
   const bin = path.resolve((JSON.parse(readFileSync('package.json', 'utf8')) as { bin: Record<string, string> }).bin['fastify-wechat-push'] as string)
@@ -186,8 +187,7 @@ function runBin (t: Test, env: Record<string, string>): ChildProcessWithoutNullS
     return undefined
   }
   t.match(readFileSync(bin, 'utf8'), /^#!\/usr\/bin\/env node\n/, 'the bin starts with its shebang')
-  const { NODE_V8_COVERAGE: _coverage, ...inherited } = process.env
-  return spawn(process.execPath, [bin, 'templates'], { env: { ...inherited, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
+  return spawn(process.execPath, [bin, 'templates'], { env: { ...withoutCoverage(), ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
 }
 
 test('CLI: runs as a program (bin entry) with the shebang', async (t) => {
