@@ -59,10 +59,20 @@ test('the scheduled job refreshes a used list; the fleet adopts the newest store
   t.equal(sim.counters.gettemplate, 1)
   sim.addTemplate(NEW_TEMPLATE)
 
+  // Redis slow to take the refreshed copy (CLIENT PAUSE ... WRITE: as under CI load, where redis-server
+  // waits for a core). The job's run lasts until the copy is stored, and a tick while it runs is
+  // skipped (preventOverrun): the next step waits for the stored copy, not only for the call to WeChat.
+  const storeClient = new Redis(redis.url)
+  t.teardown(() => storeClient.disconnect())
+  await storeClient.call('CLIENT', 'PAUSE', '300', 'WRITE')
   sim.clock.advance(60_000)
   await timers.tickAsync(60_000)
   for (let i = 0; i < 200 && sim.counters.gettemplate < 2; i++) await new Promise((resolve) => setTimeout(resolve, 5))
   t.equal(sim.counters.gettemplate, 2, 'the first instance refreshed')
+  const storedKey = `${keyPrefix}{${sim.appId}}:templates`
+  const storedHasNew = async (): Promise<boolean> => (await storeClient.get(storedKey) ?? '').includes(NEW_TEMPLATE.priTmplId)
+  for (let i = 0; i < 400 && !(await storedHasNew()); i++) await new Promise((resolve) => setTimeout(resolve, 5))
+  t.ok(await storedHasNew(), 'the refreshed copy is in the store')
   await settle()
   t.ok((await one.wechat.send(newMessage)).msgid, 'the refreshed list knows the new template, without waiting')
   t.equal(sim.counters.gettemplate, 2)
