@@ -124,6 +124,7 @@ test('lib/delivery/enqueue.ts: an enqueue refused with FST_WECHAT_QUEUE and retr
   t.not(retry.status, 'failed', 'the retry is not answered with the refused attempt\'s failure')
   await until(() => sim.accepted.length > 0, 5000)
   t.equal(sim.accepted.length, 1, 'the message reaches WeChat once')
+  await until(async () => (await app.wechat.status(retry.id))?.status === 'sent', 10_000)
   t.equal((await app.wechat.status(retry.id))?.status, 'sent')
 })
 
@@ -187,5 +188,7 @@ test('lib/delivery/enqueue.ts + lib/store/redis.ts: an enqueue whose record writ
   const [retry] = await app.wechat.enqueue(message, { idempotencyKey: 'order-7-shipped' })
   await until(() => sim.accepted.length > 0, 5000)
   t.equal(sim.accepted.length, 1, 'the retried message reaches WeChat')
+  // (the record turns sent once the worker has WeChat's answer, a moment after WeChat has the message)
+  await until(async () => (await app.wechat.status(retry.id))?.status === 'sent', 10_000)
   t.equal((await app.wechat.status(retry.id))?.status, 'sent', `its record ends sent (it is '${(await app.wechat.status(retry.id))?.status}')`)
 })

@@ -54,7 +54,9 @@ for (const kind of ['memory', 'bullmq'] as const) {
     const res2 = await app.inject({ method: 'POST', url: '/orders/10/ship-twice' })
     t.equal(res2.statusCode, 201)
     await until('4 accepted', () => sim.accepted.length >= 4)
-    await sleep(200)
+    // (a record turns sent once the worker has WeChat's answer, a moment after WeChat has the message)
+    await until('4 sent', async () => (await app.wechat.stats()).sent >= 4)
+    await sleep(200) // room for a duplicate to show
     t.same(accepted(sim).sort(), [1, 10, 11, 12].map((n) => messageIdentity(numbered('H', n))).sort())
     const stats = await app.wechat.stats()
     t.equal(stats.total, 4)
@@ -224,7 +226,8 @@ test('bullmq queue: close() waits for handler pushes still being queued; the nex
 
   const second = await hookApp(t, sim, { redisUrl: redis.url, keyPrefix, routes })
   await until('all 20 accepted', () => sim.accepted.length >= 20)
-  await sleep(300)
+  await until('all 20 sent', async () => (await second.wechat.stats()).sent >= 20)
+  await sleep(300) // room for a duplicate to show
   const stats = await second.wechat.stats()
   t.equal(stats.total, 20, 'every push was recorded before close resolved')
   t.equal(stats.sent, 20)

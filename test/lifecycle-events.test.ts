@@ -18,12 +18,12 @@ function listen (app: FastifyInstance): Array<{ name: string, event: MessageEven
 
 test('direct sends: message:sent with the msgid, message:failed with the errcode, message:unknown when it may have been delivered', async (t) => {
   const sim = await startSimulator(t)
-  const app = await buildApp(t, sim, { plugin: { timeout: 200 } })
+  const app = await buildApp(t, sim, { plugin: { timeout: 1500 } })
   const seen = listen(app)
   const sent = await app.wechat.send(shippedMessage())
   const failedId = (promise: Promise<unknown>): Promise<string> => promise.then(() => 'resolved', (err: { messageId: string }) => err.messageId)
   const refused = await failedId(app.wechat.send(shippedMessage('not.an.openid')))
-  sim.failNext('send', { delayMs: 400 })
+  sim.failNext('send', { delayMs: 4000 })
   sim.failNext('send', { errcode: 43101 })
   const maybe = await failedId(app.wechat.send(shippedMessage()))
   await until('three events', () => seen.length === 3)

@@ -6,7 +6,7 @@ import { numbered, settled, statusCounts } from './queue-helpers.js'
 const MAX = 20
 const DURATION = 1000
 const COUNT = 60
-const JITTER_MS = 250
+const JITTER_MS = 500
 
 /** The most acceptances within any window of `windowMs` (sliding). */
 function busiestWindow (times: number[], windowMs: number): number {

@@ -21,6 +21,8 @@ test('batch: one bad item does not sink the others; the good ones are delivered'
   for (const index of [0, 5]) t.match(body.results[index], { index, id: /\w/, status: 'pending' })
   await waitFor(async () => sim.accepted.length === 2)
   t.same(sim.accepted.map((m) => m.touser).sort(), ['oUser-batch-1', 'oUser-batch-2'])
+  // (the record turns sent once the worker has WeChat's answer, a moment after WeChat has the message)
+  await waitFor(async () => (await app.wechat.status(body.results[5].id))?.status === 'sent', 10_000)
   const record = (await call(app, 'GET', `/wechat/messages/${body.results[5].id}`)).json()
   t.match(record, { status: 'sent', source: 'queue' })
 })

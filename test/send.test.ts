@@ -108,9 +108,10 @@ test('a dead first base URL fails over; all dead → FST_WECHAT_UPSTREAM', async
 
 test('timeout then 43101 → outcome unknown (may have been delivered)', async (t) => {
   const sim = await startSimulator(t)
-  const app = await buildApp(t, sim, { plugin: { timeout: 200 } })
+  // (a timeout an ordinary answer meets on a loaded machine, a delay far beyond it)
+  const app = await buildApp(t, sim, { plugin: { timeout: 1500 } })
   await app.wechat.getToken()
-  sim.failNext('send', { delayMs: 400 })
+  sim.failNext('send', { delayMs: 4000 })
   sim.failNext('send', { errcode: 43101 })
   const err = await app.wechat.send(shippedMessage()).catch((e) => e)
   t.equal(err.code, 'FST_WECHAT_API')

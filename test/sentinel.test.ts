@@ -35,7 +35,7 @@ test('Sentinel: one master, one replica, one sentinel', async (t) => {
     t.ok(await clients() >= 2, 'the app\'s connections subscribe to the sentinel')
     await app.close()
     client.disconnect() // ours, and @fastify/redis only quit()s what it created
-    await until('no connection of ours left on the sentinel', async () => await clients() === 0, 3000).catch(() => {})
+    await until('no connection of ours left on the sentinel', async () => await clients() === 0, 15_000).catch(() => {})
     t.equal(await clients(), 0, 'nothing of ours is left on the sentinel (the process can exit)')
   })
 

@@ -131,7 +131,7 @@ export async function failoverScenario (t: Test, target: FailoverTarget): Promis
   await until('every message queued before the failure delivered', () => delivered(before) === before.size, 60_000, 100).catch(() => {})
   t.equal(before.size - delivered(before), 0, `nothing queued before the failure is lost (${before.size} messages)`)
   const acceptedDuring = new Set(during.filter((_, i) => enqueues[i].status === 'fulfilled').map((d) => messageIdentity(d.message)))
-  await until('every enqueue accepted during the failover delivered', () => delivered(acceptedDuring) === acceptedDuring.size, 5_000, 100).catch(() => {})
+  await until('every enqueue accepted during the failover delivered', () => delivered(acceptedDuring) === acceptedDuring.size, 30_000, 100).catch(() => {})
 
   // A careful caller retries a refused enqueue with the same idempotency key. A refused create may
   // still have been applied after its deadline (the client retried it on the new master): the retry
@@ -139,7 +139,7 @@ export async function failoverScenario (t: Test, target: FailoverTarget): Promis
   const refusedOnes = during.filter((_, i) => enqueues[i].status === 'rejected')
   await Promise.all(refusedOnes.map((d) => d.app.wechat.enqueue(d.message, { idempotencyKey: d.key })))
   const retried = new Set(refusedOnes.map((d) => messageIdentity(d.message)))
-  await until('retried enqueues delivered', () => delivered(retried) === retried.size, 5_000, 100).catch(() => {})
+  await until('retried enqueues delivered', () => delivered(retried) === retried.size, 30_000, 100).catch(() => {})
 
   // the queue is done when the queued messages' records are final (a job in flight at the failure
   // comes back once its lock expires, 15 s)
