@@ -70,7 +70,7 @@ test('answers: a BOM is dropped like body.text() does, a 5xx body is not read as
     res.statusCode = status
     res.end(status === 200 ? '\ufeff{"errcode":0,"errmsg":"ok","msgid":2100000000000000123}' : '{"errcode":0}')
   })
-  const http = new WechatHttpClient({ baseUrls: [url], timeout: 1000 })
+  const http = new WechatHttpClient({ baseUrls: [url], timeout: 10_000 })
   t.teardown(() => http.close())
   t.same(await http.call('POST', '/send', { json: { a: 1 } }), { errcode: 0, errmsg: 'ok', msgid: '2100000000000000123' })
   status = 503
@@ -144,13 +144,13 @@ test('a finished call is not kept alive by the deadline queue while later calls 
 test('a 200 whose JSON is not an object is an ambiguous failure, not a success', async (t) => {
   for (const text of ['null', '[]', '"ok"', '1', 'true', '[{"errcode":0}]']) {
     const url = await serve(t, (req, res) => { res.setHeader('content-type', 'application/json'); res.end(text) })
-    const http = new WechatHttpClient({ baseUrls: [url], timeout: 1000 })
+    const http = new WechatHttpClient({ baseUrls: [url], timeout: 10_000 })
     t.teardown(() => http.close())
     const { error } = await timed(() => http.call('POST', '/cgi-bin/message/subscribe/send', { json: {} }))
     t.match(error, { code: 'FST_WECHAT_UPSTREAM', ambiguous: true, httpStatus: 200, message: /not a JSON object/ }, text)
   }
   const url = await serve(t, (req, res) => { res.end('<html>busy</html>') })
-  const http = new WechatHttpClient({ baseUrls: [url], timeout: 1000 })
+  const http = new WechatHttpClient({ baseUrls: [url], timeout: 10_000 })
   t.teardown(() => http.close())
   const { error } = await timed(() => http.call('GET', '/x'))
   t.match(error, { code: 'FST_WECHAT_UPSTREAM', message: /HTTP 200 \(the answer was not JSON\)/ }, 'the reason says what was wrong')

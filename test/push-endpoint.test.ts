@@ -231,9 +231,9 @@ test('the endpoint answers success before a slow handler finishes', async (t) =>
   const res = await sim.push(url, popupEvent(), { token: TOKEN, encodingAESKey: KEY })
   const answered = Date.now()
   t.same(res, { statusCode: 200, body: 'success' })
-  t.ok(answered - started < 1000, `answered in ${answered - started} ms`)
+  t.ok(answered - started < 1900, `answered in ${answered - started} ms, before the 2 s handler ended`)
   t.equal(finished, 0, 'handler still running')
-  await waitFor(() => finished > 0, 4000)
+  await waitFor(() => finished > 0, 10_000)
   t.ok(finished - started >= 1900)
 })
 

@@ -56,7 +56,7 @@ test('typed messages: send, enqueue and reply.wechatPush take { template, data }
   const [queued] = await app.wechat.enqueue([{ toUser: 'oUser-typed-000002', template: review, data: { thing1: '实名认证', enum_string2: '通过' } }])
   t.equal((await app.wechat.status(queued.id))?.templateId, DEMO_TEMPLATE_IDS.reviewResult)
   t.equal((await app.inject({ method: 'POST', url: '/ship' })).statusCode, 200)
-  for (let i = 0; i < 200 && sim.accepted.length < 3; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  for (let i = 0; i < 1000 && sim.accepted.length < 3; i++) await new Promise((resolve) => setTimeout(resolve, 10))
   t.same(sim.accepted.map((m) => m.touser).sort(), ['oUser-typed-000001', 'oUser-typed-000002', 'oUser-typed-000003'])
 
   const err = await app.wechat.send({ toUser: 'oUser-typed-000001', template: shipped, templateId: 'Other' as never, data: shippedData }).catch((e) => e)
