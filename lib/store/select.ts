@@ -4,6 +4,7 @@ import { WechatOptionsError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import type { KeySpace } from './keys.js'
 import { MemoryStore } from './memory.js'
+import { watchClientErrors } from './client-errors.js'
 import { RedisStore } from './redis.js'
 import type { WechatStore } from './types.js'
 
@@ -23,6 +24,7 @@ export function selectStore (fastify: FastifyInstance, options: ResolvedOptions,
   }
   if (client) {
     log.info({ store: 'redis', keyPrefix: keys.queue }, 'wechat: shared state on Redis (fleet-wide token, lock and records)')
+    watchClientErrors(fastify, client, log)
     return new RedisStore(client, keys, options.clock, Math.min(options.timeout, REDIS_COMMAND_TIMEOUT_MS))
   }
   log.info({ store: 'memory' }, 'wechat: state in process memory (single instance; register @fastify/redis first to share it across a fleet)')
