@@ -4,6 +4,7 @@ import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
 import { captureLogs } from './helpers/log-capture.js'
 import { startRedis, uniquePrefix } from './helpers/redis-server.js'
 import { until } from './queue-helpers.js'
+import wechatPush from '../lib/index.js'
 
 // @fastify/redis leaves its client without an 'error' listener once connected: during an outage
 // ioredis printed "[ioredis] Unhandled error event" to stderr at every reconnection attempt, outside
@@ -39,4 +40,37 @@ test('a Redis outage is said once through the app\'s logger, not on stderr at ev
   const listeners = client.listenerCount('error')
   await app.close()
   t.equal(client.listenerCount('error'), Math.max(0, listeners - 1), 'the plugin\'s listener goes with it')
+})
+
+test('many registrations on one client (a namespace per mini program): one listener pair, one line per outage, removed with the last', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const sim = await startSimulator(t)
+  const logs = captureLogs('info')
+  const warnings: string[] = []
+  const onWarning = (warning: Error): void => { warnings.push(warning.name) }
+  process.on('warning', onWarning)
+  t.teardown(() => { process.off('warning', onWarning) })
+  const app = await buildApp(t, sim, {
+    redisUrl: redis.url,
+    logger: logs.logger,
+    plugin: { queue: false },
+    setup: (fastify) => {
+      for (let i = 0; i < 12; i++) fastify.register(wechatPush, { appId: sim.appId, appSecret: sim.appSecret, namespace: `mp${i}`, baseUrl: sim.url, keyPrefix: uniquePrefix(`many${i}`), queue: false })
+    }
+  })
+  const client = (app as unknown as { redis: Redis }).redis
+  t.equal(client.listenerCount('error'), 1, 'one error listener for 13 registrations')
+  t.equal(client.listenerCount('ready'), 1)
+
+  let attempts = 0
+  client.on('reconnecting', () => { attempts++ })
+  await redis.stop()
+  await until('two reconnection attempts', () => attempts >= 2, 20_000)
+  t.equal(logs.parsed().filter((line) => String(line.msg).startsWith('wechat: the Redis client lost its connection')).length, 1, 'one line for the outage')
+  await redis.start()
+  await until('the client is ready again', () => client.status === 'ready', 20_000)
+  await app.close()
+  t.equal(client.listenerCount('error'), 0, 'removed when the last registration closed')
+  t.same(warnings.filter((name) => name === 'MaxListenersExceededWarning'), [])
 })
