@@ -29,7 +29,8 @@ test('a Redis outage is said once through the app\'s logger, not on stderr at ev
   await until('three reconnection attempts', () => attempts >= 3, 20_000)
   const warned = logs.parsed().filter((line) => String(line.msg).startsWith('wechat: the Redis client lost its connection'))
   t.equal(warned.length, 1, `said once over ${attempts} reconnection attempts`)
-  t.match(warned[0], { level: 40, plugin: 'fastify-wechat-push', appId: sim.appId, code: 'ECONNREFUSED' })
+  // (the first error of the outage: the killed server's reset, or a refused reconnection)
+  t.match(warned[0], { level: 40, plugin: 'fastify-wechat-push', appId: sim.appId, code: /^(ECONNRESET|ECONNREFUSED)$/ })
   t.same(printed.filter((line) => line.includes('Unhandled error event')), [], 'nothing printed by ioredis on stderr')
   t.ok((await app.wechat.send(shippedMessage())).msgid, 'sends go on through the outage')
 
