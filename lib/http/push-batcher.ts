@@ -57,11 +57,14 @@ export class PushBatcher {
   private flushing: Promise<void> | null = null
   private readonly aside = new Set<Promise<void>>()
   private readonly stop = new AbortController()
-
-  constructor (private readonly delivery: Delivery) {}
-
+  /** drain() has ended: a push accepted now would wait for a queue that is closing */
+  private closed = false
   /** The logger of the latest push (close() has no request to log with). */
   private lastLog: FastifyBaseLogger | null = null
+  /** when the buffer-full error was last logged (at most once a second) */
+  private overflowLoggedAt = 0
+
+  constructor (private readonly delivery: Delivery) {}
 
   /** Give each push its id and buffer it (`list`: copies of the messages, handler-pushes.ts copyMessages). */
   accept (log: FastifyBaseLogger, list: readonly unknown[]): void {
@@ -77,9 +80,8 @@ export class PushBatcher {
     if (this.counters.waiting + list.length > MAX_WAITING) {
       // The queue has been unreachable for a while and the buffer is full: memory is bounded.
       this.counters.failed += list.length
-      const now = Date.now()
-      if (now - this.overflowLoggedAt >= 1000) {
-        this.overflowLoggedAt = now
+      if (at - this.overflowLoggedAt >= 1000) {
+        this.overflowLoggedAt = at
         log.error({ count: list.length, waiting: this.counters.waiting }, `wechat: ${MAX_WAITING} handler pushes already wait for the queue; this one is not queued`)
       }
       return
@@ -88,10 +90,6 @@ export class PushBatcher {
     this.counters.waiting += list.length
     this.schedule()
   }
-
-  /** drain() has ended: a push accepted now would wait for a queue that is closing */
-  private closed = false
-  private overflowLoggedAt = 0
 
   /** Work that may still accept pushes (an async config.wechatPush): close() waits for it. */
   track (work: Promise<void>): void {
