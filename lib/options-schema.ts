@@ -95,4 +95,14 @@ export const OptionsSchema = Type.Object({
 /** Sub-objects checked on their own first, so an error names `push.token`, not just `push`. */
 export const NESTED_SCHEMAS = { retry: RetrySchema, defaults: DefaultsSchema, queue: QueueObject, routes: RoutesObject, push: PushObject, templates: TemplatesObject } as const
 
-export type OptionsInput = Static<typeof OptionsSchema>
+/**
+ * The options as a user writes them: the schema's type, except that `queue.replicaTimeout` is only
+ * accepted beside `queue.replicas` (registration refuses it alone; the type says so first).
+ */
+export type OptionsInput = Omit<Static<typeof OptionsSchema>, 'queue'> & { queue?: false | QueueOptionsInput }
+
+type QueueObjectInput = Static<typeof QueueObject>
+export type QueueOptionsInput = Omit<QueueObjectInput, 'replicas' | 'replicaTimeout'> & (
+  | { replicas?: undefined, replicaTimeout?: undefined }
+  | { replicas: number, replicaTimeout?: number }
+)

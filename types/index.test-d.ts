@@ -33,6 +33,11 @@ expectError(app.register(wechatPush, { appId: 'wx1', appSecret: 's', tokenEndpoi
 expectError(app.register(wechatPush, { appId: 'wx1', appSecret: 's', validation: 'loose' }))
 expectError(app.register(wechatPush, { appId: 'wx1', appSecret: 's', timeout: '5s' }))
 expectError(app.register(wechatPush, { appId: 'wx1', appSecret: 's', unknownOption: true }))
+// queue.replicaTimeout only beside queue.replicas (registration refuses it alone)
+expectError(app.register(wechatPush, { appId: 'wx1', appSecret: 's', queue: { replicaTimeout: 500 } }))
+app.register(wechatPush, { appId: 'wx1', appSecret: 's', queue: { replicas: 1, replicaTimeout: 500 } })
+app.register(wechatPush, { appId: 'wx1', appSecret: 's', queue: { replicas: 1 } })
+app.register(wechatPush, { appId: 'wx1', appSecret: 's', queue: false })
 
 // decorators are typed
 expectType<Promise<string>>(app.wechat.getToken())
