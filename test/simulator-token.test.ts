@@ -60,6 +60,7 @@ test('classic token: credential errors in order, POST refused', async (t) => {
     [`grant_type=client_credential&appid=wxWRONG&${secret}`, 40013],
     [`grant_type=client_credential&${id}`, 41004],
     [`grant_type=client_credential&${id}&secret=nope`, 40125],
+    [`grant_type=client_credential&${id}&secret=0123456789abcdef0123456789abcdef`, 40001],
     [`grant_type=client_credential&${id}&secret=nope&secret=${sim.appSecret}`, 40125],
     [`grant_type=client_credential&${id}&grant_type=x&secret=nope`, 40125]
   ]
@@ -126,6 +127,9 @@ test('stable token: credential errors', async (t) => {
   t.equal((await stable(sim, { appid: 'wxother' })).json.errcode, 40013)
   t.equal((await stable(sim, { secret: '' })).json.errcode, 41004)
   t.equal((await stable(sim, { secret: 'wrong' })).json.errcode, 40125)
+  // a secret shaped like a real one (32 hex digits) that is another app's: 40001 (WECHAT.md §0)
+  t.equal((await stable(sim, { secret: '0123456789ABCDEF0123456789abcdef' })).json.errcode, 40001)
+  t.equal((await stable(sim, { secret: '0123456789abcdef0123456789abcde' })).json.errcode, 40125, '31 digits')
   t.same(sim.tokenFetches(), { token: 0, stable_token: 0, force_refresh: 0 })
 })
 

@@ -129,6 +129,18 @@ test('token endpoint errors map to FST_WECHAT_TOKEN with advice, and never carry
   const wrong = await buildApp(t, sim, { plugin: { appSecret: 'not-the-secret-000' } })
   await t.rejects(wrong.wechat.getToken(), { code: 'FST_WECHAT_TOKEN', errcode: 40125 })
 
+  // Another app's secret (well formed, 32 hex digits) gets 40001 on a fetch (WECHAT.md §0): a
+  // configuration error like 40125, not a stale token to fetch again: one call, then the error.
+  for (const tokenEndpoint of ['stable', 'classic'] as const) {
+    const endpoint = tokenEndpoint === 'stable' ? 'stable_token' : 'token'
+    const other = await buildApp(t, sim, { plugin: { appSecret: '0123456789abcdef0123456789abcdef', tokenEndpoint } })
+    const before = sim.counters[endpoint]
+    const otherSecret = await other.wechat.getToken().catch((e) => e)
+    t.match(otherSecret, { code: 'FST_WECHAT_TOKEN', errcode: 40001, message: /appSecret is wrong or belongs to another app/ }, tokenEndpoint)
+    t.notMatch(otherSecret.message, '0123456789abcdef0123456789abcdef')
+    t.equal(sim.counters[endpoint] - before, 1, `${tokenEndpoint}: fetched once, not again`)
+  }
+
   sim.failNext('stable_token', { errcode: -1 }, 2)
   t.type(await app.wechat.getToken(), 'string', '-1 on the token endpoint is retried')
 })

@@ -30,15 +30,24 @@ export function tokenRoutes (app: FastifyInstance, ctx: SimContext): void {
   }))
 }
 
-/** Credential errors in WeChat's order: 40002, 41002, 40013, 41004, 40125. */
+/**
+ * Credential errors in WeChat's order: 40002, 41002, 40013, 41004, then a wrong secret. WECHAT.md
+ * gives two codes for it (§0: 40001 on a fetch, "the AppSecret is wrong"; 40125 "invalid
+ * appsecret"): a secret shaped like a real one (32 hex digits, as the MP console issues them) that is
+ * not this app's, a secret of another app, gets 40001; any other wrong secret 40125. An app must
+ * read both as configuration errors, not as a stale token to fetch again.
+ */
 function checkCredentials (ctx: SimContext, c: Record<string, unknown>): WireResponse | undefined {
   if (c.grant_type !== 'client_credential') return wxError(40002)
   if (isMissing(c.appid)) return wxError(41002)
   if (c.appid !== ctx.appId) return wxError(40013)
   if (isMissing(c.secret)) return wxError(41004)
-  if (c.secret !== ctx.appSecret) return wxError(40125)
+  if (c.secret !== ctx.appSecret) return wxError(typeof c.secret === 'string' && SECRET_SHAPE.test(c.secret) ? 40001 : 40125)
   return undefined
 }
+
+/** What an AppSecret issued by the MP console looks like. */
+const SECRET_SHAPE = /^[0-9a-f]{32}$/i
 
 function isMissing (value: unknown): boolean {
   return value === undefined || value === null || value === ''
