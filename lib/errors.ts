@@ -107,3 +107,17 @@ export function invalid (violations: InvalidMessageFields['violations']): Invali
   error.violations = violations
   return error
 }
+
+/**
+ * The text of anything thrown, for a log line or a message: user code (a handler push, a hook) may
+ * throw null, a Symbol or an object whose toString throws, and reading `.message` of those must not
+ * become a second error in the error path.
+ */
+export function thrownText (err: unknown): string {
+  if (err instanceof Error) return String(err.message)
+  try {
+    return String(err)
+  } catch {
+    return `a thrown ${typeof err}`
+  }
+}

@@ -523,3 +523,41 @@ test('pushes go by the status the response went out with: a later hook\'s 429 or
   t.same(accepted(sim), [messageIdentity(numbered('V', 5))], 'only the push of the response that went out 2xx')
   t.same(app.wechat.handlerPushes(), { queued: 1, skipped: 4, failed: 0, waiting: 0 })
 })
+
+// A handler push that threw something other than an Error (null, undefined, a Symbol) crashed the
+// error's own logging ((err as Error).message of null): a 500 instead of the handler's response,
+// and an async config.wechatPush lost its log line. Failed before (4 of the 5 routes answered 500).
+test('a handler push that throws a non-Error (null, undefined, a Symbol) does not change the response; it is logged and counted', async (t) => {
+  const sim = await startSimulator(t)
+  const logs = captureLogs('info')
+  const throwingIterable = (thrown: unknown): unknown => new Proxy([numbered('N', 1)], {
+    get (target, key, receiver) {
+      if (key === Symbol.iterator) throw thrown
+      return Reflect.get(target, key, receiver)
+    }
+  })
+  const app = await hookApp(t, sim, {
+    logger: logs.logger,
+    routes: (app) => {
+      app.get('/config-null', { config: { wechatPush: () => { throw null } } }, async () => ({ ok: 1 })) // eslint-disable-line no-throw-literal
+      app.get('/config-undefined', { config: { wechatPush: () => { throw undefined } } }, async () => ({ ok: 2 })) // eslint-disable-line no-throw-literal
+      app.get('/config-then-getter', { config: { wechatPush: () => ({ get then () { throw null } }) as never } }, async () => ({ ok: 3 })) // eslint-disable-line no-throw-literal
+      app.get('/config-async-symbol', { config: { wechatPush: async () => { throw Symbol('nope') } } }, async () => ({ ok: 4 })) // eslint-disable-line no-throw-literal
+      app.get('/reply-iterator-null', async (_request, reply) => {
+        reply.wechatPush(throwingIterable(null) as never)
+        return { ok: 5 }
+      })
+    }
+  })
+  const routes = ['/config-null', '/config-undefined', '/config-then-getter', '/config-async-symbol', '/reply-iterator-null']
+  for (const [i, url] of routes.entries()) {
+    const res = await app.inject({ method: 'GET', url })
+    t.equal(res.statusCode, 200, `${url}: the response is not affected`)
+    t.same(res.json(), { ok: i + 1 }, url)
+  }
+  await until('each logged', () => logs.parsed().filter((l) => /config\.wechatPush threw|reply\.wechatPush got something/.test(String(l.msg))).length === 5)
+  const reasons = logs.parsed().filter((l) => /config\.wechatPush threw|reply\.wechatPush got something/.test(String(l.msg))).map((l) => l.reason).sort()
+  t.same(reasons, ['Symbol(nope)', 'null', 'null', 'null', 'undefined'])
+  t.same(app.wechat.handlerPushes(), { queued: 0, skipped: 0, failed: 5, waiting: 0 })
+  t.equal(sim.counters.send, 0)
+})

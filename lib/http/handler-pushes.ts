@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, onSendHookHandler, 
 import type { Delivery } from '../delivery/delivery.js'
 import type { SubscribeMessage } from '../delivery/message.js'
 import { snapshotMessage } from '../delivery/message.js'
-import { WechatOptionsError } from '../errors.js'
+import { thrownText, WechatOptionsError } from '../errors.js'
 import { PushBatcher } from './push-batcher.js'
 import type { HandlerPushCounters } from './push-batcher.js'
 
@@ -64,7 +64,7 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
     } catch (err) {
       // Array.isArray of a revoked Proxy throws: the handler's response must not become a 500.
       counters.failed++
-      this.request.log.error({ reason: (err as Error).message }, 'wechat: reply.wechatPush got something that is not a message; not queued (the response was not affected)')
+      this.request.log.error({ reason: thrownText(err) }, 'wechat: reply.wechatPush got something that is not a message; not queued (the response was not affected)')
     }
     return this
   })
@@ -144,7 +144,7 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
   function runConfigured (request: FastifyRequest, reply: FastifyReply, configured: WechatPushConfig, payload: unknown): void {
     const failed = (err: unknown): void => {
       counters.failed++
-      request.log.error({ reason: (err as Error).message }, 'wechat: config.wechatPush threw; its push was not queued (the response was not affected)')
+      request.log.error({ reason: thrownText(err) }, 'wechat: config.wechatPush threw; its push was not queued (the response was not affected)')
     }
     // (by the status the response goes out with, as reply.wechatPush's: whenSent)
     const accept = (messages: unknown): void => {
