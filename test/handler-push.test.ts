@@ -542,7 +542,7 @@ test('a handler push that throws a non-Error (null, undefined, a Symbol) does no
       app.get('/config-null', { config: { wechatPush: () => { throw null } } }, async () => ({ ok: 1 })) // eslint-disable-line no-throw-literal
       app.get('/config-undefined', { config: { wechatPush: () => { throw undefined } } }, async () => ({ ok: 2 })) // eslint-disable-line no-throw-literal
       app.get('/config-then-getter', { config: { wechatPush: () => ({ get then () { throw null } }) as never } }, async () => ({ ok: 3 })) // eslint-disable-line no-throw-literal
-      app.get('/config-async-symbol', { config: { wechatPush: async () => { throw Symbol('nope') } } }, async () => ({ ok: 4 })) // eslint-disable-line no-throw-literal
+      app.get('/config-async-symbol', { config: { wechatPush: async () => { throw Symbol('nope') } } }, async () => ({ ok: 4 }))
       app.get('/reply-iterator-null', async (_request, reply) => {
         reply.wechatPush(throwingIterable(null) as never)
         return { ok: 5 }
