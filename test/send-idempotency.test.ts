@@ -90,6 +90,36 @@ test('send with an aborted signal sends nothing and rejects with the signal\'s r
   t.ok((await app.wechat.send(shippedMessage(), { idempotencyKey: 'aborted-1' })).msgid, 'the key was not claimed')
 })
 
+// A signal aborted while the send waited (for the token, the template list) was only checked
+// before the waits: the message went out after its caller gave up. Failed before (1 call, resolved).
+test('a send aborted while it waits for its token sends nothing: it rejects with the reason and the key is free again', async (t) => {
+  const sim = await startSimulator(t, { latencyMs: 300 })
+  const app = await buildApp(t, sim, { plugin: { templates: false } })
+  const controller = new AbortController()
+  setTimeout(() => controller.abort(new Error('caller gave up')), 50)
+  const sending = app.wechat.send(shippedMessage(), { idempotencyKey: 'aborted-waiting', signal: controller.signal })
+  await t.rejects(sending, { message: 'caller gave up' })
+  t.equal(sim.counters.send, 0, 'no subscribe/send call')
+  t.ok(sim.counters.stable_token >= 1, 'it was waiting for the token')
+  const again = await app.wechat.send(shippedMessage(), { idempotencyKey: 'aborted-waiting' })
+  t.ok(again.msgid, 'the key was released: the retry under it sends')
+  t.notOk(again.duplicate)
+  t.equal(sim.counters.send, 1)
+})
+
+// app.close() while a send waited for its token: the send now ends with the coded "closing" error
+// (not the AbortController's bare AbortError) and nothing is sent.
+test('a send waiting for its token when the app closes: FST_WECHAT_UPSTREAM, outcome failed, nothing sent', async (t) => {
+  const sim = await startSimulator(t, { latencyMs: 300 })
+  const app = await buildApp(t, sim, { plugin: { templates: false } })
+  const sending = app.wechat.send(shippedMessage())
+  sending.catch(() => {})
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  await app.close()
+  await t.rejects(sending, { code: 'FST_WECHAT_UPSTREAM', outcome: 'failed', message: /closing/ })
+  t.equal(sim.counters.send, 0)
+})
+
 // Aborting during a backoff cut the wait short and the send went on: with WeChat answering -1 every
 // attempt still went out; after a 5xx the next call went out at once. Failed before (5 and 2 calls).
 test('aborting a send during its backoff stops the retries: it ends with the last attempt\'s error', async (t) => {

@@ -19,6 +19,11 @@ export interface CallOptions {
   form?: string
   /** an already encoded query string, appended after `query` (WechatApi's access_token, encoded once per token) */
   search?: string
+  /**
+   * WechatApi.call only: checked once the token is there, just before the request leaves (a send
+   * whose caller gave up while it waited for a token is not made); a request on its way is not cut off.
+   */
+  signal?: AbortSignal
 }
 
 export interface UpstreamFields {

@@ -13,8 +13,8 @@ export interface WireMessage {
 export const SUBSCRIBE_SEND_PATH = '/cgi-bin/message/subscribe/send'
 
 /** One call of subscribe/send. `msgid`, when WeChat sends one, stays a decimal string (WECHAT.md §2.2). */
-export async function subscribeSend (api: WechatApi, message: WireMessage): Promise<ApiAnswer & { msgid?: string }> {
-  const answer: ApiAnswer & { msgid?: string } = await api.call('POST', SUBSCRIBE_SEND_PATH, { json: message })
+export async function subscribeSend (api: WechatApi, message: WireMessage, signal?: AbortSignal): Promise<ApiAnswer & { msgid?: string }> {
+  const answer: ApiAnswer & { msgid?: string } = await api.call('POST', SUBSCRIBE_SEND_PATH, { json: message, signal })
   const msgid = answer.body.msgid
   answer.msgid = msgid === undefined || msgid === null ? undefined : String(msgid)
   return answer

@@ -25,6 +25,7 @@ export class WechatApi {
   async call (method: 'GET' | 'POST', path: string, options: CallOptions = {}): Promise<ApiAnswer> {
     let token = this.tokens.current() ?? await this.tokens.getToken()
     for (let retried = false; ; retried = true) {
+      options.signal?.throwIfAborted()
       const body = await this.http.call(method, path, { query: options.query, json: options.json, form: options.form, search: this.encoded(token) })
       const answer = toAnswer(body)
       if (retried || classifyErrcode(answer.errcode) !== 'token') return answer

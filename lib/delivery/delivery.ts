@@ -152,7 +152,7 @@ export class Delivery {
 
   /** close(): direct sends end (those in a backoff at once), then their record writes are waited for. */
   async flush (): Promise<void> {
-    this.closing.abort()
+    this.closing.abort(closedError())
     if (this.active > 0) await new Promise<void>((resolve) => { this.idle = resolve })
     await Promise.allSettled([...this.writes])
   }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import { WechatApiError } from '../errors.js'
+import { thrownText, WechatApiError } from '../errors.js'
 import type { ErrorClass, WechatApiErrorInstance } from '../errors.js'
 import { backoffDelay, sleep } from '../api/backoff.js'
 import { classifyErrcode, isRetryableClass, RATE_LIMIT_DELAY_MS } from '../api/errcodes.js'
@@ -69,7 +69,8 @@ export class Sender {
     let ambiguous = options.ambiguous === true
     for (let attempt = 1; ; attempt++) {
       try {
-        const answer = await subscribeSend(this.api, wire)
+        // (the signal only for the first attempt: a retry starts after a backoff that checks it)
+        const answer = await subscribeSend(this.api, wire, attempt === 1 ? options.signal : undefined)
         if (answer.errcode === 0) return { status: 'sent', attempts: attempt, msgid: answer.msgid, ambiguous }
         const errorClass = classifyErrcode(answer.errcode)
         const retry = errorClass === 'transient' && attempt < options.attempts && options.signal?.aborted !== true
@@ -82,6 +83,11 @@ export class Sender {
         if (errorClass === 'quota') error.retryAfter = msUntilQuotaReset(this.clock.now())
         return { status: unknown ? 'unknown' : 'failed', attempts: attempt, errcode: answer.errcode, errmsg: answer.errmsg, errorClass, error, ambiguous }
       } catch (err) {
+        if (attempt === 1 && options.signal?.aborted === true && err === options.signal.reason) {
+          // The caller gave up (or the app began to close) while the call waited for a token: no
+          // request left, so the message certainly was not sent.
+          return { status: 'failed', attempts: 0, errmsg: `aborted before it was sent (${thrownText(err)})`, error: err as Error, ambiguous: false }
+        }
         const upstream = err as Error & Partial<UpstreamFields> & { code?: string }
         const isUpstream = upstream.code === 'FST_WECHAT_UPSTREAM'
         if (isUpstream) ambiguous ||= upstream.ambiguous === true
