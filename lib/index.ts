@@ -10,6 +10,7 @@ import { TemplateCatalog, templatesFacade } from './delivery/templates-catalog.j
 import { scheduleJob } from './scheduled-job.js'
 import * as typedTemplates from './typed-templates.js'
 import { Delivery } from './delivery/delivery.js'
+import { getTokenOptions } from './delivery/call-options.js'
 import { EVENTS_DRAIN_MS, PushEventBus } from './push/event-bus.js'
 import { registerPushEndpoint } from './push/plugin.js'
 import { Sender } from './delivery/sender.js'
@@ -73,7 +74,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   const wechat: fastifyWechatPush.WechatPush = {
     appId: options.appId,
     storeKind: store.kind,
-    getToken: (getOptions) => tokens.getToken(getOptions?.forceRefresh === true),
+    getToken: async (getOptions) => tokens.getToken(getTokenOptions(getOptions)),
     send: (message: unknown, sendOptions?: SendOptions) => delivery.send(message, sendOptions),
     enqueue: (messages: unknown, enqueueOptions?: EnqueueOptions) => delivery.enqueue(messages, enqueueOptions),
     status: (id) => delivery.status(id),

@@ -175,6 +175,47 @@ test('send() and enqueue() options: a wrong type or an unknown key (a misspelt i
   t.ok((await send(shippedMessage(), { idempotencyKey: undefined, signal: undefined }) as { msgid: string }).msgid, 'known keys left undefined are fine')
 })
 
+// From a hostile-input audit, each failed before: options whose reading throws (a getter, a Proxy
+// trap, a revoked Proxy) rejected with what they threw (a bare null included), uncoded; an object
+// made from AbortSignal.prototype passed as signal threw ERR_INVALID_THIS; getToken() of a revoked
+// Proxy threw synchronously instead of rejecting; an array with holes given to enqueue() failed with
+// a TypeError after its records were claimed (with a key: records left 'pending' with no job).
+test('unreadable call options and arrays with holes: coded FST_WECHAT_INVALID_MESSAGE, nothing recorded or sent', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  const refused = { code: 'FST_WECHAT_INVALID_MESSAGE', statusCode: 400 }
+  const send = app.wechat.send as (message: unknown, options?: unknown) => Promise<unknown>
+  const enqueue = app.wechat.enqueue as (message: unknown, options?: unknown) => Promise<unknown>
+  const getToken = app.wechat.getToken as (options?: unknown) => Promise<string>
+  const revoked = (): object => {
+    const { proxy, revoke } = Proxy.revocable({}, {})
+    revoke()
+    return proxy
+  }
+  const throwingGetter = (name: string, thrown: unknown): object => Object.defineProperty({}, name, { enumerable: true, get () { throw thrown } })
+  await t.rejects(send(shippedMessage(), throwingGetter('idempotencyKey', new Error('boom-opt'))), { ...refused, message: /options could not be read \(boom-opt\)/ })
+  await t.rejects(send(shippedMessage(), revoked()), { ...refused, message: /options could not be read/ })
+  await t.rejects(send(shippedMessage(), new Proxy({}, { ownKeys () { throw new Error('ownKeys-boom') } })), { ...refused, message: /ownKeys-boom/ })
+  await t.rejects(send(shippedMessage(), { signal: Object.create(AbortSignal.prototype) }), { ...refused, message: /signal must be an AbortSignal/ })
+  await t.rejects(enqueue(shippedMessage(), throwingGetter('delay', null)), { ...refused, message: /options could not be read \(null\)/ })
+  await t.rejects(enqueue(new Proxy([shippedMessage()], { get (target, key, receiver) { if (key === 'length') throw new Error('len-boom'); return Reflect.get(target, key, receiver) } })), { ...refused, message: /messages could not be read \(len-boom\)/ })
+  const calling = (() => { try { return getToken(revoked()) } catch (err) { return err } })()
+  t.ok(calling instanceof Promise, 'getToken() of unreadable options rejects, it does not throw')
+  await t.rejects(calling as Promise<string>, { ...refused, message: /options could not be read/ })
+  await t.rejects(getToken({ forceRefresh: 'yes' }), { ...refused, message: /forceRefresh must be a boolean/ })
+  await t.rejects(getToken({ forcerefresh: true }), { ...refused, message: /forcerefresh is not an option here/ })
+
+  const sparse = [shippedMessage(), , shippedMessage()] // eslint-disable-line no-sparse-arrays
+  await t.rejects(enqueue(sparse), { ...refused, message: /message/ })
+  await t.rejects(enqueue(sparse, { idempotencyKey: 'holes' }), { ...refused })
+  t.equal((await app.wechat.stats()).total, 0, 'nothing recorded')
+  t.equal(sim.counters.send, 0, 'nothing sent')
+  const dense = [sparse[0], shippedMessage(), sparse[2]]
+  const queued = await enqueue(dense, { idempotencyKey: 'holes' }) as Array<{ id: string }>
+  t.equal(queued.length, 3, 'the same key then takes the whole array')
+  for (const { id } of queued) t.ok(await app.wechat.status(id))
+})
+
 // Three findings of an audit against WECHAT.md, each failed before:
 // - an integer beyond 2^53 given as a number went out already rounded (…890 → …000);
 // - page: '' went out as an empty page instead of none;

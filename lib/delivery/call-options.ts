@@ -1,4 +1,4 @@
-import { invalid } from '../errors.js'
+import { invalid, thrownText } from '../errors.js'
 
 const MAX_KEY_LENGTH = 200
 const MAX_DELAY_MS = 30 * 86_400_000
@@ -10,9 +10,9 @@ const MAX_DELAY_MS = 30 * 86_400_000
  */
 export function sendOptions (options: unknown): { key?: string, signal?: AbortSignal } {
   if (options === undefined) return {}
-  const o = checkObject(options, ['idempotencyKey', 'signal'])
+  const o = readOptions(options, ['idempotencyKey', 'signal'])
   const signal = o.signal
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+  if (signal !== undefined && !isAbortSignal(signal)) {
     throw invalid([{ key: 'signal', rule: 'type', message: 'signal must be an AbortSignal' }])
   }
   return { key: checkKey(o.idempotencyKey), signal }
@@ -20,7 +20,7 @@ export function sendOptions (options: unknown): { key?: string, signal?: AbortSi
 
 export function enqueueOptions (options: unknown): { key?: string, delay: number } {
   if (options === undefined) return { delay: 0 }
-  const o = checkObject(options, ['idempotencyKey', 'delay'])
+  const o = readOptions(options, ['idempotencyKey', 'delay'])
   const delay = o.delay ?? 0
   if (typeof delay !== 'number' || !Number.isInteger(delay) || delay < 0 || delay > MAX_DELAY_MS) {
     throw invalid([{ key: 'delay', rule: 'range', message: 'delay must be a whole number of ms between 0 and 30 days' }])
@@ -28,14 +28,37 @@ export function enqueueOptions (options: unknown): { key?: string, delay: number
   return { key: checkKey(o.idempotencyKey), delay }
 }
 
-function checkObject (options: unknown, known: readonly string[]): Record<string, unknown> {
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw invalid([{ key: 'options', rule: 'type', message: `options must be an object ({ ${known.join(', ')} })` }])
+/**
+ * The known options, read once: an unknown key is refused, and options that cannot be read (a getter
+ * or a Proxy trap that throws, a revoked Proxy) are refused with the same coded error, not with
+ * whatever they threw.
+ */
+function readOptions (options: unknown, known: readonly string[]): Record<string, unknown> {
+  let names: string[] | undefined
+  const read: Record<string, unknown> = {}
+  try {
+    if (options !== null && typeof options === 'object' && !Array.isArray(options)) {
+      names = Object.keys(options)
+      for (const name of known) read[name] = (options as Record<string, unknown>)[name]
+    }
+  } catch (err) {
+    throw invalid([{ key: 'options', rule: 'type', message: `options could not be read (${thrownText(err)})` }])
   }
-  for (const name of Object.keys(options)) {
+  if (names === undefined) throw invalid([{ key: 'options', rule: 'type', message: `options must be an object ({ ${known.join(', ')} })` }])
+  for (const name of names) {
     if (!known.includes(name)) throw invalid([{ key: name, rule: 'unknown', message: `${name} is not an option here (expected ${known.join(' or ')})` }])
   }
-  return options as Record<string, unknown>
+  return read
+}
+
+/** A real AbortSignal: `instanceof` alone lets through an object made from its prototype, whose `aborted` throws. */
+function isAbortSignal (signal: unknown): signal is AbortSignal {
+  if (!(signal instanceof AbortSignal)) return false
+  try {
+    return typeof signal.aborted === 'boolean'
+  } catch {
+    return false
+  }
 }
 
 function checkKey (key: unknown): string | undefined {
@@ -44,4 +67,14 @@ function checkKey (key: unknown): string | undefined {
     throw invalid([{ key: 'idempotencyKey', rule: 'type', message: `idempotencyKey must be a string of 1-${MAX_KEY_LENGTH} characters` }])
   }
   return key
+}
+
+/** The options of `getToken()`, checked as send's are: whether to force a refresh. */
+export function getTokenOptions (options: unknown): boolean {
+  if (options === undefined) return false
+  const { forceRefresh } = readOptions(options, ['forceRefresh'])
+  if (forceRefresh !== undefined && typeof forceRefresh !== 'boolean') {
+    throw invalid([{ key: 'forceRefresh', rule: 'type', message: 'forceRefresh must be a boolean' }])
+  }
+  return forceRefresh === true
 }

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { invalid, WechatQueueError } from '../errors.js'
+import { invalid, thrownText, WechatQueueError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import type { MessageRecord, Status } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
@@ -49,8 +49,7 @@ export class Enqueuer {
   async enqueue (input: unknown, options?: EnqueueOptions, source: MessageSource = 'queue'): Promise<EnqueueResult[]> {
     if (!this.queue) throw new WechatQueueError('the queue is off (queue: false); use send() or turn the queue on')
     const isArray = isList(input)
-    let list = isArray ? input as unknown[] : [input]
-    if (list.length > MAX_BATCH) throw invalid([{ key: 'messages', rule: 'size', message: `at most ${MAX_BATCH} messages per enqueue (got ${list.length})` }])
+    let list = isArray ? readList(input as unknown[]) : [input]
     const { key, delay } = enqueueOptions(options)
     const wait = this.templates?.prepare(templateIdsOf(list))
     if (wait !== undefined) {
@@ -217,6 +216,29 @@ export class Enqueuer {
 }
 
 /** Array.isArray, except that a revoked Proxy (which makes it throw) is one message, which validation refuses. */
+/**
+ * The messages of an array, as a dense copy read once: a hole is `undefined` (refused by validation
+ * as that message, where map() skipped it and left its record without a job), and an array that
+ * cannot be read (a Proxy whose length or items throw) is refused whole, before anything is claimed.
+ */
+function readList (input: unknown[]): unknown[] {
+  const unreadable = (err: unknown): Error => invalid([{ key: 'messages', rule: 'type', message: `the messages could not be read (${thrownText(err)})` }])
+  let length: number
+  try {
+    length = input.length
+  } catch (err) {
+    throw unreadable(err)
+  }
+  if (length > MAX_BATCH) throw invalid([{ key: 'messages', rule: 'size', message: `at most ${MAX_BATCH} messages per enqueue (got ${length})` }])
+  const list: unknown[] = []
+  try {
+    for (let i = 0; i < length; i++) list.push(input[i])
+  } catch (err) {
+    throw unreadable(err)
+  }
+  return list
+}
+
 function isList (input: unknown): boolean {
   try {
     return Array.isArray(input)
