@@ -33,11 +33,15 @@ export const DefaultsSchema = Type.Object({
   page: Type.Optional(Type.String({ maxLength: 1024 }))
 }, { additionalProperties: false })
 
+/** A route path option: starts with '/', no '*', ':', '?', '#' or whitespace. */
+const PLAIN_PATH = '^/[^*:?#\\s]*$'
+
 export const QueueObject = Type.Object({
   concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
   limiter: Type.Optional(Type.Object({
     max: Type.Integer({ minimum: 1 }),
-    duration: Type.Integer({ minimum: 1 })
+    // ms; at most what a timer can wait (2^31 - 1, about 24.8 days)
+    duration: Type.Integer({ minimum: 1, maximum: 2 ** 31 - 1 })
   }, { additionalProperties: false })),
   attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
   durable: Type.Optional(Type.Boolean()),
@@ -46,7 +50,8 @@ export const QueueObject = Type.Object({
 }, { additionalProperties: false })
 
 export const RoutesObject = Type.Object({
-  prefix: Type.Optional(Type.String({ pattern: '^/' })),
+  // a plain path: no wildcard, parameter, query or fragment (Fastify would refuse some at boot, uncoded)
+  prefix: Type.Optional(Type.String({ pattern: PLAIN_PATH })),
   onRequest: Type.Optional(OnRequestHookOption),
   preHandler: Type.Optional(PreHandlerHookOption),
   dashboard: Type.Optional(Type.Boolean()),
@@ -54,7 +59,7 @@ export const RoutesObject = Type.Object({
 }, { additionalProperties: false })
 
 export const PushObject = Type.Object({
-  path: Type.Optional(Type.String({ pattern: '^/' })),
+  path: Type.Optional(Type.String({ pattern: PLAIN_PATH })),
   token: Type.String({ minLength: 3, maxLength: 32, pattern: '^[A-Za-z0-9]+$' }),
   encodingAESKey: Type.Optional(Type.String()),
   previousEncodingAESKey: Type.Optional(Type.String()),

@@ -1,5 +1,5 @@
 import { Value } from '@sinclair/typebox/value'
-import { WechatOptionsError } from './errors.js'
+import { thrownText, WechatOptionsError } from './errors.js'
 import { NESTED_SCHEMAS, OptionsSchema } from './options-schema.js'
 import type { OptionsInput } from './options-schema.js'
 
@@ -47,7 +47,8 @@ function fail (message: string): never {
  * found fails `ready()` with FST_WECHAT_OPTIONS naming the option. Values are never echoed back for
  * secret options.
  */
-export function resolveOptions (raw: unknown): ResolvedOptions {
+export function resolveOptions (given: unknown): ResolvedOptions {
+  const raw = readOnce(given)
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail('options must be an object')
   const { prefix, logLevel } = registerKeys(raw as Record<string, unknown>)
   const input = stripFastifyKeys(raw as Record<string, unknown>)
@@ -68,7 +69,7 @@ export function resolveOptions (raw: unknown): ResolvedOptions {
   const retry = { attempts: o.retry?.attempts ?? 3, minDelay: o.retry?.minDelay ?? 200, maxDelay: o.retry?.maxDelay ?? 5000 }
   if (retry.maxDelay < retry.minDelay) fail(`retry.maxDelay (${retry.maxDelay}) must be >= retry.minDelay (${retry.minDelay})`)
   const refreshAheadMs = (o.refreshAhead ?? 300) * 1000
-  if (o.clock !== undefined && (o.clock === null || typeof (o.clock as Clock).now !== 'function')) fail('clock must be an object with a now() method')
+  if (o.clock !== undefined) checkClock(o.clock)
   if (o.store === 'memory' && o.redisNamespace !== undefined) fail('redisNamespace makes no sense with store: \'memory\'')
 
   return {
@@ -114,6 +115,47 @@ function registerKeys (raw: Record<string, unknown>): { prefix: string, logLevel
 const FASTIFY_REGISTER_KEYS = ['prefix', 'logLevel', 'logSerializers']
 
 /** fastify.register passes its own keys (prefix, logLevel...) inside the options object. */
+/**
+ * The options as plain data, each value read once: validation and use then see the same values (a
+ * getter could answer differently each time), and options that cannot be read (a getter or a Proxy
+ * trap that throws, a revoked Proxy) fail with FST_WECHAT_OPTIONS, not with what they threw. Plain
+ * objects and arrays are copied (three levels: queue.limiter, routes.onRequest's array); anything
+ * else (functions, class instances, the clock) is kept as it is.
+ */
+function readOnce (value: unknown, depth = 0): unknown {
+  try {
+    if (depth > 3 || value === null || typeof value !== 'object') return value
+    if (Array.isArray(value)) return value.map((item: unknown) => readOnce(item, depth + 1))
+    const proto: unknown = Object.getPrototypeOf(value)
+    if (proto !== Object.prototype && proto !== null) return value
+    const copy: Record<string, unknown> = {}
+    // (defineProperty: a key '__proto__' stays an own key, for validation to refuse as unknown)
+    for (const key of Object.keys(value)) {
+      const item = (value as Record<string, unknown>)[key]
+      // the clock is the caller's object (a test's fake clock keeps its state in it), read once, not copied
+      const read = depth === 0 && key === 'clock' ? item : readOnce(item, depth + 1)
+      Object.defineProperty(copy, key, { value: read, enumerable: true, writable: true, configurable: true })
+    }
+    return copy
+  } catch (err) {
+    if (err instanceof WechatOptionsError) throw err
+    return fail(`options could not be read (${thrownText(err)})`)
+  }
+}
+
+/** A clock is asked once now: a now() that throws or is no time (NaN) would fail every later call. */
+function checkClock (clock: unknown): void {
+  let now: unknown
+  try {
+    if (clock === null || typeof (clock as Clock).now !== 'function') fail('clock must be an object with a now() method')
+    now = (clock as Clock).now()
+  } catch (err) {
+    if (err instanceof WechatOptionsError) throw err
+    fail(`clock.now() threw (${thrownText(err)})`)
+  }
+  if (typeof now !== 'number' || !Number.isFinite(now) || now < 0) fail(`clock.now() must return a time in ms since the epoch (got ${safeJson(now)})`)
+}
+
 function stripFastifyKeys (raw: Record<string, unknown>): Record<string, unknown> {
   const rest = { ...raw }
   for (const key of FASTIFY_REGISTER_KEYS) delete rest[key]

@@ -61,7 +61,15 @@ test('wrong types and unknown keys name the option', async (t) => {
     [{ refreshAhead: Infinity }, /refreshAhead.*\(got Infinity\)/],
     [{ refreshInterval: 0.0001 }, /refreshInterval/],
     [{ queue: { replicaTimeout: 500 } }, /queue\.replicaTimeout needs queue\.replicas/],
-    [{ baseUrl: 'https://user:pw@api.example.com/v1?k=s3cret' }, /got "https:\/\/api\.example\.com\/v1" and a query and credentials/]
+    [{ baseUrl: 'https://user:pw@api.example.com/v1?k=s3cret' }, /got "https:\/\/api\.example\.com\/v1" and a query and credentials/],
+    // From a hostile-input audit (each failed before): a limiter window no timer can wait made the
+    // in-process queue spin on TimeoutOverflowWarning; a wildcard prefix failed in Fastify, uncoded;
+    // a clock whose now() throws or is no time booted and broke every later call.
+    [{ queue: { limiter: { max: 1, duration: 2 ** 40 } } }, /queue\.limiter\.duration/],
+    [{ routes: { prefix: '/*', unprotected: true } }, /routes\.prefix/],
+    [{ push: { token: 'abc123', path: '/wechat/:id' } }, /push\.path/],
+    [{ clock: { now: () => Number.NaN } }, /clock\.now\(\) must return a time in ms since the epoch \(got NaN\)/],
+    [{ clock: { now: () => { throw new Error('clock-boom') } } }, /clock\.now\(\) threw \(clock-boom\)/]
   ]
   for (const [extra, pattern] of cases) {
     const err = await bootError(t, { ...base, ...extra })
@@ -199,4 +207,24 @@ test('@fastify/redis with namespaces only: no silent memory fallback, an error n
   const { app: memory } = await namespacedOnly({ store: 'memory' })
   await memory.ready()
   t.equal(memory.wechat.storeKind, 'memory', "store: 'memory' says so and needs no client")
+})
+
+// Options that cannot be read failed ready() with whatever they threw (a bare null, a revoked Proxy's
+// TypeError), uncoded. And a getter was read twice (validated, then used): a value that changed in
+// between went through unchecked. Failed before.
+test('options that cannot be read, or that change between reads: FST_WECHAT_OPTIONS, each value read once', async (t) => {
+  const { proxy, revoke } = Proxy.revocable({ ...base }, {})
+  revoke()
+  t.match((await bootError(t, proxy)).message, /options could not be read/)
+  const throwing = Object.defineProperty({ ...base }, 'timeout', { enumerable: true, get () { throw null } }) // eslint-disable-line no-throw-literal
+  t.match((await bootError(t, throwing)).message, /options could not be read \(null\)/)
+  t.match((await bootError(t, new Proxy({ ...base }, { ownKeys () { throw new Error('keys-boom') } }))).message, /options could not be read \(keys-boom\)/)
+  t.match((await bootError(t, { ...base, clock: { get now () { throw new Error('getter-boom') } } })).message, /clock\.now\(\) threw \(getter-boom\)/)
+  let reads = 0
+  const lying = Object.defineProperty({ ...base }, 'timeout', { enumerable: true, get () { return reads++ === 0 ? 5000 : 'five seconds' } })
+  const app = Fastify({ logger: false })
+  t.teardown(() => app.close())
+  app.register(wechatPush, lying as never)
+  await app.ready()
+  t.equal(reads, 1, 'read once: the checked value is the one used')
 })

@@ -113,7 +113,8 @@ export class MemoryQueue implements MessageQueue {
 
   private wakeIn (ms: number): void {
     if (this.wakeTimer) return
-    this.wakeTimer = setTimeout(() => { this.wakeTimer = null; this.pump() }, ms)
+    // (a longer wait is taken in steps: a timer of more than 2^31 - 1 ms fires after 1 ms)
+    this.wakeTimer = setTimeout(() => { this.wakeTimer = null; this.pump() }, Math.min(ms, MAX_TIMER_MS))
     this.wakeTimer.unref()
   }
 
