@@ -48,3 +48,54 @@ test('Redis stopped during sends → sends keep succeeding; restarted → the to
   await second.close()
   await app.close()
 })
+
+// A direct send during an outage went out, but its record write failed and was dropped: once Redis
+// was back, status(id) answered null and stats() left the message out. The record is now held in
+// memory and written when Redis answers. Failed before (status null for all 30).
+test('records of direct sends made while Redis is down are written once it is back', async (t) => {
+  const sim = await startSimulator(t)
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const logs = captureLogs('info')
+  const app = await buildApp(t, sim, { redisUrl: redis.url, logger: logs.logger, plugin: { keyPrefix: uniquePrefix('held'), templates: false } })
+  const first = await app.wechat.send(shippedMessage())
+  await until(async () => (await app.wechat.status(first.id)) !== null)
+
+  await redis.stop()
+  const sent = await Promise.all(Array.from({ length: 30 }, () => app.wechat.send(shippedMessage())))
+  t.equal(sent.length, 30, 'sent while Redis is down')
+  await until(() => logs.parsed().some((line) => String(line.msg).includes('keeping it (and any more) in memory')))
+  t.equal(logs.parsed().filter((line) => String(line.msg).includes('could not write the message record')).length, 1, 'logged once, not per send')
+
+  // (the test's redis-server keeps nothing across a restart: only what is written after it counts)
+  await redis.start()
+  await until(async () => {
+    try {
+      return (await app.wechat.stats()).total === 30
+    } catch {
+      return false
+    }
+  }, 30_000)
+  for (const { id, msgid } of sent) t.match(await app.wechat.status(id), { id, status: 'sent', msgid, source: 'send' })
+  t.equal((await app.wechat.stats()).sent, 30)
+  const written = logs.parsed().filter((line) => line.msg === 'wechat: the store answers again; the held message records are written')
+  t.equal(written.reduce((sum, line) => sum + Number(line.written), 0), 30, 'logged as written')
+  await app.close()
+})
+
+test('records still held when the app closes with Redis down: one last try, then logged as lost with their ids', async (t) => {
+  const sim = await startSimulator(t)
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const logs = captureLogs('info')
+  const app = await buildApp(t, sim, { redisUrl: redis.url, logger: logs.logger, plugin: { keyPrefix: uniquePrefix('held-close'), templates: false } })
+  const first = await app.wechat.send(shippedMessage())
+  await until(async () => (await app.wechat.status(first.id)) !== null)
+  await redis.stop()
+  const sent = await Promise.all(Array.from({ length: 3 }, () => app.wechat.send(shippedMessage())))
+  await until(() => logs.parsed().some((line) => String(line.msg).includes('keeping it (and any more) in memory')))
+  await app.close()
+  const lost = logs.parsed().find((line) => String(line.msg).includes('could not be written before close'))
+  t.match(lost, { level: 50, lost: 3 })
+  t.same([...(lost?.messageIds as string[])].sort(), sent.map(({ id }) => id).sort())
+})

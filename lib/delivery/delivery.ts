@@ -17,6 +17,7 @@ import type { DeliveryOutcome, Sender, SendResult } from './sender.js'
 import type { Credits } from './credits.js'
 import { Enqueuer } from './enqueue.js'
 import type { AdmittedMessage, EnqueueOptions, EnqueueResult } from './enqueue.js'
+import { RecordRetries } from './record-retries.js'
 import { RecordWriter } from './record-writer.js'
 import type { MessageSource } from './record-writer.js'
 
@@ -49,7 +50,11 @@ export class Delivery {
   ) {
     this.records = new RecordWriter(store, options)
     this.enqueuer = new Enqueuer(store, queue, options, log, ledger, this.records, templates)
+    this.heldRecords = new RecordRetries(log)
   }
+
+  /** direct sends' final records whose write failed (the store down), written when it answers */
+  private readonly heldRecords: RecordRetries
 
   /**
    * Aborted by close(): a send waiting out a backoff ends at once with its last attempt's outcome
@@ -150,11 +155,12 @@ export class Delivery {
     write.then(() => this.writes.delete(write), () => this.writes.delete(write))
   }
 
-  /** close(): direct sends end (those in a backoff at once), then their record writes are waited for. */
+  /** close(): direct sends end (those in a backoff at once), then their record writes are waited for (held ones get one last try). */
   async flush (): Promise<void> {
     this.closing.abort(closedError())
     if (this.active > 0) await new Promise<void>((resolve) => { this.idle = resolve })
     await Promise.allSettled([...this.writes])
+    await this.heldRecords.close()
   }
 
   async status (id: string): Promise<MessageRecord | null> {
@@ -196,21 +202,26 @@ export class Delivery {
 
   /** One write per direct send, not awaited by it (deferred): the final state (or the update of the claimed record). */
   private async recordOutcome (id: string, prepared: PreparedMessage, outcome: DeliveryOutcome, claimed: boolean): Promise<void> {
+    // Built once: a write held for the store (below) keeps the send's own times.
+    let write: (deferred: boolean) => Promise<unknown>
+    if (claimed) {
+      const patch = { status: outcome.status, attempts: outcome.attempts, msgid: outcome.msgid, errcode: outcome.errcode, errmsg: outcome.errmsg }
+      const now = this.records.nowIso()
+      write = (deferred) => this.store.updateRecord(id, patch, { ttlSeconds: this.options.retentionSeconds, now, deferred })
+    } else {
+      const record = this.records.newRecord(id, prepared, outcome.status, 'send')
+      record.attempts = outcome.attempts
+      if (outcome.msgid !== undefined) record.msgid = outcome.msgid
+      if (outcome.errcode !== undefined) record.errcode = outcome.errcode
+      if (outcome.errmsg !== undefined) record.errmsg = outcome.errmsg
+      write = (deferred) => this.store.createRecord(record, { ttlSeconds: this.options.retentionSeconds, deferred })
+    }
     try {
-      if (claimed) {
-        const patch = { status: outcome.status, attempts: outcome.attempts, msgid: outcome.msgid, errcode: outcome.errcode, errmsg: outcome.errmsg }
-        await this.store.updateRecord(id, patch, { ttlSeconds: this.options.retentionSeconds, now: this.records.nowIso(), deferred: true })
-      } else {
-        const record = this.records.newRecord(id, prepared, outcome.status, 'send')
-        record.attempts = outcome.attempts
-        if (outcome.msgid !== undefined) record.msgid = outcome.msgid
-        if (outcome.errcode !== undefined) record.errcode = outcome.errcode
-        if (outcome.errmsg !== undefined) record.errmsg = outcome.errmsg
-        await this.store.createRecord(record, { ttlSeconds: this.options.retentionSeconds, deferred: true })
-      }
+      await write(true)
     } catch (err) {
-      // WeChat already answered; losing the record must not turn a delivered message into an error.
-      this.log.warn({ messageId: id, reason: (err as Error).message }, 'wechat: could not write the message record')
+      // WeChat already answered: the store being down must not turn a delivered message into an
+      // error, nor lose its record. It is held and written when the store answers (record-retries.ts).
+      this.heldRecords.hold({ id, write: () => write(false) }, err)
     }
   }
 }
