@@ -339,6 +339,14 @@ test('a 4xx carrying a WeChat errcode is read as that errcode; a bare 4xx (a pro
   before = gw.sends()
   t.ok((await app.wechat.send(shippedMessage())).msgid, 'a bare 429 and a 503 are retried, then sent')
   t.equal(gw.sends() - before, 3)
+
+  // the same through the simulator's own fault: an error status with an errcode carries its JSON
+  const direct = await buildApp(t, sim)
+  await direct.wechat.getToken()
+  const sends = sim.counters.send
+  sim.failNext('send', { httpStatus: 403, errcode: 40003 })
+  t.match(await direct.wechat.send(shippedMessage()).catch((e) => e), { code: 'FST_WECHAT_API', errcode: 40003, outcome: 'failed' })
+  t.equal(sim.counters.send - sends, 1, 'one call')
 })
 
 // WECHAT.md §8.1: the clock daily quotas reset on is not documented (presumably China days). Before,

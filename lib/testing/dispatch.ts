@@ -95,9 +95,19 @@ export function endpoint (ctx: SimContext, name: SimEndpoint, spec: EndpointSpec
   }
 }
 
-/** The answer a fault imposes, or undefined when the normal answer should go out (delay or drop only). */
+/**
+ * The answer a fault imposes, or undefined when the normal answer should go out (delay or drop only).
+ * An error status alone is the gateway's HTML page; with an errcode or errmsg it carries WeChat's JSON
+ * body under that status (a gateway or proxy that answers 4xx with the errcode), for the app's reading of it.
+ */
 function faultAnswer (fault: SimFault, request: FastifyRequest): WireResponse | undefined {
-  if (fault.httpStatus !== undefined && fault.httpStatus !== 200) return httpPage(fault.httpStatus)
+  const status = fault.httpStatus ?? 200
+  const body = faultBody(fault, request)
+  if (status === 200) return body
+  return body === undefined ? httpPage(status) : { ...body, status }
+}
+
+function faultBody (fault: SimFault, request: FastifyRequest): WireResponse | undefined {
   const errcode = fault.errcode ?? (fault.errmsg !== undefined ? -1 : undefined)
   if (errcode === undefined) return undefined
   if (fault.errmsg !== undefined) return json({ errcode, errmsg: fault.errmsg }, errcode)
