@@ -1,7 +1,8 @@
 /**
  * The example app. With no credentials it runs on embedded defaults: the built-in WeChat simulator
  * and the memory store, so `npm run example` works on a fresh machine. With WECHAT_APPID and
- * WECHAT_SECRET (and optionally REDIS_URL) it talks to the real WeChat.
+ * WECHAT_SECRET (and optionally REDIS_URL) it talks to the real WeChat: set WECHAT_TEMPLATE_ID to a
+ * template of yours with the keywords the route sends (or change its `data`).
  *
  *   npm run example
  *   curl -X POST localhost:3000/orders/42/ship -H 'content-type: application/json' -d '{"openid":"oExample-openid-0001"}'

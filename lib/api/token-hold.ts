@@ -11,6 +11,9 @@ export const FREE_REFUSALS = 20
 /** The wait after the first refusal beyond those; it doubles with each further one. */
 export const FIRST_REFUSAL_HOLD_MS = 1000
 
+/** How every FST_WECHAT_TOKEN message starts (errors.ts): a held copy's detail is what follows. */
+const TOKEN_MESSAGE_START = new WechatTokenError('').message
+
 /**
  * When WeChat keeps refusing token fetches in a way an immediate retry cannot change (WECHAT.md
  * §1.3: configuration, 45011, 45009), the token endpoint is asked less and less often, and callers
@@ -38,7 +41,9 @@ export class TokenHold {
     if (error === null) return
     const left = this.until - this.clock.now()
     if (left <= 0) return
-    const copy = new WechatTokenError(`${error.message}; not asked again for ${Math.ceil(left / 1000)} s`) as TokenErrorInstance
+    // (the held error's own detail: its message already starts with the code's text, which the copy adds again)
+    const detail = error.message.startsWith(TOKEN_MESSAGE_START) ? error.message.slice(TOKEN_MESSAGE_START.length) : error.message
+    const copy = new WechatTokenError(`${detail}; not asked again for ${Math.ceil(left / 1000)} s`) as TokenErrorInstance
     if (error.errcode !== undefined) copy.errcode = error.errcode
     if (error.errmsg !== undefined) copy.errmsg = error.errmsg
     if (error.rid !== undefined) copy.rid = error.rid
