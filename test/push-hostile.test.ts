@@ -96,10 +96,11 @@ test('plaintext mode: forged, stale, missing, replayed, malformed', async (t) =>
   t.equal(textPlain.body, 'success')
 })
 
-test('a 10 MB body is refused with 413 before it is read; a body just over the limit too', async (t) => {
+// The 413 carried Fastify's code (FST_ERR_CTP_BODY_TOO_LARGE) where the README promises the endpoint's own. Failed before.
+test('a 10 MB body is refused with 413 (FST_WECHAT_PUSH_TOO_LARGE) before it is read; a body just over the limit too', async (t) => {
   const sim = await startSimulator(t)
   const { app } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext', bodyLimit: 4096 }, plugin: { clock } })
-  expect4xx(t, await post(app, plainQuery(), 'x'.repeat(10 * 1024 * 1024)), 413, 'FST_ERR_CTP_BODY_TOO_LARGE')
+  expect4xx(t, await post(app, plainQuery(), 'x'.repeat(10 * 1024 * 1024)), 413, 'FST_WECHAT_PUSH_TOO_LARGE')
   expect4xx(t, await post(app, plainQuery(), `<xml>${'a'.repeat(4096)}</xml>`), 413)
   // The app's own body limit (1 MiB default) is not what applies here.
   const normal = Buffer.alloc(2 * 1024 * 1024, 'a').toString()
@@ -110,7 +111,7 @@ test('the default body limit is 32 KiB: real pushes are under 2 KB', async (t) =
   const sim = await startSimulator(t)
   const { app } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' }, plugin: { clock } })
   const padded = (size: number): string => `<xml>${'a'.repeat(size - 11)}</xml>`
-  expect4xx(t, await post(app, plainQuery(), padded(32 * 1024 + 1)), 413, 'FST_ERR_CTP_BODY_TOO_LARGE')
+  expect4xx(t, await post(app, plainQuery(), padded(32 * 1024 + 1)), 413, 'FST_WECHAT_PUSH_TOO_LARGE')
   expect4xx(t, await post(app, plainQuery(), padded(32 * 1024)), 400, 'FST_WECHAT_PUSH_XML')
 })
 

@@ -81,6 +81,9 @@ function ownBindings (log: FastifyBaseLogger, appLog: FastifyBaseLogger, fallbac
 }
 
 /** Refusals of a push that carried a valid msg_signature: a configuration error, not a stranger */
+/** The endpoint's codes for Fastify's own refusals of a push request, by status (others: BAD_REQUEST). */
+const FASTIFY_REFUSALS: Readonly<Record<number, string>> = { 413: 'FST_WECHAT_PUSH_TOO_LARGE', 415: 'FST_WECHAT_PUSH_MEDIA_TYPE' }
+
 const MISCONFIGURED: ReadonlySet<string> = new Set(['decrypt', 'padding', 'appid'])
 
 export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpointDeps): void {
@@ -159,11 +162,12 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
         else log.info({ reason: err.reason, statusCode: err.statusCode }, 'wechat: push rejected')
         return sendError(reply, err.statusCode, `FST_WECHAT_PUSH_${err.reason.toUpperCase()}`, err.message)
       }
-      // Fastify's own 4xx (413 body too large, 415, bad content-length) keep their status and text.
+      // Fastify's own 4xx (413 body too large, 415, bad content-length) keep their status and text,
+      // under the endpoint's own codes (its answers are all FST_WECHAT_PUSH_*; the log keeps Fastify's).
       const status = err.statusCode
       if (typeof status === 'number' && status >= 400 && status < 500) {
         log.info({ code: err.code, statusCode: status }, 'wechat: push request refused')
-        return sendError(reply, status, err.code ?? 'FST_WECHAT_PUSH_BAD_REQUEST', err.message)
+        return sendError(reply, status, FASTIFY_REFUSALS[status] ?? 'FST_WECHAT_PUSH_BAD_REQUEST', err.message)
       }
       // A bug or a surprise: WeChat must still get a 4xx, never a 500 (DESIGN.md non-negotiables).
       log.error({ err: errorSummary(err) }, 'wechat: unexpected error on the push endpoint, answered 400')
