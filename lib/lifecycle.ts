@@ -57,6 +57,9 @@ export interface LifecycleEventMap {
 
 export type LifecycleEventName = keyof LifecycleEventMap
 
+/** Every lifecycle event name: `on()` refuses any other name with a ':' (a misspelt one never fires). */
+export const LIFECYCLE_EVENT_NAMES: readonly LifecycleEventName[] = ['message:sent', 'message:delivered', 'message:failed', 'message:unknown', 'token:fetched', 'token:error']
+
 /**
  * Emits one lifecycle event; never throws. The payload is built only when a handler listens for the
  * name, so the send path of an app without handlers allocates nothing for events.

@@ -61,7 +61,8 @@ export interface WechatPush {
    */
   on<K extends keyof PushEventMap>(event: K, handler: (payload: PushEventMap[K]) => unknown): void
   on<K extends keyof LifecycleEventMap>(event: K, handler: (payload: LifecycleEventMap[K]) => unknown): void
-  on (event: string, handler: (payload: PushMessage) => unknown): void
+  /** any other push `Event` name (WeChat's have no ':'; a name with one must be a lifecycle event above) */
+  on<E extends string>(event: E extends `${string}:${string}` ? never : E, handler: (payload: PushMessage) => unknown): void
 }
 
 export type WechatPushDecorator = WechatPush & { [namespace: string]: WechatPush }

@@ -143,3 +143,15 @@ test('token:fetched once per new token, never with the token; token:error with t
   t.notOk(all.includes(sim.appSecret), 'no secret in any token event')
   t.notOk(all.includes(token), 'no token in any token event')
 })
+
+// A misspelt lifecycle name ('message:sendt') was taken as a push Event name and never fired, without
+// a word. Names with ':' are ours (WeChat's Event names have none): an unknown one is refused. Failed before.
+test('on() refuses a lifecycle name it does not know; WeChat Event names are still taken', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  const on = app.wechat.on as (event: string, handler: () => void) => void
+  t.throws(() => { on('message:sendt', () => {}) }, { name: 'TypeError', message: /'message:sendt' is not a lifecycle event \(message:sent, message:delivered/ })
+  t.throws(() => { on('token:refreshed', () => {}) }, TypeError)
+  t.doesNotThrow(() => { on('user_enter_tempsession', () => {}) })
+  t.doesNotThrow(() => { on('message:sent', () => {}) })
+})

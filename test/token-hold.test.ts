@@ -25,7 +25,7 @@ test('a busy app while WeChat refuses the token: 20 refusals are asked for, then
   t.match(errors[20], { held: undefined, retryAfter: 1000 }, 'the 21st is held 1 s')
   t.match(errors[21], { held: true, retryable: false, message: /not asked again for 1 s/ })
   // the held copy said "Could not obtain a WeChat access_token: " twice. Failed before.
-  t.equal(errors[21]?.message.split('Could not obtain a WeChat access_token').length, 2, 'the code\'s text once')
+  t.equal(String(errors[21]?.message).split('Could not obtain a WeChat access_token').length, 2, 'the code\'s text once')
   t.match(errors[21]?.message, /^Could not obtain a WeChat access_token: cgi-bin\/stable_token answered errcode 40164/)
   const asked = sim.counters.stable_token - 1
   t.ok(asked >= 21 && asked <= 23, `200 sends asked the token endpoint ${asked} times`)

@@ -73,6 +73,9 @@ app.wechat.on('message:failed', (event) => { expectType<number | undefined>(even
 expectAssignable<MessageEvent['toUser']>('oUser')
 app.wechat.on('token:fetched', (event) => { expectType<number>(event.expiresAt); expectType<'stable' | 'classic'>(event.endpoint) })
 app.wechat.on('token:error', (event) => { expectType<number | undefined>(event.errcode); expectType<boolean>(event.retryable) })
+// any other WeChat Event name is fine; a misspelt lifecycle name (one with ':') is not
+app.wechat.on('user_enter_tempsession', (event) => { expectType<string>(event.FromUserName) })
+expectError(app.wechat.on('message:bogus', () => {}))
 
 // handler pushes
 app.get('/', async (_request, reply) => {

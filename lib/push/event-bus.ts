@@ -9,6 +9,7 @@
  * The plugin's lifecycle events (lib/lifecycle.ts) reach their handlers the same way.
  */
 import type { FastifyBaseLogger } from 'fastify'
+import { LIFECYCLE_EVENT_NAMES } from '../lifecycle.js'
 import type { EmitLifecycle, LifecycleEventName } from '../lifecycle.js'
 import type { ChangeEvent, PopupEvent, PushMessage, SentEvent } from './events.js'
 
@@ -59,6 +60,10 @@ export class PushEventBus {
   on (event: string, handler: PushHandler<never>): void {
     if (typeof event !== 'string' || event === '') throw new TypeError('wechat.on: the event name must be a non-empty string')
     if (typeof handler !== 'function') throw new TypeError('wechat.on: the handler must be a function')
+    // WeChat's Event names have no ':'; ours all do: a misspelt lifecycle name would never fire
+    if (event.includes(':') && !(LIFECYCLE_EVENT_NAMES as readonly string[]).includes(event)) {
+      throw new TypeError(`wechat.on: '${event}' is not a lifecycle event (${LIFECYCLE_EVENT_NAMES.join(', ')})`)
+    }
     const list = this.#handlers.get(event) ?? []
     list.push(handler)
     this.#handlers.set(event, list)
