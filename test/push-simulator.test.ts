@@ -9,6 +9,7 @@ import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
 import type { Teardown } from './helpers/app.js'
 import { freePort } from './helpers/redis-server.js'
 import { KEY, pushApp, TOKEN, waitFor } from './push-helpers.js'
+import { until } from './queue-helpers.js'
 
 test('pushConfig: every accepted send is followed by a subscribe_msg_sent_event with its MsgID', async (t) => {
   const sim = await startSimulator(t, { latencyMs: 5 })
@@ -193,4 +194,23 @@ test('a sent event follows its own send\'s answer, never another request\'s', as
   t.same(seen, ['A answered, pushes so far: 0', 'B answered, pushes so far: 0'], 'no sent event before B\'s answer')
   t.equal(sim.accepted.length, 1)
   t.same(bodies.map((body) => (JSON.parse(body) as { List: { MsgID: string } }).List.MsgID), [sim.accepted[0].msgid], 'then B\'s sent event, once')
+})
+
+// Sent events got increasing CreateTimes under the frozen clock (1 s apart per user and template), so
+// an app deduping them by FromUserName + CreateTime + TemplateId alone passed against the simulator
+// but drops real receipts: WeChat gives two sends in the same second the same CreateTime. Failed before.
+test('sent events carry the clock\'s second as CreateTime, as WeChat\'s: alike but for MsgID; the plugin keeps them apart', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url } = await pushApp(t, sim, { listen: true })
+  const sent: SentEvent[] = []
+  app.wechat.on('subscribe_msg_sent_event', (event) => { sent.push(event) })
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY })
+  const results = await Promise.all(Array.from({ length: 3 }, () => app.wechat.send(shippedMessage())))
+  await sim.pushesSettled()
+  await waitFor(() => sent.length === 3)
+  const second = Math.floor(sim.clock.now() / 1000)
+  t.same(sent.map((event) => event.CreateTime), [second, second, second], 'the same second for all three')
+  t.same(new Set(sent.map((event) => event.List[0].MsgID)).size, 3, 'told apart by MsgID only')
+  for (const { id } of results) await until(`${id} delivered`, async () => (await app.wechat.status(id))?.status === 'delivered')
+  t.pass('each send delivered')
 })

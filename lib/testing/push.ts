@@ -131,8 +131,9 @@ export class SimPusher {
   readonly #ctx: SimContext
   readonly #delivery: PushDelivery
   readonly #inFlight = new Set<Promise<unknown>>()
-  // Last CreateTime per (user, event, templates): the frozen simulator clock must not make two
-  // distinct events look like one WeChat retry to the app's dedupe (§6.5).
+  // Last CreateTime per (user, event, templates) of pop-up and change events: a user's two actions
+  // under a frozen simulator clock must not look like one WeChat retry to the app's dedupe (§6.5).
+  // (A real user cannot act twice in one second; sent events keep the clock's second, as WeChat's.)
   readonly #lastCreateTime = new Map<string, number>()
 
   constructor (ctx: SimContext) {
@@ -214,8 +215,11 @@ export class SimPusher {
   sent (message: SimAcceptedMessage): void {
     if (this.config === undefined || this.config.sentEvents === false) return
     const List = [{ TemplateId: message.template_id, MsgID: this.#wireNumber(BigInt(message.msgid)), ErrorCode: this.#wireNumber(0), ErrorStatus: 'success' }]
+    // CreateTime is the clock's second, as WeChat's: two sends of one template to one user in the same
+    // second give two events alike but for MsgID, which an app's dedupe must therefore include (§6.5).
+    const event = { FromUserName: message.touser, CreateTime: Math.floor(this.#ctx.clock.now() / 1000), Event: 'subscribe_msg_sent_event', List }
     // pushConfig was validated, so building cannot throw; the catch only keeps a bug from crashing the run.
-    this.#userEvent(undefined, message.touser, 'subscribe_msg_sent_event', List).catch(() => {})
+    this.push(undefined, event).catch(() => {})
   }
 
   /** Resolves when every push started so far, retries included, has been answered or given up. */
