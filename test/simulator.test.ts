@@ -123,7 +123,10 @@ test('every other method on every endpoint is 43002 "require <method> method", c
     ['getpubtemplatetitles', '/wxaapi/newtmpl/getpubtemplatetitles', 'GET'],
     ['getpubtemplatekeywords', '/wxaapi/newtmpl/getpubtemplatekeywords', 'GET'],
     ['addtemplate', '/wxaapi/newtmpl/addtemplate', 'POST'],
-    ['deltemplate', '/wxaapi/newtmpl/deltemplate', 'POST']
+    ['deltemplate', '/wxaapi/newtmpl/deltemplate', 'POST'],
+    ['quota_get', '/cgi-bin/openapi/quota/get', 'POST'],
+    ['clear_quota', '/cgi-bin/clear_quota', 'POST'],
+    ['clear_quota_v2', '/cgi-bin/clear_quota/v2', 'POST']
   ]
   t.same(endpoints.map(([name]) => name), [...SIM_ENDPOINTS])
   for (const [name, path, needed] of endpoints) {

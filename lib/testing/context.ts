@@ -1,6 +1,7 @@
 import type { SimulatorClock } from './clock.js'
 import type { FaultQueue } from './faults.js'
 import type { PushTiming } from './push-delivery.js'
+import type { QuotaBook } from './quota.js'
 import type { TokenIssuer } from './tokens.js'
 import type { SimAcceptedMessage, SimEndpoint, SimRequestRecord, SimTemplate } from './types.js'
 
@@ -10,6 +11,8 @@ export interface SimContext {
   readonly appSecret: string
   readonly clock: SimulatorClock
   readonly tokens: TokenIssuer
+  /** subscribe/send's daily quota and the monthly quota resets (WECHAT.md §8.1) */
+  readonly quota: QuotaBook
   readonly faults: FaultQueue
   readonly credits: CreditBook
   readonly templates: Map<string, SimTemplate>

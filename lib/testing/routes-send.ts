@@ -16,7 +16,8 @@ const STATES = new Set(['developer', 'trial', 'formal'])
 const LANGS = new Set(['zh_CN', 'en_US', 'zh_HK', 'zh_TW'])
 
 /**
- * `POST /cgi-bin/message/subscribe/send` (WECHAT.md §2). Checks, in order: 47001 a body that could not
+ * `POST /cgi-bin/message/subscribe/send` (WECHAT.md §2). Checks, in order: 45009 the daily quota used
+ * up (option `sendQuota`, §8.1); 47001 a body that could not
  * be read (over 1 MiB); 44002 empty body; 47001 unparsable body, `data` or `page` of the wrong type;
  * 40003 touser; 40037 template_id; 47003 miniprogram_state, lang, then each template key in layout
  * order; 41030 page (only with `pages`); 43101 credits. `onAccepted` runs for an accepted message once
@@ -28,6 +29,8 @@ export function sendRoutes (app: FastifyInstance, ctx: SimContext, onAccepted: (
 }
 
 function send (ctx: SimContext, text: string | undefined, call: CallInfo, onAccepted: (message: SimAcceptedMessage) => void): WireResponse {
+  // the daily quota first: every call with a valid token uses it, whatever its body (`sendQuota`)
+  if (!ctx.quota.useSend()) return wxError(45009)
   if (text === undefined) return wxError(47001)
   if (text.trim() === '') return wxError(44002)
   const body = parseObject(text)

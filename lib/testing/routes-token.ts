@@ -39,10 +39,15 @@ export function tokenRoutes (app: FastifyInstance, ctx: SimContext): void {
  */
 function checkCredentials (ctx: SimContext, c: Record<string, unknown>): WireResponse | undefined {
   if (c.grant_type !== 'client_credential') return wxError(40002)
-  if (isMissing(c.appid)) return wxError(41002)
-  if (c.appid !== ctx.appId) return wxError(40013)
-  if (isMissing(c.secret)) return wxError(41004)
-  if (c.secret !== ctx.appSecret) return wxError(typeof c.secret === 'string' && SECRET_SHAPE.test(c.secret) ? 40001 : 40125)
+  return checkAppSecret(ctx, c.appid, c.secret)
+}
+
+/** 41002, 40013, 41004, then 40001 / 40125 (above): the appid and secret pair, as clear_quota/v2 checks it too. */
+export function checkAppSecret (ctx: SimContext, appid: unknown, secret: unknown): WireResponse | undefined {
+  if (isMissing(appid)) return wxError(41002)
+  if (appid !== ctx.appId) return wxError(40013)
+  if (isMissing(secret)) return wxError(41004)
+  if (secret !== ctx.appSecret) return wxError(typeof secret === 'string' && SECRET_SHAPE.test(secret) ? 40001 : 40125)
   return undefined
 }
 

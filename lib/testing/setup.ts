@@ -6,6 +6,7 @@ import type { SimContext } from './context.js'
 import { FaultQueue } from './faults.js'
 import { PUSH_RETRY_DELAY_MS, PUSH_TIMEOUT_MS } from './push-delivery.js'
 import { assertTemplate, copyTemplate, DEMO_TEMPLATES } from './templates.js'
+import { DEFAULT_SEND_QUOTA, QuotaBook } from './quota.js'
 import { TokenIssuer } from './tokens.js'
 import { MAX_WAIT_MS, SIM_ENDPOINTS } from './types.js'
 import { KEYWORD_LIMITS } from '../delivery/keywords.js'
@@ -27,6 +28,7 @@ const OPTIONS: FieldNames<SimulatorOptions> = {
   requireCredits: true,
   addTemplateEncoding: true,
   shortThingMax: true,
+  sendQuota: true,
   pushTimeoutMs: true,
   pushRetryDelayMs: true,
   logger: true
@@ -61,11 +63,14 @@ export function buildContext (o: SimulatorOptions, abort: AbortController): SimC
     throw new TypeError('createSimulator: clock must have a now() method returning epoch milliseconds')
   }
   const clock = o.clock instanceof SimulatorClock ? o.clock : new SimulatorClock(o.clock ?? Date.now())
+  const sendQuota = o.sendQuota ?? DEFAULT_SEND_QUOTA
+  if (!Number.isInteger(sendQuota) || sendQuota < 0) throw new TypeError('createSimulator: sendQuota must be an integer >= 0 (subscribe/send calls a day)')
   return {
     appId,
     appSecret,
     clock,
     tokens: new TokenIssuer(clock, ttl),
+    quota: new QuotaBook(clock, sendQuota),
     faults: new FaultQueue(),
     credits: new CreditBook(),
     templates: new Map(templates.map((t) => [t.priTmplId, copyTemplate(t)])),

@@ -13,6 +13,7 @@ import { assertTemplate, copyTemplate } from './templates.js'
 import { sendRoutes } from './routes-send.js'
 import { buildServer } from './server.js'
 import { templateRoutes } from './routes-templates.js'
+import { quotaRoutes } from './routes-quota.js'
 import type { TokenKind } from './tokens.js'
 import { SIM_ENDPOINTS } from './types.js'
 import type { SimAcceptedMessage, SimEndpoint, SimFault, SimRequestRecord, SimTemplate, SimTokenFetches, SimulatorOptions } from './types.js'
@@ -78,6 +79,7 @@ export class WechatSimulator {
     tokenRoutes(app, ctx)
     sendRoutes(app, ctx, (message) => { pusher.sent(message) })
     templateRoutes(app, ctx)
+    quotaRoutes(app, ctx)
     await app.listen({ host: '127.0.0.1', port: 0 })
     return new WechatSimulator(app, ctx, ctx.abort, pusher)
   }
@@ -225,6 +227,7 @@ export class WechatSimulator {
     ctx.accepted.length = 0
     ctx.faults.clear()
     ctx.tokens.reset()
+    ctx.quota.reset()
     ctx.credits.clear()
     ctx.latencyMs = this.#initialLatency
     this.#pusher.reset()

@@ -128,6 +128,11 @@ export class TokenIssuer {
     }
   }
 
+  /** clear_quota (§8.1): today's force refreshes are forgotten (the 30 s spacing still holds). */
+  clearForceBudget (): void {
+    this.#forceCount = 0
+  }
+
   /** Forgets every token, the force-refresh budget and the fetch counts. */
   reset (): void {
     this.#records.clear()

@@ -26,7 +26,10 @@ export const SIM_ENDPOINTS = [
   'getpubtemplatetitles',
   'getpubtemplatekeywords',
   'addtemplate',
-  'deltemplate'
+  'deltemplate',
+  'quota_get',
+  'clear_quota',
+  'clear_quota_v2'
 ] as const
 
 /** Name of one simulated WeChat endpoint. */
@@ -157,6 +160,12 @@ export interface SimulatorOptions {
    * lets up to 20 through) to simulate a WeChat that takes longer values.
    */
   shortThingMax?: number
+  /**
+   * subscribe/send's daily quota (calls with a valid token per China-time day): the next call gets
+   * 45009 until midnight China time or a quota reset (`clear_quota`, `clear_quota/v2`). WECHAT.md gives
+   * no number for this API; default 10,000,000.
+   */
+  sendQuota?: number
   /**
    * How long a push waits for the app's answer before the attempt counts as failed, in wall-clock ms;
    * default 5000, WeChat's wait (WECHAT.md §6.5). Lower it to test a slow app quickly.
