@@ -82,6 +82,10 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     credits: (openid) => delivery.credits(openid),
     handlerPushes: () => handlerPushes?.counters() ?? { queued: 0, skipped: 0, failed: 0, waiting: 0 },
     refreshToken: () => tokens.refreshIfDue(),
+    resumeQueue: async () => {
+      if (queue === null) throw new errors.WechatQueueError('the queue is off (queue: false): there is nothing to resume')
+      return { released: await queue.resume() }
+    },
     templates: templatesFacade(templateApi, catalog, log),
     on: (event: string, handler: (payload: never) => unknown) => { events.on(event, handler as (payload: fastifyWechatPush.PushMessage) => unknown) }
   }
@@ -121,7 +125,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
  * with one of these names, or one Object.prototype has (`__proto__`, `constructor`...), would overwrite
  * a member or the object's prototype.
  */
-const WECHAT_MEMBERS: readonly string[] = ['appId', 'storeKind', 'getToken', 'send', 'enqueue', 'status', 'stats', 'credits', 'handlerPushes', 'refreshToken', 'templates', 'on']
+const WECHAT_MEMBERS: readonly string[] = ['appId', 'storeKind', 'getToken', 'send', 'enqueue', 'status', 'stats', 'credits', 'handlerPushes', 'refreshToken', 'resumeQueue', 'templates', 'on']
 
 function checkRegistration (fastify: FastifyInstance, options: ResolvedOptions): void {
   const namespace = options.namespace

@@ -49,6 +49,11 @@ export interface WechatPush {
   handlerPushes (): HandlerPushCounters
   /** runs the scheduled token job's work now (also what the job calls) */
   refreshToken (): Promise<void>
+  /**
+   * End the queue's 45009 pause now, fleet-wide (call it once the daily quota was reset with WeChat's
+   * clear_quota): the messages parked for the reset are sent again. `released`: how many were parked.
+   */
+  resumeQueue (): Promise<{ released: number }>
   /** subscribe template management and the account's cached template list (option `templates`) */
   readonly templates: WechatTemplates
   /**

@@ -150,6 +150,32 @@ for (const kind of ['memory', 'bullmq'] as const) {
     await app.close()
     t.ok(Date.now() - closing < 5000, `close is prompt while paused (${Date.now() - closing} ms)`)
   })
+
+  // A 45009 parked the queue until the next midnight, and nothing could end the pause when the
+  // quota was reset with clear_quota (10 a month, for exactly this). resumeQueue() did not exist.
+  test(`${kind} queue: the daily quota used up (sendQuota), reset with clear_quota/v2, resumeQueue() → every message sent`, async (t) => {
+    const sim = await startSimulator(t, { sendQuota: 15 })
+    const { app } = await setup(t, sim, kind)
+    await app.wechat.getToken()
+    t.same(await app.wechat.resumeQueue(), { released: 0 }, 'nothing to resume before a pause')
+    const batch = await app.wechat.enqueue(Array.from({ length: 20 }, (_, i) => numbered('Q', i)))
+    const singles = await Promise.all(Array.from({ length: 10 }, (_, i) => app.wechat.enqueue(numbered('R', i), { idempotencyKey: `r-${i}` })))
+    const ids = [...batch, ...singles.flat()].map((r) => r.id)
+    await until('45009 met', async () => (await Promise.all(ids.map((id) => app.wechat.status(id)))).some((r) => r?.errcode === 45009))
+    await sleep(1500)
+    t.equal(sim.accepted.length, 15, 'the day\'s 15, then the queue stopped')
+    const stopped = sim.counters.send
+    await sleep(1000)
+    t.equal(sim.counters.send, stopped, 'no call while paused')
+
+    const reset = await fetch(`${sim.url}/cgi-bin/clear_quota/v2`, { method: 'POST', body: JSON.stringify({ appid: sim.appId, appsecret: sim.appSecret }) })
+    t.match(await reset.json(), { errcode: 0 }, 'the quota is reset: 15 more today')
+    const { released } = await app.wechat.resumeQueue()
+    t.ok(released >= 1, `released ${released}`)
+    await until('every message sent', async () => (await statusCounts(app, ids)).sent === 30, 30_000)
+    const messages = sim.accepted.map((m) => m.data.character_string1?.value)
+    t.equal(new Set(messages).size, messages.length, 'no message sent twice')
+  })
 }
 
 test('an empty failNext fault is a normal answer (the 20% test relies on it)', async (t) => {
@@ -161,4 +187,32 @@ test('an empty failNext fault is a normal answer (the 20% test relies on it)', a
   t.equal(sim.accepted.length, 3)
   t.equal(sim.pendingFaults('send'), 0)
   t.equal(DEMO_TEMPLATE_IDS.orderShipped, sim.accepted[0].template_id)
+})
+
+test('bullmq: resumeQueue() on one instance ends the pause on every instance (the fleet\'s pause key)', async (t) => {
+  const sim = await startSimulator(t, { sendQuota: 10 })
+  const redisUrl = await redisFor(t, 'bullmq')
+  const keyPrefix = uniquePrefix('resume-fleet')
+  const first = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix } })
+  const second = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix } })
+  await first.wechat.getToken()
+  const ids = [
+    ...(await first.wechat.enqueue(Array.from({ length: 15 }, (_, i) => numbered('F', i)))),
+    ...(await second.wechat.enqueue(Array.from({ length: 15 }, (_, i) => numbered('G', i))))
+  ].map((r) => r.id)
+  await until('45009 met', async () => (await Promise.all(ids.map((id) => first.wechat.status(id)))).some((r) => r?.errcode === 45009))
+  await sleep(1500)
+  t.equal(sim.accepted.length, 10, 'the day\'s 10, then both stopped')
+  await fetch(`${sim.url}/cgi-bin/clear_quota/v2`, { method: 'POST', body: JSON.stringify({ appid: sim.appId, appsecret: sim.appSecret }) })
+  await second.wechat.resumeQueue()
+  // the first instance alone from here: its own pause (it may have met the 45009 itself) must be over too
+  await second.close()
+  await until('10 more sent', () => sim.accepted.length >= 20, 30_000)
+  t.equal(sim.accepted.length, 20, 'the new allowance of 10, sent by the instance that did not resume')
+})
+
+test('resumeQueue() with the queue off: FST_WECHAT_QUEUE', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { queue: false } })
+  await t.rejects(app.wechat.resumeQueue(), { code: 'FST_WECHAT_QUEUE', statusCode: 503, message: /queue is off/ })
 })

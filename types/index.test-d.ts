@@ -59,6 +59,7 @@ expectType<Promise<WechatSimulator>>(createSimulator())
 // queue, records, stats, credits
 expectType<Promise<Array<{ id: string, status: 'pending' | 'sending' | 'sent' | 'delivered' | 'failed' | 'unknown' }>>>(app.wechat.enqueue([message], { idempotencyKey: 'k', delay: 1000 }))
 expectError(app.wechat.enqueue(message, { delay: '1s' }))
+expectType<Promise<{ released: number }>>(app.wechat.resumeQueue())
 app.wechat.status('id').then((record) => { if (record) expectType<wechatPush.Status>(record.status) })
 app.wechat.stats().then((stats) => { expectType<number>(stats.delivered); expectType<Record<string, number>>(stats.errcodes) })
 expectType<Promise<Record<string, number>>>(app.wechat.credits('openid'))

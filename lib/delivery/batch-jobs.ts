@@ -23,6 +23,8 @@ export const BATCH_SIZE = 32
 
 export interface BatchData {
   batch: JobData[]
+  /** delayed until the daily quota resets (45009): resume() sends it again at once */
+  parked?: true
 }
 
 /** One BullMQ job to add: a single message, or a batch of them. */

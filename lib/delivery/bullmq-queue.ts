@@ -15,6 +15,11 @@ import { within } from './within.js'
 import { AddConnection, closeWorker, OwnedConnections } from './bullmq-connection.js'
 
 export const QUEUE_NAME = 'subscribe-send'
+/** How often a paused instance reads the fleet's pause key; and the most a rate-limited worker waits before fetching again. */
+const PAUSE_CHECK_MS = 1000
+const MAX_RATE_LIMIT_WAIT_MS = 5000
+/** Delayed jobs read per call while resume() looks for the parked ones. */
+const DELAYED_PAGE = 500
 
 export interface BullQueueOptions {
   /** `wechat:{appId}`: BullMQ's keys become `wechat:{appId}:subscribe-send:*`, one Cluster slot */
@@ -52,6 +57,13 @@ export class BullQueue implements MessageQueue {
   private readonly connections = new OwnedConnections()
   /** 45009 seen by this instance: no call to WeChat before this time (the fleet gets queue.rateLimit) */
   private pausedUntil = 0
+  /** when the fleet's pause key was last read (paused()) */
+  private pauseCheckedAt = 0
+  /** the fleet's 45009 pause (its end, ms), under the queue's keys (the same Cluster slot) */
+  private get pauseKey (): string {
+    return `${this.options.prefix}:${QUEUE_NAME}:quota-paused`
+  }
+
   /** close() began: batch messages not yet tried go back to the queue */
   private closing = false
   /** the queue's error events: logged without flooding; a burst pauses the worker (queue-errors.ts) */
@@ -133,6 +145,8 @@ export class BullQueue implements MessageQueue {
       limiter: this.options.limiter,
       // A killed instance's jobs come back after the lock expires; a stalled job is retried, not failed.
       lockDuration: 15_000,
+      // (a worker waits out a rate limit, the 45009 pause's included, in steps of this: resume() takes effect within it)
+      maximumRateLimitDelay: MAX_RATE_LIMIT_WAIT_MS,
       stalledInterval: 5_000,
       maxStalledCount: 10,
       settings: { backoffStrategy: (_attempts, _type, err) => err instanceof RetryLater ? err.delayMs : 1000 }
@@ -146,9 +160,20 @@ export class BullQueue implements MessageQueue {
   private async process (job: Job<JobData>, token: string | undefined): Promise<void> {
     // Jobs this worker fetched before the fleet-wide pause took hold must not call WeChat either,
     // nor a job that got its slot only after close() began.
-    if (this.pausedUntil > Date.now() || this.closing) {
-      await job.moveToDelayed(Math.max(this.pausedUntil, Date.now()), token)
+    if (this.closing) {
+      await job.moveToDelayed(Date.now(), token)
       throw new DelayedError()
+    }
+    if (await this.paused()) {
+      // parked: resume() finds it among the delayed jobs
+      await job.updateData({ ...job.data, parked: true })
+      await job.moveToDelayed(this.pausedUntil, token)
+      throw new DelayedError()
+    }
+    if (job.data.parked === true) {
+      // (on its way again: a later delay of another kind, 45011's minute, is not the quota's)
+      const { parked: _parked, ...data } = job.data
+      await job.updateData(data)
     }
     const verdict = await this.runner.run(job.data, attemptOf(job.data, job.attemptsMade), this.options.attempts)
     switch (verdict.kind) {
@@ -179,7 +204,8 @@ export class BullQueue implements MessageQueue {
    * yet tried leave the same way (`hold`).
    */
   private async processBatch (job: Job<BatchData>, token: string | undefined): Promise<void> {
-    if (this.pausedUntil > Date.now()) {
+    if (await this.paused()) {
+      if (job.data.parked !== true) await job.updateData({ ...job.data, parked: true })
       await job.moveToDelayed(this.pausedUntil, token)
       throw new DelayedError()
     }
@@ -209,9 +235,10 @@ export class BullQueue implements MessageQueue {
         return { data: { ...data, attemptsBefore: attempt - 1 }, delayMs: verdict.delayMs }
       case 'quota':
         await this.pause(verdict.pauseMs)
-        return { data: { ...data, attemptsBefore: attempt - 1 }, delayMs: verdict.pauseMs }
+        return { data: { ...data, attemptsBefore: attempt - 1, parked: true }, delayMs: verdict.pauseMs }
       case 'held':
-        return { data: { ...data, attemptsBefore: attempt - 1 }, delayMs: verdict.delayMs }
+        // (held by the pause: parked like it; by close() or an unreadable record: only delayed)
+        return { data: { ...data, attemptsBefore: attempt - 1, ...(this.pausedUntil > Date.now() && !this.closing ? { parked: true as const } : {}) }, delayMs: verdict.delayMs }
     }
   }
 
@@ -248,11 +275,54 @@ export class BullQueue implements MessageQueue {
     if (!this.closing) await worker.resume()
   }
 
-  /** 45009: park the whole queue, fleet-wide, until the quota resets. */
+  /**
+   * 45009: park the whole queue, fleet-wide, until the quota resets: BullMQ's rate limit stops every
+   * worker from fetching, and the pause key tells every instance that it holds (resume() deletes it).
+   */
   private async pause (pauseMs: number): Promise<void> {
     this.pausedUntil = Date.now() + pauseMs
+    this.pauseCheckedAt = Date.now()
     this.log.warn({ pauseMs }, 'wechat: daily quota used up (45009); the queue is paused until it resets')
-    await this.producer().queue.rateLimit(pauseMs)
+    const { queue, connection } = this.producer()
+    await connection.set(this.pauseKey, String(this.pausedUntil), 'PX', pauseMs)
+    await queue.rateLimit(pauseMs)
+  }
+
+  /**
+   * Whether this instance's 45009 pause still holds. Another instance's resume() deletes the fleet's
+   * pause key: checked at most once a second while paused (no Redis call otherwise).
+   */
+  private async paused (): Promise<boolean> {
+    if (this.pausedUntil <= Date.now()) return false
+    if (Date.now() - this.pauseCheckedAt >= PAUSE_CHECK_MS) {
+      this.pauseCheckedAt = Date.now()
+      // (Redis unreachable: the pause holds)
+      const held = await this.producer().connection.exists(this.pauseKey).catch(() => 1)
+      if (held === 0) this.pausedUntil = 0
+    }
+    return this.pausedUntil > Date.now()
+  }
+
+  /**
+   * resumeQueue(): the fleet's pause ends (its key and BullMQ's rate limit go; each worker fetches
+   * again within MAX_RATE_LIMIT_WAIT_MS) and the jobs parked for the quota are promoted from delayed.
+   */
+  async resume (): Promise<number> {
+    this.pausedUntil = 0
+    const { queue, connection } = this.producer()
+    await connection.del(this.pauseKey)
+    await queue.removeRateLimitKey()
+    const parked: Array<Job<JobData | BatchData>> = []
+    for (let start = 0; ; start += DELAYED_PAGE) {
+      const jobs = await queue.getDelayed(start, start + DELAYED_PAGE - 1)
+      for (const job of jobs) if ((job?.data as { parked?: true } | undefined)?.parked === true) parked.push(job)
+      if (jobs.length < DELAYED_PAGE) break
+    }
+    // (a job another instance's resume() promoted first is no longer delayed: skipped)
+    const promoted = await Promise.allSettled(parked.map(async (job) => { await job.promote() }))
+    const released = parked.reduce((sum, job, i) => promoted[i]?.status === 'fulfilled' ? sum + ((job.data as BatchData).batch?.length ?? 1) : sum, 0)
+    this.log.info({ released }, 'wechat: the queue resumes (resumeQueue): the daily quota was reset')
+    return released
   }
 
   async close (graceMs: number): Promise<void> {

@@ -25,6 +25,8 @@ export interface JobData {
   source?: 'send' | 'queue' | 'hook'
   /** attempts it used in a BullMQ batch job before it continued as a single job (batch-jobs.ts) */
   attemptsBefore?: number
+  /** delayed until the daily quota resets (45009): resume() sends it again at once */
+  parked?: true
 }
 
 /** What the queue should do next with a job. */

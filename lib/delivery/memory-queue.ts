@@ -111,6 +111,17 @@ export class MemoryQueue implements MessageQueue {
     return this.starts.length < limiter.max ? 0 : (this.starts.peekFront() as number) + limiter.duration - now
   }
 
+  async resume (): Promise<number> {
+    if (this.pausedUntil === 0) return 0
+    this.pausedUntil = 0
+    if (this.wakeTimer) clearTimeout(this.wakeTimer)
+    this.wakeTimer = null
+    this.log.info({ waiting: this.ready.length }, 'wechat: the queue resumes (resumeQueue): the daily quota was reset')
+    const waiting = this.ready.length
+    this.pump()
+    return waiting
+  }
+
   private wakeIn (ms: number): void {
     if (this.wakeTimer) return
     // (a longer wait is taken in steps: a timer of more than 2^31 - 1 ms fires after 1 ms)

@@ -23,6 +23,11 @@ export interface MessageQueue {
   start (): Promise<void>
   /** stop taking jobs; active ones get `graceMs` to finish */
   close (graceMs: number): Promise<void>
+  /**
+   * End a 45009 pause now (the quota was reset with clear_quota): the messages parked for it are
+   * sent again. Answers how many were waiting for the reset.
+   */
+  resume (): Promise<number>
 }
 
 /** How long close() lets active jobs finish before giving up on them. */
