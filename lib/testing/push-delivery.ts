@@ -56,10 +56,11 @@ export class PushDelivery {
   }
 
   /**
-   * Tries `build()` up to `PUSH_ATTEMPTS` times; `onAttempt` sees every attempt (for the pushes log).
+   * Tries `build()` up to `PUSH_ATTEMPTS` times, until `acknowledged` (isReceipt, or a passive reply the
+   * push allows); `onAttempt` sees every attempt (for the pushes log).
    * @returns the last attempt's outcome (never throws for network failures)
    */
-  async deliver (build: () => AttemptRequest, onAttempt: (result: AttemptResult, attempt: number) => void): Promise<AttemptResult> {
+  async deliver (build: () => AttemptRequest, onAttempt: (result: AttemptResult, attempt: number) => void, acknowledged: (result: AttemptResult) => boolean = isReceipt): Promise<AttemptResult> {
     let result: AttemptResult = { statusCode: 0, body: '', error: 'closed' }
     for (let attempt = 1; attempt <= PUSH_ATTEMPTS; attempt++) {
       if (attempt > 1) {
@@ -71,7 +72,7 @@ export class PushDelivery {
       }
       result = await this.#attempt(build())
       onAttempt(result, attempt)
-      if (isReceipt(result) || result.error === 'closed') return result
+      if (acknowledged(result) || result.error === 'closed') return result
     }
     return result
   }

@@ -5,7 +5,9 @@ import { pushSignature } from '../push/signature.js'
 import type { SimContext } from './context.js'
 import { isPlainObject } from './args.js'
 import { assertPushOptions } from './push-config.js'
-import { PushDelivery } from './push-delivery.js'
+import { isReceipt, PushDelivery } from './push-delivery.js'
+import { isPassiveReply } from './passive-reply.js'
+import type { ReplyRules } from './passive-reply.js'
 import type { AttemptResult } from './push-delivery.js'
 import type { SimAcceptedMessage } from './types.js'
 
@@ -160,7 +162,16 @@ export class SimPusher {
     }
     build() // a push that cannot be signed throws here, before anything is sent
     const name = (full as { Event?: string }).Event
-    const run = this.#delivery.deliver(build, (result, attempt) => { this.records.push(record(name, result, attempt)) })
+    const rules: ReplyRules = {
+      token: merged.token as string,
+      mode: merged.mode ?? (merged.encodingAESKey === undefined ? 'plaintext' : 'safe'),
+      format: merged.format ?? 'xml',
+      encodingAESKey: merged.encodingAESKey,
+      appId: (options.appId as string | undefined) ?? this.#ctx.appId
+    }
+    // `success`, an empty body, or a passive reply in the push's format and mode (§6.5)
+    const acknowledged = (result: AttemptResult): boolean => isReceipt(result) || (result.statusCode >= 200 && result.statusCode < 300 && isPassiveReply(result.body, rules))
+    const run = this.#delivery.deliver(build, (result, attempt) => { this.records.push(record(name, result, attempt)) }, acknowledged)
     this.#track(run)
     const { statusCode, body } = await run
     return { statusCode, body }
