@@ -112,7 +112,8 @@ export class MemoryQueue implements MessageQueue {
   }
 
   async resume (): Promise<number> {
-    if (this.pausedUntil === 0) return 0
+    // (not paused, or the pause already ran out: nothing waits for the reset)
+    if (this.pausedUntil <= Date.now()) return 0
     this.pausedUntil = 0
     if (this.wakeTimer) clearTimeout(this.wakeTimer)
     this.wakeTimer = null
