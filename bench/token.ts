@@ -3,7 +3,8 @@
  *  (a) Redis commands per warm send with the Redis store — INFO commandstats diffed per command around
  *      N sends (`info` itself excluded; counts commands run inside Lua scripts too), plus the commands
  *      the app's client actually sent (round trips, from MONITOR) and how many of those touch the
- *      token keys — target 0: a valid token is served from process memory;
+ *      token keys — target 0 on the token path: a valid token is served from process memory (the
+ *      other commands are the message records' writes, at most one round trip a send);
  *  (b) token endpoint calls for a cold 4-process fleet on one private Redis, 250 concurrent sends
  *      each (test/fixtures/fleet-worker.ts) — target 1 `stable_token` call for the whole fleet.
  *
@@ -158,17 +159,19 @@ export async function runTokenBench (): Promise<TokenBenchResult> {
     const fleetErrors = fleets.flatMap((f) => f.errors)
     const perSend = (n: number): string => (n / commands.sends).toFixed(3)
     const checks = [
+      // Every send writes its message record (#3, DESIGN.md: at most one pipelined round trip a send):
+      // those commands are counted here, and only the token path has to cost none (#2).
       {
-        metric: `Redis commands per warm send, INFO commandstats, Lua-internal included (N=${commands.sends})`,
+        metric: `Redis commands per warm send, INFO commandstats, Lua-internal included (N=${commands.sends}): the message records'`,
         measured: `${perSend(commands.executed)} (${commands.executedByName})`,
-        target: '0',
-        pass: commands.executed === 0
+        target: 'none on the token path (below)',
+        pass: null
       },
       {
-        metric: 'Redis round trips per warm send (client-issued, MONITOR)',
+        metric: 'Redis round trips per warm send (client-issued, MONITOR): record writes, gathered',
         measured: `${perSend(commands.issued)} (${commands.issuedByName})`,
-        target: '0',
-        pass: commands.issued === 0
+        target: '≤ 1 (records)',
+        pass: commands.issued <= commands.sends
       },
       {
         metric: '  of which touch the token keys (token path)',
@@ -195,9 +198,9 @@ export async function runTokenBench (): Promise<TokenBenchResult> {
         pass: fleets.every((f) => f.ok === total && f.accepted === total) && fleetErrors.length === 0
       }
     ]
-    const table = formatTable(['metric', 'measured', 'target', 'ok'], checks.map((c) => [c.metric, c.measured, c.target, c.pass ? 'ok' : 'MISSED']))
+    const table = formatTable(['metric', 'measured', 'target', 'ok'], checks.map((c) => [c.metric, c.measured, c.target, c.pass === null ? '—' : c.pass ? 'ok' : 'MISSED']))
     const notes = fleetErrors.length > 0 ? `\nfleet errors: ${fleetErrors.slice(0, 5).join('; ')}\n` : ''
-    return { table: `Token sharing — counted, not timed\n\n${table}\n${notes}`, ok: checks.every((c) => c.pass) }
+    return { table: `Token sharing — counted, not timed\n\n${table}\n${notes}`, ok: checks.every((c) => c.pass !== false) }
   } finally {
     await redis.stop()
   }
