@@ -84,7 +84,12 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     refreshToken: () => tokens.refreshIfDue(),
     resumeQueue: async () => {
       if (queue === null) throw new errors.WechatQueueError('the queue is off (queue: false): there is nothing to resume')
-      return { released: await queue.resume() }
+      try {
+        return { released: await queue.resume() }
+      } catch (err) {
+        // (Redis unreachable: the pause, here and in the fleet, stays as it was; call it again)
+        throw new errors.WechatQueueError(`could not resume the queue (${errors.thrownText(err)})`, { cause: err })
+      }
     },
     templates: templatesFacade(templateApi, catalog, log),
     on: (event: string, handler: (payload: never) => unknown) => { events.on(event, handler as (payload: fastifyWechatPush.PushMessage) => unknown) }

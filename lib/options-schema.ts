@@ -34,7 +34,7 @@ export const DefaultsSchema = Type.Object({
 }, { additionalProperties: false })
 
 /** A route path option: starts with '/', no '*', ':', '?', '#' or whitespace. */
-const PLAIN_PATH = '^/[^*:?#\\s]*$'
+export const PLAIN_PATH = '^/[^*:?#\\s]*$'
 
 export const QueueObject = Type.Object({
   concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),

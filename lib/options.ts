@@ -1,6 +1,6 @@
 import { Value } from '@sinclair/typebox/value'
 import { thrownText, WechatOptionsError } from './errors.js'
-import { NESTED_SCHEMAS, OptionsSchema } from './options-schema.js'
+import { NESTED_SCHEMAS, OptionsSchema, PLAIN_PATH } from './options-schema.js'
 import type { OptionsInput } from './options-schema.js'
 
 export const DEFAULT_BASE_URLS = ['https://api.weixin.qq.com', 'https://api2.weixin.qq.com']
@@ -107,7 +107,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
  */
 function registerKeys (raw: Record<string, unknown>): { prefix: string, logLevel?: string } {
   const { prefix = '', logLevel } = raw
-  if (typeof prefix !== 'string' || (prefix !== '' && !prefix.startsWith('/'))) fail(`prefix must be a path starting with '/' (got ${safeJson(prefix)})`)
+  if (typeof prefix !== 'string' || (prefix !== '' && !new RegExp(PLAIN_PATH).test(prefix))) fail(`prefix must be a plain path starting with '/', without '*', ':', '?', '#' or spaces (got ${safeJson(prefix)})`)
   if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as string)) fail(`logLevel must be one of ${LOG_LEVELS.join(', ')} (got ${safeJson(logLevel)})`)
   return { prefix: prefix.replace(/\/+$/, ''), ...(logLevel === undefined ? {} : { logLevel: logLevel as string }) }
 }

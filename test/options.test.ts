@@ -67,6 +67,7 @@ test('wrong types and unknown keys name the option', async (t) => {
     // a clock whose now() throws or is no time booted and broke every later call.
     [{ queue: { limiter: { max: 1, duration: 2 ** 40 } } }, /queue\.limiter\.duration/],
     [{ routes: { prefix: '/*', unprotected: true } }, /routes\.prefix/],
+    [{ prefix: '/a*', routes: { unprotected: true } }, /prefix must be a plain path/],
     [{ push: { token: 'abc123', path: '/wechat/:id' } }, /push\.path/],
     [{ clock: { now: () => Number.NaN } }, /clock\.now\(\) must return a time in ms since the epoch \(got NaN\)/],
     [{ clock: { now: () => { throw new Error('clock-boom') } } }, /clock\.now\(\) threw \(clock-boom\)/]

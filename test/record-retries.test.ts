@@ -41,7 +41,7 @@ test('a write after close() is logged as lost at once; close() with the store st
   const retries = new RecordRetries(log)
   retries.hold({ id: 'a', write: async () => { throw new Error('down') } }, new Error('down'))
   await retries.close()
-  t.match(parsed().find((line) => String(line.msg).includes('could not be written before close')), { lost: 1, messageIds: ['a'] })
+  t.match(parsed().find((line) => String(line.msg).includes('not confirmed written before close')), { lost: 1, messageIds: ['a'] })
   retries.hold({ id: 'b', write: async () => {} }, null)
   t.match(parsed().find((line) => line.messageId === 'b'), { level: 40, reason: 'null', msg: /the app is closing.*lost/ })
   t.equal(retries.size, 0)

@@ -95,7 +95,7 @@ test('records still held when the app closes with Redis down: one last try, then
   const sent = await Promise.all(Array.from({ length: 3 }, () => app.wechat.send(shippedMessage())))
   await until(() => logs.parsed().some((line) => String(line.msg).includes('keeping it (and any more) in memory')))
   await app.close()
-  const lost = logs.parsed().find((line) => String(line.msg).includes('could not be written before close'))
+  const lost = logs.parsed().find((line) => String(line.msg).includes('not confirmed written before close'))
   t.match(lost, { level: 50, lost: 3 })
   t.same([...(lost?.messageIds as string[])].sort(), sent.map(({ id }) => id).sort())
 })

@@ -116,7 +116,9 @@ test('a send waiting for its token when the app closes: FST_WECHAT_UPSTREAM, out
   sending.catch(() => {})
   await new Promise((resolve) => setTimeout(resolve, 50))
   await app.close()
-  await t.rejects(sending, { code: 'FST_WECHAT_UPSTREAM', outcome: 'failed', message: /closing/ })
+  const err = await sending.then(() => ({}) as Record<string, unknown>, (e: unknown) => e as Record<string, unknown>)
+  t.match(err, { code: 'FST_WECHAT_UPSTREAM', outcome: 'failed', message: /closing/ })
+  t.type(err.messageId, 'string', 'it names the message')
   t.equal(sim.counters.send, 0)
 })
 

@@ -306,12 +306,18 @@ export class BullQueue implements MessageQueue {
   /**
    * resumeQueue(): the fleet's pause ends (its key and BullMQ's rate limit go; each worker fetches
    * again within MAX_RATE_LIMIT_WAIT_MS) and the jobs parked for the quota are promoted from delayed.
+   * Answers the jobs that were waiting for the reset: those promoted and those in the wait list (a
+   * batch job counts once). Without a pause, here or in the fleet, it changes nothing (the rate limit
+   * is also a `queue.limiter`'s window, not to be reset for nothing).
    */
   async resume (): Promise<number> {
-    this.pausedUntil = 0
     const { queue, connection } = this.producer()
-    await connection.del(this.pauseKey)
+    const pausedHere = this.pausedUntil > Date.now()
+    const pausedFleet = await connection.del(this.pauseKey) > 0
+    if (!pausedHere && !pausedFleet) return 0
     await queue.removeRateLimitKey()
+    this.pausedUntil = 0
+    // (all pages read first: promoting while paging would shift the offsets)
     const parked: Array<Job<JobData | BatchData>> = []
     for (let start = 0; ; start += DELAYED_PAGE) {
       const jobs = await queue.getDelayed(start, start + DELAYED_PAGE - 1)
@@ -320,7 +326,7 @@ export class BullQueue implements MessageQueue {
     }
     // (a job another instance's resume() promoted first is no longer delayed: skipped)
     const promoted = await Promise.allSettled(parked.map(async (job) => { await job.promote() }))
-    const released = parked.reduce((sum, job, i) => promoted[i]?.status === 'fulfilled' ? sum + ((job.data as BatchData).batch?.length ?? 1) : sum, 0)
+    const released = promoted.filter((result) => result.status === 'fulfilled').length + await queue.getWaitingCount()
     this.log.info({ released }, 'wechat: the queue resumes (resumeQueue): the daily quota was reset')
     return released
   }

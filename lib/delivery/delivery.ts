@@ -110,6 +110,8 @@ export class Delivery {
       throw err
     }
     const outcome = await this.sender.deliver(id, prepared.wire, { attempts: this.options.retry.attempts, signal })
+    // close() aborted it before the call left: its own copy of the closing error, naming the message
+    if (outcome.error !== undefined && outcome.error === this.closing.signal.reason) outcome.error = Object.assign(closedError(), { messageId: id })
     if (this.ledger.counts(templateId)) await this.ledger.settle(touser, templateId, outcome, reserved)
     this.track(this.recordOutcome(id, prepared, outcome, key !== undefined))
     // Certainly not sent: the key is free again, so a retry under it sends (instead of answering a

@@ -117,8 +117,8 @@ export class MemoryQueue implements MessageQueue {
     this.pausedUntil = 0
     if (this.wakeTimer) clearTimeout(this.wakeTimer)
     this.wakeTimer = null
-    this.log.info({ waiting: this.ready.length }, 'wechat: the queue resumes (resumeQueue): the daily quota was reset')
     const waiting = this.ready.length
+    this.log.info({ released: waiting }, 'wechat: the queue resumes (resumeQueue): the daily quota was reset')
     this.pump()
     return waiting
   }

@@ -3,9 +3,14 @@ import { thrownText } from '../errors.js'
 
 /** Final records of direct sends kept in memory at most while the store is down; beyond, the oldest go. */
 export const MAX_HELD_RECORDS = 10_000
-/** First wait before writing them again; it doubles up to RETRY_MAX_MS while the store stays down. */
-export const RETRY_MIN_MS = 1000
-export const RETRY_MAX_MS = 30_000
+/**
+ * First wait before writing them again; it doubles up to RETRY_MAX_MS while the store stays down. Kept
+ * short: a record written late is missing from status() meanwhile, and a delivery receipt arriving
+ * then finds nothing to mark (receipts.ts retries for about 5 s). A try while Redis is down fails at
+ * once (the store does not queue commands for an unready client), so trying often costs nothing.
+ */
+export const RETRY_MIN_MS = 500
+export const RETRY_MAX_MS = 2000
 /** How long close() spends on one last try. */
 const CLOSE_TRY_MS = 2000
 /** Held records written together (one script call with the Redis store). */
@@ -63,7 +68,8 @@ export class RecordRetries {
       clearTimeout(timer)
     }
     if (this.held.length > 0 || this.dropped > 0) {
-      this.log.error({ lost: this.held.length + this.dropped, messageIds: this.held.slice(0, 20).map((entry) => entry.id) }, 'wechat: message records could not be written before close (the store was down); those messages were sent but have no record')
+      // (a chunk still under way when the last try timed out may yet land: "not confirmed", not "lost")
+      this.log.error({ lost: this.held.length + this.dropped, messageIds: this.held.slice(0, 20).map((entry) => entry.id) }, 'wechat: message records not confirmed written before close (the store was down); those messages were sent but may have no record')
       this.held = []
     }
   }
