@@ -15,8 +15,7 @@ import { within } from './within.js'
 import { AddConnection, closeWorker, OwnedConnections } from './bullmq-connection.js'
 
 export const QUEUE_NAME = 'subscribe-send'
-/** How often a paused instance reads the fleet's pause key; and the most a rate-limited worker waits before fetching again. */
-const PAUSE_CHECK_MS = 1000
+/** The most a rate-limited worker waits before fetching again (the 45009 pause's rate limit included). */
 const MAX_RATE_LIMIT_WAIT_MS = 5000
 /** Delayed jobs read per call while resume() looks for the parked ones. */
 const DELAYED_PAGE = 500
@@ -57,8 +56,10 @@ export class BullQueue implements MessageQueue {
   private readonly connections = new OwnedConnections()
   /** 45009 seen by this instance: no call to WeChat before this time (the fleet gets queue.rateLimit) */
   private pausedUntil = 0
-  /** when the fleet's pause key was last read (paused()) */
-  private pauseCheckedAt = 0
+  /** the read of the fleet's pause key under way (paused()), shared by the jobs fetched meanwhile */
+  private pauseCheck: Promise<void> | null = null
+  /** resume() under way: concurrent calls on this instance share it */
+  private resuming: Promise<number> | null = null
   /** the fleet's 45009 pause (its end, ms), under the queue's keys (the same Cluster slot) */
   private get pauseKey (): string {
     return `${this.options.prefix}:${QUEUE_NAME}:quota-paused`
@@ -281,7 +282,6 @@ export class BullQueue implements MessageQueue {
    */
   private async pause (pauseMs: number): Promise<void> {
     this.pausedUntil = Date.now() + pauseMs
-    this.pauseCheckedAt = Date.now()
     this.log.warn({ pauseMs }, 'wechat: daily quota used up (45009); the queue is paused until it resets')
     const { queue, connection } = this.producer()
     await connection.set(this.pauseKey, String(this.pausedUntil), 'PX', pauseMs)
@@ -290,33 +290,38 @@ export class BullQueue implements MessageQueue {
 
   /**
    * Whether this instance's 45009 pause still holds. Another instance's resume() deletes the fleet's
-   * pause key: checked at most once a second while paused (no Redis call otherwise).
+   * pause key, so a job fetched while paused here (the fleet's rate limit stops fetching, so such jobs
+   * are few) checks the key first; jobs fetched together share one check. No Redis call otherwise.
    */
   private async paused (): Promise<boolean> {
     if (this.pausedUntil <= Date.now()) return false
-    if (Date.now() - this.pauseCheckedAt >= PAUSE_CHECK_MS) {
-      this.pauseCheckedAt = Date.now()
+    this.pauseCheck ??= this.producer().connection.exists(this.pauseKey)
       // (Redis unreachable: the pause holds)
-      const held = await this.producer().connection.exists(this.pauseKey).catch(() => 1)
-      if (held === 0) this.pausedUntil = 0
-    }
+      .then((held) => { if (held === 0) this.pausedUntil = 0 }, () => {})
+      .finally(() => { this.pauseCheck = null })
+    await this.pauseCheck
     return this.pausedUntil > Date.now()
   }
 
   /**
-   * resumeQueue(): the fleet's pause ends (its key and BullMQ's rate limit go; each worker fetches
-   * again within MAX_RATE_LIMIT_WAIT_MS) and the jobs parked for the quota are promoted from delayed.
+   * resumeQueue(): the jobs parked for the quota are promoted from delayed, then the fleet's pause ends
+   * (its key and BullMQ's rate limit go; each worker fetches again within MAX_RATE_LIMIT_WAIT_MS). In
+   * that order, so a call that fails part way leaves the pause in place and can be made again.
    * Answers the jobs that were waiting for the reset: those promoted and those in the wait list (a
    * batch job counts once). Without a pause, here or in the fleet, it changes nothing (the rate limit
-   * is also a `queue.limiter`'s window, not to be reset for nothing).
+   * is also a `queue.limiter`'s window, not to be reset for nothing). Calls on one instance share one run.
    */
-  async resume (): Promise<number> {
-    const { queue, connection } = this.producer()
+  resume (): Promise<number> {
+    this.resuming ??= this.resumeNow().finally(() => { this.resuming = null })
+    return this.resuming
+  }
+
+  private async resumeNow (): Promise<number> {
+    const { queue, connection, ready } = this.producer()
+    await ready.connectedForAdd()
     const pausedHere = this.pausedUntil > Date.now()
-    const pausedFleet = await connection.del(this.pauseKey) > 0
+    const pausedFleet = await connection.exists(this.pauseKey) === 1
     if (!pausedHere && !pausedFleet) return 0
-    await queue.removeRateLimitKey()
-    this.pausedUntil = 0
     // (all pages read first: promoting while paging would shift the offsets)
     const parked: Array<Job<JobData | BatchData>> = []
     for (let start = 0; ; start += DELAYED_PAGE) {
@@ -324,9 +329,13 @@ export class BullQueue implements MessageQueue {
       for (const job of jobs) if ((job?.data as { parked?: true } | undefined)?.parked === true) parked.push(job)
       if (jobs.length < DELAYED_PAGE) break
     }
+    const waiting = await queue.getWaitingCount()
     // (a job another instance's resume() promoted first is no longer delayed: skipped)
     const promoted = await Promise.allSettled(parked.map(async (job) => { await job.promote() }))
-    const released = promoted.filter((result) => result.status === 'fulfilled').length + await queue.getWaitingCount()
+    await connection.del(this.pauseKey)
+    await queue.removeRateLimitKey()
+    this.pausedUntil = 0
+    const released = waiting + promoted.filter((result) => result.status === 'fulfilled').length
     this.log.info({ released }, 'wechat: the queue resumes (resumeQueue): the daily quota was reset')
     return released
   }
