@@ -237,9 +237,15 @@ export class BullQueue implements MessageQueue {
       case 'quota':
         await this.pause(verdict.pauseMs)
         return { data: { ...data, attemptsBefore: attempt - 1, parked: true }, delayMs: verdict.pauseMs }
-      case 'held':
-        // (held by the pause: parked like it; by close() or an unreadable record: only delayed)
-        return { data: { ...data, attemptsBefore: attempt - 1, ...(this.pausedUntil > Date.now() && !this.closing ? { parked: true as const } : {}) }, delayMs: verdict.delayMs }
+      case 'held': {
+        const left = { ...data, attemptsBefore: attempt - 1 }
+        // by close() or an unreadable record: only delayed
+        if (this.closing || this.pausedUntil <= Date.now()) return { data: left, delayMs: verdict.delayMs }
+        // by the pause: parked like it, unless the fleet's pause ended while it waited for its slot
+        // (resumeQueue() on any instance: the local pause only learns it from the fleet's key)
+        if (await this.paused()) return { data: { ...left, parked: true }, delayMs: verdict.delayMs }
+        return { data: left, delayMs: 0 }
+      }
     }
   }
 
@@ -308,8 +314,9 @@ export class BullQueue implements MessageQueue {
    * (its key and BullMQ's rate limit go; each worker fetches again within MAX_RATE_LIMIT_WAIT_MS). In
    * that order, so a call that fails part way leaves the pause in place and can be made again.
    * Answers the jobs that were waiting for the reset: those promoted and those in the wait list (a
-   * batch job counts once). Without a pause, here or in the fleet, it changes nothing (the rate limit
-   * is also a `queue.limiter`'s window, not to be reset for nothing). Calls on one instance share one run.
+   * batch job counts once). Without a pause, here or in the fleet, only jobs still parked are released
+   * (the rate limit is also a `queue.limiter`'s window, not to be reset for nothing). Calls on one
+   * instance share one run. A 45009 answering a call made before the reset pauses the queue again.
    */
   resume (): Promise<number> {
     this.resuming ??= this.resumeNow().finally(() => { this.resuming = null })
@@ -321,7 +328,6 @@ export class BullQueue implements MessageQueue {
     await ready.connectedForAdd()
     const pausedHere = this.pausedUntil > Date.now()
     const pausedFleet = await connection.exists(this.pauseKey) === 1
-    if (!pausedHere && !pausedFleet) return 0
     // (all pages read first: promoting while paging would shift the offsets)
     const parked: Array<Job<JobData | BatchData>> = []
     for (let start = 0; ; start += DELAYED_PAGE) {
@@ -332,10 +338,14 @@ export class BullQueue implements MessageQueue {
     const waiting = await queue.getWaitingCount()
     // (a job another instance's resume() promoted first is no longer delayed: skipped)
     const promoted = await Promise.allSettled(parked.map(async (job) => { await job.promote() }))
+    const promotedCount = promoted.filter((result) => result.status === 'fulfilled').length
+    // Without a pause, only jobs still parked go (one parked by a batch that ran on as the pause
+    // ended): the wait list is not the reset's, and the rate limit may be a queue.limiter's window.
+    if (!pausedHere && !pausedFleet) return promotedCount
     await connection.del(this.pauseKey)
     await queue.removeRateLimitKey()
     this.pausedUntil = 0
-    const released = waiting + promoted.filter((result) => result.status === 'fulfilled').length
+    const released = waiting + promotedCount
     this.log.info({ released }, 'wechat: the queue resumes (resumeQueue): the daily quota was reset')
     return released
   }
