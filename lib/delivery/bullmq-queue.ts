@@ -13,12 +13,11 @@ import { QueueErrors } from './queue-errors.js'
 import { sleep } from '../api/backoff.js'
 import { within } from './within.js'
 import { AddConnection, closeWorker, OwnedConnections } from './bullmq-connection.js'
+import { QuotaPause } from './quota-pause.js'
 
 export const QUEUE_NAME = 'subscribe-send'
 /** The most a rate-limited worker waits before fetching again (the 45009 pause's rate limit included). */
 const MAX_RATE_LIMIT_WAIT_MS = 5000
-/** Delayed jobs read per call while resume() looks for the parked ones. */
-const DELAYED_PAGE = 500
 
 export interface BullQueueOptions {
   /** `wechat:{appId}`: BullMQ's keys become `wechat:{appId}:subscribe-send:*`, one Cluster slot */
@@ -54,16 +53,8 @@ export class BullQueue implements MessageQueue {
   private readonly slots: Slots
   private workerConnection: Redis | null = null
   private readonly connections = new OwnedConnections()
-  /** 45009 seen by this instance: no call to WeChat before this time (the fleet gets queue.rateLimit) */
-  private pausedUntil = 0
-  /** the read of the fleet's pause key under way (paused()), shared by the jobs fetched meanwhile */
-  private pauseCheck: Promise<void> | null = null
-  /** resume() under way: concurrent calls on this instance share it */
-  private resuming: Promise<number> | null = null
-  /** the fleet's 45009 pause (its end, ms), under the queue's keys (the same Cluster slot) */
-  private get pauseKey (): string {
-    return `${this.options.prefix}:${QUEUE_NAME}:quota-paused`
-  }
+  /** the 45009 pause, fleet-wide (quota-pause.ts) */
+  private readonly quota: QuotaPause
 
   /** close() began: batch messages not yet tried go back to the queue */
   private closing = false
@@ -78,6 +69,8 @@ export class BullQueue implements MessageQueue {
   ) {
     this.slots = new Slots(options.concurrency)
     this.errors = new QueueErrors(log, (ms) => this.pauseWorker(ms))
+    // (its key beside the queue's keys: the same Cluster slot)
+    this.quota = new QuotaPause(`${options.prefix}:${QUEUE_NAME}:quota-paused`, () => this.producer(), log)
   }
 
   /**
@@ -165,10 +158,8 @@ export class BullQueue implements MessageQueue {
       await job.moveToDelayed(Date.now(), token)
       throw new DelayedError()
     }
-    if (await this.paused()) {
-      // parked: resume() finds it among the delayed jobs
-      await job.updateData({ ...job.data, parked: true })
-      await job.moveToDelayed(this.pausedUntil, token)
+    if (await this.quota.holds()) {
+      await this.quota.park(job, token)
       throw new DelayedError()
     }
     if (job.data.parked === true) {
@@ -188,7 +179,7 @@ export class BullQueue implements MessageQueue {
         await job.moveToDelayed(Date.now() + verdict.delayMs, token)
         throw new DelayedError()
       case 'quota':
-        await this.pause(verdict.pauseMs)
+        await this.quota.begin(verdict.pauseMs)
         throw Worker.RateLimitError()
       case 'held':
         // (a record the store could not read; for runs given slots, batch messages, also a pause or close)
@@ -205,9 +196,8 @@ export class BullQueue implements MessageQueue {
    * yet tried leave the same way (`hold`).
    */
   private async processBatch (job: Job<BatchData>, token: string | undefined): Promise<void> {
-    if (await this.paused()) {
-      if (job.data.parked !== true) await job.updateData({ ...job.data, parked: true })
-      await job.moveToDelayed(this.pausedUntil, token)
+    if (await this.quota.holds()) {
+      await this.quota.park(job, token)
       throw new DelayedError()
     }
     const later: QueuedJob[] = []
@@ -235,15 +225,15 @@ export class BullQueue implements MessageQueue {
       case 'rate':
         return { data: { ...data, attemptsBefore: attempt - 1 }, delayMs: verdict.delayMs }
       case 'quota':
-        await this.pause(verdict.pauseMs)
+        await this.quota.begin(verdict.pauseMs)
         return { data: { ...data, attemptsBefore: attempt - 1, parked: true }, delayMs: verdict.pauseMs }
       case 'held': {
         const left = { ...data, attemptsBefore: attempt - 1 }
         // by close() or an unreadable record: only delayed
-        if (this.closing || this.pausedUntil <= Date.now()) return { data: left, delayMs: verdict.delayMs }
+        if (this.closing || !this.quota.heldHere()) return { data: left, delayMs: verdict.delayMs }
         // by the pause: parked like it, unless the fleet's pause ended while it waited for its slot
         // (resumeQueue() on any instance: the local pause only learns it from the fleet's key)
-        if (await this.paused()) return { data: { ...left, parked: true }, delayMs: verdict.delayMs }
+        if (await this.quota.holds()) return { data: { ...left, parked: true }, delayMs: verdict.delayMs }
         return { data: left, delayMs: 0 }
       }
     }
@@ -255,8 +245,8 @@ export class BullQueue implements MessageQueue {
    * new one, for batch messages as for single jobs).
    */
   private readonly hold = {
-    until: (): number | undefined => this.closing ? Date.now() : this.pausedUntil > Date.now() ? this.pausedUntil : undefined,
-    pause: (ms: number): void => { this.pausedUntil = Date.now() + ms }
+    until: (): number | undefined => this.closing ? Date.now() : this.quota.heldHere() ? this.quota.until : undefined,
+    pause: (ms: number): void => { this.quota.until = Date.now() + ms }
   }
 
   /**
@@ -282,72 +272,9 @@ export class BullQueue implements MessageQueue {
     if (!this.closing) await worker.resume()
   }
 
-  /**
-   * 45009: park the whole queue, fleet-wide, until the quota resets: BullMQ's rate limit stops every
-   * worker from fetching, and the pause key tells every instance that it holds (resume() deletes it).
-   */
-  private async pause (pauseMs: number): Promise<void> {
-    this.pausedUntil = Date.now() + pauseMs
-    this.log.warn({ pauseMs }, 'wechat: daily quota used up (45009); the queue is paused until it resets')
-    const { queue, connection } = this.producer()
-    await connection.set(this.pauseKey, String(this.pausedUntil), 'PX', pauseMs)
-    await queue.rateLimit(pauseMs)
-  }
-
-  /**
-   * Whether this instance's 45009 pause still holds. Another instance's resume() deletes the fleet's
-   * pause key, so a job fetched while paused here (the fleet's rate limit stops fetching, so such jobs
-   * are few) checks the key first; jobs fetched together share one check. No Redis call otherwise.
-   */
-  private async paused (): Promise<boolean> {
-    if (this.pausedUntil <= Date.now()) return false
-    this.pauseCheck ??= this.producer().connection.exists(this.pauseKey)
-      // (Redis unreachable: the pause holds)
-      .then((held) => { if (held === 0) this.pausedUntil = 0 }, () => {})
-      .finally(() => { this.pauseCheck = null })
-    await this.pauseCheck
-    return this.pausedUntil > Date.now()
-  }
-
-  /**
-   * resumeQueue(): the jobs parked for the quota are promoted from delayed, then the fleet's pause ends
-   * (its key and BullMQ's rate limit go; each worker fetches again within MAX_RATE_LIMIT_WAIT_MS). In
-   * that order, so a call that fails part way leaves the pause in place and can be made again.
-   * Answers the jobs that were waiting for the reset: those promoted and those in the wait list (a
-   * batch job counts once). Without a pause, here or in the fleet, only jobs still parked are released
-   * (the rate limit is also a `queue.limiter`'s window, not to be reset for nothing). Calls on one
-   * instance share one run. A 45009 answering a call made before the reset pauses the queue again.
-   */
+  /** resumeQueue(): end the 45009 pause now, fleet-wide (QuotaPause.resume). */
   resume (): Promise<number> {
-    this.resuming ??= this.resumeNow().finally(() => { this.resuming = null })
-    return this.resuming
-  }
-
-  private async resumeNow (): Promise<number> {
-    const { queue, connection, ready } = this.producer()
-    await ready.connectedForAdd()
-    const pausedHere = this.pausedUntil > Date.now()
-    const pausedFleet = await connection.exists(this.pauseKey) === 1
-    // (all pages read first: promoting while paging would shift the offsets)
-    const parked: Array<Job<JobData | BatchData>> = []
-    for (let start = 0; ; start += DELAYED_PAGE) {
-      const jobs = await queue.getDelayed(start, start + DELAYED_PAGE - 1)
-      for (const job of jobs) if ((job?.data as { parked?: true } | undefined)?.parked === true) parked.push(job)
-      if (jobs.length < DELAYED_PAGE) break
-    }
-    const waiting = await queue.getWaitingCount()
-    // (a job another instance's resume() promoted first is no longer delayed: skipped)
-    const promoted = await Promise.allSettled(parked.map(async (job) => { await job.promote() }))
-    const promotedCount = promoted.filter((result) => result.status === 'fulfilled').length
-    // Without a pause, only jobs still parked go (one parked by a batch that ran on as the pause
-    // ended): the wait list is not the reset's, and the rate limit may be a queue.limiter's window.
-    if (!pausedHere && !pausedFleet) return promotedCount
-    await connection.del(this.pauseKey)
-    await queue.removeRateLimitKey()
-    this.pausedUntil = 0
-    const released = waiting + promotedCount
-    this.log.info({ released }, 'wechat: the queue resumes (resumeQueue): the daily quota was reset')
-    return released
+    return this.quota.resume()
   }
 
   async close (graceMs: number): Promise<void> {

@@ -1,0 +1,107 @@
+import type { Job, Queue } from 'bullmq'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Redis } from 'ioredis'
+
+/** Delayed jobs read per call while resume() looks for the parked ones. */
+const DELAYED_PAGE = 500
+
+/** What the pause uses of the queue's producer side (bullmq-queue.ts producer()). */
+export interface PauseProducer {
+  queue: Queue
+  connection: Redis
+  ready: { connectedForAdd (): Promise<void> }
+}
+
+/**
+ * The BullMQ queue's 45009 pause, fleet-wide (DESIGN.md "lib/delivery/": quota parks sending until the
+ * daily quota resets). Three marks: this instance's end (`until`, no WeChat call before it), BullMQ's
+ * rate limit (no worker of the fleet fetches) and a pause key beside the queue's keys (another
+ * instance's resume() deletes it). Jobs fetched while paused are parked: marked and delayed until the
+ * reset, so resume() can find and promote them.
+ */
+export class QuotaPause {
+  /** 45009 seen by this instance: no call to WeChat before this time (ms) */
+  until = 0
+  /** the read of the fleet's pause key under way (holds()), shared by the jobs fetched meanwhile */
+  private check: Promise<void> | null = null
+  /** resume() under way: concurrent calls on this instance share it */
+  private resuming: Promise<number> | null = null
+
+  constructor (private readonly key: string, private readonly producer: () => PauseProducer, private readonly log: FastifyBaseLogger) {}
+
+  /** Whether this instance's own mark still holds (no Redis call: for decisions that cannot wait). */
+  heldHere (): boolean {
+    return this.until > Date.now()
+  }
+
+  /** 45009: pause the whole fleet until the quota resets. */
+  async begin (pauseMs: number): Promise<void> {
+    this.until = Date.now() + pauseMs
+    this.log.warn({ pauseMs }, 'wechat: daily quota used up (45009); the queue is paused until it resets')
+    const { queue, connection } = this.producer()
+    await connection.set(this.key, String(this.until), 'PX', pauseMs)
+    await queue.rateLimit(pauseMs)
+  }
+
+  /**
+   * Whether the pause still holds. Another instance's resume() deletes the fleet's pause key, so a
+   * job fetched while paused here (the fleet's rate limit stops fetching, so such jobs are few) checks
+   * the key first; jobs fetched together share one check. No Redis call otherwise.
+   */
+  async holds (): Promise<boolean> {
+    if (!this.heldHere()) return false
+    this.check ??= this.producer().connection.exists(this.key)
+      // (Redis unreachable: the pause holds)
+      .then((held) => { if (held === 0) this.until = 0 }, () => {})
+      .finally(() => { this.check = null })
+    await this.check
+    return this.heldHere()
+  }
+
+  /** Delay a fetched job until the reset, marked so resume() finds it (the caller throws DelayedError). */
+  async park (job: Job<{ parked?: true }>, token: string | undefined): Promise<void> {
+    if (job.data.parked !== true) await job.updateData({ ...job.data, parked: true })
+    await job.moveToDelayed(this.until, token)
+  }
+
+  /**
+   * resumeQueue(): the jobs parked for the quota are promoted from delayed, then the fleet's pause ends
+   * (its key and BullMQ's rate limit go; each worker fetches again within its maximumRateLimitDelay).
+   * In that order, so a call that fails part way leaves the pause in place and can be made again.
+   * Answers the jobs that were waiting for the reset: those promoted and those in the wait list (a
+   * batch job counts once). Without a pause, here or in the fleet, only jobs still parked are released
+   * (the rate limit is also a `queue.limiter`'s window, not to be reset for nothing). Calls on one
+   * instance share one run. A 45009 answering a call made before the reset pauses the queue again.
+   */
+  resume (): Promise<number> {
+    this.resuming ??= this.resumeNow().finally(() => { this.resuming = null })
+    return this.resuming
+  }
+
+  private async resumeNow (): Promise<number> {
+    const { queue, connection, ready } = this.producer()
+    await ready.connectedForAdd()
+    const pausedHere = this.heldHere()
+    const pausedFleet = await connection.exists(this.key) === 1
+    // (all pages read first: promoting while paging would shift the offsets)
+    const parked: Job[] = []
+    for (let start = 0; ; start += DELAYED_PAGE) {
+      const jobs = await queue.getDelayed(start, start + DELAYED_PAGE - 1)
+      for (const job of jobs) if ((job?.data as { parked?: true } | undefined)?.parked === true) parked.push(job)
+      if (jobs.length < DELAYED_PAGE) break
+    }
+    const waiting = await queue.getWaitingCount()
+    // (a job another instance's resume() promoted first is no longer delayed: skipped)
+    const promoted = await Promise.allSettled(parked.map(async (job) => { await job.promote() }))
+    const promotedCount = promoted.filter((result) => result.status === 'fulfilled').length
+    // Without a pause, only jobs still parked go (one parked by a batch that ran on as the pause
+    // ended): the wait list is not the reset's, and the rate limit may be a queue.limiter's window.
+    if (!pausedHere && !pausedFleet) return promotedCount
+    await connection.del(this.key)
+    await queue.removeRateLimitKey()
+    this.until = 0
+    const released = waiting + promotedCount
+    this.log.info({ released }, 'wechat: the queue resumes (resumeQueue): the daily quota was reset')
+    return released
+  }
+}
