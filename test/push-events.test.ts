@@ -268,3 +268,35 @@ test('buildSimPush refuses a push it cannot sign', async (t) => {
   t.notMatch(built.url, /openid=/)
   t.match(built.url, /^\/wechat\/push\?signature=[0-9a-f]{40}&timestamp=0&nonce=\d{10}$/)
 })
+
+// An independent WeChat that pushes in the same second: the dedupe key (user, time, event, template
+// ids) took an accept then a reject of one template as a retry of the first (the reject never reached
+// the handlers), and refused WeChat's debug_demo test event (no FromUserName): 400, retried three
+// times, lost. Failed before (one popup event handled, not two; the debug push got 400).
+test('endpoint: two different outcomes in one second are two pushes; a retry of either is still one; a bare debug_demo is acknowledged', async (t) => {
+  const sim = await startSimulator(t, { pushRetryDelayMs: 10 })
+  const { app, url } = await pushApp(t, sim, { listen: true, push: { token: TOKEN } })
+  const events: PushMessage[] = []
+  app.wechat.on('event', (message) => { events.push(message) })
+  const at = Math.floor(Date.now() / 1000)
+  const outcome = (status: 'accept' | 'reject'): Record<string, unknown> => ({
+    ...popupEvent(),
+    CreateTime: at,
+    List: [{ TemplateId: 'TplSameSecond', SubscribeStatusString: status, PopupScene: '0' }]
+  })
+  const options = { token: TOKEN, mode: 'plaintext' as const }
+  t.equal((await sim.push(url, outcome('accept'), options)).body, 'success')
+  t.same(await app.wechat.credits(popupEvent().FromUserName as string), { TplSameSecond: 1 })
+  t.equal((await sim.push(url, outcome('accept'), options)).body, 'success', 'a retry of it (a fresh nonce) is acknowledged')
+  t.same(await app.wechat.credits(popupEvent().FromUserName as string), { TplSameSecond: 1 }, 'and applied once')
+  t.equal((await sim.push(url, outcome('reject'), options)).body, 'success', 'the reject in the same second')
+
+  for (let i = 0; i < 2; i++) {
+    const demo = await sim.push(url, { MsgType: 'event', Event: 'debug_demo', debug_str: 'hello world', ToUserName: undefined, CreateTime: undefined }, options)
+    t.same({ statusCode: demo.statusCode, body: demo.body }, { statusCode: 200, body: 'success' }, `debug_demo ${i + 1} acknowledged`)
+  }
+  await waitFor(() => events.filter((m) => m.Event === 'debug_demo').length === 2)
+  t.equal(events.filter((m) => m.Event === 'debug_demo').length, 2, 'each bare push reaches the handlers (nothing to tell a retry by)')
+  const popups = events.filter((m) => m.Event === 'subscribe_msg_popup_event').map((m) => (m.List as Array<{ SubscribeStatusString: string }>)[0]?.SubscribeStatusString)
+  t.same(popups, ['accept', 'reject'], 'the accept and the reject reach the handlers, the retry does not')
+})

@@ -181,8 +181,7 @@ test('normalizePush rejects what it cannot trust', async (t) => {
     ['item without TemplateId', { ...good, List: [{ ...list[0], TemplateId: undefined }] }],
     ['item not an object', { ...good, List: ['TplAaaaExample111'] }],
     ['empty <List/>', parseXml(CHANGE_XML.replace(/<List>[^]*<\/List>/, '<List/>'))],
-    ['ErrorCode missing', { ...good, List: { ...list[0], ErrorCode: undefined } }],
-    ['ErrorCode not numeric', { ...good, List: { ...list[0], ErrorCode: 'ok' } }],
+    ['not a subscribe event, no MsgType nor whole envelope', { ToUserName: 'gh', Event: 'debug_demo', CreateTime: 1 }],
     ['MsgID lost precision', { ...good, List: { ...list[0], MsgID: Number('2100000000000000123') } }],
     ['MsgID object', { ...good, List: { ...list[0], MsgID: { n: 1 } } }],
     ['popup without status', { ...parseJson(POPUP_JSON), List: { TemplateId: 'T' } }],
@@ -193,6 +192,14 @@ test('normalizePush rejects what it cannot trust', async (t) => {
   }
   const lenient = normalizePush({ ...good, List: { TemplateId: 'T', ErrorCode: '0', MsgID: 7 } })
   t.same(lenient.List, [{ TemplateId: 'T', MsgID: '7', ErrorCode: 0, ErrorStatus: '' }])
+  // An item without a readable ErrorCode is still a result (it used to refuse the whole push, every
+  // other item of it lost after WeChat's retries): its status says which, else a failure (-1).
+  const codes = normalizePush({ ...good, List: [{ TemplateId: 'A', ErrorStatus: 'success' }, { TemplateId: 'B', ErrorCode: 'ok', ErrorStatus: 'system error' }, { TemplateId: 'C' }] })
+  t.same(codes.List?.map((item) => 'ErrorCode' in item ? item.ErrorCode : null), [0, -1, -1], 'ErrorCode missing or not numeric')
+  // Pushes other than the subscribe events need only a MsgType (WECHAT.md §6.5's debug_demo test event).
+  const demo = normalizePush({ MsgType: 'event', Event: 'debug_demo', debug_str: 'hello world' })
+  t.same({ ToUserName: demo.ToUserName, FromUserName: demo.FromUserName, CreateTime: demo.CreateTime, MsgType: demo.MsgType, Event: demo.Event }, { ToUserName: '', FromUserName: '', CreateTime: 0, MsgType: 'event', Event: 'debug_demo' })
+  t.equal(demo.raw.debug_str, 'hello world')
   t.same(normalizePush({ ...good, List: { TemplateId: 'T', ErrorCode: 0 } }).List, [{ TemplateId: 'T', MsgID: '', ErrorCode: 0, ErrorStatus: '' }])
   for (const event of [good, parseJson(POPUP_JSON), parseJson(CHANGE_JSON)]) {
     t.equal(rejectionOf(() => normalizePush({ ...event, List: undefined })), 'format', `${String(event.Event)}: no List at all`)

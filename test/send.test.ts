@@ -405,3 +405,23 @@ test('send() and enqueue() read the message as handed over, even when they first
     t.same(sim.accepted.map((m) => m.touser).sort(), ['alice', 'bob', 'carol'].map((u) => `o-${call}-${u}-openid-000`), call)
   }
 })
+
+// An errcode WeChat (or a gateway) quotes as a string was lost in a 4xx (a bare HTTP error, not
+// 45011's minute), and an errcode that is no code at all ("", false, []) became 0: a success with
+// nothing sent. Failed before (FST_WECHAT_UPSTREAM; a resolved send).
+test('an errcode written as a string is that errcode; one that is no number at all is a failure, never a success', async (t) => {
+  const sim = await startSimulator(t)
+  const gw = await gateway(t, sim)
+  const app = await buildApp(t, sim, { plugin: { baseUrl: gw.url, retry: { attempts: 1 } } })
+  await app.wechat.getToken()
+
+  gw.script({ status: 429, body: '{"errcode":"45011","errmsg":"api minute-quota reach limit, must slower, retry next minute"}' })
+  t.match(await app.wechat.send(shippedMessage()).catch((e) => e), { code: 'FST_WECHAT_API', errcode: 45011, errorClass: 'rate', retryAfter: 60_000 })
+  gw.script({ status: 200, body: '{"errcode":" 43101 ","errmsg":"user refuse to accept the msg"}' })
+  t.match(await app.wechat.send(shippedMessage()).catch((e) => e), { code: 'FST_WECHAT_API', errcode: 43101 })
+  for (const errcode of ['""', 'false', '[]', '"abc"', '1.5']) {
+    gw.script({ status: 200, body: `{"errcode":${errcode},"errmsg":"?"}` })
+    const outcome = await app.wechat.send(shippedMessage()).then(() => 'sent', (e: { code?: string, errcode?: number }) => `${e.code} ${e.errcode}`)
+    t.equal(outcome, 'FST_WECHAT_API -1', `errcode ${errcode}`)
+  }
+})

@@ -2,7 +2,8 @@ import Fastify from 'fastify'
 import { expectAssignable, expectError, expectType } from 'tsd'
 import wechatPush from '..'
 import type { MessageEvent, SendResult, SubscribeMessage, WechatPush } from '..'
-import { createSimulator, WechatSimulator } from '../dist/testing'
+import { buildSimUrlCheck, createSimulator, WechatSimulator } from '../dist/testing'
+import type { SimUrlCheckResult } from '../dist/testing'
 
 const app = Fastify()
 
@@ -55,6 +56,13 @@ expectAssignable<string>(new wechatPush.WechatTokenError('x').code)
 
 // the simulator subpath
 expectType<Promise<WechatSimulator>>(createSimulator())
+declare const sim: WechatSimulator
+expectType<Promise<SimUrlCheckResult>>(sim.checkPushUrl())
+expectType<Promise<SimUrlCheckResult>>(sim.checkPushUrl('http://127.0.0.1:3000', { token: 't', echostr: 'e' }))
+declare const checked: SimUrlCheckResult
+expectType<boolean>(checked.ok)
+expectError(sim.checkPushUrl(undefined, { tokn: 't' }))
+expectType<{ url: string, echostr: string }>(buildSimUrlCheck({ token: 't' }, Date.now()))
 
 // queue, records, stats, credits
 expectType<Promise<Array<{ id: string, status: 'pending' | 'sending' | 'sent' | 'delivered' | 'failed' | 'unknown' }>>>(app.wechat.enqueue([message], { idempotencyKey: 'k', delay: 1000 }))

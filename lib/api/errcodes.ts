@@ -10,6 +10,23 @@ const TRANSIENT_ERRCODES = new Set([-1])
 const RATE_ERRCODES = new Set([45011])
 const QUOTA_ERRCODES = new Set([45009])
 
+/**
+ * An answer's errcode: absent (or null) is a success, an integer or a decimal string (some gateways
+ * quote it) is itself. Anything else (`""`, `false`, `[]`, `"abc"`) is no code at all, so -1: never 0,
+ * which Number() made of `""`, `false` and `[]`, turning an answer that said nothing into a success.
+ */
+export function errcodeOf (raw: unknown): number {
+  if (raw === undefined || raw === null) return 0
+  return codeIn(raw) ?? -1
+}
+
+/** The errcode when `raw` is one (an integer, or an integer written as a decimal string), else undefined. */
+export function codeIn (raw: unknown): number | undefined {
+  if (typeof raw === 'number') return Number.isSafeInteger(raw) ? raw : undefined
+  if (typeof raw === 'string' && /^\s*-?\d{1,15}\s*$/.test(raw)) return Number(raw)
+  return undefined
+}
+
 export function classifyErrcode (errcode: number): ErrorClass {
   if (TOKEN_ERRCODES.has(errcode)) return 'token'
   if (TRANSIENT_ERRCODES.has(errcode)) return 'transient'

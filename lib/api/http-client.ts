@@ -2,6 +2,7 @@ import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import { WechatUpstreamError } from '../errors.js'
 import { Deadlines } from './deadlines.js'
+import { codeIn } from './errcodes.js'
 import { Exchange } from './exchange.js'
 import { parseWechatJson } from './json.js'
 
@@ -161,9 +162,9 @@ function answerOf ({ statusCode, text }: Exchange): unknown {
 function errcodeAnswer (text: string): Record<string, unknown> | undefined {
   try {
     const body = parseWechatJson(text) as Record<string, unknown> | null
-    const errcode = body?.errcode
-    // (an array or a primitive has no numeric errcode)
-    if (typeof errcode === 'number' && Number.isInteger(errcode) && errcode !== 0) return body as Record<string, unknown>
+    // an integer or a decimal string, as toAnswer reads it (an array or a primitive body has none)
+    const errcode = codeIn(body?.errcode)
+    if (errcode !== undefined && errcode !== 0) return body as Record<string, unknown>
   } catch {}
   return undefined
 }

@@ -1,6 +1,6 @@
 import { WechatTokenError, WechatUpstreamError } from '../errors.js'
 import type { WechatTokenErrorInstance } from '../errors.js'
-import { tokenErrorAdvice } from './errcodes.js'
+import { errcodeOf, tokenErrorAdvice } from './errcodes.js'
 import type { WechatHttpClient } from './http-client.js'
 import { extractRid } from './rid.js'
 
@@ -39,7 +39,7 @@ export async function fetchAccessToken (http: WechatHttpClient, options: TokenEn
     throw error
   }
   const answer = (body ?? {}) as { access_token?: unknown, expires_in?: unknown, errcode?: unknown, errmsg?: unknown }
-  const errcode = typeof answer.errcode === 'number' ? answer.errcode : Number(answer.errcode ?? 0)
+  const errcode = errcodeOf(answer.errcode)
   if (errcode === 0 && typeof answer.access_token === 'string' && answer.access_token.length > 0) {
     const expiresIn = Number(answer.expires_in)
     // WeChat promises "a value within 7200"; a missing or odd value is treated as the shortest sane

@@ -1,4 +1,4 @@
-import { classifyErrcode } from './errcodes.js'
+import { classifyErrcode, errcodeOf } from './errcodes.js'
 import type { CallOptions, WechatHttpClient } from './http-client.js'
 import { extractRid } from './rid.js'
 import type { TokenManager } from './token-manager.js'
@@ -41,9 +41,7 @@ export class WechatApi {
 
 export function toAnswer (body: unknown): ApiAnswer {
   const object = (body !== null && typeof body === 'object' && !Array.isArray(body) ? body : {}) as Record<string, unknown>
-  const raw = object.errcode
-  const errcode = raw === undefined || raw === null ? 0 : Number(raw)
   const errmsg = typeof object.errmsg === 'string' ? object.errmsg : ''
   // 'ok' is every success's errmsg: no rid to look for
-  return { errcode: Number.isFinite(errcode) ? errcode : -1, errmsg, rid: errmsg === 'ok' ? undefined : extractRid(errmsg), body: object }
+  return { errcode: errcodeOf(object.errcode), errmsg, rid: errmsg === 'ok' ? undefined : extractRid(errmsg), body: object }
 }

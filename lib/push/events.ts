@@ -45,6 +45,10 @@ function requireString (obj: Record<string, unknown>, key: string): string {
   return value
 }
 
+function optionalString (value: unknown): string {
+  return typeof value === 'string' ? value : ''
+}
+
 /** MsgID must keep every digit (§7.3): strings pass, numbers only while exactly representable. */
 function msgIdOf (value: unknown): string {
   if (value === undefined) return ''
@@ -83,31 +87,46 @@ function changeItem (item: Record<string, unknown>): ChangeItem {
 }
 
 function sentItem (item: Record<string, unknown>): SentItem {
-  const errorCode = toInt(item.ErrorCode)
-  if (errorCode === undefined) throw new PushRejection('format', 'ErrorCode must be an integer')
+  const ErrorStatus = typeof item.ErrorStatus === 'string' ? item.ErrorStatus : ''
   return {
     TemplateId: item.TemplateId as string,
     // §7.3 spells it MsgID; plain messages use MsgId, and a sender that reuses that spelling should
     // still get its receipt matched by id rather than fall back to the time window.
     MsgID: msgIdOf(item.MsgID ?? item.MsgId),
-    ErrorCode: errorCode,
-    ErrorStatus: typeof item.ErrorStatus === 'string' ? item.ErrorStatus : ''
+    // §7.3 documents no code but 0. An item without a readable one is still a result: refusing the
+    // whole push lost every other item of it after WeChat's retries. Its status says which it was
+    // ('success' is 0), else it counts as the system failure the async stage reports (-1).
+    ErrorCode: toInt(item.ErrorCode) ?? (ErrorStatus.trim().toLowerCase() === 'success' ? 0 : -1),
+    ErrorStatus
   }
 }
 
-/** Validate and normalise a parsed push body. Throws PushRejection('format') only. */
+const SUBSCRIBE_EVENTS = new Set(['subscribe_msg_popup_event', 'subscribe_msg_change_event', 'subscribe_msg_sent_event'])
+
+/**
+ * Validate and normalise a parsed push body. Throws PushRejection('format') only. The subscribe events
+ * need their whole envelope (§7: credits and receipts are per user); any other push (WeChat's
+ * `debug_demo` test event, a kind this plugin does not model) needs only its MsgType (every WeChat
+ * push carries one) or its whole envelope: a field it lacks reads as '' or 0, so it is acknowledged
+ * instead of retried three times and dropped.
+ */
 export function normalizePush (raw: Record<string, unknown>): PushMessage {
   if (!isRecord(raw)) throw new PushRejection('format', 'push must be an object')
-  const CreateTime = toInt(raw.CreateTime)
-  if (CreateTime === undefined || CreateTime < 0) throw new PushRejection('format', 'CreateTime must be an integer')
   const Event = raw.Event
   if (Event !== undefined && typeof Event !== 'string') throw new PushRejection('format', 'Event must be a string')
+  const strict = SUBSCRIBE_EVENTS.has(Event as string)
+  const CreateTime = toInt(raw.CreateTime)
+  if (strict && (CreateTime === undefined || CreateTime < 0)) throw new PushRejection('format', 'CreateTime must be an integer')
   const envelope: OtherPush = {
-    ToUserName: requireString(raw, 'ToUserName'),
-    FromUserName: requireString(raw, 'FromUserName'),
-    CreateTime,
-    MsgType: typeof raw.MsgType === 'string' ? raw.MsgType : '',
+    ToUserName: strict ? requireString(raw, 'ToUserName') : optionalString(raw.ToUserName),
+    FromUserName: strict ? requireString(raw, 'FromUserName') : optionalString(raw.FromUserName),
+    CreateTime: CreateTime !== undefined && CreateTime >= 0 ? CreateTime : 0,
+    MsgType: optionalString(raw.MsgType),
     raw
+  }
+  // Nothing to tell it is a push at all (no MsgType, no whole envelope): not WeChat's.
+  if (!strict && envelope.MsgType === '' && (envelope.ToUserName === '' || envelope.FromUserName === '' || CreateTime === undefined || CreateTime < 0)) {
+    throw new PushRejection('format', 'a push needs its MsgType, or ToUserName, FromUserName and CreateTime')
   }
   if (Event !== undefined) envelope.Event = Event
   switch (Event) {
@@ -134,13 +153,23 @@ export function isSentEvent (msg: PushMessage): msg is SentEvent {
 
 /**
  * Key for dropping WeChat's retries (§6.5: up to 3 attempts): FromUserName + CreateTime + Event +
- * sorted TemplateIds, plus each sent item's MsgID (two sends of one template in the same second are
- * different results) and a plain message's MsgId. sha1 keeps the key short.
+ * the sorted items, each with every field it carries: a retry repeats them all, while two different
+ * outcomes in the same second (an accept then a reject of one template, two sends' results told
+ * apart by MsgID) are two pushes. A plain message adds its MsgId. sha1 keeps the key short.
+ * Undefined when the push names no user or time (only pushes other than the subscribe events): no
+ * key could tell its retry from the next such push, so it is not deduplicated.
  */
-export function dedupeKey (msg: PushMessage): string {
-  const list: Array<PopupItem | ChangeItem | SentItem> = msg.List ?? []
-  const items = list.map((item) => 'MsgID' in item ? `${item.TemplateId}#${item.MsgID}` : item.TemplateId).sort()
+export function dedupeKey (msg: PushMessage): string | undefined {
   const plainId = msg.List === undefined ? msg.raw.MsgId ?? msg.raw.MsgID : undefined
   const msgId = typeof plainId === 'string' || typeof plainId === 'number' ? String(plainId) : ''
+  if (msgId === '' && (msg.FromUserName === '' || msg.CreateTime === 0)) return undefined
+  const list: Array<PopupItem | ChangeItem | SentItem> = msg.List ?? []
+  const items = list.map(itemKey).sort()
   return createHash('sha1').update(JSON.stringify([msg.FromUserName, msg.CreateTime, msg.Event ?? '', items, msgId])).digest('hex')
+}
+
+function itemKey (item: PopupItem | ChangeItem | SentItem): string {
+  if ('MsgID' in item) return JSON.stringify([item.TemplateId, item.MsgID, item.ErrorCode, item.ErrorStatus])
+  if ('PopupScene' in item) return JSON.stringify([item.TemplateId, item.SubscribeStatusString, item.PopupScene ?? null])
+  return JSON.stringify([item.TemplateId, item.SubscribeStatusString])
 }

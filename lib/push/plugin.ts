@@ -106,6 +106,8 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
    */
   async function apply (message: PushMessage, request: FastifyRequest): Promise<'new' | 'duplicate' | 'retry'> {
     const key = dedupeKey(message)
+    // (only a push other than the subscribe events lacks one: it has no effects of ours to store)
+    if (key === undefined) return 'new'
     const owner = randomUUID()
     let claim: PushClaim
     try {

@@ -9,6 +9,8 @@
 export { createSimulator, FIRST_MSGID, WechatSimulator } from './simulator.js'
 export { SimulatorClock } from './clock.js'
 export { buildSimPush, DEFAULT_TO_USER_NAME } from './push.js'
+export { buildSimUrlCheck } from './url-check.js'
+export type { SimUrlCheckOptions, SimUrlCheckRequest, SimUrlCheckResult } from './url-check.js'
 export { isReceipt, PUSH_ATTEMPTS, PUSH_RETRY_DELAY_MS, PUSH_TIMEOUT_MS } from './push-delivery.js'
 export type { SimChangeItem, SimPopupItem, SimPushConfig, SimPushFormat, SimPushMode, SimPushOptions, SimPushRecord, SimPushRequest, SimPushResult } from './push.js'
 export { DEMO_TEMPLATE_IDS, DEMO_TEMPLATES } from './templates.js'

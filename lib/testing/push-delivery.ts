@@ -77,20 +77,24 @@ export class PushDelivery {
     return result
   }
 
+  /** One GET (the URL check, §6.2): cut off after `timeoutMs` like a push attempt, never retried. */
+  async get (url: string): Promise<AttemptResult> {
+    return this.#attempt({ url }, 'GET')
+  }
+
   async close (): Promise<void> {
     await this.#agent.close()
   }
 
-  async #attempt (request: AttemptRequest): Promise<AttemptResult> {
+  async #attempt (request: AttemptRequest | { url: string }, method: 'GET' | 'POST' = 'POST'): Promise<AttemptResult> {
     if (this.#closing.aborted) return { statusCode: 0, body: '', error: 'closed' }
     const timeout = new AbortController()
     const timer = setTimeout(() => { timeout.abort() }, this.#timing.timeoutMs)
     timer.unref()
     try {
       const response = await httpRequest(request.url, {
-        method: 'POST',
-        headers: { 'content-type': request.contentType },
-        body: request.body,
+        method,
+        ...('body' in request ? { headers: { 'content-type': request.contentType }, body: request.body } : {}),
         dispatcher: this.#agent,
         signal: AbortSignal.any([this.#closing, timeout.signal])
       })

@@ -10,6 +10,8 @@ import { isPassiveReply } from './passive-reply.js'
 import type { ReplyRules } from './passive-reply.js'
 import type { AttemptResult } from './push-delivery.js'
 import type { SimAcceptedMessage } from './types.js'
+import { buildSimUrlCheck } from './url-check.js'
+import type { SimUrlCheckOptions, SimUrlCheckResult } from './url-check.js'
 
 /** Encryption mode of the push configuration (WECHAT.md §6.1). */
 export type SimPushMode = 'plaintext' | 'compatible' | 'safe'
@@ -175,6 +177,20 @@ export class SimPusher {
     this.#track(run)
     const { statusCode, body } = await run
     return { statusCode, body }
+  }
+
+  /** The console's URL check (§6.2): one signed GET to the push URL; `ok` when it echoes the echostr. */
+  async checkUrl (appUrl: string | undefined, options: SimUrlCheckOptions = {}): Promise<SimUrlCheckResult> {
+    const base = appUrl ?? this.config?.url
+    if (base === undefined) throw new TypeError('sim.checkPushUrl: no app URL (pass one or call pushConfig first)')
+    if (typeof base !== 'string') throw new TypeError('sim.checkPushUrl: appUrl must be a string')
+    if (!isPlainObject(options)) throw new TypeError('sim.checkPushUrl: options must be an object')
+    const configured = defined({ token: this.config?.token, path: this.config?.path })
+    const check = buildSimUrlCheck({ ...configured, ...defined(options) }, this.#ctx.clock.now())
+    const run = this.#delivery.get(base.replace(/\/+$/, '') + check.url)
+    this.#track(run)
+    const { statusCode, body } = await run
+    return { ok: statusCode >= 200 && statusCode < 300 && body === check.echostr, statusCode, body, echostr: check.echostr }
   }
 
   /** A pop-up outcome (§7.1): credits for accepts, then one popup event per user. */

@@ -15,6 +15,7 @@ import { buildServer } from './server.js'
 import { templateRoutes } from './routes-templates.js'
 import { quotaRoutes } from './routes-quota.js'
 import type { TokenKind } from './tokens.js'
+import type { SimUrlCheckOptions, SimUrlCheckResult } from './url-check.js'
 import { SIM_ENDPOINTS } from './types.js'
 import type { SimAcceptedMessage, SimEndpoint, SimFault, SimRequestRecord, SimTemplate, SimTokenFetches, SimulatorOptions } from './types.js'
 
@@ -180,6 +181,17 @@ export class WechatSimulator {
    */
   async push (appUrl: string | undefined, event: object, options?: SimPushOptions): Promise<SimPushResult> {
     return this.#pusher.push(appUrl, event, options)
+  }
+
+  /**
+   * The URL check WeChat makes when the push URL is saved in the console (WECHAT.md §6.2): one GET with
+   * `signature`, `timestamp`, `nonce` and `echostr` to the configured push URL (or `appUrl`), token and
+   * path from `pushConfig` unless given. `ok` when the app answers a 2xx whose body is exactly the
+   * echostr; no answer within 5 s is statusCode 0. Not retried (the console just fails the save).
+   * @example const { ok } = await sim.checkPushUrl()
+   */
+  async checkPushUrl (appUrl?: string, options?: SimUrlCheckOptions): Promise<SimUrlCheckResult> {
+    return this.#pusher.checkUrl(appUrl, options)
   }
 
   /**
