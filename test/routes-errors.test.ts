@@ -98,7 +98,7 @@ test('45011 and 45009 are 429 with Retry-After; -1, token and network failures a
   sim.failNext('send', { errcode: -1 }, 3)
   t.match((await postJson(app, '/wechat/messages', shippedMessage())).json(), { statusCode: 502, errcode: -1 })
 
-  sim.failNext('send', { errcode: 40001 }, 3) // refused, handed back and tried again, forced: a third refusal ends the send
+  sim.failNext('send', { errcode: 40001 }, 2)
   t.match((await postJson(app, '/wechat/messages', shippedMessage())).json(), { statusCode: 503, errcode: 40001 })
 
   sim.failNext('send', { httpStatus: 502 }, 3)
@@ -120,7 +120,7 @@ test('no response carries the appSecret or the access_token', async (t) => {
   const app = await routesApp(t, sim, { logger: logs.logger })
   const accessToken = await app.wechat.getToken()
   const bodies: string[] = []
-  for (const [fault, times] of [[{ errcode: 40003 }, 1], [{ errcode: 45011 }, 1], [{ httpStatus: 500 }, 3], [{ errcode: 40001 }, 3]] as const) {
+  for (const [fault, times] of [[{ errcode: 40003 }, 1], [{ errcode: 45011 }, 1], [{ httpStatus: 500 }, 3], [{ errcode: 40001 }, 2]] as const) {
     sim.failNext('send', fault, times)
     const res = await postJson(app, '/wechat/messages', shippedMessage())
     t.ok(res.statusCode >= 422, `${JSON.stringify(fault)} → ${res.statusCode}`)

@@ -30,17 +30,9 @@ export interface TokenManagerOptions {
   emit?: EmitLifecycle
 }
 
-/**
- * How long a stable token WeChat refused but still hands out in normal mode counts as "tried once
- * more" (WECHAT.md §1.5): refused again within it, the refresh uses force_refresh.
- */
-const RECONFIRMED_MS = 60_000
-
 interface RefreshRequest {
-  /** a token WeChat refused: not handed out again, unless WeChat's normal-mode call hands it back once */
+  /** a token WeChat refused: never hand it out again */
   rejected?: string
-  /** getToken({ forceRefresh }): force_refresh at once in stable mode, no normal-mode try first */
-  force?: boolean
   /** the scheduled job: renew when less than refreshAhead is left, not just when expiring */
   ahead?: boolean
 }
@@ -53,8 +45,6 @@ interface RefreshRequest {
 export class TokenManager {
   private local: TokenRecord | null = null
   private inflight: Promise<TokenRecord> | null = null
-  /** the stable token a normal-mode call handed back after WeChat refused it, and when (RECONFIRMED_MS) */
-  private reconfirmed: { token: string, at: number } | null = null
   private readonly owner = randomUUID()
   private readonly guard: StoreGuard
   /** used for the force_refresh budget when the shared store is down */
@@ -74,7 +64,7 @@ export class TokenManager {
   /** The hot path: a valid in-process token costs nothing but this comparison. */
   async getToken (forceRefresh = false): Promise<string> {
     const local = this.local
-    if (forceRefresh) return (await this.refresh({ rejected: local?.token, force: true })).token
+    if (forceRefresh) return (await this.refresh({ rejected: local?.token })).token
     if (local && local.expiresAt - this.options.clock.now() > MIN_REMAINING_MS) return local.token
     return (await this.refresh({})).token
   }
@@ -117,18 +107,12 @@ export class TokenManager {
 
   private refresh (request: RefreshRequest): Promise<TokenRecord> {
     if (this.inflight) {
-      // Join the flight in progress; start another only if it produced the very token that was refused,
-      // unless WeChat just handed that token back after a refusal (it is tried once more first).
-      return this.inflight.then((record) => request.rejected !== undefined && record.token === request.rejected && (request.force === true || !this.isReconfirmed(record.token)) ? this.refresh(request) : record)
+      // Join the flight in progress; start another only if it produced the very token that was refused.
+      return this.inflight.then((record) => request.rejected !== undefined && record.token === request.rejected ? this.refresh(request) : record)
     }
     const flight = this.doRefresh(request).finally(() => { this.inflight = null })
     this.inflight = flight
     return flight
-  }
-
-  private isReconfirmed (token: string): boolean {
-    const mark = this.reconfirmed
-    return mark !== null && mark.token === token && this.options.clock.now() - mark.at < RECONFIRMED_MS
   }
 
   private usable (record: TokenRecord | null | undefined, request: RefreshRequest): record is TokenRecord {
@@ -212,15 +196,8 @@ export class TokenManager {
   private async fetchOrForce (request: RefreshRequest): Promise<TokenRecord> {
     let forced = false
     let fetched = await this.fetchWithRetry(false)
-    const handedBack = this.options.endpoint.mode === 'stable' && request.rejected !== undefined && fetched.token === request.rejected
-    if (handedBack && request.force !== true && !this.isReconfirmed(fetched.token)) {
-      // WeChat's normal-mode call says the token it refused is still the current one (WECHAT.md §1.5:
-      // force_refresh only if it *keeps* returning it): a refusal that was a glitch must not spend one
-      // of the 20 a day, nor kill the token for the whole fleet. The call is tried once more with it.
-      this.reconfirmed = { token: fetched.token, at: this.options.clock.now() }
-      this.options.log.warn('wechat: WeChat refused the stable token but still hands it out; trying it once more before any force_refresh')
-    } else if (handedBack) {
-      // Refused again (or getToken({ forceRefresh })): only force_refresh replaces it (WECHAT.md §1.5).
+    if (this.options.endpoint.mode === 'stable' && request.rejected !== undefined && fetched.token === request.rejected) {
+      // WeChat still hands out the token it refused: only force_refresh replaces it (WECHAT.md §1.5).
       const budget = this.guard.available ? this.options.store : this.fallbackBudget
       const verdict = await budget.takeForceRefresh(this.options.clock.now()).catch(() => this.fallbackBudget.takeForceRefresh(this.options.clock.now()))
       if (!verdict.allowed) {

@@ -24,17 +24,12 @@ export class WechatApi {
 
   async call (method: 'GET' | 'POST', path: string, options: CallOptions = {}): Promise<ApiAnswer> {
     let token = this.tokens.current() ?? await this.tokens.getToken()
-    // Retried once after a refused token; twice when the refresh handed the refused token back (a
-    // stable token WeChat still calls current, WECHAT.md §1.5): refused again, the next refresh forces.
-    let retries = 1
-    for (let retried = 0; ; retried++) {
+    for (let retried = false; ; retried = true) {
       options.signal?.throwIfAborted()
       const body = await this.http.call(method, path, { query: options.query, json: options.json, form: options.form, search: this.encoded(token) })
       const answer = toAnswer(body)
-      if (retried >= retries || classifyErrcode(answer.errcode) !== 'token') return answer
-      const next = await this.tokens.rejected(token)
-      if (next === token && retried === 0) retries = 2
-      token = next
+      if (retried || classifyErrcode(answer.errcode) !== 'token') return answer
+      token = await this.tokens.rejected(token)
     }
   }
 
