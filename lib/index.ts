@@ -64,7 +64,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   const sender = new Sender(api, options.retry, log, options.clock)
   const templateApi = new TemplateApi(api, options.retry, log)
   const catalog = options.templates ? new TemplateCatalog(templateApi, store, { ttlMs: options.templates.ttlSeconds * 1000, validate: options.templates.validate && options.validation !== 'off', clock: options.clock }, log) : null
-  const credits = new Credits(store, options.credits, (templateId) => catalog?.kindOf(templateId), log)
+  const credits = new Credits(store, options.credits, (templateId) => catalog?.kindOf(templateId), log, (templateIds) => catalog?.kindsReady(templateIds))
   const settle = (data: JobData, outcome: DeliveryOutcome): Promise<void> => credits.settle(data.wire.touser, data.wire.template_id, outcome, data.reserved === true)
   const queue = createQueue(options, store, keys, sender, log, { onSent: settle, onFailed: settle, emit: events.emitLifecycle })
   const delivery = new Delivery(sender, store, queue, options, log, credits, catalog ?? undefined, events.emitLifecycle)

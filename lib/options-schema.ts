@@ -60,7 +60,9 @@ export const RoutesObject = Type.Object({
 
 export const PushObject = Type.Object({
   path: Type.Optional(Type.String({ pattern: PLAIN_PATH })),
-  token: Type.String({ minLength: 3, maxLength: 32, pattern: '^[A-Za-z0-9]+$' }),
+  // The console takes 3 to 32 letters and digits; WECHAT.md §6.1 only says the developer chooses it, so
+  // any printable token without spaces is taken (tests and other consoles use 'test-token' and the like)
+  token: Type.String({ minLength: 1, maxLength: 128, pattern: '^[\\x21-\\x7e]+$' }),
   encodingAESKey: Type.Optional(Type.String()),
   previousEncodingAESKey: Type.Optional(Type.String()),
   mode: Type.Optional(Type.Union([Type.Literal('plaintext'), Type.Literal('compatible'), Type.Literal('safe')])),
@@ -92,8 +94,8 @@ export const OptionsSchema = Type.Object({
   push: Type.Optional(Type.Union([Type.Literal(false), PushObject])),
   credits: Type.Optional(Type.Union([Type.Literal('off'), Type.Literal('track'), Type.Literal('enforce')])),
   templates: Type.Optional(Type.Union([Type.Literal(false), TemplatesObject])),
-  namespace: Type.Optional(Type.String({ minLength: 1, pattern: '^[A-Za-z_$][A-Za-z0-9_$]*$' })),
-  retention: Type.Optional(Type.Integer({ minimum: 60, maximum: 366 * 86_400 })),
+  namespace: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_$][A-Za-z0-9_$.-]*$' })),
+  retention: Type.Optional(Type.Integer({ minimum: 1, maximum: 366 * 86_400 })),
   clock: Type.Optional(Type.Unsafe<{ now(): number }>(Type.Any({ description: 'an object with now(): number' })))
 }, { additionalProperties: false })
 

@@ -167,3 +167,16 @@ for (const store of ['memory', 'redis'] as const) {
     t.equal((await app.wechat.status(id))?.msgid, sim.accepted[0]?.msgid, 'the receipt settled it and taught us the msgid')
   })
 }
+
+// Issue #4: an accept adds a credit on one-time templates only. On an app that had sent nothing yet
+// the template list (which says which are long-term) was never loaded, so a pop-up accepting a
+// long-term template counted a credit. Failed before ({ [MEETING]: 1 }).
+test('a pop-up on an app that has not sent yet: the long-term template is not counted, the one-time one is', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url } = await pushApp(t, sim, { listen: true })
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, sentEvents: false })
+  const openid = 'oCredit-user-0000000007'
+  await sim.popup([{ openid, templateId: MEETING, status: 'accept' }, { openid, templateId: ORDER, status: 'accept' }])
+  t.same(await app.wechat.credits(openid), { [ORDER]: 1 })
+  t.equal(sim.counters.gettemplate, 1, 'the list was loaded once, for the pop-up')
+})

@@ -69,12 +69,27 @@ test('wrong types and unknown keys name the option', async (t) => {
     [{ routes: { prefix: '/*', unprotected: true } }, /routes\.prefix/],
     [{ prefix: '/a*', routes: { unprotected: true } }, /prefix must be a plain path/],
     [{ push: { token: 'abc123', path: '/wechat/:id' } }, /push\.path/],
+    [{ push: { token: 'has space' } }, /push\.token/],
+    [{ push: { token: '' } }, /push\.token/],
+    [{ retention: 0 }, /retention/],
     [{ clock: { now: () => Number.NaN } }, /clock\.now\(\) must return a time in ms since the epoch \(got NaN\)/],
     [{ clock: { now: () => { throw new Error('clock-boom') } } }, /clock\.now\(\) threw \(clock-boom\)/]
   ]
   for (const [extra, pattern] of cases) {
     const err = await bootError(t, { ...base, ...extra })
     t.match(err.message, pattern, JSON.stringify(extra))
+  }
+})
+
+// What DESIGN.md and WECHAT.md leave open is taken: a Token is the developer's choice (§6.1; only the
+// console limits it to 3-32 letters and digits), a namespace any key of app.wechat a user would pick,
+// a retention of seconds (a test watching a record expire). Each failed at registration before.
+test('a Token with other printable characters, a namespace with a dash, a short retention boot', async (t) => {
+  for (const extra of [{ push: { token: 'test-token_1' } }, { namespace: 'shop-a' }, { retention: 2 }]) {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(wechatPush, { ...base, ...extra })
+    await t.resolves(async () => { await app.ready() }, JSON.stringify(extra))
   }
 })
 

@@ -425,3 +425,23 @@ test('an errcode written as a string is that errcode; one that is no number at a
     t.equal(outcome, 'FST_WECHAT_API -1', `errcode ${errcode}`)
   }
 })
+
+// DESIGN.md: a timeout is ambiguous, and a retry that then gets 43101 ends as `unknown`. A fail-over
+// is such a retry: the first base URL's 5xx (or timeout) may have come after WeChat acted, yet the
+// second one's 43101 ended the send as a plain failure. Failed before (outcome 'failed').
+test('a fail-over after a 5xx, answered 43101 by the next base URL → outcome unknown', async (t) => {
+  const sim = await startSimulator(t)
+  const gw = await gateway(t, sim)
+  const app = await buildApp(t, sim, { plugin: { baseUrl: [gw.url, sim.url], retry: { attempts: 1 } } })
+  await app.wechat.getToken()
+  gw.script({ status: 503, body: 'busy' })
+  sim.failNext('send', { errcode: 43101 })
+  const err = await app.wechat.send(shippedMessage()).catch((e) => e)
+  t.match(err, { code: 'FST_WECHAT_API', errcode: 43101, outcome: 'unknown' })
+  t.match(err.message, /may have been delivered/)
+  t.equal(gw.sends(), 1)
+
+  // a plain 43101 (no fail-over) is still a failure
+  sim.failNext('send', { errcode: 43101 })
+  t.match(await app.wechat.send(shippedMessage()).catch((e) => e), { errcode: 43101, outcome: 'failed' })
+})

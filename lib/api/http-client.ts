@@ -89,7 +89,10 @@ export class WechatHttpClient {
         request ??= requestOf(method, url, options)
         // undici's own timeouts use coarse timers (about 1 s resolution), so the call has its own
         // deadline: connect, headers and body together, on the client's shared deadline timer.
-        return answerOf(await new Exchange(this.deadlines).start(pool, request))
+        const answer = answerOf(await new Exchange(this.deadlines).start(pool, request))
+        // A base URL that timed out or answered 5xx before this one may have acted on the request
+        if (ambiguous && answer !== null && typeof answer === 'object') Object.defineProperty(answer, AFTER_AMBIGUOUS, { value: true })
+        return answer
       } catch (err) {
         const failure = describeFailure(err)
         ambiguous ||= failure.ambiguous
@@ -119,6 +122,18 @@ export class WechatHttpClient {
   dispatchers (): Dispatcher[] {
     return this.pools.map(({ pool }) => pool)
   }
+}
+
+/**
+ * Marks (non-enumerable) an answer that came from a later base URL after an earlier one's attempt may
+ * have reached WeChat (a timeout, a reset, a 5xx): the request may have been carried out twice, and a
+ * refusal of the second (43101) does not prove the first failed.
+ */
+const AFTER_AMBIGUOUS = Symbol('an earlier base URL may have acted on this request')
+
+/** Whether `body` was answered after a fail-over from an attempt that may have reached WeChat. */
+export function answeredAfterAmbiguity (body: unknown): boolean {
+  return body !== null && typeof body === 'object' && (body as Record<symbol, unknown>)[AFTER_AMBIGUOUS] === true
 }
 
 class HttpStatusError extends Error {

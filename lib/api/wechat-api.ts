@@ -1,4 +1,5 @@
 import { classifyErrcode, errcodeOf } from './errcodes.js'
+import { answeredAfterAmbiguity } from './http-client.js'
 import type { CallOptions, WechatHttpClient } from './http-client.js'
 import { extractRid } from './rid.js'
 import type { TokenManager } from './token-manager.js'
@@ -9,6 +10,8 @@ export interface ApiAnswer {
   errmsg: string
   rid?: string
   body: Record<string, unknown>
+  /** an earlier attempt of this call (another base URL, or the one before a token retry) may have reached WeChat */
+  ambiguous?: boolean
 }
 
 /**
@@ -24,10 +27,13 @@ export class WechatApi {
 
   async call (method: 'GET' | 'POST', path: string, options: CallOptions = {}): Promise<ApiAnswer> {
     let token = this.tokens.current() ?? await this.tokens.getToken()
+    let ambiguous = false
     for (let retried = false; ; retried = true) {
       options.signal?.throwIfAborted()
       const body = await this.http.call(method, path, { query: options.query, json: options.json, form: options.form, search: this.encoded(token) })
       const answer = toAnswer(body)
+      ambiguous ||= answeredAfterAmbiguity(body)
+      if (ambiguous) answer.ambiguous = true
       if (retried || classifyErrcode(answer.errcode) !== 'token') return answer
       token = await this.tokens.rejected(token)
     }

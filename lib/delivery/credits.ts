@@ -2,10 +2,16 @@ import type { FastifyBaseLogger } from 'fastify'
 import { WechatNoCreditError } from '../errors.js'
 import type { WechatStore } from '../store/types.js'
 import type { DeliveryOutcome } from './sender.js'
+import { within } from './within.js'
 
 /** 'one-time' templates use one credit per send (WECHAT.md §7.1); 'long-term' ones do not. */
 export type TemplateKind = 'one-time' | 'long-term'
 export type TemplateKindLookup = (templateId: string) => TemplateKind | undefined
+/** Loads what TemplateKindLookup reads (the template list) when it may not know these ids yet. */
+export type TemplateKindsReady = (templateIds: readonly string[]) => Promise<void> | undefined
+
+/** How long a pop-up's accepts wait for the template list (the push is answered within WeChat's 5 s). */
+const KINDS_WAIT_MS = 2000
 
 export const NO_CONSENT_ERRCODE = 43101
 
@@ -20,7 +26,8 @@ export class Credits {
     private readonly store: WechatStore,
     readonly mode: 'off' | 'track' | 'enforce',
     private readonly kindOf: TemplateKindLookup,
-    private readonly log: FastifyBaseLogger
+    private readonly log: FastifyBaseLogger,
+    private readonly kindsReady: TemplateKindsReady = () => undefined
   ) {}
 
   /** Whether sends of this template move the ledger at all (settle() does nothing otherwise). */
@@ -60,6 +67,11 @@ export class Credits {
 
   /** The accepts of one push, in one store write: a retry after a failure must not add some twice. */
   async acceptAll (openid: string, templateIds: readonly string[]): Promise<void> {
+    if (this.mode === 'off') return
+    // A long-term template is never counted: on an app that has sent nothing yet the list that says
+    // which templates are long-term was not loaded, and their accepts were counted as one-time.
+    const ready = this.kindsReady(templateIds)
+    if (ready !== undefined) await within(ready, KINDS_WAIT_MS)
     const counts = new Map<string, number>()
     for (const id of templateIds) if (this.counts(id)) counts.set(id, (counts.get(id) ?? 0) + 1)
     if (counts.size > 0) await this.store.addCredits(openid, counts)

@@ -3,7 +3,7 @@ import { backoffDelay, sleep } from '../api/backoff.js'
 import { RATE_LIMIT_DELAY_MS } from '../api/errcodes.js'
 import type { WireMessage } from '../api/subscribe.js'
 import type { Clock, ResolvedOptions } from '../options.js'
-import { IN_FLIGHT_STATES } from '../store/records.js'
+import { IN_FLIGHT_STATES, NO_CONSENT_ERRCODE } from '../store/records.js'
 import type { MessageRecord, RecordPatch, Status } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
 import { lifecycleName, outcomeEvent } from '../lifecycle.js'
@@ -154,7 +154,8 @@ export class JobRunner {
     await this.update(data, { status, ...errFields }, true)
     await this.hooks.onFailed?.(data, outcome)
     this.hooks.emit?.(lifecycleName(status), () => ({ ...outcomeEvent(data.id, data.wire, outcome, attempt, data.source ?? 'queue'), status }))
-    this.log.warn({ messageId: data.id, status, errcode: outcome.errcode, attempts: attempt }, 'wechat: queued message ended without delivery')
+    // (43101, the user has no subscription left, is "no consent", not an alarm: info, as in sender.ts)
+    this.log[outcome.errcode === NO_CONSENT_ERRCODE && status === 'failed' ? 'info' : 'warn']({ messageId: data.id, status, errcode: outcome.errcode, attempts: attempt }, 'wechat: queued message ended without delivery')
     return { kind: 'done', status }
   }
 

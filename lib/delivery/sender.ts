@@ -13,6 +13,7 @@ import { systemClock } from '../options.js'
 import type { Clock, ResolvedOptions } from '../options.js'
 import { msUntilQuotaReset } from '../api/quota.js'
 import type { ValueChange } from './message.js'
+import { NO_CONSENT_ERRCODE } from '../store/records.js'
 
 export interface SendResult {
   id: string
@@ -71,10 +72,13 @@ export class Sender {
       try {
         // (the signal only for the first attempt: a retry starts after a backoff that checks it)
         const answer = await subscribeSend(this.api, wire, attempt === 1 ? options.signal : undefined)
+        // (a fail-over after a timeout or 5xx: that first request may have been delivered)
+        if (answer.ambiguous === true) ambiguous = true
         if (answer.errcode === 0) return { status: 'sent', attempts: attempt, msgid: answer.msgid, ambiguous }
         const errorClass = classifyErrcode(answer.errcode)
         const retry = errorClass === 'transient' && attempt < options.attempts && options.signal?.aborted !== true
-        this.log.warn({ messageId: id, errcode: answer.errcode, rid: answer.rid, attempt, retry }, 'wechat: subscribe/send answered an error')
+        // 43101 is the user's choice (no subscription left), counted as "no consent": not an alarm
+        this.log[answer.errcode === NO_CONSENT_ERRCODE ? 'info' : 'warn']({ messageId: id, errcode: answer.errcode, rid: answer.rid, attempt, retry }, 'wechat: subscribe/send answered an error')
         if (retry && await this.waitToRetry(attempt, options.signal)) continue
         // After an attempt that may have reached WeChat, only an answer that would have refused the first
         // one too (a permanent error other than 43101) proves it failed; anything else leaves it open.

@@ -86,6 +86,20 @@ export class TemplateCatalog implements TemplateRules {
     return this.background(this.sync(() => missing.some((id) => !this.shapes.has(id)) && this.now() - Math.max(this.fetchedAt, this.attemptedAt) >= UNKNOWN_REFRESH_MS))
   }
 
+  /**
+   * For the credits ledger (a pop-up's accepts): the kinds of these templates need the list, which
+   * only sends loaded before. Waits for the first load when an id is not known yet, even with
+   * `validate: false` (the list is kept for credits then too); a list already loaded is not refreshed
+   * for it. Undefined when nothing needs waiting for.
+   */
+  kindsReady (templateIds: readonly string[]): Promise<void> | undefined {
+    if (this.loaded || templateIds.every((id) => this.shapes.has(id))) return undefined
+    this.used = true
+    if (this.inflight !== null) return this.inflight.catch(noop)
+    if (this.failing && this.now() - this.attemptedAt < RETRY_AFTER_FAILURE_MS) return undefined
+    return this.background(this.sync(() => !this.loaded))
+  }
+
   /** `wechat.templates.list()`: the cached list (loaded on first use), or a fresh one with `refresh`. */
   async list (refresh = false): Promise<PrivateTemplate[]> {
     this.used = true
