@@ -31,7 +31,7 @@ test('GET {prefix}/templates lists the account templates, cached or fresh', asyn
   t.equal((await call(app, 'GET', '/wechat/templates?refresh=maybe')).statusCode, 400)
 })
 
-test('GET {prefix}/templates: WeChat refusing the list is a 502 (not 422: the caller sent no message); rate limit 429', async (t) => {
+test('GET {prefix}/templates: WeChat refusing the list is a 502 (not 422: the caller sent no message); rate limit 502 with Retry-After', async (t) => {
   const sim = await startSimulator(t)
   const app = await routesApp(t, sim)
   sim.failNext('gettemplate', { errcode: 48001 })
@@ -40,7 +40,7 @@ test('GET {prefix}/templates: WeChat refusing the list is a 502 (not 422: the ca
   t.match(refused.json(), { statusCode: 502, code: 'FST_WECHAT_API', error: 'Bad Gateway', errcode: 48001, rid: /^[0-9a-f]{8}-/ })
   sim.failNext('gettemplate', { errcode: 45011 })
   const limited = await call(app, 'GET', '/wechat/templates?refresh=true')
-  t.equal(limited.statusCode, 429)
+  t.equal(limited.statusCode, 502)
   t.equal(limited.headers['retry-after'], '60')
-  t.match(limited.json(), { statusCode: 429, code: 'FST_WECHAT_API', errcode: 45011 })
+  t.match(limited.json(), { statusCode: 502, code: 'FST_WECHAT_API', error: 'Bad Gateway', errcode: 45011 })
 })

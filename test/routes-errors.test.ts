@@ -5,6 +5,8 @@ import { SECRET, shippedMessage, startSimulator } from './helpers/app.js'
 import { captureLogs } from './helpers/log-capture.js'
 import { WechatInvalidMessageError, WechatNoCreditError, WechatOptionsError, WechatQueueError } from '../lib/errors.js'
 import { INTERNAL_MESSAGE, itemError, mapError } from '../lib/http/route-errors.js'
+import { BATCH_BODY_LIMIT, MESSAGE_BODY_LIMIT } from '../lib/http/routes.js'
+import { MAX_BATCH } from '../lib/http/schemas.js'
 import { call, postJson, routesApp } from './routes-helpers.js'
 
 const json = { 'content-type': 'application/json' }
@@ -17,7 +19,7 @@ function assertClientError (t: Test, res: LightMyRequestResponse, status: number
   t.ok(typeof body.message === 'string' && body.message.length > 0, `${label}: a message (${body.message})`)
 }
 
-test('bad bodies are 4xx with a message, never 500', async (t) => {
+test('bad bodies are 400 with a message, never 500', async (t) => {
   const sim = await startSimulator(t)
   const app = await routesApp(t, sim)
   const valid = shippedMessage()
@@ -44,22 +46,53 @@ test('bad bodies are 4xx with a message, never 500', async (t) => {
   const rules = (await postJson(app, '/wechat/messages', cases[10][1])).json()
   t.match(rules, { code: 'FST_WECHAT_INVALID_MESSAGE', violations: [{ key: 'data.thing2', rule: 'thing.maxLength' }] }, 'keyword rules name the field and the rule')
 
-  const raw: [string, Record<string, string>, string, number][] = [
-    ['invalid JSON', json, '{"toUser": ', 400],
-    ['an empty JSON body', json, '', 400],
-    ['prototype poisoning', json, '{"__proto__": {"admin": true}}', 400],
-    ['text/plain', { 'content-type': 'text/plain' }, 'send it please', 400],
-    ['a form', { 'content-type': 'application/x-www-form-urlencoded' }, 'toUser=x', 415],
-    ['XML', { 'content-type': 'application/xml' }, '<xml/>', 415],
-    ['a bad content-type header', { 'content-type': ';;;' }, '{}', 415],
-    ['a body of 70 KB', json, JSON.stringify({ ...valid, page: 'x'.repeat(70_000) }), 413]
+  const notJson = /^body must be JSON \(application\/json\)$/
+  const raw: [string, Record<string, string>, string, RegExp][] = [
+    ['invalid JSON', json, '{"toUser": ', /JSON/],
+    ['an empty JSON body', json, '', /empty/],
+    ['prototype poisoning', json, '{"__proto__": {"admin": true}}', /./],
+    ['text/plain', { 'content-type': 'text/plain' }, 'send it please', notJson],
+    ['text/plain holding JSON', { 'content-type': 'text/plain; charset=utf-8' }, JSON.stringify(valid), notJson],
+    ['a form', { 'content-type': 'application/x-www-form-urlencoded' }, 'toUser=x', notJson],
+    ['XML', { 'content-type': 'application/xml' }, '<xml/>', notJson],
+    ['text/xml', { 'content-type': 'text/xml' }, '<xml/>', notJson],
+    ['a body without a content-type', {}, JSON.stringify(valid), notJson],
+    ['a bad content-type header', { 'content-type': ';;;' }, '{}', notJson],
+    ['a body of 70 KB', json, JSON.stringify({ ...valid, page: 'x'.repeat(70_000) }), new RegExp(`^body too large \\(limit ${MESSAGE_BODY_LIMIT} bytes\\)$`)]
   ]
-  for (const [label, headers, payload, status] of raw) {
-    assertClientError(t, await call(app, 'POST', '/wechat/messages', { headers, payload }), status, label)
+  const codes: Record<string, string> = {}
+  for (const [label, headers, payload, message] of raw) {
+    const res = await call(app, 'POST', '/wechat/messages', { headers, payload })
+    assertClientError(t, res, 400, label)
+    t.match(res.json(), { error: 'Bad Request', message }, label)
+    codes[label] = res.json().code
+  }
+  t.equal(codes['a form'], 'FST_ERR_CTP_INVALID_MEDIA_TYPE', 'Fastify\'s code is kept')
+  t.equal(codes['a body of 70 KB'], 'FST_ERR_CTP_BODY_TOO_LARGE', 'Fastify\'s code is kept')
+  const tooLarge = new RegExp(`^body too large \\(limit ${BATCH_BODY_LIMIT} bytes\\)$`)
+  // 500 messages and an unknown field that pads the body to a given size in bytes;
+  // the unknown field makes a body within the limit fail the schema, so nothing is queued.
+  const batchOf = (bytes: number): string => {
+    const messages = Array.from({ length: MAX_BATCH }, () => valid)
+    const pad = bytes - Buffer.byteLength(JSON.stringify({ messages, padding: '' }))
+    return JSON.stringify({ messages, padding: 'x'.repeat(pad) })
+  }
+  const atLimit = await call(app, 'POST', '/wechat/messages/batch', { headers: json, payload: batchOf(BATCH_BODY_LIMIT) })
+  assertClientError(t, atLimit, 400, 'a batch body of exactly the limit')
+  t.match(atLimit.json(), { code: 'FST_ERR_VALIDATION', message: /padding is not a known field/ }, 'the limit itself is read (and fails the schema)')
+  const over = batchOf(BATCH_BODY_LIMIT + 1)
+  t.equal(Buffer.byteLength(over), BATCH_BODY_LIMIT + 1, 'a batch body one byte over the limit')
+  const overBatch = await call(app, 'POST', '/wechat/messages/batch', { headers: json, payload: over })
+  assertClientError(t, overBatch, 400, 'a batch body over the limit')
+  t.match(overBatch.json(), { code: 'FST_ERR_CTP_BODY_TOO_LARGE', error: 'Bad Request', message: tooLarge })
+  for (const [label, headers, payload] of [['text/plain', { 'content-type': 'text/plain' }, 'send them'], ['a form', { 'content-type': 'application/x-www-form-urlencoded' }, 'messages=x']] as const) {
+    const res = await call(app, 'POST', '/wechat/messages/batch', { headers, payload })
+    assertClientError(t, res, 400, `${label} to /messages/batch`)
+    t.match(res.json(), { code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE', error: 'Bad Request', message: notJson }, `${label} to /messages/batch`)
   }
   const huge = JSON.stringify({ messages: [{ ...valid, page: 'x'.repeat(5 * 1024 * 1024) }] })
-  assertClientError(t, await call(app, 'POST', '/wechat/messages/batch', { headers: json, payload: huge }), 413, '5 MB to /messages/batch')
-  assertClientError(t, await call(app, 'POST', '/wechat/messages', { headers: json, payload: huge }), 413, '5 MB to /messages')
+  assertClientError(t, await call(app, 'POST', '/wechat/messages/batch', { headers: json, payload: huge }), 400, '5 MB to /messages/batch')
+  assertClientError(t, await call(app, 'POST', '/wechat/messages', { headers: json, payload: huge }), 400, '5 MB to /messages')
   for (const query of ['queue=maybe', 'queue=true&queue=false', 'unknown=1']) {
     assertClientError(t, await postJson(app, `/wechat/messages?${query}`, valid), 400, `?${query}`)
   }
@@ -80,18 +113,19 @@ test('WeChat permanent errors are 422 with errcode and errmsg; the failed messag
   }
 })
 
-test('45011 and 45009 are 429 with Retry-After; -1, token and network failures are 502, 503, 504', async (t) => {
+test('FST_WECHAT_API is 502: 45011 and 45009 with Retry-After, -1, a token rejected after the retry; token and network failures are 503, 504', async (t) => {
   const sim = await startSimulator(t)
   const app = await routesApp(t, sim)
   sim.failNext('send', { errcode: 45011 })
   const rate = await postJson(app, '/wechat/messages', shippedMessage())
-  t.equal(rate.statusCode, 429)
+  t.equal(rate.statusCode, 502)
   t.equal(rate.headers['retry-after'], '60')
-  t.match(rate.json(), { code: 'FST_WECHAT_API', errcode: 45011, errmsg: /minute-quota/ })
+  t.match(rate.json(), { statusCode: 502, code: 'FST_WECHAT_API', error: 'Bad Gateway', errcode: 45011, errmsg: /minute-quota/ })
 
   sim.failNext('send', { errcode: 45009 })
   const quota = await postJson(app, '/wechat/messages', shippedMessage())
-  t.equal(quota.statusCode, 429)
+  t.equal(quota.statusCode, 502)
+  t.match(quota.json(), { statusCode: 502, code: 'FST_WECHAT_API', error: 'Bad Gateway', errcode: 45009, errmsg: /./ })
   const wait = Number(quota.headers['retry-after'])
   t.ok(wait > 0 && wait <= 86_400, `until midnight in China (${wait} s)`)
 
@@ -99,7 +133,10 @@ test('45011 and 45009 are 429 with Retry-After; -1, token and network failures a
   t.match((await postJson(app, '/wechat/messages', shippedMessage())).json(), { statusCode: 502, errcode: -1 })
 
   sim.failNext('send', { errcode: 40001 }, 2)
-  t.match((await postJson(app, '/wechat/messages', shippedMessage())).json(), { statusCode: 503, errcode: 40001 })
+  const rejected = await postJson(app, '/wechat/messages', shippedMessage())
+  t.equal(rejected.statusCode, 502, '40001 again after the retry')
+  t.match(rejected.json(), { statusCode: 502, code: 'FST_WECHAT_API', error: 'Bad Gateway', errcode: 40001, errmsg: /./ })
+  t.equal(rejected.headers['retry-after'], undefined, 'no Retry-After for a rejected token')
 
   sim.failNext('send', { httpStatus: 502 }, 3)
   const upstream = await postJson(app, '/wechat/messages', shippedMessage())
@@ -149,8 +186,18 @@ test('mapError: coded errors keep their status, anything else is a 500 that says
   t.match(mapError(new WechatQueueError('down'), 0), { statusCode: 503, level: 'warn' })
   t.match(mapError(new WechatOptionsError('x'), 0), { statusCode: 500, level: 'error' })
   t.match(mapError(Object.assign(new WechatInvalidMessageError('bad'), { violations: [{ key: 'k', rule: 'r', message: 'm' }] }), 0).body, { violations: [{ key: 'k' }] })
-  t.match(mapError(Object.assign(new Error('x'), { code: 'FST_WECHAT_API', errorClass: 'rate', retryAfter: 1500 }), 0), { statusCode: 429, retryAfter: 2 })
-  t.match(mapError(Object.assign(new Error('x'), { code: 'FST_WECHAT_API', errorClass: 'rate' }), 0), { retryAfter: 60 })
+  t.match(mapError(Object.assign(new Error('x'), { code: 'FST_WECHAT_API', errorClass: 'rate', retryAfter: 1500 }), 0), { statusCode: 502, retryAfter: 2, level: 'warn' })
+  t.match(mapError(Object.assign(new Error('x'), { code: 'FST_WECHAT_API', errorClass: 'rate' }), 0), { statusCode: 502, retryAfter: 60 })
+  t.match(mapError(Object.assign(new Error('x'), { code: 'FST_WECHAT_API', errorClass: 'quota' }), 0), { statusCode: 502, body: { statusCode: 502, error: 'Bad Gateway' } })
+  t.ok((mapError(Object.assign(new Error('x'), { code: 'FST_WECHAT_API', errorClass: 'quota' }), 0).retryAfter ?? 0) > 0, 'quota: Retry-After')
+  t.match(mapError(Object.assign(new Error('x'), { code: 'FST_WECHAT_API', errorClass: 'token' }), 0), { statusCode: 502, retryAfter: undefined })
+  t.match(mapError(Object.assign(new Error('x'), { code: 'FST_WECHAT_API', errorClass: 'permanent' }), 0), { statusCode: 422 })
+  t.match(mapError(Object.assign(new Error('x'), { code: 'FST_WECHAT_API', errorClass: 'permanent' }), 0, { refusalStatus: 502 }), { statusCode: 502 })
+  t.same(mapError(Object.assign(new Error('Request body is too large'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE', statusCode: 413 }), 0, { bodyLimit: 1024 }),
+    { statusCode: 400, body: { statusCode: 400, code: 'FST_ERR_CTP_BODY_TOO_LARGE', error: 'Bad Request', message: 'body too large (limit 1024 bytes)' }, level: 'info' })
+  t.same(mapError(Object.assign(new Error('Unsupported Media Type'), { code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE', statusCode: 415 }), 0).body,
+    { statusCode: 400, code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE', error: 'Bad Request', message: 'body must be JSON (application/json)' })
+  t.match(mapError(Object.assign(new Error('mine'), { code: 'MY_HOOK', statusCode: 415 }), 0), { statusCode: 415, body: { code: 'MY_HOOK', message: 'mine' } }, 'a hook\'s own 415 is kept')
   t.match(mapError(Object.assign(new Error('x'), { code: 'FST_WECHAT_CUSTOM' }), 0), { statusCode: 500 })
   t.match(mapError(Object.assign(new Error('I am a teapot'), { statusCode: 418 }), 0), { statusCode: 418, level: 'info', body: { code: 'FST_ERR_BAD_REQUEST', error: 'I\'m a Teapot', message: 'I am a teapot' } })
   t.match(mapError(Object.assign(new Error('odd'), { statusCode: 499 }), 0).body, { error: 'Error' }, 'a status without a name')

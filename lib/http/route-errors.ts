@@ -36,18 +36,29 @@ export interface MapOptions {
    * (GET /templates: a 48001 there is not the caller's request's fault).
    */
   refusalStatus?: 422 | 502
+  /** the route's body limit in bytes, named in the 400 that answers a body over it */
+  bodyLimit?: number
 }
 
 /**
+ * Fastify's refusals of a body before any schema sees it. Issue #3: a bad body (non-JSON, huge) is a
+ * 400 with a message, like any other bad body; Fastify's code is kept, its 413/415 become 400.
+ */
+const BODY_REFUSALS = new Set(['FST_ERR_CTP_INVALID_MEDIA_TYPE', 'FST_ERR_CTP_BODY_TOO_LARGE'])
+
+/**
  * The status table of DESIGN.md "Errors", refined for HTTP callers: a WeChat errcode that no retry
- * can fix is the caller's message's fault (422), rate and quota say when to come back (429), the
- * rest keep their coded status. Fastify's own 4xx (validation, 413, 415, bad JSON) and a user hook's
- * thrown 4xx keep theirs. Anything else is our bug: a 500 whose message reveals nothing.
+ * can fix is the caller's message's fault (422); every other errcode, rate (45011) and quota (45009)
+ * included, is FST_WECHAT_API's 502, with Retry-After for rate and quota; the rest keep their coded
+ * status. A body Fastify refuses (not JSON, too large) is a 400; Fastify's other 4xx (validation,
+ * bad JSON) and a user hook's thrown 4xx keep theirs. Anything else is our bug: a 500 whose message
+ * reveals nothing.
  */
 export function mapError (input: unknown, now: number, options: MapOptions = {}): MappedError {
   const err = (input ?? {}) as AnyError
   const code = typeof err.code === 'string' ? err.code : undefined
   if (code?.startsWith('FST_WECHAT_')) return mapCoded(err, code, now, options.refusalStatus ?? 422)
+  if (code !== undefined && BODY_REFUSALS.has(code)) return { statusCode: 400, body: base(400, code, bodyMessage(code, options.bodyLimit)), level: 'info' }
   const status = err.statusCode
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return { statusCode: status, body: base(status, code ?? 'FST_ERR_BAD_REQUEST', String(err.message)), level: 'info' }
@@ -61,16 +72,16 @@ function mapCoded (err: AnyError, code: string, now: number, refusalStatus: 422 
   if (code === 'FST_WECHAT_API') {
     switch (err.errorClass) {
       case 'permanent': statusCode = refusalStatus; break
+      // DESIGN.md: FST_WECHAT_API is a 502. Rate and quota also say when to come back (Retry-After).
       case 'rate':
-        statusCode = 429
+        statusCode = 502
         retryAfter = Math.ceil((typeof err.retryAfter === 'number' ? err.retryAfter : 60_000) / 1000)
         break
       case 'quota':
-        statusCode = 429
+        statusCode = 502
         retryAfter = Math.ceil(msUntilQuotaReset(now) / 1000)
         break
-      case 'token': statusCode = 503; break
-      default: statusCode = 502
+      default: statusCode = 502 // token (rejected again after the retry), transient
     }
   } else if (code === 'FST_WECHAT_TOKEN' && typeof err.retryAfter === 'number') {
     // the token endpoint is not asked again before then (token-hold.ts): say so, as a 503 may
@@ -84,6 +95,11 @@ function mapCoded (err: AnyError, code: string, now: number, refusalStatus: 422 
   if (err.outcome === 'failed' || err.outcome === 'unknown') body.outcome = err.outcome
   if (Array.isArray(err.violations)) body.violations = err.violations as ErrorReplyType['violations']
   return { statusCode, body, retryAfter, level: statusCode >= 500 ? (statusCode === 500 ? 'error' : 'warn') : 'info' }
+}
+
+function bodyMessage (code: string, bodyLimit: number | undefined): string {
+  if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return 'body must be JSON (application/json)'
+  return bodyLimit === undefined ? 'body too large' : `body too large (limit ${bodyLimit} bytes)`
 }
 
 function base (statusCode: number, code: string, message: string): ErrorReplyType {

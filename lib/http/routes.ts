@@ -36,6 +36,9 @@ export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): voi
 
   fastify.register(async function wechatRoutes (child) {
     child.setValidatorCompiler(typeboxValidator)
+    // Bodies are JSON: a text/plain body (which Fastify would parse as a string) is refused like any
+    // other content type, with a 400 that says so (mapError), not a schema error about a string.
+    child.removeContentTypeParser('text/plain')
     for (const hook of hookList(routes.onRequest)) child.addHook('onRequest', hook as onRequestHookHandler)
     for (const hook of hookList(routes.preHandler)) child.addHook('preHandler', hook as preHandlerHookHandler)
     // What the user's hooks answer is theirs (any status, any body: a 429 with its own fields, a 503
@@ -52,7 +55,8 @@ export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): voi
     const readOnlyUpstream = new Set([`${child.prefix}/templates`])
     child.setErrorHandler((err, request, reply) => {
       ours.add(request)
-      const mapped = mapError(err, clock.now(), readOnlyUpstream.has(request.routeOptions.url ?? '') ? { refusalStatus: 502 } : {})
+      const refusal = readOnlyUpstream.has(request.routeOptions.url ?? '') ? { refusalStatus: 502 as const } : {}
+      const mapped = mapError(err, clock.now(), { ...refusal, bodyLimit: request.routeOptions.bodyLimit })
       logError(request.log, err, mapped)
       return sendError(reply, mapped)
     })
@@ -63,7 +67,7 @@ export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): voi
         summary: 'Send a subscribe message now, or queue it with ?queue=true',
         querystring: SendQuery,
         body: MessageBody,
-        response: responses({ 200: SendReply, 202: QueuedReply }, [400, 409, 413, 415, 422, 429, 500, 502, 503, 504])
+        response: responses({ 200: SendReply, 202: QueuedReply }, [400, 409, 422, 500, 502, 503, 504])
       })
     }, async (request, reply) => {
       const { idempotencyKey, ...message } = request.body
@@ -78,7 +82,7 @@ export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): voi
       schema: routeSchema({
         summary: 'Queue up to 500 messages; each one is accepted or refused on its own',
         body: BatchBody,
-        response: responses({ 202: BatchReply }, [400, 413, 415, 500, 503])
+        response: responses({ 202: BatchReply }, [400, 500, 503])
       })
     }, async (request, reply) => {
       if (!deps.queue) throw new WechatQueueError('the queue is off (queue: false); POST /messages sends one message now')
@@ -134,7 +138,7 @@ export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): voi
       schema: routeSchema({
         summary: "The mini program's subscribe templates (cached; ?refresh=true asks WeChat)",
         querystring: TemplatesQuery,
-        response: responses({ 200: TemplatesReply }, [400, 429, 500, 502, 503, 504])
+        response: responses({ 200: TemplatesReply }, [400, 500, 502, 503, 504])
       })
     }, async (request) => ({ templates: await wechat.templates.list({ refresh: request.query.refresh === true }) }))
 

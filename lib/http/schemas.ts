@@ -161,15 +161,12 @@ export type ErrorReplyType = Static<typeof ErrorReply>
 const HookRefusal = Type.Unknown({ description: 'refused by your routes.onRequest / routes.preHandler hook' })
 
 const ERROR_TEXT: Record<number, string> = {
-  400: 'invalid request (schema or message rules)',
+  400: 'invalid request (schema or message rules, a body that is not JSON or over the size limit)',
   404: 'no message with this id',
   409: 'no subscription credit (credits: \'enforce\')',
-  413: 'body too large',
-  415: 'unsupported content-type (send application/json)',
   422: 'WeChat refused the message for good (errcode and errmsg say why)',
-  429: 'WeChat rate limit (45011) or daily quota (45009): see Retry-After',
   500: 'a bug in fastify-wechat-push',
-  502: 'WeChat answered a transient error',
+  502: 'WeChat answered an errcode (errcode and errmsg say which): transient, token rejected twice, or rate limit (45011) / daily quota (45009) with Retry-After',
   503: 'no access_token, the queue is off or the store is unavailable',
   504: 'WeChat could not be reached'
 }
