@@ -73,7 +73,11 @@ export type WechatNoCreditErrorInstance = Coded<'FST_WECHAT_NO_CREDIT', 409>
 export const WechatNoCreditError = createError('FST_WECHAT_NO_CREDIT', 'No subscription credit: %s', 409) as WechatErrorClass<WechatNoCreditErrorInstance>
 
 export interface WechatQueueErrorInstance extends Coded<'FST_WECHAT_QUEUE', 503> {
-  /** queue.replicas did not confirm the add: these messages' jobs are on the master and may still run */
+  /**
+   * Messages of this enqueue that are (or may be) queued although it failed: those whose add
+   * queue.replicas did not confirm (on the master, they may still run), or, when a long array failed
+   * part way, the chunks added before the failure (they will be sent; the rest were undone).
+   */
   messageIds?: string[]
 }
 export const WechatQueueError = createError('FST_WECHAT_QUEUE', 'The message could not be queued: %s', 503) as unknown as WechatErrorClass<WechatQueueErrorInstance>

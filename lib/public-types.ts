@@ -12,14 +12,16 @@ import type { WechatTemplates } from './delivery/templates-catalog.js'
 import type {
   AddTemplateInput, PrivateTemplate, PublicTemplateKeyword, PublicTemplateTitle, PublicTitlesQuery, TemplateCategory
 } from './api/templates.js'
-import type { KeywordInput, KeywordSpec, TemplateData, TemplateDefinition, TemplateSpec, TypedMessage } from './typed-templates.js'
+import type {
+  KeywordInput, KeywordSpec, TemplateData, TemplateDefinition, TemplateFieldMessage, TemplateSpec, TypedIdMessage, TypedMessage, TypedMessageFields
+} from './typed-templates.js'
 
 export type { SubscribeMessage, ValueChange, SendResult, SendOptions, EnqueueOptions, EnqueueResult, MessageRecord, StatsSnapshot, Status, WechatPushConfig, WechatPushResult, HandlerPushCounters }
 export type { OnRequestHook, PreHandlerHook }
 export type { LifecycleEventMap, MessageEvent, TokenErrorEvent, TokenFetchedEvent }
 export type { PushEventMap, PushMessage, PushEnvelope, PopupEvent, PopupItem, ChangeEvent, ChangeItem, SentEvent, SentItem, OtherPush }
 export type { WechatTemplates, AddTemplateInput, PrivateTemplate, PublicTemplateKeyword, PublicTemplateTitle, PublicTitlesQuery, TemplateCategory }
-export type { KeywordInput, KeywordSpec, TemplateData, TemplateDefinition, TemplateSpec, TypedMessage }
+export type { KeywordInput, KeywordSpec, TemplateData, TemplateDefinition, TemplateFieldMessage, TemplateSpec, TypedIdMessage, TypedMessage, TypedMessageFields }
 
 export interface GetTokenOptions {
   /** treat the current token as refused: fetch another (stable mode: force_refresh only if WeChat returns the same one) */
@@ -33,7 +35,7 @@ export interface WechatPush {
   /** 'redis' or 'memory': where the shared state lives */
   readonly storeKind: 'redis' | 'memory'
   getToken (options?: GetTokenOptions): Promise<string>
-  /** a typed message (`template: defineTemplate(...)`): its data keys are checked at compile time */
+  /** a typed message (`templateId: defineTemplate(...)`, or `template:`): its data keys are checked at compile time */
   send<S extends TemplateSpec> (message: TypedMessage<S>, options?: SendOptions): Promise<SendResult>
   send (message: SubscribeMessage, options?: SendOptions): Promise<SendResult>
   /** validated and recorded now, delivered by the queue with retries; `{ id, status }` per message */

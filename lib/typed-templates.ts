@@ -8,7 +8,7 @@ export type KeywordSpec = KeywordType | readonly string[]
 /** The keys of a template and what each one takes: `{ character_string1: 'character_string', thing2: 'thing' }`. */
 export type TemplateSpec = { readonly [key: string]: KeywordSpec }
 
-/** What `defineTemplate` returns: pass it as `template` in a message instead of `templateId`. */
+/** What `defineTemplate` returns: pass it as a message's `templateId` (or, the older form, `template`). */
 export interface TemplateDefinition<S extends TemplateSpec = TemplateSpec> {
   /** the template id (`priTmplId`) */
   readonly id: string
@@ -23,13 +23,31 @@ export type KeywordInput<V extends KeywordSpec> = ValueOf<V> | { value: ValueOf<
 /** Exactly the template's keys: a missing or an extra key is a type error. */
 export type TemplateData<S extends TemplateSpec> = { -readonly [K in keyof S]: KeywordInput<S[K]> }
 
-/** A subscribe message of a typed template: `{ toUser, template: shipped, data: { ... } }`. */
-export interface TypedMessage<S extends TemplateSpec> extends Omit<SubscribeMessage, 'templateId' | 'data'> {
-  template: TemplateDefinition<S>
+/** What a typed message has besides its template: `toUser`, `page`, ... and `data` typed from the definition. */
+export interface TypedMessageFields<S extends TemplateSpec> extends Omit<SubscribeMessage, 'templateId' | 'data'> {
   data: TemplateData<S>
+}
+
+/** A typed message naming its template in `templateId`: `{ toUser, templateId: shipped, data: { ... } }`. */
+export interface TypedIdMessage<S extends TemplateSpec> extends TypedMessageFields<S> {
+  /** a `defineTemplate()` value: its id goes out as `template_id`, its keys type `data` */
+  templateId: TemplateDefinition<S>
+  /** the template is `templateId` */
+  template?: never
+}
+
+/** A typed message in the older form, the definition as `template`: `{ toUser, template: shipped, data: { ... } }`. */
+export interface TemplateFieldMessage<S extends TemplateSpec> extends TypedMessageFields<S> {
+  template: TemplateDefinition<S>
   /** the id comes from `template` */
   templateId?: never
 }
+
+/**
+ * A subscribe message of a typed template: `{ toUser, templateId: shipped, data: { ... } }` (or
+ * `template: shipped`, the older form); a wrong, missing or extra data key is a type error.
+ */
+export type TypedMessage<S extends TemplateSpec> = TypedIdMessage<S> | TemplateFieldMessage<S>
 
 /**
  * A key whose declared type is not its own (`thing2: 'time'`), or an enum list on a key that is not
@@ -42,14 +60,15 @@ type KeyFits<K, V> = V extends readonly string[]
 export type CheckedSpec<S extends TemplateSpec> = { [K in keyof S]: KeyFits<K, S[K]> }
 
 /**
- * Declare a template's keys once, and get type-checked messages: with `{ toUser, template, data }`
- * a wrong, missing or extra data key is a TypeScript error, and an enum key takes only its values.
+ * Declare a template's keys once, and get type-checked messages: pass the value as `templateId`
+ * (`{ toUser, templateId: shipped, data }`; `template: shipped` works too) and a wrong, missing or
+ * extra data key is a TypeScript error, and an enum key takes only its values.
  * At run time the message is validated against the declared keys too (and against the account's
  * template list when it is known, which wins). `npx fastify-wechat-push templates` writes these
  * declarations for an account.
  * @example
  * const shipped = defineTemplate('TPL_ID', { character_string1: 'character_string', thing2: 'thing', enum_string3: ['快递', '自提'] })
- * await app.wechat.send({ toUser, template: shipped, data: { character_string1: 'SO1', thing2: 'Mug', enum_string3: '快递' } })
+ * await app.wechat.send({ toUser, templateId: shipped, data: { character_string1: 'SO1', thing2: 'Mug', enum_string3: '快递' } })
  * @throws TypeError when a key is not `type + index`, its type is not its name's, or an enum lists no values
  */
 export function defineTemplate<const S extends TemplateSpec> (id: string, keys: S & CheckedSpec<S>): TemplateDefinition<S> {

@@ -34,6 +34,36 @@ expectError(app.wechat.send({ toUser: 'o', template: shipped, data: { character_
 expectError(app.wechat.send({ toUser: 'o', template: shipped, templateId: 'x', data }))
 expectError(app.wechat.send({ template: shipped, data }))
 
+// the definition in templateId (issue #5: "in place of templateId"): exactly the declared keys
+expectType<Promise<SendResult>>(app.wechat.send({ toUser: 'o', templateId: shipped, data }))
+expectType<Promise<SendResult>>(app.wechat.send({ toUser: 'o', templateId: shipped, data: { character_string1: 'A1', thing2: 'x' } }))
+expectType<Promise<SendResult>>(app.wechat.send({ toUser: 'o', templateId: shipped, data: { character_string1: 42, thing2: { value: 'Mug' } }, page: 'p', lang: 'en_US' }))
+expectError(app.wechat.send({ toUser: 'o', templateId: shipped, data: { character_string1: 'SO1' } })) // missing key
+expectError(app.wechat.send({ toUser: 'o', templateId: shipped, data: { character_string1: 'SO1', thing3: 'Mug' } })) // wrong key
+expectError(app.wechat.send({ toUser: 'o', templateId: shipped, data: { character_string1: 'SO1', thing2: 'Mug', thing3: 'x' } })) // extra key
+expectError(app.wechat.send({ toUser: 'o', templateId: shipped, data: { character_string1: 'SO1', thing2: true } })) // wrong value type
+expectError(app.wechat.send({ toUser: 'o', templateId: shipped, data: {} }))
+expectError(app.wechat.send({ templateId: shipped, data }))
+expectError(app.wechat.send({ toUser: 'o', templateId: shipped, template: shipped, data })) // one or the other
+expectError(app.wechat.send({ toUser: 'o', templateId: { id: 'TPL_SHIPPED' }, data })) // not a definition
+expectType<Promise<SendResult>>(app.wechat.send({ toUser: 'o', templateId: review, data: { thing1: 'x', enum_string2: '通过' } }))
+expectError(app.wechat.send({ toUser: 'o', templateId: review, data: { thing1: 'x', enum_string2: '拒绝' } }))
+expectType<Promise<EnqueueResult[]>>(app.wechat.enqueue({ toUser: 'o', templateId: shipped, data }))
+expectType<Promise<EnqueueResult[]>>(app.wechat.enqueue([{ toUser: 'o', templateId: shipped, data }, { toUser: 'p', templateId: shipped, data: { character_string1: 'A2', thing2: 'y' } }]))
+expectError(app.wechat.enqueue({ toUser: 'o', templateId: shipped, data: { character_string1: 'SO1' } })) // missing key
+expectError(app.wechat.enqueue([{ toUser: 'o', templateId: shipped, data: { character_string1: 'SO1', thing3: 'Mug' } }])) // wrong key
+app.post('/ship-by-id', async (_request, reply) => {
+  reply.wechatPush({ toUser: 'o', templateId: shipped, data })
+  reply.wechatPush([{ toUser: 'o', templateId: review, data: { thing1: 'x', enum_string2: '未通过' } }])
+  expectError(reply.wechatPush({ toUser: 'o', templateId: shipped, data: { character_string1: 'SO1' } })) // missing key
+  expectError(reply.wechatPush({ toUser: 'o', templateId: shipped, data: { character_string1: 'SO1', thing3: 'Mug' } })) // wrong key
+  return {}
+})
+const byId: TypedMessage<typeof shipped.keys> = { toUser: 'o', templateId: shipped, data }
+expectType<Promise<SendResult>>(app.wechat.send(byId))
+expectAssignable<TypedMessage<typeof shipped.keys>>({ toUser: 'o', templateId: shipped, data })
+expectError<TypedMessage<typeof shipped.keys>>({ toUser: 'o', templateId: shipped, data: { thing2: 'Mug' } })
+
 // enum keys take only their values
 expectType<Promise<SendResult>>(app.wechat.send({ toUser: 'o', template: review, data: { thing1: 'x', enum_string2: '通过' } }))
 expectType<Promise<SendResult>>(app.wechat.send({ toUser: 'o', template: review, data: { thing1: 'x', enum_string2: { value: '未通过' } } }))

@@ -3,7 +3,7 @@ import { invalid, thrownText, WechatQueueError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import type { MessageRecord, Status } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
-import type { PreparedMessage } from './message.js'
+import type { PreparedMessage, ValueChange } from './message.js'
 import { prepareMessage, snapshotMessage } from './message.js'
 import { templateIdsOf } from './templates.js'
 import type { TemplateRules } from './templates.js'
@@ -22,12 +22,24 @@ export interface EnqueueOptions {
   delay?: number
 }
 
-export interface EnqueueResult { id: string, status: Status }
+export interface EnqueueResult {
+  id: string
+  status: Status
+  /** `validation: 'truncate'`: what was repaired in this message (as send()'s); only when something was, and only for a message queued by this call (not a repeat of an idempotency key) */
+  changes?: ValueChange[]
+}
 
 /** A message that passed validation (and took its credit), with its id: its record and its job. */
 export interface AdmittedMessage { record: MessageRecord, job: QueuedJob }
 
-const MAX_BATCH = 500
+/** The most messages one enqueue() takes (all are validated and held in memory before any is queued). */
+export const MAX_ENQUEUE = 100_000
+/**
+ * An array is claimed, queued and recorded this many messages at a time, one chunk after the other:
+ * one queue add (a BullMQ addBulk pipeline) and one round of record writes stay bounded however long
+ * the array. An array of up to this many is one add, as before there were chunks.
+ */
+export const ENQUEUE_CHUNK = 500
 
 /**
  * The queue side of Delivery (delivery.ts): messages validated, recorded and handed to the queue,
@@ -63,19 +75,19 @@ export class Enqueuer {
     if (key === undefined) return this.enqueueFresh(prepared, await this.reserveAll(prepared), delay, source)
     // With a key, the claims come first: a repeat is answered with its first message, and only a
     // message queued now takes a credit (a repeat of one that used the user's last credit is not a 409).
-    const claims = await Promise.all(prepared.map((p, i) => {
+    const claims = await inChunks(prepared, (chunk, start) => Promise.all(chunk.map((p, j) => {
       // (an array, even of one, keys its items `key:index`: the same message under the same key
       // whether it is enqueued alone in a list or with others)
-      const itemKey = isArray ? `${key}:${i}` : key
+      const itemKey = isArray ? `${key}:${start + j}` : key
       return this.records.createRecord(this.records.newRecord(newMessageId(), p, 'pending', source), itemKey, delay)
-    }))
+    })))
     const created = claims.flatMap((claim, i) => claim.created ? [{ id: claim.record.id, prepared: prepared[i] as PreparedMessage }] : [])
     let reserved: boolean[]
     try {
       reserved = await this.reserveAll(created.map((c) => c.prepared))
     } catch (err) {
       // One has no credit: nothing of this call is queued (reserveAll gave the credits back); the claims are undone.
-      await Promise.all(created.map(({ id }) => this.store.discardRecord(id).catch(() => false)))
+      await inChunks(created, (chunk) => Promise.all(chunk.map(({ id }) => this.store.discardRecord(id).catch(() => false))))
       throw err
     }
     const fresh = created.map(({ id, prepared: p }, i) => ({ data: { id, wire: p.wire, reserved: reserved[i], source }, delayMs: delay }))
@@ -83,47 +95,69 @@ export class Enqueuer {
     // failover between the record and the queue add): add it again under the same id, which the
     // queue treats as a no-op when the job is there.
     const requeue = claims.flatMap((claim, i) => !claim.created && claim.record.status === 'pending' ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire, source }, delayMs: delay }] : [])
+    const queue = this.queue as MessageQueue
     if (requeue.length > 0) {
-      await (this.queue as MessageQueue).add(requeue).catch((err) => {
+      await inChunks(requeue, (chunk) => queue.add(chunk)).catch((err) => {
         throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
       })
     }
+    // The new messages go in chunk by chunk: `added` of them (a prefix, in input order) are in the queue.
+    let added = 0
     try {
-      if (fresh.length > 0) await (this.queue as MessageQueue).add(fresh)
+      for (; added < fresh.length; added += ENQUEUE_CHUNK) await queue.add(fresh.slice(added, added + ENQUEUE_CHUNK))
     } catch (err) {
-      // Written to the master but not confirmed by its replicas (queue.replicas): maybe queued. The
+      // Written to the master but not confirmed by its replicas (queue.replicas): maybe queued. Their
       // records stay 'pending', so a retry with the same key re-adds the same job ids (a no-op where
       // they exist) instead of queueing a second message.
-      if (err instanceof ReplicasUnconfirmedError) throw Object.assign(new WechatQueueError(`${err.message}; retry with the same idempotencyKey`, { cause: err }), { messageIds: fresh.map((job) => job.data.id) })
-      // Nothing was queued: undo the records (and their idempotency keys) so a retry starts clean.
-      // If the store is down too, mark what remains failed rather than leave it pending forever.
+      const unconfirmed = err instanceof ReplicasUnconfirmedError
+      const kept = unconfirmed ? Math.min(added + ENQUEUE_CHUNK, fresh.length) : added
+      // What was not queued (the failed chunk, unless unconfirmed, and those after it): undo the
+      // records (and their idempotency keys) so a retry queues them. If the store is down too, mark
+      // what remains failed rather than leave it pending forever. Their credits go back.
+      const undone = fresh.slice(kept)
       const now = this.records.nowIso()
-      await Promise.allSettled(fresh.map(async (job) => {
+      await inChunks(undone, (chunk) => Promise.allSettled(chunk.map(async (job) => {
         const discarded = await this.store.discardRecord(job.data.id).catch(() => false)
         if (!discarded) await this.store.updateRecord(job.data.id, { status: 'failed', errmsg: 'could not be queued' }, { ttlSeconds: this.options.retentionSeconds, now })
-      }))
-      await Promise.all(fresh.map((job) => job.data.reserved ? this.ledger.settle(job.data.wire.touser, job.data.wire.template_id, { status: 'failed' }, true) : undefined))
-      throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
+      })))
+      await inChunks(undone, (chunk) => Promise.all(chunk.map((job) => job.data.reserved ? this.ledger.settle(job.data.wire.touser, job.data.wire.template_id, { status: 'failed' }, true) : undefined)))
+      const messageIds = fresh.slice(0, kept).map((job) => job.data.id)
+      const reason = (err as Error).message
+      if (undone.length === 0 || kept === 0) {
+        if (unconfirmed) throw Object.assign(new WechatQueueError(`${reason}; retry with the same idempotencyKey`, { cause: err }), { messageIds })
+        throw new WechatQueueError(`the queue did not accept it (${reason})`, { cause: err })
+      }
+      // Some chunks went in, the rest did not: the same key queues the rest and answers the others as repeats.
+      throw Object.assign(new WechatQueueError(`${partly(kept, fresh.length, unconfirmed, reason, 'new messages')}; retry with the same idempotencyKey`, { cause: err }), { messageIds })
     }
-    return claims.map((claim) => ({ id: claim.record.id, status: claim.record.status }))
+    return claims.map((claim, i) => resultOf(claim.record.id, claim.record.status, claim.created ? (prepared[i] as PreparedMessage).changes : undefined))
   }
 
   /**
    * Without an idempotency key the job goes first and its record second: a crash between the two
    * then leaves a job whose worker writes the missing record, never a record with no job (a message
-   * accepted and never sent). A failed add leaves nothing behind, so a retry starts clean.
+   * accepted and never sent). A failed add leaves nothing behind, so a retry starts clean; an array of
+   * several chunks keeps the chunks added before the failure, and the error names their messages.
    */
   private async enqueueFresh (prepared: PreparedMessage[], reserved: boolean[], delay: number, source: MessageSource): Promise<EnqueueResult[]> {
     const now = this.records.nowIso()
     const batch = prepared.map((p, i) => this.admitted(newMessageId(), p, reserved[i] === true, delay, source, now))
+    // Chunk by chunk: `added` messages (a prefix, in input order) are in the queue and recorded.
+    let added = 0
     try {
-      await this.queueAdmitted(batch)
+      for (; added < batch.length; added += ENQUEUE_CHUNK) await this.queueAdmitted(batch.slice(added, added + ENQUEUE_CHUNK))
     } catch (err) {
       // (unconfirmed by the replicas, the jobs may run: they keep their credits)
-      if (!((err as Error).cause instanceof ReplicasUnconfirmedError)) await this.release(batch)
-      throw err
+      const cause = (err as Error).cause
+      const unconfirmed = cause instanceof ReplicasUnconfirmedError
+      const kept = unconfirmed ? Math.min(added + ENQUEUE_CHUNK, batch.length) : added
+      await inChunks(batch.slice(kept), (chunk) => this.release(chunk))
+      // One chunk (up to ENQUEUE_CHUNK messages), or nothing queued: queueAdmitted's error says it all.
+      if (batch.length <= ENQUEUE_CHUNK || kept === 0) throw err
+      const reason = cause instanceof Error ? cause.message : (err as Error).message
+      throw Object.assign(new WechatQueueError(partly(kept, batch.length, unconfirmed, reason, 'messages'), { cause: err }), { messageIds: batch.slice(0, kept).map(({ record }) => record.id) })
     }
-    return batch.map(({ record }) => ({ id: record.id, status: 'pending' as const }))
+    return batch.map(({ record }, i) => resultOf(record.id, 'pending', (prepared[i] as PreparedMessage).changes))
   }
 
   /**
@@ -229,7 +263,7 @@ function readList (input: unknown[]): unknown[] {
   } catch (err) {
     throw unreadable(err)
   }
-  if (length > MAX_BATCH) throw invalid([{ key: 'messages', rule: 'size', message: `at most ${MAX_BATCH} messages per enqueue (got ${length})` }])
+  if (length > MAX_ENQUEUE) throw invalid([{ key: 'messages', rule: 'size', message: `at most ${MAX_ENQUEUE} messages per enqueue (got ${length})` }])
   const list: unknown[] = []
   try {
     for (let i = 0; i < length; i++) list.push(input[i])
@@ -245,4 +279,26 @@ function isList (input: unknown): boolean {
   } catch {
     return false
   }
+}
+
+/** `work` on `items` ENQUEUE_CHUNK at a time, one chunk after the other; the results in order. */
+async function inChunks<T, R> (items: readonly T[], work: (chunk: T[], start: number) => Promise<readonly R[] | void>): Promise<R[]> {
+  const results: R[] = []
+  for (let start = 0; start < items.length; start += ENQUEUE_CHUNK) {
+    const done = await work(items.slice(start, start + ENQUEUE_CHUNK), start)
+    if (done) for (const result of done) results.push(result)
+  }
+  return results
+}
+
+/** The error of an array queued in part: the first `kept` of `total` are (or, unconfirmed, may be) queued. */
+function partly (kept: number, total: number, unconfirmed: boolean, reason: string, what: string): string {
+  const first = unconfirmed
+    ? `the first ${kept} of ${total} ${what} were added but the replicas did not confirm the last of them (${reason}): they may be sent (messageIds; see status() of each)`
+    : `the queue took the first ${kept} of ${total} ${what} (messageIds: they will be sent), then failed (${reason})`
+  return `${first}; the other ${total - kept} were not queued`
+}
+
+function resultOf (id: string, status: Status, changes: ValueChange[] | undefined): EnqueueResult {
+  return changes !== undefined && changes.length > 0 ? { id, status, changes } : { id, status }
 }

@@ -3,7 +3,7 @@ import type { WireMessage } from '../api/subscribe.js'
 import type { ResolvedOptions } from '../options.js'
 import { checkKeyword, fixKeyword, isKeywordKey } from './keywords.js'
 import type { KeywordCheckOptions } from './keywords.js'
-import { declaredShape } from './templates.js'
+import { declaredShape, isTemplateDefinition } from './templates.js'
 import type { KeywordSpecValue, TemplateLookup, TemplateShape } from './templates.js'
 
 /** What callers pass (DESIGN.md "Types"). */
@@ -98,9 +98,17 @@ function readMessage (input: unknown, options: Pick<ResolvedOptions, 'defaults' 
   if (typeof toUser !== 'string' || toUser.trim() === '') bad(violations, 'toUser', 'required', 'toUser must be the recipient\'s openid (a non-empty string)')
   else if (toUser.length > 128 || BLANK_OR_CONTROL.test(toUser)) bad(violations, 'toUser', 'format', 'toUser must be an openid: no spaces or control characters, at most 128 characters')
   const typed = readTemplate(message, violations)
-  const templateId = message.templateId ?? typed?.id
-  if (typeof templateId !== 'string' || templateId.trim() === '') bad(violations, 'templateId', 'required', 'templateId must be a non-empty string (or template: a defineTemplate() value)')
-  else if (templateId.length > 128 || BLANK_OR_CONTROL.test(templateId)) bad(violations, 'templateId', 'format', 'templateId must be a template id: no spaces or control characters, at most 128 characters')
+  // templateId is the id, or a defineTemplate() value (as `template` is): then the id is its id
+  const rawId = message.templateId
+  const templateId = rawId === undefined || rawId === null || isTemplateDefinition(rawId) ? typed?.definition.id : rawId
+  if (typeof templateId !== 'string' || templateId.trim() === '') {
+    const hint = rawId !== null && typeof rawId === 'object'
+      ? ': this object is not one (a defineTemplate() value has a string id and its keys, { id, keys })'
+      : ' (or template: a defineTemplate() value)'
+    bad(violations, 'templateId', 'required', `templateId must be a non-empty string or a defineTemplate() value${hint}`)
+  } else if (templateId.length > 128 || BLANK_OR_CONTROL.test(templateId)) {
+    bad(violations, 'templateId', 'format', 'templateId must be a template id: no spaces or control characters, at most 128 characters')
+  }
 
   const page = message.page ?? options.defaults.page
   if (page !== undefined && (typeof page !== 'string' || page.length > 1024)) bad(violations, 'page', 'type', 'page must be a string of at most 1024 characters')
@@ -180,17 +188,27 @@ function bad (violations: Violation[], key: string, rule: string, message: strin
 
 interface TypedTemplate { id: string, keys: Readonly<Record<string, KeywordSpecValue>> }
 
-/** A typed message's `template` (a defineTemplate() value), checked; undefined when there is none. */
-function readTemplate (message: Record<string, unknown>, violations: Violation[]): TypedTemplate | undefined {
+/** A typed message's definition, and the field that carried it (for the violations' keys). */
+interface TypedRef { definition: TypedTemplate, field: 'templateId' | 'template' }
+
+/**
+ * A typed message's template: a defineTemplate() value given as `templateId` or as `template` (the
+ * older form, kept as an alias), checked; undefined when there is none. Both given must name one
+ * template; then `template`'s declaration is the one used.
+ */
+function readTemplate (message: Record<string, unknown>, violations: Violation[]): TypedRef | undefined {
+  const rawId = message.templateId
+  const byId = isTemplateDefinition(rawId) ? rawId : undefined
   const template = message.template
-  if (template === undefined) return undefined
-  const t = template as Partial<TypedTemplate> | null
-  if (t === null || typeof t !== 'object' || typeof t.id !== 'string' || t.keys === null || typeof t.keys !== 'object') {
+  if (template === undefined) return byId === undefined ? undefined : { definition: byId, field: 'templateId' }
+  if (!isTemplateDefinition(template)) {
     bad(violations, 'template', 'type', 'template must be a defineTemplate() value ({ id, keys })')
-    return undefined
+    return byId === undefined ? undefined : { definition: byId, field: 'templateId' }
   }
-  if (message.templateId !== undefined && message.templateId !== t.id) bad(violations, 'templateId', 'conflict', `templateId and template.id name different templates (${String(message.templateId)}, ${t.id})`)
-  return t as TypedTemplate
+  // (an id that is neither a string nor a definition is refused as such, not as a second template)
+  const other = byId !== undefined ? byId.id : typeof rawId === 'string' ? rawId : undefined
+  if (other !== undefined && other !== template.id) bad(violations, 'templateId', 'conflict', `templateId and template.id name different templates (${String(other)}, ${template.id})`)
+  return { definition: template, field: 'template' }
 }
 
 /**
@@ -198,7 +216,7 @@ function readTemplate (message: Record<string, unknown>, violations: Violation[]
  * over a declaration), else a typed message's declared keys. A template id the known list lacks is
  * refused like WeChat's 40037.
  */
-function templateShape (templateId: string, typed: TypedTemplate | undefined, templates: TemplateLookup | undefined, violations: Violation[]): TemplateShape | undefined {
+function templateShape (templateId: string, typed: TypedRef | undefined, templates: TemplateLookup | undefined, violations: Violation[]): TemplateShape | undefined {
   const known = templates?.(templateId)
   if (known === 'unknown') {
     bad(violations, 'templateId', 'unknown_template', `templateId ${templateId} is not a template of this mini program (WeChat would answer 40037); add it in the MP console or with wechat.templates.add()`)
@@ -207,9 +225,9 @@ function templateShape (templateId: string, typed: TypedTemplate | undefined, te
   }
   if (typed === undefined) return undefined
   try {
-    return declaredShape(typed)
+    return declaredShape(typed.definition)
   } catch (err) {
-    bad(violations, 'template', 'spec', (err as Error).message)
+    bad(violations, typed.field, 'spec', (err as Error).message)
     return undefined
   }
 }

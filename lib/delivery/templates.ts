@@ -113,14 +113,28 @@ export function declaredShape (definition: { id: string, keys: Readonly<Record<s
   return shape
 }
 
-/** The template id a message names (`templateId`, or a typed message's `template.id`), if any. */
+/**
+ * Whether a value is a typed template (what `defineTemplate()` returns: `{ id: string, keys: object }`).
+ * Read by its shape, not by identity, so a definition made by another copy of the package (its CJS
+ * and ESM builds) or written by hand counts too; its keys are checked when the message is validated.
+ */
+export function isTemplateDefinition (value: unknown): value is { id: string, keys: Readonly<Record<string, KeywordSpecValue>> } {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false
+  const { id, keys } = value as { id?: unknown, keys?: unknown }
+  return typeof id === 'string' && keys !== null && typeof keys === 'object' && !Array.isArray(keys)
+}
+
+/**
+ * The template id a message names, if any: `templateId` (a string, or a `defineTemplate()` value's
+ * id), else a typed message's `template.id`.
+ */
 export function templateIdOf (message: unknown): string | undefined {
   try {
     if (message === null || typeof message !== 'object') return undefined
-    const m = message as { templateId?: unknown, template?: { id?: unknown } | null }
+    const m = message as { templateId?: unknown, template?: unknown }
     if (typeof m.templateId === 'string') return m.templateId
-    const id = m.template !== null && typeof m.template === 'object' ? m.template.id : undefined
-    return typeof id === 'string' ? id : undefined
+    if (isTemplateDefinition(m.templateId)) return m.templateId.id
+    return isTemplateDefinition(m.template) ? m.template.id : undefined
   } catch {
     // (a getter or Proxy trap that throws: prepareMessage refuses the message with a coded error)
     return undefined

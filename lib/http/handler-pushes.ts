@@ -1,13 +1,19 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, onSendHookHandler, preSerializationHookHandler } from 'fastify'
 import type { Delivery } from '../delivery/delivery.js'
 import type { SubscribeMessage } from '../delivery/message.js'
+import type { TypedMessage } from '../typed-templates.js'
 import { snapshotMessage } from '../delivery/message.js'
 import { thrownText, WechatOptionsError } from '../errors.js'
 import { PushBatcher } from './push-batcher.js'
 import type { HandlerPushCounters } from './push-batcher.js'
 
-/** what `config.wechatPush` returns: the message(s) to queue, or nothing */
-export type WechatPushResult = SubscribeMessage | SubscribeMessage[] | null | undefined
+/**
+ * what `config.wechatPush` returns: the message(s) to queue, or nothing. A typed message
+ * (`templateId: defineTemplate(...)`) is taken too; its data keys are checked when the function's
+ * return type names its template (`TypedMessage<typeof shipped.keys>`).
+ */
+export type WechatPushResult = AnyMessage | AnyMessage[] | null | undefined
+type AnyMessage = SubscribeMessage | TypedMessage<any>
 /**
  * `config.wechatPush`: `payload` is the object the route's handler returned. Fastify's route config
  * is not tied to the handler's type, so say what it is: annotate the parameter
