@@ -101,14 +101,20 @@ export interface WechatErrorFields extends SendFields {
 export interface InvalidMessageFields {
   /** every violation found, so a caller can fix them all at once */
   violations: { key: string; rule: string; message: string }[]
+  /** the errcode WeChat would have answered, when the plugin knows it: 40037 for a template id the account lacks */
+  errcode?: number
 }
 
 export type InvalidMessageError = WechatInvalidMessageErrorInstance
+
+const UNKNOWN_TEMPLATE_ERRCODE = 40037
 
 /** FST_WECHAT_INVALID_MESSAGE (400) naming every violation, for bad messages and bad arguments alike. */
 export function invalid (violations: InvalidMessageFields['violations']): InvalidMessageError {
   const error = new WechatInvalidMessageError(violations.map((v) => v.message).join('; ')) as InvalidMessageError
   error.violations = violations
+  // refused locally "like WeChat's 40037" (issue #5): say which errcode it stands for
+  if (violations.some((v) => v.rule === 'unknown_template')) error.errcode = UNKNOWN_TEMPLATE_ERRCODE
   return error
 }
 

@@ -141,6 +141,9 @@ test('a message valid by key names but wrong for its template fails locally, bef
     t.equal(enqueued.code, 'FST_WECHAT_INVALID_MESSAGE', `${what} (enqueue)`)
   }
   t.match((await app.wechat.send(unknown).catch((e) => e)).message, /NoSuchTemplate-0+1 is not a template of this mini program \(WeChat would answer 40037\)/)
+  // "fails locally like WeChat's 40037" (issue #5): the error says which errcode it stands for; others carry none
+  t.equal((await app.wechat.send(unknown).catch((e) => e)).errcode, 40037)
+  t.equal((await app.wechat.send(missing as never).catch((e) => e)).errcode, undefined)
   t.equal(sim.counters.send, 0, 'WeChat was never called')
   t.equal(sim.counters.gettemplate, 1, 'one gettemplate: an unknown id right after a fetch is not refetched')
 
