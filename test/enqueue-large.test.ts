@@ -212,3 +212,38 @@ test('the queue fails after the first chunk of an array under a key: the rest is
   t.same(fresh, results.slice(ENQUEUE_CHUNK).map((r) => r.id), 'the others queued now, in order')
   t.equal((await store.stats()).total, total)
 })
+
+// A review of the chunked enqueue: (1) when re-adding the still-pending repeats of a key failed, the
+// messages this call had just claimed were left 'pending' with no job (their credits taken); (2) when
+// the store failed part way through the claims, the records already created stayed 'pending' for good.
+// Both failed before (records left over).
+test('a keyed enqueue whose repeats cannot be re-added, or whose claims fail part way, leaves no record behind', async (t) => {
+  const { enqueuer, store } = enqueuerWith(new FlakyQueue(0))
+  const first = [numbered('R', 0), numbered('R', 1)]
+  const queued = await enqueuer.enqueue(first, { idempotencyKey: 'requeue' })
+  t.equal((await store.stats()).total, 2)
+  // the same key, one more message: the two repeats are re-added first, and that add fails
+  const log = Fastify({ logger: false }).log
+  const options = { defaults: {}, validation: 'strict' as const, retentionSeconds: 3600 }
+  // (the same store, a queue whose next add fails)
+  const shared = new Enqueuer(store, new FlakyQueue(1), options, log, new Credits(store, 'off', () => undefined, log), new RecordWriter(store, { ...options, clock: systemClock }))
+  const err = await rejection(shared.enqueue([...first, numbered('R', 2)], { idempotencyKey: 'requeue' }))
+  t.equal(err.code, 'FST_WECHAT_QUEUE')
+  t.equal((await store.stats()).total, 2, 'the new message\'s claim is undone')
+  const retried = await shared.enqueue([...first, numbered('R', 2)], { idempotencyKey: 'requeue' })
+  t.same(retried.slice(0, 2).map((r) => r.id), queued.map((r) => r.id), 'the repeats answered with their ids')
+  t.equal((await store.stats()).total, 3, 'a retry queues the new one')
+
+  // the store refuses the claims of the second chunk
+  const brokenStore = new MemoryStore(systemClock)
+  let creates = 0
+  const createRecord = brokenStore.createRecord.bind(brokenStore)
+  brokenStore.createRecord = async (...args: Parameters<MemoryStore['createRecord']>) => {
+    if (++creates > ENQUEUE_CHUNK + 10) throw new Error('store down')
+    return createRecord(...args)
+  }
+  const broken = new Enqueuer(brokenStore, new FlakyQueue(0), options, log, new Credits(brokenStore, 'off', () => undefined, log), new RecordWriter(brokenStore, { ...options, clock: systemClock }))
+  const claimErr = await rejection(broken.enqueue(Array.from({ length: ENQUEUE_CHUNK * 2 }, (_, i) => numbered('S', i)), { idempotencyKey: 'claims' }))
+  t.equal(claimErr.code, 'FST_WECHAT_QUEUE')
+  t.equal((await brokenStore.stats()).total, 0, 'every claim of the call is undone')
+})

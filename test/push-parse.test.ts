@@ -150,6 +150,16 @@ test('plain messages and other events', async (t) => {
   t.equal(normalizePush({ ToUserName: 'a', FromUserName: 'b', CreateTime: 1 }).MsgType, '', 'missing MsgType tolerated')
 })
 
+// A subscribe event at CreateTime 0 (a simulator's clock at the epoch) got no dedupe key, and the
+// endpoint skipped the plugin's own effects for pushes without one: its credits were never counted.
+// Failed before (undefined).
+test('dedupeKey: a subscribe event always has one, CreateTime 0 included; only other pushes without user or time have none', async (t) => {
+  const atEpoch = normalizePush({ ...parseJson(POPUP_JSON), CreateTime: 0 })
+  t.type(dedupeKey(atEpoch), 'string')
+  t.equal(dedupeKey(normalizePush({ MsgType: 'event', Event: 'debug_demo' })), undefined)
+  t.type(dedupeKey(normalizePush({ MsgType: 'text', MsgId: '1' })), 'string', 'a MsgId is enough')
+})
+
 test('dedupeKey: retries collide, different events do not', async (t) => {
   const popup = normalizePush(parseXml(POPUP_XML))
   const swapped = normalizePush({ ...popup.raw, SubscribeMsgPopupEvent: { List: [...(popup.raw.SubscribeMsgPopupEvent as { List: unknown[] }).List].reverse() } })
@@ -192,10 +202,12 @@ test('normalizePush rejects what it cannot trust', async (t) => {
   }
   const lenient = normalizePush({ ...good, List: { TemplateId: 'T', ErrorCode: '0', MsgID: 7 } })
   t.same(lenient.List, [{ TemplateId: 'T', MsgID: '7', ErrorCode: 0, ErrorStatus: '' }])
-  // An item without a readable ErrorCode is still a result (it used to refuse the whole push, every
-  // other item of it lost after WeChat's retries): its status says which, else a failure (-1).
-  const codes = normalizePush({ ...good, List: [{ TemplateId: 'A', ErrorStatus: 'success' }, { TemplateId: 'B', ErrorCode: 'ok', ErrorStatus: 'system error' }, { TemplateId: 'C' }] })
-  t.same(codes.List?.map((item) => 'ErrorCode' in item ? item.ErrorCode : null), [0, -1, -1], 'ErrorCode missing or not numeric')
+  // An item without a readable ErrorCode used to refuse the whole push (every other result in it lost
+  // after WeChat's retries): its status 'success' says delivered; otherwise nothing says what became
+  // of it, so it is left out (it moves no record), and the push is refused only when none is left.
+  const codes = normalizePush({ ...good, List: [{ TemplateId: 'A', ErrorStatus: 'success' }, { TemplateId: 'B', ErrorCode: 'ok', ErrorStatus: 'system error' }, { TemplateId: 'C' }, { TemplateId: 'D', ErrorCode: '10001' }] })
+  t.same(codes.List?.map((item) => [item.TemplateId, 'ErrorCode' in item ? item.ErrorCode : null]), [['A', 0], ['D', 10001]], 'ErrorCode missing or not numeric')
+  t.equal(rejectionOf(() => normalizePush({ ...good, List: [{ TemplateId: 'B', ErrorCode: 'ok' }] })), 'format', 'no readable result at all')
   // Pushes other than the subscribe events need only a MsgType (WECHAT.md §6.5's debug_demo test event).
   const demo = normalizePush({ MsgType: 'event', Event: 'debug_demo', debug_str: 'hello world' })
   t.same({ ToUserName: demo.ToUserName, FromUserName: demo.FromUserName, CreateTime: demo.CreateTime, MsgType: demo.MsgType, Event: demo.Event }, { ToUserName: '', FromUserName: '', CreateTime: 0, MsgType: 'event', Event: 'debug_demo' })

@@ -32,8 +32,12 @@ export interface EnqueueResult {
 /** A message that passed validation (and took its credit), with its id: its record and its job. */
 export interface AdmittedMessage { record: MessageRecord, job: QueuedJob }
 
-/** The most messages one enqueue() takes (all are validated and held in memory before any is queued). */
-export const MAX_ENQUEUE = 100_000
+/**
+ * The most messages one enqueue() takes: all are validated in one pass (blocking the event loop for
+ * that long) and held in memory before any is queued, and under `credits: 'enforce'` each takes its
+ * credit in turn. Larger sets: several calls.
+ */
+export const MAX_ENQUEUE = 10_000
 /**
  * An array is claimed, queued and recorded this many messages at a time, one chunk after the other:
  * one queue add (a BullMQ addBulk pipeline) and one round of record writes stay bounded however long
@@ -75,12 +79,7 @@ export class Enqueuer {
     if (key === undefined) return this.enqueueFresh(prepared, await this.reserveAll(prepared), delay, source)
     // With a key, the claims come first: a repeat is answered with its first message, and only a
     // message queued now takes a credit (a repeat of one that used the user's last credit is not a 409).
-    const claims = await inChunks(prepared, (chunk, start) => Promise.all(chunk.map((p, j) => {
-      // (an array, even of one, keys its items `key:index`: the same message under the same key
-      // whether it is enqueued alone in a list or with others)
-      const itemKey = isArray ? `${key}:${start + j}` : key
-      return this.records.createRecord(this.records.newRecord(newMessageId(), p, 'pending', source), itemKey, delay)
-    })))
+    const claims = await this.claimAll(prepared, isArray, key, delay, source)
     const created = claims.flatMap((claim, i) => claim.created ? [{ id: claim.record.id, prepared: prepared[i] as PreparedMessage }] : [])
     let reserved: boolean[]
     try {
@@ -97,9 +96,14 @@ export class Enqueuer {
     const requeue = claims.flatMap((claim, i) => !claim.created && claim.record.status === 'pending' ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire, source }, delayMs: delay }] : [])
     const queue = this.queue as MessageQueue
     if (requeue.length > 0) {
-      await inChunks(requeue, (chunk) => queue.add(chunk)).catch((err) => {
+      try {
+        await inChunks(requeue, (chunk) => queue.add(chunk))
+      } catch (err) {
+        // Nothing new of this call is queued yet: its claims are undone and their credits go back,
+        // so a retry with the same key queues them (they were left pending with no job, their credits taken).
+        await this.undoFresh(fresh)
         throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
-      })
+      }
     }
     // The new messages go in chunk by chunk: `added` of them (a prefix, in input order) are in the queue.
     let added = 0
@@ -115,12 +119,7 @@ export class Enqueuer {
       // records (and their idempotency keys) so a retry queues them. If the store is down too, mark
       // what remains failed rather than leave it pending forever. Their credits go back.
       const undone = fresh.slice(kept)
-      const now = this.records.nowIso()
-      await inChunks(undone, (chunk) => Promise.allSettled(chunk.map(async (job) => {
-        const discarded = await this.store.discardRecord(job.data.id).catch(() => false)
-        if (!discarded) await this.store.updateRecord(job.data.id, { status: 'failed', errmsg: 'could not be queued' }, { ttlSeconds: this.options.retentionSeconds, now })
-      })))
-      await inChunks(undone, (chunk) => Promise.all(chunk.map((job) => job.data.reserved ? this.ledger.settle(job.data.wire.touser, job.data.wire.template_id, { status: 'failed' }, true) : undefined)))
+      await this.undoFresh(undone)
       const messageIds = fresh.slice(0, kept).map((job) => job.data.id)
       const reason = (err as Error).message
       if (undone.length === 0 || kept === 0) {
@@ -131,6 +130,44 @@ export class Enqueuer {
       throw Object.assign(new WechatQueueError(`${partly(kept, fresh.length, unconfirmed, reason, 'new messages')}; retry with the same idempotencyKey`, { cause: err }), { messageIds })
     }
     return claims.map((claim, i) => resultOf(claim.record.id, claim.record.status, claim.created ? (prepared[i] as PreparedMessage).changes : undefined))
+  }
+
+  /**
+   * The claims of an enqueue under a key, a chunk at a time: each message's record created under
+   * `key` (or `key:index` in an array, even of one: the same message under the same key whether it
+   * is enqueued alone in a list or with others). When the store fails part way, the records this call
+   * created are discarded before the error goes on: they would stay 'pending' with no job, and a retry
+   * under the key would answer them as repeats without taking their credits.
+   */
+  private async claimAll (prepared: PreparedMessage[], isArray: boolean, key: string, delay: number, source: MessageSource): Promise<Array<{ created: boolean, record: MessageRecord }>> {
+    const claims: Array<{ created: boolean, record: MessageRecord }> = []
+    let failure: { err: unknown } | undefined
+    for (let start = 0; start < prepared.length && failure === undefined; start += ENQUEUE_CHUNK) {
+      const settled = await Promise.allSettled(prepared.slice(start, start + ENQUEUE_CHUNK).map((p, j) =>
+        this.records.createRecord(this.records.newRecord(newMessageId(), p, 'pending', source), isArray ? `${key}:${start + j}` : key, delay)))
+      for (const outcome of settled) {
+        if (outcome.status === 'fulfilled') claims.push(outcome.value)
+        else failure ??= { err: outcome.reason }
+      }
+    }
+    if (failure === undefined) return claims
+    const mine = claims.filter((claim) => claim.created)
+    await inChunks(mine, (chunk) => Promise.all(chunk.map(({ record }) => this.store.discardRecord(record.id).catch(() => false))))
+    throw failure.err
+  }
+
+  /**
+   * New messages of a keyed enqueue that will not be queued after all: their records are discarded
+   * (freeing their idempotency keys, so a retry queues them), or marked failed if the store cannot
+   * discard them (rather than left pending for ever), and their credits go back.
+   */
+  private async undoFresh (undone: ReadonlyArray<{ data: { id: string, wire: PreparedMessage['wire'], reserved: boolean } }>): Promise<void> {
+    const now = this.records.nowIso()
+    await inChunks(undone, (chunk) => Promise.allSettled(chunk.map(async (job) => {
+      const discarded = await this.store.discardRecord(job.data.id).catch(() => false)
+      if (!discarded) await this.store.updateRecord(job.data.id, { status: 'failed', errmsg: 'could not be queued' }, { ttlSeconds: this.options.retentionSeconds, now })
+    })))
+    await inChunks(undone, (chunk) => Promise.all(chunk.map((job) => job.data.reserved ? this.ledger.settle(job.data.wire.touser, job.data.wire.template_id, { status: 'failed' }, true) : undefined)))
   }
 
   /**

@@ -86,19 +86,30 @@ function changeItem (item: Record<string, unknown>): ChangeItem {
   return { TemplateId: item.TemplateId as string, SubscribeStatusString: requireString(item, 'SubscribeStatusString') }
 }
 
-function sentItem (item: Record<string, unknown>): SentItem {
+/**
+ * One result of a sent event, or undefined when it carries no readable ErrorCode and its ErrorStatus
+ * is not `success`: nothing says whether that message was delivered, so it moves no record. Such an
+ * item is left out rather than refusing the whole push, which lost every other result in it after
+ * WeChat's retries (§7.3 documents no code but 0).
+ */
+function sentItem (item: Record<string, unknown>): SentItem | undefined {
   const ErrorStatus = typeof item.ErrorStatus === 'string' ? item.ErrorStatus : ''
+  const ErrorCode = toInt(item.ErrorCode) ?? (ErrorStatus.trim().toLowerCase() === 'success' ? 0 : undefined)
+  if (ErrorCode === undefined) return undefined
   return {
     TemplateId: item.TemplateId as string,
     // §7.3 spells it MsgID; plain messages use MsgId, and a sender that reuses that spelling should
     // still get its receipt matched by id rather than fall back to the time window.
     MsgID: msgIdOf(item.MsgID ?? item.MsgId),
-    // §7.3 documents no code but 0. An item without a readable one is still a result: refusing the
-    // whole push lost every other item of it after WeChat's retries. Its status says which it was
-    // ('success' is 0), else it counts as the system failure the async stage reports (-1).
-    ErrorCode: toInt(item.ErrorCode) ?? (ErrorStatus.trim().toLowerCase() === 'success' ? 0 : -1),
+    ErrorCode,
     ErrorStatus
   }
+}
+
+function sentItems (raw: Record<string, unknown>): SentItem[] {
+  const items = itemsOf(raw, 'subscribe_msg_sent_event').map(sentItem).filter((item) => item !== undefined)
+  if (items.length === 0) throw new PushRejection('format', 'ErrorCode must be an integer')
+  return items
 }
 
 const SUBSCRIBE_EVENTS = new Set(['subscribe_msg_popup_event', 'subscribe_msg_change_event', 'subscribe_msg_sent_event'])
@@ -135,7 +146,7 @@ export function normalizePush (raw: Record<string, unknown>): PushMessage {
     case 'subscribe_msg_change_event':
       return { ...envelope, Event, List: itemsOf(raw, Event).map(changeItem) }
     case 'subscribe_msg_sent_event':
-      return { ...envelope, Event, List: itemsOf(raw, Event).map(sentItem) }
+      return { ...envelope, Event, List: sentItems(raw) }
     default:
       return envelope
   }
@@ -162,7 +173,8 @@ export function isSentEvent (msg: PushMessage): msg is SentEvent {
 export function dedupeKey (msg: PushMessage): string | undefined {
   const plainId = msg.List === undefined ? msg.raw.MsgId ?? msg.raw.MsgID : undefined
   const msgId = typeof plainId === 'string' || typeof plainId === 'number' ? String(plainId) : ''
-  if (msgId === '' && (msg.FromUserName === '' || msg.CreateTime === 0)) return undefined
+  // (a subscribe event always has both, checked by normalizePush: CreateTime 0 is a time like any other)
+  if (msgId === '' && msg.List === undefined && (msg.FromUserName === '' || msg.CreateTime === 0)) return undefined
   const list: Array<PopupItem | ChangeItem | SentItem> = msg.List ?? []
   const items = list.map(itemKey).sort()
   return createHash('sha1').update(JSON.stringify([msg.FromUserName, msg.CreateTime, msg.Event ?? '', items, msgId])).digest('hex')
