@@ -37,6 +37,24 @@ test('two instances share the list through Redis: one gettemplate for the fleet'
   t.equal(sim.counters.send, 2)
 })
 
+// Instances starting together each fetched the list (no fleet-wide lock on the first fetch: 4 calls
+// for 4 instances in an acceptance test), although the README promised one call for the fleet.
+// Failed before (4 gettemplate calls).
+test('four instances sending at once on a cold cache: one gettemplate for the fleet; an unknown id waits for no one', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const sim = await startSimulator(t, { latencyMs: 100 })
+  const keyPrefix = uniquePrefix('templates-cold')
+  const apps = await Promise.all([0, 1, 2, 3].map(() => buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix } })))
+  await Promise.all(apps.map((app) => app.wechat.getToken()))
+  const sent = await Promise.all(apps.flatMap((app) => [app.wechat.send(shippedMessage()), app.wechat.send(shippedMessage())]))
+  t.equal(sent.length, 8)
+  t.equal(sim.counters.gettemplate, 1, 'one call for the fleet')
+  // every instance now validates against the list: an unknown id is refused locally by each
+  for (const app of apps) await t.rejects(app.wechat.send(bogus()), { code: 'FST_WECHAT_INVALID_MESSAGE', errcode: 40037 })
+  t.equal(sim.counters.send, 8)
+})
+
 test('the scheduled job refreshes a used list; the fleet adopts the newest stored copy; nothing after close', async (t) => {
   const timers = FakeTimers.install({ toFake: ['setInterval', 'clearInterval'] })
   t.teardown(() => timers.uninstall())

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import type {
   AddTemplateInput, PrivateTemplate, PublicTemplateKeyword, PublicTemplateTitle, PublicTitlesQuery, TemplateApi, TemplateCategory
@@ -21,6 +23,13 @@ export interface CatalogOptions {
 export const UNKNOWN_REFRESH_MS = 5_000
 /** After a failed load, sends do not wait for the list; it is tried again in the background this often. */
 export const RETRY_AFTER_FAILURE_MS = 30_000
+
+/**
+ * How long one instance holds the fleet's template-fetch lock, and how long the others wait for the
+ * list it stores before fetching themselves (the holder died, or its fetch failed).
+ */
+export const FETCH_LOCK_MS = 10_000
+const FETCH_POLL_MS = 100
 
 const noop = (): void => {}
 
@@ -147,10 +156,49 @@ export class TemplateCatalog implements TemplateRules {
 
   private async syncOnce (needFetch: () => boolean, readStore: boolean): Promise<void> {
     if (readStore) {
-      const stored = await this.readStore()
-      if (stored !== null && (!this.loaded || stored.fetchedAt > this.fetchedAt)) this.adopt(stored.templates, stored.fetchedAt)
+      await this.adoptStored()
+      if (!needFetch()) return
+      // One instance fetches for the fleet (instances starting together each fetched): the others
+      // wait for the list it stores. A forced refresh (after add/remove) asks WeChat itself.
+      const owner = randomUUID()
+      const tryLock = (): Promise<boolean | undefined> => this.store.acquireLock(owner, FETCH_LOCK_MS, 'templates').catch(() => undefined)
+      let locked = await tryLock()
+      if (locked === false) {
+        const held = this.fetchedAt
+        const deadline = Date.now() + FETCH_LOCK_MS
+        while (locked === false && Date.now() < deadline) {
+          await sleep(FETCH_POLL_MS, undefined, { ref: false })
+          await this.adoptStored()
+          if (!needFetch()) return
+          // A list fetched meanwhile by the lock's holder is the fleet's answer, even if it lacks an id
+          // a send asked for: asking WeChat again at once would answer the same (throttled as ours).
+          if (this.fetchedAt > held) {
+            this.attemptedAt = this.now()
+            return
+          }
+          // (the holder finished without a list, or died: its lock is gone, this instance fetches)
+          locked = await tryLock()
+        }
+      }
+      try {
+        // another instance may have stored a list between our read and our lock
+        if (locked === true) await this.adoptStored()
+        if (needFetch()) await this.fetchAndShare()
+      } finally {
+        if (locked === true) await this.store.releaseLock(owner, 'templates').catch(noop)
+      }
+      return
     }
-    if (!needFetch()) return
+    if (needFetch()) await this.fetchAndShare()
+  }
+
+  /** Adopt the list another instance stored, when it is newer than ours. */
+  private async adoptStored (): Promise<void> {
+    const stored = await this.readStore()
+    if (stored !== null && (!this.loaded || stored.fetchedAt > this.fetchedAt)) this.adopt(stored.templates, stored.fetchedAt)
+  }
+
+  private async fetchAndShare (): Promise<void> {
     this.attemptedAt = this.now()
     let templates: PrivateTemplate[]
     try {

@@ -23,6 +23,8 @@ export interface KeySpace {
   /** the same members scored by sentAt, to prune old ones */
   sentTime: string
   templates: string
+  /** one instance fetches the template list for the fleet (templates-catalog.ts) */
+  templatesLock: string
 }
 
 export function keySpace (prefix: string, appId: string): KeySpace {
@@ -43,6 +45,7 @@ export function keySpace (prefix: string, appId: string): KeySpace {
     msgid: (msgid) => `${base}msgid:${msgid}`,
     sentPair: `${base}sent:pair`,
     sentTime: `${base}sent:time`,
-    templates: `${base}templates`
+    templates: `${base}templates`,
+    templatesLock: `${base}templates:lock`
   }
 }

@@ -1,6 +1,6 @@
 import type { Clock } from '../options.js'
 import { chinaDay, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_MS } from './types.js'
-import type { ForceRefreshVerdict, PushClaim, TokenRecord, WechatStore } from './types.js'
+import type { ForceRefreshVerdict, LockName, PushClaim, TokenRecord, WechatStore } from './types.js'
 import { MemoryCredits } from './credits-memory.js'
 import { MemoryRecords } from './records-memory.js'
 import { RecordsDelegate } from './records-delegate.js'
@@ -14,7 +14,7 @@ import type { TemplateCache } from './records.js'
 export class MemoryStore extends RecordsDelegate implements WechatStore {
   readonly kind = 'memory' as const
   private token: TokenRecord | null = null
-  private lock: { owner: string, until: number } | null = null
+  private readonly locks = new Map<LockName, { owner: string, until: number }>()
   private force = { day: '', count: 0, last: 0 }
 
   protected readonly records: MemoryRecords
@@ -45,15 +45,16 @@ export class MemoryStore extends RecordsDelegate implements WechatStore {
     return true
   }
 
-  async acquireLock (owner: string, ttlMs: number): Promise<boolean> {
+  async acquireLock (owner: string, ttlMs: number, name: LockName = 'token'): Promise<boolean> {
     const now = this.clock.now()
-    if (this.lock && this.lock.until > now && this.lock.owner !== owner) return false
-    this.lock = { owner, until: now + ttlMs }
+    const lock = this.locks.get(name)
+    if (lock && lock.until > now && lock.owner !== owner) return false
+    this.locks.set(name, { owner, until: now + ttlMs })
     return true
   }
 
-  async releaseLock (owner: string): Promise<void> {
-    if (this.lock?.owner === owner) this.lock = null
+  async releaseLock (owner: string, name: LockName = 'token'): Promise<void> {
+    if (this.locks.get(name)?.owner === owner) this.locks.delete(name)
   }
 
   async takeForceRefresh (now: number): Promise<ForceRefreshVerdict> {

@@ -4,7 +4,7 @@ import type { KeySpace } from './keys.js'
 import { ALL_SCRIPTS } from './scripts.js'
 import type { ScriptClient } from './scripts.js'
 import { chinaDay, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_MS } from './types.js'
-import type { ForceRefreshVerdict, PushClaim, TokenRecord, WechatStore } from './types.js'
+import type { ForceRefreshVerdict, LockName, PushClaim, TokenRecord, WechatStore } from './types.js'
 import { RedisCredits } from './credits-redis.js'
 import { RedisRecords } from './records-redis.js'
 import { RecordsDelegate } from './records-delegate.js'
@@ -89,12 +89,16 @@ export class RedisStore extends RecordsDelegate implements WechatStore {
     return (await this.run((c) => c.wechatPushDropToken(this.keys.token, token))) === 1
   }
 
-  async acquireLock (owner: string, ttlMs: number): Promise<boolean> {
-    return (await this.run((c) => c.set(this.keys.lock, owner, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX'))) === 'OK'
+  async acquireLock (owner: string, ttlMs: number, name: LockName = 'token'): Promise<boolean> {
+    return (await this.run((c) => c.set(this.lockKey(name), owner, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX'))) === 'OK'
   }
 
-  async releaseLock (owner: string): Promise<void> {
-    await this.run((c) => c.wechatPushReleaseLock(this.keys.lock, owner))
+  async releaseLock (owner: string, name: LockName = 'token'): Promise<void> {
+    await this.run((c) => c.wechatPushReleaseLock(this.lockKey(name), owner))
+  }
+
+  private lockKey (name: LockName): string {
+    return name === 'token' ? this.keys.lock : this.keys.templatesLock
   }
 
   async takeForceRefresh (now: number): Promise<ForceRefreshVerdict> {

@@ -26,9 +26,9 @@ export interface WechatStore extends RecordStore {
   putTokenIfNewer (record: TokenRecord): Promise<boolean>
   /** Delete the stored token only if it is still `token` (a rejected token must not take a newer one down). */
   dropToken (token: string): Promise<boolean>
-  /** Fleet-wide fetch lock with an owner id and a deadline. */
-  acquireLock (owner: string, ttlMs: number): Promise<boolean>
-  releaseLock (owner: string): Promise<void>
+  /** Fleet-wide fetch lock with an owner id and a deadline: the token's, or the template list's. */
+  acquireLock (owner: string, ttlMs: number, name?: LockName): Promise<boolean>
+  releaseLock (owner: string, name?: LockName): Promise<void>
   /**
    * The stable_token force_refresh budget (WECHAT.md §1.2: 20 a day, 30 s apart), counted per
    * China calendar day. Records a use when allowed.
@@ -50,6 +50,9 @@ export interface WechatStore extends RecordStore {
 }
 
 export type PushClaim = 'claimed' | 'pending' | 'done'
+
+/** What a fleet-wide lock guards: one fetch of the token, one of the template list. */
+export type LockName = 'token' | 'templates'
 
 /** WeChat quotas reset on calendar days in China (UTC+8; WECHAT.md §8.1 UNCERTAIN, the usual guess). */
 export function chinaDay (now: number): string {
