@@ -168,6 +168,9 @@ test('lib/delivery/enqueue.ts + lib/store/redis.ts: an enqueue whose record writ
   t.teardown(() => redis.cleanup())
   const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('late'), timeout: 300 } })
   await app.wechat.getToken()
+  // The template list is loaded first: its first load (a store read, the fleet's fetch lock, WeChat)
+  // would otherwise take the stall's second, and the record write would come after it.
+  await app.wechat.templates.list()
   const admin = new Redis(redis.url)
   t.teardown(() => admin.disconnect())
 
