@@ -172,7 +172,14 @@ for (const kind of ['memory', 'bullmq'] as const) {
     t.match(await reset.json(), { errcode: 0 }, 'the quota is reset: 15 more today')
     const { released } = await app.wechat.resumeQueue()
     t.ok(released >= 1, `released ${released}`)
-    await until('every message sent', async () => (await statusCounts(app, ids)).sent === 30, 30_000)
+    // A 45009 answering a call made before the reset, handled after the resume, pauses the queue again
+    // (README): a clean-clone CI run met it here once; a second resumeQueue() releases the rest.
+    const allSent = async (): Promise<boolean> => (await statusCounts(app, ids)).sent === 30
+    await until('every message sent', allSent, 20_000).catch(async () => {
+      t.comment(`paused again after the resume (${(await statusCounts(app, ids)).sent} of 30 sent): resumed once more`)
+      await app.wechat.resumeQueue()
+    })
+    await until('every message sent', allSent, 30_000)
     const messages = sim.accepted.map((m) => m.data.character_string1?.value)
     t.equal(new Set(messages).size, messages.length, 'no message sent twice')
   })
