@@ -14,6 +14,10 @@ import { inFlightTtl } from './record-ttl.js'
 import { newMessageId } from './sender.js'
 import type { Credits } from './credits.js'
 import type { MessageSource, RecordWriter } from './record-writer.js'
+import { ENQUEUE_CHUNK, inChunks, partly, resultOf } from './enqueue-chunks.js'
+import { KeyedEnqueue } from './keyed-enqueue.js'
+
+export { ENQUEUE_CHUNK } from './enqueue-chunks.js'
 
 export interface EnqueueOptions {
   /** a second enqueue with the same key returns the first message's id; for an array, `key:index` per item */
@@ -38,18 +42,15 @@ export interface AdmittedMessage { record: MessageRecord, job: QueuedJob }
  * credit in turn. Larger sets: several calls.
  */
 export const MAX_ENQUEUE = 10_000
-/**
- * An array is claimed, queued and recorded this many messages at a time, one chunk after the other:
- * one queue add (a BullMQ addBulk pipeline) and one round of record writes stay bounded however long
- * the array. An array of up to this many is one add, as before there were chunks.
- */
-export const ENQUEUE_CHUNK = 500
 
 /**
  * The queue side of Delivery (delivery.ts): messages validated, recorded and handed to the queue,
  * from `enqueue` and from handler pushes (`admit` and `queueAdmitted`).
  */
 export class Enqueuer {
+  /** enqueue() under an idempotency key (keyed-enqueue.ts); null with the queue off */
+  private readonly keyed: KeyedEnqueue | null
+
   constructor (
     private readonly store: WechatStore,
     private readonly queue: MessageQueue | null,
@@ -59,7 +60,9 @@ export class Enqueuer {
     private readonly records: RecordWriter,
     /** the account's template list (option `templates`): validation against it, when known */
     private readonly templates?: TemplateRules
-  ) {}
+  ) {
+    this.keyed = queue === null ? null : new KeyedEnqueue(store, queue, records, ledger, options.retentionSeconds, (prepared) => this.reserveAll(prepared))
+  }
 
   /** `fastify.wechat.enqueue`: validated and recorded now, delivered by the queue with retries. */
   async enqueue (input: unknown, options?: EnqueueOptions, source: MessageSource = 'queue'): Promise<EnqueueResult[]> {
@@ -77,97 +80,8 @@ export class Enqueuer {
 
     // 'enforce': every message must hold a credit before it is accepted into the queue.
     if (key === undefined) return this.enqueueFresh(prepared, await this.reserveAll(prepared), delay, source)
-    // With a key, the claims come first: a repeat is answered with its first message, and only a
-    // message queued now takes a credit (a repeat of one that used the user's last credit is not a 409).
-    const claims = await this.claimAll(prepared, isArray, key, delay, source)
-    const created = claims.flatMap((claim, i) => claim.created ? [{ id: claim.record.id, prepared: prepared[i] as PreparedMessage }] : [])
-    let reserved: boolean[]
-    try {
-      reserved = await this.reserveAll(created.map((c) => c.prepared))
-    } catch (err) {
-      // One has no credit: nothing of this call is queued (reserveAll gave the credits back); the claims are undone.
-      await inChunks(created, (chunk) => Promise.all(chunk.map(({ id }) => this.store.discardRecord(id).catch(() => false))))
-      throw err
-    }
-    const fresh = created.map(({ id, prepared: p }, i) => ({ data: { id, wire: p.wire, reserved: reserved[i], source }, delayMs: delay }))
-    // A repeat whose first message is still 'pending' may have lost its job (a crash or a Redis
-    // failover between the record and the queue add): add it again under the same id, which the
-    // queue treats as a no-op when the job is there.
-    const requeue = claims.flatMap((claim, i) => !claim.created && claim.record.status === 'pending' ? [{ data: { id: claim.record.id, wire: (prepared[i] as PreparedMessage).wire, source }, delayMs: delay }] : [])
-    const queue = this.queue as MessageQueue
-    if (requeue.length > 0) {
-      try {
-        await inChunks(requeue, (chunk) => queue.add(chunk))
-      } catch (err) {
-        // Nothing new of this call is queued yet: its claims are undone and their credits go back,
-        // so a retry with the same key queues them (they were left pending with no job, their credits taken).
-        await this.undoFresh(fresh)
-        throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
-      }
-    }
-    // The new messages go in chunk by chunk: `added` of them (a prefix, in input order) are in the queue.
-    let added = 0
-    try {
-      for (; added < fresh.length; added += ENQUEUE_CHUNK) await queue.add(fresh.slice(added, added + ENQUEUE_CHUNK))
-    } catch (err) {
-      // Written to the master but not confirmed by its replicas (queue.replicas): maybe queued. Their
-      // records stay 'pending', so a retry with the same key re-adds the same job ids (a no-op where
-      // they exist) instead of queueing a second message.
-      const unconfirmed = err instanceof ReplicasUnconfirmedError
-      const kept = unconfirmed ? Math.min(added + ENQUEUE_CHUNK, fresh.length) : added
-      // What was not queued (the failed chunk, unless unconfirmed, and those after it): undo the
-      // records (and their idempotency keys) so a retry queues them. If the store is down too, mark
-      // what remains failed rather than leave it pending forever. Their credits go back.
-      const undone = fresh.slice(kept)
-      await this.undoFresh(undone)
-      const messageIds = fresh.slice(0, kept).map((job) => job.data.id)
-      const reason = (err as Error).message
-      if (undone.length === 0 || kept === 0) {
-        if (unconfirmed) throw Object.assign(new WechatQueueError(`${reason}; retry with the same idempotencyKey`, { cause: err }), { messageIds })
-        throw new WechatQueueError(`the queue did not accept it (${reason})`, { cause: err })
-      }
-      // Some chunks went in, the rest did not: the same key queues the rest and answers the others as repeats.
-      throw Object.assign(new WechatQueueError(`${partly(kept, fresh.length, unconfirmed, reason, 'new messages')}; retry with the same idempotencyKey`, { cause: err }), { messageIds })
-    }
-    return claims.map((claim, i) => resultOf(claim.record.id, claim.record.status, claim.created ? (prepared[i] as PreparedMessage).changes : undefined))
-  }
-
-  /**
-   * The claims of an enqueue under a key, a chunk at a time: each message's record created under
-   * `key` (or `key:index` in an array, even of one: the same message under the same key whether it
-   * is enqueued alone in a list or with others). When the store fails part way, the records this call
-   * created are discarded before the error goes on: they would stay 'pending' with no job, and a retry
-   * under the key would answer them as repeats without taking their credits.
-   */
-  private async claimAll (prepared: PreparedMessage[], isArray: boolean, key: string, delay: number, source: MessageSource): Promise<Array<{ created: boolean, record: MessageRecord }>> {
-    const claims: Array<{ created: boolean, record: MessageRecord }> = []
-    let failure: { err: unknown } | undefined
-    for (let start = 0; start < prepared.length && failure === undefined; start += ENQUEUE_CHUNK) {
-      const settled = await Promise.allSettled(prepared.slice(start, start + ENQUEUE_CHUNK).map((p, j) =>
-        this.records.createRecord(this.records.newRecord(newMessageId(), p, 'pending', source), isArray ? `${key}:${start + j}` : key, delay)))
-      for (const outcome of settled) {
-        if (outcome.status === 'fulfilled') claims.push(outcome.value)
-        else failure ??= { err: outcome.reason }
-      }
-    }
-    if (failure === undefined) return claims
-    const mine = claims.filter((claim) => claim.created)
-    await inChunks(mine, (chunk) => Promise.all(chunk.map(({ record }) => this.store.discardRecord(record.id).catch(() => false))))
-    throw failure.err
-  }
-
-  /**
-   * New messages of a keyed enqueue that will not be queued after all: their records are discarded
-   * (freeing their idempotency keys, so a retry queues them), or marked failed if the store cannot
-   * discard them (rather than left pending for ever), and their credits go back.
-   */
-  private async undoFresh (undone: ReadonlyArray<{ data: { id: string, wire: PreparedMessage['wire'], reserved: boolean } }>): Promise<void> {
-    const now = this.records.nowIso()
-    await inChunks(undone, (chunk) => Promise.allSettled(chunk.map(async (job) => {
-      const discarded = await this.store.discardRecord(job.data.id).catch(() => false)
-      if (!discarded) await this.store.updateRecord(job.data.id, { status: 'failed', errmsg: 'could not be queued' }, { ttlSeconds: this.options.retentionSeconds, now })
-    })))
-    await inChunks(undone, (chunk) => Promise.all(chunk.map((job) => job.data.reserved ? this.ledger.settle(job.data.wire.touser, job.data.wire.template_id, { status: 'failed' }, true) : undefined)))
+    // With a key, the claims come first (keyed-enqueue.ts).
+    return (this.keyed as KeyedEnqueue).enqueue(prepared, isArray, key, delay, source)
   }
 
   /**
@@ -286,7 +200,6 @@ export class Enqueuer {
   }
 }
 
-/** Array.isArray, except that a revoked Proxy (which makes it throw) is one message, which validation refuses. */
 /**
  * The messages of an array, as a dense copy read once: a hole is `undefined` (refused by validation
  * as that message, where map() skipped it and left its record without a job), and an array that
@@ -310,32 +223,11 @@ function readList (input: unknown[]): unknown[] {
   return list
 }
 
+/** Array.isArray, except that a revoked Proxy (which makes it throw) is one message, which validation refuses. */
 function isList (input: unknown): boolean {
   try {
     return Array.isArray(input)
   } catch {
     return false
   }
-}
-
-/** `work` on `items` ENQUEUE_CHUNK at a time, one chunk after the other; the results in order. */
-async function inChunks<T, R> (items: readonly T[], work: (chunk: T[], start: number) => Promise<readonly R[] | void>): Promise<R[]> {
-  const results: R[] = []
-  for (let start = 0; start < items.length; start += ENQUEUE_CHUNK) {
-    const done = await work(items.slice(start, start + ENQUEUE_CHUNK), start)
-    if (done) for (const result of done) results.push(result)
-  }
-  return results
-}
-
-/** The error of an array queued in part: the first `kept` of `total` are (or, unconfirmed, may be) queued. */
-function partly (kept: number, total: number, unconfirmed: boolean, reason: string, what: string): string {
-  const first = unconfirmed
-    ? `the first ${kept} of ${total} ${what} were added but the replicas did not confirm the last of them (${reason}): they may be sent (messageIds; see status() of each)`
-    : `the queue took the first ${kept} of ${total} ${what} (messageIds: they will be sent), then failed (${reason})`
-  return `${first}; the other ${total - kept} were not queued`
-}
-
-function resultOf (id: string, status: Status, changes: ValueChange[] | undefined): EnqueueResult {
-  return changes !== undefined && changes.length > 0 ? { id, status, changes } : { id, status }
 }
