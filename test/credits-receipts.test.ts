@@ -107,6 +107,20 @@ test('a receipt without a matching msgid is paired by user, template and time', 
   t.match((await app.wechat.status(sent.id))?.msgid, /^\d{19}$/, 'the receipt taught us the msgid')
 })
 
+test('a failure receipt paired by user, template and time keeps its MsgID too, as a success does', async (t) => {
+  const sim = await startSimulator(t, { returnMsgid: false })
+  const { app, url } = await pushApp(t, sim, { listen: true })
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, sentEvents: false })
+  const openid = 'oCredit-user-0000000007'
+  const sent = await app.wechat.send(shippedMessage(openid))
+  t.equal(sent.msgid, undefined)
+  await sim.push(undefined, { FromUserName: openid, Event: 'subscribe_msg_sent_event', List: [{ TemplateId: ORDER, MsgID: '3001234567890123456', ErrorCode: '10002', ErrorStatus: 'system failed' }] })
+  await waitFor2(async () => (await app.wechat.status(sent.id))?.status === 'failed')
+  const record = await app.wechat.status(sent.id)
+  t.equal(record?.errcode, 10002)
+  t.equal(record?.msgid, '3001234567890123456', 'the receipt taught us the msgid')
+})
+
 for (const returnMsgid of [true, false]) {
   test(`a receipt that outruns the send's answer is applied once the result is stored (msgid ${returnMsgid ? 'returned' : 'not returned'})`, async (t) => {
     const sim = await startSimulator(t, { returnMsgid })

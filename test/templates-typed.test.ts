@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
+import { runInNewContext } from 'node:vm'
 import ts from 'typescript'
 import Fastify from 'fastify'
 import { buildApp, startSimulator } from './helpers/app.js'
@@ -144,7 +145,12 @@ function unusual (): string {
     { priTmplId: 'c', title: 'order shipped', content: 'x:{{thing1.DATA}}\nweird:{{foo2.DATA}}', example: '', type: 3 },
     { priTmplId: 'd', title: '', content: '{{number1.DATA}}', example: '', type: 5 as never },
     { priTmplId: 'e', title: '2024 report', content: '{{enum3.DATA}}', example: '', type: 3 },
-    { priTmplId: 'f', title: 'delete', content: '{{thing1.DATA}}', example: '', type: 3 }
+    { priTmplId: 'f', title: 'delete', content: '{{thing1.DATA}}', example: '', type: 3 },
+    { priTmplId: 'g', title: 'eval', content: '{{thing1.DATA}}', example: '', type: 2 },
+    { priTmplId: 'h', title: 'arguments', content: '{{thing1.DATA}}', example: '', type: 2 },
+    // no keyword of a type this version knows, and no keyword at all: defineTemplate would throw
+    { priTmplId: 'i', title: 'site only', content: '网址:{{site1.DATA}}', example: '', type: 2 },
+    { priTmplId: 'j', title: 'no keys', content: 'nothing to fill in', example: '', type: 2 }
   ], { appId: 'wx1', generatedAt: new Date(0) })
 }
 
@@ -156,6 +162,15 @@ test('CLI: names, escaping and unusual templates', async (t) => {
   t.match(code, /\/\/ {2}\(type 5\)\nexport const template3 = /)
   t.match(code, /export const t2024Report = defineTemplate\('e', \{\n {2}enum3: 'enum'\n/)
   t.match(code, /export const deleteTemplate = /)
+  t.match(code, /export const evalTemplate = /)
+  t.match(code, /export const argumentsTemplate = /)
+  t.match(code, /\/\/ site only \(one-time\): no keyword of a type this version knows \(site1\); declare it by hand with defineTemplate\('i', \{ \.\.\. \}\)\n/)
+  t.match(code, /\/\/ no keys \(one-time\): no keyword of a type this version knows \(none in its content\)/)
+  t.notMatch(code, /= defineTemplate\('(i|j)'/)
+  // The whole file runs: one declaration that throws would take every template in it down
+  const body = code.replace(/^import .*$/m, '').replace(/^export const /gm, 'const ')
+  const declared = runInNewContext(`${body}\n;[orderShipped, evalTemplate, argumentsTemplate]`, { defineTemplate }) as unknown[]
+  t.equal(declared.length, 3, 'the generated file evaluates without throwing')
   t.match(renderTemplates([], { appId: 'wx1', generatedAt: new Date(0) }), /no subscribe templates yet/)
 })
 

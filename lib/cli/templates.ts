@@ -79,11 +79,18 @@ export function renderTemplates (templates: readonly PrivateTemplate[], meta: { 
   if (templates.length === 0) lines.push('// The account has no subscribe templates yet.', '')
   templates.forEach((template, index) => {
     const shape = parseTemplate(template)
-    const name = uniqueName(template.title, index, names)
     const kind = shape.kind === undefined ? `type ${template.type}` : shape.kind
+    const entries = [...shape.keys]
+    if (!entries.some(([, spec]) => spec.type !== undefined)) {
+      // defineTemplate() refuses a template without a key it knows, and one throwing declaration
+      // would take every template of the file down with it: say so instead of declaring it.
+      const keys = entries.length === 0 ? 'none in its content' : entries.map(([key]) => key).join(', ')
+      lines.push(`// ${oneLine(template.title)} (${kind}): no keyword of a type this version knows (${keys}); declare it by hand with defineTemplate(${quote(template.priTmplId)}, { ... })`, '')
+      return
+    }
+    const name = uniqueName(template.title, index, names)
     lines.push(`// ${oneLine(template.title)} (${kind})`)
     lines.push(`export const ${name} = defineTemplate(${quote(template.priTmplId)}, {`)
-    const entries = [...shape.keys]
     entries.forEach(([key, spec], i) => {
       const comma = i < entries.length - 1 ? ',' : ''
       const label = labelOf(template.content, key)
@@ -103,7 +110,7 @@ export function renderTemplates (templates: readonly PrivateTemplate[], meta: { 
 
 const RESERVED = new Set(('break case catch class const continue debugger default delete do else enum export extends false finally for function if ' +
   'implements import in instanceof interface let new null package private protected public return static super switch this throw true try ' +
-  'typeof var void while with yield await async of').split(' '))
+  'typeof var void while with yield await async of eval arguments').split(' '))
 
 /** An identifier from the title (Chinese titles stay Chinese: valid identifiers), unique in the file. */
 function uniqueName (title: string, index: number, taken: Set<string>): string {

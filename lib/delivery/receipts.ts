@@ -57,9 +57,11 @@ export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: 
     const id = (item.MsgID ? await store.findByMsgid(item.MsgID) : null) ??
       await store.findSentMatch(message.FromUserName, item.TemplateId, message.CreateTime * 1000, RECEIPT_WINDOW_MS)
     if (!id) return false
+    // (a message paired by user, template and time learns its msgid from the receipt, either way)
+    const msgid = item.MsgID ? { msgid: item.MsgID } : {}
     const patch = item.ErrorCode === 0
-      ? { status: 'delivered' as const, ...(item.MsgID ? { msgid: item.MsgID } : {}) }
-      : { status: 'failed' as const, errcode: item.ErrorCode, errmsg: item.ErrorStatus || 'delivery failed' }
+      ? { status: 'delivered' as const, ...msgid }
+      : { status: 'failed' as const, errcode: item.ErrorCode, errmsg: item.ErrorStatus || 'delivery failed', ...msgid }
     const before: { status?: Status } = {}
     const record = await store.updateRecord(id, patch, { ttlSeconds: options.retentionSeconds, now: new Date(options.clock.now()).toISOString(), before })
     // Emitted only when this receipt moved the message: not for a record the store would not move
