@@ -63,7 +63,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   const api = new WechatApi(http, tokens)
   const sender = new Sender(api, options.retry, log, options.clock)
   const templateApi = new TemplateApi(api, options.retry, log)
-  const catalog = options.templates ? new TemplateCatalog(templateApi, store, { ttlMs: options.templates.ttlSeconds * 1000, validate: options.templates.validate && options.validation !== 'off', clock: options.clock }, log) : null
+  const catalog = options.templates ? new TemplateCatalog(templateApi, store, { ttlMs: options.templates.ttlSeconds * 1000, validate: options.templates.validate && options.validation !== 'off', clock: options.clock, waitMs: options.timeout }, log) : null
   const credits = new Credits(store, options.credits, (templateId) => catalog?.kindOf(templateId), log, (templateIds) => catalog?.kindsReady(templateIds))
   const settle = (data: JobData, outcome: DeliveryOutcome): Promise<void> => credits.settle(data.wire.touser, data.wire.template_id, outcome, data.reserved === true)
   const queue = createQueue(options, store, keys, sender, log, { onSent: settle, onFailed: settle, emit: events.emitLifecycle })
@@ -114,6 +114,8 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   if (queue) fastify.addHook('onReady', async () => { await queue.start() })
 
   fastify.addHook('onClose', async () => {
+    // (template reads are not needed to shut down: a list load under way ends now)
+    templateApi.close()
     receipts.close()
     await handlerPushes?.drain()
     await queue?.close(CLOSE_GRACE_MS)

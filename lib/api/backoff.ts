@@ -12,6 +12,26 @@ export function backoffDelay (attempt: number, options: BackoffOptions, random: 
   return Math.round(bottom + random() * (top - bottom))
 }
 
+/**
+ * `work`, or the signal's reason as soon as it is aborted (`work` itself goes on: a token fetch or
+ * a template list other callers share). Without a signal, `work` as it is.
+ */
+export function abortable<T> (work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return work
+  if (signal.aborted) return Promise.reject(signal.reason)
+  return new Promise<T>((resolve, reject) => {
+    const aborted = (): void => { reject(signal.reason) }
+    signal.addEventListener('abort', aborted, { once: true })
+    work.then((value) => {
+      signal.removeEventListener('abort', aborted)
+      resolve(value)
+    }, (err: unknown) => {
+      signal.removeEventListener('abort', aborted)
+      reject(err)
+    })
+  })
+}
+
 /** A timer that does not keep the process alive, and that `signal` can cut short. */
 export function sleep (ms: number, signal?: AbortSignal): Promise<void> {
   if (ms <= 0) return Promise.resolve()

@@ -25,7 +25,7 @@ export class Exchange implements DeadlineEntry, Dispatcher.DispatchHandler {
   private chunks: Buffer[] | null = null
   private settled = false
   private controller: Dispatcher.DispatchController | null = null
-  private reason: DeadlineError | null = null
+  private reason: Error | null = null
   private resolve!: (exchange: Exchange) => void
   private reject!: (err: Error) => void
 
@@ -37,8 +37,14 @@ export class Exchange implements DeadlineEntry, Dispatcher.DispatchHandler {
     })
   }
 
-  /** Send the request; the answer (or the error) settles `answer`. */
-  start (dispatcher: Dispatcher, options: Dispatcher.DispatchOptions): Promise<Exchange> {
+  /** Send the request; the answer (or the error) settles `answer`. `cancel` aborts it like its deadline. */
+  start (dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, cancel?: AbortSignal): Promise<Exchange> {
+    if (cancel !== undefined) {
+      if (cancel.aborted) return Promise.reject(cancel.reason)
+      const cut = (): void => { this.abort(cancel.reason as Error) }
+      cancel.addEventListener('abort', cut, { once: true })
+      this.answer.then(() => { cancel.removeEventListener('abort', cut) }, () => { cancel.removeEventListener('abort', cut) })
+    }
     this.deadlines.add(this)
     try {
       dispatcher.dispatch(options, this)
@@ -49,10 +55,15 @@ export class Exchange implements DeadlineEntry, Dispatcher.DispatchHandler {
   }
 
   expire (): void {
-    this.reason = new DeadlineError(`no answer within ${this.deadlines.timeout} ms`)
+    this.abort(new DeadlineError(`no answer within ${this.deadlines.timeout} ms`))
+  }
+
+  private abort (reason: Error): void {
+    if (this.settled) return
+    this.reason = reason
     // Not started yet: onRequestStart aborts it as soon as the pool gets to it.
-    this.controller?.abort(this.reason)
-    this.fail(this.reason)
+    this.controller?.abort(reason)
+    this.fail(reason)
   }
 
   onRequestStart (controller: Dispatcher.DispatchController): void {

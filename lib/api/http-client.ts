@@ -21,10 +21,16 @@ export interface CallOptions {
   /** an already encoded query string, appended after `query` (WechatApi's access_token, encoded once per token) */
   search?: string
   /**
-   * WechatApi.call only: checked once the token is there, just before the request leaves (a send
-   * whose caller gave up while it waited for a token is not made); a request on its way is not cut off.
+   * WechatApi.call only: ends the wait for a token, and is checked again just before the request
+   * leaves (a send whose caller gave up while it waited for a token is not made); a request on its
+   * way is not cut off.
    */
   signal?: AbortSignal
+  /**
+   * Cuts the request off, even on its way (close()): only for calls whose repeat is harmless, the
+   * token fetch and the template reads. A send is never cut (it may be delivered all the same).
+   */
+  cancel?: AbortSignal
 }
 
 export interface UpstreamFields {
@@ -89,7 +95,7 @@ export class WechatHttpClient {
         request ??= requestOf(method, url, options)
         // undici's own timeouts use coarse timers (about 1 s resolution), so the call has its own
         // deadline: connect, headers and body together, on the client's shared deadline timer.
-        const answer = answerOf(await new Exchange(this.deadlines).start(pool, request))
+        const answer = answerOf(await new Exchange(this.deadlines).start(pool, request, options.cancel))
         // A base URL that timed out or answered 5xx before this one may have acted on the request
         if (ambiguous && answer !== null && typeof answer === 'object') Object.defineProperty(answer, AFTER_AMBIGUOUS, { value: true })
         return answer
@@ -100,7 +106,7 @@ export class WechatHttpClient {
         httpStatus = failure.httpStatus ?? httpStatus
         refused = failure.refused === true
         lastError = err as Error
-        if (!failure.failOver) break
+        if (!failure.failOver || options.cancel?.aborted === true) break
       }
     }
     const detail = lastError instanceof HttpStatusError && lastError.detail !== undefined ? ` (${lastError.detail})` : ''

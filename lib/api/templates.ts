@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { invalid, WechatApiError } from '../errors.js'
+import { invalid, WechatApiError, WechatUpstreamError } from '../errors.js'
 import type { WechatApiErrorInstance } from '../errors.js'
 import { backoffDelay, sleep } from './backoff.js'
 import { checkAddInput, checkTid, checkTitlesQuery } from './template-inputs.js'
@@ -82,12 +82,19 @@ export class TemplateApi {
   private addFormat: BodyFormat = 'form'
   /** an addtemplate call succeeded in `addFormat`: its parameter errors are real from then on */
   private addFormatConfirmed = false
+  /** close(): no more retries, no more waiting for a token, reads under way cut off */
+  private readonly stop = new AbortController()
 
   constructor (
     private readonly api: WechatApi,
     private readonly retry: { attempts: number, minDelay: number, maxDelay: number },
     private readonly log: FastifyBaseLogger
   ) {}
+
+  /** The app is closing: a call under way ends now (a read is cut off; an add or remove on its way is not). */
+  close (): void {
+    this.stop.abort(new WechatUpstreamError('the app is closing (app.close()): WeChat is not called any more'))
+  }
 
   /** `gettemplate`: the account's private templates. */
   async list (): Promise<PrivateTemplate[]> {
@@ -176,19 +183,24 @@ export class TemplateApi {
    * `idempotent` false, a network failure that may have reached WeChat is not retried.
    */
   private async call (method: 'GET' | 'POST', path: string, options: CallOptions, idempotent: boolean): Promise<ApiAnswer> {
+    const stop = this.stop.signal
+    // (a read cut off at close() is harmless; an add or remove on its way is let finish)
+    const call = { ...options, signal: stop, ...(idempotent ? { cancel: stop } : {}) }
     for (let attempt = 1; ; attempt++) {
+      stop.throwIfAborted()
       const last = attempt >= this.retry.attempts
       try {
-        const answer = await this.api.call(method, path, options)
+        const answer = await this.api.call(method, path, call)
         if (answer.errcode === 0 || classifyErrcode(answer.errcode) !== 'transient' || last) return answer
         this.log.warn({ path, errcode: answer.errcode, rid: answer.rid, attempt }, 'wechat: template call answered a transient error; retrying')
       } catch (err) {
         const upstream = err as Error & Partial<UpstreamFields> & { code?: string }
-        const retry = !last && upstream.code === 'FST_WECHAT_UPSTREAM' && upstream.refused !== true && (idempotent || upstream.ambiguous !== true)
-        if (!retry) throw err
+        const retry = !last && !stop.aborted && upstream.code === 'FST_WECHAT_UPSTREAM' && upstream.refused !== true && (idempotent || upstream.ambiguous !== true)
+        // (a read cut off by close() says so, not as the network error the cut made)
+        if (!retry) throw stop.aborted && idempotent ? stop.reason : err
         this.log.warn({ path, reason: upstream.message, attempt }, 'wechat: template call did not complete; retrying')
       }
-      await sleep(backoffDelay(attempt, this.retry))
+      await sleep(backoffDelay(attempt, this.retry), stop)
     }
   }
 }

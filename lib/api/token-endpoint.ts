@@ -21,16 +21,19 @@ export type TokenErrorInstance = WechatTokenErrorInstance
 /**
  * One call to WeChat's token endpoint (WECHAT.md §1.1, §1.2). The secret travels only in this
  * request; errors carry the errcode, rid and advice, never the secret nor the URL that held it.
+ * `cancel` cuts the request off (close()): a token fetch cut short is harmless.
  */
-export async function fetchAccessToken (http: WechatHttpClient, options: TokenEndpointOptions, forceRefresh = false): Promise<FetchedToken> {
+export async function fetchAccessToken (http: WechatHttpClient, options: TokenEndpointOptions, forceRefresh = false, cancel?: AbortSignal): Promise<FetchedToken> {
   let body: unknown
   try {
     body = options.mode === 'stable'
       ? await http.call('POST', '/cgi-bin/stable_token', {
-        json: { grant_type: 'client_credential', appid: options.appId, secret: options.appSecret, force_refresh: forceRefresh }
+        json: { grant_type: 'client_credential', appid: options.appId, secret: options.appSecret, force_refresh: forceRefresh },
+        cancel
       })
       : await http.call('GET', '/cgi-bin/token', {
-        query: { grant_type: 'client_credential', appid: options.appId, secret: options.appSecret }
+        query: { grant_type: 'client_credential', appid: options.appId, secret: options.appSecret },
+        cancel
       })
   } catch (err) {
     const upstream = err as InstanceType<typeof WechatUpstreamError>

@@ -219,7 +219,8 @@ export class TokenManager {
     const { attempts } = this.options.retry
     for (let attempt = 1; ; attempt++) {
       try {
-        return await fetchAccessToken(this.options.http, this.options.endpoint, forceRefresh)
+        // (close() cuts a fetch under way: the pool closes at once instead of waiting out its timeout)
+        return await fetchAccessToken(this.options.http, this.options.endpoint, forceRefresh, this.stop.signal)
       } catch (err) {
         const error = err as TokenErrorInstance
         this.hold.failed(error, forceRefresh)

@@ -1,3 +1,4 @@
+import { abortable } from './backoff.js'
 import { classifyErrcode, errcodeOf } from './errcodes.js'
 import { answeredAfterAmbiguity } from './http-client.js'
 import type { CallOptions, WechatHttpClient } from './http-client.js'
@@ -26,16 +27,17 @@ export class WechatApi {
   constructor (readonly http: WechatHttpClient, readonly tokens: TokenManager) {}
 
   async call (method: 'GET' | 'POST', path: string, options: CallOptions = {}): Promise<ApiAnswer> {
-    let token = this.tokens.current() ?? await this.tokens.getToken()
+    // (a caller who gives up while the token is fetched stops waiting; the fetch goes on for the others)
+    let token = this.tokens.current() ?? await abortable(this.tokens.getToken(), options.signal)
     let ambiguous = false
     for (let retried = false; ; retried = true) {
       options.signal?.throwIfAborted()
-      const body = await this.http.call(method, path, { query: options.query, json: options.json, form: options.form, search: this.encoded(token) })
+      const body = await this.http.call(method, path, { query: options.query, json: options.json, form: options.form, search: this.encoded(token), cancel: options.cancel })
       const answer = toAnswer(body)
       ambiguous ||= answeredAfterAmbiguity(body)
       if (ambiguous) answer.ambiguous = true
       if (retried || classifyErrcode(answer.errcode) !== 'token') return answer
-      token = await this.tokens.rejected(token)
+      token = await abortable(this.tokens.rejected(token), options.signal)
     }
   }
 

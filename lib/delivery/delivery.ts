@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { abortable } from '../api/backoff.js'
 import { WechatStoreError, WechatUpstreamError } from '../errors.js'
 import type { WechatUpstreamErrorInstance } from '../errors.js'
 import type { Clock, ResolvedOptions } from '../options.js'
@@ -87,7 +88,8 @@ export class Delivery {
       if (wait !== undefined) {
         // read after the wait: as the caller handed it over, not as its object is by then
         message = snapshotMessage(message)
-        await wait
+        // (the caller giving up, or close(), ends the wait: nothing was claimed or sent yet)
+        await abortable(wait, signal).catch((err: unknown) => { throw err === this.closing.signal.reason ? closedError() : err })
       }
     }
     const prepared = prepareMessage(message, this.options, this.templates?.lookup)

@@ -9,6 +9,7 @@ import type { Clock } from '../options.js'
 import type { WechatStore } from '../store/types.js'
 import type { TemplateKind } from './credits.js'
 import { parseTemplate } from './templates.js'
+import { within } from './within.js'
 import type { TemplateRules, TemplateShape } from './templates.js'
 
 export interface CatalogOptions {
@@ -17,6 +18,11 @@ export interface CatalogOptions {
   /** validate sends against the list (option `templates.validate`, and `validation` not 'off') */
   validate: boolean
   clock: Clock
+  /**
+   * The most a send, enqueue or handler push waits for a load of the list (option `timeout`: one
+   * call's worth); then it goes on by the key-name rules while the load finishes in the background.
+   */
+  waitMs: number
 }
 
 /** An unknown template id triggers at most one refresh per this long (it may have just been added). */
@@ -43,6 +49,8 @@ const noop = (): void => {}
 export class TemplateCatalog implements TemplateRules {
   private shapes = new Map<string, TemplateShape>()
   private entries: PrivateTemplate[] = []
+  /** the load under way that one send already waited `waitMs` for in vain (bounded()) */
+  private slowLoad: Promise<void> | null = null
   /** when the list we hold was fetched from WeChat (by us or by another instance), clock ms */
   private fetchedAt = 0
   private loaded = false
@@ -76,7 +84,8 @@ export class TemplateCatalog implements TemplateRules {
   /**
    * Before messages are validated. Warm path (list loaded, every id known): undefined, synchronously.
    * The first use waits for the first load; an unknown id waits for one refresh (throttled); after a
-   * failure, nothing waits and the list is retried in the background.
+   * failure, nothing waits and the list is retried in the background. No wait is longer than
+   * `waitMs`: a gettemplate that hangs (retried, each try up to the timeout) does not hold sends.
    */
   prepare (templateIds: readonly string[]): Promise<void> | undefined {
     this.used = true
@@ -85,14 +94,24 @@ export class TemplateCatalog implements TemplateRules {
       if (this.inflight !== null) wait = this.inflight.catch(noop)
       else if (!this.failing || this.now() - this.attemptedAt >= RETRY_AFTER_FAILURE_MS) wait = this.background(this.sync(() => !this.loaded))
       // Only the first load is waited for: once WeChat failed, sends go on by the key-name rules.
-      return this.options.validate && !this.failing ? wait : undefined
+      return this.options.validate && !this.failing && wait !== undefined ? this.bounded(wait) : undefined
     }
     if (!this.options.validate) return undefined
     const missing = templateIds.filter((id) => !this.shapes.has(id))
     if (missing.length === 0) return undefined
-    if (this.inflight) return this.inflight.catch(noop)
+    if (this.inflight) return this.bounded(this.inflight.catch(noop))
     if (this.now() - Math.max(this.fetchedAt, this.attemptedAt) < UNKNOWN_REFRESH_MS) return undefined
-    return this.background(this.sync(() => missing.some((id) => !this.shapes.has(id)) && this.now() - Math.max(this.fetchedAt, this.attemptedAt) >= UNKNOWN_REFRESH_MS))
+    return this.bounded(this.background(this.sync(() => missing.some((id) => !this.shapes.has(id)) && this.now() - Math.max(this.fetchedAt, this.attemptedAt) >= UNKNOWN_REFRESH_MS)))
+  }
+
+  /**
+   * A wait for the list that ends after `waitMs` at the latest (the load goes on). A load that
+   * outlasted one such wait is not waited for again: the sends after it go on at once.
+   */
+  private bounded (wait: Promise<void>): Promise<void> | undefined {
+    const load = this.inflight
+    if (load !== null && load === this.slowLoad) return undefined
+    return within(wait, this.options.waitMs).then((settled) => { if (!settled && load !== null && this.inflight === load) this.slowLoad = load })
   }
 
   /**
