@@ -34,6 +34,7 @@ test('bad bodies are 400 with a message, never 500', async (t) => {
     ['null', null, /body Expected object/],
     ['a JSON string', 'hello', /body Expected object/],
     ['an empty idempotencyKey', { ...valid, idempotencyKey: '' }, /body\/idempotencyKey/],
+    ['a lone surrogate in the idempotencyKey', { ...valid, idempotencyKey: 'order-\ud800' }, /idempotencyKey must be well-formed Unicode/],
     ['a value over the keyword rule', { ...valid, data: { ...valid.data, thing2: 'x'.repeat(40) } }, /data\.thing2 must be at most 20 characters/]
   ]
   for (const [label, body, message] of cases) {
@@ -43,7 +44,7 @@ test('bad bodies are 400 with a message, never 500', async (t) => {
   }
   const many = (await postJson(app, '/wechat/messages', { a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7 })).json()
   t.equal(many.message.split(', ').length, 5, 'at most five problems are listed')
-  const rules = (await postJson(app, '/wechat/messages', cases[10][1])).json()
+  const rules = (await postJson(app, '/wechat/messages', cases[11][1])).json()
   t.match(rules, { code: 'FST_WECHAT_INVALID_MESSAGE', violations: [{ key: 'data.thing2', rule: 'thing.maxLength' }] }, 'keyword rules name the field and the rule')
 
   const notJson = /^body must be JSON \(application\/json\)$/

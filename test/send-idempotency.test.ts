@@ -41,6 +41,25 @@ for (const store of ['memory', 'redis'] as const) {
     t.equal(sim.accepted.length, 1)
   })
 
+  // A queued message's failure did not free its key (only a direct send's did): send() under that key
+  // answered `{ id, duplicate: true }` (HTTP 200 on POST /messages) and sent nothing. Failed before.
+  test(`send with a key whose queued message certainly failed (${store}): the key is free, the send goes out`, async (t) => {
+    const sim = await startSimulator(t)
+    const redisUrl = await redisFor(t, store)
+    const app = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix: uniquePrefix('sendkey') } })
+    await app.wechat.getToken()
+    sim.failNext('send', { errcode: 40003 })
+    const [queued] = await app.wechat.enqueue(shippedMessage(), { idempotencyKey: 'queued-1' })
+    await until('the queued message failed', async () => (await app.wechat.status(queued?.id as string))?.status === 'failed')
+    const sent = await app.wechat.send(shippedMessage(), { idempotencyKey: 'queued-1' })
+    t.ok(sent.msgid, 'sent')
+    t.equal(sent.duplicate, undefined, 'not answered as a duplicate of the failed one')
+    t.not(sent.id, queued?.id)
+    t.equal(sim.accepted.length, 1)
+    t.same(await app.wechat.send(shippedMessage(), { idempotencyKey: 'queued-1' }), { id: sent.id, msgid: sent.msgid, duplicate: true }, 'a repeat now answers the sent one')
+    t.match(await app.wechat.status(queued?.id as string), { status: 'failed', errcode: 40003 }, 'the failed one keeps its record')
+  })
+
   test(`send with a key under credits: 'enforce' (${store}): a refusal leaves nothing claimed`, async (t) => {
     const sim = await startSimulator(t, { requireCredits: true })
     const redisUrl = await redisFor(t, store)
@@ -79,6 +98,19 @@ for (const store of ['memory', 'redis'] as const) {
     t.equal((await app.wechat.credits(openid))[DEMO_TEMPLATE_IDS.orderShipped], 1, 'without a key too')
   })
 }
+
+// Redis stores a lone surrogate as U+FFFD: 'k\ud800' and 'k\ud801' were one key there (the second
+// message answered as a duplicate, never sent) and two in memory. Refused now, on both. Failed before.
+test('an idempotencyKey with a lone surrogate is refused before anything is claimed', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  for (const key of ['k\ud800', 'k\udc00x', '\ud83d']) {
+    await t.rejects(app.wechat.send(shippedMessage(), { idempotencyKey: key }), { code: 'FST_WECHAT_INVALID_MESSAGE', violations: [{ key: 'idempotencyKey' }] })
+    await t.rejects(app.wechat.enqueue(shippedMessage(), { idempotencyKey: key }), { code: 'FST_WECHAT_INVALID_MESSAGE' })
+  }
+  t.match(await app.wechat.send(shippedMessage(), { idempotencyKey: 'k\ud83d\ude00' }), { msgid: String }, 'a whole surrogate pair (an emoji) is fine')
+  t.equal(sim.accepted.length, 1)
+})
 
 // An already aborted signal used to be ignored: the message went out. Failed before.
 test('send with an aborted signal sends nothing and rejects with the signal\'s reason', async (t) => {

@@ -66,6 +66,11 @@ function checkKey (key: unknown): string | undefined {
   if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
     throw invalid([{ key: 'idempotencyKey', rule: 'type', message: `idempotencyKey must be a string of 1-${MAX_KEY_LENGTH} characters` }])
   }
+  // A lone surrogate has no UTF-8 form: Redis would store U+FFFD in its place, so two different keys
+  // became one there (and stayed two in memory).
+  if (!(key as string & { isWellFormed (): boolean }).isWellFormed()) {
+    throw invalid([{ key: 'idempotencyKey', rule: 'type', message: 'idempotencyKey must be well-formed Unicode (no lone surrogate)' }])
+  }
   return key
 }
 

@@ -99,7 +99,15 @@ export class Delivery {
       // The key is claimed before the credit and the call: a repeat of a message that went out is
       // its duplicate (even when that message used the user's last credit), and two concurrent sends
       // cannot both go out.
-      const claim = await this.records.createRecord(this.records.newRecord(id, prepared, 'sending', 'send'), key)
+      const record = this.records.newRecord(id, prepared, 'sending', 'send')
+      let claim = await this.records.createRecord(record, key)
+      if (!claim.created && claim.record.status === 'failed') {
+        // The key's message certainly failed (a queued one: its key is not freed when it fails, as a
+        // direct send's is): the key is free, so this one goes out. Freed only if it still names that
+        // message: of two sends doing this at once, one claims it and the other is its duplicate.
+        await this.releaseKey(key, claim.record.id)
+        claim = await this.records.createRecord(record, key)
+      }
       if (!claim.created) return { id: claim.record.id, ...(claim.record.msgid ? { msgid: claim.record.msgid } : {}), duplicate: true }
     }
     // The ledger is asked only when its mode counts this template (no promise per send otherwise).
