@@ -7,7 +7,7 @@ import { BATCH_JOB, bulkOf } from './batch-jobs.js'
 import type { BatchData } from './batch-jobs.js'
 import type { JobData, JobRunner, Verdict } from './job-runner.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
-import { ReplicasUnconfirmedError } from './queue.js'
+import { AddUnansweredError, ReplicasUnconfirmedError } from './queue.js'
 import { Slots } from './slots.js'
 import { QueueErrors } from './queue-errors.js'
 import { sleep } from '../api/backoff.js'
@@ -16,6 +16,8 @@ import { AddConnection, closeWorker, OwnedConnections } from './bullmq-connectio
 import { QuotaPause } from './quota-pause.js'
 
 export const QUEUE_NAME = 'subscribe-send'
+/** How long a queue add waits for Redis's answer before it is reported as maybe queued (AddUnansweredError). */
+export const ADD_ANSWER_MS = 5000
 /** The most a rate-limited worker waits before fetching again (the 45009 pause's rate limit included). */
 const MAX_RATE_LIMIT_WAIT_MS = 5000
 
@@ -92,7 +94,7 @@ export class BullQueue implements MessageQueue {
   async add (jobs: QueuedJob[]): Promise<void> {
     const { queue, connection, ready } = this.producer()
     await ready.connectedForAdd()
-    await queue.addBulk(bulkOf(jobs, this.options.limiter === undefined).map(({ name, data, jobId, delayMs, attemptsBefore }) => ({
+    const added = queue.addBulk(bulkOf(jobs, this.options.limiter === undefined).map(({ name, data, jobId, delayMs, attemptsBefore }) => ({
       name,
       data,
       opts: {
@@ -106,6 +108,12 @@ export class BullQueue implements MessageQueue {
         removeOnFail: { count: 5000 }
       }
     })))
+    // A connected Redis that does not answer (stalled) held the enqueue for as long as it lasted.
+    if (!await within(added, ADD_ANSWER_MS)) {
+      added.catch(() => {})
+      throw new AddUnansweredError(`the queue's Redis did not answer the add within ${ADD_ANSWER_MS} ms: the jobs may be queued all the same`)
+    }
+    await added
     const replicas = this.options.replicas
     if (replicas !== undefined) {
       // WAIT on our own add connection covers exactly the writes made on it so far: these jobs.

@@ -24,7 +24,7 @@ export async function inChunks<T, R> (items: readonly T[], work: (chunk: T[], st
 /** The error of an array queued in part: the first `kept` of `total` are (or, unconfirmed, may be) queued. */
 export function partly (kept: number, total: number, unconfirmed: boolean, reason: string, what: string): string {
   const first = unconfirmed
-    ? `the first ${kept} of ${total} ${what} were added but the replicas did not confirm the last of them (${reason}): they may be sent (messageIds; see status() of each)`
+    ? `the first ${kept} of ${total} ${what} were added, the last of them unconfirmed (${reason}): they may be sent (messageIds; see status() of each)`
     : `the queue took the first ${kept} of ${total} ${what} (messageIds: they will be sent), then failed (${reason})`
   return `${first}; the other ${total - kept} were not queued`
 }

@@ -8,7 +8,7 @@ import { prepareMessage, snapshotMessage } from './message.js'
 import { templateIdsOf } from './templates.js'
 import type { TemplateRules } from './templates.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
-import { ReplicasUnconfirmedError } from './queue.js'
+import { MaybeAddedError, ReplicasUnconfirmedError } from './queue.js'
 import { enqueueOptions } from './call-options.js'
 import { inFlightTtl } from './record-ttl.js'
 import { newMessageId } from './sender.js'
@@ -100,7 +100,7 @@ export class Enqueuer {
     } catch (err) {
       // (unconfirmed by the replicas, the jobs may run: they keep their credits)
       const cause = (err as Error).cause
-      const unconfirmed = cause instanceof ReplicasUnconfirmedError
+      const unconfirmed = cause instanceof MaybeAddedError
       const kept = unconfirmed ? Math.min(added + ENQUEUE_CHUNK, batch.length) : added
       await inChunks(batch.slice(kept), (chunk) => this.release(chunk))
       // One chunk (up to ENQUEUE_CHUNK messages), or nothing queued: queueAdmitted's error says it all.
@@ -155,11 +155,11 @@ export class Enqueuer {
    */
   async queueAdmitted (batch: readonly AdmittedMessage[]): Promise<void> {
     if (batch.length === 0) return
-    let unconfirmed: ReplicasUnconfirmedError | undefined
+    let unconfirmed: MaybeAddedError | undefined
     try {
       await (this.queue as MessageQueue).add(batch.map(({ job }) => job))
     } catch (err) {
-      if (!(err instanceof ReplicasUnconfirmedError)) throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
+      if (!(err instanceof MaybeAddedError)) throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
       unconfirmed = err
     }
     await Promise.all(batch.map(({ record, job }) => this.store.createRecord(record, { ttlSeconds: inFlightTtl(this.options.retentionSeconds, job.delayMs) }).catch((err) => {
@@ -169,7 +169,8 @@ export class Enqueuer {
       // The master has the jobs, so they may run: their records are written as for any queued
       // message, and the error names them (status(id) tells what became of each).
       const ids = batch.map(({ record }) => record.id)
-      const error = new WechatQueueError(`the replicas did not confirm it (${unconfirmed.message}); it may still be sent: see status() of ${ids.join(', ')}, and retry only under an idempotencyKey`, { cause: unconfirmed })
+      const what = unconfirmed instanceof ReplicasUnconfirmedError ? 'the replicas did not confirm it' : 'the queue did not answer in time'
+      const error = new WechatQueueError(`${what} (${unconfirmed.message}); it may still be sent: see status() of ${ids.join(', ')}, and retry only under an idempotencyKey`, { cause: unconfirmed })
       throw Object.assign(error, { messageIds: ids })
     }
   }

@@ -6,7 +6,7 @@ import type { EnqueueResult } from './enqueue.js'
 import { ENQUEUE_CHUNK, inChunks, partly, resultOf } from './enqueue-chunks.js'
 import type { PreparedMessage } from './message.js'
 import type { MessageQueue } from './queue.js'
-import { ReplicasUnconfirmedError } from './queue.js'
+import { MaybeAddedError } from './queue.js'
 import type { MessageSource, RecordWriter } from './record-writer.js'
 import { newMessageId } from './sender.js'
 
@@ -60,10 +60,11 @@ export class KeyedEnqueue {
     try {
       for (; added < fresh.length; added += ENQUEUE_CHUNK) await queue.add(fresh.slice(added, added + ENQUEUE_CHUNK))
     } catch (err) {
-      // Written to the master but not confirmed by its replicas (queue.replicas): maybe queued. Their
+      // Written to the master but not confirmed by its replicas (queue.replicas), or not answered in
+      // time (Redis stalled): maybe queued. Their
       // records stay 'pending', so a retry with the same key re-adds the same job ids (a no-op where
       // they exist) instead of queueing a second message.
-      const unconfirmed = err instanceof ReplicasUnconfirmedError
+      const unconfirmed = err instanceof MaybeAddedError
       const kept = unconfirmed ? Math.min(added + ENQUEUE_CHUNK, fresh.length) : added
       // What was not queued (the failed chunk, unless unconfirmed, and those after it): undo the
       // records (and their idempotency keys) so a retry queues them. If the store is down too, mark

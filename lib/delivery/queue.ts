@@ -34,9 +34,17 @@ export interface MessageQueue {
 export const CLOSE_GRACE_MS = 10_000
 
 /**
- * The jobs were written to the master but not confirmed by enough replicas in time: they may be
- * queued (and run), or lost in a failover. The caller must not undo the add (its records stay, so
- * a retry with the same idempotency key re-adds the same job ids: a no-op where they exist). The
- * message says what happened; each caller adds the advice that fits it (with a key or without).
+ * An add that may have gone through: its jobs may be queued (and run). The caller must not undo it
+ * (its records stay, so a retry with the same idempotency key re-adds the same job ids: a no-op where
+ * they exist). The message says what happened; each caller adds the advice that fits it.
  */
-export class ReplicasUnconfirmedError extends Error {}
+export class MaybeAddedError extends Error {}
+
+/** The jobs were written to the master but not confirmed by enough replicas in time: queued, or lost in a failover. */
+export class ReplicasUnconfirmedError extends MaybeAddedError {}
+
+/**
+ * Redis did not answer the add in time (stalled, or a network path that drops packets): the add
+ * may still go through when it answers (the command is on its way, and is sent again on reconnect).
+ */
+export class AddUnansweredError extends MaybeAddedError {}

@@ -49,6 +49,18 @@ export class PrivateRedis {
     await waitForPing(this.port)
   }
 
+  /**
+   * SIGSTOP: the server keeps its connections but answers nothing (a stalled Redis, or a network
+   * path that drops packets) until resume(). stop() and cleanup() end it either way.
+   */
+  pause (): void {
+    this.process?.kill('SIGSTOP')
+  }
+
+  resume (): void {
+    this.process?.kill('SIGCONT')
+  }
+
   /** SIGKILL by default (a crash); `graceful` sends SIGTERM (Redis then fsyncs and exits). */
   async stop (graceful = false): Promise<void> {
     const child = this.process

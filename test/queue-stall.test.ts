@@ -1,0 +1,42 @@
+/**
+ * A Redis that stalls (SIGSTOP: connected, answering nothing, as a blackholed network path looks)
+ * while the app enqueues. A key-less enqueue waited for the queue add for as long as the stall
+ * lasted (43 s in the audit that found it), where everything else answered a coded 503 after ~1 s.
+ * Now the add is bounded (ADD_ANSWER_MS): FST_WECHAT_QUEUE saying the message may still be
+ * queued, with its id, and the message goes out exactly once when Redis answers again.
+ */
+import { test } from 'tap'
+import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
+import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { until } from './queue-helpers.js'
+import { ADD_ANSWER_MS } from '../lib/delivery/bullmq-queue.js'
+
+test('enqueue while Redis stalls: a coded error after ADD_ANSWER_MS naming the message, which is sent once Redis answers', { timeout: 90_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.cleanup())
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('stall') } })
+  await app.wechat.getToken()
+  const [warm] = await app.wechat.enqueue(shippedMessage('oStall-user-000000000001'))
+  await until('the warm-up message is sent', async () => (await app.wechat.status(warm?.id as string))?.status === 'sent')
+
+  redis.pause()
+  let error: Error & { code?: string, messageIds?: string[] } | undefined
+  const started = Date.now()
+  try {
+    const settled = await Promise.race([
+      app.wechat.enqueue(shippedMessage('oStall-user-000000000002')).then(() => 'resolved', (err: Error) => { error = err; return 'rejected' }),
+      new Promise<string>((resolve) => setTimeout(() => resolve('still waiting'), ADD_ANSWER_MS + 10_000))
+    ])
+    t.equal(settled, 'rejected', `the enqueue ended while Redis was still stalled (after ${Date.now() - started} ms)`)
+  } finally {
+    redis.resume()
+  }
+  t.match(error, { code: 'FST_WECHAT_QUEUE', statusCode: 503 })
+  t.match(error?.message, /may still be sent/, 'it says the message may be queued all the same')
+  t.equal(error?.messageIds?.length, 1, 'and names it')
+
+  const id = error?.messageIds?.[0] as string
+  await until('the stalled add went through once Redis answered, and the message was sent', async () => (await app.wechat.status(id))?.status === 'sent', 30_000)
+  t.equal(sim.accepted.filter((m) => m.touser === 'oStall-user-000000000002').length, 1, 'sent exactly once')
+})
