@@ -39,6 +39,8 @@ for (const store of ['memory', 'redis'] as const) {
     t.match(unknown, { outcome: 'unknown' })
     t.match(await app.wechat.send(shippedMessage(), { idempotencyKey: 'order-2' }), { id: unknown.messageId, duplicate: true }, 'an unknown one may be delivered: not sent again')
     t.equal(sim.accepted.length, 1)
+    await until('its record is written', async () => (await app.wechat.status(unknown.messageId as string))?.status === 'unknown')
+    t.equal((await app.wechat.stats()).noConsent, 0, "an 'unknown' 43101 (after a lost answer) is not counted as the user's refusal")
   })
 
   // A queued message's failure did not free its key (only a direct send's did): send() under that key

@@ -176,7 +176,8 @@ export class MemoryRecords implements MessageRecordStore {
       if (countsErrcode(old, patchHasErrcode)) {
         const code = String(record.errcode)
         this.errcodes.set(code, (this.errcodes.get(code) ?? 0) + 1)
-        if (record.errcode === NO_CONSENT_ERRCODE) this.counts.noConsent++
+        // (an 'unknown' 43101 followed an attempt that may have been delivered: not the user's refusal for sure)
+        if (record.errcode === NO_CONSENT_ERRCODE && record.status === 'failed') this.counts.noConsent++
       }
     }
     if (record.errmsg !== undefined) entry.errmsg = record.errmsg
