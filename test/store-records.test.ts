@@ -178,8 +178,9 @@ function suite (t: Test, make: Factory): void {
             entry.errmsg = next.errmsg
             if (code !== undefined || (old.status !== 'failed' && old.status !== 'unknown')) {
               errcodes[next.errcode] = (errcodes[next.errcode] ?? 0) + 1
-              if (next.errcode === 43101) noConsent++
             }
+            // counted once the message ends failed, not while it is unknown
+            if (next.errcode === 43101 && next.status === 'failed') noConsent++
           }
           recent = [entry, ...recent].slice(0, RECENT_FAILURES_CAP)
         }
@@ -201,6 +202,7 @@ function suite (t: Test, make: Factory): void {
     const a = rec({ status: 'sending' })
     await store.createRecord(a, { ttlSeconds: TTL })
     await store.updateRecord(a.id, { status: 'unknown', errcode: 43101, errmsg: 'no consent' }, at(1))
+    t.equal((await store.stats()).noConsent, 0, "an 'unknown' 43101 is not counted: the message may have been delivered")
     await store.updateRecord(a.id, { status: 'failed' }, at(2))
     let s = await store.stats()
     t.same(s.errcodes, { 43101: 1 }, 'unknown → failed without a new errcode does not count it twice')

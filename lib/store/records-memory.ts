@@ -176,9 +176,10 @@ export class MemoryRecords implements MessageRecordStore {
       if (countsErrcode(old, patchHasErrcode)) {
         const code = String(record.errcode)
         this.errcodes.set(code, (this.errcodes.get(code) ?? 0) + 1)
-        // (an 'unknown' 43101 followed an attempt that may have been delivered: not the user's refusal for sure)
-        if (record.errcode === NO_CONSENT_ERRCODE && record.status === 'failed') this.counts.noConsent++
       }
+      // Once the message ends failed (an 'unknown' 43101 followed an attempt that may have been
+      // delivered: not the user's refusal for sure, until it is settled failed)
+      if (record.errcode === NO_CONSENT_ERRCODE && record.status === 'failed') this.counts.noConsent++
     }
     if (record.errmsg !== undefined) entry.errmsg = record.errmsg
     this.recent = [entry, ...this.recent].slice(0, RECENT_FAILURES_CAP)

@@ -73,9 +73,10 @@ local function enter (rec, old, new, at, ttl, sent, newErrcode)
       entry.errcode = tonumber(rec.errcode)
       if newErrcode or not old or not FAILURE[old] then
         move(K.errcodes, tostring(entry.errcode), 1)
-        -- (an 'unknown' 43101 followed an attempt that may have been delivered: not the user's refusal for sure)
-        if entry.errcode == ${NO_CONSENT_ERRCODE} and new == 'failed' then move(K.stats, 'noConsent', 1) end
       end
+      -- once the message ends failed (an 'unknown' 43101 followed an attempt that may have been
+      -- delivered: not the user's refusal for sure, until it is settled failed)
+      if entry.errcode == ${NO_CONSENT_ERRCODE} and new == 'failed' then move(K.stats, 'noConsent', 1) end
     end
     redis.call('LPUSH', K.recent, cjson.encode(entry))
     redis.call('LTRIM', K.recent, 0, ${RECENT_FAILURES_CAP - 1})
