@@ -114,7 +114,8 @@ export function sendError (reply: FastifyReply, mapped: MappedError): FastifyRep
 
 export function logError (log: FastifyBaseLogger, err: unknown, mapped: MappedError): void {
   const fields = { statusCode: mapped.statusCode, code: mapped.body.code, errcode: mapped.body.errcode }
-  if (mapped.level === 'error') log.error({ err }, 'wechat routes: unexpected error (a bug in fastify-wechat-push)')
+  // (the routes' own hooks are the app's: a routes.onRequest that throws a plain error lands here too)
+  if (mapped.level === 'error') log.error({ err }, 'wechat routes: unexpected error (thrown by a hook of the app, such as routes.onRequest, or a bug in fastify-wechat-push)')
   else if (mapped.level === 'warn') log.warn(fields, 'wechat routes: upstream failure')
   else log.info(fields, 'wechat routes: request refused')
 }
