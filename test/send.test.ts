@@ -445,3 +445,21 @@ test('a fail-over after a 5xx, answered 43101 by the next base URL → outcome u
   sim.failNext('send', { errcode: 43101 })
   t.match(await app.wechat.send(shippedMessage()).catch((e) => e), { errcode: 43101, outcome: 'failed' })
 })
+
+// A msgid that is no integer (true, an object, a list, text) came back as 'true', '[object Object]'...:
+// SendResult.msgid is a decimal string or absent. Failed before.
+test('a success whose msgid is no integer answers no msgid rather than a made-up one', async (t) => {
+  const sim = await startSimulator(t)
+  const gw = await gateway(t, sim)
+  const app = await buildApp(t, sim, { plugin: { baseUrl: gw.url } })
+  await app.wechat.getToken()
+  for (const msgid of ['true', '{"a":1}', '[1,2]', '"abc"', '"1,2"', '""', '-1.5']) {
+    gw.script({ status: 200, body: `{"errcode":0,"errmsg":"ok","msgid":${msgid}}` })
+    const result = await app.wechat.send(shippedMessage())
+    t.equal(result.msgid, undefined, `msgid ${msgid}: none`)
+  }
+  for (const [msgid, digits] of [['2100000000000000123', '2100000000000000123'], ['"2100000000000000124"', '2100000000000000124'], ['42', '42']]) {
+    gw.script({ status: 200, body: `{"errcode":0,"errmsg":"ok","msgid":${msgid}}` })
+    t.equal((await app.wechat.send(shippedMessage())).msgid, digits, `msgid ${msgid}: kept`)
+  }
+})

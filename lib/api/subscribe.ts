@@ -15,7 +15,15 @@ export const SUBSCRIBE_SEND_PATH = '/cgi-bin/message/subscribe/send'
 /** One call of subscribe/send. `msgid`, when WeChat sends one, stays a decimal string (WECHAT.md §2.2). */
 export async function subscribeSend (api: WechatApi, message: WireMessage, signal?: AbortSignal): Promise<ApiAnswer & { msgid?: string }> {
   const answer: ApiAnswer & { msgid?: string } = await api.call('POST', SUBSCRIBE_SEND_PATH, { json: message, signal })
-  const msgid = answer.body.msgid
-  answer.msgid = msgid === undefined || msgid === null ? undefined : String(msgid)
+  answer.msgid = msgidOf(answer.body.msgid)
   return answer
+}
+
+/**
+ * The msgid as decimal digits (json.ts already turned a large or `.0` number into them), or none: a
+ * value that is no integer (true, an object, text) is not made into one ('true', '[object Object]').
+ */
+function msgidOf (value: unknown): string | undefined {
+  if (typeof value === 'string') return /^\d{1,40}$/.test(value) ? value : undefined
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? String(value) : undefined
 }
