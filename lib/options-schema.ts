@@ -77,14 +77,15 @@ export const TemplatesObject = Type.Object({
 
 export const OptionsSchema = Type.Object({
   appId: NonEmpty,
-  appSecret: NonEmpty,
+  // (a mini program's AppSecret is 32 hex digits: spaces, line breaks or a megabyte are a mistake)
+  appSecret: Type.String({ minLength: 1, maxLength: 256, pattern: '^[\\x21-\\x7e]+$' }),
   baseUrl: Type.Optional(Type.Union([NonEmpty, Type.Array(NonEmpty, { minItems: 1, maxItems: 10 })])),
   tokenEndpoint: Type.Optional(Type.Union([Type.Literal('stable'), Type.Literal('classic')])),
   refreshAhead: Type.Optional(Type.Number({ minimum: 0, maximum: 7000 })),
   refreshInterval: Type.Optional(Type.Number({ minimum: 1, maximum: 3600 })),
   store: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('redis'), Type.Literal('memory')])),
   redisNamespace: Type.Optional(NonEmpty),
-  keyPrefix: Type.Optional(Type.String({ maxLength: 100, pattern: '^[^{}\\s]*$' })),
+  keyPrefix: Type.Optional(Type.String({ maxLength: 100, pattern: '^[^{}\\s\\x00-\\x1f\\x7f]*$' })),
   timeout: Type.Optional(Type.Integer({ minimum: 1, maximum: 120_000 })),
   retry: Type.Optional(RetrySchema),
   defaults: Type.Optional(DefaultsSchema),

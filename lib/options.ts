@@ -66,6 +66,9 @@ export function resolveOptions (given: unknown): ResolvedOptions {
   const o = input as OptionsInput
 
   const baseUrls = (o.baseUrl === undefined ? DEFAULT_BASE_URLS : Array.isArray(o.baseUrl) ? o.baseUrl : [o.baseUrl]).map(checkBaseUrl)
+  // (fail-over would call the same host again, as if it were another)
+  const repeated = baseUrls.find((url, i) => baseUrls.indexOf(url) !== i)
+  if (repeated !== undefined) fail(`baseUrl lists ${repeated} twice`)
   const retry = { attempts: o.retry?.attempts ?? 3, minDelay: o.retry?.minDelay ?? 200, maxDelay: o.retry?.maxDelay ?? 5000 }
   if (retry.maxDelay < retry.minDelay) fail(`retry.maxDelay (${retry.maxDelay}) must be >= retry.minDelay (${retry.minDelay})`)
   const refreshAheadMs = (o.refreshAhead ?? 300) * 1000
@@ -197,7 +200,7 @@ function checkBaseUrl (url: string): string {
   }
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') fail(`baseUrl must use http or https (got ${safeJson(url)})`)
   // The value as given, but never its credentials or query (they may hold a secret).
-  if (parsed.pathname !== '/' || parsed.search || parsed.username || parsed.password) fail(`baseUrl must be an origin without path, query or credentials (got ${safeJson(`${parsed.origin}${parsed.pathname}`)}${parsed.search ? ' and a query' : ''}${parsed.username || parsed.password ? ' and credentials' : ''})`)
+  if (parsed.pathname !== '/' || parsed.search || parsed.hash || parsed.username || parsed.password) fail(`baseUrl must be an origin without path, query, fragment or credentials (got ${safeJson(`${parsed.origin}${parsed.pathname}`)}${parsed.search ? ' and a query' : ''}${parsed.hash ? ' and a fragment' : ''}${parsed.username || parsed.password ? ' and credentials' : ''})`)
   return parsed.origin
 }
 

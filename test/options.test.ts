@@ -73,7 +73,16 @@ test('wrong types and unknown keys name the option', async (t) => {
     [{ push: { token: '' } }, /push\.token/],
     [{ retention: 0 }, /retention/],
     [{ clock: { now: () => Number.NaN } }, /clock\.now\(\) must return a time in ms since the epoch \(got NaN\)/],
-    [{ clock: { now: () => { throw new Error('clock-boom') } } }, /clock\.now\(\) threw \(clock-boom\)/]
+    [{ clock: { now: () => { throw new Error('clock-boom') } } }, /clock\.now\(\) threw \(clock-boom\)/],
+    // From a later audit (each booted before): a secret of spaces or with a line break, or of a
+    // megabyte, went to WeChat as it was; a NUL in keyPrefix went into every Redis key; a baseUrl
+    // fragment was dropped without a word, and a repeated baseUrl made fail-over call one host twice.
+    [{ appSecret: '      ' }, /appSecret/],
+    [{ appSecret: 'abc\ndef' }, /appSecret/],
+    [{ appSecret: 'a'.repeat(1_000_000) }, /appSecret/],
+    [{ keyPrefix: 'wechat\u0000:' }, /keyPrefix/],
+    [{ baseUrl: 'https://api.example.com/#frag' }, /baseUrl must be an origin without path, query, fragment or credentials/],
+    [{ baseUrl: ['https://api.example.com', 'https://api.example.com/'] }, /baseUrl lists https:\/\/api\.example\.com twice/]
   ]
   for (const [extra, pattern] of cases) {
     const err = await bootError(t, { ...base, ...extra })
