@@ -116,3 +116,26 @@ test('a send waiting for the template list ends at once on close() or its caller
     await app.close()
   }
 })
+
+// The waits above listen on signals the plugin shares (close()'s): many sends waiting at once (a cold
+// token, the template list's first load) added a listener each, and Node warned of a leak
+// (MaxListenersExceededWarning) in the app's output. Failed before.
+test('many sends waiting at once for the token and the template list: no MaxListenersExceededWarning', async (t) => {
+  const warnings: string[] = []
+  const onWarning = (warning: Error): void => { warnings.push(`${warning.name}: ${warning.message}`) }
+  process.on('warning', onWarning)
+  t.teardown(() => { process.off('warning', onWarning) })
+  const sim = await startSimulator(t)
+  sim.failNext('stable_token', { delayMs: 300 }, 1)
+  sim.failNext('gettemplate', { delayMs: 300 }, 1)
+  const app = await buildApp(t, sim, { plugin: { queue: false } })
+  const controllers = Array.from({ length: 30 }, () => new AbortController())
+  const results = await Promise.all([
+    ...Array.from({ length: 30 }, () => app.wechat.send(shippedMessage())),
+    ...controllers.map((c) => app.wechat.send(shippedMessage(), { signal: c.signal }))
+  ])
+  t.equal(results.length, 60)
+  t.equal(sim.accepted.length, 60)
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(warnings.filter((w) => w.includes('MaxListeners')), [], 'no listener warning')
+})

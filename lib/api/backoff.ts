@@ -1,3 +1,5 @@
+import { setMaxListeners } from 'node:events'
+
 /**
  * Exponential backoff with "equal jitter" within [minDelay, maxDelay] (README: the delays lie
  * between the two): retry n waits between max(minDelay, top/2) and top, top = min(maxDelay,
@@ -45,4 +47,14 @@ export function sleep (ms: number, signal?: AbortSignal): Promise<void> {
     }
     signal?.addEventListener('abort', done, { once: true })
   })
+}
+
+/**
+ * An AbortController whose signal many waits listen to at once (close()'s: every send waiting for a
+ * token or the template list adds one, and removes it when done): no MaxListenersExceededWarning.
+ */
+export function sharedAbortController (): AbortController {
+  const controller = new AbortController()
+  setMaxListeners(0, controller.signal)
+  return controller
 }

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { invalid, WechatApiError, WechatUpstreamError } from '../errors.js'
 import type { WechatApiErrorInstance } from '../errors.js'
-import { backoffDelay, sleep } from './backoff.js'
+import { backoffDelay, sharedAbortController, sleep } from './backoff.js'
 import { checkAddInput, checkTid, checkTitlesQuery } from './template-inputs.js'
 import { classifyErrcode, isRetryableClass, RATE_LIMIT_DELAY_MS } from './errcodes.js'
 import type { CallOptions, UpstreamFields } from './http-client.js'
@@ -83,7 +83,7 @@ export class TemplateApi {
   /** an addtemplate call succeeded in `addFormat`: its parameter errors are real from then on */
   private addFormatConfirmed = false
   /** close(): no more retries, no more waiting for a token, reads under way cut off */
-  private readonly stop = new AbortController()
+  private readonly stop = sharedAbortController()
 
   constructor (
     private readonly api: WechatApi,

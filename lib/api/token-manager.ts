@@ -5,7 +5,7 @@ import type { EmitLifecycle } from '../lifecycle.js'
 import type { Clock } from '../options.js'
 import { MemoryStore } from '../store/memory.js'
 import type { TokenRecord, WechatStore } from '../store/types.js'
-import { backoffDelay, sleep } from './backoff.js'
+import { backoffDelay, sharedAbortController, sleep } from './backoff.js'
 import type { WechatHttpClient } from './http-client.js'
 import { fetchAccessToken } from './token-endpoint.js'
 import type { TokenEndpointOptions, TokenErrorInstance } from './token-endpoint.js'
@@ -49,7 +49,7 @@ export class TokenManager {
   private readonly guard: StoreGuard
   /** used for the force_refresh budget when the shared store is down */
   private readonly fallbackBudget: MemoryStore
-  private readonly stop = new AbortController()
+  private readonly stop = sharedAbortController()
   /** WeChat refused a fetch in a way an immediate retry cannot change: callers get its error meanwhile */
   private readonly hold: TokenHold
   /** successful calls to WeChat's token endpoint made by this process */

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { abortable } from '../api/backoff.js'
+import { abortable, sharedAbortController } from '../api/backoff.js'
 import { WechatStoreError, WechatUpstreamError } from '../errors.js'
 import type { WechatUpstreamErrorInstance } from '../errors.js'
 import type { Clock, ResolvedOptions } from '../options.js'
@@ -61,7 +61,7 @@ export class Delivery {
    * Aborted by close(): a send waiting out a backoff ends at once with its last attempt's outcome
    * (WeChat is about to become unreachable: the pool closes), and no new send starts.
    */
-  private readonly closing = new AbortController()
+  private readonly closing = sharedAbortController()
   /** direct sends under way, and what close() waits on until they are none */
   private active = 0
   private idle: (() => void) | undefined
