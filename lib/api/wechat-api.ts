@@ -1,4 +1,4 @@
-import { abortable } from './backoff.js'
+import { abortable } from './abort.js'
 import { classifyErrcode, errcodeOf } from './errcodes.js'
 import { answeredAfterAmbiguity } from './http-client.js'
 import type { CallOptions, WechatHttpClient } from './http-client.js'

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { abortable, sharedAbortController } from '../api/backoff.js'
+import { abortable, sharedAbortController } from '../api/abort.js'
 import { WechatStoreError, WechatUpstreamError } from '../errors.js'
 import type { WechatUpstreamErrorInstance } from '../errors.js'
 import type { Clock, ResolvedOptions } from '../options.js'
