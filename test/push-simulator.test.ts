@@ -159,6 +159,9 @@ test('popup and sent events are written as WECHAT.md\'s examples: numbers as str
   const [popupJson, sentJson] = bodies.splice(0).map((body) => JSON.parse(body) as { List: Record<string, unknown> })
   t.strictSame(popupJson.List, { TemplateId: tpl, SubscribeStatusString: 'accept', PopupScene: '0' })
   t.strictSame(sentJson.List, { TemplateId: tpl, MsgID: sim.accepted[0].msgid, ErrorCode: '0', ErrorStatus: 'success' })
+  // and in the examples' order (FromUserName came after MsgType before)
+  t.strictSame(Object.keys(popupJson), ['ToUserName', 'FromUserName', 'CreateTime', 'MsgType', 'Event', 'List'])
+  t.strictSame(Object.keys(sentJson), ['ToUserName', 'FromUserName', 'CreateTime', 'MsgType', 'Event', 'List'])
 
   sim.pushConfig({ url, token: TOKEN, format: 'xml' })
   await sim.popup([{ openid: 'oUser-forms-000001', templateId: tpl, status: 'accept' }])
@@ -166,6 +169,7 @@ test('popup and sent events are written as WECHAT.md\'s examples: numbers as str
   await sim.pushesSettled()
   const [popupXml, sentXml] = bodies.splice(0)
   t.match(popupXml, '<PopupScene>0</PopupScene>')
+  t.match(popupXml, /^<xml><ToUserName>.*<\/ToUserName><FromUserName>.*<\/FromUserName><CreateTime>\d+<\/CreateTime><MsgType><!\[CDATA\[event\]\]><\/MsgType><Event>/)
   t.match(sentXml, `<MsgID>${sim.accepted[1].msgid}</MsgID><ErrorCode>0</ErrorCode><ErrorStatus><![CDATA[success]]></ErrorStatus>`)
 })
 

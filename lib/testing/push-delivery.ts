@@ -33,11 +33,12 @@ export interface AttemptRequest {
 }
 
 /**
- * Whether WeChat takes the answer as receipt and stops retrying (WECHAT.md §6.5): a 2xx whose body is
- * exactly `success` or empty. Anything else (an error status, another body, no answer) is retried.
+ * Whether WeChat takes the answer as receipt and stops retrying (WECHAT.md §6.5): HTTP 200 whose body
+ * is exactly `success` or empty. Anything else (another status, 204 included, another body, no
+ * answer) is retried.
  */
 export function isReceipt (result: AttemptResult): boolean {
-  return result.statusCode >= 200 && result.statusCode < 300 && (result.body === 'success' || result.body === '')
+  return result.statusCode === 200 && (result.body === 'success' || result.body === '')
 }
 
 /**

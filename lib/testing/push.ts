@@ -156,7 +156,10 @@ export class SimPusher {
     if (base === undefined) throw new TypeError('sim.push: no app URL (pass one or call pushConfig first)')
     if (typeof base !== 'string') throw new TypeError('sim.push: appUrl must be a string')
     if (!isPlainObject(options)) throw new TypeError('sim.push: options must be an object')
-    const full = { ToUserName: toUserName ?? DEFAULT_TO_USER_NAME, CreateTime: Math.floor(this.#ctx.clock.now() / 1000), MsgType: 'event', ...event }
+    // In the order of WeChat's examples (§7): ToUserName, FromUserName, CreateTime, MsgType, Event, ...
+    // (a key the event gives again keeps its place and takes the event's value)
+    const from = (event as { FromUserName?: unknown }).FromUserName
+    const full = { ToUserName: toUserName ?? DEFAULT_TO_USER_NAME, ...(from !== undefined ? { FromUserName: from } : {}), CreateTime: Math.floor(this.#ctx.clock.now() / 1000), MsgType: 'event', ...event }
     const merged = { ...defined(configured), ...defined(options) }
     const build = (): SimPushRequest => {
       const built = buildSimPush(full, merged, this.#ctx.appId, this.#ctx.clock.now())
@@ -172,7 +175,7 @@ export class SimPusher {
       appId: (options.appId as string | undefined) ?? this.#ctx.appId
     }
     // `success`, an empty body, or a passive reply in the push's format and mode (§6.5)
-    const acknowledged = (result: AttemptResult): boolean => isReceipt(result) || (result.statusCode >= 200 && result.statusCode < 300 && isPassiveReply(result.body, rules))
+    const acknowledged = (result: AttemptResult): boolean => isReceipt(result) || (result.statusCode === 200 && isPassiveReply(result.body, rules))
     const run = this.#delivery.deliver(build, (result, attempt) => { this.records.push(record(name, result, attempt)) }, acknowledged)
     this.#track(run)
     const { statusCode, body } = await run
