@@ -46,7 +46,7 @@ test('sendQuota: subscribe/send answers 45009 once the day\'s calls are used up,
   t.match(await post(sim, '/cgi-bin/openapi/quota/get', { cgi_path: '/cgi-bin/message/subscribe/send' }, next), { quota: { used: 1, remain: 2 } })
 })
 
-test('getApiQuota: the token is checked; a malformed path 76003, another API 76021; bodies as WeChat reads them', async (t) => {
+test('getApiQuota: the token is checked; a malformed path 76003, an API it does not keep 76021; bodies as WeChat reads them', async (t) => {
   const sim = await start(t)
   const token = (await stableToken(sim)).access_token as string
   t.match(await post(sim, '/cgi-bin/openapi/quota/get', { cgi_path: '/cgi-bin/message/subscribe/send' }, token), {
@@ -56,10 +56,15 @@ test('getApiQuota: the token is checked; a malformed path 76003, another API 760
   for (const path of ['cgi-bin/token', 'https://api.weixin.qq.com/cgi-bin/token', '//api.weixin.qq.com/x', '/cgi-bin/token?x=1', 42]) {
     t.equal((await post(sim, '/cgi-bin/openapi/quota/get', { cgi_path: path }, token)).errcode, 76003, String(path))
   }
-  t.equal((await post(sim, '/cgi-bin/openapi/quota/get', { cgi_path: '/cgi-bin/token' }, token)).errcode, 76021)
+  // WECHAT.md §1.1: the token endpoints' daily quota is read with getApiQuota (76021 before)
+  t.match(await post(sim, '/cgi-bin/openapi/quota/get', { cgi_path: '/cgi-bin/token' }, token), { errcode: 0, quota: { daily_limit: 2000, used: 0, remain: 2000 } })
+  t.match(await post(sim, '/cgi-bin/openapi/quota/get', { cgi_path: '/cgi-bin/stable_token' }, token), { errcode: 0, quota: { daily_limit: 500_000, used: 1, remain: 499_999 } })
+  await stableToken(sim)
+  t.match(await post(sim, '/cgi-bin/openapi/quota/get', { cgi_path: '/cgi-bin/stable_token' }, token), { quota: { used: 2 } }, 'each fetch counts')
+  t.equal((await post(sim, '/cgi-bin/openapi/quota/get', { cgi_path: '/wxa/getwxacode' }, token)).errcode, 76021)
   t.equal((await post(sim, '/cgi-bin/openapi/quota/get', '', token)).errcode, 44002)
   t.equal((await post(sim, '/cgi-bin/openapi/quota/get', '{"cgi_path":', token)).errcode, 47001)
-  t.equal(sim.counters.quota_get, 10)
+  t.equal(sim.counters.quota_get, 13)
 })
 
 test('clear_quota/v2 (appid + appsecret) and clear_quota (token): a reset clears today\'s counts, force refreshes included; 10 a month, then 48006', async (t) => {

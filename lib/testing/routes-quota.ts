@@ -4,9 +4,11 @@ import { endpoint, serve } from './dispatch.js'
 import { bodyText, parseObject } from './request.js'
 import { checkAppSecret } from './routes-token.js'
 import { ok, wxError } from './wire.js'
+import { TOKEN_DAILY_LIMITS } from './quota.js'
+import type { TokenCgiPath } from './quota.js'
 import type { WireResponse } from './wire.js'
 
-/** The one API whose quota the simulator keeps (the plugin's): getApiQuota answers 76021 for others. */
+/** The API whose quota the simulator enforces (the plugin's); getApiQuota also reports the token endpoints', and answers 76021 for others. */
 export const SEND_CGI_PATH = '/cgi-bin/message/subscribe/send'
 
 /**
@@ -22,8 +24,9 @@ export function quotaRoutes (app: FastifyInstance, ctx: SimContext): void {
     const path = body.fields.cgi_path
     // "The path starts with / and has no host; a malformed path gets 76003."
     if (typeof path !== 'string' || !path.startsWith('/') || path.startsWith('//') || /[\s?#]/.test(path)) return wxError(76003)
-    if (path !== SEND_CGI_PATH) return wxError(76021)
-    return ok({ quota: ctx.quota.sendQuota(), rate_limit: { call_count: 0, refresh_second: 60 }, component_rate_limit: { call_count: 0, refresh_second: 60 } })
+    const quota = path === SEND_CGI_PATH ? ctx.quota.sendQuota() : path in TOKEN_DAILY_LIMITS ? ctx.quota.tokenQuota(path as TokenCgiPath) : undefined
+    if (quota === undefined) return wxError(76021)
+    return ok({ quota, rate_limit: { call_count: 0, refresh_second: 60 }, component_rate_limit: { call_count: 0, refresh_second: 60 } })
   }))
 
   serve(app, '/cgi-bin/clear_quota', endpoint(ctx, 'clear_quota', { method: 'POST', auth: true }, (request) => {

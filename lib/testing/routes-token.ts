@@ -14,7 +14,10 @@ export function tokenRoutes (app: FastifyInstance, ctx: SimContext): void {
       appid: queryParam(request, 'appid'),
       secret: queryParam(request, 'secret')
     }
-    return checkCredentials(ctx, credentials) ?? tokenAnswer(ctx.tokens.issueClassic())
+    const denied = checkCredentials(ctx, credentials)
+    if (denied !== undefined) return denied
+    ctx.quota.useToken('/cgi-bin/token')
+    return tokenAnswer(ctx.tokens.issueClassic())
   }))
 
   serve(app, '/cgi-bin/stable_token', endpoint(ctx, 'stable_token', { method: 'POST', auth: false }, (request) => {
@@ -25,6 +28,7 @@ export function tokenRoutes (app: FastifyInstance, ctx: SimContext): void {
     if (body === undefined) return wxError(41002)
     const denied = checkCredentials(ctx, body)
     if (denied !== undefined) return denied
+    ctx.quota.useToken('/cgi-bin/stable_token')
     const issued = ctx.tokens.issueStable(body.force_refresh === true)
     return issued === 45009 ? wxError(45009) : tokenAnswer(issued)
   }))
