@@ -196,6 +196,12 @@ namespace fastifyWechatPush {
   export type PopupEvent = publicTypes.PopupEvent
   export type ChangeEvent = publicTypes.ChangeEvent
   export type SentEvent = publicTypes.SentEvent
+  export type PopupItem = publicTypes.PopupItem
+  export type ChangeItem = publicTypes.ChangeItem
+  export type SentItem = publicTypes.SentItem
+  export type PushEnvelope = publicTypes.PushEnvelope
+  export type OtherPush = publicTypes.OtherPush
+  export type ErrorClass = errors.ErrorClass
   export type WechatTemplates = publicTypes.WechatTemplates
   export type PrivateTemplate = publicTypes.PrivateTemplate
   export type TemplateCategory = publicTypes.TemplateCategory
@@ -209,6 +215,9 @@ namespace fastifyWechatPush {
   export type TemplateDefinition<S extends TemplateSpec = TemplateSpec> = publicTypes.TemplateDefinition<S>
   export type TemplateData<S extends TemplateSpec> = publicTypes.TemplateData<S>
   export type TypedMessage<S extends TemplateSpec> = publicTypes.TypedMessage<S>
+  export type TypedIdMessage<S extends TemplateSpec> = publicTypes.TypedIdMessage<S>
+  export type TemplateFieldMessage<S extends TemplateSpec> = publicTypes.TemplateFieldMessage<S>
+  export type TypedMessageFields<S extends TemplateSpec> = publicTypes.TypedMessageFields<S>
   /** declare a template's keys once for type-checked messages (`template: shipped`) */
   export const defineTemplate = typedTemplates.defineTemplate
   /**

@@ -39,8 +39,8 @@ export interface WechatPush {
   send<S extends TemplateSpec> (message: TypedMessage<S>, options?: SendOptions): Promise<SendResult>
   send (message: SubscribeMessage, options?: SendOptions): Promise<SendResult>
   /** validated and recorded now, delivered by the queue with retries; `{ id, status }` per message */
-  enqueue<S extends TemplateSpec> (messages: TypedMessage<S> | TypedMessage<S>[], options?: EnqueueOptions): Promise<EnqueueResult[]>
-  enqueue (messages: SubscribeMessage | SubscribeMessage[], options?: EnqueueOptions): Promise<EnqueueResult[]>
+  enqueue<S extends TemplateSpec> (messages: TypedMessage<S> | readonly TypedMessage<S>[], options?: EnqueueOptions): Promise<EnqueueResult[]>
+  enqueue (messages: SubscribeMessage | readonly SubscribeMessage[], options?: EnqueueOptions): Promise<EnqueueResult[]>
   /** the record of a message (sent, queued or pushed from a handler), or null */
   status (id: string): Promise<MessageRecord | null>
   /** the credits ledger of one user: templateId → sends left (option `credits`) */

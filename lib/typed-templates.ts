@@ -54,7 +54,8 @@ export type TypedMessage<S extends TemplateSpec> = TypedIdMessage<S> | TemplateF
  * an enum, becomes `never`: WeChat derives a key's type from its name, so the declaration must agree.
  */
 type KeyFits<K, V> = V extends readonly string[]
-  ? (K extends `enum${string}` ? V : never)
+  // (an enum lists at least one value: `[]` throws at run time, so it does not compile either)
+  ? (K extends `enum${string}` ? (V extends readonly [] ? never : V) : never)
   : (K extends `${V & string}${number}` ? V : never)
 
 export type CheckedSpec<S extends TemplateSpec> = { [K in keyof S]: KeyFits<K, S[K]> }
@@ -80,6 +81,6 @@ export function defineTemplate<const S extends TemplateSpec> (id: string, keys: 
 declare module 'fastify' {
   interface FastifyReply {
     /** queue typed subscribe message(s) to go out after this response, if its status is < 400 */
-    wechatPush<S extends TemplateSpec> (messages: TypedMessage<S> | TypedMessage<S>[]): FastifyReply
+    wechatPush<S extends TemplateSpec> (messages: TypedMessage<S> | readonly TypedMessage<S>[]): this
   }
 }

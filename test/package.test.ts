@@ -63,3 +63,14 @@ test('the tarball is built and its source maps carry the sources', async (t) => 
   t.equal(sourcesContent?.length, sources.length)
   t.match(sourcesContent?.[0], /async function fastifyWechatPush/)
 })
+
+// TypeScript's pre-exports resolution (`module: commonjs` without `moduleResolution`, the default before
+// TypeScript 6) does not read "exports": `fastify-wechat-push/testing` had no types there (TS2307).
+// typesVersions maps the subpath to the same declarations, for every subpath "exports" declares.
+test('every exported subpath\'s types are found without "exports" too (typesVersions)', async (t) => {
+  const manifest = pkg as unknown as { exports: Record<string, { types?: string } | string>, typesVersions?: Record<string, Record<string, string[]>> }
+  for (const [subpath, target] of Object.entries(manifest.exports)) {
+    if (subpath === '.' || typeof target === 'string' || target.types === undefined) continue
+    t.same(manifest.typesVersions?.['*']?.[subpath.replace(/^\.\//, '')], [target.types], `${subpath} → ${target.types}`)
+  }
+})

@@ -1,8 +1,8 @@
 import Fastify from 'fastify'
 import { expectAssignable, expectError, expectType } from 'tsd'
 import wechatPush from '..'
-import type { MessageEvent, SendResult, SubscribeMessage, WechatPush } from '..'
-import { buildSimUrlCheck, createSimulator, WechatSimulator } from '../dist/testing'
+import type { ChangeItem, EnqueueResult, ErrorClass, MessageEvent, OtherPush, PopupItem, PushEnvelope, SendResult, SentItem, SubscribeMessage, WechatPush } from '..'
+import { buildSimUrlCheck, createSimulator, DEMO_TEMPLATES, WechatSimulator } from '../dist/testing'
 import type { SimUrlCheckResult } from '../dist/testing'
 
 const app = Fastify()
@@ -96,3 +96,20 @@ app.get('/', async (_request, reply) => {
 })
 app.get('/declarative', { config: { wechatPush: (_request, _reply, _payload) => message } }, async () => 'ok')
 expectError(app.get('/bad', { config: { wechatPush: 'nope' } }, async () => 'ok'))
+
+// From a types audit (each failed before): readonly arrays of messages and DEMO_TEMPLATES as the
+// simulator's templates; reply.wechatPush keeps the route's reply type for a chained send(); the
+// push payload types are exported by name.
+const plainList: readonly SubscribeMessage[] = [{ toUser: 'o', templateId: 't', data: { thing1: 'x' } }]
+expectType<Promise<EnqueueResult[]>>(app.wechat.enqueue(plainList))
+expectType<Promise<WechatSimulator>>(createSimulator({ templates: DEMO_TEMPLATES }))
+app.get<{ Reply: { ok: boolean } }>('/typed-reply', async (_request, reply) => {
+  expectError(reply.wechatPush(plainList).send({ ok: 'no' }))
+  return reply.wechatPush(plainList).send({ ok: true })
+})
+expectAssignable<PopupItem>({ TemplateId: 't', SubscribeStatusString: 'accept' } as PopupItem)
+expectType<ErrorClass>('transient' as ErrorClass)
+expectType<PushEnvelope['FromUserName']>('' as PushEnvelope['FromUserName'])
+expectType<ChangeItem['TemplateId']>('' as ChangeItem['TemplateId'])
+expectType<SentItem['MsgID']>('' as SentItem['MsgID'])
+expectType<OtherPush['MsgType']>('' as OtherPush['MsgType'])

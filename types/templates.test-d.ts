@@ -98,3 +98,10 @@ app.wechat.templates.publicTitles({ ids: [616], start: 0, limit: 30 }).then((tit
 app.wechat.templates.publicKeywords(401).then((keywords) => { expectType<string>(keywords.data[0].rule) })
 app.wechat.templates.categories().then((categories) => { expectType<number>(categories[0].id) })
 expectType<typeof defineTemplate>(wechatPush.defineTemplate)
+
+// From a types audit (each failed before): an enum that lists no value throws at run time, so it does
+// not compile; readonly arrays are taken wherever an array of messages is.
+expectError(defineTemplate('X', { enum_string1: [] }))
+const readonlyShipped = defineTemplate('TPL_RO', { thing1: 'thing' })
+const typedList: readonly TypedMessage<typeof readonlyShipped.keys>[] = [{ toUser: 'o', templateId: readonlyShipped, data: { thing1: 'x' } }]
+expectType<Promise<EnqueueResult[]>>(app.wechat.enqueue(typedList))

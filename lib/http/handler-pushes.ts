@@ -53,7 +53,7 @@ export function registerHandlerPushes (fastify: FastifyInstance, delivery: Deliv
     route.onSend = [...asArray(route.onSend), configuredOnSend(configured as WechatPushConfig)]
   })
 
-  fastify.decorateReply('wechatPush', function (this: FastifyReply, messages: SubscribeMessage | SubscribeMessage[]) {
+  fastify.decorateReply('wechatPush', function (this: FastifyReply, messages: SubscribeMessage | readonly SubscribeMessage[]) {
     const state = this as unknown as ReplyState
     let list = state[kPending]
     if (list === undefined) {
@@ -196,7 +196,7 @@ function asArray<T> (value: T | T[] | undefined): T[] {
 declare module 'fastify' {
   interface FastifyReply {
     /** queue subscribe message(s) to go out after this response, if its status is < 400 */
-    wechatPush (messages: SubscribeMessage | SubscribeMessage[]): FastifyReply
+    wechatPush (messages: SubscribeMessage | readonly SubscribeMessage[]): this
   }
   interface FastifyContextConfig {
     /**

@@ -136,7 +136,7 @@ export interface SimulatorOptions {
   /** `expires_in` of a fresh token, in seconds; default 7200. */
   tokenTtlSeconds?: number
   /** Private templates of the account; default `DEMO_TEMPLATES`. */
-  templates?: SimTemplate[]
+  templates?: readonly SimTemplate[]
   /** When given, only these openids are valid `touser`s (others get 40003). */
   openids?: string[]
   /**
