@@ -85,7 +85,7 @@ export function renderTemplates (templates: readonly PrivateTemplate[], meta: { 
       // defineTemplate() refuses a template without a key it knows, and one throwing declaration
       // would take every template of the file down with it: say so instead of declaring it.
       const keys = entries.length === 0 ? 'none in its content' : entries.map(([key]) => key).join(', ')
-      lines.push(`// ${oneLine(template.title)} (${kind}): no keyword of a type this version knows (${keys}); declare it by hand with defineTemplate(${quote(template.priTmplId)}, { ... })`, '')
+      lines.push(`// ${oneLine(template.title)} (${kind}): no keyword of a type this version knows (${keys}); send it by its id, ${quote(template.priTmplId)}, untyped`, '')
       return
     }
     const name = uniqueName(template.title, index, names)
@@ -96,7 +96,7 @@ export function renderTemplates (templates: readonly PrivateTemplate[], meta: { 
       const label = labelOf(template.content, key)
       const comment = label ? ` // ${label}` : ''
       if (spec.type === undefined) {
-        lines.push(`  // ${key}: a keyword type this version does not know; declare it by hand${comment ? ` (${label})` : ''}`)
+        lines.push(`  // ${key}: a keyword type this version does not know${comment ? ` (${label})` : ''}: a message with it cannot be typed; send one by the template's id, untyped`)
       } else if (spec.enumValues !== undefined) {
         lines.push(`  ${key}: [${spec.enumValues.map(quote).join(', ')}]${comma}${comment}`)
       } else {
