@@ -11,7 +11,11 @@ import { duplicates, identity, messageIdentity, numbered, settled, sleep, status
 
 const COUNT = 300
 
-/** Calls enqueue again while it is refused for want of a connection (FST_WECHAT_QUEUE), up to 30 s. */
+/**
+ * Calls enqueue again while it is refused for want of a connection (FST_WECHAT_QUEUE), up to 30 s;
+ * not when the error names messages (`messageIds`: they may be queued all the same, an add Redis did
+ * not answer in time), which a second call would double.
+ */
 async function retryRefused<T> (enqueue: () => Promise<T[]>, onRefused: () => void): Promise<T> {
   const deadline = Date.now() + 30_000
   for (;;) {
@@ -19,7 +23,8 @@ async function retryRefused<T> (enqueue: () => Promise<T[]>, onRefused: () => vo
       const [first] = await enqueue()
       return first as T
     } catch (err) {
-      if ((err as { code?: string }).code !== 'FST_WECHAT_QUEUE' || Date.now() > deadline) throw err
+      const { code, messageIds } = err as { code?: string, messageIds?: string[] }
+      if (code !== 'FST_WECHAT_QUEUE' || messageIds !== undefined || Date.now() > deadline) throw err
       onRefused()
       await sleep(250)
     }
