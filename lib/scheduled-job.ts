@@ -21,12 +21,15 @@ export interface ScheduledJobOptions {
  */
 export function scheduleJob (fastify: FastifyInstance, log: FastifyBaseLogger, options: ScheduledJobOptions): void {
   claimJobId(fastify.scheduler, options.id)
+  // A run that close() cut short (its WeChat call aborted) did not fail: no warning for it.
+  let closing = false
+  fastify.addHook('preClose', (done) => { closing = true; done() })
   const task = new AsyncTask(
     options.id,
     options.work,
     (err) => {
       // A held token error (token-hold.ts) was logged when WeChat gave it; repeating it every interval is noise.
-      const level = (err as { held?: boolean }).held === true ? 'debug' : 'warn'
+      const level = closing || (err as { held?: boolean }).held === true ? 'debug' : 'warn'
       log[level]({ reason: err.message, code: (err as { code?: string }).code, job: options.id }, `wechat: scheduled ${options.what} failed; trying again next interval`)
     }
   )

@@ -8,6 +8,7 @@
 import { test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
+import { captureLogs } from './helpers/log-capture.js'
 import type { WechatSimulator } from '../lib/testing/index.js'
 
 const HANG_MS = 60_000
@@ -138,4 +139,18 @@ test('many sends waiting at once for the token and the template list: no MaxList
   t.equal(sim.accepted.length, 60)
   await new Promise((resolve) => setImmediate(resolve))
   t.same(warnings.filter((w) => w.includes('MaxListeners')), [], 'no listener warning')
+})
+
+// An app closed right after ready() (a short script, a test) logged two warnings for the boot token
+// fetch close() cut short: "token fetch failed ... timed out after 5000 ms" (it had not) and "scheduled
+// token refresh failed". Nothing failed. Failed before.
+test('close() right after ready(): the token fetch it cuts short logs no warning', async (t) => {
+  const sim = await startSimulator(t)
+  sim.failNext('stable_token', { delayMs: 2000 }, 1)
+  const logs = captureLogs('warn')
+  const app = await buildApp(t, sim, { logger: logs.logger, plugin: { templates: false } })
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  await app.close()
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.same(logs.parsed().map((line) => line.msg), [], 'no warning or error')
 })

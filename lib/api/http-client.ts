@@ -110,7 +110,9 @@ export class WechatHttpClient {
       }
     }
     const detail = lastError instanceof HttpStatusError && lastError.detail !== undefined ? ` (${lastError.detail})` : ''
-    const reason = timedOut ? `timed out after ${this.timeout} ms` : httpStatus !== undefined ? `HTTP ${httpStatus}${detail}` : describeCause(lastError)
+    const reason = options.cancel?.aborted === true && lastError === options.cancel.reason
+      ? 'cut short: the app is closing'
+      : timedOut ? `timed out after ${this.timeout} ms` : httpStatus !== undefined ? `HTTP ${httpStatus}${detail}` : describeCause(lastError)
     const error = new WechatUpstreamError(`${method} ${path}: ${reason}`, { cause: lastError }) as InstanceType<typeof WechatUpstreamError> & UpstreamFields
     error.ambiguous = ambiguous
     error.timedOut = timedOut

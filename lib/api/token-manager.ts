@@ -226,7 +226,8 @@ export class TokenManager {
         const error = err as TokenErrorInstance
         this.hold.failed(error, forceRefresh)
         const retry = error.retryable && error.errcode !== 45011 && attempt < attempts && !this.stop.signal.aborted
-        this.options.log.warn({ errcode: error.errcode, rid: error.rid, attempt, retry }, `wechat: token fetch failed: ${error.message}`)
+        // (a fetch close() cut short did not fail: no warning for it)
+        this.options.log[this.stop.signal.aborted ? 'debug' : 'warn']({ errcode: error.errcode, rid: error.rid, attempt, retry }, `wechat: token fetch failed: ${error.message}`)
         if (!retry) throw err
         await sleep(backoffDelay(attempt, this.options.retry), this.stop.signal)
       }
