@@ -122,6 +122,20 @@ test('returnMsgid: false answers ok without msgid (the message still gets one)',
   t.equal(s.sim.accepted[0]?.msgid, FIRST_MSGID.toString())
 })
 
+// Every simulator started its msgids at FIRST_MSGID: against a Redis kept between runs, a new run's
+// receipt found an old run's message (msgid → message is kept for the retention). Each run can have
+// its own now.
+test('firstMsgid: where the msgids start (a bigint or a decimal string); a bad one is a TypeError', async (t) => {
+  const s = await start(t, { firstMsgid: '3000000000000000007' })
+  t.match((await send(s, shipped())).text, /"msgid":3000000000000000007\}$/)
+  t.match((await send(s, shipped())).text, /"msgid":3000000000000000008\}$/)
+  const b = await start(t, { firstMsgid: 42n })
+  t.match((await send(b, shipped())).text, /"msgid":42\}$/)
+  for (const bad of ['0', '-1', '1.5', '12345678901234567890', 9223372036854775807n, 42, '']) {
+    await t.rejects(createSimulator({ firstMsgid: bad as never }), { name: 'TypeError', message: /firstMsgid/ }, String(bad))
+  }
+})
+
 test('method, body and format errors', async (t) => {
   const s = await start(t)
   t.equal((await send(s, undefined, 'GET')).json.errcode, 43002)

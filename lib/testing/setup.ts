@@ -29,6 +29,7 @@ const OPTIONS: FieldNames<SimulatorOptions> = {
   addTemplateEncoding: true,
   shortThingMax: true,
   sendQuota: true,
+  firstMsgid: true,
   pushTimeoutMs: true,
   pushRetryDelayMs: true,
   logger: true
@@ -90,8 +91,18 @@ export function buildContext (o: SimulatorOptions, abort: AbortController): SimC
       timeoutMs: assertPositive(o.pushTimeoutMs ?? PUSH_TIMEOUT_MS, 'pushTimeoutMs'),
       retryDelayMs: assertLatency(o.pushRetryDelayMs ?? PUSH_RETRY_DELAY_MS, 'createSimulator: pushRetryDelayMs')
     },
-    nextMsgid: FIRST_MSGID
+    nextMsgid: firstMsgid(o.firstMsgid)
   }
+}
+
+/** WeChat's msgids are 64-bit: 1 to 19 digits, at most 2^63 - 1 with room for the sends after it. */
+function firstMsgid (value: unknown): bigint {
+  if (value === undefined) return FIRST_MSGID
+  const text = typeof value === 'bigint' ? value.toString() : value
+  if (typeof text !== 'string' || !/^[1-9]\d{0,18}$/.test(text) || BigInt(text) > 2n ** 63n - 2n ** 32n) {
+    throw new TypeError('createSimulator: firstMsgid must be a positive integer of at most 19 digits (a bigint or a decimal string), below 2^63 - 2^32')
+  }
+  return BigInt(text)
 }
 
 function assertString (value: unknown, name: string): string {

@@ -167,6 +167,13 @@ export interface SimulatorOptions {
    */
   sendQuota?: number
   /**
+   * The first msgid handed out (then +1 per accepted send), a decimal string or a bigint of 1 to 19
+   * digits; default FIRST_MSGID, the same in every run. Against a Redis that outlives the simulator
+   * (a dev Redis kept between runs), give each run its own (or its own `keyPrefix` to the plugin): the
+   * plugin keeps msgid → message for its retention, and an old run's message would take a new receipt.
+   */
+  firstMsgid?: bigint | string
+  /**
    * How long a push waits for the app's answer before the attempt counts as failed, in wall-clock ms;
    * default 5000, WeChat's wait (WECHAT.md §6.5). Lower it to test a slow app quickly.
    */
