@@ -109,9 +109,23 @@ export type InvalidMessageError = WechatInvalidMessageErrorInstance
 
 const UNKNOWN_TEMPLATE_ERRCODE = 40037
 
-/** FST_WECHAT_INVALID_MESSAGE (400) naming every violation, for bad messages and bad arguments alike. */
+/**
+ * The same code for a bad argument that is no message (a call's options, the template API's
+ * arguments), worded for what it is; still `instanceof WechatInvalidMessageError`.
+ */
+const InvalidArgumentError = createError('FST_WECHAT_INVALID_MESSAGE', 'Invalid argument: %s', 400, WechatInvalidMessageError as unknown as ErrorConstructor)
+
+/** FST_WECHAT_INVALID_MESSAGE (400) naming every violation of a message. */
 export function invalid (violations: InvalidMessageFields['violations']): InvalidMessageError {
-  const error = new WechatInvalidMessageError(violations.map((v) => v.message).join('; ')) as InvalidMessageError
+  return withViolations(new WechatInvalidMessageError(violations.map((v) => v.message).join('; ')) as InvalidMessageError, violations)
+}
+
+/** FST_WECHAT_INVALID_MESSAGE (400) for bad arguments that are no message: "Invalid argument: ...". */
+export function invalidArgument (violations: InvalidMessageFields['violations']): InvalidMessageError {
+  return withViolations(new InvalidArgumentError(violations.map((v) => v.message).join('; ')) as unknown as InvalidMessageError, violations)
+}
+
+function withViolations (error: InvalidMessageError, violations: InvalidMessageFields['violations']): InvalidMessageError {
   error.violations = violations
   // refused locally "like WeChat's 40037" (issue #5): say which errcode it stands for
   if (violations.some((v) => v.rule === 'unknown_template')) error.errcode = UNKNOWN_TEMPLATE_ERRCODE

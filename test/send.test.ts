@@ -6,6 +6,7 @@ import type { WechatSimulator } from '../lib/testing/index.js'
 import { backoffDelay } from '../lib/api/backoff.js'
 import { msUntilQuotaReset } from '../lib/api/quota.js'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
+import wechatPush from '../lib/index.js'
 
 test('send delivers the wire form and returns the 64-bit msgid as an exact string', async (t) => {
   const sim = await startSimulator(t)
@@ -203,6 +204,12 @@ test('unreadable call options and arrays with holes: coded FST_WECHAT_INVALID_ME
   t.ok(calling instanceof Promise, 'getToken() of unreadable options rejects, it does not throw')
   await t.rejects(calling as Promise<string>, { ...refused, message: /options could not be read/ })
   await t.rejects(getToken({ forceRefresh: 'yes' }), { ...refused, message: /forceRefresh must be a boolean/ })
+  // A bad argument that is no message says so ("Invalid subscribe message: forceRefresh..." before),
+  // with the same code, and is still a WechatInvalidMessageError
+  const argument = await getToken({ forceRefresh: 'yes' }).catch((err: Error) => err)
+  t.match(argument, { code: 'FST_WECHAT_INVALID_MESSAGE', statusCode: 400, message: /^Invalid argument: forceRefresh must be a boolean$/ })
+  t.ok(argument instanceof wechatPush.WechatInvalidMessageError, 'instanceof WechatInvalidMessageError')
+  t.match(await send(shippedMessage(), { delay: 5 }).catch((err: Error) => err), { message: /^Invalid argument: delay is not an option here/ })
   await t.rejects(getToken({ forcerefresh: true }), { ...refused, message: /forcerefresh is not an option here/ })
 
   const sparse = [shippedMessage(), , shippedMessage()] // eslint-disable-line no-sparse-arrays

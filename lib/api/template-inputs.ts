@@ -1,4 +1,4 @@
-import { invalid } from '../errors.js'
+import { invalidArgument } from '../errors.js'
 import type { InvalidMessageFields } from '../errors.js'
 import type { AddTemplateInput, PublicTitlesQuery } from './templates.js'
 
@@ -23,13 +23,13 @@ function isPositiveInteger (value: unknown): value is number {
 
 export function checkTid (tid: unknown, key: string): number {
   const n = typeof tid === 'string' && /^\d{1,15}$/.test(tid) ? Number(tid) : tid
-  if (!isPositiveInteger(n)) throw invalid([{ key, rule: 'type', message: `${key} must be a positive integer (a public title id from publicTitles())` }])
+  if (!isPositiveInteger(n)) throw invalidArgument([{ key, rule: 'type', message: `${key} must be a positive integer (a public title id from publicTitles())` }])
   return n
 }
 
 export function checkTitlesQuery (query: PublicTitlesQuery): { ids: number[], start: number, limit: number } {
   const violations: Violation[] = []
-  if (query === null || typeof query !== 'object') throw invalid([{ key: 'query', rule: 'type', message: 'publicTitles takes { ids, start?, limit? }' }])
+  if (query === null || typeof query !== 'object') throw invalidArgument([{ key: 'query', rule: 'type', message: 'publicTitles takes { ids, start?, limit? }' }])
   const { ids, start = 0, limit = MAX_PUBLIC_TITLES_LIMIT } = query
   if (!Array.isArray(ids) || ids.length === 0 || ids.length > 100 || !ids.every(isPositiveInteger)) {
     violations.push({ key: 'ids', rule: 'type', message: 'ids must be a non-empty array of category ids (positive integers, from categories())' })
@@ -38,12 +38,12 @@ export function checkTitlesQuery (query: PublicTitlesQuery): { ids: number[], st
   if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PUBLIC_TITLES_LIMIT) {
     violations.push({ key: 'limit', rule: 'range', message: `limit must be an integer from 1 to ${MAX_PUBLIC_TITLES_LIMIT}` })
   }
-  if (violations.length > 0) throw invalid(violations)
+  if (violations.length > 0) throw invalidArgument(violations)
   return { ids, start, limit }
 }
 
 export function checkAddInput (input: AddTemplateInput): { tid: number, kidList: number[], sceneDesc?: string } {
-  if (input === null || typeof input !== 'object') throw invalid([{ key: 'template', rule: 'type', message: 'add takes { tid, kidList, sceneDesc? }' }])
+  if (input === null || typeof input !== 'object') throw invalidArgument([{ key: 'template', rule: 'type', message: 'add takes { tid, kidList, sceneDesc? }' }])
   const violations: Violation[] = []
   let tid = 0
   try {
@@ -65,6 +65,6 @@ export function checkAddInput (input: AddTemplateInput): { tid: number, kidList:
   if (sceneDesc !== undefined && (typeof sceneDesc !== 'string' || [...sceneDesc].length > MAX_SCENE_DESC)) {
     violations.push({ key: 'sceneDesc', rule: 'maxLength', message: `sceneDesc must be a string of at most ${MAX_SCENE_DESC} characters` })
   }
-  if (violations.length > 0) throw invalid(violations)
+  if (violations.length > 0) throw invalidArgument(violations)
   return { tid, kidList, ...(sceneDesc === undefined ? {} : { sceneDesc }) }
 }

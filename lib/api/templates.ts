@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { invalid, WechatApiError, WechatUpstreamError } from '../errors.js'
+import { invalidArgument, WechatApiError, WechatUpstreamError } from '../errors.js'
 import type { WechatApiErrorInstance } from '../errors.js'
 import { sharedAbortController } from './abort.js'
 import { backoffDelay, sleep } from './backoff.js'
@@ -164,7 +164,7 @@ export class TemplateApi {
   /** `deltemplate`: remove a private template. */
   async remove (priTmplId: string): Promise<void> {
     if (typeof priTmplId !== 'string' || priTmplId.trim() === '' || priTmplId.length > 128 || /[\s\p{Cc}]/u.test(priTmplId)) {
-      throw invalid([{ key: 'priTmplId', rule: 'required', message: 'priTmplId must be a template id (a non-empty string without spaces)' }])
+      throw invalidArgument([{ key: 'priTmplId', rule: 'required', message: 'priTmplId must be a template id (a non-empty string without spaces)' }])
     }
     await this.request('POST', TEMPLATE_PATHS.remove, { json: { priTmplId } })
   }

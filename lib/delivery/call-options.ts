@@ -1,4 +1,4 @@
-import { invalid, thrownText } from '../errors.js'
+import { invalidArgument, thrownText } from '../errors.js'
 
 const MAX_KEY_LENGTH = 200
 const MAX_DELAY_MS = 30 * 86_400_000
@@ -13,7 +13,7 @@ export function sendOptions (options: unknown): { key?: string, signal?: AbortSi
   const o = readOptions(options, ['idempotencyKey', 'signal'])
   const signal = o.signal
   if (signal !== undefined && !isAbortSignal(signal)) {
-    throw invalid([{ key: 'signal', rule: 'type', message: 'signal must be an AbortSignal' }])
+    throw invalidArgument([{ key: 'signal', rule: 'type', message: 'signal must be an AbortSignal' }])
   }
   return { key: checkKey(o.idempotencyKey), signal }
 }
@@ -23,7 +23,7 @@ export function enqueueOptions (options: unknown): { key?: string, delay: number
   const o = readOptions(options, ['idempotencyKey', 'delay'])
   const delay = o.delay ?? 0
   if (typeof delay !== 'number' || !Number.isInteger(delay) || delay < 0 || delay > MAX_DELAY_MS) {
-    throw invalid([{ key: 'delay', rule: 'range', message: 'delay must be a whole number of ms between 0 and 30 days' }])
+    throw invalidArgument([{ key: 'delay', rule: 'range', message: 'delay must be a whole number of ms between 0 and 30 days' }])
   }
   return { key: checkKey(o.idempotencyKey), delay }
 }
@@ -42,11 +42,11 @@ function readOptions (options: unknown, known: readonly string[]): Record<string
       for (const name of known) read[name] = (options as Record<string, unknown>)[name]
     }
   } catch (err) {
-    throw invalid([{ key: 'options', rule: 'type', message: `options could not be read (${thrownText(err)})` }])
+    throw invalidArgument([{ key: 'options', rule: 'type', message: `options could not be read (${thrownText(err)})` }])
   }
-  if (names === undefined) throw invalid([{ key: 'options', rule: 'type', message: `options must be an object ({ ${known.join(', ')} })` }])
+  if (names === undefined) throw invalidArgument([{ key: 'options', rule: 'type', message: `options must be an object ({ ${known.join(', ')} })` }])
   for (const name of names) {
-    if (!known.includes(name)) throw invalid([{ key: name, rule: 'unknown', message: `${name} is not an option here (expected ${known.join(' or ')})` }])
+    if (!known.includes(name)) throw invalidArgument([{ key: name, rule: 'unknown', message: `${name} is not an option here (expected ${known.join(' or ')})` }])
   }
   return read
 }
@@ -64,12 +64,12 @@ function isAbortSignal (signal: unknown): signal is AbortSignal {
 function checkKey (key: unknown): string | undefined {
   if (key === undefined) return undefined
   if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) {
-    throw invalid([{ key: 'idempotencyKey', rule: 'type', message: `idempotencyKey must be a string of 1-${MAX_KEY_LENGTH} characters` }])
+    throw invalidArgument([{ key: 'idempotencyKey', rule: 'type', message: `idempotencyKey must be a string of 1-${MAX_KEY_LENGTH} characters` }])
   }
   // A lone surrogate has no UTF-8 form: Redis would store U+FFFD in its place, so two different keys
   // became one there (and stayed two in memory).
   if (!(key as string & { isWellFormed (): boolean }).isWellFormed()) {
-    throw invalid([{ key: 'idempotencyKey', rule: 'type', message: 'idempotencyKey must be well-formed Unicode (no lone surrogate)' }])
+    throw invalidArgument([{ key: 'idempotencyKey', rule: 'type', message: 'idempotencyKey must be well-formed Unicode (no lone surrogate)' }])
   }
   return key
 }
@@ -79,7 +79,7 @@ export function getTokenOptions (options: unknown): boolean {
   if (options === undefined) return false
   const { forceRefresh } = readOptions(options, ['forceRefresh'])
   if (forceRefresh !== undefined && typeof forceRefresh !== 'boolean') {
-    throw invalid([{ key: 'forceRefresh', rule: 'type', message: 'forceRefresh must be a boolean' }])
+    throw invalidArgument([{ key: 'forceRefresh', rule: 'type', message: 'forceRefresh must be a boolean' }])
   }
   return forceRefresh === true
 }
