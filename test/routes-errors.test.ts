@@ -174,9 +174,13 @@ test('no response carries the appSecret or the access_token', async (t) => {
 
 test('queue: false → the queued forms answer 503 FST_WECHAT_QUEUE', async (t) => {
   const sim = await startSimulator(t)
-  const app = await routesApp(t, sim, { plugin: { queue: false } })
+  const logs = captureLogs('warn')
+  const app = await routesApp(t, sim, { logger: logs.logger, plugin: { queue: false } })
   const one = await postJson(app, '/wechat/messages?queue=true', shippedMessage())
   t.match(one.json(), { statusCode: 503, code: 'FST_WECHAT_QUEUE' })
+  // logged as what it is, not as an "upstream failure" (WeChat was never called)
+  t.ok(logs.lines.some((line) => line.includes('wechat routes: the queue is unavailable')), 'logged as the queue being unavailable')
+  t.notOk(logs.lines.some((line) => line.includes('upstream failure')))
   const batch = await postJson(app, '/wechat/messages/batch', { messages: [shippedMessage()] })
   t.match(batch.json(), { statusCode: 503, code: 'FST_WECHAT_QUEUE', message: /queue is off/ })
   t.equal((await postJson(app, '/wechat/messages', shippedMessage())).statusCode, 200, 'sending now still works')

@@ -112,11 +112,17 @@ export function sendError (reply: FastifyReply, mapped: MappedError): FastifyRep
   return reply.code(mapped.statusCode).type('application/json; charset=utf-8').send(mapped.body)
 }
 
+/** What a 5xx other than 500 says in the log, by code: not every one is WeChat's (upstream) fault. */
+const UNAVAILABLE: Record<string, string> = {
+  FST_WECHAT_QUEUE: 'the queue is unavailable (off, or its Redis)',
+  FST_WECHAT_STORE: 'the store is unavailable'
+}
+
 export function logError (log: FastifyBaseLogger, err: unknown, mapped: MappedError): void {
   const fields = { statusCode: mapped.statusCode, code: mapped.body.code, errcode: mapped.body.errcode }
   // (the routes' own hooks are the app's: a routes.onRequest that throws a plain error lands here too)
   if (mapped.level === 'error') log.error({ err }, 'wechat routes: unexpected error (thrown by a hook of the app, such as routes.onRequest, or a bug in fastify-wechat-push)')
-  else if (mapped.level === 'warn') log.warn(fields, 'wechat routes: upstream failure')
+  else if (mapped.level === 'warn') log.warn(fields, `wechat routes: ${UNAVAILABLE[mapped.body.code ?? ''] ?? 'upstream failure'}`)
   else log.info(fields, 'wechat routes: request refused')
 }
 
