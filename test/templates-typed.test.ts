@@ -187,6 +187,7 @@ test('CLI: usage, missing credentials and WeChat errors', async (t) => {
   run = io({ WECHAT_APPID: sim.appId, WECHAT_SECRET: 'wrong-secret-do-not-print', WECHAT_BASE_URL: sim.url })
   t.equal(await main(['templates'], run.io), 1)
   t.match(run.err(), /Could not list the templates: FST_WECHAT_TOKEN/)
+  t.match(run.err(), /check WECHAT_SECRET/, 'the advice names the variable the CLI reads, not the plugin option')
   t.notMatch(run.err(), /wrong-secret-do-not-print/)
 })
 

@@ -59,7 +59,9 @@ export async function main (argv: readonly string[], io: CliIo): Promise<number>
     return 0
   } catch (err) {
     const e = err as Error & { code?: string }
-    io.stderr(`Could not list the templates: ${e.code ? `${e.code} ` : ''}${e.message}\n`)
+    // (the advice names the plugin's options; here they are the environment's)
+    const message = e.message.replace(/the appSecret option/g, 'WECHAT_SECRET').replace(/the appId option/g, 'WECHAT_APPID')
+    io.stderr(`Could not list the templates: ${e.code ? `${e.code} ` : ''}${message}\n`)
     return 1
   } finally {
     tokens.close()
