@@ -254,6 +254,24 @@ for (const kind of ['memory', 'bullmq'] as const) {
     t.ok(concurrent.released === first.released || concurrent.released === 0, `a concurrent call shares the run or finds nothing left (${concurrent.released})`)
     t.same(await app.wechat.resumeQueue(), { released: 0 }, 'a later call: nothing paused any more')
   })
+
+  // A 45009 answering a call made before resumeQueue() (the quota was reset meanwhile) paused the queue
+  // again until the next reset: a clean-clone CI run met it (a later resumeQueue() released 1). That
+  // 45009 is the old day's: the message is tried again at once. Failed before (both queues).
+  test(`${kind} queue: a 45009 answering a call made before resumeQueue() does not pause the queue again`, async (t) => {
+    const sim = await startSimulator(t)
+    const { app } = await setup(t, sim, kind)
+    await app.wechat.getToken()
+    // two calls leave together: one meets 45009 at once (the pause), the other's 45009 comes 1.5 s later
+    sim.failNext('send', { errcode: 45009 })
+    sim.failNext('send', { errcode: 45009, delayMs: 1500 })
+    const ids = (await Promise.all([0, 1].map((i) => app.wechat.enqueue(numbered('Z', i), { idempotencyKey: `z-${i}` })))).flat().map((r) => r.id)
+    await until('the first 45009 paused the queue', async () => (await Promise.all(ids.map((id) => app.wechat.status(id)))).some((r) => r?.errcode === 45009))
+    await app.wechat.resumeQueue()
+    await until('both messages sent after the resume', async () => (await Promise.all(ids.map((id) => app.wechat.status(id)))).every((r) => r?.status === 'sent'), 15_000)
+    t.equal(sim.accepted.length, 2)
+    t.same(await app.wechat.resumeQueue(), { released: 0 }, 'nothing paused again')
+  })
 }
 
 test('bullmq: resumeQueue() with Redis down is FST_WECHAT_QUEUE, and the pause holds until a call succeeds', async (t) => {

@@ -187,8 +187,10 @@ export class BullQueue implements MessageQueue {
         await job.moveToDelayed(Date.now() + verdict.delayMs, token)
         throw new DelayedError()
       case 'quota':
-        await this.quota.begin(verdict.pauseMs)
-        throw Worker.RateLimitError()
+        if (await this.quota.begin(verdict.pauseMs, verdict.calledAt)) throw Worker.RateLimitError()
+        // (the call left before a resumeQueue(): its 45009 is the old day's; tried again, no attempt spent)
+        await job.moveToDelayed(Date.now(), token)
+        throw new DelayedError()
       case 'held':
         // (a record the store could not read; for runs given slots, batch messages, also a pause or close)
         await job.moveToDelayed(Date.now() + verdict.delayMs, token)
@@ -233,8 +235,8 @@ export class BullQueue implements MessageQueue {
       case 'rate':
         return { data: { ...data, attemptsBefore: attempt - 1 }, delayMs: verdict.delayMs }
       case 'quota':
-        await this.quota.begin(verdict.pauseMs)
-        return { data: { ...data, attemptsBefore: attempt - 1, parked: true }, delayMs: verdict.pauseMs }
+        if (await this.quota.begin(verdict.pauseMs, verdict.calledAt)) return { data: { ...data, attemptsBefore: attempt - 1, parked: true }, delayMs: verdict.pauseMs }
+        return { data: { ...data, attemptsBefore: attempt - 1 }, delayMs: 0 }
       case 'held': {
         const left = { ...data, attemptsBefore: attempt - 1 }
         // by close() or an unreadable record: only delayed
@@ -254,7 +256,7 @@ export class BullQueue implements MessageQueue {
    */
   private readonly hold = {
     until: (): number | undefined => this.closing ? Date.now() : this.quota.heldHere() ? this.quota.until : undefined,
-    pause: (ms: number): void => { this.quota.until = Date.now() + ms }
+    pause: (ms: number, calledAt: number): void => { if (calledAt >= this.quota.resumedAt) this.quota.until = Date.now() + ms }
   }
 
   /**

@@ -36,7 +36,8 @@ export type Verdict =
   /** 45011: not before 60 s, without spending an attempt */
   | { kind: 'rate', delayMs: number }
   /** 45009: stop sending (the whole queue) until the daily quota resets */
-  | { kind: 'quota', pauseMs: number }
+  /** `calledAt` (Date.now() ms): when the call that met 45009 left; one made before a resumeQueue() must not pause again */
+  | { kind: 'quota', pauseMs: number, calledAt: number }
   /** not tried: the queue paused (45009) or began to close while it waited for its slot (RunOptions), or the store did not answer */
   | { kind: 'held', delayMs: number }
 
@@ -50,9 +51,9 @@ export interface RunOptions {
   /**
    * Read in the slot just before the call, `until()` answers when the message may be tried (Date.now()
    * ms; now or earlier: hand it back to the queue at once) if it must not be tried now, else undefined;
-   * `pause(ms)` is called in the slot when the call met 45009.
+   * `pause(ms, calledAt)` is called in the slot when the call (made at `calledAt`) met 45009.
    */
-  hold?: { until: () => number | undefined, pause: (ms: number) => void }
+  hold?: { until: () => number | undefined, pause: (ms: number, calledAt: number) => void }
 }
 
 /**
@@ -108,6 +109,7 @@ export class JobRunner {
       return { kind: 'done', status: current.status }
     }
     const { slots, hold } = options
+    let calledAt = Date.now()
     const outcome = slots === undefined
       ? await this.sender.deliver(data.id, data.wire, { attempts: 1, ambiguous: data.ambiguous })
       : await slots.use(async () => {
@@ -115,9 +117,10 @@ export class JobRunner {
         // for its slot: it is not tried now.
         const held = hold?.until()
         if (held !== undefined) return held
+        calledAt = Date.now()
         const outcome = await this.sender.deliver(data.id, data.wire, { attempts: 1, ambiguous: data.ambiguous })
         // ...and a pause starts before the slot is free for the next one
-        if (outcome.errorClass === 'quota') hold?.pause(msUntilQuotaReset(this.options.clock.now()))
+        if (outcome.errorClass === 'quota') hold?.pause(msUntilQuotaReset(this.options.clock.now()), calledAt)
         return outcome
       })
     if (typeof outcome === 'number') {
@@ -140,7 +143,7 @@ export class JobRunner {
     if (outcome.errorClass === 'quota') {
       const pauseMs = msUntilQuotaReset(this.options.clock.now())
       await this.update(data, { status: 'pending', ...errFields }, true, pauseMs)
-      return { kind: 'quota', pauseMs }
+      return { kind: 'quota', pauseMs, calledAt }
     }
     const retryable = outcome.errorClass === 'transient' || outcome.errorClass === 'token'
     if (retryable && attempt < maxAttempts) {

@@ -30,6 +30,8 @@ export class MemoryQueue implements MessageQueue {
   private running = false
   private closing = false
   private pausedUntil = 0
+  /** the last resume(): a 45009 answering a call made before it is the old day's, not a new pause */
+  private resumedAt = 0
   private wakeTimer: NodeJS.Timeout | null = null
 
   constructor (private readonly runner: JobRunner, private readonly options: MemoryQueueOptions, private readonly log: FastifyBaseLogger) {}
@@ -115,6 +117,7 @@ export class MemoryQueue implements MessageQueue {
     // (not paused, or the pause already ran out: nothing waits for the reset)
     if (this.pausedUntil <= Date.now()) return 0
     this.pausedUntil = 0
+    this.resumedAt = Date.now()
     if (this.wakeTimer) clearTimeout(this.wakeTimer)
     this.wakeTimer = null
     const waiting = this.ready.length
@@ -136,7 +139,10 @@ export class MemoryQueue implements MessageQueue {
       if (verdict.kind === 'done') this.known.delete(entry.data.id)
       else if (verdict.kind === 'retry') this.schedule({ data: { ...entry.data, ambiguous: verdict.ambiguous }, attempt: entry.attempt + 1 }, verdict.delayMs)
       else if (verdict.kind === 'rate' || verdict.kind === 'held') this.schedule(entry, verdict.delayMs)
-      else if (verdict.kind === 'quota') {
+      else if (verdict.kind === 'quota' && verdict.calledAt < this.resumedAt) {
+        // the call left before the quota was reset: tried again now, not parked for another day
+        this.schedule(entry, 0)
+      } else if (verdict.kind === 'quota') {
         this.pausedUntil = Date.now() + verdict.pauseMs
         this.log.warn({ pauseMs: verdict.pauseMs }, 'wechat: daily quota used up (45009); sending paused until it resets')
         this.schedule(entry, 0, true)

@@ -2,6 +2,8 @@ import type { Job, Queue } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 
+/** How long the fleet remembers a resume: far longer than any call's answer can be late. */
+const RESUMED_MARK_MS = 3_600_000
 /** Delayed jobs read per call while resume() looks for the parked ones. */
 const DELAYED_PAGE = 500
 
@@ -22,6 +24,10 @@ export interface PauseProducer {
 export class QuotaPause {
   /** 45009 seen by this instance: no call to WeChat before this time (ms) */
   until = 0
+  /** this instance's last resume (ms): a 45009 answering a call made before it does not pause again */
+  resumedAt = 0
+  /** begin() calls under way: until their fleet key is set, holds() must not read its absence as a resume */
+  private beginning = 0
   /** the read of the fleet's pause key under way (holds()), shared by the jobs fetched meanwhile */
   private check: Promise<void> | null = null
   /** resume() under way: concurrent calls on this instance share it */
@@ -34,13 +40,40 @@ export class QuotaPause {
     return this.until > Date.now()
   }
 
-  /** 45009: pause the whole fleet until the quota resets. */
-  async begin (pauseMs: number): Promise<void> {
+  /**
+   * 45009 met by a call made at `calledAt`: pause the whole fleet until the quota resets. Not when the
+   * call left before a resume (here, or on another instance: the fleet's resume mark): that 45009 is
+   * the old day's, and pausing again would hold the queue until the next reset. False then.
+   */
+  async begin (pauseMs: number, calledAt: number): Promise<boolean> {
+    if (calledAt < this.resumedAt) return false
+    // This instance stops at once; holds() does not end the pause meanwhile (its fleet key comes below).
+    const prior = this.until
     this.until = Date.now() + pauseMs
-    this.log.warn({ pauseMs }, 'wechat: daily quota used up (45009); the queue is paused until it resets')
-    const { queue, connection } = this.producer()
-    await connection.set(this.key, String(this.until), 'PX', pauseMs)
-    await queue.rateLimit(pauseMs)
+    this.beginning++
+    try {
+      if (calledAt < await this.fleetResumedAt()) {
+        this.until = prior
+        return false
+      }
+      this.log.warn({ pauseMs }, 'wechat: daily quota used up (45009); the queue is paused until it resets')
+      const { queue, connection } = this.producer()
+      await connection.set(this.key, String(this.until), 'PX', pauseMs)
+      await queue.rateLimit(pauseMs)
+      return true
+    } finally {
+      this.beginning--
+    }
+  }
+
+  /** When another instance (or this one) last resumed the fleet, from its mark (0: none, or Redis unreachable). */
+  private async fleetResumedAt (): Promise<number> {
+    const mark = await this.producer().connection.get(this.resumedKey).catch(() => null)
+    return Number(mark) || 0
+  }
+
+  private get resumedKey (): string {
+    return `${this.key}:resumed-at`
   }
 
   /**
@@ -52,7 +85,7 @@ export class QuotaPause {
     if (!this.heldHere()) return false
     this.check ??= this.producer().connection.exists(this.key)
       // (Redis unreachable: the pause holds)
-      .then((held) => { if (held === 0) this.until = 0 }, () => {})
+      .then((held) => { if (held === 0 && this.beginning === 0) this.until = 0 }, () => {})
       .finally(() => { this.check = null })
     await this.check
     return this.heldHere()
@@ -71,7 +104,7 @@ export class QuotaPause {
    * Answers the jobs that were waiting for the reset: those promoted and those in the wait list (a
    * batch job counts once). Without a pause, here or in the fleet, only jobs still parked are released
    * (the rate limit is also a `queue.limiter`'s window, not to be reset for nothing). Calls on one
-   * instance share one run. A 45009 answering a call made before the reset pauses the queue again.
+   * instance share one run. A 45009 answering a call made before the resume does not pause the queue again.
    */
   resume (): Promise<number> {
     this.resuming ??= this.resumeNow().finally(() => { this.resuming = null })
@@ -97,6 +130,9 @@ export class QuotaPause {
     // Without a pause, only jobs still parked go (one parked by a batch that ran on as the pause
     // ended): the wait list is not the reset's, and the rate limit may be a queue.limiter's window.
     if (!pausedHere && !pausedFleet) return promotedCount
+    // (the mark first: a 45009 of a call made before now, handled on any instance, is the old day's)
+    this.resumedAt = Date.now()
+    await connection.set(this.resumedKey, String(this.resumedAt), 'PX', RESUMED_MARK_MS)
     await connection.del(this.key)
     await queue.removeRateLimitKey()
     this.until = 0
