@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import { WechatOptionsError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import { RedisStore } from '../store/redis.js'
 import type { WechatStore } from '../store/types.js'
@@ -23,6 +24,11 @@ export function createQueue (options: ResolvedOptions, store: WechatStore, keys:
   }
   const runner = new JobRunner(sender, store, { retry: options.retry, retentionSeconds: options.retentionSeconds, clock: options.clock }, log, hooks)
   if (store instanceof RedisStore && queue.durable !== false) {
+    // WAIT has no key: ioredis' Cluster client sends it to any master, which answers for its own
+    // writes, not for the master that took the jobs: it would confirm adds nothing replicated.
+    if (queue.replicas !== undefined && (store.redis as { isCluster?: boolean }).isCluster === true) {
+      throw new WechatOptionsError('queue.replicas needs a single Redis or Sentinel: on Redis Cluster WAIT cannot be sent to the master that holds the jobs (use min-replicas-to-write on the servers instead)')
+    }
     log.info({ queue: 'bullmq', concurrency: queue.concurrency, limiter: queue.limiter }, 'wechat: durable queue (BullMQ) on Redis, worked by every instance')
     return new BullQueue(store.redis, runner, { prefix: keys.queue, concurrency: queue.concurrency, attempts: queue.attempts, limiter: queue.limiter, replicas: queue.replicas }, log)
   }
