@@ -248,6 +248,14 @@ test('Redis Cluster, 3 masters', async (t) => {
 
   // WAIT has no key: on a Cluster it went to any master, which confirmed adds it never took (about 2
   // in 3 enqueues "confirmed" with no replica holding them). Refused at boot now. Failed before.
+  // With scaleReads: 'slave' the plugin's reads went to replicas, behind its own writes (status() right
+  // after a send, a receipt's msgid lookup, the token after the lock). Refused at boot. Failed before.
+  t.test('a Cluster client reading from replicas (scaleReads) is refused at boot', async (t) => {
+    const sim = await startSimulator(t)
+    await t.rejects(appOn(t, sim, { client: cluster.client({ scaleReads: 'slave', redisOptions: { maxRetriesPerRequest: 1 } }), closeClient: true }, { keyPrefix: uniquePrefix('cluster-scale') }),
+      { code: 'FST_WECHAT_OPTIONS', message: /reads from replicas \(scaleReads: 'slave'\)/ })
+  })
+
   t.test('queue.replicas on a Cluster is refused at boot (WAIT cannot reach the jobs\' master)', async (t) => {
     const sim = await startSimulator(t)
     await t.rejects(appOn(t, sim, { client: backend.client(), closeClient: true }, { keyPrefix: uniquePrefix('cluster-replicas'), queue: { replicas: 1 } }),

@@ -23,6 +23,12 @@ export function selectStore (fastify: FastifyInstance, options: ResolvedOptions,
     throw new WechatOptionsError("store: 'redis' needs fastify.redis: register @fastify/redis before fastify-wechat-push")
   }
   if (client) {
+    // Reads from replicas lag the writes: status() right after a send, a receipt's msgid lookup and
+    // the token read after the lock would miss what this process just wrote.
+    const scaleReads = (client as { isCluster?: boolean, options?: { scaleReads?: unknown } }).isCluster === true ? (client as { options?: { scaleReads?: unknown } }).options?.scaleReads : undefined
+    if (scaleReads !== undefined && scaleReads !== 'master') {
+      throw new WechatOptionsError(`the Redis Cluster client reads from replicas (scaleReads: ${typeof scaleReads === 'string' ? `'${scaleReads}'` : 'a function'}): the plugin needs its reads from the masters; give it a client with scaleReads: 'master' (@fastify/redis namespace and redisNamespace)`)
+    }
     log.info({ store: 'redis', keyPrefix: keys.queue }, 'wechat: shared state on Redis (fleet-wide token, lock and records)')
     watchClientErrors(fastify, client, log)
     return new RedisStore(client, keys, options.clock, Math.min(options.timeout, REDIS_COMMAND_TIMEOUT_MS))
