@@ -8,7 +8,7 @@ import type { OnRequestHook, PreHandlerHook } from './options-schema.js'
 import type { PushEventMap } from './push/event-bus.js'
 import type { LifecycleEventMap, MessageEvent, TokenErrorEvent, TokenFetchedEvent } from './lifecycle.js'
 import type { ChangeEvent, ChangeItem, OtherPush, PopupEvent, PopupItem, PushEnvelope, PushMessage, SentEvent, SentItem } from './push/events.js'
-import type { WechatTemplates } from './delivery/templates-catalog.js'
+import type { WechatTemplates } from './delivery/templates-facade.js'
 import type {
   AddTemplateInput, PrivateTemplate, PublicTemplateKeyword, PublicTemplateTitle, PublicTitlesQuery, TemplateCategory
 } from './api/templates.js'

@@ -7,7 +7,8 @@ import { BATCH_JOB, bulkOf } from './batch-jobs.js'
 import type { BatchData } from './batch-jobs.js'
 import type { JobData, JobRunner, Verdict } from './job-runner.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
-import { AddUnansweredError, ReplicasUnconfirmedError } from './queue.js'
+import { AddUnansweredError } from './queue.js'
+import { confirmReplicas, warnFewReplicas } from './bullmq-replicas.js'
 import { Slots } from './slots.js'
 import { QueueErrors } from './queue-errors.js'
 import { sleep } from '../api/backoff.js'
@@ -114,29 +115,14 @@ export class BullQueue implements MessageQueue {
       throw new AddUnansweredError(`the queue's Redis did not answer the add within ${ADD_ANSWER_MS} ms: the jobs may be queued all the same`)
     }
     await added
-    const replicas = this.options.replicas
-    if (replicas !== undefined) {
-      // WAIT on our own add connection covers exactly the writes made on it so far: these jobs.
-      // Redis replicates asynchronously; without this, a failover can drop an add the master had
-      // acknowledged (README "Scaling out").
-      let acked: number
-      try {
-        acked = await connection.wait(replicas.count, replicas.timeoutMs)
-      } catch (err) {
-        // The jobs were added; only their confirmation failed (the connection dropped in a failover,
-        // WAIT refused by an ACL or a proxy): unconfirmed, not "not queued" (that would undo them).
-        throw new ReplicasUnconfirmedError(`the replicas' confirmation failed (${(err as Error).message}): the jobs may be queued or lost in a failover`, { cause: err })
-      }
-      if (acked < replicas.count) {
-        throw new ReplicasUnconfirmedError(`${acked} of ${replicas.count} replica(s) confirmed the jobs within ${replicas.timeoutMs} ms (queue.replicas): they may be queued or lost in a failover`)
-      }
-    }
+    // (queue.replicas: resolved only once that many replicas have these jobs)
+    if (this.options.replicas !== undefined) await confirmReplicas(connection, this.options.replicas)
   }
 
   async start (): Promise<void> {
     this.producer()
     // (not awaited: boot must not wait on Redis; the app's own client queues it until connected)
-    this.checkReplicas().catch(() => {})
+    if (this.options.replicas !== undefined) warnFewReplicas(this.client, this.options.replicas.count, this.log).catch(() => {})
     this.workerConnection = this.connections.own(duplicateClient(this.client, { maxRetriesPerRequest: null, enableOfflineQueue: true }))
     this.worker = new Worker<JobData | BatchData>(QUEUE_NAME, (job, token) => job.name === BATCH_JOB
       ? this.processBatch(job as Job<BatchData>, token)
@@ -257,20 +243,6 @@ export class BullQueue implements MessageQueue {
   private readonly hold = {
     until: (): number | undefined => this.closing ? Date.now() : this.quota.heldHere() ? this.quota.until : undefined,
     pause: (ms: number, calledAt: number): void => { if (calledAt >= this.quota.resumedAt) this.quota.until = Date.now() + ms }
-  }
-
-  /**
-   * queue.replicas against a Redis with fewer replicas connected: every enqueue would wait the
-   * timeout and be refused (while its jobs still run on the master). Said once at boot; not an
-   * error, since replicas may connect later.
-   */
-  private async checkReplicas (): Promise<void> {
-    const wanted = this.options.replicas?.count
-    if (wanted === undefined) return
-    try {
-      const connected = Number(/connected_slaves:(\d+)/.exec(await this.client.info('replication'))?.[1] ?? 0)
-      if (connected < wanted) this.log.warn({ wanted, connected }, `wechat: queue.replicas is ${wanted} but the Redis master has ${connected} replica(s) connected: each enqueue will wait queue.replicaTimeout and be refused as unconfirmed (its jobs still run on the master)`)
-    } catch {}
   }
 
   /** The worker fetches nothing for `ms` (QueueErrors: Redis refusing its commands in a loop). */

@@ -8,7 +8,7 @@
  */
 export { createSimulator, FIRST_MSGID, WechatSimulator } from './simulator.js'
 export { SimulatorClock } from './clock.js'
-export { buildSimPush, DEFAULT_TO_USER_NAME } from './push.js'
+export { buildSimPush, DEFAULT_TO_USER_NAME } from './push-request.js'
 export { buildSimUrlCheck } from './url-check.js'
 export type { SimUrlCheckOptions, SimUrlCheckRequest, SimUrlCheckResult } from './url-check.js'
 export { isReceipt, PUSH_ATTEMPTS, PUSH_RETRY_DELAY_MS, PUSH_TIMEOUT_MS } from './push-delivery.js'
