@@ -82,6 +82,46 @@ test('a failed delivery receipt marks the message failed with its ErrorCode', as
   t.equal(record?.errmsg, 'system failed')
 })
 
+// WECHAT.md §7.3: match a result by (openid, TemplateId, time), not by MsgID alone.
+test('a receipt whose MsgID names another user\'s message does not move that message', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url, logs } = await pushApp(t, sim, { listen: true, logLevel: 'warn' })
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, sentEvents: false, format: 'json' })
+  const alice = 'oCredit-user-0000000010'
+  const sent = await app.wechat.send(shippedMessage(alice))
+  await waitFor2(async () => (await app.wechat.status(sent.id))?.status === 'sent')
+  const result = await sim.push(undefined, { FromUserName: 'oCredit-user-0000000011', Event: 'subscribe_msg_sent_event', List: [{ TemplateId: ORDER, MsgID: sent.msgid, ErrorCode: 10002, ErrorStatus: 'fail' }] })
+  t.same(result, { statusCode: 200, body: 'success' }, 'acknowledged')
+  const otherTemplate = await sim.push(undefined, { FromUserName: alice, Event: 'subscribe_msg_sent_event', List: [{ TemplateId: MEETING, MsgID: sent.msgid, ErrorCode: 10002, ErrorStatus: 'fail' }] })
+  t.same(otherTemplate, { statusCode: 200, body: 'success' })
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.match(await app.wechat.status(sent.id), { status: 'sent', msgid: sent.msgid }, 'the message stays sent, without an errcode')
+  t.notOk((await app.wechat.status(sent.id))?.errcode)
+  t.ok(logs.some((line) => line.level === 40 && /names a message to another user or template/.test(line.msg)), 'warned')
+  // Its own receipt still settles it.
+  await sim.push(undefined, { FromUserName: alice, Event: 'subscribe_msg_sent_event', List: [{ TemplateId: ORDER, MsgID: sent.msgid, ErrorCode: 0, ErrorStatus: 'success' }] })
+  await waitFor2(async () => (await app.wechat.status(sent.id))?.status === 'delivered')
+})
+
+test('a message delivered after a failure receipt carries no errcode any more', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url } = await pushApp(t, sim, { listen: true })
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, sentEvents: false, format: 'json' })
+  const openid = 'oCredit-user-0000000012'
+  const sent = await app.wechat.send(shippedMessage(openid))
+  const delivered: Array<Record<string, unknown>> = []
+  app.wechat.on('message:delivered', (event) => { delivered.push(event as unknown as Record<string, unknown>) })
+  await sim.push(undefined, { FromUserName: openid, Event: 'subscribe_msg_sent_event', List: [{ TemplateId: ORDER, MsgID: sent.msgid, ErrorCode: 10002, ErrorStatus: 'fail' }] })
+  await waitFor2(async () => (await app.wechat.status(sent.id))?.status === 'failed')
+  await sim.push(undefined, { FromUserName: openid, CreateTime: Math.floor(Date.now() / 1000) + 1, Event: 'subscribe_msg_sent_event', List: [{ TemplateId: ORDER, MsgID: sent.msgid, ErrorCode: 0, ErrorStatus: 'success' }] })
+  await waitFor2(async () => (await app.wechat.status(sent.id))?.status === 'delivered')
+  const record = await app.wechat.status(sent.id)
+  t.equal(record?.errcode, undefined, 'no errcode')
+  t.equal(record?.errmsg, undefined, 'no errmsg')
+  await waitFor2(async () => delivered.length === 1)
+  t.equal(delivered[0]?.errcode, undefined, 'nor in the message:delivered event')
+})
+
 test('a receipt spelling MsgId (like plain messages) is matched by that id too', async (t) => {
   const sim = await startSimulator(t)
   const { app, url } = await pushApp(t, sim, { listen: true })

@@ -63,3 +63,63 @@ async function waitForAsync (predicate: () => Promise<boolean>): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 10))
   }
 }
+
+// A stalled Redis (SIGSTOP) answers nothing, so the store's 1 s deadline ends the attempt with a 503;
+// but the commands it sent still run once Redis answers again. Found by an audit with a slow proxy.
+test('a claim that lands after its attempt gave up (Redis stalled) is dropped: the next retry applies the push', { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.cleanup())
+  const sim = await startSimulator(t, { pushRetryDelayMs: 1000 })
+  const { app, url } = await pushApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('late-claim'), queue: false }, listen: true })
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, format: 'json', sentEvents: false })
+  await app.wechat.credits(OPENID) // the connection is up
+
+  redis.pause()
+  const popup = sim.popup([{ openid: OPENID, templateId: TPL_A, status: 'accept' }])
+  try {
+    await waitFor(() => sim.pushes.length === 1, 10_000)
+  } finally {
+    redis.resume()
+  }
+  t.match(sim.pushes[0], { attempt: 1, statusCode: 503 }, 'the first attempt timed out on the stalled store')
+  // Its claim (10 s) lands now; before, every retry within those 10 s was told "being applied by
+  // another attempt" (503), and WeChat's three attempts were all spent: the pop-up was lost.
+  t.same(await popup, [{ statusCode: 200, body: 'success' }], 'a retry was acknowledged')
+  t.equal(sim.pushes.length, 2, 'the second attempt applied it')
+  t.same(await app.wechat.credits(OPENID), { [TPL_A]: 1 }, 'credited once')
+  await app.close()
+})
+
+test('an accept whose credit write timed out and landed late is not added again by the retry', { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.cleanup())
+  const sim = await startSimulator(t, { pushRetryDelayMs: 1000 })
+  const { app, url } = await pushApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('late-credit'), queue: false }, listen: true })
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, format: 'json', sentEvents: false })
+  await app.wechat.credits(OPENID)
+  // The store is stalled at the moment the credit write goes out (after the claim went through), for
+  // longer than its 1 s deadline: the attempt answers 503, and the write runs when Redis wakes.
+  const client = (app as unknown as { redis: Record<string, unknown> }).redis
+  let stalled = false
+  for (const name of ['multi', 'wechatPushAddCreditsOnce']) {
+    const original = client[name] as (...args: unknown[]) => unknown
+    if (typeof original !== 'function') continue
+    client[name] = function (this: unknown, ...args: unknown[]) {
+      if (!stalled) {
+        stalled = true
+        redis.pause()
+        setTimeout(() => redis.resume(), 1500).unref()
+      }
+      return original.apply(this, args)
+    }
+  }
+  try {
+    t.same(await sim.popup([{ openid: OPENID, templateId: TPL_A, status: 'accept' }]), [{ statusCode: 200, body: 'success' }], 'a retry was acknowledged')
+  } finally {
+    redis.resume()
+  }
+  t.ok(stalled, 'the credit write was stalled')
+  t.match(sim.pushes[0], { attempt: 1, statusCode: 503 }, 'the first attempt timed out on the stalled store')
+  t.same(await app.wechat.credits(OPENID), { [TPL_A]: 1 }, 'one accept, one credit (it was 2: the late write and the retry\'s)')
+  await app.close()
+})

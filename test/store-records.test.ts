@@ -416,6 +416,17 @@ function suite (t: Test, make: Factory): void {
     await store.addCredits('oC', new Map())
     await t.rejects(store.addCredits('oC', new Map([['tplD', 1], ['tplA', 0]])), RangeError)
     t.same(await store.getCredits('oC'), { tplA: 3, tplB: 0, tplC: 1 })
+    // `once`: a push's accepts are added once, however often its write is repeated (a late write
+    // and WeChat's retry); another push's are added.
+    await store.addCredits('oOnce', new Map([['tplA', 1], ['tplB', 2]]), { key: 'push-1', ttlMs: 60_000 })
+    await store.addCredits('oOnce', new Map([['tplA', 1], ['tplB', 2]]), { key: 'push-1', ttlMs: 60_000 })
+    t.same(await store.getCredits('oOnce'), { tplA: 1, tplB: 2 }, 'the same push twice: added once')
+    await store.addCredits('oOnce', new Map([['tplA', 1]]), { key: 'push-2', ttlMs: 60_000 })
+    t.same(await store.getCredits('oOnce'), { tplA: 2, tplB: 2 }, 'another push: added')
+    await store.addCredits('oOnce', new Map([['tplA', 1]]), { key: 'push-3', ttlMs: 1 })
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    await store.addCredits('oOnce', new Map([['tplA', 1]]), { key: 'push-3', ttlMs: 1 })
+    t.same(await store.getCredits('oOnce'), { tplA: 4, tplB: 2 }, 'remembered for its ttl only')
 
     await store.addCredit('oRace', 'tplA', 10)
     const results = await Promise.all(Array.from({ length: 100 }, () => store.useCredit('oRace', 'tplA', true)))

@@ -14,6 +14,11 @@ export type TemplateKindsReady = (templateIds: readonly string[]) => Promise<voi
 const KINDS_WAIT_MS = 2000
 
 export const NO_CONSENT_ERRCODE = 43101
+/**
+ * How long a push's accepts are remembered as applied (addCredits' `once`): longer than WeChat's
+ * retries of one push take (3 attempts, 5 s each, WECHAT.md §6.5) by far.
+ */
+export const ACCEPT_ONCE_MS = 10 * 60_000
 
 /**
  * The credits ledger policy (option `credits`). WeChat never says how many sends a user allowed,
@@ -65,8 +70,12 @@ export class Credits {
     }
   }
 
-  /** The accepts of one push, in one store write: a retry after a failure must not add some twice. */
-  async acceptAll (openid: string, templateIds: readonly string[]): Promise<void> {
+  /**
+   * The accepts of one push, in one store write: a retry after a failure must not add some twice.
+   * `once` (the push's dedupe key) makes the write apply once for that push, even when a write that
+   * timed out lands later and WeChat's retry writes again.
+   */
+  async acceptAll (openid: string, templateIds: readonly string[], once?: string): Promise<void> {
     if (this.mode === 'off') return
     // A long-term template is never counted: on an app that has sent nothing yet the list that says
     // which templates are long-term was not loaded, and their accepts were counted as one-time.
@@ -74,7 +83,7 @@ export class Credits {
     if (ready !== undefined) await within(ready, KINDS_WAIT_MS)
     const counts = new Map<string, number>()
     for (const id of templateIds) if (this.counts(id)) counts.set(id, (counts.get(id) ?? 0) + 1)
-    if (counts.size > 0) await this.store.addCredits(openid, counts)
+    if (counts.size > 0) await this.store.addCredits(openid, counts, once === undefined ? undefined : { key: once, ttlMs: ACCEPT_ONCE_MS })
   }
 
   async reject (openid: string, templateId: string): Promise<void> {

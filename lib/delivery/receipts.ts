@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Clock } from '../options.js'
 import type { PushEventBus } from '../push/event-bus.js'
-import { isChangeEvent, isPopupEvent, isSentEvent } from '../push/events.js'
+import { dedupeKey, isChangeEvent, isPopupEvent, isSentEvent } from '../push/events.js'
 import type { PushMessage, SentEvent, SentItem } from '../push/events.js'
 import type { WechatStore } from '../store/types.js'
 import type { Status } from '../store/records.js'
@@ -40,7 +40,8 @@ export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: 
     if (isPopupEvent(message)) {
       // WECHAT.md §7.1 UNCERTAIN: 'acceptWithAudio' may appear; any accept* is an accept.
       const accepted = message.List.filter((item) => item.SubscribeStatusString.startsWith('accept')).map((item) => item.TemplateId)
-      await credits.acceptAll(message.FromUserName, accepted)
+      // (once per push: a write that timed out may still land, and WeChat's retry must not add again)
+      await credits.acceptAll(message.FromUserName, accepted, dedupeKey(message))
     } else if (isChangeEvent(message)) {
       for (const item of message.List) {
         if (item.SubscribeStatusString === 'reject') await credits.reject(message.FromUserName, item.TemplateId)
@@ -54,13 +55,15 @@ export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: 
 
   /** Applies one receipt item to its message; false when no message matches (yet). */
   async function settle (message: SentEvent, item: SentItem): Promise<boolean> {
-    const id = (item.MsgID ? await store.findByMsgid(item.MsgID) : null) ??
+    const id = (item.MsgID ? await byMsgid(message, item, item.MsgID) : null) ??
       await store.findSentMatch(message.FromUserName, item.TemplateId, message.CreateTime * 1000, RECEIPT_WINDOW_MS)
     if (!id) return false
     // (a message paired by user, template and time learns its msgid from the receipt, either way)
     const msgid = item.MsgID ? { msgid: item.MsgID } : {}
+    // A delivered message carries no error: a failure receipt before it (WeChat's retry of the
+    // delivery then succeeded) is history, not its outcome.
     const patch = item.ErrorCode === 0
-      ? { status: 'delivered' as const, ...msgid }
+      ? { status: 'delivered' as const, errcode: null, errmsg: null, ...msgid }
       : { status: 'failed' as const, errcode: item.ErrorCode, errmsg: item.ErrorStatus || 'delivery failed', ...msgid }
     const before: { status?: Status } = {}
     const record = await store.updateRecord(id, patch, { ttlSeconds: options.retentionSeconds, now: new Date(options.clock.now()).toISOString(), before })
@@ -69,6 +72,21 @@ export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: 
     // WeChat retry of a push answered 503 after this item was applied, or a repeat with another CreateTime).
     if (record !== null && record.status === patch.status && before.status !== patch.status) bus.emitLifecycle(lifecycleName(patch.status), () => recordEvent({ ...record, status: patch.status }))
     return true
+  }
+
+  /**
+   * The message a receipt's MsgID names, if it went to the receipt's user with its template: WECHAT.md
+   * §7.3 matches by (openid, TemplateId, time), not by MsgID alone, so a MsgID naming another user's
+   * message is not trusted (the receipt is then paired by user, template and time).
+   */
+  async function byMsgid (message: SentEvent, item: SentItem, msgid: string): Promise<string | null> {
+    const id = await store.findByMsgid(msgid)
+    if (id === null) return null
+    const record = await store.getRecord(id)
+    // (a record gone since, past its retention: nothing to check, and nothing to move)
+    if (record === null || (record.toUser === message.FromUserName && record.templateId === item.TemplateId)) return id
+    log.warn({ msgid, templateId: item.TemplateId, messageId: id }, 'wechat: a delivery receipt\'s MsgID names a message to another user or template; matched by user, template and time instead')
+    return null
   }
 
   function retryLater (message: SentEvent, item: SentItem, attempt: number): void {

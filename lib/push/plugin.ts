@@ -27,6 +27,8 @@ import { PLUGIN_NAME } from '../version.js'
  * does not swallow all of WeChat's retries.
  */
 const CLAIM_MS = 10_000
+/** How often an attempt that gave up retries dropping its claim, while the store does not answer. */
+const DROP_RETRY_MS = 250
 /** How long a push waits for another attempt applying the same push, before answering 503. */
 const PENDING_WAIT_MS = 2000
 const PENDING_POLL_MS = 25
@@ -104,6 +106,29 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
    * 'new': applied now, acknowledge and run the user handlers; 'duplicate': acknowledge only;
    * 'retry': do not acknowledge.
    */
+  /** drops of claims still being retried (dropClaim), cancelled on close */
+  const drops = new Set<NodeJS.Timeout>()
+
+  /**
+   * An attempt that answers 503 drops its claim, so WeChat's retry is not told "being applied" for
+   * CLAIM_MS. Its claim may land after the attempt gave up (a command that timed out still runs, a
+   * Redis restart resends it): the drop goes out after it on the same connection, and while the store
+   * does not answer it is tried again until the claim would have expired anyway. Only our own claim
+   * is ever dropped (compare-and-delete on the owner), so a late drop is harmless.
+   */
+  function dropClaim (key: string, owner: string): void {
+    const until = Date.now() + CLAIM_MS
+    const attempt = (): void => {
+      store.settlePush(key, null, owner).catch(() => {
+        if (Date.now() + DROP_RETRY_MS >= until) return
+        const timer = setTimeout(() => { drops.delete(timer); attempt() }, DROP_RETRY_MS)
+        timer.unref()
+        drops.add(timer)
+      })
+    }
+    attempt()
+  }
+
   async function apply (message: PushMessage, request: FastifyRequest): Promise<'new' | 'duplicate' | 'retry'> {
     const key = dedupeKey(message)
     // (only a push other than the subscribe events lacks one: it has no effects of ours to store)
@@ -121,6 +146,8 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
       }
     } catch (err) {
       requestLog(request).warn({ err: errorSummary(err as FastifyError), store: store.kind }, 'wechat: push dedupe unavailable; answered 503 so WeChat retries')
+      // (the claim may have been taken all the same, its answer lost or late)
+      dropClaim(key, owner)
       return 'retry'
     }
     if (claim === 'done') {
@@ -136,8 +163,7 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
       await events.applyInternal(message)
     } catch (err) {
       requestLog(request).warn({ err: errorSummary(err as FastifyError), store: store.kind, event: message.Event }, 'wechat: push effects could not be stored; answered 503 so WeChat retries')
-      // Best effort: a claim left behind expires after CLAIM_MS, then a retry applies the push.
-      await store.settlePush(key, null, owner).catch(() => {})
+      dropClaim(key, owner)
       return 'retry'
     }
     try {
@@ -176,7 +202,10 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
       return sendError(reply, 400, 'FST_WECHAT_PUSH_BAD_REQUEST', 'push request could not be processed')
     })
 
-    child.addHook('onClose', async () => { await events.drain(EVENTS_DRAIN_MS) })
+    child.addHook('onClose', async () => {
+      for (const timer of drops) clearTimeout(timer)
+      await events.drain(EVENTS_DRAIN_MS)
+    })
 
     child.get(push.path, { schema: hidden() }, async (request, reply) => {
       const echo = verifyEcho(request.query as PushQuery, config)

@@ -12,8 +12,19 @@ export class MemoryCredits implements CreditStore {
     return count + n
   }
 
-  async addCredits (openid: string, counts: ReadonlyMap<string, number>): Promise<void> {
+  /** when each `once` key of addCredits stops being remembered (ms) */
+  private readonly applied = new Map<string, number>()
+
+  async addCredits (openid: string, counts: ReadonlyMap<string, number>, once?: { key: string, ttlMs: number }): Promise<void> {
     for (const n of counts.values()) checkCreditCount(n)
+    if (once !== undefined) {
+      const now = Date.now()
+      if ((this.applied.get(once.key) ?? 0) > now) return
+      // (expired keys are dropped as new ones come: the map holds about a TTL's worth of pushes)
+      for (const [key, until] of this.applied) { if (until > now) break; this.applied.delete(key) }
+      this.applied.delete(once.key)
+      this.applied.set(once.key, now + once.ttlMs)
+    }
     for (const [templateId, n] of counts) await this.addCredit(openid, templateId, n)
   }
 

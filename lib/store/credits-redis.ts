@@ -13,9 +13,15 @@ export class RedisCredits implements CreditStore {
     return this.run((c) => c.hincrby(this.keys.credit(openid), templateId, n))
   }
 
-  async addCredits (openid: string, counts: ReadonlyMap<string, number>): Promise<void> {
+  async addCredits (openid: string, counts: ReadonlyMap<string, number>, once?: { key: string, ttlMs: number }): Promise<void> {
     for (const n of counts.values()) checkCreditCount(n)
     if (counts.size === 0) return
+    if (once !== undefined) {
+      // One script: the mark that this push's accepts were added, and the adds, or nothing.
+      const args = [...counts].flatMap(([templateId, n]) => [templateId, String(n)])
+      await this.run((c) => c.wechatPushAddCreditsOnce(this.keys.credit(openid), `${this.keys.pushDedupe(once.key)}:credits`, Math.max(1, Math.ceil(once.ttlMs)), ...args))
+      return
+    }
     // MULTI on one key: applied together or not at all.
     const results = await this.run((c) => {
       const multi = c.multi()

@@ -46,8 +46,8 @@ export abstract class RecordsDelegate implements MessageRecordStore, CreditStore
     return this.credits.addCredit(openid, templateId, n)
   }
 
-  addCredits (openid: string, counts: ReadonlyMap<string, number>): Promise<void> {
-    return this.credits.addCredits(openid, counts)
+  addCredits (openid: string, counts: ReadonlyMap<string, number>, once?: { key: string, ttlMs: number }): Promise<void> {
+    return this.credits.addCredits(openid, counts, once)
   }
 
   zeroCredit (openid: string, templateId: string): Promise<void> {

@@ -240,6 +240,15 @@ redis.call('HINCRBY', KEYS[3], rec.templateId .. '${SEP}' .. ARGV[2], -1)
 if KEYS[4] and redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
 return 1`
   },
+  wechatPushAddCreditsOnce: {
+    numberOfKeys: 2,
+    // KEYS: the openid's credit hash, the push's "accepts added" mark. ARGV: the mark's ttl ms, then
+    // templateId, n pairs. Adds only if the mark was not there (a late write and a retry add once).
+    lua: `
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1`
+  },
   wechatPushUseCredit: {
     numberOfKeys: 1,
     // KEYS: the openid's credit hash. ARGV: templateId, enforce ('1'/'0'). Answers { ok, remaining }.

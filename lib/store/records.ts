@@ -118,8 +118,12 @@ export interface MessageRecordStore {
 export interface CreditStore {
   /** returns the new count */
   addCredit (openid: string, templateId: string, n: number): Promise<number>
-  /** several templates at once, all or none (one push's accepts: a retry after a failure must not add twice) */
-  addCredits (openid: string, counts: ReadonlyMap<string, number>): Promise<void>
+  /**
+   * Several templates at once, all or none (one push's accepts: a retry after a failure must not add
+   * twice). With `once`, applied at most once per `once.key` for `once.ttlMs`: a write that timed out
+   * and lands later, and the retry's own write, add the counts once between them.
+   */
+  addCredits (openid: string, counts: ReadonlyMap<string, number>, once?: { key: string, ttlMs: number }): Promise<void>
   zeroCredit (openid: string, templateId: string): Promise<void>
   /** enforce: take one only if there is one (ok false at 0); else take one if any, ok always true */
   useCredit (openid: string, templateId: string, enforce: boolean): Promise<{ ok: boolean, remaining: number }>
