@@ -122,6 +122,39 @@ for (const kind of ['memory', 'bullmq'] as const) {
     }
   })
 
+  // Found by an audit against an independent WeChat fake: every attempt was spent at backoff speed, so
+  // a message queued while the server's IP was off the whitelist ended failed within seconds.
+  test(`${kind} queue: the token endpoint refusing (40164) → pending with its errcode, no attempt spent, sent once fixed`, async (t) => {
+    const sim = await startSimulator(t)
+    const { app, redisUrl, keyPrefix } = await setup(t, sim, kind)
+    sim.failNext('stable_token', { errcode: 40164, errmsg: 'invalid ip 203.0.113.9 ipv6 ::ffff:203.0.113.9, not in whitelist' }, 1000)
+    const before = Date.now()
+    const [{ id }] = await app.wechat.enqueue(numbered('T', 1))
+    await until('40164 recorded', async () => (await app.wechat.status(id))?.errcode === 40164)
+    await sleep(1500)
+    const record = await app.wechat.status(id)
+    t.match(record, { status: 'pending', errcode: 40164, attempts: 0 }, 'waiting, no attempt spent')
+    t.match(record?.errmsg, /203\.0\.113\.9/, 'the advice names the IP')
+    t.equal(sim.counters.send, 0, 'nothing sent')
+    t.ok(sim.counters.stable_token <= 3, `the token endpoint was not hammered (${sim.counters.stable_token} calls)`)
+
+    if (kind === 'bullmq') {
+      const queue = inspectQueue(redisUrl as string, keyPrefix, sim.appId)
+      t.teardown(() => queue.close())
+      t.equal(await queue.getJobState(id), 'delayed')
+      const client = new Redis(redisUrl as string)
+      t.teardown(() => client.quit())
+      const score = Number(await client.zscore(`${keyPrefix}{${sim.appId}}:subscribe-send:delayed`, id))
+      t.ok(Math.floor(score / 0x1000) - before >= 59_000, 'back in a minute at the soonest')
+      // The IP is whitelisted: the next run gets a token and sends.
+      sim.reset()
+      await (await queue.getJob(id))?.promote()
+      await settled(app, [id])
+      t.match(await app.wechat.status(id), { status: 'sent', attempts: 1 }, 'sent on its first attempt')
+      t.equal(sim.accepted.length, 1)
+    }
+  })
+
   test(`${kind} queue: 45009 → the queue stops sending`, async (t) => {
     const sim = await startSimulator(t, { latencyMs: 100 })
     const logs = captureLogs('warn')

@@ -168,8 +168,8 @@ export class BullQueue implements MessageQueue {
       case 'retry':
         if (verdict.ambiguous && !job.data.ambiguous) await job.updateData({ ...job.data, ambiguous: true })
         throw new RetryLater(verdict.delayMs)
-      case 'rate':
-        // 45011: come back in 60 s without spending an attempt.
+      case 'wait':
+        // 45011, or a refused token: come back later without spending an attempt.
         await job.moveToDelayed(Date.now() + verdict.delayMs, token)
         throw new DelayedError()
       case 'quota':
@@ -218,7 +218,7 @@ export class BullQueue implements MessageQueue {
         return undefined
       case 'retry':
         return { data: { ...data, ambiguous: data.ambiguous === true || verdict.ambiguous, attemptsBefore: attempt }, delayMs: verdict.delayMs }
-      case 'rate':
+      case 'wait':
         return { data: { ...data, attemptsBefore: attempt - 1 }, delayMs: verdict.delayMs }
       case 'quota':
         if (await this.quota.begin(verdict.pauseMs, verdict.calledAt)) return { data: { ...data, attemptsBefore: attempt - 1, parked: true }, delayMs: verdict.pauseMs }

@@ -13,6 +13,22 @@ import { inFlightTtl } from './record-ttl.js'
 import type { Slots } from './slots.js'
 import type { DeliveryOutcome, Sender } from './sender.js'
 
+/**
+ * The least a queued message waits, without spending an attempt, while the token endpoint refuses
+ * (the token hold, token-hold.ts, may say longer): someone has to fix the setup first.
+ */
+export const TOKEN_REFUSAL_WAIT_MS = 60_000
+
+/**
+ * A failure to get a token that WeChat's token endpoint gave with an errcode of its own other than
+ * -1 (45011 and 45009 have their classes): 40164, 40125, 40013, 89503, ... (FST_WECHAT_TOKEN,
+ * `retryable: false`). Not 40001 on subscribe/send, nor the endpoint unreachable (transient).
+ */
+function isTokenRefusal (outcome: DeliveryOutcome): boolean {
+  const error = outcome.error as { code?: string, retryable?: boolean } | undefined
+  return outcome.errorClass === 'token' && error?.code === 'FST_WECHAT_TOKEN' && error.retryable === false && typeof outcome.errcode === 'number'
+}
+
 /** What a queue carries per message: our id and the validated wire form. */
 export interface JobData {
   id: string
@@ -33,8 +49,8 @@ export interface JobData {
 export type Verdict =
   | { kind: 'done', status: Status }
   | { kind: 'retry', delayMs: number, ambiguous: boolean }
-  /** 45011: not before 60 s, without spending an attempt */
-  | { kind: 'rate', delayMs: number }
+  /** not before delayMs, without spending an attempt: 45011's minute, or a token WeChat refuses until a person acts */
+  | { kind: 'wait', delayMs: number }
   /** 45009: stop sending (the whole queue) until the daily quota resets */
   /** `calledAt` (Date.now() ms): when the call that met 45009 left; one made before a resumeQueue() must not pause again */
   | { kind: 'quota', pauseMs: number, calledAt: number }
@@ -138,7 +154,15 @@ export class JobRunner {
     }
     if (outcome.errorClass === 'rate') {
       await this.update(data, { status: 'pending', ...errFields }, true, RATE_LIMIT_DELAY_MS)
-      return { kind: 'rate', delayMs: RATE_LIMIT_DELAY_MS }
+      return { kind: 'wait', delayMs: RATE_LIMIT_DELAY_MS }
+    }
+    if (isTokenRefusal(outcome)) {
+      // The token endpoint refuses for a reason only a person can fix (IP whitelist, secret, account:
+      // WECHAT.md §1.3): attempts spent at backoff speed failed every message queued meanwhile within
+      // seconds. It waits instead, without spending one, and goes out once the setup is fixed.
+      const delayMs = Math.max(TOKEN_REFUSAL_WAIT_MS, outcome.retryAfterMs ?? 0)
+      await this.update(data, { status: 'pending', ...errFields, attempts: attempt - 1 }, true, delayMs)
+      return { kind: 'wait', delayMs }
     }
     if (outcome.errorClass === 'quota') {
       const pauseMs = msUntilQuotaReset(this.options.clock.now())

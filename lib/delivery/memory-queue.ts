@@ -138,7 +138,7 @@ export class MemoryQueue implements MessageQueue {
       const verdict = await this.runner.run(entry.data, entry.attempt, this.options.attempts)
       if (verdict.kind === 'done') this.known.delete(entry.data.id)
       else if (verdict.kind === 'retry') this.schedule({ data: { ...entry.data, ambiguous: verdict.ambiguous }, attempt: entry.attempt + 1 }, verdict.delayMs)
-      else if (verdict.kind === 'rate' || verdict.kind === 'held') this.schedule(entry, verdict.delayMs)
+      else if (verdict.kind === 'wait' || verdict.kind === 'held') this.schedule(entry, verdict.delayMs)
       else if (verdict.kind === 'quota' && verdict.calledAt < this.resumedAt) {
         // the call left before the quota was reset: tried again now, not parked for another day
         this.schedule(entry, 0)
