@@ -80,10 +80,16 @@ test('stable: a refused token WeChat still hands out is replaced by force_refres
   t.not(second, first)
   t.equal(sim.tokenFetches().force_refresh, 1)
 
-  // 10 s later: the budget says 30 s apart, so no force_refresh and a clear token error.
+  // 10 s later: the budget says 30 s apart, so no force_refresh. A stray 40001 is retried with the
+  // token stable_token still returns (it failed untried before, FST_WECHAT_TOKEN, no errcode: an audit);
+  // one WeChat refuses again ends the send with that 40001.
   sim.clock.advance(10_000)
   sim.failNext('send', { errcode: 40001 })
-  await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_TOKEN', message: /force_refresh is not allowed now/ })
+  const retried = await app.wechat.send(shippedMessage())
+  t.ok(retried.msgid, 'retried with the same token: sent')
+  t.equal(await app.wechat.getToken(), second, 'the token is unchanged')
+  sim.failNext('send', { errcode: 40001 }, 2)
+  await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_API', errcode: 40001, errorClass: 'token' })
   t.equal(sim.tokenFetches().force_refresh, 1)
 
   // 20 a day: after 19 more (31 s apart) the 21st is refused locally, before WeChat's 45009.
@@ -94,8 +100,8 @@ test('stable: a refused token WeChat still hands out is replaced by force_refres
   }
   t.equal(sim.tokenFetches().force_refresh, 20)
   sim.clock.advance(31_000)
-  sim.failNext('send', { errcode: 40001 })
-  await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_TOKEN', message: /20 a day/ })
+  sim.failNext('send', { errcode: 40001 }, 2)
+  await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_API', errcode: 40001 })
   t.equal(sim.tokenFetches().force_refresh, 20, 'the budget is never exceeded')
 })
 

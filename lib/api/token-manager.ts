@@ -201,12 +201,17 @@ export class TokenManager {
       // WeChat still hands out the token it refused: only force_refresh replaces it (WECHAT.md §1.5).
       const budget = this.guard.available ? this.options.store : this.fallbackBudget
       const verdict = await budget.takeForceRefresh(this.options.clock.now()).catch(() => this.fallbackBudget.takeForceRefresh(this.options.clock.now()))
-      if (!verdict.allowed) {
-        throw this.tokenError(`WeChat keeps returning a token it refused and force_refresh is not allowed now (${verdict.reason === 'daily' ? '20 a day used' : 'less than 30 s since the last one'})`)
+      if (verdict.allowed) {
+        this.options.log.warn('wechat: the stable token was refused while still current; using one force_refresh')
+        fetched = await this.fetchWithRetry(true)
+        forced = true
+      } else {
+        // WeChat's own token endpoint says it is current: the call is retried with it rather than
+        // failed untried (a stray 40001 soon after a force_refresh then costs nothing). If WeChat
+        // refuses it again, that call's 40001 is the caller's answer, and the next refusal after the
+        // budget allows forces.
+        this.options.log.warn({ reason: verdict.reason === 'daily' ? '20 a day used' : 'less than 30 s since the last one' }, 'wechat: the stable token was refused while still current, and force_refresh is not allowed now; retrying with it')
       }
-      this.options.log.warn('wechat: the stable token was refused while still current; using one force_refresh')
-      fetched = await this.fetchWithRetry(true)
-      forced = true
     }
     this.fetches++
     const now = this.options.clock.now()
