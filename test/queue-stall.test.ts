@@ -40,3 +40,40 @@ test('enqueue while Redis stalls: a coded error after ADD_ANSWER_MS naming the m
   await until('the stalled add went through once Redis answered, and the message was sent', async () => (await app.wechat.status(id))?.status === 'sent', 30_000)
   t.equal(sim.accepted.filter((m) => m.touser === 'oStall-user-000000000002').length, 1, 'sent exactly once')
 })
+
+// A stalled Redis runs the commands it was sent once it wakes: a keyed send's claim that timed out
+// landed later as a 'sending' record under the key, and the caller's retry under the key was answered
+// `{ duplicate: true }` with nothing ever sent (found by an audit of late-landing writes).
+test('a keyed send whose claim timed out on a stalled Redis: a retry under the key sends', { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.cleanup())
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('late-send-claim'), queue: false } })
+  await app.wechat.getToken()
+  await app.wechat.send(shippedMessage('oStall-user-000000000009'))
+  const client = (app as unknown as { redis: Record<string, unknown> }).redis
+  const write = client.wechatPushWriteRecords as (...args: unknown[]) => unknown
+  let stalled = false
+  client.wechatPushWriteRecords = function (this: unknown, ...args: unknown[]) {
+    if (!stalled) {
+      stalled = true
+      redis.pause()
+      setTimeout(() => redis.resume(), 1500).unref()
+    }
+    return write.apply(this, args)
+  }
+  const message = shippedMessage('oStall-user-000000000010')
+  try {
+    await t.rejects(app.wechat.send(message, { idempotencyKey: 'order-77' }), { code: 'FST_WECHAT_QUEUE', statusCode: 503 }, 'the claim timed out')
+  } finally {
+    await new Promise((resolve) => setTimeout(resolve, 1600))
+    redis.resume()
+  }
+  t.ok(stalled)
+  const retry = await app.wechat.send(message, { idempotencyKey: 'order-77' })
+  t.notOk(retry.duplicate, 'not a duplicate of a message that never went out')
+  t.ok(retry.msgid, 'sent')
+  t.equal(sim.accepted.filter((m) => m.touser === 'oStall-user-000000000010').length, 1, 'once')
+  t.match(await app.wechat.send(message, { idempotencyKey: 'order-77' }), { id: retry.id, duplicate: true }, 'and the key now names it')
+  await app.close()
+})

@@ -5,6 +5,7 @@ import type { WechatUpstreamErrorInstance } from '../errors.js'
 import type { Clock, ResolvedOptions } from '../options.js'
 import type { MessageRecord, StatsSnapshot } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
+import { LateUndo } from '../store/late-undo.js'
 import type { PreparedMessage } from './message.js'
 import { prepareMessage, snapshotMessage } from './message.js'
 import { templateIdOf } from './templates.js'
@@ -21,6 +22,9 @@ import type { AdmittedMessage, EnqueueOptions, EnqueueResult } from './enqueue.j
 import { RecordRetries } from './record-retries.js'
 import { RecordWriter } from './record-writer.js'
 import type { MessageSource } from './record-writer.js'
+
+/** How long a keyed send's failed claim is tried to be discarded while the store does not answer. */
+const LATE_CLAIM_WINDOW_MS = 60_000
 
 export interface SendOptions {
   /** a second send with the same key returns the first message's result instead of sending again */
@@ -100,13 +104,13 @@ export class Delivery {
       // its duplicate (even when that message used the user's last credit), and two concurrent sends
       // cannot both go out.
       const record = this.records.newRecord(id, prepared, 'sending', 'send')
-      let claim = await this.records.createRecord(record, key)
+      let claim = await this.claim(record, key)
       if (!claim.created && claim.record.status === 'failed') {
         // The key's message certainly failed (a queued one: its key is not freed when it fails, as a
         // direct send's is): the key is free, so this one goes out. Freed only if it still names that
         // message: of two sends doing this at once, one claims it and the other is its duplicate.
         await this.releaseKey(key, claim.record.id)
-        claim = await this.records.createRecord(record, key)
+        claim = await this.claim(record, key)
       }
       if (!claim.created) return { id: claim.record.id, ...(claim.record.msgid ? { msgid: claim.record.msgid } : {}), duplicate: true }
     }
@@ -173,6 +177,7 @@ export class Delivery {
     if (this.active > 0) await new Promise<void>((resolve) => { this.idle = resolve })
     await Promise.allSettled([...this.writes])
     await this.heldRecords.close()
+    this.lateClaims.close()
   }
 
   async status (id: string): Promise<MessageRecord | null> {
@@ -197,6 +202,23 @@ export class Delivery {
       throw new WechatStoreError(`could not read the records (${(err as Error).message})`, { cause: err })
     }
   }
+
+  /**
+   * A keyed send's claim. One whose write failed (the store did not answer in time) may still land
+   * later as a 'sending' record under the key, and every retry under the key would be answered as
+   * its duplicate though nothing went out: it is discarded even then (store/late-undo.ts).
+   */
+  private async claim (record: MessageRecord, key: string): Promise<{ created: boolean, record: MessageRecord }> {
+    try {
+      return await this.records.createRecord(record, key)
+    } catch (err) {
+      this.lateClaims.run(() => this.store.discardRecord(record.id, 'sending'), LATE_CLAIM_WINDOW_MS)
+      throw err
+    }
+  }
+
+  /** keyed sends' claims whose write failed, discarded even if they land late */
+  private readonly lateClaims = new LateUndo()
 
   private async discardClaim (id: string): Promise<void> {
     const discarded = await this.store.discardRecord(id, 'sending').catch(() => false)

@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchema } from 'fastify'
 import type { Clock, ResolvedOptions } from '../options.js'
 import type { PushClaim, WechatStore } from '../store/types.js'
+import { LateUndo } from '../store/late-undo.js'
 import { EVENTS_DRAIN_MS } from './event-bus.js'
 import type { PushEventBus } from './event-bus.js'
 import { dedupeKey, normalizePush } from './events.js'
@@ -27,8 +28,6 @@ import { PLUGIN_NAME } from '../version.js'
  * does not swallow all of WeChat's retries.
  */
 const CLAIM_MS = 10_000
-/** How often an attempt that gave up retries dropping its claim, while the store does not answer. */
-const DROP_RETRY_MS = 250
 /** How long a push waits for another attempt applying the same push, before answering 503. */
 const PENDING_WAIT_MS = 2000
 const PENDING_POLL_MS = 25
@@ -106,27 +105,16 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
    * 'new': applied now, acknowledge and run the user handlers; 'duplicate': acknowledge only;
    * 'retry': do not acknowledge.
    */
-  /** drops of claims still being retried (dropClaim), cancelled on close */
-  const drops = new Set<NodeJS.Timeout>()
+  /** claims of attempts that answered 503, dropped even if they land late (store/late-undo.ts) */
+  const lateUndo = new LateUndo()
 
   /**
    * An attempt that answers 503 drops its claim, so WeChat's retry is not told "being applied" for
-   * CLAIM_MS. Its claim may land after the attempt gave up (a command that timed out still runs, a
-   * Redis restart resends it): the drop goes out after it on the same connection, and while the store
-   * does not answer it is tried again until the claim would have expired anyway. Only our own claim
-   * is ever dropped (compare-and-delete on the owner), so a late drop is harmless.
+   * CLAIM_MS; a claim that lands after the attempt gave up (Redis stalled) is dropped after it. Only
+   * our own claim is dropped (compare-and-delete on the owner), so a late drop is harmless.
    */
   function dropClaim (key: string, owner: string): void {
-    const until = Date.now() + CLAIM_MS
-    const attempt = (): void => {
-      store.settlePush(key, null, owner).catch(() => {
-        if (Date.now() + DROP_RETRY_MS >= until) return
-        const timer = setTimeout(() => { drops.delete(timer); attempt() }, DROP_RETRY_MS)
-        timer.unref()
-        drops.add(timer)
-      })
-    }
-    attempt()
+    lateUndo.run(() => store.settlePush(key, null, owner), CLAIM_MS)
   }
 
   async function apply (message: PushMessage, request: FastifyRequest): Promise<'new' | 'duplicate' | 'retry'> {
@@ -203,7 +191,7 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
     })
 
     child.addHook('onClose', async () => {
-      for (const timer of drops) clearTimeout(timer)
+      lateUndo.close()
       await events.drain(EVENTS_DRAIN_MS)
     })
 
