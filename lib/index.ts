@@ -121,6 +121,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     await handlerPushes?.drain()
     await queue?.close(CLOSE_GRACE_MS)
     await delivery.flush()
+    credits.close()
     await events.drain(EVENTS_DRAIN_MS)
     tokens.close()
     await http.close()

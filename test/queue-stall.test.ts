@@ -43,37 +43,42 @@ test('enqueue while Redis stalls: a coded error after ADD_ANSWER_MS naming the m
 
 // A stalled Redis runs the commands it was sent once it wakes: a keyed send's claim that timed out
 // landed later as a 'sending' record under the key, and the caller's retry under the key was answered
-// `{ duplicate: true }` with nothing ever sent (found by an audit of late-landing writes).
-test('a keyed send whose claim timed out on a stalled Redis: a retry under the key sends', { timeout: 60_000 }, async (t) => {
-  const redis = await startRedis()
-  t.teardown(() => redis.cleanup())
-  const sim = await startSimulator(t)
-  const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('late-send-claim'), queue: false } })
-  await app.wechat.getToken()
-  await app.wechat.send(shippedMessage('oStall-user-000000000009'))
-  const client = (app as unknown as { redis: Record<string, unknown> }).redis
-  const write = client.wechatPushWriteRecords as (...args: unknown[]) => unknown
-  let stalled = false
-  client.wechatPushWriteRecords = function (this: unknown, ...args: unknown[]) {
-    if (!stalled) {
-      stalled = true
-      redis.pause()
-      setTimeout(() => redis.resume(), 1500).unref()
+// `{ duplicate: true }` with nothing ever sent (found by an audit of late-landing writes). The retry
+// may come once Redis answers again, or while it still stalls (then its claim must not read the late
+// one before the undo removes it: the undo is one atomic step, sent first).
+for (const when of ['after Redis woke', 'while Redis still stalls'] as const) {
+  test(`a keyed send whose claim timed out on a stalled Redis: a retry under the key sends (${when})`, { timeout: 60_000 }, async (t) => {
+    const redis = await startRedis()
+    t.teardown(() => redis.cleanup())
+    const sim = await startSimulator(t)
+    const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('late-send-claim'), queue: false } })
+    await app.wechat.getToken()
+    await app.wechat.send(shippedMessage('oStall-user-000000000009'))
+    const client = (app as unknown as { redis: Record<string, unknown> }).redis
+    const write = client.wechatPushWriteRecords as (...args: unknown[]) => unknown
+    let stalled = false
+    client.wechatPushWriteRecords = function (this: unknown, ...args: unknown[]) {
+      if (!stalled) {
+        stalled = true
+        redis.pause()
+        setTimeout(() => redis.resume(), 1700).unref()
+      }
+      return write.apply(this, args)
     }
-    return write.apply(this, args)
-  }
-  const message = shippedMessage('oStall-user-000000000010')
-  try {
-    await t.rejects(app.wechat.send(message, { idempotencyKey: 'order-77' }), { code: 'FST_WECHAT_QUEUE', statusCode: 503 }, 'the claim timed out')
-  } finally {
-    await new Promise((resolve) => setTimeout(resolve, 1600))
-    redis.resume()
-  }
-  t.ok(stalled)
-  const retry = await app.wechat.send(message, { idempotencyKey: 'order-77' })
-  t.notOk(retry.duplicate, 'not a duplicate of a message that never went out')
-  t.ok(retry.msgid, 'sent')
-  t.equal(sim.accepted.filter((m) => m.touser === 'oStall-user-000000000010').length, 1, 'once')
-  t.match(await app.wechat.send(message, { idempotencyKey: 'order-77' }), { id: retry.id, duplicate: true }, 'and the key now names it')
-  await app.close()
-})
+    const message = shippedMessage('oStall-user-000000000010')
+    try {
+      await t.rejects(app.wechat.send(message, { idempotencyKey: 'order-77' }), { code: 'FST_WECHAT_QUEUE', statusCode: 503 }, 'the claim timed out')
+      // (the store's deadline is 1 s: a retry made 0.1 s later is answered once Redis wakes at 1.7 s)
+      await new Promise((resolve) => setTimeout(resolve, when === 'after Redis woke' ? 900 : 100))
+      t.ok(stalled)
+      const retry = await app.wechat.send(message, { idempotencyKey: 'order-77' })
+      t.notOk(retry.duplicate, 'not a duplicate of a message that never went out')
+      t.ok(retry.msgid, 'sent')
+      t.equal(sim.accepted.filter((m) => m.touser === 'oStall-user-000000000010').length, 1, 'once')
+      t.match(await app.wechat.send(message, { idempotencyKey: 'order-77' }), { id: retry.id, duplicate: true }, 'and the key now names it')
+    } finally {
+      redis.resume()
+    }
+    await app.close()
+  })
+}

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { WechatNoCreditError } from '../errors.js'
+import { WechatNoCreditError, WechatStoreError } from '../errors.js'
+import { LateUndo } from '../store/late-undo.js'
 import type { WechatStore } from '../store/types.js'
 import type { DeliveryOutcome } from './sender.js'
 import { within } from './within.js'
@@ -19,6 +20,9 @@ export const NO_CONSENT_ERRCODE = 43101
  * retries of one push take (3 attempts, 5 s each, WECHAT.md §6.5) by far.
  */
 export const ACCEPT_ONCE_MS = 10 * 60_000
+/** How long a reserve's "credit taken" mark lives, and how long an unanswered reserve is undone for. */
+const RESERVE_MARK_MS = 10 * 60_000
+const RESERVE_UNDO_WINDOW_MS = 60_000
 
 /**
  * The credits ledger policy (option `credits`). WeChat never says how many sends a user allowed,
@@ -45,10 +49,23 @@ export class Credits {
     return this.mode === 'enforce' && this.counts(templateId)
   }
 
-  /** enforce: take a credit before any call, or throw FST_WECHAT_NO_CREDIT. Returns whether one was taken. */
-  async reserve (openid: string, templateId: string): Promise<boolean> {
+  /** reserves whose answer never came, given back if they took a credit (they may run late) */
+  private readonly unanswered = new LateUndo()
+
+  /**
+   * enforce: take a credit before any call, or throw FST_WECHAT_NO_CREDIT (or FST_WECHAT_STORE when
+   * the store does not answer). Returns whether one was taken. `messageId` marks the take, so a
+   * reserve that timed out and ran late anyway (a stalled Redis) gives its credit back.
+   */
+  async reserve (openid: string, templateId: string, messageId?: string): Promise<boolean> {
     if (!this.reserves(templateId)) return false
-    const { ok } = await this.store.useCredit(openid, templateId, true)
+    let ok: boolean
+    try {
+      ({ ok } = await this.store.useCredit(openid, templateId, true, messageId === undefined ? undefined : { id: messageId, ttlMs: RESERVE_MARK_MS }))
+    } catch (err) {
+      if (messageId !== undefined) this.unanswered.run(() => this.store.refundMarked(openid, templateId, messageId), RESERVE_UNDO_WINDOW_MS)
+      throw new WechatStoreError(`could not take a subscription credit (${(err as Error).message})`, { cause: err })
+    }
     if (!ok) throw new WechatNoCreditError(`the user has no subscription credit for template ${templateId} (credits: 'enforce'); they must accept the subscribe pop-up first`)
     return true
   }
@@ -88,6 +105,11 @@ export class Credits {
 
   async reject (openid: string, templateId: string): Promise<void> {
     if (this.mode !== 'off') await this.store.zeroCredit(openid, templateId)
+  }
+
+  /** close(): the undos still retrying stop (the store is about to go away). */
+  close (): void {
+    this.unanswered.close()
   }
 
   async of (openid: string): Promise<Record<string, number>> {

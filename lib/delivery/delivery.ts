@@ -117,10 +117,10 @@ export class Delivery {
     // The ledger is asked only when its mode counts this template (no promise per send otherwise).
     let reserved = false
     try {
-      if (this.ledger.reserves(templateId)) reserved = await this.ledger.reserve(touser, templateId)
+      if (this.ledger.reserves(templateId)) reserved = await this.ledger.reserve(touser, templateId, id)
     } catch (err) {
       // Refused (no credit) before anything went out: the claim must not keep the key.
-      if (key !== undefined) await this.discardClaim(id)
+      if (key !== undefined) await this.discardClaim(id, key)
       throw err
     }
     const outcome = await this.sender.deliver(id, prepared.wire, { attempts: this.options.retry.attempts, signal })
@@ -212,7 +212,7 @@ export class Delivery {
     try {
       return await this.records.createRecord(record, key)
     } catch (err) {
-      this.lateClaims.run(() => this.store.discardRecord(record.id, 'sending'), LATE_CLAIM_WINDOW_MS)
+      this.lateClaims.run(() => this.store.discardRecord(record.id, 'sending', key), LATE_CLAIM_WINDOW_MS)
       throw err
     }
   }
@@ -220,9 +220,14 @@ export class Delivery {
   /** keyed sends' claims whose write failed, discarded even if they land late */
   private readonly lateClaims = new LateUndo()
 
-  private async discardClaim (id: string): Promise<void> {
-    const discarded = await this.store.discardRecord(id, 'sending').catch(() => false)
-    if (!discarded) this.log.warn({ messageId: id }, 'wechat: could not undo the claim of a refused send; a retry under its idempotency key answers it as a duplicate until the key expires')
+  private async discardClaim (id: string, key: string): Promise<void> {
+    try {
+      if (await this.store.discardRecord(id, 'sending', key)) return
+      this.log.warn({ messageId: id }, 'wechat: could not undo the claim of a refused send; a retry under its idempotency key answers it as a duplicate until the key expires')
+    } catch {
+      // the store did not answer: undone when it does (the discard may run late, or not at all)
+      this.lateClaims.run(() => this.store.discardRecord(id, 'sending', key), LATE_CLAIM_WINDOW_MS)
+    }
   }
 
   private async releaseKey (key: string, id: string): Promise<void> {

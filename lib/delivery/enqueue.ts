@@ -61,7 +61,7 @@ export class Enqueuer {
     /** the account's template list (option `templates`): validation against it, when known */
     private readonly templates?: TemplateRules
   ) {
-    this.keyed = queue === null ? null : new KeyedEnqueue(store, queue, records, ledger, options.retentionSeconds, (prepared) => this.reserveAll(prepared))
+    this.keyed = queue === null ? null : new KeyedEnqueue(store, queue, records, ledger, options.retentionSeconds, (prepared, ids) => this.reserveAll(prepared, ids))
   }
 
   /** `fastify.wechat.enqueue`: validated and recorded now, delivered by the queue with retries. */
@@ -79,7 +79,10 @@ export class Enqueuer {
     const prepared = list.map((message) => prepareMessage(message, this.options, this.templates?.lookup))
 
     // 'enforce': every message must hold a credit before it is accepted into the queue.
-    if (key === undefined) return this.enqueueFresh(prepared, await this.reserveAll(prepared), delay, source)
+    if (key === undefined) {
+      const ids = prepared.map(() => newMessageId())
+      return this.enqueueFresh(prepared, ids, await this.reserveAll(prepared, ids), delay, source)
+    }
     // With a key, the claims come first (keyed-enqueue.ts).
     return (this.keyed as KeyedEnqueue).enqueue(prepared, isArray, key, delay, source)
   }
@@ -90,9 +93,9 @@ export class Enqueuer {
    * accepted and never sent). A failed add leaves nothing behind, so a retry starts clean; an array of
    * several chunks keeps the chunks added before the failure, and the error names their messages.
    */
-  private async enqueueFresh (prepared: PreparedMessage[], reserved: boolean[], delay: number, source: MessageSource): Promise<EnqueueResult[]> {
+  private async enqueueFresh (prepared: PreparedMessage[], ids: readonly string[], reserved: boolean[], delay: number, source: MessageSource): Promise<EnqueueResult[]> {
     const now = this.records.nowIso()
-    const batch = prepared.map((p, i) => this.admitted(newMessageId(), p, reserved[i] === true, delay, source, now))
+    const batch = prepared.map((p, i) => this.admitted(ids[i] as string, p, reserved[i] === true, delay, source, now))
     // Chunk by chunk: `added` messages (a prefix, in input order) are in the queue and recorded.
     let added = 0
     try {
@@ -135,7 +138,7 @@ export class Enqueuer {
     }
     // 'enforce' only: a credit per message, taken before it is accepted into the queue.
     const reserved = this.ledger.mode === 'enforce'
-      ? await Promise.all(valid.map(({ prepared }) => this.ledger.reserve(prepared.wire.touser, prepared.wire.template_id).catch((err: Error) => err)))
+      ? await Promise.all(valid.map(({ index, prepared }) => this.ledger.reserve(prepared.wire.touser, prepared.wire.template_id, (items[index] as { id: string }).id).catch((err: Error) => err)))
       : undefined
     for (let i = 0; i < valid.length; i++) {
       const { index, prepared } = valid[i] as { index: number, prepared: PreparedMessage }
@@ -189,10 +192,10 @@ export class Enqueuer {
   }
 
   /** A credit for each message under 'enforce', all or none: if one has none, those taken go back. */
-  private async reserveAll (prepared: readonly PreparedMessage[]): Promise<boolean[]> {
+  private async reserveAll (prepared: readonly PreparedMessage[], ids: readonly string[]): Promise<boolean[]> {
     const reserved: boolean[] = []
     try {
-      for (const p of prepared) reserved.push(await this.ledger.reserve(p.wire.touser, p.wire.template_id))
+      for (const [i, p] of prepared.entries()) reserved.push(await this.ledger.reserve(p.wire.touser, p.wire.template_id, ids[i]))
     } catch (err) {
       await Promise.all(reserved.map((taken, i) => taken ? this.ledger.settle((prepared[i] as PreparedMessage).wire.touser, (prepared[i] as PreparedMessage).wire.template_id, { status: 'failed' }, true) : undefined))
       throw err

@@ -24,7 +24,7 @@ export class KeyedEnqueue {
     private readonly ledger: Credits,
     private readonly retentionSeconds: number,
     /** Enqueuer's: a credit for each message under 'enforce', all or none */
-    private readonly reserveAll: (prepared: readonly PreparedMessage[]) => Promise<boolean[]>
+    private readonly reserveAll: (prepared: readonly PreparedMessage[], ids: readonly string[]) => Promise<boolean[]>
   ) {}
 
   async enqueue (prepared: PreparedMessage[], isArray: boolean, key: string, delay: number, source: MessageSource): Promise<EnqueueResult[]> {
@@ -33,7 +33,7 @@ export class KeyedEnqueue {
     const created = claims.flatMap((claim, i) => claim.created ? [{ id: claim.record.id, prepared: prepared[i] as PreparedMessage }] : [])
     let reserved: boolean[]
     try {
-      reserved = await this.reserveAll(created.map((c) => c.prepared))
+      reserved = await this.reserveAll(created.map((c) => c.prepared), created.map((c) => c.id))
     } catch (err) {
       // One has no credit: nothing of this call is queued (reserveAll gave the credits back); the claims are undone.
       await inChunks(created, (chunk) => Promise.all(chunk.map(({ id }) => this.store.discardRecord(id).catch(() => false))))

@@ -36,9 +36,14 @@ export class RedisCredits implements CreditStore {
     await this.run((c) => c.hset(this.keys.credit(openid), templateId, 0))
   }
 
-  async useCredit (openid: string, templateId: string, enforce: boolean): Promise<{ ok: boolean, remaining: number }> {
-    const [ok, remaining] = await this.run((c) => c.wechatPushUseCredit(this.keys.credit(openid), templateId, enforce ? 1 : 0)) as [number, number]
+  async useCredit (openid: string, templateId: string, enforce: boolean, mark?: { id: string, ttlMs: number }): Promise<{ ok: boolean, remaining: number }> {
+    const keys = mark === undefined ? [this.keys.credit(openid)] : [this.keys.credit(openid), this.keys.creditTaken(mark.id)]
+    const [ok, remaining] = await this.run((c) => c.wechatPushUseCredit(keys.length, ...keys, templateId, enforce ? 1 : 0, Math.max(1, Math.ceil(mark?.ttlMs ?? 1)))) as [number, number]
     return { ok: ok === 1, remaining }
+  }
+
+  async refundMarked (openid: string, templateId: string, markId: string): Promise<void> {
+    await this.run((c) => c.wechatPushRefundMarked(this.keys.credit(openid), this.keys.creditTaken(markId), templateId))
   }
 
   async refundCredit (openid: string, templateId: string): Promise<void> {

@@ -16,6 +16,8 @@ export interface KeySpace {
   errcodes: string
   recent: string
   credit (openid: string): string
+  /** that a send's reserve took a credit (credits-redis.ts useCredit with a mark), by message id */
+  creditTaken (messageId: string): string
   pushDedupe (key: string): string
   msgid (msgid: string): string
   /** 'sent' messages for receipts without msgid: lex-ordered `toUser|templateId|sentAt|id` (score 0) */
@@ -41,6 +43,7 @@ export function keySpace (prefix: string, appId: string): KeySpace {
     errcodes: `${base}stats:errcode`,
     recent: `${base}recent:failed`,
     credit: (openid) => `${base}credit:${openid}`,
+    creditTaken: (messageId) => `${base}credit-taken:${messageId}`,
     pushDedupe: (key) => `${base}push:${key}`,
     msgid: (msgid) => `${base}msgid:${msgid}`,
     sentPair: `${base}sent:pair`,

@@ -18,8 +18,8 @@ export abstract class RecordsDelegate implements MessageRecordStore, CreditStore
     return this.records.updateRecord(id, patch, opts)
   }
 
-  discardRecord (id: string, status?: 'pending' | 'sending'): Promise<boolean> {
-    return this.records.discardRecord(id, status)
+  discardRecord (id: string, status?: 'pending' | 'sending', idempotencyKey?: string): Promise<boolean> {
+    return this.records.discardRecord(id, status, idempotencyKey)
   }
 
   releaseIdempotencyKey (key: string, id: string): Promise<void> {
@@ -54,8 +54,12 @@ export abstract class RecordsDelegate implements MessageRecordStore, CreditStore
     return this.credits.zeroCredit(openid, templateId)
   }
 
-  useCredit (openid: string, templateId: string, enforce: boolean): Promise<{ ok: boolean, remaining: number }> {
-    return this.credits.useCredit(openid, templateId, enforce)
+  useCredit (openid: string, templateId: string, enforce: boolean, mark?: { id: string, ttlMs: number }): Promise<{ ok: boolean, remaining: number }> {
+    return this.credits.useCredit(openid, templateId, enforce, mark)
+  }
+
+  refundMarked (openid: string, templateId: string, markId: string): Promise<void> {
+    return this.credits.refundMarked(openid, templateId, markId)
   }
 
   refundCredit (openid: string, templateId: string): Promise<void> {

@@ -84,11 +84,16 @@ export class RedisRecords implements MessageRecordStore {
     return parseRecord(reply[1] as string)
   }
 
-  async discardRecord (id: string, status: 'pending' | 'sending' = 'pending'): Promise<boolean> {
+  async discardRecord (id: string, status: 'pending' | 'sending' = 'pending', idempotencyKey?: string): Promise<boolean> {
     const k = this.keys
-    const record = readRecord(await this.run((c) => c.get(k.record(id))))
-    if (record?.status !== status) return false
-    const key = record.idempotencyKey
+    let key = idempotencyKey
+    if (key === undefined) {
+      // (two round trips: a caller that knows the key makes it one, atomic: an undo of a claim that
+      // landed late must not let another claim under the key read it in between)
+      const record = readRecord(await this.run((c) => c.get(k.record(id))))
+      if (record?.status !== status) return false
+      key = record.idempotencyKey
+    }
     const keys = [k.record(id), k.stats, k.byTemplate, ...(key === undefined ? [] : [k.idempotency(key)])]
     return (await this.run((c) => c.wechatPushDiscardRecord(keys.length, ...keys, id, status))) === 1
   }

@@ -240,6 +240,13 @@ redis.call('HINCRBY', KEYS[3], rec.templateId .. '${SEP}' .. ARGV[2], -1)
 if KEYS[4] and redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
 return 1`
   },
+  wechatPushRefundMarked: {
+    numberOfKeys: 2,
+    // KEYS: the openid's credit hash, the message's "credit taken" mark. ARGV: templateId.
+    lua: `
+if redis.call('DEL', KEYS[2]) == 1 then redis.call('HINCRBY', KEYS[1], ARGV[1], 1); return 1 end
+return 0`
+  },
   wechatPushAddCreditsOnce: {
     numberOfKeys: 2,
     // KEYS: the openid's credit hash, the push's "accepts added" mark. ARGV: the mark's ttl ms, then
@@ -250,11 +257,15 @@ for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1`
   },
   wechatPushUseCredit: {
-    numberOfKeys: 1,
-    // KEYS: the openid's credit hash. ARGV: templateId, enforce ('1'/'0'). Answers { ok, remaining }.
+    // KEYS: the openid's credit hash, [the message's "credit taken" mark]. ARGV: templateId, enforce
+    // ('1'/'0'), the mark's ttl ms. Answers { ok, remaining }. The mark says a credit was taken, so
+    // the undo of a use whose answer never came gives one back only if it was (wechatPushRefundMarked).
     lua: `
 local count = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
-if count > 0 then return { 1, redis.call('HINCRBY', KEYS[1], ARGV[1], -1) } end
+if count > 0 then
+  if KEYS[2] then redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) end
+  return { 1, redis.call('HINCRBY', KEYS[1], ARGV[1], -1) }
+end
 if ARGV[2] == '1' then return { 0, 0 } end
 return { 1, 0 }`
   }

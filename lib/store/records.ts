@@ -98,9 +98,10 @@ export interface MessageRecordStore {
   /**
    * Undo a record whose message never went anywhere (the queue add failed; a keyed send refused for
    * want of credit): only while it still has `status` ('pending' by default, 'sending' for a send's
-   * claim); removes it, its idempotency mapping and its counts, so a retry starts clean.
+   * claim); removes it, its idempotency mapping and its counts, so a retry starts clean. With its
+   * `idempotencyKey` given, one atomic step (the Redis store otherwise reads the record first).
    */
-  discardRecord (id: string, status?: 'pending' | 'sending'): Promise<boolean>
+  discardRecord (id: string, status?: 'pending' | 'sending', idempotencyKey?: string): Promise<boolean>
   /**
    * Free an idempotency key, only while it still maps to `id` (compare-and-delete): a direct send
    * that certainly failed did not send, so a retry under the same key may. The record stays.
@@ -126,7 +127,13 @@ export interface CreditStore {
   addCredits (openid: string, counts: ReadonlyMap<string, number>, once?: { key: string, ttlMs: number }): Promise<void>
   zeroCredit (openid: string, templateId: string): Promise<void>
   /** enforce: take one only if there is one (ok false at 0); else take one if any, ok always true */
-  useCredit (openid: string, templateId: string, enforce: boolean): Promise<{ ok: boolean, remaining: number }>
+  useCredit (openid: string, templateId: string, enforce: boolean, mark?: { id: string, ttlMs: number }): Promise<{ ok: boolean, remaining: number }>
+  /**
+   * Give back the credit a useCredit with `mark` took, only if it took one (its mark is there): the
+   * undo of a reserve whose answer never came (it may run late, or not at all). The memory store
+   * cannot half-fail, so it has nothing to give back.
+   */
+  refundMarked (openid: string, templateId: string, markId: string): Promise<void>
   /** give back the credit an enforced send took when WeChat never accepted the message */
   refundCredit (openid: string, templateId: string): Promise<void>
   getCredits (openid: string): Promise<Record<string, number>>

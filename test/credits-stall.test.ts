@@ -1,0 +1,64 @@
+/**
+ * Credits under 'enforce' on a stalled Redis (SIGSTOP: it runs what it was sent once it wakes).
+ * A reserve whose answer never came still took the credit when Redis woke, so the user's next send
+ * was refused FST_WECHAT_NO_CREDIT though nothing had gone out; under an idempotency key the claim
+ * also stayed, and the retry was answered as a duplicate of a message never sent (found by an audit
+ * of late-landing writes). Now the reserve marks its take and an unanswered one is given back.
+ */
+import { test } from 'tap'
+import { Redis } from 'ioredis'
+import type { FastifyInstance } from 'fastify'
+import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
+import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import type { PrivateRedis } from './helpers/redis-server.js'
+import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
+
+const ORDER = DEMO_TEMPLATE_IDS.orderShipped
+
+/** The next credit use finds Redis stalled for `ms` (longer than the store's 1 s deadline). */
+function stallNextCreditUse (app: FastifyInstance, redis: PrivateRedis, ms: number): () => boolean {
+  const client = (app as unknown as { redis: Record<string, unknown> }).redis
+  const use = client.wechatPushUseCredit as (...args: unknown[]) => unknown
+  let stalled = false
+  client.wechatPushUseCredit = function (this: unknown, ...args: unknown[]) {
+    if (!stalled) {
+      stalled = true
+      redis.pause()
+      setTimeout(() => redis.resume(), ms).unref()
+    }
+    return use.apply(this, args)
+  }
+  return () => stalled
+}
+
+for (const keyed of [false, true]) {
+  test(`enforce: a reserve that timed out on a stalled Redis gives its credit back${keyed ? '; the retry under the key sends' : ''}`, { timeout: 60_000 }, async (t) => {
+    const redis = await startRedis()
+    t.teardown(() => redis.cleanup())
+    const sim = await startSimulator(t)
+    const keyPrefix = uniquePrefix('credit-stall')
+    const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix, queue: false, credits: 'enforce' } })
+    const openid = `oStall-credit-00000000${keyed ? '2' : '1'}`
+    const client = new Redis(redis.url)
+    t.teardown(() => client.quit())
+    await client.hset(`${keyPrefix}{${sim.appId}}:credit:${openid}`, ORDER, 1)
+    await app.wechat.getToken()
+
+    const stalled = stallNextCreditUse(app, redis, 1500)
+    const options = keyed ? { idempotencyKey: 'order-5' } : undefined
+    try {
+      await t.rejects(app.wechat.send(shippedMessage(openid), options), { code: 'FST_WECHAT_STORE', statusCode: 503 }, 'a coded 503, not a raw store error')
+      t.ok(stalled())
+      await new Promise((resolve) => setTimeout(resolve, 1200))
+    } finally {
+      redis.resume()
+    }
+    t.same(await app.wechat.credits(openid), { [ORDER]: 1 }, 'the credit the late reserve took is back')
+    t.equal(sim.counters.send, 0, 'nothing was sent')
+    const retry = await app.wechat.send(shippedMessage(openid), options)
+    t.notOk(retry.duplicate, 'the retry is no duplicate')
+    t.ok(retry.msgid, 'it is sent')
+    t.same(await app.wechat.credits(openid), { [ORDER]: 0 }, 'using the one credit')
+    await app.close()
+  })
+}
