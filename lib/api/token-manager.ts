@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { WechatTokenError } from '../errors.js'
 import type { EmitLifecycle } from '../lifecycle.js'
 import type { Clock } from '../options.js'
+import { LateUndo } from '../store/late-undo.js'
 import { MemoryStore } from '../store/memory.js'
 import type { TokenRecord, WechatStore } from '../store/types.js'
 import { sharedAbortController } from './abort.js'
@@ -99,6 +100,7 @@ export class TokenManager {
 
   close (): void {
     this.stop.abort()
+    this.lateLock.close()
   }
 
   private aheadMs (): number {
@@ -141,7 +143,7 @@ export class TokenManager {
     let wait = 10
     while (!this.stop.signal.aborted) {
       const locked = await this.guard.attempt((s) => s.acquireLock(this.owner, lockTtl))
-      if (locked === undefined) return this.adopt(await this.fetchFresh(request))
+      if (locked === undefined) return this.adopt(await this.fetchWithoutLock(request, lockTtl))
       if (locked) return this.fetchUnderLock(request)
       await sleep(wait, this.stop.signal)
       wait = Math.min(wait * 2, 200)
@@ -151,6 +153,30 @@ export class TokenManager {
     }
     throw this.tokenError(this.stop.signal.aborted ? 'the plugin is closing' : 'timed out waiting for another instance to fetch the token')
   }
+
+  /**
+   * The store did not answer the lock: fetch anyway (a send must not wait on Redis). A stalled Redis
+   * may still take the lock when it wakes, and the fleet would wait for a token nobody stores until
+   * the lock expired (25 s seen in an audit): once the store answers, the token is stored and our
+   * lock let go (compare-and-delete on the owner: harmless if it never landed).
+   */
+  private async fetchWithoutLock (request: RefreshRequest, lockTtl: number): Promise<TokenRecord> {
+    let record: TokenRecord | undefined
+    try {
+      record = await this.fetchFresh(request)
+      return record
+    } finally {
+      const store = this.options.store
+      const fetched = record
+      this.lateLock.run(async () => {
+        if (fetched !== undefined) await store.putTokenIfNewer(fetched)
+        await store.releaseLock(this.owner)
+      }, lockTtl)
+    }
+  }
+
+  /** locks this instance may hold without knowing (fetchWithoutLock), let go once the store answers */
+  private readonly lateLock = new LateUndo()
 
   private async fetchUnderLock (request: RefreshRequest): Promise<TokenRecord> {
     try {
