@@ -9,7 +9,10 @@ import { test } from 'tap'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
 import { startRedis, uniquePrefix } from './helpers/redis-server.js'
 import { until } from './queue-helpers.js'
-import { ADD_ANSWER_MS } from '../lib/delivery/bullmq-queue.js'
+import { ADD_ANSWER_MS, BullQueue } from '../lib/delivery/bullmq-queue.js'
+import { AddUnansweredError } from '../lib/delivery/queue.js'
+import { Redis } from 'ioredis'
+import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
 
 test('enqueue while Redis stalls: a coded error after ADD_ANSWER_MS naming the message, which is sent once Redis answers', { timeout: 90_000 }, async (t) => {
   const redis = await startRedis()
@@ -82,3 +85,46 @@ for (const when of ['after Redis woke', 'while Redis still stalls'] as const) {
     await app.close()
   })
 }
+
+// A handler push whose queue add Redis did not answer (stalled) may still be queued when Redis wakes:
+// giving up on it at close() gave its credit back, and the job then ran with the credit refunded (found
+// by an audit of late-landing writes). It now keeps its credit and is logged as maybe queued. (The add
+// is made to go unanswered by a wrapper that throws what the real add throws after ADD_ANSWER_MS: a
+// stalled Redis would also hold @fastify/redis' own close, which quits its client.)
+test('a handler push given up at close() while its queue add went unanswered keeps its credit', { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.cleanup())
+  const sim = await startSimulator(t)
+  const keyPrefix = uniquePrefix('stall-hook')
+  const openid = 'oStall-user-000000000020'
+  const lines: Array<{ msg?: string }> = []
+  const app = await buildApp(t, sim, {
+    redisUrl: redis.url,
+    logger: { level: 'warn', stream: { write: (line: string) => { lines.push(JSON.parse(line)) } } },
+    plugin: { keyPrefix, credits: 'enforce' },
+    setup: (instance) => {
+      instance.post('/ship', async (_request, reply) => {
+        reply.wechatPush(shippedMessage(openid))
+        return { shipped: 1 }
+      })
+    }
+  })
+  const client = new Redis(redis.url)
+  t.teardown(() => client.quit())
+  const creditKey = `${keyPrefix}{${sim.appId}}:credit:${openid}`
+  await client.hset(creditKey, DEMO_TEMPLATE_IDS.orderShipped, 1)
+  await app.wechat.getToken()
+  const real = BullQueue.prototype.add
+  let adds = 0
+  BullQueue.prototype.add = async function () {
+    adds++
+    throw new AddUnansweredError(`the queue's Redis did not answer the add within ${ADD_ANSWER_MS} ms: the jobs may be queued all the same`)
+  }
+  t.teardown(() => { BullQueue.prototype.add = real })
+  t.equal((await app.inject({ method: 'POST', url: '/ship' })).statusCode, 200)
+  await until('the add was tried', async () => adds > 0)
+  await app.close()
+  t.ok(lines.some((line) => /may not be queued/.test(line.msg ?? '')), 'logged as maybe queued')
+  t.notOk(lines.some((line) => /could not be queued/.test(line.msg ?? '')), 'not as lost')
+  t.equal(await client.hget(creditKey, DEMO_TEMPLATE_IDS.orderShipped), '0', 'the credit stays taken (the job may run)')
+})

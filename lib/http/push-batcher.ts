@@ -3,7 +3,7 @@ import { sleep } from '../api/backoff.js'
 import type { Delivery } from '../delivery/delivery.js'
 import type { AdmittedMessage } from '../delivery/enqueue.js'
 import { newMessageId } from '../delivery/sender.js'
-import { ReplicasUnconfirmedError } from '../delivery/queue.js'
+import { MaybeAddedError, ReplicasUnconfirmedError } from '../delivery/queue.js'
 import { within } from '../delivery/within.js'
 
 /** How long a handler push keeps trying to reach the queue (Redis restarting, failing over). */
@@ -133,6 +133,8 @@ export class PushBatcher {
       return
     }
     const deadline = (batch[0] as Accepted).at + RETRY_WINDOW_MS
+    /** an add was sent that Redis may still run (it did not answer in time: AddUnansweredError) */
+    let maybeAdded = false
     for (let attempt = 1; ; attempt++) {
       try {
         await this.delivery.queueAdmitted(admitted)
@@ -146,6 +148,16 @@ export class PushBatcher {
           this.counters.queued += admitted.length
           this.counters.waiting -= admitted.length
           ;(batch[0] as Accepted).log.warn({ messageIds: admitted.map(({ record }) => record.id), reason: (err as Error).message }, 'wechat: handler pushes queued but not confirmed by the replicas (queue.replicas)')
+          return
+        }
+        maybeAdded ||= (err as Error).cause instanceof MaybeAddedError
+        if ((Date.now() >= deadline || this.stop.signal.aborted) && maybeAdded) {
+          // One of the adds may still run (a stalled Redis runs it when it wakes): the pushes may be
+          // queued, with their records written and their credits taken, so nothing is given back
+          // (it was: the job then ran on another instance with its credit refunded).
+          this.counters.queued += admitted.length
+          this.counters.waiting -= admitted.length
+          ;(batch[0] as Accepted).log.warn({ messageIds: admitted.map(({ record }) => record.id), reason: (err as Error).message }, 'wechat: handler pushes may not be queued: the queue did not answer their add, which may still run (see status(id))')
           return
         }
         if (Date.now() >= deadline || this.stop.signal.aborted) {
