@@ -12,6 +12,7 @@ import { ENQUEUE_CHUNK, Enqueuer, MAX_ENQUEUE } from '../lib/delivery/enqueue.js
 import type { MessageQueue, QueuedJob } from '../lib/delivery/queue.js'
 import { Credits } from '../lib/delivery/credits.js'
 import { RecordWriter } from '../lib/delivery/record-writer.js'
+import { LateUndo } from '../lib/store/late-undo.js'
 import { MemoryStore } from '../lib/store/memory.js'
 import { systemClock } from '../lib/options.js'
 import type { SubscribeMessage } from '../lib/public-types.js'
@@ -176,7 +177,7 @@ function enqueuerWith (queue: MessageQueue): { enqueuer: Enqueuer, store: Memory
   const store = new MemoryStore(systemClock)
   const log = Fastify({ logger: false }).log
   const options = { defaults: {}, validation: 'strict' as const, retentionSeconds: 3600 }
-  const enqueuer = new Enqueuer(store, queue, options, log, new Credits(store, 'off', () => undefined, log), new RecordWriter(store, { ...options, clock: systemClock }))
+  const enqueuer = new Enqueuer(store, queue, options, log, new Credits(store, 'off', () => undefined, log), new RecordWriter(store, { ...options, clock: systemClock }), undefined, new LateUndo())
   return { enqueuer, store }
 }
 
@@ -226,7 +227,7 @@ test('a keyed enqueue whose repeats cannot be re-added, or whose claims fail par
   const log = Fastify({ logger: false }).log
   const options = { defaults: {}, validation: 'strict' as const, retentionSeconds: 3600 }
   // (the same store, a queue whose next add fails)
-  const shared = new Enqueuer(store, new FlakyQueue(1), options, log, new Credits(store, 'off', () => undefined, log), new RecordWriter(store, { ...options, clock: systemClock }))
+  const shared = new Enqueuer(store, new FlakyQueue(1), options, log, new Credits(store, 'off', () => undefined, log), new RecordWriter(store, { ...options, clock: systemClock }), undefined, new LateUndo())
   const err = await rejection(shared.enqueue([...first, numbered('R', 2)], { idempotencyKey: 'requeue' }))
   t.equal(err.code, 'FST_WECHAT_QUEUE')
   t.equal((await store.stats()).total, 2, 'the new message\'s claim is undone')
@@ -242,7 +243,7 @@ test('a keyed enqueue whose repeats cannot be re-added, or whose claims fail par
     if (++creates > ENQUEUE_CHUNK + 10) throw new Error('store down')
     return createRecord(...args)
   }
-  const broken = new Enqueuer(brokenStore, new FlakyQueue(0), options, log, new Credits(brokenStore, 'off', () => undefined, log), new RecordWriter(brokenStore, { ...options, clock: systemClock }))
+  const broken = new Enqueuer(brokenStore, new FlakyQueue(0), options, log, new Credits(brokenStore, 'off', () => undefined, log), new RecordWriter(brokenStore, { ...options, clock: systemClock }), undefined, new LateUndo())
   const claimErr = await rejection(broken.enqueue(Array.from({ length: ENQUEUE_CHUNK * 2 }, (_, i) => numbered('S', i)), { idempotencyKey: 'claims' }))
   t.equal(claimErr.code, 'FST_WECHAT_QUEUE')
   t.equal((await brokenStore.stats()).total, 0, 'every claim of the call is undone')

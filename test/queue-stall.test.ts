@@ -128,3 +128,38 @@ test('a handler push given up at close() while its queue add went unanswered kee
   t.notOk(lines.some((line) => /could not be queued/.test(line.msg ?? '')), 'not as lost')
   t.equal(await client.hget(creditKey, DEMO_TEMPLATE_IDS.orderShipped), '0', 'the credit stays taken (the job may run)')
 })
+
+// The same for a keyed enqueue: its claim landed late as a 'pending' record with no job, kept for the
+// retention (a pending count that never went down), and a retry under the key re-queued it without
+// taking its credit under 'enforce'.
+test('a keyed enqueue whose claim timed out on a stalled Redis leaves no pending record behind', { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.cleanup())
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('late-enqueue-claim') } })
+  await app.wechat.getToken()
+  const client = (app as unknown as { redis: Record<string, unknown> }).redis
+  const write = client.wechatPushWriteRecords as (...args: unknown[]) => unknown
+  let stalled = false
+  client.wechatPushWriteRecords = function (this: unknown, ...args: unknown[]) {
+    if (!stalled) {
+      stalled = true
+      redis.pause()
+      setTimeout(() => redis.resume(), 1500).unref()
+    }
+    return write.apply(this, args)
+  }
+  const message = shippedMessage('oStall-user-000000000030')
+  try {
+    await t.rejects(app.wechat.enqueue(message, { idempotencyKey: 'order-88' }), { code: 'FST_WECHAT_QUEUE' }, 'the claim timed out')
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+  } finally {
+    redis.resume()
+  }
+  t.ok(stalled)
+  t.match(await app.wechat.stats(), { total: 0, pending: 0 }, 'the late claim was undone')
+  const [queued] = await app.wechat.enqueue(message, { idempotencyKey: 'order-88' })
+  await until('the retry is sent', async () => (await app.wechat.status(queued?.id as string))?.status === 'sent')
+  t.equal(sim.accepted.filter((m) => m.touser === 'oStall-user-000000000030').length, 1, 'once')
+  await app.close()
+})

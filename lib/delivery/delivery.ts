@@ -5,7 +5,7 @@ import type { WechatUpstreamErrorInstance } from '../errors.js'
 import type { Clock, ResolvedOptions } from '../options.js'
 import type { MessageRecord, StatsSnapshot } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
-import { LateUndo } from '../store/late-undo.js'
+import { LATE_CLAIM_WINDOW_MS, LateUndo } from '../store/late-undo.js'
 import type { PreparedMessage } from './message.js'
 import { prepareMessage, snapshotMessage } from './message.js'
 import { templateIdOf } from './templates.js'
@@ -22,9 +22,6 @@ import type { AdmittedMessage, EnqueueOptions, EnqueueResult } from './enqueue.j
 import { RecordRetries } from './record-retries.js'
 import { RecordWriter } from './record-writer.js'
 import type { MessageSource } from './record-writer.js'
-
-/** How long a keyed send's failed claim is tried to be discarded while the store does not answer. */
-const LATE_CLAIM_WINDOW_MS = 60_000
 
 export interface SendOptions {
   /** a second send with the same key returns the first message's result instead of sending again */
@@ -54,7 +51,7 @@ export class Delivery {
     private readonly emit: EmitLifecycle = () => {}
   ) {
     this.records = new RecordWriter(store, options)
-    this.enqueuer = new Enqueuer(store, queue, options, log, ledger, this.records, templates)
+    this.enqueuer = new Enqueuer(store, queue, options, log, ledger, this.records, templates, this.lateClaims)
     this.heldRecords = new RecordRetries(log)
   }
 

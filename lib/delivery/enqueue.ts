@@ -3,6 +3,7 @@ import { invalid, thrownText, WechatQueueError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import type { MessageRecord, Status } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
+import type { LateUndo } from '../store/late-undo.js'
 import type { PreparedMessage, ValueChange } from './message.js'
 import { prepareMessage, snapshotMessage } from './message.js'
 import { templateIdsOf } from './templates.js'
@@ -59,9 +60,11 @@ export class Enqueuer {
     private readonly ledger: Credits,
     private readonly records: RecordWriter,
     /** the account's template list (option `templates`): validation against it, when known */
-    private readonly templates?: TemplateRules
+    private readonly templates: TemplateRules | undefined,
+    /** undoes keyed claims whose write timed out, even if they land late (Delivery owns it: closed there) */
+    lateClaims: LateUndo
   ) {
-    this.keyed = queue === null ? null : new KeyedEnqueue(store, queue, records, ledger, options.retentionSeconds, (prepared, ids) => this.reserveAll(prepared, ids))
+    this.keyed = queue === null ? null : new KeyedEnqueue(store, queue, records, ledger, options.retentionSeconds, (prepared, ids) => this.reserveAll(prepared, ids), lateClaims)
   }
 
   /** `fastify.wechat.enqueue`: validated and recorded now, delivered by the queue with retries. */

@@ -1,6 +1,8 @@
 import { WechatQueueError } from '../errors.js'
 import type { MessageRecord } from '../store/records.js'
 import type { WechatStore } from '../store/types.js'
+import { LATE_CLAIM_WINDOW_MS } from '../store/late-undo.js'
+import type { LateUndo } from '../store/late-undo.js'
 import type { Credits } from './credits.js'
 import type { EnqueueResult } from './enqueue.js'
 import { ENQUEUE_CHUNK, inChunks, partly, resultOf } from './enqueue-chunks.js'
@@ -24,7 +26,9 @@ export class KeyedEnqueue {
     private readonly ledger: Credits,
     private readonly retentionSeconds: number,
     /** Enqueuer's: a credit for each message under 'enforce', all or none */
-    private readonly reserveAll: (prepared: readonly PreparedMessage[], ids: readonly string[]) => Promise<boolean[]>
+    private readonly reserveAll: (prepared: readonly PreparedMessage[], ids: readonly string[]) => Promise<boolean[]>,
+    /** claims whose write failed, discarded even if they land late (store/late-undo.ts) */
+    private readonly lateClaims: LateUndo
   ) {}
 
   async enqueue (prepared: PreparedMessage[], isArray: boolean, key: string, delay: number, source: MessageSource): Promise<EnqueueResult[]> {
@@ -94,16 +98,23 @@ export class KeyedEnqueue {
     const claims: Array<{ created: boolean, record: MessageRecord }> = []
     let failure: { err: unknown } | undefined
     for (let start = 0; start < prepared.length && failure === undefined; start += ENQUEUE_CHUNK) {
-      const settled = await Promise.allSettled(prepared.slice(start, start + ENQUEUE_CHUNK).map((p, j) =>
-        this.records.createRecord(this.records.newRecord(newMessageId(), p, 'pending', source), isArray ? `${key}:${start + j}` : key, delay)))
-      for (const outcome of settled) {
-        if (outcome.status === 'fulfilled') claims.push(outcome.value)
-        else failure ??= { err: outcome.reason }
+      const chunk = prepared.slice(start, start + ENQUEUE_CHUNK).map((p, j) => ({ record: this.records.newRecord(newMessageId(), p, 'pending', source), key: isArray ? `${key}:${start + j}` : key }))
+      const settled = await Promise.allSettled(chunk.map(({ record, key }) => this.records.createRecord(record, key, delay)))
+      for (const [j, outcome] of settled.entries()) {
+        if (outcome.status === 'fulfilled') {
+          claims.push(outcome.value)
+          continue
+        }
+        failure ??= { err: outcome.reason }
+        // (the store did not answer: the claim may land late, a 'pending' record with no job, which
+        // a retry under the key would re-queue without its credit)
+        const { record, key: itsKey } = chunk[j] as { record: MessageRecord, key: string }
+        this.lateClaims.run(() => this.store.discardRecord(record.id, 'pending', itsKey), LATE_CLAIM_WINDOW_MS)
       }
     }
     if (failure === undefined) return claims
     const mine = claims.filter((claim) => claim.created)
-    await inChunks(mine, (chunk) => Promise.all(chunk.map(({ record }) => this.store.discardRecord(record.id).catch(() => false))))
+    await inChunks(mine, (chunk) => Promise.all(chunk.map(({ record }) => this.store.discardRecord(record.id, 'pending', record.idempotencyKey).catch(() => false))))
     throw failure.err
   }
 

@@ -6,6 +6,9 @@
  * Each undo must touch only what its own attempt made (compare-and-delete on its own id), so a late
  * one is harmless.
  */
+/** How long an idempotency claim whose write failed is tried to be undone while the store does not answer. */
+export const LATE_CLAIM_WINDOW_MS = 60_000
+
 export class LateUndo {
   private readonly timers = new Set<NodeJS.Timeout>()
   private closed = false
