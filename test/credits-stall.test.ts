@@ -7,29 +7,11 @@
  */
 import { test } from 'tap'
 import { Redis } from 'ioredis'
-import type { FastifyInstance } from 'fastify'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
-import { startRedis, uniquePrefix } from './helpers/redis-server.js'
-import type { PrivateRedis } from './helpers/redis-server.js'
+import { stallOnCall, startRedis, uniquePrefix } from './helpers/redis-server.js'
 import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
 
 const ORDER = DEMO_TEMPLATE_IDS.orderShipped
-
-/** The next credit use finds Redis stalled for `ms` (longer than the store's 1 s deadline). */
-function stallNextCreditUse (app: FastifyInstance, redis: PrivateRedis, ms: number): () => boolean {
-  const client = (app as unknown as { redis: Record<string, unknown> }).redis
-  const use = client.wechatPushUseCredit as (...args: unknown[]) => unknown
-  let stalled = false
-  client.wechatPushUseCredit = function (this: unknown, ...args: unknown[]) {
-    if (!stalled) {
-      stalled = true
-      redis.pause()
-      setTimeout(() => redis.resume(), ms).unref()
-    }
-    return use.apply(this, args)
-  }
-  return () => stalled
-}
 
 for (const keyed of [false, true]) {
   test(`enforce: a reserve that timed out on a stalled Redis gives its credit back${keyed ? '; the retry under the key sends' : ''}`, { timeout: 60_000 }, async (t) => {
@@ -44,7 +26,7 @@ for (const keyed of [false, true]) {
     await client.hset(`${keyPrefix}{${sim.appId}}:credit:${openid}`, ORDER, 1)
     await app.wechat.getToken()
 
-    const stalled = stallNextCreditUse(app, redis, 1500)
+    const stalled = stallOnCall(app, redis, 'wechatPushUseCredit', 1500)
     const options = keyed ? { idempotencyKey: 'order-5' } : undefined
     try {
       await t.rejects(app.wechat.send(shippedMessage(openid), options), { code: 'FST_WECHAT_STORE', statusCode: 503 }, 'a coded 503, not a raw store error')

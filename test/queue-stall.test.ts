@@ -7,7 +7,7 @@
  */
 import { test } from 'tap'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
-import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { stallOnCall, startRedis, uniquePrefix } from './helpers/redis-server.js'
 import { until } from './queue-helpers.js'
 import { ADD_ANSWER_MS, BullQueue } from '../lib/delivery/bullmq-queue.js'
 import { AddUnansweredError } from '../lib/delivery/queue.js'
@@ -57,23 +57,13 @@ for (const when of ['after Redis woke', 'while Redis still stalls'] as const) {
     const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('late-send-claim'), queue: false } })
     await app.wechat.getToken()
     await app.wechat.send(shippedMessage('oStall-user-000000000009'))
-    const client = (app as unknown as { redis: Record<string, unknown> }).redis
-    const write = client.wechatPushWriteRecords as (...args: unknown[]) => unknown
-    let stalled = false
-    client.wechatPushWriteRecords = function (this: unknown, ...args: unknown[]) {
-      if (!stalled) {
-        stalled = true
-        redis.pause()
-        setTimeout(() => redis.resume(), 1700).unref()
-      }
-      return write.apply(this, args)
-    }
+    const stalled = stallOnCall(app, redis, 'wechatPushWriteRecords', 1700)
     const message = shippedMessage('oStall-user-000000000010')
     try {
       await t.rejects(app.wechat.send(message, { idempotencyKey: 'order-77' }), { code: 'FST_WECHAT_QUEUE', statusCode: 503 }, 'the claim timed out')
       // (the store's deadline is 1 s: a retry made 0.1 s later is answered once Redis wakes at 1.7 s)
       await new Promise((resolve) => setTimeout(resolve, when === 'after Redis woke' ? 900 : 100))
-      t.ok(stalled)
+      t.ok(stalled())
       const retry = await app.wechat.send(message, { idempotencyKey: 'order-77' })
       t.notOk(retry.duplicate, 'not a duplicate of a message that never went out')
       t.ok(retry.msgid, 'sent')
@@ -138,17 +128,7 @@ test('a keyed enqueue whose claim timed out on a stalled Redis leaves no pending
   const sim = await startSimulator(t)
   const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('late-enqueue-claim') } })
   await app.wechat.getToken()
-  const client = (app as unknown as { redis: Record<string, unknown> }).redis
-  const write = client.wechatPushWriteRecords as (...args: unknown[]) => unknown
-  let stalled = false
-  client.wechatPushWriteRecords = function (this: unknown, ...args: unknown[]) {
-    if (!stalled) {
-      stalled = true
-      redis.pause()
-      setTimeout(() => redis.resume(), 1500).unref()
-    }
-    return write.apply(this, args)
-  }
+  const stalled = stallOnCall(app, redis, 'wechatPushWriteRecords', 1500)
   const message = shippedMessage('oStall-user-000000000030')
   try {
     await t.rejects(app.wechat.enqueue(message, { idempotencyKey: 'order-88' }), { code: 'FST_WECHAT_QUEUE' }, 'the claim timed out')
@@ -156,7 +136,7 @@ test('a keyed enqueue whose claim timed out on a stalled Redis leaves no pending
   } finally {
     redis.resume()
   }
-  t.ok(stalled)
+  t.ok(stalled())
   t.match(await app.wechat.stats(), { total: 0, pending: 0 }, 'the late claim was undone')
   const [queued] = await app.wechat.enqueue(message, { idempotencyKey: 'order-88' })
   await until('the retry is sent', async () => (await app.wechat.status(queued?.id as string))?.status === 'sent')

@@ -6,31 +6,19 @@
  * stored and the lock let go once the store answers.
  */
 import { test } from 'tap'
-import type { FastifyInstance } from 'fastify'
 import { buildApp, startSimulator } from './helpers/app.js'
-import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { stallOnCall, startRedis, uniquePrefix } from './helpers/redis-server.js'
 
 test('a token lock taken late by a stalled Redis is let go and the token stored: another instance does not wait for it', { timeout: 90_000 }, async (t) => {
   const redis = await startRedis()
   t.teardown(() => redis.cleanup())
   const sim = await startSimulator(t)
   const keyPrefix = uniquePrefix('token-stall')
-  let stalled = false
-  const stallLock = (app: FastifyInstance): void => {
-    const client = (app as unknown as { redis: Record<string, unknown> }).redis
-    const set = client.set as (...args: unknown[]) => unknown
-    client.set = function (this: unknown, ...args: unknown[]) {
-      if (!stalled && String(args[0]).endsWith(':token:lock')) {
-        stalled = true
-        redis.pause()
-        setTimeout(() => redis.resume(), 1500).unref()
-      }
-      return set.apply(this, args)
-    }
-  }
+  let stalled = (): boolean => false
+  const stallLock = (app: object): void => { stalled = stallOnCall(app, redis, 'set', 1500, (args) => String(args[0]).endsWith(':token:lock')) }
   const first = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix }, setup: stallLock })
   const token = await first.wechat.getToken()
-  t.ok(stalled, 'the lock request met the stall')
+  t.ok(stalled(), 'the lock request met the stall')
   await new Promise((resolve) => setTimeout(resolve, 2000)) // Redis is awake again
 
   const second = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix } })

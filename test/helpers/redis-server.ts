@@ -124,3 +124,23 @@ export async function redisFor (t: { teardown (fn: () => unknown): void }, kind:
   t.teardown(() => redis.stop())
   return redis.url
 }
+
+/**
+ * Fault injection on the app's own Redis client: the first call of `method` that `when` accepts
+ * stalls `redis` (SIGSTOP) for `ms`, then goes out, so it waits in the stalled server past the store's
+ * deadline and runs when the server wakes. Answers whether the stall happened.
+ */
+export function stallOnCall (app: object, redis: PrivateRedis, method: string, ms: number, when: (args: unknown[]) => boolean = () => true): () => boolean {
+  const client = (app as { redis: Record<string, unknown> }).redis
+  const original = client[method] as (...args: unknown[]) => unknown
+  let stalled = false
+  client[method] = function (this: unknown, ...args: unknown[]) {
+    if (!stalled && when(args)) {
+      stalled = true
+      redis.pause()
+      setTimeout(() => redis.resume(), ms).unref()
+    }
+    return original.apply(this, args)
+  }
+  return () => stalled
+}
