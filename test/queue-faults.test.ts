@@ -295,10 +295,14 @@ for (const kind of ['memory', 'bullmq'] as const) {
     const sim = await startSimulator(t)
     const { app } = await setup(t, sim, kind)
     await app.wechat.getToken()
-    // two calls leave together: one meets 45009 at once (the pause), the other's 45009 comes 1.5 s later
-    sim.failNext('send', { errcode: 45009 })
-    sim.failNext('send', { errcode: 45009, delayMs: 1500 })
+    // two calls leave together: one meets 45009 after 1 s (the pause), the other's 45009 comes 1.5 s
+    // later. (Both are answered late so both have left before the pause: with the first answered at
+    // once, a loaded CI machine picked the second job up after the pause and the resume, and its 45009
+    // was then rightly a new one.)
+    sim.failNext('send', { errcode: 45009, delayMs: 1000 })
+    sim.failNext('send', { errcode: 45009, delayMs: 2500 })
     const ids = (await Promise.all([0, 1].map((i) => app.wechat.enqueue(numbered('Z', i), { idempotencyKey: `z-${i}` })))).flat().map((r) => r.id)
+    await until('both calls reached WeChat', async () => sim.counters.send >= 2)
     await until('the first 45009 paused the queue', async () => (await Promise.all(ids.map((id) => app.wechat.status(id)))).some((r) => r?.errcode === 45009))
     await app.wechat.resumeQueue()
     await until('both messages sent after the resume', async () => (await Promise.all(ids.map((id) => app.wechat.status(id)))).every((r) => r?.status === 'sent'), 15_000)
