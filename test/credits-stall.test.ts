@@ -44,3 +44,37 @@ for (const keyed of [false, true]) {
     await app.close()
   })
 }
+
+// The same for a keyed enqueue (a review found its claims discarded in two steps that the stall cut
+// short: they stayed 'pending' with no job, and the retry re-queued them without a credit).
+test('enforce: a keyed enqueue whose credit take timed out leaves no claim behind; the retry queues it with its credit', { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.cleanup())
+  const sim = await startSimulator(t)
+  const keyPrefix = uniquePrefix('credit-stall-enqueue')
+  const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix, credits: 'enforce' } })
+  const openid = 'oStall-credit-000000003'
+  const client = new Redis(redis.url)
+  t.teardown(() => client.quit())
+  await client.hset(`${keyPrefix}{${sim.appId}}:credit:${openid}`, ORDER, 1)
+  await app.wechat.getToken()
+  const stalled = stallOnCall(app, redis, 'wechatPushUseCredit', 2500)
+  try {
+    await t.rejects(app.wechat.enqueue(shippedMessage(openid), { idempotencyKey: 'order-6' }), { code: 'FST_WECHAT_STORE' })
+    t.ok(stalled())
+    await new Promise((resolve) => setTimeout(resolve, 1800))
+  } finally {
+    redis.resume()
+  }
+  t.match(await app.wechat.stats(), { total: 0, pending: 0 }, 'the claim was undone')
+  t.same(await app.wechat.credits(openid), { [ORDER]: 1 }, 'the credit is back')
+  const [queued] = await app.wechat.enqueue(shippedMessage(openid), { idempotencyKey: 'order-6' })
+  let status: string | undefined
+  for (let i = 0; i < 100 && status !== 'sent'; i++) {
+    status = (await app.wechat.status(queued?.id as string))?.status
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  t.equal(status, 'sent')
+  t.same(await app.wechat.credits(openid), { [ORDER]: 0 }, 'it took the credit')
+  await app.close()
+})

@@ -143,3 +143,30 @@ test('a keyed enqueue whose claim timed out on a stalled Redis leaves no pending
   t.equal(sim.accepted.filter((m) => m.touser === 'oStall-user-000000000030').length, 1, 'once')
   await app.close()
 })
+
+// An undo that went out and timed out runs when Redis wakes: it used to be sent again every 250 ms
+// after each 1 s timeout, so a stalled Redis collected copies of it (a review of the late-undo fix).
+test('an undo sent to a stalled Redis is not sent again while it waits there', { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.cleanup())
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('undo-copies'), queue: false } })
+  await app.wechat.getToken()
+  await app.wechat.send(shippedMessage('oStall-user-000000000040'))
+  const client = new Redis(redis.url)
+  t.teardown(() => client.quit())
+  // (every script the app runs is an EVALSHA: the claim's write, and each discard)
+  const discards = async (): Promise<number> => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0)
+  const before = await discards()
+  stallOnCall(app, redis, 'wechatPushWriteRecords', 4000)
+  try {
+    await t.rejects(app.wechat.send(shippedMessage('oStall-user-000000000041'), { idempotencyKey: 'order-99' }), { code: 'FST_WECHAT_QUEUE' })
+    await new Promise((resolve) => setTimeout(resolve, 3500))
+  } finally {
+    redis.resume()
+  }
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  // the claim's write and one discard (copies came every 1.25 s: 3 more in this stall)
+  t.ok(await discards() - before <= 2, `${await discards() - before} scripts ran`)
+  await app.close()
+})

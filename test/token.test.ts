@@ -91,6 +91,15 @@ test('stable: a refused token WeChat still hands out is replaced by force_refres
   sim.failNext('send', { errcode: 40001 }, 2)
   await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_API', errcode: 40001, errorClass: 'token' })
   t.equal(sim.tokenFetches().force_refresh, 1)
+  // Many calls refused at once (a review found each fetch answering the refused token started the next
+  // for those who joined it, one after another): no fetch at all while that token is known to be
+  // handed out again, each call retried once with it; getToken({ forceRefresh }) answers it too.
+  const fetchesBefore = sim.counters.stable_token
+  sim.failNext('send', { errcode: 40001 }, 100)
+  const refused = await Promise.allSettled(Array.from({ length: 50 }, () => app.wechat.send(shippedMessage())))
+  t.ok(refused.every((r) => r.status === 'rejected' && (r.reason as { errcode?: number }).errcode === 40001), 'each refused twice: its 40001')
+  t.equal(await app.wechat.getToken({ forceRefresh: true }), second)
+  t.equal(sim.counters.stable_token, fetchesBefore, 'no token fetch for them')
 
   // 20 a day: after 19 more (31 s apart) the 21st is refused locally, before WeChat's 45009.
   for (let i = 0; i < 19; i++) {

@@ -32,6 +32,9 @@ export interface TokenManagerOptions {
   emit?: EmitLifecycle
 }
 
+/** How long a refused token WeChat still hands out is used again without a fetch (force_refresh's spacing). */
+const REFUSED_RECHECK_MS = 30_000
+
 interface RefreshRequest {
   /** a token WeChat refused: never hand it out again */
   rejected?: string
@@ -47,7 +50,6 @@ interface RefreshRequest {
 export class TokenManager {
   private local: TokenRecord | null = null
   private inflight: Promise<TokenRecord> | null = null
-  private readonly owner = randomUUID()
   private readonly guard: StoreGuard
   /** used for the force_refresh budget when the shared store is down */
   private readonly fallbackBudget: MemoryStore
@@ -66,7 +68,7 @@ export class TokenManager {
   /** The hot path: a valid in-process token costs nothing but this comparison. */
   async getToken (forceRefresh = false): Promise<string> {
     const local = this.local
-    if (forceRefresh) return (await this.refresh({ rejected: local?.token })).token
+    if (forceRefresh) return local === null ? (await this.refresh({})).token : this.rejected(local.token)
     if (local && local.expiresAt - this.options.clock.now() > MIN_REMAINING_MS) return local.token
     return (await this.refresh({})).token
   }
@@ -79,8 +81,23 @@ export class TokenManager {
 
   /** A business call answered 40001/40014/42001 with `token`: drop exactly that one and get another. */
   async rejected (token: string): Promise<string> {
+    // (refused again while force_refresh is not allowed: retried with it, without another fetch)
+    if (this.stillCurrent(token)) return token
     if (this.local?.token === token) this.local = null
     return (await this.refresh({ rejected: token })).token
+  }
+
+  /**
+   * A token WeChat refused while its stable_token still hands it out and force_refresh was outside its
+   * budget (fetchOrForce). Until `until`, a refusal of it is not fetched for again: each fetch returned
+   * it once more, so every refused call cost a fetch, and callers joining a fetch that answered the
+   * token they had refused started the next one, one after another.
+   */
+  private refusedButCurrent: { token: string, until: number } | null = null
+
+  private stillCurrent (token: string): boolean {
+    const held = this.refusedButCurrent
+    return held !== null && held.token === token && this.options.clock.now() < held.until
   }
 
   /**
@@ -111,7 +128,8 @@ export class TokenManager {
   private refresh (request: RefreshRequest): Promise<TokenRecord> {
     if (this.inflight) {
       // Join the flight in progress; start another only if it produced the very token that was refused.
-      return this.inflight.then((record) => request.rejected !== undefined && record.token === request.rejected ? this.refresh(request) : record)
+      // (not when WeChat handed that token out again and force_refresh is not allowed: see refusedButCurrent)
+      return this.inflight.then((record) => request.rejected !== undefined && record.token === request.rejected && !this.stillCurrent(record.token) ? this.refresh(request) : record)
     }
     const flight = this.doRefresh(request).finally(() => { this.inflight = null })
     this.inflight = flight
@@ -142,9 +160,11 @@ export class TokenManager {
     const deadline = Date.now() + lockTtl + this.options.timeout
     let wait = 10
     while (!this.stop.signal.aborted) {
-      const locked = await this.guard.attempt((s) => s.acquireLock(this.owner, lockTtl))
-      if (locked === undefined) return this.adopt(await this.fetchWithoutLock(request, lockTtl))
-      if (locked) return this.fetchUnderLock(request)
+      // (an owner per try: a late release of one lock must never free a later one of ours)
+      const owner = randomUUID()
+      const locked = await this.guard.attempt((s) => s.acquireLock(owner, lockTtl))
+      if (locked === undefined) return this.fetchWithoutLock(request, lockTtl, owner)
+      if (locked) return this.fetchUnderLock(request, owner)
       await sleep(wait, this.stop.signal)
       wait = Math.min(wait * 2, 200)
       const seen = await this.guard.attempt((s) => s.getToken())
@@ -160,25 +180,31 @@ export class TokenManager {
    * the lock expired (25 s seen in an audit): once the store answers, the token is stored and our
    * lock let go (compare-and-delete on the owner: harmless if it never landed).
    */
-  private async fetchWithoutLock (request: RefreshRequest, lockTtl: number): Promise<TokenRecord> {
+  private async fetchWithoutLock (request: RefreshRequest, lockTtl: number, owner: string): Promise<TokenRecord> {
     let record: TokenRecord | undefined
     try {
-      record = await this.fetchFresh(request)
+      record = this.adopt(await this.fetchFresh(request))
       return record
     } finally {
       const store = this.options.store
       const fetched = record
       this.lateLock.run(async () => {
-        if (fetched !== undefined) await store.putTokenIfNewer(fetched)
-        await store.releaseLock(this.owner)
-      }, lockTtl)
+        // Both go out together, in order: the token (only while it is still ours, not one refused
+        // since), then the release. One that went out and timed out runs when the store wakes.
+        const sent = await Promise.allSettled([
+          fetched !== undefined && this.local?.token === fetched.token ? store.putTokenIfNewer(fetched) : undefined,
+          store.releaseLock(owner)
+        ])
+        const unsent = sent.find((result): result is PromiseRejectedResult => result.status === 'rejected' && (result.reason as { sent?: boolean }).sent !== true)
+        if (unsent !== undefined) throw unsent.reason
+      }, lockTtl).catch(() => {})
     }
   }
 
   /** locks this instance may hold without knowing (fetchWithoutLock), let go once the store answers */
   private readonly lateLock = new LateUndo()
 
-  private async fetchUnderLock (request: RefreshRequest): Promise<TokenRecord> {
+  private async fetchUnderLock (request: RefreshRequest, owner: string): Promise<TokenRecord> {
     try {
       // Another instance may have finished between our read and our lock.
       const again = await this.guard.attempt((s) => s.getToken())
@@ -187,7 +213,7 @@ export class TokenManager {
       await this.guard.attempt((s) => s.putTokenIfNewer(record))
       return this.adopt(record)
     } finally {
-      await this.guard.attempt((s) => s.releaseLock(this.owner))
+      await this.guard.attempt((s) => s.releaseLock(owner))
     }
   }
 
@@ -237,6 +263,7 @@ export class TokenManager {
         // refuses it again, that call's 40001 is the caller's answer, and the next refusal after the
         // budget allows forces.
         this.options.log.warn({ reason: verdict.reason === 'daily' ? '20 a day used' : 'less than 30 s since the last one' }, 'wechat: the stable token was refused while still current, and force_refresh is not allowed now; retrying with it')
+        this.refusedButCurrent = { token: fetched.token, until: this.options.clock.now() + REFUSED_RECHECK_MS }
       }
     }
     this.fetches++

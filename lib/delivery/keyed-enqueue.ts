@@ -34,13 +34,15 @@ export class KeyedEnqueue {
   async enqueue (prepared: PreparedMessage[], isArray: boolean, key: string, delay: number, source: MessageSource): Promise<EnqueueResult[]> {
     // (a repeat of a message that used the user's last credit is answered, not refused with a 409)
     const claims = await this.claimAll(prepared, isArray, key, delay, source)
-    const created = claims.flatMap((claim, i) => claim.created ? [{ id: claim.record.id, prepared: prepared[i] as PreparedMessage }] : [])
+    const created = claims.flatMap((claim, i) => claim.created ? [{ id: claim.record.id, key: claim.record.idempotencyKey, prepared: prepared[i] as PreparedMessage }] : [])
+    const keyOf = new Map(created.map(({ id, key }) => [id, key]))
     let reserved: boolean[]
     try {
       reserved = await this.reserveAll(created.map((c) => c.prepared), created.map((c) => c.id))
     } catch (err) {
       // One has no credit: nothing of this call is queued (reserveAll gave the credits back); the claims are undone.
-      await inChunks(created, (chunk) => Promise.all(chunk.map(({ id }) => this.store.discardRecord(id).catch(() => false))))
+      // (undone even when the store does not answer now: see undoClaim)
+      await inChunks(created, (chunk) => Promise.all(chunk.map(({ id, key }) => this.undoClaim(id, key))))
       throw err
     }
     const fresh = created.map(({ id, prepared: p }, i) => ({ data: { id, wire: p.wire, reserved: reserved[i], source }, delayMs: delay }))
@@ -55,7 +57,7 @@ export class KeyedEnqueue {
       } catch (err) {
         // Nothing new of this call is queued yet: its claims are undone and their credits go back,
         // so a retry with the same key queues them (they were left pending with no job, their credits taken).
-        await this.undoFresh(fresh)
+        await this.undoFresh(fresh, keyOf)
         throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
       }
     }
@@ -74,7 +76,7 @@ export class KeyedEnqueue {
       // records (and their idempotency keys) so a retry queues them. If the store is down too, mark
       // what remains failed rather than leave it pending forever. Their credits go back.
       const undone = fresh.slice(kept)
-      await this.undoFresh(undone)
+      await this.undoFresh(undone, keyOf)
       const messageIds = fresh.slice(0, kept).map((job) => job.data.id)
       const reason = (err as Error).message
       if (undone.length === 0 || kept === 0) {
@@ -109,13 +111,23 @@ export class KeyedEnqueue {
         // (the store did not answer: the claim may land late, a 'pending' record with no job, which
         // a retry under the key would re-queue without its credit)
         const { record, key: itsKey } = chunk[j] as { record: MessageRecord, key: string }
-        this.lateClaims.run(() => this.store.discardRecord(record.id, 'pending', itsKey), LATE_CLAIM_WINDOW_MS)
+        this.undoClaim(record.id, itsKey).catch(() => {})
       }
     }
     if (failure === undefined) return claims
     const mine = claims.filter((claim) => claim.created)
-    await inChunks(mine, (chunk) => Promise.all(chunk.map(({ record }) => this.store.discardRecord(record.id, 'pending', record.idempotencyKey).catch(() => false))))
+    await inChunks(mine, (chunk) => Promise.all(chunk.map(({ record }) => this.undoClaim(record.id, record.idempotencyKey))))
     throw failure.err
+  }
+
+  /**
+   * Discard a claim of this call (one atomic step with its key). When the store does not answer, the
+   * discard still runs once it does (or is tried again until LATE_CLAIM_WINDOW_MS): the claim would
+   * stay 'pending' with no job, and a retry under the key re-queue it without its credit. Answers
+   * whether the first try went through.
+   */
+  private async undoClaim (id: string, key: string | undefined): Promise<boolean> {
+    return this.lateClaims.run(() => this.store.discardRecord(id, 'pending', key), LATE_CLAIM_WINDOW_MS)
   }
 
   /**
@@ -123,10 +135,10 @@ export class KeyedEnqueue {
    * (freeing their idempotency keys, so a retry queues them), or marked failed if the store cannot
    * discard them (rather than left pending for ever), and their credits go back.
    */
-  private async undoFresh (undone: ReadonlyArray<{ data: { id: string, wire: PreparedMessage['wire'], reserved: boolean } }>): Promise<void> {
+  private async undoFresh (undone: ReadonlyArray<{ data: { id: string, wire: PreparedMessage['wire'], reserved: boolean } }>, keyOf: ReadonlyMap<string, string | undefined>): Promise<void> {
     const now = this.records.nowIso()
     await inChunks(undone, (chunk) => Promise.allSettled(chunk.map(async (job) => {
-      const discarded = await this.store.discardRecord(job.data.id).catch(() => false)
+      const discarded = await this.undoClaim(job.data.id, keyOf.get(job.data.id))
       if (!discarded) await this.store.updateRecord(job.data.id, { status: 'failed', errmsg: 'could not be queued' }, { ttlSeconds: this.retentionSeconds, now })
     })))
     await inChunks(undone, (chunk) => Promise.all(chunk.map((job) => job.data.reserved ? this.ledger.settle(job.data.wire.touser, job.data.wire.template_id, { status: 'failed' }, true) : undefined)))

@@ -14,6 +14,13 @@ import type { TemplateCache } from './records.js'
 /** Thrown when Redis cannot answer now; callers fall back to what they hold in process. */
 export class StoreUnavailableError extends Error {
   readonly code = 'WECHAT_STORE_UNAVAILABLE'
+  /**
+   * Whether the command went out (it timed out: a stalled Redis still runs it when it wakes, and a
+   * reconnect resends it) or was refused before anything was sent (the client not ready).
+   */
+  constructor (message: string, readonly sent: boolean) {
+    super(message)
+  }
 }
 
 /**
@@ -64,9 +71,9 @@ export class RedisStore extends RecordsDelegate implements WechatStore {
 
   /** One command or script with a deadline; a dead connection answers at once. */
   private send<T> (command: (client: ScriptClient) => Promise<T>): Promise<T> {
-    if (this.client.status !== 'ready') return Promise.reject(new StoreUnavailableError(`redis is ${this.client.status}`))
+    if (this.client.status !== 'ready') return Promise.reject(new StoreUnavailableError(`redis is ${this.client.status}`, false))
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new StoreUnavailableError(`redis did not answer within ${this.commandTimeout} ms`)), this.commandTimeout)
+      const timer = setTimeout(() => reject(new StoreUnavailableError(`redis did not answer within ${this.commandTimeout} ms`, true)), this.commandTimeout)
       timer.unref()
       command(this.client).then((value) => { clearTimeout(timer); resolve(value) }, (err) => { clearTimeout(timer); reject(err) })
     })
