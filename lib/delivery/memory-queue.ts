@@ -114,10 +114,12 @@ export class MemoryQueue implements MessageQueue {
   }
 
   async resume (): Promise<number> {
+    // (paused or not: a 45009 of a call made before now is the old day's, even one whose pause has
+    // not begun yet, a resume made as soon as the message's record showed it)
+    this.resumedAt = Date.now()
     // (not paused, or the pause already ran out: nothing waits for the reset)
     if (this.pausedUntil <= Date.now()) return 0
     this.pausedUntil = 0
-    this.resumedAt = Date.now()
     if (this.wakeTimer) clearTimeout(this.wakeTimer)
     this.wakeTimer = null
     const waiting = this.ready.length

@@ -114,6 +114,11 @@ export class QuotaPause {
   private async resumeNow (): Promise<number> {
     const { queue, connection, ready } = this.producer()
     await ready.connectedForAdd()
+    // The mark first, paused or not: a 45009 of a call made before now, handled on any instance, is the
+    // old day's. (Also without a pause yet: a resume made as soon as a message's record shows its
+    // 45009 can come before the worker that met it begins the pause, which then held until midnight.)
+    this.resumedAt = Date.now()
+    await connection.set(this.resumedKey, String(this.resumedAt), 'PX', RESUMED_MARK_MS)
     const pausedHere = this.heldHere()
     const pausedFleet = await connection.exists(this.key) === 1
     // (all pages read first: promoting while paging would shift the offsets)
@@ -130,9 +135,6 @@ export class QuotaPause {
     // Without a pause, only jobs still parked go (one parked by a batch that ran on as the pause
     // ended): the wait list is not the reset's, and the rate limit may be a queue.limiter's window.
     if (!pausedHere && !pausedFleet) return promotedCount
-    // (the mark first: a 45009 of a call made before now, handled on any instance, is the old day's)
-    this.resumedAt = Date.now()
-    await connection.set(this.resumedKey, String(this.resumedAt), 'PX', RESUMED_MARK_MS)
     await connection.del(this.key)
     await queue.removeRateLimitKey()
     this.until = 0
