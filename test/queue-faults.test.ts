@@ -20,6 +20,13 @@ async function setup (t: Teardown, sim: WechatSimulator, kind: Kind, options: { 
   return { app, redisUrl, keyPrefix }
 }
 
+/** When a job waiting in BullMQ's delayed set is due (ms): its score holds the time shifted by 12 bits. */
+async function delayedUntil (t: Teardown, redisUrl: string, keyPrefix: string, appId: string, id: string): Promise<number> {
+  const client = new Redis(redisUrl)
+  t.teardown(() => client.quit())
+  return Math.floor(Number(await client.zscore(`${keyPrefix}{${appId}}:subscribe-send:delayed`, id)) / 0x1000)
+}
+
 const isFault = (r: { endpoint: string, httpStatus: number, errcode?: number }): boolean => r.endpoint === 'send' && (r.httpStatus !== 200 || r.errcode !== 0)
 
 for (const kind of ['memory', 'bullmq'] as const) {
@@ -107,10 +114,7 @@ for (const kind of ['memory', 'bullmq'] as const) {
       const queue = inspectQueue(redisUrl as string, keyPrefix, sim.appId)
       t.teardown(() => queue.close())
       t.equal(await queue.getJobState(id), 'delayed')
-      const client = new Redis(redisUrl as string)
-      t.teardown(() => client.quit())
-      const score = Number(await client.zscore(`${keyPrefix}{${sim.appId}}:subscribe-send:delayed`, id))
-      const dueAt = Math.floor(score / 0x1000)
+      const dueAt = await delayedUntil(t, redisUrl as string, keyPrefix, sim.appId, id)
       t.ok(dueAt - before >= 59_000, `due ${dueAt - before} ms after the first call`)
       const job = await queue.getJob(id)
       await job?.promote()
@@ -142,10 +146,7 @@ for (const kind of ['memory', 'bullmq'] as const) {
       const queue = inspectQueue(redisUrl as string, keyPrefix, sim.appId)
       t.teardown(() => queue.close())
       t.equal(await queue.getJobState(id), 'delayed')
-      const client = new Redis(redisUrl as string)
-      t.teardown(() => client.quit())
-      const score = Number(await client.zscore(`${keyPrefix}{${sim.appId}}:subscribe-send:delayed`, id))
-      t.ok(Math.floor(score / 0x1000) - before >= 59_000, 'back in a minute at the soonest')
+      t.ok(await delayedUntil(t, redisUrl as string, keyPrefix, sim.appId, id) - before >= 59_000, 'back in a minute at the soonest')
       // The IP is whitelisted: the next run gets a token and sends.
       sim.reset()
       await (await queue.getJob(id))?.promote()

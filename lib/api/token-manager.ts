@@ -4,13 +4,13 @@ import { WechatTokenError } from '../errors.js'
 import type { EmitLifecycle } from '../lifecycle.js'
 import type { Clock } from '../options.js'
 import { LateUndo } from '../store/late-undo.js'
-import { MemoryStore } from '../store/memory.js'
 import type { TokenRecord, WechatStore } from '../store/types.js'
 import { sharedAbortController } from './abort.js'
 import { backoffDelay, sleep } from './backoff.js'
 import type { WechatHttpClient } from './http-client.js'
 import { fetchAccessToken } from './token-endpoint.js'
 import type { TokenEndpointOptions, TokenErrorInstance } from './token-endpoint.js'
+import { RefusedToken } from './refused-token.js'
 import { StoreGuard } from './store-guard.js'
 import { TokenHold } from './token-hold.js'
 
@@ -32,9 +32,6 @@ export interface TokenManagerOptions {
   emit?: EmitLifecycle
 }
 
-/** How long a refused token WeChat still hands out is used again without a fetch (force_refresh's spacing). */
-const REFUSED_RECHECK_MS = 30_000
-
 interface RefreshRequest {
   /** a token WeChat refused: never hand it out again */
   rejected?: string
@@ -51,8 +48,8 @@ export class TokenManager {
   private local: TokenRecord | null = null
   private inflight: Promise<TokenRecord> | null = null
   private readonly guard: StoreGuard
-  /** used for the force_refresh budget when the shared store is down */
-  private readonly fallbackBudget: MemoryStore
+  /** a refused token WeChat still hands out: force_refresh within budget, else used again */
+  private readonly refusedToken: RefusedToken
   private readonly stop = sharedAbortController()
   /** WeChat refused a fetch in a way an immediate retry cannot change: callers get its error meanwhile */
   private readonly hold: TokenHold
@@ -61,7 +58,7 @@ export class TokenManager {
 
   constructor (private readonly options: TokenManagerOptions) {
     this.guard = new StoreGuard(options.store, options.log)
-    this.fallbackBudget = new MemoryStore(options.clock)
+    this.refusedToken = new RefusedToken(options.clock, options.log)
     this.hold = new TokenHold(options.clock)
   }
 
@@ -82,22 +79,9 @@ export class TokenManager {
   /** A business call answered 40001/40014/42001 with `token`: drop exactly that one and get another. */
   async rejected (token: string): Promise<string> {
     // (refused again while force_refresh is not allowed: retried with it, without another fetch)
-    if (this.stillCurrent(token)) return token
+    if (this.refusedToken.stillCurrent(token)) return token
     if (this.local?.token === token) this.local = null
     return (await this.refresh({ rejected: token })).token
-  }
-
-  /**
-   * A token WeChat refused while its stable_token still hands it out and force_refresh was outside its
-   * budget (fetchOrForce). Until `until`, a refusal of it is not fetched for again: each fetch returned
-   * it once more, so every refused call cost a fetch, and callers joining a fetch that answered the
-   * token they had refused started the next one, one after another.
-   */
-  private refusedButCurrent: { token: string, until: number } | null = null
-
-  private stillCurrent (token: string): boolean {
-    const held = this.refusedButCurrent
-    return held !== null && held.token === token && this.options.clock.now() < held.until
   }
 
   /**
@@ -128,8 +112,8 @@ export class TokenManager {
   private refresh (request: RefreshRequest): Promise<TokenRecord> {
     if (this.inflight) {
       // Join the flight in progress; start another only if it produced the very token that was refused.
-      // (not when WeChat handed that token out again and force_refresh is not allowed: see refusedButCurrent)
-      return this.inflight.then((record) => request.rejected !== undefined && record.token === request.rejected && !this.stillCurrent(record.token) ? this.refresh(request) : record)
+      // (not when WeChat handed that token out again and force_refresh is not allowed: refused-token.ts)
+      return this.inflight.then((record) => request.rejected !== undefined && record.token === request.rejected && !this.refusedToken.stillCurrent(record.token) ? this.refresh(request) : record)
     }
     const flight = this.doRefresh(request).finally(() => { this.inflight = null })
     this.inflight = flight
@@ -251,19 +235,9 @@ export class TokenManager {
     let fetched = await this.fetchWithRetry(false)
     if (this.options.endpoint.mode === 'stable' && request.rejected !== undefined && fetched.token === request.rejected) {
       // WeChat still hands out the token it refused: only force_refresh replaces it (WECHAT.md §1.5).
-      const budget = this.guard.available ? this.options.store : this.fallbackBudget
-      const verdict = await budget.takeForceRefresh(this.options.clock.now()).catch(() => this.fallbackBudget.takeForceRefresh(this.options.clock.now()))
-      if (verdict.allowed) {
-        this.options.log.warn('wechat: the stable token was refused while still current; using one force_refresh')
+      if (await this.refusedToken.mayForce(fetched.token, this.guard.available ? this.options.store : null)) {
         fetched = await this.fetchWithRetry(true)
         forced = true
-      } else {
-        // WeChat's own token endpoint says it is current: the call is retried with it rather than
-        // failed untried (a stray 40001 soon after a force_refresh then costs nothing). If WeChat
-        // refuses it again, that call's 40001 is the caller's answer, and the next refusal after the
-        // budget allows forces.
-        this.options.log.warn({ reason: verdict.reason === 'daily' ? '20 a day used' : 'less than 30 s since the last one' }, 'wechat: the stable token was refused while still current, and force_refresh is not allowed now; retrying with it')
-        this.refusedButCurrent = { token: fetched.token, until: this.options.clock.now() + REFUSED_RECHECK_MS }
       }
     }
     this.fetches++
