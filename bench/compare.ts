@@ -22,12 +22,13 @@
 import type { ChildProcess } from 'node:child_process'
 import Fastify from 'fastify'
 import fastifyRedis from '@fastify/redis'
-import wechatPush from '../lib/index.js'
-import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
+import { wechatPush, testing } from './built.js'
 import { startRedis } from '../test/helpers/redis-server.js'
 import { exited, forkTs, nextMessage } from './fork.js'
 import { SimChild } from './sim-child.js'
 import { envNumber, formatTable, median, percentile, progress } from './stats.js'
+
+const { DEMO_TEMPLATE_IDS } = testing
 
 type Variant = 'co-wechat-api' | 'plugin-classic-redis' | 'plugin-stable-redis' | 'plugin-classic-memory'
 

@@ -13,8 +13,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
 import fastifyRedis from '@fastify/redis'
-import wechatPush from '../lib/index.js'
-import { BullQueue } from '../lib/delivery/bullmq-queue.js'
+import { wechatPush, BullQueue } from './built.js'
 import { registerBenchRoutes } from './hook-routes.js'
 
 export interface Sample { sysMicros: number, cpuMicros: number, eldP99: number, eldMax: number, heapMB: number }

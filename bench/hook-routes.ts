@@ -12,8 +12,10 @@
  */
 import { createHash } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
-import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
+import { testing } from './built.js'
 import type { SubscribeMessage } from '../lib/public-types.js'
+
+const { DEMO_TEMPLATE_IDS } = testing
 
 let serial = 0
 export function message (suffix = ''): SubscribeMessage {

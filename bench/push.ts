@@ -10,10 +10,11 @@
 import { performance } from 'node:perf_hooks'
 import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
-import wechatPush from '../lib/index.js'
-import { buildSimPush } from '../lib/testing/index.js'
+import { wechatPush, testing } from './built.js'
 import type { SimPushRequest } from '../lib/testing/index.js'
 import { envNumber, formatTable, median, progress } from './stats.js'
+
+const { buildSimPush } = testing
 
 const APP_ID = 'wxbench0000000001'
 const TOKEN = 'benchToken123'

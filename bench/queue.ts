@@ -13,13 +13,14 @@ import { performance } from 'node:perf_hooks'
 import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
 import fastifyRedis from '@fastify/redis'
-import wechatPush from '../lib/index.js'
-import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
+import { wechatPush, testing } from './built.js'
 import type { SubscribeMessage } from '../lib/public-types.js'
 import { startRedis } from '../test/helpers/redis-server.js'
 import type { PrivateRedis } from '../test/helpers/redis-server.js'
 import { SimChild } from './sim-child.js'
 import { envNumber, formatTable, median, progress } from './stats.js'
+
+const { DEMO_TEMPLATE_IDS } = testing
 
 /** The limiter must hold the configured rate within this share (queued vs direct has no target: it is shown). */
 export const TARGET_LIMITER_ERROR = 0.05

@@ -4,7 +4,9 @@
  * `{ type: 'stats' }` and `{ type: 'latency', ms }`, and closes on `{ type: 'close' }` or when the
  * parent goes away.
  */
-import { createSimulator } from '../lib/testing/index.js'
+import { testing } from './built.js'
+
+const { createSimulator } = testing
 
 interface Command { type: 'stats' | 'latency' | 'close', ms?: number }
 

@@ -15,14 +15,15 @@ import Fastify from 'fastify'
 import type { FastifyInstance } from 'fastify'
 import fastifyRedis from '@fastify/redis'
 import { Redis } from 'ioredis'
-import wechatPush from '../lib/index.js'
-import { createSimulator } from '../lib/testing/index.js'
+import { wechatPush, testing } from './built.js'
 import type { WechatSimulator } from '../lib/testing/index.js'
 import { shippedMessage } from '../test/helpers/app.js'
 import { startRedis } from '../test/helpers/redis-server.js'
 import type { PrivateRedis } from '../test/helpers/redis-server.js'
 import { exited, forkTs, nextMessage } from './fork.js'
 import { envNumber, formatTable, progress } from './stats.js'
+
+const { createSimulator } = testing
 
 const FLEET_WORKER = path.join(__dirname, '..', 'test', 'fixtures', 'fleet-worker.ts')
 const FLEET_SIZE = 4
