@@ -234,3 +234,42 @@ test('a pop-up on an app that has not sent yet: the long-term template is not co
   t.same(await app.wechat.credits(openid), { [ORDER]: 1 })
   t.equal(sim.counters.gettemplate, 1, 'the list was loaded once, for the pop-up')
 })
+
+// Pushes can arrive out of order: WeChat retries one it got no answer for (WECHAT.md §6.5), after
+// later ones went through. A change-event reject older than an accept already counted zeroed that
+// newer credit, and an accept older than an applied reject added one the reject had voided. Both
+// failed before (credits 0 and 1 where 1 and 0 are right).
+for (const store of ['memory', 'redis'] as const) {
+  test(`${store}: pop-up accepts and change-event rejects are ordered by their CreateTime, not by arrival`, async (t) => {
+    const sim = await startSimulator(t)
+    const redisUrl = await redisFor(t, store)
+    const { app, url } = await pushApp(t, sim, { listen: true, redisUrl, plugin: { credits: 'track', keyPrefix: uniquePrefix('credit-order') } })
+    sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY })
+    const openid = 'oCredit-user-0000000021'
+    const base = Math.floor(Date.now() / 1000)
+    const accept = (at: number) => sim.push(undefined, { FromUserName: openid, CreateTime: at, Event: 'subscribe_msg_popup_event', List: [{ TemplateId: ORDER, SubscribeStatusString: 'accept', PopupScene: '0' }] })
+    const reject = (at: number) => sim.push(undefined, { FromUserName: openid, CreateTime: at, Event: 'subscribe_msg_change_event', List: [{ TemplateId: ORDER, SubscribeStatusString: 'reject' }] })
+    const credit = async () => (await app.wechat.credits(openid))[ORDER]
+
+    await accept(base + 10)
+    await waitFor2(async () => await credit() === 1)
+    await reject(base) // the user's earlier reject, delivered late
+    await sim.pushesSettled()
+    t.equal(await credit(), 1, 'a reject older than the counted accept leaves its credit')
+
+    await reject(base + 20)
+    await waitFor2(async () => await credit() === 0)
+    t.equal(await credit(), 0, 'a newer reject zeroes it')
+    await accept(base + 15) // an accept from before that reject, delivered late
+    await sim.pushesSettled()
+    t.equal(await credit(), 0, 'an accept older than the applied reject adds nothing')
+
+    await accept(base + 30)
+    await waitFor2(async () => await credit() === 1)
+    await accept(base + 30 + 1)
+    await waitFor2(async () => await credit() === 2)
+    t.equal(await credit(), 2, 'accepts after the reject count as before')
+    await reject(base + 40)
+    await waitFor2(async () => await credit() === 0)
+  })
+}

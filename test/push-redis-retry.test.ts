@@ -101,7 +101,7 @@ test('an accept whose credit write timed out and landed late is not added again 
   // longer than its 1 s deadline: the attempt answers 503, and the write runs when Redis wakes.
   const client = (app as unknown as { redis: Record<string, unknown> }).redis
   let stalled = false
-  for (const name of ['multi', 'wechatPushAddCreditsOnce']) {
+  for (const name of ['wechatPushAddCredits']) {
     const original = client[name] as (...args: unknown[]) => unknown
     if (typeof original !== 'function') continue
     client[name] = function (this: unknown, ...args: unknown[]) {

@@ -92,7 +92,7 @@ export class Credits {
    * `once` (the push's dedupe key) makes the write apply once for that push, even when a write that
    * timed out lands later and WeChat's retry writes again.
    */
-  async acceptAll (openid: string, templateIds: readonly string[], once?: string): Promise<void> {
+  async acceptAll (openid: string, templateIds: readonly string[], once?: string, at?: number): Promise<void> {
     if (this.mode === 'off') return
     // A long-term template is never counted: on an app that has sent nothing yet the list that says
     // which templates are long-term was not loaded, and their accepts were counted as one-time.
@@ -100,11 +100,19 @@ export class Credits {
     if (ready !== undefined) await within(ready, KINDS_WAIT_MS)
     const counts = new Map<string, number>()
     for (const id of templateIds) if (this.counts(id)) counts.set(id, (counts.get(id) ?? 0) + 1)
-    if (counts.size > 0) await this.store.addCredits(openid, counts, once === undefined ? undefined : { key: once, ttlMs: ACCEPT_ONCE_MS })
+    if (counts.size > 0) await this.store.addCredits(openid, counts, once === undefined ? undefined : { key: once, ttlMs: ACCEPT_ONCE_MS }, at)
   }
 
-  async reject (openid: string, templateId: string): Promise<void> {
-    if (this.mode !== 'off') await this.store.zeroCredit(openid, templateId)
+  /**
+   * A change event's reject (`at`: its time, ms). Pushes can arrive out of order (WeChat retries one
+   * that was not answered): a reject older than an accept already counted leaves that credit, and an
+   * accept older than a reject already applied adds none (the store keeps both times).
+   */
+  async reject (openid: string, templateId: string, at?: number): Promise<void> {
+    if (this.mode === 'off') return
+    if (!await this.store.zeroCredit(openid, templateId, at)) {
+      this.log.debug({ templateId }, 'wechat: a subscription reject older than an accept already counted was ignored (its push came late)')
+    }
   }
 
   /** close(): the undos still retrying stop (the store is about to go away). */

@@ -37,14 +37,16 @@ export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: 
   let closed = false
 
   bus.onInternal(async (message: PushMessage) => {
+    // (the event's time orders accepts and rejects whose pushes arrive out of order; 0: not given)
+    const at = message.CreateTime > 0 ? message.CreateTime * 1000 : undefined
     if (isPopupEvent(message)) {
       // WECHAT.md §7.1 UNCERTAIN: 'acceptWithAudio' may appear; any accept* is an accept.
       const accepted = message.List.filter((item) => item.SubscribeStatusString.startsWith('accept')).map((item) => item.TemplateId)
       // (once per push: a write that timed out may still land, and WeChat's retry must not add again)
-      await credits.acceptAll(message.FromUserName, accepted, dedupeKey(message))
+      await credits.acceptAll(message.FromUserName, accepted, dedupeKey(message), at)
     } else if (isChangeEvent(message)) {
       for (const item of message.List) {
-        if (item.SubscribeStatusString === 'reject') await credits.reject(message.FromUserName, item.TemplateId)
+        if (item.SubscribeStatusString === 'reject') await credits.reject(message.FromUserName, item.TemplateId, at)
       }
     } else if (isSentEvent(message)) {
       for (const item of message.List) {

@@ -15,7 +15,10 @@ export class MemoryCredits implements CreditStore {
   /** when each `once` key of addCredits stops being remembered (ms) */
   private readonly applied = new Map<string, number>()
 
-  async addCredits (openid: string, counts: ReadonlyMap<string, number>, once?: { key: string, ttlMs: number }): Promise<void> {
+  /** per openid, `a:<templateId>` / `r:<templateId>`: the latest accept / reject applied (ms) */
+  private readonly events = new Map<string, Map<string, number>>()
+
+  async addCredits (openid: string, counts: ReadonlyMap<string, number>, once?: { key: string, ttlMs: number }, at?: number): Promise<void> {
     for (const n of counts.values()) checkCreditCount(n)
     if (once !== undefined) {
       const now = Date.now()
@@ -25,11 +28,32 @@ export class MemoryCredits implements CreditStore {
       this.applied.delete(once.key)
       this.applied.set(once.key, now + once.ttlMs)
     }
-    for (const [templateId, n] of counts) await this.addCredit(openid, templateId, n)
+    const events = at === undefined ? undefined : this.eventsOf(openid)
+    for (const [templateId, n] of counts) {
+      if (events !== undefined && at !== undefined) {
+        // an accept from before the latest reject was voided by it (its push came late)
+        if (at < (events.get(`r:${templateId}`) ?? 0)) continue
+        events.set(`a:${templateId}`, Math.max(at, events.get(`a:${templateId}`) ?? 0))
+      }
+      await this.addCredit(openid, templateId, n)
+    }
   }
 
-  async zeroCredit (openid: string, templateId: string): Promise<void> {
+  async zeroCredit (openid: string, templateId: string, at?: number): Promise<boolean> {
+    if (at !== undefined) {
+      const events = this.eventsOf(openid)
+      // a reject older than an accept already applied came late: that accept stands
+      if (at < (events.get(`a:${templateId}`) ?? 0)) return false
+      events.set(`r:${templateId}`, Math.max(at, events.get(`r:${templateId}`) ?? 0))
+    }
     this.creditsOf(openid).set(templateId, 0)
+    return true
+  }
+
+  private eventsOf (openid: string): Map<string, number> {
+    let events = this.events.get(openid)
+    if (!events) this.events.set(openid, events = new Map())
+    return events
   }
 
   async useCredit (openid: string, templateId: string, enforce: boolean): Promise<{ ok: boolean, remaining: number }> {

@@ -13,27 +13,23 @@ export class RedisCredits implements CreditStore {
     return this.run((c) => c.hincrby(this.keys.credit(openid), templateId, n))
   }
 
-  async addCredits (openid: string, counts: ReadonlyMap<string, number>, once?: { key: string, ttlMs: number }): Promise<void> {
+  async addCredits (openid: string, counts: ReadonlyMap<string, number>, once?: { key: string, ttlMs: number }, at?: number): Promise<void> {
     for (const n of counts.values()) checkCreditCount(n)
     if (counts.size === 0) return
-    if (once !== undefined) {
-      // One script: the mark that this push's accepts were added, and the adds, or nothing.
-      const args = [...counts].flatMap(([templateId, n]) => [templateId, String(n)])
-      await this.run((c) => c.wechatPushAddCreditsOnce(this.keys.credit(openid), `${this.keys.pushDedupe(once.key)}:credits`, Math.max(1, Math.ceil(once.ttlMs)), ...args))
-      return
-    }
-    // MULTI on one key: applied together or not at all.
-    const results = await this.run((c) => {
-      const multi = c.multi()
-      for (const [templateId, n] of counts) multi.hincrby(this.keys.credit(openid), templateId, n)
-      return multi.exec()
-    })
-    const failed = results?.find(([err]) => err !== null)
-    if (results === null || failed !== undefined) throw failed?.[0] ?? new Error('credits transaction aborted')
+    // One script: the mark that this push's accepts were added (with `once`), and the adds, or nothing.
+    const keys = [this.keys.credit(openid), this.keys.creditEvents(openid)]
+    if (once !== undefined) keys.push(`${this.keys.pushDedupe(once.key)}:credits`)
+    const args = [at === undefined ? '' : String(Math.floor(at)), String(Math.max(1, Math.ceil(once?.ttlMs ?? 1)))]
+    for (const [templateId, n] of counts) args.push(templateId, String(n))
+    await this.run((c) => c.wechatPushAddCredits(keys.length, ...keys, ...args))
   }
 
-  async zeroCredit (openid: string, templateId: string): Promise<void> {
-    await this.run((c) => c.hset(this.keys.credit(openid), templateId, 0))
+  async zeroCredit (openid: string, templateId: string, at?: number): Promise<boolean> {
+    if (at === undefined) {
+      await this.run((c) => c.hset(this.keys.credit(openid), templateId, 0))
+      return true
+    }
+    return await this.run((c) => c.wechatPushRejectCredit(this.keys.credit(openid), this.keys.creditEvents(openid), templateId, String(Math.floor(at)))) === 1
   }
 
   async useCredit (openid: string, templateId: string, enforce: boolean, mark?: { id: string, ttlMs: number }): Promise<{ ok: boolean, remaining: number }> {

@@ -18,6 +18,8 @@ export interface KeySpace {
   credit (openid: string): string
   /** that a send's reserve took a credit (credits-redis.ts useCredit with a mark), by message id */
   creditTaken (messageId: string): string
+  /** when the latest applied accept (`a:<templateId>`) and change-event reject (`r:<templateId>`) happened, ms */
+  creditEvents (openid: string): string
   pushDedupe (key: string): string
   msgid (msgid: string): string
   /** 'sent' messages for receipts without msgid: lex-ordered `toUser|templateId|sentAt|id` (score 0) */
@@ -44,6 +46,7 @@ export function keySpace (prefix: string, appId: string): KeySpace {
     recent: `${base}recent:failed`,
     credit: (openid) => `${base}credit:${openid}`,
     creditTaken: (messageId) => `${base}credit-taken:${messageId}`,
+    creditEvents: (openid) => `${base}credit-at:${openid}`,
     pushDedupe: (key) => `${base}push:${key}`,
     msgid: (msgid) => `${base}msgid:${msgid}`,
     sentPair: `${base}sent:pair`,

@@ -46,12 +46,12 @@ export abstract class RecordsDelegate implements MessageRecordStore, CreditStore
     return this.credits.addCredit(openid, templateId, n)
   }
 
-  addCredits (openid: string, counts: ReadonlyMap<string, number>, once?: { key: string, ttlMs: number }): Promise<void> {
-    return this.credits.addCredits(openid, counts, once)
+  addCredits (openid: string, counts: ReadonlyMap<string, number>, once?: { key: string, ttlMs: number }, at?: number): Promise<void> {
+    return this.credits.addCredits(openid, counts, once, at)
   }
 
-  zeroCredit (openid: string, templateId: string): Promise<void> {
-    return this.credits.zeroCredit(openid, templateId)
+  zeroCredit (openid: string, templateId: string, at?: number): Promise<boolean> {
+    return this.credits.zeroCredit(openid, templateId, at)
   }
 
   useCredit (openid: string, templateId: string, enforce: boolean, mark?: { id: string, ttlMs: number }): Promise<{ ok: boolean, remaining: number }> {

@@ -122,10 +122,17 @@ export interface CreditStore {
   /**
    * Several templates at once, all or none (one push's accepts: a retry after a failure must not add
    * twice). With `once`, applied at most once per `once.key` for `once.ttlMs`: a write that timed out
-   * and lands later, and the retry's own write, add the counts once between them.
+   * and lands later, and the retry's own write, add the counts once between them. `at`: the accepts'
+   * time (ms), ordered against change-event rejects (zeroCredit).
    */
-  addCredits (openid: string, counts: ReadonlyMap<string, number>, once?: { key: string, ttlMs: number }): Promise<void>
-  zeroCredit (openid: string, templateId: string): Promise<void>
+  addCredits (openid: string, counts: ReadonlyMap<string, number>, once?: { key: string, ttlMs: number }, at?: number): Promise<void>
+  /**
+   * Zero a credit. With `at` (a change event's time, ms) this is the user's reject, ordered against
+   * their accepts (addCredits' `at`): a reject older than the latest accept applied is stale (WeChat
+   * retried its push late) and changes nothing (answers false), and an accept older than the latest
+   * reject applied adds nothing, the reject having voided it. Without `at` (a 43101), it always zeroes.
+   */
+  zeroCredit (openid: string, templateId: string, at?: number): Promise<boolean>
   /** enforce: take one only if there is one (ok false at 0); else take one if any, ok always true */
   useCredit (openid: string, templateId: string, enforce: boolean, mark?: { id: string, ttlMs: number }): Promise<{ ok: boolean, remaining: number }>
   /**
