@@ -63,7 +63,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   })
   const api = new WechatApi(http, tokens)
   const sender = new Sender(api, options.retry, log, options.clock)
-  const templateApi = new TemplateApi(api, options.retry, log)
+  const templateApi = new TemplateApi(api, options.retry, log, () => options.clock.now())
   const catalog = options.templates ? new TemplateCatalog(templateApi, store, { ttlMs: options.templates.ttlSeconds * 1000, validate: options.templates.validate && options.validation !== 'off', clock: options.clock, waitMs: options.timeout }, log) : null
   const credits = new Credits(store, options.credits, (templateId) => catalog?.kindOf(templateId), log, (templateIds) => catalog?.kindsReady(templateIds))
   const settle = (data: JobData, outcome: DeliveryOutcome): Promise<void> => credits.settle(data.wire.touser, data.wire.template_id, outcome, data.reserved === true)

@@ -191,7 +191,7 @@ function checkAppId (appId: string): string {
   return appId
 }
 
-function checkBaseUrl (url: string): string {
+export function checkBaseUrl (url: string): string {
   let parsed: URL
   try {
     parsed = new URL(url)

@@ -63,6 +63,13 @@ test('argument validation: a bad argument is a 400 before any call', async (t) =
   await bad(templates.add(undefined as never), 'template', 'type')
   await bad(templates.remove(''), 'priTmplId', 'required')
   await bad(templates.remove('has space'), 'priTmplId', 'required')
+  // (audit: misspelt options were dropped silently, the call doing something else than asked)
+  await bad(templates.add({ tid: 401, kidList: [1, 2], scenedesc: 'x' } as never), 'scenedesc', 'unknown')
+  await bad(templates.publicTitles({ ids: [616], Limit: 1 } as never), 'Limit', 'unknown')
+  await bad(templates.list({ fresh: true } as never), 'fresh', 'unknown')
+  await bad(templates.list({ refresh: 1 } as never), 'refresh', 'type')
+  await bad(templates.list('yes' as never), 'options', 'type')
+  t.equal(sim.counters.gettemplate, 0, 'list() with a bad option did not load the list')
   const all = await templates.add({ tid: 'x' as never, kidList: [1], sceneDesc: 5 as never }).catch((e) => e)
   t.same(all.violations.map((v: { key: string }) => v.key), ['tid', 'kidList', 'sceneDesc'], 'every problem at once')
   t.equal(sim.counters.getpubtemplatetitles + sim.counters.getpubtemplatekeywords + sim.counters.addtemplate + sim.counters.deltemplate, 0)
@@ -195,4 +202,18 @@ test('a failed refresh after add does not fail the add', async (t) => {
 
 test('simulator: addTemplateEncoding is checked', async (t) => {
   await t.rejects(startSimulator(t, { addTemplateEncoding: 'xml' as never }), { name: 'TypeError', message: /addTemplateEncoding/ })
+})
+
+// Audit: a 45009 from a template endpoint carried no retryAfter, where send()'s does (README Errors).
+test('a 45009 from a template endpoint carries retryAfter until the quota may reset, as a send\'s does', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { clock: sim.clock } })
+  sim.failNext('getcategory', { errcode: 45009 })
+  const err = await app.wechat.templates.categories().then(() => null, (e) => e)
+  t.match(err, { code: 'FST_WECHAT_API', errcode: 45009, errorClass: 'quota' })
+  t.type(err?.retryAfter, 'number')
+  t.ok(err.retryAfter > 0 && err.retryAfter <= 86_400_000, `retryAfter ${err.retryAfter} ms: until a midnight`)
+  sim.failNext('send', { errcode: 45009 })
+  const sendErr = await app.wechat.send(shippedMessage()).then(() => null, (e) => e)
+  t.equal(err.retryAfter, sendErr?.retryAfter, 'the same wait as a send\'s, by the same clock')
 })

@@ -167,3 +167,30 @@ test('Redis down: the list comes from WeChat and validation still works', async 
   const client = (app as unknown as { redis: Redis }).redis
   for (let i = 0; i < 300 && client.status !== 'ready'; i++) await new Promise((resolve) => setTimeout(resolve, 20))
 })
+
+// Audit: instance A added a template (its list refreshed and stored); instance B, which had loaded its
+// list less than 5 s before, refused the new id locally (40037) without reading the shared list: its
+// WeChat refresh was throttled. With a clock that stands still (clock: sim.clock) it refused it for
+// good. Failed before, both clocks.
+for (const clock of ['system', 'simulator'] as const) {
+  test(`a template another instance just added is not refused here while our refresh is throttled (${clock} clock)`, async (t) => {
+    const redis = await startRedis()
+    t.teardown(() => redis.stop())
+    const sim = await startSimulator(t)
+    const keyPrefix = uniquePrefix('templates-added-elsewhere')
+    const plugin = clock === 'simulator' ? { keyPrefix, clock: sim.clock } : { keyPrefix }
+    const a = await buildApp(t, sim, { redisUrl: redis.url, plugin })
+    const b = await buildApp(t, sim, { redisUrl: redis.url, plugin })
+    t.ok((await a.wechat.send(shippedMessage())).msgid)
+    t.ok((await b.wechat.send(shippedMessage())).msgid)
+    await t.rejects(b.wechat.send(bogus()), { code: 'FST_WECHAT_INVALID_MESSAGE', errcode: 40037 }, 'b holds the list')
+
+    sim.addTemplate(NEW_TEMPLATE)
+    await a.wechat.templates.refresh() // what templates.add() does after WeChat added it
+    const fetches = sim.counters.gettemplate
+    t.ok((await b.wechat.send(newMessage)).msgid, 'b read the list a stored, and sent')
+    t.equal(sim.counters.gettemplate, fetches, 'without asking WeChat again')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await t.rejects(b.wechat.send(bogus()), { code: 'FST_WECHAT_INVALID_MESSAGE', errcode: 40037 }, 'an id nobody has is still refused')
+  })
+}

@@ -150,7 +150,11 @@ function unusual (): string {
     { priTmplId: 'h', title: 'arguments', content: '{{thing1.DATA}}', example: '', type: 2 },
     // no keyword of a type this version knows, and no keyword at all: defineTemplate would throw
     { priTmplId: 'i', title: 'site only', content: '网址:{{site1.DATA}}', example: '', type: 2 },
-    { priTmplId: 'j', title: 'no keys', content: 'nothing to fill in', example: '', type: 2 }
+    { priTmplId: 'j', title: 'no keys', content: 'nothing to fill in', example: '', type: 2 },
+    // (audit: these two made a file that neither compiled nor loaded) a title that is the import's
+    // name, and an enum key whose list WeChat sent empty (defineTemplate refuses an empty list)
+    { priTmplId: 'k', title: 'defineTemplate', content: '{{thing1.DATA}}', example: '', type: 2 },
+    { priTmplId: 'l', title: 'empty enum', content: '{{thing1.DATA}}\n{{enum_string2.DATA}}', example: '', type: 2, keywordEnumValueList: [{ keywordCode: 'enum_string2.DATA', enumValueList: [] }] }
   ], { appId: 'wx1', generatedAt: new Date(0) })
 }
 
@@ -167,10 +171,12 @@ test('CLI: names, escaping and unusual templates', async (t) => {
   t.match(code, /\/\/ site only \(one-time\): no keyword of a type this version knows \(site1\); send it by its id, 'i', untyped\n/)
   t.match(code, /\/\/ no keys \(one-time\): no keyword of a type this version knows \(none in its content\)/)
   t.notMatch(code, /= defineTemplate\('(i|j)'/)
+  t.match(code, /export const defineTemplate2 = defineTemplate\('k', /, 'a title clashing with the import is renamed')
+  t.match(code, /export const emptyEnum = defineTemplate\('l', \{\n {2}thing1: 'thing',\n {2}enum_string2: 'enum_string'\n\}\)/, 'an empty enum list is no list: the key is typed by its name')
   // The whole file runs: one declaration that throws would take every template in it down
   const body = code.replace(/^import .*$/m, '').replace(/^export const /gm, 'const ')
-  const declared = runInNewContext(`${body}\n;[orderShipped, evalTemplate, argumentsTemplate]`, { defineTemplate }) as unknown[]
-  t.equal(declared.length, 3, 'the generated file evaluates without throwing')
+  const declared = runInNewContext(`${body}\n;[orderShipped, evalTemplate, argumentsTemplate, defineTemplate2, emptyEnum]`, { defineTemplate }) as unknown[]
+  t.equal(declared.length, 5, 'the generated file evaluates without throwing')
   t.match(renderTemplates([], { appId: 'wx1', generatedAt: new Date(0) }), /no subscribe templates yet/)
 })
 
@@ -189,6 +195,12 @@ test('CLI: usage, missing credentials and WeChat errors', async (t) => {
   t.match(run.err(), /Could not list the templates: FST_WECHAT_TOKEN/)
   t.match(run.err(), /check WECHAT_SECRET/, 'the advice names the variable the CLI reads, not the plugin option')
   t.notMatch(run.err(), /wrong-secret-do-not-print/)
+  // (audit: 'Invalid URL' / 'invalid url' named nothing)
+  for (const url of ['notaurl', `${sim.url}/some/path`, 'ftp://example.com']) {
+    run = io({ WECHAT_APPID: sim.appId, WECHAT_SECRET: sim.appSecret, WECHAT_BASE_URL: url })
+    t.equal(await main(['templates'], run.io), 2, url)
+    t.match(run.err(), /^WECHAT_BASE_URL: must /, url)
+  }
 })
 
 /**

@@ -1,3 +1,5 @@
+import { createServer, request } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
@@ -284,4 +286,83 @@ test('credits: the list says which templates are long-term, so enforce lets them
   const meeting = { toUser: 'oUser-test-openid-000001', templateId: DEMO_TEMPLATE_IDS.meetingReminder, data: { thing1: '三楼会议室', date2: '2026年3月1日 15:00' } }
   t.ok((await app.wechat.send(meeting)).msgid, 'long-term: no credit needed')
   await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_NO_CREDIT' }, 'one-time: needs a credit')
+})
+
+// Audit: an answer of errcode 0 without `data` was read as an empty list, and every send was then
+// refused locally as 40037 (0 calls to WeChat); an entry without `content` was dropped, its template
+// refused the same way; an enum key whose list came empty refused every value. Failed before.
+test('a gettemplate answer without its list, an entry without content, an empty enum list: nothing is refused on their account', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  sim.failNext('gettemplate', { errcode: 0 })
+  t.ok((await app.wechat.send(shippedMessage())).msgid, 'not refused: an answer without its list is no list (key-name rules)')
+  t.equal(sim.counters.send, 1)
+  const bogus = { ...shippedMessage(), templateId: 'NoSuchTemplate-0000000000000000000000001' }
+  await t.rejects(app.wechat.send(bogus), { code: 'FST_WECHAT_API', errcode: 40037 }, 'WeChat judged the unknown id, not the plugin')
+
+  // (the simulator refuses such templates: a proxy in front of it edits its gettemplate answer)
+  const odd = await startSimulator(t, {
+    templates: [
+      { priTmplId: 'Test-NoContent-OneTime-00000000000000000001', title: 'no content', content: '物品:{{thing1.DATA}}\n', type: 2 },
+      { priTmplId: 'Test-EmptyEnum-OneTime-00000000000000000001', title: 'empty enum', content: '物品:{{thing1.DATA}}\n结果:{{enum_string2.DATA}}\n', type: 2, keywordEnumValueList: [{ keywordCode: 'enum_string2.DATA', enumValueList: ['通过'] }] }
+    ]
+  })
+  const proxyUrl = await editingProxy(t, odd.url, (path, body) => {
+    if (!path.includes('gettemplate')) return body
+    const answer = JSON.parse(body) as { data: Array<Record<string, unknown>> }
+    delete answer.data[0]?.content
+    ;(answer.data[1] as { keywordEnumValueList: Array<{ enumValueList: string[] }> }).keywordEnumValueList[0]!.enumValueList = []
+    return JSON.stringify(answer)
+  })
+  const oddApp = await buildApp(t, odd, { plugin: { baseUrl: proxyUrl } })
+  const listed = await oddApp.wechat.templates.list()
+  t.same(listed.map((x) => x.priTmplId), ['Test-NoContent-OneTime-00000000000000000001', 'Test-EmptyEnum-OneTime-00000000000000000001'], 'the entry without content is still listed')
+  const noContent = await oddApp.wechat.send({ toUser: 'oUser-odd-000001', templateId: 'Test-NoContent-OneTime-00000000000000000001', data: { thing1: '蓝色陶瓷杯' } }).then(() => 'sent', (err) => err.code)
+  t.not(noContent, 'FST_WECHAT_INVALID_MESSAGE', 'a template the list has without content is not refused locally')
+  await t.rejects(oddApp.wechat.send({ toUser: 'oUser-odd-000001', templateId: 'Test-NoContent-OneTime-00000000000000000001', data: { thing1: repeat('汉', 21) } }), { code: 'FST_WECHAT_INVALID_MESSAGE' }, 'its keys are still checked by their names')
+  const calls = odd.counters.send
+  const emptyEnum = await oddApp.wechat.send({ toUser: 'oUser-odd-000001', templateId: 'Test-EmptyEnum-OneTime-00000000000000000001', data: { thing1: '蓝色陶瓷杯', enum_string2: '通过' } }).then(() => 'sent', (err) => err.code)
+  t.not(emptyEnum, 'FST_WECHAT_INVALID_MESSAGE', 'an empty enum list does not refuse every value locally')
+  t.equal(odd.counters.send, calls + 1, 'WeChat was asked')
+})
+
+/** An HTTP proxy to `target` whose answers pass through `edit(path, body)` first. */
+async function editingProxy (t: Teardown, target: string, edit: (path: string, body: string) => string): Promise<string> {
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (chunk: Buffer) => chunks.push(chunk))
+    req.on('end', () => {
+      request(new URL(req.url ?? '/', target), { method: req.method, headers: { ...req.headers, host: new URL(target).host } }, (upstream) => {
+        const parts: Buffer[] = []
+        upstream.on('data', (chunk: Buffer) => parts.push(chunk))
+        upstream.on('end', () => {
+          const body = edit(req.url ?? '/', Buffer.concat(parts).toString('utf8'))
+          res.writeHead(upstream.statusCode ?? 502, { 'content-type': String(upstream.headers['content-type'] ?? 'application/json') })
+          res.end(body)
+        })
+      }).end(Buffer.concat(chunks))
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+}
+
+// Audit: a lone surrogate (half of an emoji, from a string cut in UTF-16 units) passed 'strict' and
+// went out as "\ud800"; truncate kept it. Failed before.
+test('a value with a lone surrogate: strict refuses it before any call; truncate replaces it with U+FFFD and says so', async (t) => {
+  const { sim, app } = await everyTypeApp(t)
+  await t.rejects(app.wechat.send(message('thing1', 'ab\uD800c')), { code: 'FST_WECHAT_INVALID_MESSAGE', violations: [{ key: 'data.thing1', rule: 'encoding' }] })
+  await t.rejects(app.wechat.send(message('thing1', '杯子\uDE00')), { code: 'FST_WECHAT_INVALID_MESSAGE', violations: [{ key: 'data.thing1', rule: 'encoding' }] })
+  t.equal(sim.counters.send, 0, 'no call')
+  t.ok((await app.wechat.send(message('thing1', '杯子😀'))).msgid, 'a whole emoji is fine')
+
+  const truncating = await everyTypeApp(t, 'truncate')
+  const sent = await truncating.app.wechat.send(message('thing1', 'ab\uD800c'))
+  t.same(sent.changes, [{ key: 'thing1', from: 'ab\uD800c', to: 'ab\uFFFDc', changes: ['replaced lone surrogates (halves of a character cut in two) with U+FFFD'] }])
+  t.equal(truncating.sim.accepted.at(-1)?.data.thing1?.value, 'ab\uFFFDc', 'what went out is well-formed')
+  const long = await truncating.app.wechat.send(message('thing1', repeat('汉', 25) + '\uD800'))
+  t.equal(long.changes?.[0]?.from, repeat('汉', 25) + '\uD800', 'one change for the key, from what was given')
+  t.equal(long.changes?.[0]?.changes[0], 'replaced lone surrogates (halves of a character cut in two) with U+FFFD')
+  t.equal(long.changes?.length, 1)
 })

@@ -17,6 +17,26 @@ export function isNewOneTimeTid (tid: number): boolean {
   return tid >= 10_000_001 && tid < 20_000_000
 }
 
+/**
+ * A misspelt option (`scenedesc`, `Limit`) is refused like a bad value: silently dropped, the call
+ * would do something else than asked (a template without its scene description, 30 titles not 1).
+ */
+export function unknownKeys (input: object, known: readonly string[], what: string): Violation[] {
+  return Object.keys(input).filter((key) => !known.includes(key))
+    .map((key) => ({ key, rule: 'unknown', message: `${key} is not an option of ${what} (it takes ${known.join(', ')})` }))
+}
+
+/** `templates.list(options?)`: `{ refresh?: boolean }`. */
+export function checkListOptions (options: unknown): boolean {
+  if (options === undefined) return false
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) throw invalidArgument([{ key: 'options', rule: 'type', message: 'list takes { refresh?: boolean }' }])
+  const violations = unknownKeys(options, ['refresh'], 'list')
+  const { refresh } = options as { refresh?: unknown }
+  if (refresh !== undefined && typeof refresh !== 'boolean') violations.push({ key: 'refresh', rule: 'type', message: 'refresh must be a boolean' })
+  if (violations.length > 0) throw invalidArgument(violations)
+  return refresh === true
+}
+
 function isPositiveInteger (value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value > 0
 }
@@ -30,6 +50,7 @@ export function checkTid (tid: unknown, key: string): number {
 export function checkTitlesQuery (query: PublicTitlesQuery): { ids: number[], start: number, limit: number } {
   const violations: Violation[] = []
   if (query === null || typeof query !== 'object') throw invalidArgument([{ key: 'query', rule: 'type', message: 'publicTitles takes { ids, start?, limit? }' }])
+  violations.push(...unknownKeys(query, ['ids', 'start', 'limit'], 'publicTitles'))
   const { ids, start = 0, limit = MAX_PUBLIC_TITLES_LIMIT } = query
   if (!Array.isArray(ids) || ids.length === 0 || ids.length > 100 || !ids.every(isPositiveInteger)) {
     violations.push({ key: 'ids', rule: 'type', message: 'ids must be a non-empty array of category ids (positive integers, from categories())' })
@@ -44,7 +65,7 @@ export function checkTitlesQuery (query: PublicTitlesQuery): { ids: number[], st
 
 export function checkAddInput (input: AddTemplateInput): { tid: number, kidList: number[], sceneDesc?: string } {
   if (input === null || typeof input !== 'object') throw invalidArgument([{ key: 'template', rule: 'type', message: 'add takes { tid, kidList, sceneDesc? }' }])
-  const violations: Violation[] = []
+  const violations: Violation[] = unknownKeys(input, ['tid', 'kidList', 'sceneDesc'], 'add')
   let tid = 0
   try {
     tid = checkTid(input.tid, 'tid')

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { invalidArgument, WechatApiError, WechatUpstreamError } from '../errors.js'
+import { msUntilQuotaReset } from './quota.js'
 import type { WechatApiErrorInstance } from '../errors.js'
 import { sharedAbortController } from './abort.js'
 import { backoffDelay, sleep } from './backoff.js'
@@ -89,7 +90,9 @@ export class TemplateApi {
   constructor (
     private readonly api: WechatApi,
     private readonly retry: { attempts: number, minDelay: number, maxDelay: number },
-    private readonly log: FastifyBaseLogger
+    private readonly log: FastifyBaseLogger,
+    /** (the plugin's clock: a 45009's retryAfter runs to the quota's reset by it) */
+    private readonly now: () => number = Date.now
   ) {}
 
   /** The app is closing: a call under way ends now (a read is cut off; an add or remove on its way is not). */
@@ -100,6 +103,9 @@ export class TemplateApi {
   /** `gettemplate`: the account's private templates. */
   async list (): Promise<PrivateTemplate[]> {
     const body = await this.request('GET', TEMPLATE_PATHS.list, {})
+    // An answer without its list is no list at all: read as empty, it would refuse every template
+    // locally (40037) on a glitch; failing, validation falls back to the key-name rules.
+    if (!Array.isArray(body.data)) throw new WechatUpstreamError('gettemplate answered errcode 0 without its data list; the template list is not known')
     return arrayOf(body.data).flatMap((entry) => {
       const template = toPrivateTemplate(entry)
       return template === undefined ? [] : [template]
@@ -157,7 +163,7 @@ export class TemplateApi {
     }
     if (answer.errcode === 0) this.addFormatConfirmed = true
     const body = this.check(TEMPLATE_PATHS.add, answer)
-    if (typeof body.priTmplId !== 'string' || body.priTmplId === '') throw apiError(TEMPLATE_PATHS.add, -1, 'the answer carried no priTmplId')
+    if (typeof body.priTmplId !== 'string' || body.priTmplId === '') throw apiError(TEMPLATE_PATHS.add, -1, 'the answer carried no priTmplId', undefined, this.now())
     return { priTmplId: body.priTmplId }
   }
 
@@ -174,7 +180,7 @@ export class TemplateApi {
   }
 
   private check (path: string, answer: ApiAnswer): Record<string, unknown> {
-    if (answer.errcode !== 0) throw apiError(path, answer.errcode, answer.errmsg, answer.rid)
+    if (answer.errcode !== 0) throw apiError(path, answer.errcode, answer.errmsg, answer.rid, this.now())
     return answer.body
   }
 
@@ -206,7 +212,7 @@ export class TemplateApi {
   }
 }
 
-function apiError (path: string, errcode: number, errmsg: string, rid?: string): WechatApiErrorInstance {
+function apiError (path: string, errcode: number, errmsg: string, rid: string | undefined, now: number): WechatApiErrorInstance {
   const errorClass = classifyErrcode(errcode)
   const error = new WechatApiError(`${path.slice(path.lastIndexOf('/') + 1)}: errcode ${errcode} (${errmsg || 'no errmsg'})`) as WechatApiErrorInstance
   error.errcode = errcode
@@ -214,7 +220,9 @@ function apiError (path: string, errcode: number, errmsg: string, rid?: string):
   error.rid = rid
   error.errorClass = errorClass
   error.retryable = isRetryableClass(errorClass)
+  // (as send()'s: README Errors, retryAfter for 45011 and 45009)
   if (errorClass === 'rate') error.retryAfter = RATE_LIMIT_DELAY_MS
+  else if (errorClass === 'quota') error.retryAfter = msUntilQuotaReset(now)
   return error
 }
 
@@ -226,11 +234,12 @@ function arrayOf (value: unknown): Record<string, unknown>[] {
 export function toPrivateTemplate (entry: unknown): PrivateTemplate | undefined {
   if (entry === null || typeof entry !== 'object') return undefined
   const e = entry as Record<string, unknown>
-  if (typeof e.priTmplId !== 'string' || e.priTmplId === '' || typeof e.content !== 'string') return undefined
+  if (typeof e.priTmplId !== 'string' || e.priTmplId === '') return undefined
   const template: PrivateTemplate = {
     priTmplId: e.priTmplId,
     title: typeof e.title === 'string' ? e.title : '',
-    content: e.content,
+    // (an entry without its content is still a template the account has: kept, its keys unknown)
+    content: typeof e.content === 'string' ? e.content : '',
     example: typeof e.example === 'string' ? e.example : '',
     type: Number(e.type) as 2 | 3
   }

@@ -136,12 +136,22 @@ function readMessage (input: unknown, options: Pick<ResolvedOptions, 'defaults' 
         bad(violations, `data.${key}`, 'type', `data.${key} is an integer beyond 2^53, already rounded by JavaScript: pass it as a string`)
         continue
       }
-      const value = normaliseValue(raw)
+      let value = normaliseValue(raw)
       if (value === undefined) {
         bad(violations, `data.${key}`, 'type', `data.${key} must be a string, a finite number or { value: string | number }`)
         continue
       }
       if (options.validation === 'off') { data[key] = { value }; continue }
+      const given = value
+      let repaired: string | undefined
+      if (!(value as string & WellFormedString).isWellFormed()) {
+        // Half of a surrogate pair (a string cut inside an emoji) is no character: WeChat cannot show it.
+        if (options.validation === 'strict') {
+          bad(violations, `data.${key}`, 'encoding', `data.${key} holds a lone surrogate (half of an emoji or other character cut in two), which is not text WeChat can show`)
+          continue
+        }
+        value = repaired = (value as string & WellFormedString).toWellFormed()
+      }
       const spec = shape?.keys.get(key)
       if (shape !== undefined && spec === undefined) {
         // WeChat ignores a key its template lacks, so the value would silently never show: a typo.
@@ -155,11 +165,16 @@ function readMessage (input: unknown, options: Pick<ResolvedOptions, 'defaults' 
       }
       const opts = spec?.enumValues === undefined ? NO_ENUM : { enumValues: spec.enumValues }
       const violation = checkKeyword(key, value, opts)
-      if (!violation) { data[key] = { value }; continue }
+      const repairs = repaired === undefined ? [] : ['replaced lone surrogates (halves of a character cut in two) with U+FFFD']
+      if (!violation) {
+        data[key] = { value }
+        if (repairs.length > 0) changes.push({ key, from: given, to: value, changes: repairs })
+        continue
+      }
       const fixed = options.validation === 'truncate' ? fixKeyword(key, value, opts) : null
       if (fixed) {
         data[key] = { value: fixed.value }
-        changes.push({ key, from: value, to: fixed.value, changes: fixed.changes })
+        changes.push({ key, from: given, to: fixed.value, changes: [...repairs, ...fixed.changes] })
       } else {
         bad(violations, `data.${key}`, violation.rule, `data.${violation.message}`)
       }
@@ -181,6 +196,9 @@ function readMessage (input: unknown, options: Pick<ResolvedOptions, 'defaults' 
   if (lang !== undefined) wire.lang = lang as WireMessage['lang']
   return { wire, changes }
 }
+
+/** ES2024 string methods Node 20 has and this project's `lib` (ES2023) does not declare. */
+interface WellFormedString { isWellFormed (): boolean, toWellFormed (): string }
 
 function bad (violations: Violation[], key: string, rule: string, message: string): void {
   violations.push({ key, rule, message })
@@ -220,7 +238,7 @@ function templateShape (templateId: string, typed: TypedRef | undefined, templat
   const known = templates?.(templateId)
   if (known === 'unknown') {
     bad(violations, 'templateId', 'unknown_template', `templateId ${templateId} is not a template of this mini program (WeChat would answer 40037); add it in the MP console or with wechat.templates.add()`)
-  } else if (known !== undefined) {
+  } else if (known !== undefined && known.keysUnknown !== true) {
     return known
   }
   if (typed === undefined) return undefined

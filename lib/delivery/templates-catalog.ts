@@ -25,6 +25,8 @@ export interface CatalogOptions {
 
 /** An unknown template id triggers at most one refresh per this long (it may have just been added). */
 export const UNKNOWN_REFRESH_MS = 5_000
+/** How often the same unknown ids may make us read the shared list while WeChat's refresh is throttled. */
+const STORE_RECHECK_MS = 250
 /** After a failed load, sends do not wait for the list; it is tried again in the background this often. */
 export const RETRY_AFTER_FAILURE_MS = 30_000
 
@@ -59,6 +61,8 @@ export class TemplateCatalog implements TemplateRules {
   /** the last gettemplate failed: validation is by key names until one succeeds (logged once) */
   private failing = false
   private inflight: Promise<void> | null = null
+  /** when unknown ids last made us read the shared list (wall ms; WeChat's refresh is throttled apart), and which */
+  private storeChecked: { at: number, ids: ReadonlySet<string> } = { at: -Infinity, ids: new Set() }
 
   constructor (
     private readonly api: TemplateApi,
@@ -98,7 +102,13 @@ export class TemplateCatalog implements TemplateRules {
     const missing = templateIds.filter((id) => !this.shapes.has(id))
     if (missing.length === 0) return undefined
     if (this.inflight) return this.bounded(this.inflight.catch(noop))
-    if (this.now() - Math.max(this.fetchedAt, this.attemptedAt) < UNKNOWN_REFRESH_MS) return undefined
+    if (this.now() - Math.max(this.fetchedAt, this.attemptedAt) < UNKNOWN_REFRESH_MS) {
+      // WeChat was asked a moment ago, but another instance may have asked since (after its add()):
+      // the shared list is read before refusing; for the same ids at most every STORE_RECHECK_MS.
+      if (Date.now() - this.storeChecked.at < STORE_RECHECK_MS && missing.every((id) => this.storeChecked.ids.has(id))) return undefined
+      this.storeChecked = { at: Date.now(), ids: new Set(missing) }
+      return this.bounded(this.adoptStoredHolding(missing))
+    }
     return this.bounded(this.background(this.sync(() => missing.some((id) => !this.shapes.has(id)) && this.now() - Math.max(this.fetchedAt, this.attemptedAt) >= UNKNOWN_REFRESH_MS)))
   }
 
@@ -207,6 +217,18 @@ export class TemplateCatalog implements TemplateRules {
       return
     }
     if (needFetch()) await this.fetchAndShare()
+  }
+
+  /**
+   * Adopt the stored list when it is newer than ours, or as old (a fake clock that stands still) and
+   * holds one of `ids` we lack. Never rejects: a store error leaves our list.
+   */
+  private async adoptStoredHolding (ids: readonly string[]): Promise<void> {
+    const stored = await this.readStore()
+    if (stored === null || stored.fetchedAt < this.fetchedAt) return
+    if (stored.fetchedAt > this.fetchedAt || stored.templates.some((entry) => ids.includes(toPrivateTemplate(entry)?.priTmplId as string))) {
+      this.adopt(stored.templates, stored.fetchedAt)
+    }
   }
 
   /** Adopt the list another instance stored, when it is newer than ours. */

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type {
   AddTemplateInput, PrivateTemplate, PublicTemplateKeyword, PublicTemplateTitle, PublicTitlesQuery, TemplateApi, TemplateCategory
 } from '../api/templates.js'
+import { checkListOptions } from '../api/template-inputs.js'
 import type { TemplateCatalog } from './templates-catalog.js'
 
 /** `fastify.wechat.templates`: template management (WECHAT.md §4) and the cached list. */
@@ -29,7 +30,10 @@ export function templatesFacade (api: TemplateApi, catalog: TemplateCatalog | nu
     await catalog?.refresh().catch((err: Error) => { log.warn({ reason: err.message }, 'wechat: could not refresh the template list after a change') })
   }
   return {
-    list: async (options) => catalog === null ? api.list() : catalog.list(options?.refresh === true),
+    list: async (options) => {
+      const refresh = checkListOptions(options)
+      return catalog === null ? api.list() : catalog.list(refresh)
+    },
     categories: () => api.categories(),
     publicTitles: (query) => api.publicTitles(query),
     publicKeywords: (tid) => api.publicKeywords(tid),

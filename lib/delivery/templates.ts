@@ -19,6 +19,11 @@ export interface TemplateShape {
   kind?: TemplateKind
   /** 'wechat': parsed from gettemplate; 'declared': from a `defineTemplate` spec */
   source: 'wechat' | 'declared'
+  /**
+   * The account has the template but its content names no key we can read (a gettemplate entry
+   * without content): the id is known (no local 40037), its keys are checked by their names.
+   */
+  keysUnknown?: true
 }
 
 /**
@@ -57,13 +62,15 @@ export function kindOfType (type: unknown): TemplateKind | undefined {
 /** Parse one gettemplate entry, once, into its key map (types from the key names, enum values). */
 export function parseTemplate (template: PrivateTemplate): TemplateShape {
   const enums = new Map<string, readonly string[]>()
-  for (const entry of template.keywordEnumValueList ?? []) enums.set(normaliseKeywordCode(entry.keywordCode), Object.freeze([...entry.enumValueList]))
+  // (an empty list allows nothing: read as no list, the value is checked by its type alone)
+  for (const entry of template.keywordEnumValueList ?? []) if (entry.enumValueList.length > 0) enums.set(normaliseKeywordCode(entry.keywordCode), Object.freeze([...entry.enumValueList]))
   const keys = new Map<string, KeySpec>()
   for (const key of contentKeys(template.content)) {
     const values = enums.get(key)
     keys.set(key, values === undefined ? { type: keywordType(key) } : { type: keywordType(key), enumValues: values })
   }
   const shape: TemplateShape = { id: template.priTmplId, keys, source: 'wechat' }
+  if (keys.size === 0) shape.keysUnknown = true
   const kind = kindOfType(template.type)
   if (kind !== undefined) shape.kind = kind
   return shape
