@@ -33,8 +33,9 @@ export const DefaultsSchema = Type.Object({
   page: Type.Optional(Type.String({ maxLength: 1024 }))
 }, { additionalProperties: false })
 
-/** A route path option: starts with '/', no '*', ':', '?', '#' or whitespace. */
-export const PLAIN_PATH = '^/[^*:?#\\s]*$'
+/** A route path option: starts with '/', no '*', ':', '?', '#', '%' or whitespace. */
+// (no '.' or '..' segment and no '%': a client normalises or decodes those, and never reaches the route)
+export const PLAIN_PATH = '^(?!.*/\\.\\.?(?:/|$))/[^*:?#%\\s]*$'
 
 export const QueueObject = Type.Object({
   concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),

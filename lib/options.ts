@@ -110,7 +110,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
  */
 function registerKeys (raw: Record<string, unknown>): { prefix: string, logLevel?: string } {
   const { prefix = '', logLevel } = raw
-  if (typeof prefix !== 'string' || (prefix !== '' && !new RegExp(PLAIN_PATH).test(prefix))) fail(`prefix must be a plain path starting with '/', without '*', ':', '?', '#' or spaces (got ${safeJson(prefix)})`)
+  if (typeof prefix !== 'string' || (prefix !== '' && !new RegExp(PLAIN_PATH).test(prefix))) fail(`prefix must be a plain path starting with '/', without '*', ':', '?', '#', '%', spaces or '.' and '..' segments (got ${safeJson(prefix)})`)
   if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel as string)) fail(`logLevel must be one of ${LOG_LEVELS.join(', ')} (got ${safeJson(logLevel)})`)
   return { prefix: prefix.replace(/\/+$/, ''), ...(logLevel === undefined ? {} : { logLevel: logLevel as string }) }
 }
@@ -146,6 +146,9 @@ function readOnce (value: unknown, depth = 0): unknown {
   }
 }
 
+/** The largest time a Date holds (ECMA-262: ±8.64e15 ms around the epoch). */
+const MAX_DATE_MS = 8.64e15
+
 /** A clock is asked once now: a now() that throws or is no time (NaN) would fail every later call. */
 function checkClock (clock: unknown): void {
   let now: unknown
@@ -156,7 +159,8 @@ function checkClock (clock: unknown): void {
     if (err instanceof WechatOptionsError) throw err
     fail(`clock.now() threw (${thrownText(err)})`)
   }
-  if (typeof now !== 'number' || !Number.isFinite(now) || now < 0) fail(`clock.now() must return a time in ms since the epoch (got ${safeJson(now)})`)
+  // (beyond 8.64e15 ms a Date is invalid: every record's timestamp would throw, sends included)
+  if (typeof now !== 'number' || !Number.isFinite(now) || now < 0 || now > MAX_DATE_MS) fail(`clock.now() must return a time in ms since the epoch (got ${safeJson(now)})`)
 }
 
 function stripFastifyKeys (raw: Record<string, unknown>): Record<string, unknown> {

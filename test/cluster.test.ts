@@ -256,6 +256,13 @@ test('Redis Cluster, 3 masters', async (t) => {
       { code: 'FST_WECHAT_OPTIONS', message: /reads from replicas \(scaleReads: 'slave'\)/ })
   })
 
+  // Audit: BullMQ refused it with its own uncoded error naming neither option. Failed before.
+  t.test('a Cluster client with ioredis\' keyPrefix (redisOptions) is refused at boot with a coded error naming the way out', async (t) => {
+    const sim = await startSimulator(t)
+    await t.rejects(appOn(t, sim, { client: cluster.client({ redisOptions: { keyPrefix: 'svc:', maxRetriesPerRequest: 1 } }), closeClient: true }, { keyPrefix: uniquePrefix('cluster-client-prefix') }),
+      { code: 'FST_WECHAT_OPTIONS', message: /keyPrefix "svc:".*this plugin's keyPrefix option/ })
+  })
+
   t.test('queue.replicas on a Cluster is refused at boot (WAIT cannot reach the jobs\' master)', async (t) => {
     const sim = await startSimulator(t)
     await t.rejects(appOn(t, sim, { client: backend.client(), closeClient: true }, { keyPrefix: uniquePrefix('cluster-replicas'), queue: { replicas: 1 } }),

@@ -67,12 +67,20 @@ test('wrong types and unknown keys name the option', async (t) => {
     // a clock whose now() throws or is no time booted and broke every later call.
     [{ queue: { limiter: { max: 1, duration: 2 ** 40 } } }, /queue\.limiter\.duration/],
     [{ routes: { prefix: '/*', unprotected: true } }, /routes\.prefix/],
+    // (audit: dot segments and percent-encoding mounted routes no normalising client reaches)
+    [{ routes: { prefix: '/../..', unprotected: true } }, /routes\.prefix/],
+    [{ routes: { prefix: '/api/.', unprotected: true } }, /routes\.prefix/],
+    [{ routes: { prefix: '/%2e%2e', unprotected: true } }, /routes\.prefix/],
+    [{ push: { token: 'tok', path: '/wechat/../push' } }, /push\.path/],
+    [{ prefix: '/..', routes: { unprotected: true } }, /prefix must be a plain path/],
     [{ prefix: '/a*', routes: { unprotected: true } }, /prefix must be a plain path/],
     [{ push: { token: 'abc123', path: '/wechat/:id' } }, /push\.path/],
     [{ push: { token: 'has space' } }, /push\.token/],
     [{ push: { token: '' } }, /push\.token/],
     [{ retention: 0 }, /retention/],
     [{ clock: { now: () => Number.NaN } }, /clock\.now\(\) must return a time in ms since the epoch \(got NaN\)/],
+    // (audit: 1e20 passed, then every record's timestamp threw: 500s from the routes, records lost)
+    [{ clock: { now: () => 1e20 } }, /clock\.now\(\) must return a time in ms since the epoch \(got 100000000000000000000\)/],
     [{ clock: { now: () => { throw new Error('clock-boom') } } }, /clock\.now\(\) threw \(clock-boom\)/],
     // From a later audit (each booted before): a secret of spaces or with a line break, or of a
     // megabyte, went to WeChat as it was; a NUL in keyPrefix went into every Redis key; a baseUrl

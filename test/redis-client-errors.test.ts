@@ -75,3 +75,15 @@ test('many registrations on one client (a namespace per mini program): one liste
   t.equal(client.listenerCount('error'), 0, 'removed when the last registration closed')
   t.same(warnings.filter((name) => name === 'MaxListenersExceededWarning'), [])
 })
+
+// Audit: @fastify/redis with its usual keyPrefix failed ready() with BullMQ's own error ("ioredis does
+// not support ioredis prefixes"), uncoded and naming neither option. Failed before.
+test('a Redis client with ioredis\' keyPrefix: FST_WECHAT_OPTIONS for the durable queue; fine with queue.durable false', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const sim = await startSimulator(t)
+  await t.rejects(buildApp(t, sim, { redisUrl: redis.url, redisOptions: { keyPrefix: 'svc:' }, plugin: { keyPrefix: uniquePrefix('client-prefix') } }),
+    { code: 'FST_WECHAT_OPTIONS', message: /keyPrefix "svc:".*BullMQ.*this plugin's keyPrefix option/ })
+  const app = await buildApp(t, sim, { redisUrl: redis.url, redisOptions: { keyPrefix: 'svc:' }, plugin: { keyPrefix: uniquePrefix('client-prefix'), queue: { durable: false } } })
+  t.ok((await app.wechat.send(shippedMessage())).msgid, 'the store works under the client\'s prefix')
+})

@@ -51,6 +51,20 @@ test('missing or wrong credentials: the user\'s hook answers 401 on every route,
   t.equal((await app.wechat.stats()).total, 0, 'nothing was recorded either')
 })
 
+// Audit: Fastify's own 404 under the prefix ran none of the user's hooks, so a stranger told routes
+// (401) from non-routes (404). Failed before (404 without credentials).
+test('a path under the prefix that is no route is guarded too: 401 without credentials, 404 with them', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await routesApp(t, sim)
+  for (const [method, url] of [['GET', '/wechat/nope'], ['GET', '/wechat'], ['GET', '/wechat/'], ['PUT', '/wechat/messages'], ['POST', '/wechat/stats'], ['DELETE', '/wechat/messages/x']] as const) {
+    t.equal((await app.inject({ method, url })).statusCode, 401, `${method} ${url} without credentials`)
+    const found = await app.inject({ method, url, headers: { authorization: AUTH } })
+    t.equal(found.statusCode, 404, `${method} ${url} with them`)
+    t.match(found.json(), { statusCode: 404, error: 'Not Found' })
+  }
+  t.equal((await app.inject({ method: 'GET', url: '/elsewhere' })).statusCode, 404, 'outside the prefix: the app\'s own 404, no hook')
+})
+
 // A rate-limit hook's 429, a maintenance 503, a 400 of the hook's own: the routes' response schemas
 // turned them into 500s ("statusCode" is required) or stripped their fields. Failed before.
 test('whatever status and body the user\'s hook answers with pass through untouched, on every route', async (t) => {

@@ -470,3 +470,16 @@ test('a success whose msgid is no integer answers no msgid rather than a made-up
     t.equal((await app.wechat.send(shippedMessage())).msgid, digits, `msgid ${msgid}: kept`)
   }
 })
+
+// Audit: status({}), status(undefined) and credits({}) answered null / {} as if they were ids no
+// message has. A lookup that is no string at all is a caller's bug: a coded 400 says so. Failed before.
+test('status() and credits() with something that is not a string: FST_WECHAT_INVALID_MESSAGE; an unknown id is null', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  for (const bad of [undefined, null, {}, 42, ['id']]) {
+    await t.rejects(app.wechat.status(bad as never), { code: 'FST_WECHAT_INVALID_MESSAGE', statusCode: 400, violations: [{ key: 'id', rule: 'type' }] }, `status(${JSON.stringify(bad)})`)
+    await t.rejects(app.wechat.credits(bad as never), { code: 'FST_WECHAT_INVALID_MESSAGE', statusCode: 400, violations: [{ key: 'openid', rule: 'type' }] }, `credits(${JSON.stringify(bad)})`)
+  }
+  t.equal(await app.wechat.status('no-such-message'), null)
+  t.same(await app.wechat.credits('oNobody'), {})
+})

@@ -31,10 +31,17 @@ export class OwnedConnections {
   async end (): Promise<void> {
     await Promise.all([...this.owned].map(async (connection) => {
       if (connection.status !== 'end' && !await within(connection.quit(), 1000)) connection.disconnect()
-      // quit() leaves a Sentinel client's failover-detector subscriptions open (ioredis #1362); disconnect() ends them
-      else if (!connection.isCluster) connection.disconnect()
+      // quit() leaves a Sentinel client's failover-detector subscriptions open (ioredis #1362);
+      // disconnect() ends them. Not on a plain client whose quit() ended it: its disconnect() arms a
+      // 2 s timer for a stream that already closed, which held the process that long after close().
+      else if (!connection.isCluster && (connection.status !== 'end' || isSentinelClient(connection))) connection.disconnect()
     }))
   }
+}
+
+function isSentinelClient (connection: Redis): boolean {
+  const sentinels = (connection.options as { sentinels?: unknown } | undefined)?.sentinels
+  return Array.isArray(sentinels) && sentinels.length > 0
 }
 
 /** The connection jobs are added on (no offline queue), and the wait for it to be ready. */

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { abortable, sharedAbortController } from '../api/abort.js'
-import { WechatStoreError, WechatUpstreamError } from '../errors.js'
+import { invalidArgument, WechatStoreError, WechatUpstreamError } from '../errors.js'
 import type { WechatUpstreamErrorInstance } from '../errors.js'
 import type { Clock, ResolvedOptions } from '../options.js'
 import type { MessageRecord, StatsSnapshot } from '../store/records.js'
@@ -178,12 +178,15 @@ export class Delivery {
   }
 
   async status (id: string): Promise<MessageRecord | null> {
-    if (typeof id !== 'string' || id.length === 0 || id.length > 200) return null
+    // (a string no message has is answered null; what is no string at all is a caller's bug, said so)
+    if (typeof id !== 'string') throw invalidArgument([{ key: 'id', rule: 'type', message: `status() takes a message id, a string (got ${typeof id})` }])
+    if (id.length === 0 || id.length > 200) return null
     return this.read(() => this.store.getRecord(id))
   }
 
   async credits (openid: string): Promise<Record<string, number>> {
-    if (typeof openid !== 'string' || openid.length === 0 || openid.length > 128) return {}
+    if (typeof openid !== 'string') throw invalidArgument([{ key: 'openid', rule: 'type', message: `credits() takes an openid, a string (got ${typeof openid})` }])
+    if (openid.length === 0 || openid.length > 128) return {}
     return this.read(() => this.ledger.of(openid))
   }
 

@@ -16,6 +16,13 @@ import type { Sender } from './sender.js'
  * the in-process queue otherwise (same API, not durable), none with `queue: false`. One startup log
  * line says which.
  */
+/** ioredis' keyPrefix of a client: its own option, or a Cluster's redisOptions'. */
+function clientKeyPrefix (redis: unknown): string {
+  const client = redis as { options?: { keyPrefix?: unknown, redisOptions?: { keyPrefix?: unknown } } }
+  const prefix = client.options?.keyPrefix ?? client.options?.redisOptions?.keyPrefix
+  return typeof prefix === 'string' ? prefix : ''
+}
+
 export function createQueue (options: ResolvedOptions, store: WechatStore, keys: KeySpace, sender: Sender, log: FastifyBaseLogger, hooks: RunnerHooks): MessageQueue | null {
   const queue = options.queue
   if (queue === false) {
@@ -28,6 +35,11 @@ export function createQueue (options: ResolvedOptions, store: WechatStore, keys:
     // writes, not for the master that took the jobs: it would confirm adds nothing replicated.
     if (queue.replicas !== undefined && (store.redis as { isCluster?: boolean }).isCluster === true) {
       throw new WechatOptionsError('queue.replicas needs a single Redis or Sentinel: on Redis Cluster WAIT cannot be sent to the master that holds the jobs (use min-replicas-to-write on the servers instead)')
+    }
+    // BullMQ refuses a client with ioredis' own keyPrefix, with an error that names neither option.
+    const clientPrefix = clientKeyPrefix(store.redis)
+    if (clientPrefix !== '') {
+      throw new WechatOptionsError(`the Redis client has ioredis' keyPrefix ${JSON.stringify(clientPrefix)}, which BullMQ (the durable queue) cannot work with: drop it from the client and set this plugin's keyPrefix option instead (every key of ours goes under it), or use queue: { durable: false }`)
     }
     log.info({ queue: 'bullmq', concurrency: queue.concurrency, limiter: queue.limiter }, 'wechat: durable queue (BullMQ) on Redis, worked by every instance')
     return new BullQueue(store.redis, runner, { prefix: keys.queue, concurrency: queue.concurrency, attempts: queue.attempts, limiter: queue.limiter, replicas: queue.replicas }, log)

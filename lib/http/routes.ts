@@ -51,6 +51,14 @@ export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): voi
       if (!ours.has(request)) reply.serializer(JSON.stringify)
       return payload
     })
+    // A path under the prefix that matches no route is answered here, after the user's hooks: Fastify's
+    // own 404 runs none of them, so a 401 for a route and a 404 for the rest mapped the routes for anyone.
+    // (not for routes at the app's root: that 404 handler is the app's own)
+    if (child.prefix !== '') {
+      child.setNotFoundHandler((request, reply) => {
+        reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `Route ${request.method}:${request.url} not found` })
+      })
+    }
     // Routes that only read from WeChat: a permanent errcode there is WeChat's refusal, not the caller's (502).
     const readOnlyUpstream = new Set([`${child.prefix}/templates`])
     child.setErrorHandler((err, request, reply) => {

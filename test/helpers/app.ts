@@ -20,6 +20,8 @@ export async function startSimulator (t: Teardown, options: Parameters<typeof cr
 
 export interface AppOptions {
   redisUrl?: string
+  /** more @fastify/redis (ioredis) options for the app's client */
+  redisOptions?: Record<string, unknown>
   logger?: Record<string, unknown> | boolean
   plugin?: Record<string, unknown>
   /** the test's own routes, declared before ready() */
@@ -30,7 +32,7 @@ export interface AppOptions {
 export async function buildApp (t: Teardown, sim: WechatSimulator, options: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({ logger: options.logger ?? false })
   t.teardown(() => app.close())
-  if (options.redisUrl) await app.register(fastifyRedis, { url: options.redisUrl, maxRetriesPerRequest: 1 })
+  if (options.redisUrl) await app.register(fastifyRedis, { url: options.redisUrl, maxRetriesPerRequest: 1, ...options.redisOptions })
   await app.register(wechatPush, {
     appId: sim.appId,
     appSecret: sim.appSecret,
