@@ -2,7 +2,8 @@ import { test } from 'tap'
 import { Redis } from 'ioredis'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
 import { captureLogs } from './helpers/log-capture.js'
-import { startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { freePort, startRedis, uniquePrefix } from './helpers/redis-server.js'
+import { dropQueuedCommands } from '../lib/store/queued-commands.js'
 
 async function until (check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -98,4 +99,50 @@ test('records still held when the app closes with Redis down: one last try, then
   const lost = logs.parsed().find((line) => String(line.msg).includes('not confirmed written before close'))
   t.match(lost, { level: 50, lost: 3 })
   t.same([...(lost?.messageIds as string[])].sort(), sent.map(({ id }) => id).sort())
+})
+
+// Audit: a command of ours sent just as Redis went away (the socket no longer writable, the client
+// not yet told) waits in ioredis' offline queue to be resent; @fastify/redis's quit() at close then
+// queued behind it until ioredis gave up (20 reconnections: ~65 s) and app.close() rejected with
+// MaxRetriesPerRequestError. That race needs the event loop held at the wrong moment; here the
+// command of ours is put in the offline queue by issuing it while the client reconnects. Failed before
+// (close() still under way after 20 s).
+test('a command of ours waiting in the client\'s offline queue does not hold app.close(): it is taken out and failed', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.cleanup())
+  const sim = await startSimulator(t)
+  const keyPrefix = uniquePrefix('close-queued')
+  const app = await buildApp(t, sim, { redisUrl: redis.url, redisOptions: { maxRetriesPerRequest: 20 }, plugin: { keyPrefix, queue: { durable: false } } })
+  await app.wechat.getToken()
+  const client = (app as unknown as { redis: Redis }).redis
+  const offline = (): number => (client as unknown as { offlineQueue: { length: number } }).offlineQueue.length
+  client.on('error', () => {})
+  await redis.stop()
+  const deadline = Date.now() + 10_000
+  while (client.status === 'ready' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  const ours = client.get(`${keyPrefix}{${sim.appId}}:token`).then(() => 'answered', (err: Error) => err.message)
+  t.equal(offline(), 1, 'queued to be sent when Redis is back')
+
+  const closed = app.close().then(() => 'closed', (err: Error) => `rejected: ${err.message}`)
+  const outcome = await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 20_000, 'still closing after 20 s'))])
+  t.equal(outcome, 'closed', 'close() resolved')
+  t.match(await ours, /the app is closing/, 'the queued command of ours was failed')
+})
+
+test('dropQueuedCommands takes out only the commands naming a key of ours', async (t) => {
+  const client = new Redis({ port: await freePort(), lazyConnect: true, retryStrategy: () => 1000, maxRetriesPerRequest: 20 })
+  client.on('error', () => {})
+  t.teardown(() => client.disconnect())
+  client.connect().catch(() => {})
+  const ours = client.get('wechat:{wx1}:token').then(() => 'answered', (err: Error) => err.message)
+  const script = client.eval('return 1', 1, 'wechat:{wx1}:msg:1').then(() => 'answered', (err: Error) => err.message)
+  const theirs = client.get('app:session:1').then(() => 'answered', (err: Error) => err.message)
+  const otherApp = client.get('wechat:{wx2}:token').then(() => 'answered', (err: Error) => err.message)
+  t.equal(dropQueuedCommands(client, 'wechat:{wx1}', 'closing'), 2)
+  t.equal(await ours, 'closing')
+  t.equal(await script, 'closing')
+  t.equal((client as unknown as { offlineQueue: { length: number } }).offlineQueue.length, 2, 'the app\'s own and another mini program\'s stay queued')
+  client.disconnect()
+  t.not(await theirs, 'closing')
+  t.not(await otherApp, 'closing')
 })

@@ -4,6 +4,8 @@
  * a secret; no key ever contains the secret or a token.
  */
 export interface KeySpace {
+  /** what every key of this app starts with (`<prefix>{<appId>}`) */
+  root: string
   token: string
   lock: string
   force: string
@@ -34,6 +36,7 @@ export interface KeySpace {
 export function keySpace (prefix: string, appId: string): KeySpace {
   const base = `${prefix}{${appId}}:`
   return {
+    root: `${prefix}{${appId}}`,
     token: `${base}token`,
     lock: `${base}token:lock`,
     force: `${base}token:force`,

@@ -5,6 +5,7 @@ import { ALL_SCRIPTS } from './scripts.js'
 import type { ScriptClient } from './scripts.js'
 import { chinaDay, FORCE_REFRESH_PER_DAY, FORCE_REFRESH_SPACING_MS } from './types.js'
 import type { ForceRefreshVerdict, LockName, PushClaim, TokenRecord, WechatStore } from './types.js'
+import { dropQueuedCommands } from './queued-commands.js'
 import { RedisCredits } from './credits-redis.js'
 import { RedisRecords } from './records-redis.js'
 import { RecordsDelegate } from './records-delegate.js'
@@ -129,6 +130,8 @@ export class RedisStore extends RecordsDelegate implements WechatStore {
   async close (): Promise<void> {
     // Writes still queued or under way are not lost; the client belongs to @fastify/redis, which closes it.
     await this.records.drainWrites()
+    // ...with quit(), which would wait behind our commands that a dropped connection left to resend
+    dropQueuedCommands(this.client, this.keys.root, 'the app is closing (app.close()): this command of fastify-wechat-push is not resent')
   }
 }
 
