@@ -57,7 +57,8 @@ export function resolveOptions (given: unknown): ResolvedOptions {
   for (const [name, schema] of Object.entries(NESTED_SCHEMAS)) {
     const value = input[name]
     if (value === undefined || value === false) continue
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(`${name} must be ${name === 'retry' || name === 'defaults' ? 'an object' : 'false or an object'} (got ${safeJson(value)})`)
+    // (a Date, a boxed number or another class instance has no own keys: it read as an empty object)
+    if (value === null || typeof value !== 'object' || Array.isArray(value) || !isPlainObject(value)) fail(`${name} must be ${name === 'retry' || name === 'defaults' ? 'an object' : 'false or an object'} (got ${describeValue(value)})`)
     const nested = Value.Errors(schema, value).First()
     if (nested) fail(describeSchemaError(`/${name}${nested.path}`, nested.message, nested.value))
   }
@@ -144,6 +145,16 @@ function readOnce (value: unknown, depth = 0): unknown {
     if (err instanceof WechatOptionsError) throw err
     return fail(`options could not be read (${thrownText(err)})`)
   }
+}
+
+function isPlainObject (value: object): boolean {
+  const proto: unknown = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+function describeValue (value: unknown): string {
+  if (value !== null && typeof value === 'object' && !Array.isArray(value) && !isPlainObject(value)) return `an instance of ${(value as { constructor?: { name?: string } }).constructor?.name ?? 'a class'}`
+  return safeJson(value)
 }
 
 /** The largest time a Date holds (ECMA-262: ±8.64e15 ms around the epoch). */

@@ -150,5 +150,12 @@ test('the response: strict CSP with this response\'s nonce, no caching, no frami
   const again = await call(app, 'GET', '/wechat/dashboard')
   t.not(again.headers['content-security-policy'], csp, 'a new nonce per response')
   t.equal((await call(app, 'GET', '/wechat/dashboard?refresh=0')).statusCode, 400)
+  // (audit: TypeBox read '1e309', '1.5' and '1e3' by their leading digit, as 1: a 200 for a request that meant something else)
+  for (const refresh of ['1e309', '1.5', '1e3', '0x10', '']) {
+    const bad = await call(app, 'GET', `/wechat/dashboard?refresh=${refresh}`)
+    t.equal(bad.statusCode, 400, `refresh=${refresh}`)
+    t.match(bad.json(), { message: /refresh must be an integer/ })
+  }
+  t.equal((await call(app, 'GET', '/wechat/dashboard?refresh=30')).statusCode, 200)
   t.equal((await app.inject({ method: 'GET', url: `/wechat/dashboard?token=${TOKEN}` })).statusCode, 200, 'a hook may accept ?token= for the page')
 })

@@ -3,6 +3,8 @@ import Fastify from 'fastify'
 import { MemoryQueue } from '../lib/delivery/memory-queue.js'
 import type { JobData, JobRunner } from '../lib/delivery/job-runner.js'
 import { until } from './queue-helpers.js'
+import { buildApp, startSimulator } from './helpers/app.js'
+import { captureLogs } from './helpers/log-capture.js'
 
 /** A runner that finishes every message at once: what is measured here is the queue's own state. */
 function instantRunner (ran: string[]): JobRunner {
@@ -22,4 +24,12 @@ test('the in-process queue keeps nothing per message once it is done (without a 
   const state = queue as unknown as { starts: { length: number }, ready: { length: number }, known: Set<string> }
   t.same([state.starts.length, state.ready.length, state.known.size], [0, 0, 0], 'no start times, no waiting entries, no known ids left')
   await queue.close(100)
+})
+
+// Audit: queue.replicas on the memory store was taken without a word, though it does nothing there.
+test('queue.replicas on the in-process queue: a startup warning says it has no effect', async (t) => {
+  const sim = await startSimulator(t)
+  const logs = captureLogs('warn')
+  await buildApp(t, sim, { logger: logs.logger, plugin: { queue: { replicas: 1 } } })
+  t.ok(logs.lines.some((line) => line.includes('queue.replicas has no effect on the in-process queue')))
 })

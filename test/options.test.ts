@@ -80,6 +80,9 @@ test('wrong types and unknown keys name the option', async (t) => {
     [{ retention: 0 }, /retention/],
     [{ clock: { now: () => Number.NaN } }, /clock\.now\(\) must return a time in ms since the epoch \(got NaN\)/],
     // (audit: 1e20 passed, then every record's timestamp threw: 500s from the routes, records lost)
+    // (audit: a Date or a boxed number read as an empty object and passed)
+    [{ retry: new Date() }, /retry must be an object \(got an instance of Date\)/],
+    [{ queue: Object(5) }, /queue must be false or an object \(got an instance of Number\)/],
     [{ clock: { now: () => 1e20 } }, /clock\.now\(\) must return a time in ms since the epoch \(got 100000000000000000000\)/],
     [{ clock: { now: () => { throw new Error('clock-boom') } } }, /clock\.now\(\) threw \(clock-boom\)/],
     // From a later audit (each booted before): a secret of spaces or with a line break, or of a

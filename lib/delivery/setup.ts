@@ -45,5 +45,7 @@ export function createQueue (options: ResolvedOptions, store: WechatStore, keys:
     return new BullQueue(store.redis, runner, { prefix: keys.queue, concurrency: queue.concurrency, attempts: queue.attempts, limiter: queue.limiter, replicas: queue.replicas }, log)
   }
   log.info({ queue: 'memory', concurrency: queue.concurrency }, 'wechat: in-process queue (not durable: messages waiting when the process stops are lost; register @fastify/redis for a durable queue)')
+  // (a config shared with a Redis deployment may carry it: said, not refused)
+  if (queue.replicas !== undefined) log.warn({ replicas: queue.replicas }, 'wechat: queue.replicas has no effect on the in-process queue (it applies to the durable queue on Redis)')
   return new MemoryQueue(runner, { concurrency: queue.concurrency, attempts: queue.attempts, limiter: queue.limiter }, log)
 }

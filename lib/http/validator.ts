@@ -16,11 +16,29 @@ const MAX_REPORTED = 5
 export const typeboxValidator: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
   const check = TypeCompiler.Compile(schema)
   const convert = httpPart === 'querystring' || httpPart === 'params'
+  const integers = convert ? integerFields(schema) : []
   return (input: unknown) => {
+    if (integers.length > 0) {
+      const notInteger = integers.find((field) => !isIntegerText((input as Record<string, unknown> | null)?.[field]))
+      if (notInteger !== undefined) return { error: [{ keyword: 'Integer', instancePath: `/${notInteger}`, schemaPath: '#', params: {}, message: 'must be an integer' }] }
+    }
     const value = convert ? Value.Convert(schema, input) : input
     if (check.Check(value)) return { value }
     return { error: describe(check.Errors(value)) }
   }
+}
+
+/**
+ * TypeBox converts an integer field's text by its leading digits: '1e309', '1.5' and '1e3' all
+ * became 1, a request meaning something else answered as if it were valid. Such text is refused.
+ */
+function integerFields (schema: TSchema): string[] {
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> }).properties ?? {}
+  return Object.keys(properties).filter((key) => properties[key]?.type === 'integer')
+}
+
+function isIntegerText (value: unknown): boolean {
+  return value === undefined || typeof value !== 'string' || /^-?\d{1,15}$/.test(value)
 }
 
 /** Up to MAX_REPORTED problems, one per field, phrased for people (`/toUser is required`). */
