@@ -72,7 +72,7 @@ export class RedisStore extends RecordsDelegate implements WechatStore {
 
   /** One command or script with a deadline; a dead connection answers at once. */
   private send<T> (command: (client: ScriptClient) => Promise<T>): Promise<T> {
-    if (this.client.status !== 'ready') return Promise.reject(new StoreUnavailableError(`redis is ${this.client.status}`, false))
+    if (this.client.status !== 'ready') return Promise.reject(new StoreUnavailableError(`redis is not ready (its connection is ${this.client.status})`, false))
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => reject(new StoreUnavailableError(`redis did not answer within ${this.commandTimeout} ms`, true)), this.commandTimeout)
       timer.unref()
