@@ -147,13 +147,13 @@ function readOnce (value: unknown, depth = 0): unknown {
   }
 }
 
+/** Not a built-in's instance (a Date, a boxed number, a Map... read as an empty object); a class of the app's with its fields is fine. */
 function isPlainObject (value: object): boolean {
-  const proto: unknown = Object.getPrototypeOf(value)
-  return proto === Object.prototype || proto === null
+  return Object.prototype.toString.call(value) === '[object Object]'
 }
 
 function describeValue (value: unknown): string {
-  if (value !== null && typeof value === 'object' && !Array.isArray(value) && !isPlainObject(value)) return `an instance of ${(value as { constructor?: { name?: string } }).constructor?.name ?? 'a class'}`
+  if (value !== null && typeof value === 'object' && !Array.isArray(value) && !isPlainObject(value)) return `an instance of ${(value as { constructor?: { name?: string } }).constructor?.name ?? Object.prototype.toString.call(value).slice(8, -1)}`
   return safeJson(value)
 }
 

@@ -83,6 +83,7 @@ test('wrong types and unknown keys name the option', async (t) => {
     // (audit: a Date or a boxed number read as an empty object and passed)
     [{ retry: new Date() }, /retry must be an object \(got an instance of Date\)/],
     [{ queue: Object(5) }, /queue must be false or an object \(got an instance of Number\)/],
+    [{ templates: new Map() }, /templates must be false or an object \(got an instance of Map\)/],
     [{ clock: { now: () => 1e20 } }, /clock\.now\(\) must return a time in ms since the epoch \(got 100000000000000000000\)/],
     [{ clock: { now: () => { throw new Error('clock-boom') } } }, /clock\.now\(\) threw \(clock-boom\)/],
     // From a later audit (each booted before): a secret of spaces or with a line break, or of a

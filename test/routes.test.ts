@@ -65,6 +65,22 @@ test('a path under the prefix that is no route is guarded too: 401 without crede
   t.equal((await app.inject({ method: 'GET', url: '/elsewhere' })).statusCode, 404, 'outside the prefix: the app\'s own 404, no hook')
 })
 
+// Review: with routes.prefix '/' inside an app plugin with its own prefix and 404 handler, the guard
+// looked at the full prefix and set our 404 handler on the app plugin's level: boot failed ("Not
+// found handler already set"). Failed before.
+test('routes at prefix \'/\' inside an app plugin with its own 404 handler: both boot, the app\'s 404 stays the app\'s', async (t) => {
+  const sim = await startSimulator(t)
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(async (api) => {
+    api.setNotFoundHandler((_request, reply) => { reply.code(404).send({ mine: true }) })
+    await api.register(wechatPush, { appId: sim.appId, appSecret: sim.appSecret, baseUrl: sim.url, routes: { prefix: '/', onRequest: bearerAuth } })
+  }, { prefix: '/api' })
+  await app.ready()
+  t.same((await app.inject({ method: 'GET', url: '/api/nope' })).json(), { mine: true })
+  t.equal((await app.inject({ method: 'GET', url: '/api/stats' })).statusCode, 401, 'our routes still guarded')
+})
+
 // A rate-limit hook's 429, a maintenance 503, a 400 of the hook's own: the routes' response schemas
 // turned them into 500s ("statusCode" is required) or stripped their fields. Failed before.
 test('whatever status and body the user\'s hook answers with pass through untouched, on every route', async (t) => {

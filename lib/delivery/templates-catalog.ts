@@ -62,7 +62,7 @@ export class TemplateCatalog implements TemplateRules {
   private failing = false
   private inflight: Promise<void> | null = null
   /** when unknown ids last made us read the shared list (wall ms; WeChat's refresh is throttled apart), and which */
-  private storeChecked: { at: number, ids: ReadonlySet<string> } = { at: -Infinity, ids: new Set() }
+  private storeChecked: { at: number, ids: ReadonlySet<string>, read: Promise<void> } = { at: -Infinity, ids: new Set(), read: Promise.resolve() }
 
   constructor (
     private readonly api: TemplateApi,
@@ -105,9 +105,11 @@ export class TemplateCatalog implements TemplateRules {
     if (this.now() - Math.max(this.fetchedAt, this.attemptedAt) < UNKNOWN_REFRESH_MS) {
       // WeChat was asked a moment ago, but another instance may have asked since (after its add()):
       // the shared list is read before refusing; for the same ids at most every STORE_RECHECK_MS.
-      if (Date.now() - this.storeChecked.at < STORE_RECHECK_MS && missing.every((id) => this.storeChecked.ids.has(id))) return undefined
-      this.storeChecked = { at: Date.now(), ids: new Set(missing) }
-      return this.bounded(this.adoptStoredHolding(missing))
+      // (sends meanwhile for the same ids wait for that read: it may be about to find them)
+      if (Date.now() - this.storeChecked.at < STORE_RECHECK_MS && missing.every((id) => this.storeChecked.ids.has(id))) return this.bounded(this.storeChecked.read)
+      const read = this.adoptStoredHolding(missing)
+      this.storeChecked = { at: Date.now(), ids: new Set(missing), read }
+      return this.bounded(read)
     }
     return this.bounded(this.background(this.sync(() => missing.some((id) => !this.shapes.has(id)) && this.now() - Math.max(this.fetchedAt, this.attemptedAt) >= UNKNOWN_REFRESH_MS)))
   }

@@ -53,8 +53,9 @@ export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): voi
     })
     // A path under the prefix that matches no route is answered here, after the user's hooks: Fastify's
     // own 404 runs none of them, so a 401 for a route and a 404 for the rest mapped the routes for anyone.
-    // (not for routes at the app's root: that 404 handler is the app's own)
-    if (child.prefix !== '') {
+    // (only when the routes have a prefix of their own: with routes.prefix '/' the child's 404 level
+    // is its parent's, the app's, whose handler is the app's business)
+    if (routes.prefix !== '') {
       child.setNotFoundHandler((request, reply) => {
         reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `Route ${request.method}:${request.url} not found` })
       })

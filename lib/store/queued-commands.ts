@@ -30,13 +30,23 @@ function isQueue (value: unknown): value is OfflineQueue {
   return typeof q?.toArray === 'function' && typeof q.clear === 'function' && typeof q.push === 'function' && typeof q.length === 'number'
 }
 
-/** Fail and remove the queued commands one of whose arguments starts with `keyRoot` (a key of ours). Returns how many. */
+/**
+ * Fail and remove the queued commands one of whose arguments starts with `keyRoot` (a key of ours),
+ * also behind the client's own ioredis `keyPrefix` (added to the keys when a command is built). Returns how many.
+ */
 export function dropQueuedCommands (client: unknown, keyRoot: string, reason: string): number {
+  const options = (client as { options?: { keyPrefix?: unknown, redisOptions?: { keyPrefix?: unknown } } }).options
+  const clientPrefix = options?.keyPrefix ?? options?.redisOptions?.keyPrefix
+  const roots = typeof clientPrefix === 'string' && clientPrefix !== '' ? [keyRoot, clientPrefix + keyRoot] : [keyRoot]
+  const isOurs = (arg: unknown): boolean => {
+    const text = typeof arg === 'string' ? arg : Buffer.isBuffer(arg) ? arg.toString('latin1') : undefined
+    return text !== undefined && roots.some((root) => text.startsWith(root))
+  }
   let dropped = 0
   for (const queue of offlineQueuesOf(client)) {
     if (queue.length === 0) continue
     const items = queue.toArray()
-    const ours = items.filter((item) => item.command?.args?.some((arg) => typeof arg === 'string' && arg.startsWith(keyRoot)) === true)
+    const ours = items.filter((item) => item.command?.args?.some(isOurs) === true)
     if (ours.length === 0) continue
     queue.clear()
     for (const item of items) if (!ours.includes(item)) queue.push(item)
