@@ -105,8 +105,10 @@ test('wrong types and unknown keys name the option', async (t) => {
 // What DESIGN.md and WECHAT.md leave open is taken: a Token is the developer's choice (§6.1; only the
 // console limits it to 3-32 letters and digits), a namespace any key of app.wechat a user would pick,
 // a retention of seconds (a test watching a record expire). Each failed at registration before.
-test('a Token with other printable characters, a namespace with a dash, a short retention boot', async (t) => {
-  for (const extra of [{ push: { token: 'test-token_1' } }, { namespace: 'shop-a' }, { retention: 2 }]) {
+// (review: an app's class instance with its fields is an options object like any; built-ins' are refused above)
+class RetryConfig { attempts = 2 }
+test('a Token with other printable characters, a namespace with a dash, a short retention, a class instance with fields boot', async (t) => {
+  for (const extra of [{ push: { token: 'test-token_1' } }, { namespace: 'shop-a' }, { retention: 2 }, { retry: new RetryConfig() }]) {
     const app = Fastify()
     t.teardown(() => app.close())
     await app.register(wechatPush, { ...base, ...extra })
