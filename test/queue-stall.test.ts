@@ -13,13 +13,23 @@ import { ADD_ANSWER_MS, BullQueue } from '../lib/delivery/bullmq-queue.js'
 import { AddUnansweredError } from '../lib/delivery/queue.js'
 import { Redis } from 'ioredis'
 import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
+import type { WechatSimulator } from '../lib/testing/index.js'
+import type { Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import type { PrivateRedis } from './helpers/redis-server.js'
 
-test('enqueue while Redis stalls: a coded error after ADD_ANSWER_MS naming the message, which is sent once Redis answers', { timeout: 90_000 }, async (t) => {
+/** A private Redis (so the test may stall it), the simulator and an app on both, its token fetched. */
+async function stallApp (t: Test, prefix: string, plugin: Record<string, unknown> = {}): Promise<{ redis: PrivateRedis, sim: WechatSimulator, app: FastifyInstance }> {
   const redis = await startRedis()
   t.teardown(() => redis.cleanup())
   const sim = await startSimulator(t)
-  const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('stall') } })
+  const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix(prefix), ...plugin } })
   await app.wechat.getToken()
+  return { redis, sim, app }
+}
+
+test('enqueue while Redis stalls: a coded error after ADD_ANSWER_MS naming the message, which is sent once Redis answers', { timeout: 90_000 }, async (t) => {
+  const { redis, sim, app } = await stallApp(t, 'stall')
   const [warm] = await app.wechat.enqueue(shippedMessage('oStall-user-000000000001'))
   await until('the warm-up message is sent', async () => (await app.wechat.status(warm?.id as string))?.status === 'sent')
 
@@ -51,11 +61,7 @@ test('enqueue while Redis stalls: a coded error after ADD_ANSWER_MS naming the m
 // one before the undo removes it: the undo is one atomic step, sent first).
 for (const when of ['after Redis woke', 'while Redis still stalls'] as const) {
   test(`a keyed send whose claim timed out on a stalled Redis: a retry under the key sends (${when})`, { timeout: 60_000 }, async (t) => {
-    const redis = await startRedis()
-    t.teardown(() => redis.cleanup())
-    const sim = await startSimulator(t)
-    const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('late-send-claim'), queue: false } })
-    await app.wechat.getToken()
+    const { redis, sim, app } = await stallApp(t, 'late-send-claim', { queue: false })
     await app.wechat.send(shippedMessage('oStall-user-000000000009'))
     const stalled = stallOnCall(app, redis, 'wechatPushWriteRecords', 1700)
     const message = shippedMessage('oStall-user-000000000010')
@@ -123,11 +129,7 @@ test('a handler push given up at close() while its queue add went unanswered kee
 // retention (a pending count that never went down), and a retry under the key re-queued it without
 // taking its credit under 'enforce'.
 test('a keyed enqueue whose claim timed out on a stalled Redis leaves no pending record behind', { timeout: 60_000 }, async (t) => {
-  const redis = await startRedis()
-  t.teardown(() => redis.cleanup())
-  const sim = await startSimulator(t)
-  const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('late-enqueue-claim') } })
-  await app.wechat.getToken()
+  const { redis, sim, app } = await stallApp(t, 'late-enqueue-claim')
   const stalled = stallOnCall(app, redis, 'wechatPushWriteRecords', 1500)
   const message = shippedMessage('oStall-user-000000000030')
   try {
@@ -147,11 +149,7 @@ test('a keyed enqueue whose claim timed out on a stalled Redis leaves no pending
 // An undo that went out and timed out runs when Redis wakes: it used to be sent again every 250 ms
 // after each 1 s timeout, so a stalled Redis collected copies of it (a review of the late-undo fix).
 test('an undo sent to a stalled Redis is not sent again while it waits there', { timeout: 60_000 }, async (t) => {
-  const redis = await startRedis()
-  t.teardown(() => redis.cleanup())
-  const sim = await startSimulator(t)
-  const app = await buildApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('undo-copies'), queue: false } })
-  await app.wechat.getToken()
+  const { redis, app } = await stallApp(t, 'undo-copies', { queue: false })
   await app.wechat.send(shippedMessage('oStall-user-000000000040'))
   const client = new Redis(redis.url)
   t.teardown(() => client.quit())

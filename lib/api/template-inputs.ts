@@ -29,7 +29,7 @@ export function unknownKeys (input: object, known: readonly string[], what: stri
 /** `templates.list(options?)`: `{ refresh?: boolean }`. */
 export function checkListOptions (options: unknown): boolean {
   if (options === undefined || options === null) return false
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) throw invalidArgument([{ key: 'options', rule: 'type', message: 'list takes { refresh?: boolean }' }])
+  if (typeof options !== 'object' || Array.isArray(options)) throw invalidArgument([{ key: 'options', rule: 'type', message: 'list takes { refresh?: boolean }' }])
   const violations = unknownKeys(options, ['refresh'], 'list')
   const { refresh } = options as { refresh?: unknown }
   if (refresh !== undefined && typeof refresh !== 'boolean') violations.push({ key: 'refresh', rule: 'type', message: 'refresh must be a boolean' })

@@ -165,16 +165,15 @@ function readMessage (input: unknown, options: Pick<ResolvedOptions, 'defaults' 
       }
       const opts = spec?.enumValues === undefined ? NO_ENUM : { enumValues: spec.enumValues }
       const violation = checkKeyword(key, value, opts)
-      const repairs = repaired === undefined ? [] : ['replaced lone surrogates (halves of a character cut in two) with U+FFFD']
       if (!violation) {
         data[key] = { value }
-        if (repairs.length > 0) changes.push({ key, from: given, to: value, changes: repairs })
+        if (repaired !== undefined) changes.push({ key, from: given, to: value, changes: [SURROGATES_REPLACED] })
         continue
       }
       const fixed = options.validation === 'truncate' ? fixKeyword(key, value, opts) : null
       if (fixed) {
         data[key] = { value: fixed.value }
-        changes.push({ key, from: given, to: fixed.value, changes: [...repairs, ...fixed.changes] })
+        changes.push({ key, from: given, to: fixed.value, changes: repaired === undefined ? fixed.changes : [SURROGATES_REPLACED, ...fixed.changes] })
       } else {
         bad(violations, `data.${key}`, violation.rule, `data.${violation.message}`)
       }
@@ -196,6 +195,8 @@ function readMessage (input: unknown, options: Pick<ResolvedOptions, 'defaults' 
   if (lang !== undefined) wire.lang = lang as WireMessage['lang']
   return { wire, changes }
 }
+
+const SURROGATES_REPLACED = 'replaced lone surrogates (halves of a character cut in two) with U+FFFD'
 
 /** ES2024 string methods Node 20 has and this project's `lib` (ES2023) does not declare. */
 interface WellFormedString { isWellFormed (): boolean, toWellFormed (): string }

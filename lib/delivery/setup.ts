@@ -3,6 +3,7 @@ import { WechatOptionsError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import { RedisStore } from '../store/redis.js'
 import type { WechatStore } from '../store/types.js'
+import { clientKeyPrefix } from '../store/connection.js'
 import type { KeySpace } from '../store/keys.js'
 import { BullQueue } from './bullmq-queue.js'
 import { JobRunner } from './job-runner.js'
@@ -16,13 +17,6 @@ import type { Sender } from './sender.js'
  * the in-process queue otherwise (same API, not durable), none with `queue: false`. One startup log
  * line says which.
  */
-/** ioredis' keyPrefix of a client: its own option, or a Cluster's redisOptions'. */
-function clientKeyPrefix (redis: unknown): string {
-  const client = redis as { options?: { keyPrefix?: unknown, redisOptions?: { keyPrefix?: unknown } } }
-  const prefix = client.options?.keyPrefix ?? client.options?.redisOptions?.keyPrefix
-  return typeof prefix === 'string' ? prefix : ''
-}
-
 export function createQueue (options: ResolvedOptions, store: WechatStore, keys: KeySpace, sender: Sender, log: FastifyBaseLogger, hooks: RunnerHooks): MessageQueue | null {
   const queue = options.queue
   if (queue === false) {

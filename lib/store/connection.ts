@@ -19,3 +19,13 @@ export function duplicateClient (client: Redis, overrides: ConnectionOverrides):
   const { enableOfflineQueue, ...redisOptions } = overrides
   return (client as unknown as Cluster).duplicate([], { enableOfflineQueue, redisOptions }) as unknown as Redis
 }
+
+/**
+ * ioredis' own `keyPrefix` of a client (a Cluster's is under `redisOptions`), '' when none: ioredis
+ * writes it before every key of a command, which BullMQ refuses and which queued commands carry.
+ */
+export function clientKeyPrefix (client: unknown): string {
+  const options = (client as { options?: { keyPrefix?: unknown, redisOptions?: { keyPrefix?: unknown } } }).options
+  const prefix = options?.keyPrefix ?? options?.redisOptions?.keyPrefix
+  return typeof prefix === 'string' ? prefix : ''
+}

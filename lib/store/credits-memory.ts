@@ -28,9 +28,9 @@ export class MemoryCredits implements CreditStore {
       this.applied.delete(once.key)
       this.applied.set(once.key, now + once.ttlMs)
     }
-    const events = at === undefined ? undefined : this.eventsOf(openid)
     for (const [templateId, n] of counts) {
-      if (events !== undefined && at !== undefined) {
+      if (at !== undefined) {
+        const events = this.eventsOf(openid)
         // an accept from before the latest reject was voided by it (its push came late)
         if (at < (events.get(`r:${templateId}`) ?? 0)) continue
         events.set(`a:${templateId}`, Math.max(at, events.get(`a:${templateId}`) ?? 0))

@@ -34,13 +34,14 @@ export interface KeySpace {
 }
 
 export function keySpace (prefix: string, appId: string): KeySpace {
-  const base = `${prefix}{${appId}}:`
+  const root = `${prefix}{${appId}}`
+  const base = `${root}:`
   return {
-    root: `${prefix}{${appId}}`,
+    root,
     token: `${base}token`,
     lock: `${base}token:lock`,
     force: `${base}token:force`,
-    queue: `${prefix}{${appId}}`,
+    queue: root,
     record: (id) => `${base}msg:${id}`,
     idempotency: (key) => `${base}idem:${key}`,
     stats: `${base}stats`,

@@ -7,6 +7,8 @@
  * and fails them; the app's own commands are left as they are (what to do with them is its call).
  */
 
+import { clientKeyPrefix } from './connection.js'
+
 /** The part of ioredis' queued item (a Denque entry) this reads. */
 interface QueuedItem { command?: { args?: unknown[], reject?: (err: Error) => void } }
 interface OfflineQueue { length: number, toArray (): QueuedItem[], clear (): void, push (item: QueuedItem): void }
@@ -35,9 +37,8 @@ function isQueue (value: unknown): value is OfflineQueue {
  * also behind the client's own ioredis `keyPrefix` (added to the keys when a command is built). Returns how many.
  */
 export function dropQueuedCommands (client: unknown, keyRoot: string, reason: string): number {
-  const options = (client as { options?: { keyPrefix?: unknown, redisOptions?: { keyPrefix?: unknown } } }).options
-  const clientPrefix = options?.keyPrefix ?? options?.redisOptions?.keyPrefix
-  const roots = typeof clientPrefix === 'string' && clientPrefix !== '' ? [keyRoot, clientPrefix + keyRoot] : [keyRoot]
+  const clientPrefix = clientKeyPrefix(client)
+  const roots = clientPrefix !== '' ? [keyRoot, clientPrefix + keyRoot] : [keyRoot]
   const isOurs = (arg: unknown): boolean => {
     const text = typeof arg === 'string' ? arg : Buffer.isBuffer(arg) ? arg.toString('latin1') : undefined
     return text !== undefined && roots.some((root) => text.startsWith(root))
@@ -46,12 +47,12 @@ export function dropQueuedCommands (client: unknown, keyRoot: string, reason: st
   for (const queue of offlineQueuesOf(client)) {
     if (queue.length === 0) continue
     const items = queue.toArray()
-    const ours = items.filter((item) => item.command?.args?.some(isOurs) === true)
-    if (ours.length === 0) continue
+    const ours = new Set(items.filter((item) => item.command?.args?.some(isOurs) === true))
+    if (ours.size === 0) continue
     queue.clear()
-    for (const item of items) if (!ours.includes(item)) queue.push(item)
+    for (const item of items) if (!ours.has(item)) queue.push(item)
     for (const item of ours) item.command?.reject?.(new Error(reason))
-    dropped += ours.length
+    dropped += ours.size
   }
   return dropped
 }
