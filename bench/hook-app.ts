@@ -32,15 +32,15 @@ async function plugin (): Promise<FastifyInstance> {
   return app
 }
 
-function onCommand (app: FastifyInstance, handlers: Record<string, () => Promise<unknown> | unknown>): void {
-  process.on('message', (command: { type: string }) => {
+function onCommand (app: FastifyInstance, handlers: Record<string, (command: { type: string, name?: string }) => Promise<unknown> | unknown>): void {
+  process.on('message', (command: { type: string, name?: string }) => {
     if (command.type === 'close') {
       app.close().then(() => process.disconnect(), () => process.exit(1))
       return
     }
     const handler = handlers[command.type]
     if (!handler) return
-    Promise.resolve(handler()).then(
+    Promise.resolve(handler(command)).then(
       (answer) => process.send?.({ type: command.type, ...(answer as object) }),
       (err) => process.send?.({ type: command.type, error: String(err) })
     )
@@ -58,6 +58,7 @@ async function appRole (): Promise<void> {
   let cpu = process.cpuUsage()
   let profiler: Session | undefined
   let profiles = 0
+  let profileName = 'run'
   onCommand(app, {
     sample: (): Sample => {
       const used = process.cpuUsage(cpu)
@@ -67,7 +68,8 @@ async function appRole (): Promise<void> {
       return sample
     },
     // BENCH_HOOK_PROF_DIR: a CPU profile of one measured run only (not warm-up, drain or boot).
-    'profile-start': async () => {
+    'profile-start': async (command) => {
+      profileName = command.name ?? 'run'
       profiler ??= new Session()
       profiler.connect()
       await profiler.post('Profiler.enable')
@@ -78,7 +80,7 @@ async function appRole (): Promise<void> {
       const session = profiler as Session
       const { profile } = await session.post('Profiler.stop')
       session.disconnect()
-      const file = path.join(process.env.BENCH_HOOK_PROF_DIR as string, `${process.env.BENCH_HOOK_PROF_NAME ?? 'app'}-${++profiles}.cpuprofile`)
+      const file = path.join(process.env.BENCH_HOOK_PROF_DIR as string, `${process.env.BENCH_HOOK_PROF_NAME ?? 'app'}-${profileName}-${++profiles}.cpuprofile`)
       writeFileSync(file, JSON.stringify(profile))
       return { file }
     },

@@ -24,7 +24,7 @@
  *   flock /tmp/bench.lock npx tsx bench/hook.ts
  *   env: BENCH_SECONDS=3 BENCH_ROUNDS=5 BENCH_CONNECTIONS=32 BENCH_WARMUP_SECONDS=2 BENCH_HOOK_RATE=1000
  *        BENCH_HOOK_APPS=memory,bullmq,bullmq-split BENCH_HOOK_ROUTES=trivial,order BENCH_HOOK_MODES=hook,e2e,rate
- *        BENCH_HOOK_PROF_DIR=dir (a CPU profile of the app process during each measured push run)
+ *        BENCH_HOOK_PROF_DIR=dir (a CPU profile of the app process during each measured run, plain and push)
  */
 import path from 'node:path'
 import type { ChildProcess } from 'node:child_process'
@@ -91,9 +91,9 @@ async function startApp (key: AppKey, sim: SimChild, redis: PrivateRedis | undef
   return { key, child, worker, url: `http://127.0.0.1:${port}` }
 }
 
-async function ask<T> (child: ChildProcess, type: string, timeoutMs = 60_000): Promise<T> {
+async function ask<T> (child: ChildProcess, type: string, timeoutMs = 60_000, extra: object = {}): Promise<T> {
   const answer = nextMessage<T & { error?: string }>(child, type, timeoutMs)
-  child.send({ type })
+  child.send({ ...extra, type })
   const result = await answer
   if (result.error) throw new Error(result.error)
   return result
@@ -104,8 +104,8 @@ interface Run { rate: number, p99: number, bad: number, cpu: number, eldP99: num
 async function measure (app: AppHandle, route: RouteKey, mode: ModeKey, which: 'plain' | 'push', seconds: number, connections: number, fixedRate: number, warmup = false): Promise<Run> {
   const r = ROUTES[route]
   const urlPath = which === 'plain' ? r.plain : r.push
-  const profile = process.env.BENCH_HOOK_PROF_DIR && which === 'push' && !warmup
-  if (profile) await ask(app.child, 'profile-start')
+  const profile = process.env.BENCH_HOOK_PROF_DIR && !warmup
+  if (profile) await ask(app.child, 'profile-start', 60_000, { name: `${route}-${mode}-${which}` })
   await ask<Sample>(app.child, 'sample')
   let rate: number
   let p99: number
