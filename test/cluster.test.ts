@@ -183,9 +183,9 @@ function suite (t: Test, backend: Backend): void {
     t.equal(await burst(), 300, 'every send succeeds after the token is invalidated')
     t.equal(sim.tokenFetches().stable_token, 2, 'one refetch for the whole fleet')
 
-    // WeChat refuses a token stable_token still returns: instance 0 spends one force_refresh; a new
-    // instance that starts on that token and sees it refused 10 s later is held by the shared 30-s spacing.
-    sim.failNext('send', { errcode: 40001 })
+    // WeChat refuses a token stable_token still returns, twice: instance 0 spends one force_refresh; a
+    // new instance that starts on that token and sees it refused 10 s later is held by the shared 30-s spacing.
+    sim.failNext('send', { errcode: 40001 }, 2)
     await apps[0].wechat.send(numbered('F', 0))
     t.equal(sim.tokenFetches().force_refresh, 1)
     const late = await appOn(t, sim, { client: backend.client(), closeClient: true }, plugin)

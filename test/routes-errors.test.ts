@@ -133,9 +133,10 @@ test('FST_WECHAT_API is 502: 45011 and 45009 with Retry-After, -1, a token rejec
   sim.failNext('send', { errcode: -1 }, 3)
   t.match((await postJson(app, '/wechat/messages', shippedMessage())).json(), { statusCode: 502, errcode: -1 })
 
-  sim.failNext('send', { errcode: 40001 }, 2)
+  // (refused, retried with the token WeChat hands out again, refused, force-refreshed, refused)
+  sim.failNext('send', { errcode: 40001 }, 3)
   const rejected = await postJson(app, '/wechat/messages', shippedMessage())
-  t.equal(rejected.statusCode, 502, '40001 again after the retry')
+  t.equal(rejected.statusCode, 502, '40001 again after the retries')
   t.match(rejected.json(), { statusCode: 502, code: 'FST_WECHAT_API', error: 'Bad Gateway', errcode: 40001, errmsg: /./ })
   t.equal(rejected.headers['retry-after'], undefined, 'no Retry-After for a rejected token')
 
@@ -158,7 +159,7 @@ test('no response carries the appSecret or the access_token', async (t) => {
   const app = await routesApp(t, sim, { logger: logs.logger })
   const accessToken = await app.wechat.getToken()
   const bodies: string[] = []
-  for (const [fault, times] of [[{ errcode: 40003 }, 1], [{ errcode: 45011 }, 1], [{ httpStatus: 500 }, 3], [{ errcode: 40001 }, 2]] as const) {
+  for (const [fault, times] of [[{ errcode: 40003 }, 1], [{ errcode: 45011 }, 1], [{ httpStatus: 500 }, 3], [{ errcode: 40001 }, 3]] as const) {
     sim.failNext('send', fault, times)
     const res = await postJson(app, '/wechat/messages', shippedMessage())
     t.ok(res.statusCode >= 422, `${JSON.stringify(fault)} → ${res.statusCode}`)

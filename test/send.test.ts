@@ -155,8 +155,15 @@ test('40001 on send: the token is dropped, refetched once and the send retried o
   t.equal(sim.counters.send, 2)
   t.equal(sim.tokenFetches().stable_token, 2)
 
+  // Refused again with the token stable_token hands out as current: one force_refresh, a third try.
+  sim.failNext('send', { errcode: 40001 }, 2)
+  t.ok((await app.wechat.send(shippedMessage())).msgid)
+  t.equal(sim.tokenFetches().force_refresh, 1)
+  t.equal(sim.counters.send, 5)
+  // and when no force_refresh is allowed (30 s apart), the second refusal is the answer
   sim.failNext('send', { errcode: 40001 }, 2)
   await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_API', errcode: 40001 })
+  t.equal(sim.counters.send, 7)
 })
 
 test('send() and enqueue() options: a wrong type or an unknown key (a misspelt idempotencyKey) is refused before anything happens', async (t) => {

@@ -67,33 +67,39 @@ test('classic endpoint: cgi-bin/token, one fetch, refetch after 40001', async (t
   t.equal(sim.tokenFetches().force_refresh, 0, 'classic mode has no force_refresh')
 })
 
-test('stable: a refused token WeChat still hands out is replaced by force_refresh, within budget', async (t) => {
+test('stable: a refused token WeChat still hands out is retried with first, and force-refreshed only when refused again, within budget', async (t) => {
   // Noon in China: the budget is per China day, and the test moves the clock 11 minutes on. Started
   // from the real time it failed in CI run at 15:59 UTC, when the day turned over mid-test.
   const sim = await startSimulator(t, { clock: new SimulatorClock(Date.UTC(2026, 2, 1, 4)) })
   const app = await buildApp(t, sim, { plugin: { clock: sim.clock } })
   const first = await app.wechat.getToken()
-  // WeChat refuses a token that stable_token would still return: only force_refresh replaces it.
+  // A stray 40001 on a token stable_token still returns: retried with it, no force_refresh (WECHAT.md
+  // §1.5: force "only if the normal call keeps returning the token that just failed"; an audit found
+  // every single 40001 spending one of the day's 20 and killing the token for every other holder).
   sim.failNext('send', { errcode: 40001 })
-  await app.wechat.send(shippedMessage())
+  const stray = await app.wechat.send(shippedMessage())
+  t.ok(stray.msgid, 'retried with the same token: sent')
+  t.equal(await app.wechat.getToken(), first, 'the token is unchanged')
+  t.equal(sim.tokenFetches().force_refresh, 0)
+
+  // Refused again right after WeChat handed it out as current: force_refresh, and a third try with the new token.
+  sim.clock.advance(31_000)
+  sim.failNext('send', { errcode: 40001 }, 2)
+  const forced = await app.wechat.send(shippedMessage())
+  t.ok(forced.msgid, 'sent with the force-refreshed token')
   const second = await app.wechat.getToken()
   t.not(second, first)
   t.equal(sim.tokenFetches().force_refresh, 1)
 
-  // 10 s later: the budget says 30 s apart, so no force_refresh. A stray 40001 is retried with the
-  // token stable_token still returns (it failed untried before, FST_WECHAT_TOKEN, no errcode: an audit);
-  // one WeChat refuses again ends the send with that 40001.
+  // 10 s later: the budget says 30 s apart, so no force_refresh: refused twice, the send ends with that 40001.
   sim.clock.advance(10_000)
-  sim.failNext('send', { errcode: 40001 })
-  const retried = await app.wechat.send(shippedMessage())
-  t.ok(retried.msgid, 'retried with the same token: sent')
-  t.equal(await app.wechat.getToken(), second, 'the token is unchanged')
   sim.failNext('send', { errcode: 40001 }, 2)
   await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_API', errcode: 40001, errorClass: 'token' })
+  t.equal(await app.wechat.getToken(), second, 'the token is unchanged')
   t.equal(sim.tokenFetches().force_refresh, 1)
   // Many calls refused at once (a review found each fetch answering the refused token started the next
   // for those who joined it, one after another): no fetch at all while that token is known to be
-  // handed out again, each call retried once with it; getToken({ forceRefresh }) answers it too.
+  // handed out again and not to be forced, each call retried once with it; getToken({ forceRefresh }) answers it too.
   const fetchesBefore = sim.counters.stable_token
   sim.failNext('send', { errcode: 40001 }, 100)
   const refused = await Promise.allSettled(Array.from({ length: 50 }, () => app.wechat.send(shippedMessage())))
@@ -104,7 +110,7 @@ test('stable: a refused token WeChat still hands out is replaced by force_refres
   // 20 a day: after 19 more (31 s apart) the 21st is refused locally, before WeChat's 45009.
   for (let i = 0; i < 19; i++) {
     sim.clock.advance(31_000)
-    sim.failNext('send', { errcode: 40001 })
+    sim.failNext('send', { errcode: 40001 }, 2)
     await app.wechat.send(shippedMessage())
   }
   t.equal(sim.tokenFetches().force_refresh, 20)
@@ -112,6 +118,38 @@ test('stable: a refused token WeChat still hands out is replaced by force_refres
   sim.failNext('send', { errcode: 40001 }, 2)
   await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_API', errcode: 40001 })
   t.equal(sim.tokenFetches().force_refresh, 20, 'the budget is never exceeded')
+})
+
+test('stable: a force_refresh WeChat refuses (45009, its own count used up by other clients) leaves the current token in use', async (t) => {
+  const sim = await startSimulator(t, { clock: new SimulatorClock(Date.UTC(2026, 2, 1, 4)) })
+  const app = await buildApp(t, sim, { plugin: { clock: sim.clock } })
+  const first = await app.wechat.getToken()
+  // Another client of the AppID has used WeChat's 20 force refreshes today; this app's own count has not.
+  for (let i = 0; i < 21; i++) {
+    sim.clock.advance(31_000)
+    await fetch(`${sim.url}/cgi-bin/stable_token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ grant_type: 'client_credential', appid: sim.appId, secret: sim.appSecret, force_refresh: true }) })
+  }
+  const current = await app.wechat.getToken({ forceRefresh: true })
+  t.not(current, first, 'the other client replaced it; a normal call hands out its token')
+  const refusedForces = (): number => sim.requests.filter((r) => r.endpoint === 'stable_token' && r.errcode === 45009).length
+  t.equal(refusedForces(), 1, 'the other client\'s 21st')
+  // Refused twice while handed out as current: the force_refresh gets 45009, and the send still
+  // ends with WeChat's 40001 for it, not FST_WECHAT_TOKEN 45009, with the token kept.
+  sim.clock.advance(31_000)
+  sim.failNext('send', { errcode: 40001 }, 2)
+  const err = await app.wechat.send(shippedMessage()).catch((e) => e)
+  t.match(err, { code: 'FST_WECHAT_API', errcode: 40001 })
+  t.equal(refusedForces(), 2, 'one force_refresh asked for, refused')
+  t.equal(await app.wechat.getToken(), current, 'the token stays in use')
+  const sent = await app.wechat.send(shippedMessage())
+  t.ok(sent.msgid, 'the next send goes out with it, no fetch needed')
+  // WeChat said no for today: the next refusals in the day do not ask again.
+  for (let i = 0; i < 3; i++) {
+    sim.clock.advance(31_000)
+    sim.failNext('send', { errcode: 40001 }, 2)
+    await app.wechat.send(shippedMessage()).catch(() => {})
+  }
+  t.equal(refusedForces(), 2, 'no force_refresh asked for again that day')
 })
 
 test('getToken({ forceRefresh }) replaces the current token', async (t) => {

@@ -37,6 +37,8 @@ interface RefreshRequest {
   rejected?: string
   /** the scheduled job: renew when less than refreshAhead is left, not just when expiring */
   ahead?: boolean
+  /** `rejected` was refused again after stable_token handed it out as current: force_refresh, within budget */
+  force?: true
 }
 
 /**
@@ -65,7 +67,11 @@ export class TokenManager {
   /** The hot path: a valid in-process token costs nothing but this comparison. */
   async getToken (forceRefresh = false): Promise<string> {
     const local = this.local
-    if (forceRefresh) return local === null ? (await this.refresh({})).token : this.rejected(local.token)
+    if (forceRefresh) {
+      if (local === null) return (await this.refresh({})).token
+      // (said again of a token just refused and handed out as current: what a call refused twice does)
+      return this.refusedToken.stillCurrent(local.token) ? this.refusedAgain(local.token) : this.rejected(local.token)
+    }
     if (local && local.expiresAt - this.options.clock.now() > MIN_REMAINING_MS) return local.token
     return (await this.refresh({})).token
   }
@@ -82,6 +88,24 @@ export class TokenManager {
     if (this.refusedToken.stillCurrent(token)) return token
     if (this.local?.token === token) this.local = null
     return (await this.refresh({ rejected: token })).token
+  }
+
+  /**
+   * A call retried with `token` after stable_token handed it out as current (`rejected` returned it)
+   * was refused again: WeChat "keeps returning the token that just failed" (WECHAT.md §1.5), so
+   * force_refresh replaces it, within the fleet's budget; otherwise, or if the force_refresh fails,
+   * the same token comes back and the call ends with its refusal. Classic mode never gets here
+   * (each fetch there is a new token).
+   */
+  async refusedAgain (token: string): Promise<string> {
+    const local = this.local
+    if (this.options.endpoint.mode !== 'stable') return local?.token ?? token
+    // (a force_refresh just found not allowed, or failed: the next refusals are answered without a fetch)
+    if (this.refusedToken.forceBlocked(token)) return token
+    // (replaced meanwhile: by the force of another call refused in the same burst, or another instance)
+    if (local !== null && local.token !== token && local.expiresAt - this.options.clock.now() > MIN_REMAINING_MS) return local.token
+    if (local?.token === token) this.local = null
+    return (await this.refresh({ rejected: token, force: true })).token
   }
 
   /**
@@ -234,10 +258,20 @@ export class TokenManager {
     let forced = false
     let fetched = await this.fetchWithRetry(false)
     if (this.options.endpoint.mode === 'stable' && request.rejected !== undefined && fetched.token === request.rejected) {
-      // WeChat still hands out the token it refused: only force_refresh replaces it (WECHAT.md §1.5).
-      if (await this.refusedToken.mayForce(fetched.token, this.guard.available ? this.options.store : null)) {
-        fetched = await this.fetchWithRetry(true)
-        forced = true
+      // WeChat still hands out the token it refused (refused-token.ts): the first time, the call is
+      // retried with it; refused again, only force_refresh replaces it (WECHAT.md §1.5).
+      if (request.force !== true) {
+        this.refusedToken.confirmed(fetched.token)
+      } else if (await this.refusedToken.mayForce(fetched.token, this.guard.available ? this.options.store : null)) {
+        try {
+          fetched = await this.fetchWithRetry(true)
+          forced = true
+        } catch (err) {
+          if (this.stop.signal.aborted) throw err
+          const error = err as TokenErrorInstance
+          this.options.log.warn({ errcode: error.errcode, rid: error.rid, reason: error.message }, 'wechat: force_refresh failed; the token WeChat still hands out stays in use')
+          this.refusedToken.forceFailed(fetched.token, error.errcode)
+        }
       }
     }
     this.fetches++

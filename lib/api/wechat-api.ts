@@ -18,7 +18,9 @@ export interface ApiAnswer {
 /**
  * Business APIs that take `access_token` in the query (every one but the token endpoints). Applies
  * the token rule once for all of them: on 40001/40014/42001, drop exactly the token that was used,
- * get the current one and retry once (WECHAT.md §1.5).
+ * get the current one and retry once (WECHAT.md §1.5). The one exception: a stable token WeChat
+ * refuses twice while its token endpoint hands it out as current is force-refreshed (within budget)
+ * and the call tried a third time with the new token.
  */
 export class WechatApi {
   /** `access_token=…` of the last token used, encoded once per token rather than once per call */
@@ -30,14 +32,27 @@ export class WechatApi {
     // (a caller who gives up while the token is fetched stops waiting; the fetch goes on for the others)
     let token = this.tokens.current() ?? await abortable(this.tokens.getToken(), options.signal)
     let ambiguous = false
-    for (let retried = false; ; retried = true) {
+    /** the retry's token is the refused one, which stable_token handed out again as current */
+    let sameToken = false
+    for (let attempt = 1; ; attempt++) {
       options.signal?.throwIfAborted()
       const body = await this.http.call(method, path, { query: options.query, json: options.json, form: options.form, search: this.encoded(token), cancel: options.cancel })
       const answer = toAnswer(body)
       ambiguous ||= answeredAfterAmbiguity(body)
       if (ambiguous) answer.ambiguous = true
-      if (retried || classifyErrcode(answer.errcode) !== 'token') return answer
-      token = await abortable(this.tokens.rejected(token), options.signal)
+      if (classifyErrcode(answer.errcode) !== 'token') return answer
+      if (attempt === 1) {
+        const next = await abortable(this.tokens.rejected(token), options.signal)
+        sameToken = next === token
+        token = next
+        continue
+      }
+      // Refused again with the token WeChat just handed out as current: one more try, only with the
+      // new token a force_refresh gave (token-manager.ts refusedAgain); else this refusal is the answer.
+      if (attempt > 2 || !sameToken) return answer
+      const next = await abortable(this.tokens.refusedAgain(token), options.signal)
+      if (next === token) return answer
+      token = next
     }
   }
 
