@@ -161,6 +161,31 @@ test('a failure receipt paired by user, template and time keeps its MsgID too, a
   t.equal(record?.msgid, '3001234567890123456', 'the receipt taught us the msgid')
 })
 
+for (const store of ['memory', 'redis'] as const) {
+  test(`receipts without a known msgid arriving together for two messages to one user and template settle both (${store})`, async (t) => {
+    // An audit: both receipts were paired with the same message, the second overwrote its msgid and the
+    // other message stayed 'sent' for good (its message:delivered never came).
+    const sim = await startSimulator(t, { returnMsgid: false })
+    const redisUrl = await redisFor(t, store)
+    const { app, url } = await pushApp(t, sim, { listen: true, redisUrl, plugin: { keyPrefix: uniquePrefix('receipts'), clock: sim.clock } })
+    sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY, format: 'json', sentEvents: false })
+    const openid = 'oCredit-user-0000000011'
+    const delivered: string[] = []
+    app.wechat.on('message:delivered', (event) => { delivered.push(event.id) })
+    const first = await app.wechat.send(shippedMessage(openid))
+    const second = await app.wechat.send(shippedMessage(openid))
+    const receipt = (msgid: string) => ({ FromUserName: openid, Event: 'subscribe_msg_sent_event', List: [{ TemplateId: ORDER, MsgID: msgid, ErrorCode: 0, ErrorStatus: 'success' }] })
+    const accepted = sim.accepted.map((message) => message.msgid as string)
+    const answers = await Promise.all(accepted.map((msgid) => sim.push(undefined, receipt(msgid))))
+    t.same(answers.map((a) => a.body), ['success', 'success'])
+    await waitFor2(async () => (await app.wechat.status(first.id))?.status === 'delivered' && (await app.wechat.status(second.id))?.status === 'delivered')
+    const msgids = [(await app.wechat.status(first.id))?.msgid, (await app.wechat.status(second.id))?.msgid].sort()
+    t.same(msgids, accepted.sort(), 'each message kept its own receipt\'s MsgID')
+    t.same(delivered.sort(), [first.id, second.id].sort(), 'message:delivered for each')
+    t.equal((await app.wechat.stats()).delivered, 2)
+  })
+}
+
 for (const returnMsgid of [true, false]) {
   test(`a receipt that outruns the send's answer is applied once the result is stored (msgid ${returnMsgid ? 'returned' : 'not returned'})`, async (t) => {
     const sim = await startSimulator(t, { returnMsgid })

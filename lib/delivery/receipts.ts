@@ -4,6 +4,7 @@ import type { PushEventBus } from '../push/event-bus.js'
 import { dedupeKey, isChangeEvent, isPopupEvent, isSentEvent } from '../push/events.js'
 import type { PushMessage, SentEvent, SentItem } from '../push/events.js'
 import type { WechatStore } from '../store/types.js'
+import { AWAITING_RECEIPT } from '../store/records.js'
 import type { Status } from '../store/records.js'
 import type { Credits } from './credits.js'
 import { lifecycleName, recordEvent } from '../lifecycle.js'
@@ -19,6 +20,10 @@ const RECEIPT_WINDOW_MS = 10 * 60_000
 export const RECEIPT_RETRY_DELAYS_MS: readonly number[] = [250, 1000, 4000]
 /** Most unmatched receipts waiting for a retry at once; beyond it they are dropped (logged). */
 const MAX_WAITING = 1000
+/** Looks for a message paired by user, template and time, when another receipt took the one found. */
+const MATCH_ATTEMPTS = 5
+/** What a pairing by time may claim: findSentMatch's statuses */
+const AWAITING = [...AWAITING_RECEIPT] as readonly Status[]
 
 export interface ReceiptHandler {
   /** Cancels the retries still waiting (on close: the store is about to go away). */
@@ -57,9 +62,22 @@ export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: 
 
   /** Applies one receipt item to its message; false when no message matches (yet). */
   async function settle (message: SentEvent, item: SentItem): Promise<boolean> {
-    const id = (item.MsgID ? await byMsgid(message, item, item.MsgID) : null) ??
-      await store.findSentMatch(message.FromUserName, item.TemplateId, message.CreateTime * 1000, RECEIPT_WINDOW_MS)
-    if (!id) return false
+    const named = item.MsgID ? await byMsgid(message, item, item.MsgID) : null
+    if (named !== null) return apply(named, item, undefined)
+    // Paired by user, template and time: the claim is conditional (still awaiting a receipt), so two
+    // receipts arriving together for two such messages cannot both take the closest one (an audit:
+    // the second overwrote the first's msgid and the other message stayed 'sent' for good). One that
+    // lost the race looks again, and finds the next one.
+    for (let attempt = 0; attempt < MATCH_ATTEMPTS; attempt++) {
+      const id = await store.findSentMatch(message.FromUserName, item.TemplateId, message.CreateTime * 1000, RECEIPT_WINDOW_MS)
+      if (id === null) return false
+      if (await apply(id, item, AWAITING)) return true
+    }
+    return false
+  }
+
+  /** Moves message `id` by the receipt item; false when `onlyFrom` was given and the message had moved on. */
+  async function apply (id: string, item: SentItem, onlyFrom: readonly Status[] | undefined): Promise<boolean> {
     // (a message paired by user, template and time learns its msgid from the receipt, either way)
     const msgid = item.MsgID ? { msgid: item.MsgID } : {}
     // A delivered message carries no error: a failure receipt before it (WeChat's retry of the
@@ -68,7 +86,8 @@ export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: 
       ? { status: 'delivered' as const, errcode: null, errmsg: null, ...msgid }
       : { status: 'failed' as const, errcode: item.ErrorCode, errmsg: item.ErrorStatus || 'delivery failed', ...msgid }
     const before: { status?: Status } = {}
-    const record = await store.updateRecord(id, patch, { ttlSeconds: options.retentionSeconds, now: new Date(options.clock.now()).toISOString(), before })
+    const record = await store.updateRecord(id, patch, { ttlSeconds: options.retentionSeconds, now: new Date(options.clock.now()).toISOString(), before, onlyFrom })
+    if (onlyFrom !== undefined && record !== null && !onlyFrom.includes(before.status as Status)) return false
     // Emitted only when this receipt moved the message: not for a record the store would not move
     // (already delivered, answered as it was), nor for a second receipt of the same message (a
     // WeChat retry of a push answered 503 after this item was applied, or a repeat with another CreateTime).

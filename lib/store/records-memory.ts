@@ -85,7 +85,7 @@ export class MemoryRecords implements MessageRecordStore {
     const old = stored.record.status
     if (opts.before !== undefined) opts.before.status = old
     const next = patch.status ?? old
-    if (!canTransition(old, next)) return { ...stored.record }
+    if (!canTransition(old, next) || (opts.onlyFrom !== undefined && !opts.onlyFrom.includes(old))) return { ...stored.record }
     const record: MessageRecord = { ...stored.record, status: next, updatedAt: opts.now }
     if (patch.attempts !== undefined) record.attempts = patch.attempts
     if (patch.errcode === null) delete record.errcode

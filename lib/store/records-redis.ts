@@ -77,7 +77,7 @@ export class RedisRecords implements MessageRecordStore {
     const keys = [this.keys.record(id)]
     if (patch.msgid !== undefined) keys.push(this.keys.msgid(patch.msgid))
     const write = ['u', String(ttl), String(nowMs), padMs(nowMs), String(nowMs - ttl * 1000), opts.now,
-      patch.msgid === undefined ? '0' : '1', JSON.stringify(patchOf(patch))]
+      patch.msgid === undefined ? '0' : '1', JSON.stringify(opts.onlyFrom === undefined ? patchOf(patch) : { ...patchOf(patch), onlyFrom: opts.onlyFrom })]
     const reply = await this.writes.write(keys, write, opts.deferred)
     if (reply[0] !== WRITE_REPLY.updated) return null
     if (opts.before !== undefined) opts.before.status = reply[2] as Status

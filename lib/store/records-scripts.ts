@@ -122,7 +122,8 @@ export const WRITE_REPLY = { created: 1, exists: 0, staleMapping: 2, updated: 3,
  *       id of a stale mapping that may be replaced ('' none), record JSON, id, status, templateId
  *   'p' plain create (no idempotency key, a status that needs neither the failure list nor the sent
  *       index: most sends): ttl s, has msgid, record JSON, id, status, templateId
- *   'u' update: ttl s, sentAt ms, sentAt padded, cutoff ms, now ISO, has msgid, patch JSON
+ *   'u' update: ttl s, sentAt ms, sentAt padded, cutoff ms, now ISO, has msgid, patch JSON (with
+ *       `onlyFrom`, the statuses the record must have for the update to apply)
  * A plain create is the send path's write: half the arguments, and the script reads no JSON for it.
  */
 export const WRITE_ARGS = { c: 12, p: 7, u: 8 } as const
@@ -168,6 +169,11 @@ local function update (recordKey, msgidKey, a)
   local old = rec.status
   local new = patch.status or old
   if new ~= old and not (ALLOWED[old] and ALLOWED[old][new]) then return { 3, json, old } end
+  if type(patch.onlyFrom) == 'table' then
+    local from = false
+    for _, s in ipairs(patch.onlyFrom) do if s == old then from = true end end
+    if not from then return { 3, json, old } end
+  end
   local ttl = tonumber(ARGV[a + 1])
   local now = ARGV[a + 5]
   rec.status = new

@@ -79,6 +79,12 @@ export interface UpdateRecordOptions extends WriteTiming {
   now: string
   /** filled in with the status the record had before this update, when it exists (did it move?) */
   before?: { status?: Status }
+  /**
+   * Apply only while the record has one of these statuses, else answer it unchanged (`before` says
+   * which it had): a receipt paired by user, template and time claims a message still waiting for
+   * one, atomically, so two receipts arriving together cannot both take the same message.
+   */
+  onlyFrom?: readonly Status[]
 }
 
 /** The message records of `WechatStore` (types.ts): records-memory.ts and records-redis.ts. */
