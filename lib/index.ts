@@ -122,7 +122,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     await queue?.close(CLOSE_GRACE_MS)
     await delivery.flush()
     credits.close()
-    await events.drain(EVENTS_DRAIN_MS)
+    await events.drainForClose(EVENTS_DRAIN_MS)
     tokens.close()
     await http.close()
     await store.close()

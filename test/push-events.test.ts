@@ -183,6 +183,17 @@ test('app.close() waits for handlers already acknowledged to WeChat', async (t) 
   t.ok(done, 'handler finished before close resolved')
 })
 
+test('app.close() gives a push handler that never settles 5 s in all, not 5 s per part that waits for it', async (t) => {
+  const sim = await startSimulator(t)
+  const { app, url } = await pushApp(t, sim, { listen: true })
+  app.wechat.on('event', () => new Promise(() => {}))
+  t.equal((await sim.push(url, changeEvent(), { token: TOKEN, encodingAESKey: KEY })).body, 'success')
+  const started = Date.now()
+  await app.close()
+  const took = Date.now() - started
+  t.ok(took >= DRAIN_MS - 100 && took < DRAIN_MS + 2000, `closed in ${took} ms (it took 10 s: an audit)`)
+})
+
 test('handler errors are logged with the event name; nothing secret is logged', async (t) => {
   const sim = await startSimulator(t)
   // info: a refusal is logged at info (a client 4xx), and the no-secret check covers the request lines too.

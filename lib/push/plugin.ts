@@ -192,7 +192,7 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
 
     child.addHook('onClose', async () => {
       lateUndo.close()
-      await events.drain(EVENTS_DRAIN_MS)
+      await events.drainForClose(EVENTS_DRAIN_MS)
     })
 
     child.get(push.path, { schema: hidden() }, async (request, reply) => {
