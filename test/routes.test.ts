@@ -109,6 +109,57 @@ test('whatever status and body the user\'s hook answers with pass through untouc
   t.equal(sim.counters.send, 0, 'nothing was sent')
 })
 
+// An audit: a hook that throws (as @fastify/rate-limit does: its 429 with its own fields) had its error
+// rewritten by the routes' error handler (code FST_ERR_BAD_REQUEST, its fields gone), and the app's own
+// error handler never ran. Failed before.
+test('an error thrown by the user\'s hook, or by one the app adds around the plugin, goes to the app\'s error handler untouched', async (t) => {
+  const sim = await startSimulator(t)
+  const app = Fastify()
+  t.teardown(() => app.close())
+  app.setErrorHandler((err: Error & { statusCode?: number, expiresIn?: number }, _request, reply) => {
+    reply.code(err.statusCode ?? 500).send({ appHandler: true, message: err.message, expiresIn: err.expiresIn })
+  })
+  const limited = Object.assign(new Error('Rate limit exceeded, retry in 1 minute'), { statusCode: 429, expiresIn: 60 })
+  app.addHook('onRequest', async (request) => {
+    if (request.headers['x-outer'] === 'throw') throw Object.assign(new Error('maintenance'), { statusCode: 503 })
+  })
+  await app.register(wechatPush, {
+    appId: sim.appId,
+    appSecret: sim.appSecret,
+    baseUrl: sim.url,
+    routes: {
+      prefix: '/wechat',
+      onRequest: async (request: { headers: Record<string, unknown> }) => {
+        if (request.headers['x-limit'] === 'throw') throw limited
+        if (request.headers.authorization !== AUTH) throw Object.assign(new Error('who are you?'), { statusCode: 401 })
+      },
+      preHandler: async (request: { headers: Record<string, unknown> }) => {
+        if (request.headers['x-role'] === 'guest') throw Object.assign(new Error('admins only'), { statusCode: 403 })
+      }
+    }
+  })
+  await app.ready()
+  for (const [method, url] of ROUTES) {
+    const payload = method === 'POST' ? (url.endsWith('batch') ? { messages: [shippedMessage()] } : shippedMessage()) : undefined
+    const limitedRes = await app.inject({ method, url, payload, headers: { authorization: AUTH, 'x-limit': 'throw' } })
+    t.equal(limitedRes.statusCode, 429, `${method} ${url}: 429`)
+    t.same(limitedRes.json(), { appHandler: true, message: 'Rate limit exceeded, retry in 1 minute', expiresIn: 60 }, `${method} ${url}: the app's handler, the limiter's fields`)
+    const stranger = await app.inject({ method, url, payload })
+    t.same([stranger.statusCode, stranger.json()], [401, { appHandler: true, message: 'who are you?' }], `${method} ${url}: 401 by the app's handler`)
+    const guest = await app.inject({ method, url, payload, headers: { authorization: AUTH, 'x-role': 'guest' } })
+    t.same([guest.statusCode, guest.json()], [403, { appHandler: true, message: 'admins only' }], `${method} ${url}: a preHandler's 403 too`)
+    const outer = await app.inject({ method, url, payload, headers: { authorization: AUTH, 'x-outer': 'throw' } })
+    t.same([outer.statusCode, outer.json()], [503, { appHandler: true, message: 'maintenance' }], `${method} ${url}: the app's own hook`)
+  }
+  // The routes' own errors are still theirs: a body that fails validation, a message WeChat refuses.
+  const invalidBody = await app.inject({ method: 'POST', url: '/wechat/messages', payload: { toUser: 1 }, headers: { authorization: AUTH } })
+  t.match([invalidBody.statusCode, invalidBody.json()], [400, { code: 'FST_ERR_VALIDATION', message: /toUser/ }])
+  sim.failNext('send', { errcode: 40003 })
+  const refused = await app.inject({ method: 'POST', url: '/wechat/messages', payload: shippedMessage(), headers: { authorization: AUTH } })
+  t.match([refused.statusCode, refused.json()], [422, { code: 'FST_WECHAT_API', errcode: 40003 }])
+  t.equal(sim.counters.send, 1, 'only the refused one reached WeChat')
+})
+
 test('hooks given as arrays all run, onRequest before preHandler; a preHandler may refuse', async (t) => {
   const sim = await startSimulator(t)
   const seen: string[] = []

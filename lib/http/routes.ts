@@ -57,12 +57,18 @@ export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): voi
     // is its parent's, the app's, whose handler is the app's business)
     if (routes.prefix !== '') {
       child.setNotFoundHandler((request, reply) => {
-        reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `Route ${request.method}:${request.url} not found` })
+        reply.code(404).send({ statusCode: 404, code: 'FST_ERR_NOT_FOUND', error: 'Not Found', message: `Route ${request.method}:${request.url} not found` })
       })
     }
     // Routes that only read from WeChat: a permanent errcode there is WeChat's refusal, not the caller's (502).
     const readOnlyUpstream = new Set([`${child.prefix}/templates`])
     child.setErrorHandler((err, request, reply) => {
+      // An HTTP error thrown by a hook before our handlers (the user's auth hook's 401, a rate
+      // limiter's 429, a hook the app added around the plugin) is theirs: it goes on to the app's
+      // error handler untouched (it was rewritten here, its fields gone). Fastify's own refusals of a
+      // request to these routes (body, content type, validation: FST_ERR_*), everything from our
+      // handlers, and a hook's crash (no HTTP status: a logged 500 that reveals nothing) are mapped here.
+      if (!ours.has(request) && !isFastifyRefusal(err) && hasHttpStatus(err)) throw err
       ours.add(request)
       const refusal = readOnlyUpstream.has(request.routeOptions.url ?? '') ? { refusalStatus: 502 as const } : {}
       const mapped = mapError(err, clock.now(), { ...refusal, bodyLimit: request.routeOptions.bodyLimit })
@@ -168,4 +174,16 @@ export async function readStore<T> (log: FastifyBaseLogger, read: () => Promise<
     log.warn({ reason: (err as Error).message }, 'wechat routes: the store did not answer')
     throw new WechatStoreError('the store did not answer; try again shortly', { cause: err })
   }
+}
+
+/** An error Fastify raised while reading a request for these routes (its body, content type or schema), not a hook's. */
+function isFastifyRefusal (err: unknown): boolean {
+  const { code, validation } = (err ?? {}) as { code?: unknown, validation?: unknown }
+  return validation !== undefined || (typeof code === 'string' && code.startsWith('FST_ERR_'))
+}
+
+/** An error meant as an HTTP answer: it carries its status, as @fastify/sensible's and rate limiters' do. */
+function hasHttpStatus (err: unknown): boolean {
+  const status = (err as { statusCode?: unknown } | null)?.statusCode
+  return typeof status === 'number' && status >= 400 && status <= 599
 }

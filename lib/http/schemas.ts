@@ -157,8 +157,17 @@ export const ErrorReply = Type.Object({
 }, closed)
 export type ErrorReplyType = Static<typeof ErrorReply>
 
-/** A refusal by the user's own auth hook: its body is theirs, so it is passed through untouched. */
-const HookRefusal = Type.Unknown({ description: 'refused by your routes.onRequest / routes.preHandler hook' })
+/**
+ * A refusal by the user's own auth hook: its body is theirs, so it is passed through untouched (a
+ * body it sends bypasses this schema: routes.ts). The fields are those of an error the hook throws,
+ * which Fastify's default error handler serialises through this schema (an empty schema made it `{}`).
+ */
+const HookRefusal = Type.Object({
+  statusCode: Type.Optional(Type.Integer()),
+  code: Type.Optional(Type.String()),
+  error: Type.Optional(Type.String()),
+  message: Type.Optional(Type.String())
+}, { additionalProperties: true, description: 'refused by your routes.onRequest / routes.preHandler hook' })
 
 const ERROR_TEXT: Record<number, string> = {
   400: 'invalid request (schema or message rules, a body that is not JSON or over the size limit)',
