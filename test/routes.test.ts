@@ -60,7 +60,7 @@ test('a path under the prefix that is no route is guarded too: 401 without crede
     t.equal((await app.inject({ method, url })).statusCode, 401, `${method} ${url} without credentials`)
     const found = await app.inject({ method, url, headers: { authorization: AUTH } })
     t.equal(found.statusCode, 404, `${method} ${url} with them`)
-    t.match(found.json(), { statusCode: 404, error: 'Not Found' })
+    t.match(found.json(), { statusCode: 404, code: 'FST_ERR_NOT_FOUND', error: 'Not Found' }, 'the error shape, code included')
   }
   t.equal((await app.inject({ method: 'GET', url: '/elsewhere' })).statusCode, 404, 'outside the prefix: the app\'s own 404, no hook')
 })
