@@ -144,7 +144,7 @@ test("validation: 'truncate': an enqueue result carries the changes of its messa
   t.match(keyedRepaired?.changes, changed, 'under an idempotencyKey too')
   t.notOk(keyedValid !== undefined && 'changes' in keyedValid)
   const repeat = await app.wechat.enqueue(keyed, { idempotencyKey: 'trunc' })
-  t.same(repeat, [{ id: keyedRepaired?.id, status: repeat[0]?.status }, { id: keyedValid?.id, status: repeat[1]?.status }], 'a repeat answers the first messages, as send() does a duplicate: without changes')
+  t.same(repeat, [{ id: keyedRepaired?.id, status: repeat[0]?.status, duplicate: true }, { id: keyedValid?.id, status: repeat[1]?.status, duplicate: true }], 'a repeat answers the first messages, as send() does a duplicate: without changes')
 
   await until('5 sent', async () => (await app.wechat.stats()).sent === 5)
   t.equal(sim.accepted.length, 5)

@@ -12,6 +12,8 @@ for (const kind of ['memory', 'bullmq'] as const) {
     const [first] = await app.wechat.enqueue(numbered('I', 1), { idempotencyKey: 'order-1:shipped' })
     const [second] = await app.wechat.enqueue(numbered('I', 1), { idempotencyKey: 'order-1:shipped' })
     t.equal(second.id, first.id, 'sequential: same id')
+    t.equal(first.duplicate, undefined, 'the first is no repeat')
+    t.equal(second.duplicate, true, 'the repeat says so (an audit: nothing did)')
 
     // 20 parallel enqueues of another key, each with a distinct message: only the first one counts.
     const parallel = (await Promise.all(Array.from({ length: 20 }, (_, i) => app.wechat.enqueue(numbered('J', i), { idempotencyKey: 'order-2:shipped' })))).flat()
@@ -20,7 +22,7 @@ for (const kind of ['memory', 'bullmq'] as const) {
     await settled(app, [first.id, parallel[0].id])
     // Once sent, the key still maps to the same message.
     const [late] = await app.wechat.enqueue(numbered('I', 1), { idempotencyKey: 'order-1:shipped' })
-    t.same(late, { id: first.id, status: 'sent' }, 'after sending: same id, its status')
+    t.same(late, { id: first.id, status: 'sent', duplicate: true }, 'after sending: same id, its status')
     await sleep(300)
 
     t.equal(sim.accepted.length, 2, 'one message per key at the simulator')

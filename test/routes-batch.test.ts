@@ -66,6 +66,8 @@ test('batch idempotencyKey: a repeated batch returns the same ids and sends noth
   const first = (await postJson(app, '/wechat/messages/batch', batch)).json()
   const again = (await postJson(app, '/wechat/messages/batch', batch)).json()
   t.same(again.results.map((r: { id: string }) => r.id), first.results.map((r: { id: string }) => r.id))
+  t.same(first.results.map((r: { duplicate?: true }) => r.duplicate), [undefined, undefined, undefined])
+  t.same(again.results.map((r: { duplicate?: true }) => r.duplicate), [true, true, true], 'each repeat says so')
   await waitFor(async () => sim.accepted.length === 3)
   await new Promise((resolve) => setTimeout(resolve, 100))
   t.equal(sim.accepted.length, 3)

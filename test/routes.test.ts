@@ -260,6 +260,13 @@ test('idempotencyKey: the repeat returns the first message and sends nothing', a
   t.equal(again.statusCode, 200)
   t.match(again.json(), { id: first.id, duplicate: true })
   t.equal(sim.accepted.length, 1)
+  // queued (?queue=true): the repeat says so too (an audit: the 202 did not)
+  const queuedMessage = { ...shippedMessage(), idempotencyKey: 'order-43-shipped' }
+  const queued = await postJson(app, '/wechat/messages?queue=true', queuedMessage)
+  t.equal(queued.statusCode, 202)
+  t.equal(queued.json().duplicate, undefined)
+  const queuedAgain = await postJson(app, '/wechat/messages?queue=true', queuedMessage)
+  t.same([queuedAgain.statusCode, queuedAgain.json().id, queuedAgain.json().duplicate], [202, queued.json().id, true])
 })
 
 test('validation: \'truncate\' reports what it changed in the 200', async (t) => {

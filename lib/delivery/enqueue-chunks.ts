@@ -29,7 +29,9 @@ export function partly (kept: number, total: number, unconfirmed: boolean, reaso
   return `${first}; the other ${total - kept} were not queued`
 }
 
-/** One message's answer: `changes` only when truncate repaired something. */
-export function resultOf (id: string, status: Status, changes: ValueChange[] | undefined): EnqueueResult {
-  return changes !== undefined && changes.length > 0 ? { id, status, changes } : { id, status }
+/** One message's answer: `changes` only when truncate repaired something; `duplicate` for a repeat of an idempotency key. */
+export function resultOf (id: string, status: Status, changes: ValueChange[] | undefined, duplicate = false): EnqueueResult {
+  const result: EnqueueResult = changes !== undefined && changes.length > 0 ? { id, status, changes } : { id, status }
+  if (duplicate) result.duplicate = true
+  return result
 }

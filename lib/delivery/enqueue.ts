@@ -32,6 +32,8 @@ export interface EnqueueResult {
   status: Status
   /** `validation: 'truncate'`: what was repaired in this message (as send()'s); only when something was, and only for a message queued by this call (not a repeat of an idempotency key) */
   changes?: ValueChange[]
+  /** the idempotency key was used before: this is the first message (as it is now), nothing was queued again */
+  duplicate?: true
 }
 
 /** A message that passed validation (and took its credit), with its id: its record and its job. */

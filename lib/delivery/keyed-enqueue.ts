@@ -86,7 +86,7 @@ export class KeyedEnqueue {
       // Some chunks went in, the rest did not: the same key queues the rest and answers the others as repeats.
       throw Object.assign(new WechatQueueError(`${partly(kept, fresh.length, unconfirmed, reason, 'new messages')}; retry with the same idempotencyKey`, { cause: err }), { messageIds })
     }
-    return claims.map((claim, i) => resultOf(claim.record.id, claim.record.status, claim.created ? (prepared[i] as PreparedMessage).changes : undefined))
+    return claims.map((claim, i) => resultOf(claim.record.id, claim.record.status, claim.created ? (prepared[i] as PreparedMessage).changes : undefined, !claim.created))
   }
 
   /**

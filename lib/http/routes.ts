@@ -109,7 +109,7 @@ export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): voi
           if (Array.isArray(message)) throw invalid([{ key: 'message', rule: 'type', message: 'the message must be an object (an item is one message, not an array)' }])
           const key = idempotencyKey === undefined ? undefined : `${idempotencyKey}:${index}`
           const [queued] = await wechat.enqueue(message as SubscribeMessage, { idempotencyKey: key })
-          return { index, id: queued.id, status: queued.status }
+          return queued.duplicate === true ? { index, id: queued.id, status: queued.status, duplicate: true } : { index, id: queued.id, status: queued.status }
         } catch (err) {
           failures.push(err)
           return { index, error: itemError(err, request.log) }

@@ -66,13 +66,20 @@ export const SendReply = Type.Object({
   duplicate: Type.Optional(Type.Literal(true, { description: 'the idempotencyKey was used before: nothing was sent' }))
 }, closed)
 
-export const QueuedReply = Type.Object({ id: Type.String(), status: Status }, closed)
+const Duplicate = Type.Literal(true, { description: 'the idempotencyKey was used before: this is the first message, nothing was queued again' })
+export const QueuedReply = Type.Object({
+  id: Type.String(),
+  status: Status,
+  changes: Type.Optional(Type.Array(Change, { description: 'what validation: \'truncate\' changed' })),
+  duplicate: Type.Optional(Duplicate)
+}, closed)
 
 const ItemError = Type.Object({ code: Type.String(), message: Type.String() }, closed)
 export const BatchItem = Type.Object({
   index: Type.Integer({ minimum: 0 }),
   id: Type.Optional(Type.String()),
   status: Type.Optional(Status),
+  duplicate: Type.Optional(Duplicate),
   error: Type.Optional(ItemError)
 }, closed)
 export type BatchItemType = Static<typeof BatchItem>
