@@ -13,6 +13,7 @@ import * as typedTemplates from './typed-templates.js'
 import { Delivery } from './delivery/delivery.js'
 import { getTokenOptions } from './delivery/call-options.js'
 import { EVENTS_DRAIN_MS, PushEventBus } from './push/event-bus.js'
+import { QuotaClock } from './delivery/quota-clock.js'
 import { registerPushEndpoint } from './push/plugin.js'
 import { Sender } from './delivery/sender.js'
 import { CLOSE_GRACE_MS } from './delivery/queue.js'
@@ -67,7 +68,9 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   const catalog = options.templates ? new TemplateCatalog(templateApi, store, { ttlMs: options.templates.ttlSeconds * 1000, validate: options.templates.validate && options.validation !== 'off', clock: options.clock, waitMs: options.timeout }, log) : null
   const credits = new Credits(store, options.credits, (templateId) => catalog?.kindOf(templateId), log, (templateIds) => catalog?.kindsReady(templateIds))
   const settle = (data: JobData, outcome: DeliveryOutcome): Promise<void> => credits.settle(data.wire.touser, data.wire.template_id, outcome, data.reserved === true)
-  const queue = createQueue(options, store, keys, sender, log, { onSent: settle, onFailed: settle, emit: events.emitLifecycle })
+  // (the clock's reset ends a 45009 pause: with a test's clock, real time would not)
+  const quotaClock = new QuotaClock(options.clock, async () => await queue?.resume(), log)
+  const queue = createQueue(options, store, keys, sender, log, { onSent: settle, onFailed: settle, emit: events.emitLifecycle, onQuotaPause: (ms) => { quotaClock.paused(ms) } })
   const delivery = new Delivery(sender, store, queue, options, log, credits, catalog ?? undefined, events.emitLifecycle)
   const receipts = handleReceipts(events, store, credits, options, log)
 
@@ -118,6 +121,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     // (template reads are not needed to shut down: a list load under way ends now)
     templateApi.close()
     receipts.close()
+    quotaClock.stop()
     await handlerPushes?.drain()
     await queue?.close(CLOSE_GRACE_MS)
     await delivery.flush()

@@ -6,7 +6,7 @@ import type { Teardown } from './helpers/app.js'
 import { captureLogs } from './helpers/log-capture.js'
 import { redisFor, startRedis, uniquePrefix } from './helpers/redis-server.js'
 import type { WechatSimulator, SimFault } from '../lib/testing/index.js'
-import { DEMO_TEMPLATE_IDS } from '../lib/testing/index.js'
+import { DEMO_TEMPLATE_IDS, SimulatorClock } from '../lib/testing/index.js'
 import { duplicates, inspectQueue, numbered, settled, sleep, statusCounts, until } from './queue-helpers.js'
 
 type Kind = 'memory' | 'bullmq'
@@ -183,6 +183,26 @@ for (const kind of ['memory', 'bullmq'] as const) {
     const closing = Date.now()
     await app.close()
     t.ok(Date.now() - closing < 5000, `close is prompt while paused (${Date.now() - closing} ms)`)
+  })
+
+  // An audit: with the simulator's clock shared, moving it past midnight (China) did not end a 45009
+  // pause: the queues waited in real time. Failed before (nothing sent after the clock's midnight);
+  // then on BullMQ, 1 run in 4: a parked job the resume promoted was fetched while the pause still
+  // held and parked again until the old pause's end (the resume now ends the pause first).
+  test(`${kind} queue: a 45009 pause ends when the plugin's clock (the simulator's) passes midnight in China`, async (t) => {
+    // 23:59:00 in China (UTC+8)
+    const sim = await startSimulator(t, { sendQuota: 5, clock: new SimulatorClock(Date.UTC(2026, 2, 1, 15, 59)) })
+    const { app } = await setup(t, sim, kind, { plugin: { clock: sim.clock } })
+    await app.wechat.getToken()
+    const ids = (await app.wechat.enqueue(Array.from({ length: 8 }, (_, i) => numbered('M', i)))).map((r) => r.id)
+    await until('45009 met', async () => (await Promise.all(ids.map((id) => app.wechat.status(id)))).some((r) => r?.errcode === 45009))
+    await sleep(1000)
+    t.equal(sim.accepted.length, 5, 'the day\'s 5, then the queue stopped')
+    sim.clock.advance(61_000)
+    // (the new day's 5 cover the 3 left)
+    await until('every message sent after the clock\'s midnight', async () => (await statusCounts(app, ids)).sent === 8, 15_000)
+    const messages = sim.accepted.map((m) => m.data.character_string1?.value)
+    t.equal(new Set(messages).size, 8, 'each once')
   })
 
   // A 45009 parked the queue until the next midnight, and nothing could end the pause when the

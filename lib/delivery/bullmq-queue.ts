@@ -204,7 +204,11 @@ export class BullQueue implements MessageQueue {
       const next = await this.afterBatchRun(data, attempt, verdict)
       if (next) later.push(next)
     }))
-    if (later.length > 0) await this.add(later)
+    if (later.length > 0) {
+      await this.add(later)
+      const parked = later.filter((next) => (next.data as { parked?: true }).parked === true).map((next) => next.data.id)
+      if (parked.length > 0) await this.quota.releaseIfResumed(parked)
+    }
     // A run that threw (a credit hook with the store down): the batch is retried, and the job runner
     // skips every message that already has its outcome.
     const failed = runs.find((run): run is PromiseRejectedResult => run.status === 'rejected')
@@ -226,9 +230,11 @@ export class BullQueue implements MessageQueue {
       case 'held': {
         const left = { ...data, attemptsBefore: attempt - 1 }
         // by close() or an unreadable record: only delayed
-        if (this.closing || !this.quota.heldHere()) return { data: left, delayMs: verdict.delayMs }
-        // by the pause: parked like it, unless the fleet's pause ended while it waited for its slot
-        // (resumeQueue() on any instance: the local pause only learns it from the fleet's key)
+        if (this.closing || verdict.cause === 'store') return { data: left, delayMs: verdict.delayMs }
+        // by the pause: parked like it, unless the pause ended while it waited for its slot
+        // (resumeQueue() here, whose end of the pause came before this job existed to be promoted,
+        // which left it delayed until the old pause's end: an audit; or on another instance: the
+        // local pause only learns it from the fleet's key)
         if (await this.quota.holds()) return { data: { ...left, parked: true }, delayMs: verdict.delayMs }
         return { data: left, delayMs: 0 }
       }

@@ -54,8 +54,8 @@ export type Verdict =
   /** 45009: stop sending (the whole queue) until the daily quota resets */
   /** `calledAt` (Date.now() ms): when the call that met 45009 left; one made before a resumeQueue() must not pause again */
   | { kind: 'quota', pauseMs: number, calledAt: number }
-  /** not tried: the queue paused (45009) or began to close while it waited for its slot (RunOptions), or the store did not answer */
-  | { kind: 'held', delayMs: number }
+  /** not tried: the queue paused (45009) or began to close while it waited for its slot (RunOptions: `slot`), or the store did not answer (`store`) */
+  | { kind: 'held', delayMs: number, cause: 'slot' | 'store' }
 
 /** How a BullMQ batch job runs its messages (batch-jobs.ts). */
 export interface RunOptions {
@@ -92,6 +92,8 @@ export interface RunnerHooks {
   onFailed?: (data: JobData, outcome: DeliveryOutcome) => Promise<void> | void
   /** the message's lifecycle event, once its outcome is recorded */
   emit?: EmitLifecycle
+  /** a 45009 paused sending for `pauseMs` by the plugin's clock (quota-clock.ts) */
+  onQuotaPause?: (pauseMs: number) => void
 }
 
 /**
@@ -118,7 +120,7 @@ export class JobRunner {
       // The store did not answer: whether this message already has its outcome cannot be known, and
       // sending it anyway sent it twice (a batch run again just after a Redis outage, the worker's
       // connection back before the store's). Not tried now; back after STORE_WAIT_MS, no attempt spent.
-      return { kind: 'held', delayMs: STORE_WAIT_MS }
+      return { kind: 'held', delayMs: STORE_WAIT_MS, cause: 'store' }
     }
     if (hasOutcome(current.status)) {
       this.log.debug({ messageId: data.id, status: current.status }, 'wechat: queued message already has its outcome; not sent again')
@@ -136,13 +138,17 @@ export class JobRunner {
         calledAt = Date.now()
         const outcome = await this.sender.deliver(data.id, data.wire, { attempts: 1, ambiguous: data.ambiguous })
         // ...and a pause starts before the slot is free for the next one
-        if (outcome.errorClass === 'quota') hold?.pause(msUntilQuotaReset(this.options.clock.now()), calledAt)
+        if (outcome.errorClass === 'quota') {
+          const pauseMs = msUntilQuotaReset(this.options.clock.now())
+          hold?.pause(pauseMs, calledAt)
+          this.hooks.onQuotaPause?.(pauseMs)
+        }
         return outcome
       })
     if (typeof outcome === 'number') {
       const delayMs = Math.max(0, outcome - Date.now())
       await this.update(data, { status: 'pending', attempts: attempt - 1 }, true, delayMs)
-      return { kind: 'held', delayMs }
+      return { kind: 'held', delayMs, cause: 'slot' }
     }
     const errFields = { errcode: outcome.errcode ?? null, errmsg: outcome.errmsg ?? null, attempts: attempt }
 
@@ -167,6 +173,7 @@ export class JobRunner {
     if (outcome.errorClass === 'quota') {
       const pauseMs = msUntilQuotaReset(this.options.clock.now())
       await this.update(data, { status: 'pending', ...errFields }, true, pauseMs)
+      this.hooks.onQuotaPause?.(pauseMs)
       return { kind: 'quota', pauseMs, calledAt }
     }
     const retryable = outcome.errorClass === 'transient' || outcome.errorClass === 'token'

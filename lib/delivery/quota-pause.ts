@@ -98,9 +98,24 @@ export class QuotaPause {
   }
 
   /**
-   * resumeQueue(): the jobs parked for the quota are promoted from delayed, then the fleet's pause ends
-   * (its key and BullMQ's rate limit go; each worker fetches again within its maximumRateLimitDelay).
-   * In that order, so a call that fails part way leaves the pause in place and can be made again.
+   * Jobs a batch parked for the pause (`ids`), added once the batch ended: a resume that ran before they
+   * existed did not promote them, and they waited out the old pause (an audit: one message held until
+   * real midnight after the clock's reset had resumed the queue). If the pause has ended, they go now.
+   */
+  async releaseIfResumed (ids: readonly string[]): Promise<void> {
+    if (this.resuming !== null) await this.resuming.catch(() => {})
+    if (await this.holds()) return
+    const { queue } = this.producer()
+    await Promise.allSettled(ids.map(async (id) => {
+      const job = await queue.getJob(id)
+      if (job !== undefined && await job.isDelayed()) await job.promote()
+    }))
+  }
+
+  /**
+   * resumeQueue(): the fleet's pause ends (its key and BullMQ's rate limit go; each worker fetches
+   * again within its maximumRateLimitDelay), then the jobs parked for the quota are promoted from
+   * delayed. A call that fails part way can be made again: it promotes what is still parked.
    * Answers the jobs that were waiting for the reset: those promoted and those in the wait list (a
    * batch job counts once). Without a pause, here or in the fleet, only jobs still parked are released
    * (the rate limit is also a `queue.limiter`'s window, not to be reset for nothing). Calls on one
@@ -129,15 +144,21 @@ export class QuotaPause {
       if (jobs.length < DELAYED_PAGE) break
     }
     const waiting = await queue.getWaitingCount()
+    // Without a pause, only jobs still parked go (one parked by a batch that ran on as the pause
+    // ended): the wait list is not the reset's, and the rate limit may be a queue.limiter's window.
+    const paused = pausedHere || pausedFleet
+    // The pause ends before the parked jobs are promoted: a worker that fetched one at once still saw
+    // the pause and parked it again until the old pause's end (an audit). A call that fails after
+    // this can be made again: without a pause it still promotes the jobs left parked.
+    if (paused) {
+      await connection.del(this.key)
+      await queue.removeRateLimitKey()
+      this.until = 0
+    }
     // (a job another instance's resume() promoted first is no longer delayed: skipped)
     const promoted = await Promise.allSettled(parked.map(async (job) => { await job.promote() }))
     const promotedCount = promoted.filter((result) => result.status === 'fulfilled').length
-    // Without a pause, only jobs still parked go (one parked by a batch that ran on as the pause
-    // ended): the wait list is not the reset's, and the rate limit may be a queue.limiter's window.
-    if (!pausedHere && !pausedFleet) return promotedCount
-    await connection.del(this.key)
-    await queue.removeRateLimitKey()
-    this.until = 0
+    if (!paused) return promotedCount
     const released = waiting + promotedCount
     this.log.info({ released }, 'wechat: the queue resumes (resumeQueue): the daily quota was reset')
     return released
