@@ -5,6 +5,7 @@ import Fastify from 'fastify'
 import fastifyRedis from '@fastify/redis'
 import wechatPush from '../lib/index.js'
 import { startRedis } from './helpers/redis-server.js'
+import { captureLogs } from './helpers/log-capture.js'
 
 const base = { appId: 'wx0000000000000000', appSecret: 'super-secret-value-1234', baseUrl: 'http://127.0.0.1:9' }
 
@@ -266,4 +267,25 @@ test('options that cannot be read, or that change between reads: FST_WECHAT_OPTI
   app.register(wechatPush, lying as never)
   await app.ready()
   t.equal(reads, 1, 'read once: the checked value is the one used')
+})
+
+// An audit: with Redis registered and queue.durable: false (or store: 'memory'), the startup line told
+// the user to register @fastify/redis, which they had done. Failed before.
+test('the in-process queue\'s startup line names what keeps it in process', async (t) => {
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  for (const [options, hint] of [
+    [{ queue: { durable: false } }, /queue\.durable: false/],
+    [{ store: 'memory' }, /register @fastify\/redis \(with the default store\)/]
+  ] as const) {
+    const logs = captureLogs('info')
+    const app = Fastify({ logger: logs.logger })
+    t.teardown(() => app.close())
+    await app.register(fastifyRedis, { url: redis.url })
+    await app.register(wechatPush, { ...base, ...options } as never)
+    await app.ready()
+    const line = logs.parsed().find((entry) => entry.queue === 'memory')
+    t.match(line?.msg, hint, JSON.stringify(options))
+    t.match(line?.msg, /not durable/)
+  }
 })

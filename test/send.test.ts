@@ -177,6 +177,7 @@ test('send() and enqueue() options: a wrong type or an unknown key (a misspelt i
   await t.rejects(send(shippedMessage(), { signal: 'stop' }), { ...refused, message: /signal must be an AbortSignal/ })
   await t.rejects(enqueue(shippedMessage(), { idempotencyKey: 'order-2', dealy: 5000 }), { ...refused, message: /dealy is not an option here \(expected idempotencyKey or delay\)/ })
   await t.rejects(enqueue(shippedMessage(), { delay: '5000' }), { ...refused, message: /delay must be a whole number/ })
+  await t.rejects(enqueue(shippedMessage(), { delay: null }), { ...refused, message: /delay must be a whole number/ })
   await t.rejects(enqueue(shippedMessage(), null), { ...refused, message: /options must be an object/ })
   t.equal(sim.counters.send, 0, 'nothing sent')
   t.equal((await app.wechat.stats()).total, 0, 'nothing recorded or queued')

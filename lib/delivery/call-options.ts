@@ -21,7 +21,8 @@ export function sendOptions (options: unknown): { key?: string, signal?: AbortSi
 export function enqueueOptions (options: unknown): { key?: string, delay: number } {
   if (options === undefined) return { delay: 0 }
   const o = readOptions(options, ['idempotencyKey', 'delay'])
-  const delay = o.delay ?? 0
+  // (undefined is "not given"; null is a wrong type, as it is for idempotencyKey)
+  const delay = o.delay === undefined ? 0 : o.delay
   if (typeof delay !== 'number' || !Number.isInteger(delay) || delay < 0 || delay > MAX_DELAY_MS) {
     throw invalidArgument([{ key: 'delay', rule: 'range', message: 'delay must be a whole number of ms between 0 and 30 days' }])
   }

@@ -59,7 +59,7 @@ export class MemoryQueue implements MessageQueue {
     for (const timer of this.timers) clearTimeout(timer)
     if (this.wakeTimer) clearTimeout(this.wakeTimer)
     const dropped = this.ready.length + this.timers.size
-    if (dropped > 0) this.log.warn({ dropped }, 'wechat: in-process queue closed with messages still waiting (not durable: register @fastify/redis for a durable queue)')
+    if (dropped > 0) this.log.warn({ dropped }, 'wechat: in-process queue closed with messages still waiting (not durable: see the queue option for the durable queue on Redis)')
     let timer: NodeJS.Timeout | undefined
     await Promise.race([
       Promise.allSettled([...this.active]),

@@ -38,7 +38,9 @@ export function createQueue (options: ResolvedOptions, store: WechatStore, keys:
     log.info({ queue: 'bullmq', concurrency: queue.concurrency, limiter: queue.limiter }, 'wechat: durable queue (BullMQ) on Redis, worked by every instance')
     return new BullQueue(store.redis, runner, { prefix: keys.queue, concurrency: queue.concurrency, attempts: queue.attempts, limiter: queue.limiter, replicas: queue.replicas }, log)
   }
-  log.info({ queue: 'memory', concurrency: queue.concurrency }, 'wechat: in-process queue (not durable: messages waiting when the process stops are lost; register @fastify/redis for a durable queue)')
+  // (the hint names what keeps this queue in process: a memory store, or queue.durable: false on Redis)
+  const why = store instanceof RedisStore ? 'queue.durable: false; leave it out for the durable queue on Redis' : 'register @fastify/redis (with the default store) for a durable queue'
+  log.info({ queue: 'memory', concurrency: queue.concurrency }, `wechat: in-process queue (not durable: messages waiting when the process stops are lost; ${why})`)
   // (a config shared with a Redis deployment may carry it: said, not refused)
   if (queue.replicas !== undefined) log.warn({ replicas: queue.replicas }, 'wechat: queue.replicas has no effect on the in-process queue (it applies to the durable queue on Redis)')
   return new MemoryQueue(runner, { concurrency: queue.concurrency, attempts: queue.attempts, limiter: queue.limiter }, log)
