@@ -99,8 +99,8 @@ export interface WechatErrorFields extends SendFields {
 }
 
 export interface InvalidMessageFields {
-  /** every violation found, so a caller can fix them all at once */
-  violations: { key: string; rule: string; message: string }[]
+  /** every violation found, so a caller can fix them all at once (`index`: which message of an enqueued array) */
+  violations: { key: string; rule: string; message: string; index?: number }[]
   /** the errcode WeChat would have answered, when the plugin knows it: 40037 for a template id the account lacks */
   errcode?: number
 }

@@ -24,7 +24,7 @@ export interface PreparedMessage {
   changes: ValueChange[]
 }
 
-export interface Violation { key: string, rule: string, message: string }
+export interface Violation { key: string, rule: string, message: string, index?: number }
 
 const MESSAGE_FIELDS = new Set(['toUser', 'templateId', 'template', 'data', 'page', 'miniprogramState', 'lang'])
 const STATES = new Set(['developer', 'trial', 'formal'])

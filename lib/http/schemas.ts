@@ -160,7 +160,7 @@ export const ErrorReply = Type.Object({
   rid: Type.Optional(Type.String({ description: 'WeChat\'s request id, for their support' })),
   id: Type.Optional(Type.String({ description: 'our message id: the failed message is recorded' })),
   outcome: Type.Optional(Type.Union([Type.Literal('failed'), Type.Literal('unknown')], { description: 'unknown: an attempt timed out, WeChat may have delivered it' })),
-  violations: Type.Optional(Type.Array(Type.Object({ key: Type.String(), rule: Type.String(), message: Type.String() }, closed)))
+  violations: Type.Optional(Type.Array(Type.Object({ key: Type.String(), rule: Type.String(), message: Type.String(), index: Type.Optional(Type.Integer({ minimum: 0 })) }, closed)))
 }, closed)
 export type ErrorReplyType = Static<typeof ErrorReply>
 
