@@ -97,7 +97,8 @@ for (const kind of ['memory', 'bullmq'] as const) {
     for (const options of [undefined, { idempotencyKey: 'bad-batch' }]) {
       const err = await rejection(app.wechat.enqueue(messages as SubscribeMessage[], options))
       t.equal(err.code, 'FST_WECHAT_INVALID_MESSAGE', options ? 'with a key' : 'without a key')
-      t.match(err.violations, [{ key: 'toUser' }], 'the invalid message is named, not the size of the array')
+      t.match(err.violations, [{ key: 'toUser', index: COUNT / 2 + 123 }], 'the invalid message is named by its index, not the size of the array')
+      t.match(err.message, new RegExp(`: message ${COUNT / 2 + 123}: toUser`))
     }
     await sleep(300)
     t.equal((await app.wechat.stats()).total, 0, 'no record')
