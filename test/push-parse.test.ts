@@ -128,7 +128,7 @@ test('XML wrapper mismatch and odd shapes (WECHAT.md §7 gotchas)', async (t) =>
   const spaced = normalizePush(parseXml(POPUP_XML.replace('<CreateTime>1767225600', '<CreateTime> 1767225600 ')))
   t.equal(spaced.CreateTime, 1767225600)
   const cdata = parseXml('<xml><A><![CDATA[a & b <c> ]]]]><![CDATA[>]]></A><B>x &amp; y</B></xml>')
-  t.same(cdata, { A: 'a & b <c> ]]>', B: 'x &amp; y' }, 'CDATA kept verbatim; entity references are not expanded')
+  t.same(cdata, { A: 'a & b <c> ]]>', B: 'x & y' }, 'CDATA kept verbatim; predefined entities outside it are read')
   t.same(parseXml('<xml><A>1</A><A>2</A></xml>').A, ['1', '2'])
 })
 
@@ -385,4 +385,13 @@ test('fuzz: parseXml, parseJson and normalizePush only ever throw PushRejection'
     if (call(i, 'normalizePush of random value', () => dedupeKey(normalizePush(raw as Record<string, unknown>))) !== undefined) normalised++
   }
   t.ok(parsed > 100 && normalised > 100, `parsed ${parsed}, normalised ${normalised}`)
+})
+
+// An audit: text outside CDATA kept its entities (an openid 'x4&amp;y'). Failed before.
+test('XML text outside CDATA has its entities read; CDATA stays literal', async (t) => {
+  const parsed = parseXml('<xml><ToUserName>gh_0a1b&amp;2c</ToUserName><FromUserName>x4&amp;y&lt;z&#65;&#x42;</FromUserName><Event><![CDATA[a&amp;b]]></Event></xml>')
+  t.equal(parsed.ToUserName, 'gh_0a1b&2c')
+  t.equal(parsed.FromUserName, 'x4&y<zAB')
+  t.equal(parsed.Event, 'a&amp;b', 'CDATA is literal')
+  t.throws(() => parseXml('<!DOCTYPE x [<!ENTITY e "boom">]><xml><A>&e;</A></xml>'), { name: 'PushRejection' })
 })

@@ -7,11 +7,16 @@ import { isInteger, isSafeNumber, parse as parseLossless } from 'lossless-json'
 import { PushRejection } from './rejection.js'
 
 // WeChat never sends a DTD, so any DOCTYPE/ENTITY is an attack (billion laughs, XXE): refuse it
-// before the parser sees it, on top of turning entity processing off.
+// before the parser sees it, so only the predefined and numeric entities are ever read.
 const DTD = /<!(?:DOCTYPE|ENTITY)/i
 
 const xmlParser = new XMLParser({
-  processEntities: false, // no entity expansion at all; WeChat puts every string in CDATA (§7)
+  // Text outside CDATA is read as XML says: `&amp;` is `&`, `&#65;` is `A` (an audit: an openid came
+  // through as `x4&amp;y`). WeChat puts its strings in CDATA (§7), which stays literal. No DTD gets
+  // here (DTD above), so nothing can define an entity of its own: no expansion attack.
+  processEntities: true,
+  // (numeric character references; it also reads HTML's named ones, which XML lacks, harmlessly)
+  htmlEntities: true,
   parseTagValue: false, // keep "2100000000000000123" and "0" as strings; events.ts coerces (§7.3)
   ignoreAttributes: true,
   cdataPropName: false, // merge CDATA into the element text
