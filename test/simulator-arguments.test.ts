@@ -100,6 +100,10 @@ test('sim.push and buildSimPush refuse unknown options and bad values before any
   }
   await t.rejects(sim.push(url, event, null as never), { name: 'TypeError', message: /sim\.push: options must be an object/ })
   await t.rejects(sim.push(5 as never, event, { token: 't' }), { name: 'TypeError', message: /sim\.push: appUrl must be a string/ })
+  // (an audit: null failed with "Cannot read properties of null", a string was sent as a body)
+  for (const notEvent of [null, 'abc', [event]]) {
+    await t.rejects(sim.push(url, notEvent as never, { token: 't' }), { name: 'TypeError', message: /sim\.push: event must be an object/ }, JSON.stringify(notEvent))
+  }
   t.same(sim.pushes, [], 'nothing was sent')
 })
 

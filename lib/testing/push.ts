@@ -121,6 +121,8 @@ export class SimPusher {
     if (base === undefined) throw new TypeError('sim.push: no app URL (pass one or call pushConfig first)')
     if (typeof base !== 'string') throw new TypeError('sim.push: appUrl must be a string')
     if (!isPlainObject(options)) throw new TypeError('sim.push: options must be an object')
+    // (a string or null was sent as it was, or failed reading FromUserName: say what is wrong)
+    if (!isPlainObject(event)) throw new TypeError('sim.push: event must be an object (the push\'s fields, e.g. { FromUserName, Event, List })')
     // In the order of WeChat's examples (§7): ToUserName, FromUserName, CreateTime, MsgType, Event, ...
     // (a key the event gives again keeps its place and takes the event's value)
     const from = (event as { FromUserName?: unknown }).FromUserName

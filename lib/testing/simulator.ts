@@ -207,8 +207,9 @@ export class WechatSimulator {
    * A subscribe pop-up outcome (§7.1): grants a credit per accept and zeroes the user's credits for
    * each rejected template, then pushes the popup event(s), one per user.
    */
-  async popup (appUrlOrItems: string | SimPopupItem[], items?: SimPopupItem[]): Promise<SimPushResult[]> {
-    return typeof appUrlOrItems === 'string' ? this.#pusher.popup(appUrlOrItems, items ?? []) : this.#pusher.popup(undefined, appUrlOrItems)
+  async popup (appUrlOrItems: string | SimPopupItem[] | undefined, items?: SimPopupItem[]): Promise<SimPushResult[]> {
+    // (the URL given, or left out as `undefined` before the items, as push() and checkPushUrl() take it)
+    return typeof appUrlOrItems === 'string' || appUrlOrItems === undefined ? this.#pusher.popup(appUrlOrItems, items ?? []) : this.#pusher.popup(undefined, appUrlOrItems)
   }
 
   /**
@@ -216,8 +217,8 @@ export class WechatSimulator {
    * then pushes the `subscribe_msg_change_event`(s), one per user.
    * @example await sim.change([{ openid, templateId, status: 'reject' }])
    */
-  async change (appUrlOrItems: string | SimChangeItem[], items?: SimChangeItem[]): Promise<SimPushResult[]> {
-    return typeof appUrlOrItems === 'string' ? this.#pusher.change(appUrlOrItems, items ?? []) : this.#pusher.change(undefined, appUrlOrItems)
+  async change (appUrlOrItems: string | SimChangeItem[] | undefined, items?: SimChangeItem[]): Promise<SimPushResult[]> {
+    return typeof appUrlOrItems === 'string' || appUrlOrItems === undefined ? this.#pusher.change(appUrlOrItems, items ?? []) : this.#pusher.change(undefined, appUrlOrItems)
   }
 
   /** Resolves when every push started so far (sent events included) has been acknowledged or given up, retries included. */
