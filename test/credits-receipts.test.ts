@@ -297,5 +297,12 @@ for (const store of ['memory', 'redis'] as const) {
     t.equal(await credit(), 2, 'accepts after the reject count as before')
     await reject(base + 40)
     await waitFor2(async () => await credit() === 0)
+
+    // An accept dated far in the future (milliseconds sent as seconds) has no usable time: a real
+    // reject after it still zeroes the credit (an audit: every later reject looked older and was ignored).
+    await accept(Date.now())
+    await waitFor2(async () => await credit() === 1)
+    await reject(base + 50)
+    await waitFor2(async () => await credit() === 0)
   })
 }

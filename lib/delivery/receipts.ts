@@ -20,6 +20,8 @@ const RECEIPT_WINDOW_MS = 10 * 60_000
 export const RECEIPT_RETRY_DELAYS_MS: readonly number[] = [250, 1000, 4000]
 /** Most unmatched receipts waiting for a retry at once; beyond it they are dropped (logged). */
 const MAX_WAITING = 1000
+/** How far ahead of our clock an event's CreateTime may be and still order it (clock skew, a test's times). */
+const MAX_FUTURE_MS = 86_400_000
 /** Looks for a message paired by user, template and time, when another receipt took the one found. */
 const MATCH_ATTEMPTS = 5
 /** What a pairing by time may claim: findSentMatch's statuses */
@@ -42,8 +44,11 @@ export function handleReceipts (bus: PushEventBus, store: WechatStore, credits: 
   let closed = false
 
   bus.onInternal(async (message: PushMessage) => {
-    // (the event's time orders accepts and rejects whose pushes arrive out of order; 0: not given)
-    const at = message.CreateTime > 0 ? message.CreateTime * 1000 : undefined
+    // (the event's time orders accepts and rejects whose pushes arrive out of order; 0: not given).
+    // A time more than a day ahead is no event's (milliseconds sent as seconds): taken as not given,
+    // for it made every real reject after it look older and be ignored (an audit).
+    const eventMs = message.CreateTime * 1000
+    const at = message.CreateTime > 0 && eventMs <= options.clock.now() + MAX_FUTURE_MS ? eventMs : undefined
     if (isPopupEvent(message)) {
       // WECHAT.md §7.1 UNCERTAIN: 'acceptWithAudio' may appear; any accept* is an accept.
       const accepted = message.List.filter((item) => item.SubscribeStatusString.startsWith('accept')).map((item) => item.TemplateId)
