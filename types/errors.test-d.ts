@@ -26,7 +26,7 @@ if (err instanceof WechatApiError) expectType<number>(err.errcode) // the named 
 
 if (err instanceof wechatPush.WechatInvalidMessageError) {
   expectType<400>(err.statusCode)
-  expectType<Array<{ key: string, rule: string, message: string }>>(err.violations)
+  expectType<Array<{ key: string, rule: string, message: string, index?: number }>>(err.violations)
 }
 if (err instanceof WechatInvalidMessageError) expectType<string>(err.violations[0].rule)
 

@@ -65,7 +65,7 @@ expectError(sim.checkPushUrl(undefined, { tokn: 't' }))
 expectType<{ url: string, echostr: string }>(buildSimUrlCheck({ token: 't' }, Date.now()))
 
 // queue, records, stats, credits
-expectType<Promise<Array<{ id: string, status: 'pending' | 'sending' | 'sent' | 'delivered' | 'failed' | 'unknown', changes?: wechatPush.ValueChange[] }>>>(app.wechat.enqueue([message], { idempotencyKey: 'k', delay: 1000 }))
+expectType<Promise<Array<{ id: string, status: 'pending' | 'sending' | 'sent' | 'delivered' | 'failed' | 'unknown', changes?: wechatPush.ValueChange[], duplicate?: true }>>>(app.wechat.enqueue([message], { idempotencyKey: 'k', delay: 1000 }))
 app.wechat.enqueue(message).then(([result]) => { if (result) expectType<wechatPush.ValueChange[] | undefined>(result.changes) })
 expectError(app.wechat.enqueue(message, { delay: '1s' }))
 expectType<Promise<{ released: number }>>(app.wechat.resumeQueue())
