@@ -50,7 +50,7 @@ export type StatusCounts = Record<Status, number>
 export interface StatsSnapshot extends StatusCounts {
   total: number
   byTemplate: Record<string, StatusCounts>
-  /** errcode (as a string) → how many messages ended failed/unknown with it */
+  /** errcode (as a string) → how many failures (failed/unknown) were recorded with it: a history, kept when a later receipt delivers the message */
   errcodes: Record<string, number>
   /** newest first, at most RECENT_FAILURES_CAP */
   recentFailures: RecentFailure[]
