@@ -66,7 +66,8 @@ for (const when of ['after Redis woke', 'while Redis still stalls'] as const) {
     const stalled = stallOnCall(app, redis, 'wechatPushWriteRecords', 1700)
     const message = shippedMessage('oStall-user-000000000010')
     try {
-      await t.rejects(app.wechat.send(message, { idempotencyKey: 'order-77' }), { code: 'FST_WECHAT_QUEUE', statusCode: 503 }, 'the claim timed out')
+      // (its message says what failed: it read "could not be queued: the store is unavailable" for a send: an audit)
+      await t.rejects(app.wechat.send(message, { idempotencyKey: 'order-77' }), { code: 'FST_WECHAT_QUEUE', statusCode: 503, message: /idempotencyKey could not be claimed, so nothing was sent: the store is unavailable/ }, 'the claim timed out')
       // (the store's deadline is 1 s: a retry made 0.1 s later is answered once Redis wakes at 1.7 s)
       await new Promise((resolve) => setTimeout(resolve, when === 'after Redis woke' ? 900 : 100))
       t.ok(stalled())

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { abortable, sharedAbortController } from '../api/abort.js'
-import { invalidArgument, WechatStoreError, WechatUpstreamError } from '../errors.js'
+import { invalidArgument, thrownText, WechatQueueError, WechatStoreError, WechatUpstreamError } from '../errors.js'
 import type { WechatUpstreamErrorInstance } from '../errors.js'
 import type { Clock, ResolvedOptions } from '../options.js'
 import type { MessageRecord, StatsSnapshot } from '../store/records.js'
@@ -213,7 +213,9 @@ export class Delivery {
       return await this.records.createRecord(record, key)
     } catch (err) {
       this.lateClaims.run(() => this.store.discardRecord(record.id, 'sending', key), LATE_CLAIM_WINDOW_MS)
-      throw err
+      // (a direct send queues nothing: say what failed and that nothing went out; the code stays FST_WECHAT_QUEUE)
+      const reason = err instanceof Error && err.cause instanceof Error ? err.cause.message : thrownText(err)
+      throw new WechatQueueError(`this send's idempotencyKey could not be claimed, so nothing was sent: the store is unavailable (${reason})`, { cause: err })
     }
   }
 
