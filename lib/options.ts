@@ -186,7 +186,19 @@ function describeSchemaError (path: string, message: string, value: unknown): st
   if (message.startsWith('Unexpected property')) return `${name} is not a known option`
   const secret = top === 'appSecret' || name === 'push.token' || name.endsWith('AESKey')
   const shown = secret || typeof value === 'function' ? '' : ` (got ${safeJson(value)})`
-  return `${name}: ${message}${shown}`
+  // (a pattern's regular expression says nothing to a reader: its rule in words)
+  const rule = message.startsWith('Expected string to match') ? PATTERN_RULES[name] : undefined
+  return `${name}: ${rule ?? message}${shown}`
+}
+
+/** The options-schema.ts patterns, in words. */
+const PATTERN_RULES: Record<string, string> = {
+  appSecret: 'must be printable ASCII without spaces (as the mini program console shows it)',
+  'push.token': 'must be printable ASCII without spaces (the Token set in the console)',
+  keyPrefix: 'must not contain braces, whitespace or control characters',
+  namespace: 'must start with a letter, digit, _ or $ and hold only those, . and -',
+  'routes.prefix': 'must be a plain path: starting with /, without *, :, ?, #, % or whitespace, and no . or .. segment',
+  'push.path': 'must be a plain path: starting with /, without *, :, ?, #, % or whitespace, and no . or .. segment'
 }
 
 function safeJson (value: unknown): string {

@@ -128,6 +128,17 @@ test('a wrong appSecret type never echoes the value', async (t) => {
   t.notMatch(err.message, /12345678/)
 })
 
+// An audit: a pattern's failure read "appSecret: Expected string to match '^[\x21-\x7e]+$'".
+test('an option refused by its pattern says the rule in words, and never echoes a secret', async (t) => {
+  const appSecret = await bootError(t, { ...base, appSecret: 'has spaces in it' })
+  t.match(appSecret.message, /appSecret: must be printable ASCII without spaces/)
+  t.notMatch(appSecret.message, /has spaces|Expected string/)
+  const keyPrefix = await bootError(t, { ...base, keyPrefix: 'a{b}' })
+  t.match(keyPrefix.message, /keyPrefix: must not contain braces, whitespace or control characters \(got "a\{b\}"\)/)
+  const prefix = await bootError(t, { ...base, routes: { prefix: '/a/../b', unprotected: true } })
+  t.match(prefix.message, /routes\.prefix: must be a plain path/)
+})
+
 test('store auto-selection: memory without redis, redis with it, redis required when asked', async (t) => {
   const redis = await startRedis()
   t.teardown(() => redis.stop())
