@@ -138,11 +138,8 @@ export class JobRunner {
         calledAt = Date.now()
         const outcome = await this.sender.deliver(data.id, data.wire, { attempts: 1, ambiguous: data.ambiguous })
         // ...and a pause starts before the slot is free for the next one
-        if (outcome.errorClass === 'quota') {
-          const pauseMs = msUntilQuotaReset(this.options.clock.now())
-          hold?.pause(pauseMs, calledAt)
-          this.hooks.onQuotaPause?.(pauseMs)
-        }
+        // (the quota branch below tells onQuotaPause, once per message)
+        if (outcome.errorClass === 'quota') hold?.pause(msUntilQuotaReset(this.options.clock.now()), calledAt)
         return outcome
       })
     if (typeof outcome === 'number') {
