@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis'
+import { CREDIT_SCRIPTS } from './credits-scripts.js'
 import { RECORD_SCRIPTS } from './records-scripts.js'
 
 /**
@@ -84,9 +85,9 @@ return 'ok'`
 } as const
 
 /** Every script the Redis store defines on its client (token part and records part). */
-export const ALL_SCRIPTS: Record<string, { lua: string, numberOfKeys?: number }> & typeof SCRIPTS & typeof RECORD_SCRIPTS = { ...SCRIPTS, ...RECORD_SCRIPTS }
+export const ALL_SCRIPTS: Record<string, { lua: string, numberOfKeys?: number }> & typeof SCRIPTS & typeof RECORD_SCRIPTS & typeof CREDIT_SCRIPTS = { ...SCRIPTS, ...RECORD_SCRIPTS, ...CREDIT_SCRIPTS }
 
-export type ScriptName = keyof typeof SCRIPTS | keyof typeof RECORD_SCRIPTS
+export type ScriptName = keyof typeof SCRIPTS | keyof typeof RECORD_SCRIPTS | keyof typeof CREDIT_SCRIPTS
 
 /**
  * The client with our scripts defined (`defineCommand`); dynamic-key scripts take the key count first.
