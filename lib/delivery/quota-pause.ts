@@ -26,8 +26,8 @@ export class QuotaPause {
   until = 0
   /** this instance's last resume (ms): a 45009 answering a call made before it does not pause again */
   resumedAt = 0
-  /** begin() calls under way: until their fleet key is set, holds() must not read its absence as a resume */
-  private beginning = 0
+  /** begin() calls under way: until their fleet key is set, holds() must not read its absence as a resume, and resume() waits for them */
+  private readonly beginning = new Set<Promise<boolean>>()
   /** the read of the fleet's pause key under way (holds()), shared by the jobs fetched meanwhile */
   private check: Promise<void> | null = null
   /** resume() under way: concurrent calls on this instance share it */
@@ -47,23 +47,28 @@ export class QuotaPause {
    */
   async begin (pauseMs: number, calledAt: number): Promise<boolean> {
     if (calledAt < this.resumedAt) return false
+    const work = this.beginNow(pauseMs, calledAt)
+    this.beginning.add(work)
+    try {
+      return await work
+    } finally {
+      this.beginning.delete(work)
+    }
+  }
+
+  private async beginNow (pauseMs: number, calledAt: number): Promise<boolean> {
     // This instance stops at once; holds() does not end the pause meanwhile (its fleet key comes below).
     const prior = this.until
     this.until = Date.now() + pauseMs
-    this.beginning++
-    try {
-      if (calledAt < await this.fleetResumedAt()) {
-        this.until = prior
-        return false
-      }
-      this.log.warn({ pauseMs }, 'wechat: daily quota used up (45009); the queue is paused until it resets')
-      const { queue, connection } = this.producer()
-      await connection.set(this.key, String(this.until), 'PX', pauseMs)
-      await queue.rateLimit(pauseMs)
-      return true
-    } finally {
-      this.beginning--
+    if (calledAt < await this.fleetResumedAt()) {
+      this.until = prior
+      return false
     }
+    this.log.warn({ pauseMs }, 'wechat: daily quota used up (45009); the queue is paused until it resets')
+    const { queue, connection } = this.producer()
+    await connection.set(this.key, String(this.until), 'PX', pauseMs)
+    await queue.rateLimit(pauseMs)
+    return true
   }
 
   /** When another instance (or this one) last resumed the fleet, from its mark (0: none, or Redis unreachable). */
@@ -85,7 +90,7 @@ export class QuotaPause {
     if (!this.heldHere()) return false
     this.check ??= this.producer().connection.exists(this.key)
       // (Redis unreachable: the pause holds)
-      .then((held) => { if (held === 0 && this.beginning === 0) this.until = 0 }, () => {})
+      .then((held) => { if (held === 0 && this.beginning.size === 0) this.until = 0 }, () => {})
       .finally(() => { this.check = null })
     await this.check
     return this.heldHere()
@@ -134,6 +139,10 @@ export class QuotaPause {
     // 45009 can come before the worker that met it begins the pause, which then held until midnight.)
     this.resumedAt = Date.now()
     await connection.set(this.resumedKey, String(this.resumedAt), 'PX', RESUMED_MARK_MS)
+    // A begin() under way here that read the mark before it was set would write its pause key and
+    // rate limit after this resume deleted them, pausing the queue until midnight (a CI flake once the
+    // resume ended the pause before promoting): it finishes first, and its pause is ended below.
+    await Promise.allSettled([...this.beginning])
     const pausedHere = this.heldHere()
     const pausedFleet = await connection.exists(this.key) === 1
     // (all pages read first: promoting while paging would shift the offsets)
