@@ -14,6 +14,7 @@ import { Delivery } from './delivery/delivery.js'
 import { getTokenOptions } from './delivery/call-options.js'
 import { EVENTS_DRAIN_MS, PushEventBus } from './push/event-bus.js'
 import { QuotaClock } from './delivery/quota-clock.js'
+import { localSendPause, queueSendPause } from './delivery/send-pause.js'
 import { registerPushEndpoint } from './push/plugin.js'
 import { Sender } from './delivery/sender.js'
 import { CLOSE_GRACE_MS } from './delivery/queue.js'
@@ -71,7 +72,8 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   // (the clock's reset ends a 45009 pause: with a test's clock, real time would not)
   const quotaClock = new QuotaClock(options.clock, async () => await queue?.resume(), log)
   const queue = createQueue(options, store, keys, sender, log, { onSent: settle, onFailed: settle, emit: events.emitLifecycle, onQuotaPause: (ms) => { quotaClock.paused(ms) } })
-  const delivery = new Delivery(sender, store, queue, options, log, credits, catalog ?? undefined, events.emitLifecycle)
+  const sendPause = queue === null ? localSendPause(options.clock) : queueSendPause(queue, options.clock, (ms) => { quotaClock.paused(ms) }, log)
+  const delivery = new Delivery(sender, store, queue, options, log, credits, catalog ?? undefined, events.emitLifecycle, sendPause)
   const receipts = handleReceipts(events, store, credits, options, log)
 
   let handlerPushes: ReturnType<typeof registerHandlerPushes> | null = null
@@ -88,6 +90,8 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     refreshToken: () => tokens.refreshIfDue(),
     resumeQueue: async () => {
       if (queue === null) throw new errors.WechatQueueError('the queue is off (queue: false): there is nothing to resume')
+      // (the quotas were cleared: a token fetch held for the token endpoint's own 45009 may ask again)
+      tokens.quotaReset()
       try {
         return { released: await queue.resume() }
       } catch (err) {

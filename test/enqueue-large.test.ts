@@ -172,6 +172,8 @@ class FlakyQueue implements MessageQueue {
   async start (): Promise<void> {}
   async close (): Promise<void> {}
   async resume (): Promise<number> { return 0 }
+  async quotaHeld (): Promise<boolean> { return false }
+  async pauseForQuota (): Promise<boolean> { return false }
 }
 
 function enqueuerWith (queue: MessageQueue): { enqueuer: Enqueuer, store: MemoryStore } {

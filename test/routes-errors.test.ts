@@ -129,6 +129,8 @@ test('FST_WECHAT_API is 502: 45011 and 45009 with Retry-After, -1, a token rejec
   t.match(quota.json(), { statusCode: 502, code: 'FST_WECHAT_API', error: 'Bad Gateway', errcode: 45009, errmsg: /./ })
   const wait = Number(quota.headers['retry-after'])
   t.ok(wait > 0 && wait <= 86_400, `until midnight in China (${wait} s)`)
+  // (the 45009 paused sending until the quota resets: as after a clear_quota, resumed)
+  await app.wechat.resumeQueue()
 
   sim.failNext('send', { errcode: -1 }, 3)
   t.match((await postJson(app, '/wechat/messages', shippedMessage())).json(), { statusCode: 502, errcode: -1 })

@@ -56,7 +56,8 @@ test('-1 on every attempt fails with FST_WECHAT_API after retry.attempts calls',
 test('permanent, rate and quota errors are not retried', async (t) => {
   const sim = await startSimulator(t)
   const app = await buildApp(t, sim)
-  for (const [errcode, errorClass] of [[43101, 'permanent'], [40003, 'permanent'], [45011, 'rate'], [45009, 'quota'], [47003, 'permanent']] as const) {
+  for (const [errcode, errorClass] of [[43101, 'permanent'], [40003, 'permanent'], [45011, 'rate'], [47003, 'permanent'], [45009, 'quota']] as const) {
+    // (45009 last: it pauses sending until the quota resets, send-quota-pause.test.ts)
     const before = sim.counters.send
     sim.failNext('send', { errcode })
     const err = await app.wechat.send(shippedMessage()).catch((e) => e)

@@ -67,8 +67,42 @@ test('45011 and 45009 from the token endpoint say when to ask again', async (t) 
   sim.failNext('stable_token', { errcode: 45011 })
   await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_TOKEN', errcode: 45011, retryable: true, retryAfter: 60_000 })
   sim.failNext('stable_token', { errcode: 45009 })
+  await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_TOKEN', errcode: 45011, held: true }, 'held for the minute: not asked again')
+  t.equal(sim.pendingFaults('stable_token'), 1, 'the endpoint was not asked')
+})
+
+// WECHAT.md §1.3: 45011 "yes, after ≥60 s", 45009 "not until the quota resets, or after clear_quota". The
+// first 20 refusals of any kind were asked for at once, each send asking again within milliseconds
+// (an audit against WECHAT.md). Failed before (each send reached the token endpoint).
+test('the token endpoint\'s 45011 holds fetches for the minute, its 45009 until the quota resets or resumeQueue()', async (t) => {
+  let now = Date.UTC(2026, 2, 1, 7, 30) // 15:30 in China
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim, { plugin: { templates: false, clock: { now: () => now } } })
+  await app.wechat.getToken()
+  sim.invalidateTokens()
+  sim.failNext('stable_token', { errcode: 45011 })
+  await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_TOKEN', errcode: 45011, retryAfter: 60_000 })
+  const asked = sim.counters.stable_token
+  for (let i = 0; i < 5; i++) await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_TOKEN', errcode: 45011, held: true, retryAfter: 60_000 })
+  t.equal(sim.counters.stable_token, asked, 'not asked within the minute')
+  now += 60_000
+  t.ok((await app.wechat.send(shippedMessage())).msgid, 'asked again after it: sent')
+
+  sim.invalidateTokens()
+  sim.failNext('stable_token', { errcode: 45009 })
   await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_TOKEN', errcode: 45009, retryAfter: msUntilChinaMidnight(now) })
-  t.ok((await app.wechat.send(shippedMessage())).msgid, 'a direct send still asks (within the 20 refusals): the fault gone, it goes out')
+  const quotaAsked = sim.counters.stable_token
+  now += 3_600_000
+  await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_TOKEN', errcode: 45009, held: true, retryAfter: msUntilChinaMidnight(now) })
+  t.equal(sim.counters.stable_token, quotaAsked, 'not asked an hour later')
+  await app.wechat.resumeQueue()
+  t.ok((await app.wechat.send(shippedMessage())).msgid, 'resumeQueue() (the quota was cleared): asked again, sent')
+
+  sim.invalidateTokens()
+  sim.failNext('stable_token', { errcode: 45009 })
+  await t.rejects(app.wechat.send(shippedMessage()), { code: 'FST_WECHAT_TOKEN', errcode: 45009 })
+  now += msUntilChinaMidnight(now)
+  t.ok((await app.wechat.send(shippedMessage())).msgid, 'the quota reset (midnight in China): asked again, sent')
 })
 
 test('a force_refresh refused with 45009 (its 20 a day) does not hold ordinary fetches, nor fail the caller', async (t) => {

@@ -22,8 +22,9 @@ const TOKEN_MESSAGE_START = new WechatTokenError('').message
  * for the rest of the day once it was fixed).
  * - The first FREE_REFUSALS in a row are asked for each time; from the next, 1 s doubling up to 5
  *   min, so a broken setup asks a few hundred times a day at most.
- * - 45011 and 45009 (an ordinary fetch's daily quota) also say when asking again makes sense
- *   (`retryAfter`: 60 s, or until midnight China time): the queue waits that long (sender.ts). A
+ * - 45011 and 45009 (an ordinary fetch's daily quota) say when asking again makes sense
+ *   (`retryAfter`: 60 s, or until the quota resets): held that long from the first one (the queue
+ *   waits as long: sender.ts); resumeQueue() ends a 45009's hold (the quota was cleared). A
  *   force_refresh's 45009 is only its 20-a-day limit: ordinary fetches still work.
  * - -1 and network failures are transient: never counted (the fetch itself backs off).
  * A fetched token ends it all.
@@ -62,6 +63,11 @@ export class TokenHold {
     error.retryAfter = Math.max(error.retryAfter ?? 0, holdMs)
   }
 
+  /** resumeQueue(): the daily quotas were reset (clear_quota), so a 45009's hold ends. */
+  quotaReset (): void {
+    if (this.error?.errcode === 45009) this.until = 0
+  }
+
   succeeded (): void {
     this.refusals = 0
     this.until = 0
@@ -73,9 +79,11 @@ export class TokenHold {
     if (errcode === undefined || errcode === -1) return 0
     // a force_refresh's 45009 is only its 20-a-day limit: not a refusal of the token endpoint
     if (errcode === 45009 && forced) return 0
-    if (errcode === 45011) error.retryAfter = RATE_LIMIT_DELAY_MS
-    else if (errcode === 45009) error.retryAfter = msUntilQuotaReset(this.clock.now())
     this.refusals++
+    // WeChat says when: 45011 after the minute, 45009 once the day's quota resets (WECHAT.md §1.3).
+    // Asking sooner only meets the same answer (and 45011 asks to slow down): held from the first.
+    if (errcode === 45011) return (error.retryAfter = RATE_LIMIT_DELAY_MS)
+    if (errcode === 45009) return (error.retryAfter = msUntilQuotaReset(this.clock.now()))
     if (this.refusals <= FREE_REFUSALS) return 0
     return Math.min(MAX_REFUSAL_HOLD_MS, FIRST_REFUSAL_HOLD_MS * 2 ** (this.refusals - FREE_REFUSALS - 1))
   }

@@ -112,6 +112,11 @@ export class TokenManager {
    * The scheduled job's work, callable directly: pick up a token another instance stored, share ours
    * if the store lost it (Redis restarted), and renew ahead of expiry so requests never wait.
    */
+  /** resumeQueue(): the daily quotas were cleared, so a fetch held for a 45009 may ask again. */
+  quotaReset (): void {
+    this.hold.quotaReset()
+  }
+
   async refreshIfDue (): Promise<void> {
     await this.syncWithStore()
     const local = this.local

@@ -260,6 +260,14 @@ export class BullQueue implements MessageQueue {
     if (!this.closing) await worker.resume()
   }
 
+  quotaHeld (): Promise<boolean> {
+    return this.quota.holds()
+  }
+
+  pauseForQuota (pauseMs: number, calledAt: number): Promise<boolean> {
+    return this.quota.begin(pauseMs, calledAt)
+  }
+
   /** resumeQueue(): end the 45009 pause now, fleet-wide (QuotaPause.resume). */
   resume (): Promise<number> {
     return this.quota.resume()

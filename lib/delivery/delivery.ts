@@ -14,7 +14,9 @@ import { lifecycleName, outcomeEvent } from '../lifecycle.js'
 import type { EmitLifecycle } from '../lifecycle.js'
 import type { MessageQueue } from './queue.js'
 import { sendOptions } from './call-options.js'
-import { newMessageId } from './sender.js'
+import { newMessageId, pausedOutcome } from './sender.js'
+import { localSendPause } from './send-pause.js'
+import type { SendPause } from './send-pause.js'
 import type { DeliveryOutcome, Sender, SendResult } from './sender.js'
 import type { Credits } from './credits.js'
 import { Enqueuer } from './enqueue.js'
@@ -48,7 +50,9 @@ export class Delivery {
     /** the account's template list (option `templates`): validation against it, when known */
     private readonly templates?: TemplateRules,
     /** lifecycle events of direct sends (the job runner emits those of queued messages) */
-    private readonly emit: EmitLifecycle = () => {}
+    private readonly emit: EmitLifecycle = () => {},
+    /** the 45009 pause direct sends share with the queue */
+    private readonly sendPause: SendPause = localSendPause(options.clock)
   ) {
     this.records = new RecordWriter(store, options)
     this.enqueuer = new Enqueuer(store, queue, options, log, ledger, this.records, templates, this.lateClaims)
@@ -120,7 +124,13 @@ export class Delivery {
       if (key !== undefined) await this.discardClaim(id, key)
       throw err
     }
-    const outcome = await this.sender.deliver(id, prepared.wire, { attempts: this.options.retry.attempts, signal })
+    // (paused after a 45009, here or by the queue: not sent, failed as WeChat's 45009 would fail it)
+    const calledAt = Date.now()
+    const outcome = await this.sendPause.held()
+      ? pausedOutcome(id, this.options.clock.now())
+      : await this.sender.deliver(id, prepared.wire, { attempts: this.options.retry.attempts, signal })
+    // (subscribe/send's own 45009; the token endpoint's is held by the token manager: token-hold.ts)
+    if (outcome.errorClass === 'quota' && outcome.attempts > 0 && (outcome.error as { code?: string } | undefined)?.code === 'FST_WECHAT_API') this.sendPause.met(calledAt)
     // close() aborted it before the call left: its own copy of the closing error, naming the message
     if (outcome.error !== undefined && outcome.error === this.closing.signal.reason) outcome.error = Object.assign(closedError(), { messageId: id })
     if (this.ledger.counts(templateId)) await this.ledger.settle(touser, templateId, outcome, reserved)

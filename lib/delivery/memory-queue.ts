@@ -128,6 +128,22 @@ export class MemoryQueue implements MessageQueue {
     return waiting
   }
 
+  async quotaHeld (): Promise<boolean> {
+    return this.pausedUntil > Date.now()
+  }
+
+  async pauseForQuota (pauseMs: number, calledAt: number): Promise<boolean> {
+    // (the call left before a resume: its 45009 is the old day's)
+    if (calledAt < this.resumedAt) return false
+    this.pause(pauseMs)
+    return true
+  }
+
+  private pause (pauseMs: number): void {
+    this.pausedUntil = Math.max(this.pausedUntil, Date.now() + pauseMs)
+    this.log.warn({ pauseMs }, 'wechat: daily quota used up (45009); sending paused until it resets')
+  }
+
   private wakeIn (ms: number): void {
     if (this.wakeTimer) return
     // (a longer wait is taken in steps: a timer of more than 2^31 - 1 ms fires after 1 ms)
@@ -145,8 +161,7 @@ export class MemoryQueue implements MessageQueue {
         // the call left before the quota was reset: tried again now, not parked for another day
         this.schedule(entry, 0)
       } else if (verdict.kind === 'quota') {
-        this.pausedUntil = Date.now() + verdict.pauseMs
-        this.log.warn({ pauseMs: verdict.pauseMs }, 'wechat: daily quota used up (45009); sending paused until it resets')
+        this.pause(verdict.pauseMs)
         this.schedule(entry, 0, true)
       }
     } catch (err) {

@@ -121,6 +121,19 @@ export class Sender {
 }
 
 /**
+ * A direct send not made because sending is paused after a 45009 (send-pause.ts): failed as WeChat's
+ * own 45009 would have failed it, with the same code and `retryAfter`, without a call.
+ */
+export function pausedOutcome (id: string, now: number): DeliveryOutcome {
+  const errmsg = 'not sent: sending is paused until the daily quota resets (45009; resumeQueue() ends the pause after clear_quota)'
+  const error = apiError(id, QUOTA_ERRCODE, errmsg, undefined, 'quota', false)
+  error.retryAfter = msUntilQuotaReset(now)
+  return { status: 'failed', attempts: 0, errcode: QUOTA_ERRCODE, errmsg, errorClass: 'quota', error, ambiguous: false }
+}
+
+const QUOTA_ERRCODE = 45009
+
+/**
  * The class of a failure to get a token, for the queue: the token endpoint's own 45009 (an ordinary
  * fetch's daily quota, held until it resets) parks the queue as a send's 45009 does, its 45011 waits
  * the minute; anything else is retried after the token hold.
