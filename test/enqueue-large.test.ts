@@ -172,7 +172,7 @@ class FlakyQueue implements MessageQueue {
   async start (): Promise<void> {}
   async close (): Promise<void> {}
   async resume (): Promise<number> { return 0 }
-  async quotaHeld (): Promise<boolean> { return false }
+  quotaHeld (): boolean { return false }
   async pauseForQuota (): Promise<boolean> { return false }
 }
 

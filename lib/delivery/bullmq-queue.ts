@@ -260,8 +260,9 @@ export class BullQueue implements MessageQueue {
     if (!this.closing) await worker.resume()
   }
 
-  quotaHeld (): Promise<boolean> {
-    return this.quota.holds()
+  quotaHeld (): boolean | Promise<boolean> {
+    // (the fleet's pause key is read only once this instance saw a pause: quota-pause.ts holds())
+    return this.quota.heldHere() ? this.quota.holds() : false
   }
 
   pauseForQuota (pauseMs: number, calledAt: number): Promise<boolean> {

@@ -126,7 +126,8 @@ export class Delivery {
     }
     // (paused after a 45009, here or by the queue: not sent, failed as WeChat's 45009 would fail it)
     const calledAt = Date.now()
-    const outcome = await this.sendPause.held()
+    const held = this.sendPause.held()
+    const outcome = held === true || (held !== false && await held)
       ? pausedOutcome(id, this.options.clock.now())
       : await this.sender.deliver(id, prepared.wire, { attempts: this.options.retry.attempts, signal })
     // (subscribe/send's own 45009; the token endpoint's is held by the token manager: token-hold.ts)

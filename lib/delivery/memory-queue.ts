@@ -128,7 +128,7 @@ export class MemoryQueue implements MessageQueue {
     return waiting
   }
 
-  async quotaHeld (): Promise<boolean> {
+  quotaHeld (): boolean {
     return this.pausedUntil > Date.now()
   }
 

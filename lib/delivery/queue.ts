@@ -28,8 +28,11 @@ export interface MessageQueue {
    * sent again. Answers how many were waiting for the reset.
    */
   resume (): Promise<number>
-  /** Whether the 45009 pause holds now (direct sends wait for it too: send-pause.ts). */
-  quotaHeld (): Promise<boolean>
+  /**
+   * Whether the 45009 pause holds now (direct sends wait for it too: send-pause.ts). Synchronous
+   * when nothing paused this instance (every direct send asks: no promise for it then).
+   */
+  quotaHeld (): boolean | Promise<boolean>
   /**
    * A 45009 met outside the queue (a direct send's call made at `calledAt`): pause as if a queued
    * message had met it, unless the call left before a resume. Answers whether the pause began.

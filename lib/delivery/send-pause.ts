@@ -10,8 +10,8 @@ import type { MessageQueue } from './queue.js'
  * queued message would. resumeQueue() and the quota reset (by the plugin's clock) end it for both.
  */
 export interface SendPause {
-  /** Whether sending is paused now (no Redis call unless this instance saw a pause begin). */
-  held (): Promise<boolean>
+  /** Whether sending is paused now: synchronous (no Redis call) unless this instance saw a pause begin. */
+  held (): boolean | Promise<boolean>
   /** A direct send's call made at `calledAt` (Date.now() ms) met 45009. */
   met (calledAt: number): void
 }
@@ -19,7 +19,11 @@ export interface SendPause {
 /** With a queue, its pause is the pause (memory-queue.ts, quota-pause.ts: fleet-wide on BullMQ). */
 export function queueSendPause (queue: MessageQueue, clock: Clock, onPause: (pauseMs: number) => void, log: FastifyBaseLogger): SendPause {
   return {
-    held: async () => await queue.quotaHeld().catch(() => false),
+    held: () => {
+      const held = queue.quotaHeld()
+      // (Redis unreachable: the send goes on; WeChat answers 45009 again if the quota is still used up)
+      return typeof held === 'boolean' ? held : held.catch(() => false)
+    },
     met: (calledAt) => {
       const pauseMs = msUntilQuotaReset(clock.now())
       queue.pauseForQuota(pauseMs, calledAt).then((began) => { if (began) onPause(pauseMs) }, (err: Error) => {
@@ -34,7 +38,7 @@ export function queueSendPause (queue: MessageQueue, clock: Clock, onPause: (pau
 export function localSendPause (clock: Clock): SendPause {
   let until = 0
   return {
-    held: async () => clock.now() < until,
+    held: () => clock.now() < until,
     met: () => {
       const now = clock.now()
       until = Math.max(until, now + msUntilQuotaReset(now))
