@@ -56,27 +56,6 @@ for (const kind of ['memory', 'bullmq'] as const) {
   })
 }
 
-test('bullmq: a direct send\'s 45009 pauses the fleet\'s queue (another instance\'s worker stops), and resumeQueue() on that instance ends the pause for the first one\'s direct sends', async (t) => {
-  const sim = await startSimulator(t)
-  const redisUrl = await redisFor(t, 'bullmq')
-  const keyPrefix = uniquePrefix('send-pause-fleet')
-  const first = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix } })
-  const second = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix } })
-  await first.wechat.getToken()
-  sim.failNext('send', { errcode: 45009 })
-  t.match(await first.wechat.send(shippedMessage()).catch((e: unknown) => e), { errcode: 45009 })
-  // (the pause is written to Redis after the send's answer: a moment)
-  await sleep(300)
-  const calls = sim.counters.send
-  const ids = (await second.wechat.enqueue([numbered('F', 1), numbered('F', 2)])).map((r) => r.id)
-  await sleep(1000)
-  t.equal(sim.counters.send, calls, 'neither instance\'s worker sends')
-  t.same(await statusCounts(second, ids), { pending: 2 })
-  await second.wechat.resumeQueue()
-  await until('the queued messages sent', async () => (await statusCounts(second, ids)).sent === 2)
-  t.ok((await first.wechat.send(shippedMessage())).msgid, 'the first instance\'s direct sends go again (it read the fleet\'s pause key)')
-})
-
 test('queue: false: a 45009 pauses direct sends until the quota resets by the plugin\'s clock', async (t) => {
   // 23:59:00 in China (UTC+8)
   const sim = await startSimulator(t, { clock: new SimulatorClock(Date.UTC(2026, 2, 1, 15, 59)) })

@@ -2,8 +2,24 @@ import type { Job, Queue } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 
+/**
+ * begin()'s script. KEYS: the fleet's resume mark, the pause key, BullMQ's limiter key (all under the
+ * `{appId}` hash tag: one Cluster slot). ARGV: when the call that met 45009 left (ms), the pause's
+ * end (ms), its length (ms). A call made before the latest resume met the old day's 45009: nothing is
+ * paused (0). Otherwise the pause key and BullMQ's rate limit (as Queue#rateLimit writes it: no
+ * worker of the fleet fetches until it expires) are set (1).
+ */
+const BEGIN_PAUSE = `
+local resumed = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if tonumber(ARGV[1]) < resumed then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[3], '9007199254740991', 'PX', ARGV[3])
+return 1`
+
 /** How long the fleet remembers a resume: far longer than any call's answer can be late. */
 const RESUMED_MARK_MS = 3_600_000
+/** How often a worker not paused itself reads the fleet's pause key (holds()). */
+const FLEET_READ_MS = 1000
 /** Delayed jobs read per call while resume() looks for the parked ones. */
 const DELAYED_PAGE = 500
 
@@ -16,10 +32,11 @@ export interface PauseProducer {
 
 /**
  * The BullMQ queue's 45009 pause, fleet-wide (DESIGN.md "lib/delivery/": quota parks sending until the
- * daily quota resets). Three marks: this instance's end (`until`, no WeChat call before it), BullMQ's
- * rate limit (no worker of the fleet fetches) and a pause key beside the queue's keys (another
- * instance's resume() deletes it). Jobs fetched while paused are parked: marked and delayed until the
- * reset, so resume() can find and promote them.
+ * daily quota resets). Three marks: this instance's end (`until`, no WeChat call before it), a pause
+ * key beside the queue's keys (every instance's worker reads it at most once a second, holds(); any
+ * instance's resume() deletes it) and BullMQ's rate limit (which stops fetching only in workers that
+ * have a `limiter`). Jobs fetched while paused are parked: marked and delayed until the reset, so
+ * resume() can find and promote them.
  */
 export class QuotaPause {
   /** 45009 seen by this instance: no call to WeChat before this time (ms) */
@@ -30,6 +47,9 @@ export class QuotaPause {
   private readonly beginning = new Set<Promise<boolean>>()
   /** the read of the fleet's pause key under way (holds()), shared by the jobs fetched meanwhile */
   private check: Promise<void> | null = null
+  /** while not paused here: the last read of the fleet's pause key (ms), and the read under way */
+  private fleetReadAt = -Infinity
+  private fleetRead: Promise<void> | null = null
   /** resume() under way: concurrent calls on this instance share it */
   private resuming: Promise<number> | null = null
 
@@ -60,21 +80,17 @@ export class QuotaPause {
     // This instance stops at once; holds() does not end the pause meanwhile (its fleet key comes below).
     const prior = this.until
     this.until = Date.now() + pauseMs
-    if (calledAt < await this.fleetResumedAt()) {
+    const { queue, connection } = this.producer()
+    // One script: the fleet's resume mark read and the pause written together. Read first and
+    // written after, a resume on another instance in between found no pause to end, and the pause
+    // written after it held the fleet until the reset despite the resume.
+    const began = await connection.eval(BEGIN_PAUSE, 3, this.resumedKey, this.key, queue.keys.limiter, String(calledAt), String(this.until), String(pauseMs))
+    if (began !== 1) {
       this.until = prior
       return false
     }
     this.log.warn({ pauseMs }, 'wechat: daily quota used up (45009); the queue is paused until it resets')
-    const { queue, connection } = this.producer()
-    await connection.set(this.key, String(this.until), 'PX', pauseMs)
-    await queue.rateLimit(pauseMs)
     return true
-  }
-
-  /** When another instance (or this one) last resumed the fleet, from its mark (0: none, or Redis unreachable). */
-  private async fleetResumedAt (): Promise<number> {
-    const mark = await this.producer().connection.get(this.resumedKey).catch(() => null)
-    return Number(mark) || 0
   }
 
   private get resumedKey (): string {
@@ -82,12 +98,23 @@ export class QuotaPause {
   }
 
   /**
-   * Whether the pause still holds. Another instance's resume() deletes the fleet's pause key, so a
-   * job fetched while paused here (the fleet's rate limit stops fetching, so such jobs are few) checks
-   * the key first; jobs fetched together share one check. No Redis call otherwise.
+   * Whether the pause holds, for a job this worker fetched. Paused here: another instance's resume()
+   * deletes the fleet's pause key, so the key is checked first; jobs fetched together share one check.
+   * Not paused here: another instance may have begun the fleet's pause, which BullMQ's rate limit
+   * does not carry (it only stops workers that have a `limiter`), so the key is read, at most once
+   * every FLEET_READ_MS, and a pause found there is adopted until the key's expiry.
    */
   async holds (): Promise<boolean> {
-    if (!this.heldHere()) return false
+    if (!this.heldHere()) {
+      if (this.fleetRead === null && Date.now() - this.fleetReadAt < FLEET_READ_MS) return false
+      this.fleetReadAt = Date.now()
+      this.fleetRead ??= this.producer().connection.pttl(this.key)
+        // (Redis unreachable: not paused here; a 45009 of this instance's own pauses it)
+        .then((leftMs) => { if (leftMs > 0 && !this.heldHere()) this.until = Date.now() + leftMs }, () => {})
+        .finally(() => { this.fleetRead = null })
+      await this.fleetRead
+      return this.heldHere()
+    }
     this.check ??= this.producer().connection.exists(this.key)
       // (Redis unreachable: the pause holds)
       .then((held) => { if (held === 0 && this.beginning.size === 0) this.until = 0 }, () => {})

@@ -1,0 +1,93 @@
+import { test } from 'tap'
+import { createServer, connect } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
+import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
+import { redisFor, uniquePrefix } from './helpers/redis-server.js'
+import { numbered, sleep, statusCounts, until } from './queue-helpers.js'
+
+/**
+ * A TCP proxy in front of Redis whose answers can be held back (`delayMs`): commands reach Redis at
+ * once, their replies reach the app later, so another client can act between a command and the
+ * next one the app sends once it has the reply.
+ */
+async function slowRepliesProxy (t: { teardown (fn: () => unknown): void }, redisUrl: string): Promise<{ url: string, delayMs: number }> {
+  const target = new URL(redisUrl)
+  const state = { url: '', delayMs: 0 }
+  const sockets = new Set<Socket>()
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port), target.hostname)
+    sockets.add(client).add(upstream)
+    client.on('data', (chunk) => upstream.write(chunk))
+    upstream.on('data', (chunk) => {
+      const delay = state.delayMs
+      if (delay === 0) client.write(chunk)
+      else setTimeout(() => { if (!client.destroyed) client.write(chunk) }, delay)
+    })
+    const end = (): void => { client.destroy(); upstream.destroy() }
+    client.on('error', end).on('close', end)
+    upstream.on('error', end).on('close', end)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy()
+    return new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  state.url = `redis://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return state
+}
+
+// The fleet's 45009 pause began in two steps: read the fleet's resume mark, then write the pause key
+// and BullMQ's rate limit. A resumeQueue() on another instance between the two found no pause to end,
+// and the pause written after it held every worker of the fleet until the quota's reset, the resume
+// lost (left open by an earlier session). One script now. Failed before (nothing sent after the resume).
+test('bullmq: a resumeQueue() on another instance while this one is beginning a 45009 pause is not undone by it', async (t) => {
+  const sim = await startSimulator(t)
+  const redisUrl = await redisFor(t, 'bullmq') as string
+  const proxy = await slowRepliesProxy(t, redisUrl)
+  const keyPrefix = uniquePrefix('pause-race')
+  const slow = await buildApp(t, sim, { redisUrl: proxy.url, plugin: { keyPrefix } })
+  const other = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix } })
+  await slow.wechat.getToken()
+
+  proxy.delayMs = 600
+  sim.failNext('send', { errcode: 45009 })
+  // the direct send's 45009 begins the fleet's pause; its Redis replies arrive 600 ms late
+  t.match(await slow.wechat.send(shippedMessage()).catch((e: unknown) => e), { errcode: 45009 })
+  await sleep(150)
+  // the operator cleared the quota and resumes from another instance meanwhile
+  await other.wechat.resumeQueue()
+  // (each of the first instance's commands waits for the reply to the one before: 3 × 600 ms)
+  await sleep(2000)
+  proxy.delayMs = 0
+
+  const ids = (await other.wechat.enqueue([numbered('R', 1), numbered('R', 2), numbered('R', 3)])).map((r) => r.id)
+  await until('the messages queued after the resume are sent', async () => (await statusCounts(other, ids)).sent === 3, 12_000)
+  t.same(await statusCounts(other, ids), { sent: 3 })
+  t.ok((await slow.wechat.send(shippedMessage())).msgid, 'and the first instance sends directly again')
+})
+
+// The fleet's pause was carried by BullMQ's rate limit, which stops only workers that have a `limiter`
+// (moveToActive reads the limiter key only then): with the default options the other instances'
+// workers went on fetching and sending (4 of 30 here) until each met a 45009 of its own. Failed before.
+test('bullmq: a direct send\'s 45009 on one instance stops the other instances\' workers too; resumeQueue() on another ends it for all', async (t) => {
+  const sim = await startSimulator(t)
+  const redisUrl = await redisFor(t, 'bullmq')
+  const keyPrefix = uniquePrefix('pause-fleet')
+  const first = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix } })
+  const second = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix } })
+  await first.wechat.getToken()
+  sim.failNext('send', { errcode: 45009 })
+  t.match(await first.wechat.send(shippedMessage()).catch((e: unknown) => e), { errcode: 45009 })
+  await sleep(300)
+  const calls = sim.counters.send
+  const ids = [
+    ...(await second.wechat.enqueue(Array.from({ length: 20 }, (_, i) => numbered('B', i)))),
+    ...(await Promise.all(Array.from({ length: 10 }, (_, i) => second.wechat.enqueue(numbered('K', i), { idempotencyKey: `k-${i}` })))).flat()
+  ].map((r) => r.id)
+  await sleep(2000)
+  t.equal(sim.counters.send, calls, 'no call from either instance\'s worker')
+  t.same(await statusCounts(second, ids), { pending: 30 })
+  await second.wechat.resumeQueue()
+  await until('all sent after the resume', async () => (await statusCounts(second, ids)).sent === 30, 20_000)
+  t.ok((await first.wechat.send(shippedMessage())).msgid, 'the first instance\'s direct sends go again (it read the fleet\'s pause key)')
+})
