@@ -14,6 +14,7 @@ import { Delivery } from './delivery/delivery.js'
 import { getTokenOptions } from './delivery/call-options.js'
 import { EVENTS_DRAIN_MS, PushEventBus } from './push/event-bus.js'
 import { QuotaClock } from './delivery/quota-clock.js'
+import { msUntilQuotaReset } from './api/quota.js'
 import { localSendPause, queueSendPause } from './delivery/send-pause.js'
 import { registerPushEndpoint } from './push/plugin.js'
 import { Sender } from './delivery/sender.js'
@@ -71,7 +72,16 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
   const settle = (data: JobData, outcome: DeliveryOutcome): Promise<void> => credits.settle(data.wire.touser, data.wire.template_id, outcome, data.reserved === true)
   // (the clock's reset ends a 45009 pause: with a test's clock, real time would not)
   const quotaClock = new QuotaClock(options.clock, async () => await queue?.resume(), log)
-  const queue = createQueue(options, store, keys, sender, log, { onSent: settle, onFailed: settle, emit: events.emitLifecycle, onQuotaPause: (ms) => { quotaClock.paused(ms) } })
+  const queue = createQueue(options, store, keys, sender, log, {
+    onSent: settle,
+    onFailed: settle,
+    emit: events.emitLifecycle,
+    onQuotaPause: (ms) => { quotaClock.paused(ms) },
+    // (a pause another instance began ends at the reset by this plugin's clock too)
+    onQuotaAdopted: () => { quotaClock.paused(msUntilQuotaReset(options.clock.now())) },
+    // (a resume on another instance: the quotas were cleared, so a token fetch held for 45009 may ask again)
+    onQuotaResumed: () => { tokens.quotaReset() }
+  })
   const sendPause = queue === null ? localSendPause(options.clock) : queueSendPause(queue, options.clock, (ms) => { quotaClock.paused(ms) }, log)
   const delivery = new Delivery(sender, store, queue, options, log, credits, catalog ?? undefined, events.emitLifecycle, sendPause)
   const receipts = handleReceipts(events, store, credits, options, log)

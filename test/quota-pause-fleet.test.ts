@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from 'node:net'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
 import { redisFor, uniquePrefix } from './helpers/redis-server.js'
 import { numbered, sleep, statusCounts, until } from './queue-helpers.js'
+import { SimulatorClock } from '../lib/testing/index.js'
 
 /**
  * A TCP proxy in front of Redis whose answers can be held back (`delayMs`): commands reach Redis at
@@ -90,4 +91,51 @@ test('bullmq: a direct send\'s 45009 on one instance stops the other instances\'
   await second.wechat.resumeQueue()
   await until('all sent after the resume', async () => (await statusCounts(second, ids)).sent === 30, 20_000)
   t.ok((await first.wechat.send(shippedMessage())).msgid, 'the first instance\'s direct sends go again (it read the fleet\'s pause key)')
+})
+
+// A fleet audit: resumeQueue() on one instance cleared only its own token hold. Another instance that
+// held the token endpoint's 45009 answered its next queued job with that held refusal, taken as a 45009
+// met now, after the resume, and paused the whole fleet again until the reset. Failed before (the
+// messages stayed pending under a new pause).
+test('bullmq: resumeQueue() on one instance ends another instance\'s token hold for 45009; its held refusal does not pause the fleet again', async (t) => {
+  const sim = await startSimulator(t)
+  const redisUrl = await redisFor(t, 'bullmq')
+  const keyPrefix = uniquePrefix('pause-token')
+  const first = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix, templates: false } })
+  const second = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix, templates: false } })
+  await first.wechat.getToken()
+  sim.invalidateTokens()
+  sim.failNext('stable_token', { errcode: 45009 })
+  t.match(await second.wechat.send(shippedMessage()).catch((e: unknown) => e), { code: 'FST_WECHAT_TOKEN', errcode: 45009 })
+  t.match(await second.wechat.send(shippedMessage()).catch((e: unknown) => e), { code: 'FST_WECHAT_TOKEN', errcode: 45009, held: true }, 'held on the second instance')
+  // the operator clears the quotas and resumes from the first instance, which then goes away
+  await sleep(20)
+  await first.wechat.resumeQueue()
+  await first.close()
+  const ids = (await second.wechat.enqueue([numbered('T', 1), numbered('T', 2)])).map((r) => r.id)
+  await until('the second instance sends them', async () => (await statusCounts(second, ids)).sent === 2, 15_000)
+  t.ok((await second.wechat.send(shippedMessage())).msgid, 'and its direct sends go out again')
+})
+
+// A fleet audit: with the plugin's own clock, only the instance that began a 45009 pause watched that
+// clock for the reset; one that took the pause up from Redis waited out the key's real-time expiry
+// (hours) once the first had gone. Failed before (nothing sent after the clock's midnight).
+test('bullmq: an instance that took up the fleet\'s pause ends it at the reset by the plugin\'s clock', async (t) => {
+  // 18:00 in China (UTC+8)
+  const sim = await startSimulator(t, { clock: new SimulatorClock(Date.UTC(2026, 2, 1, 10, 0)) })
+  const redisUrl = await redisFor(t, 'bullmq')
+  const keyPrefix = uniquePrefix('pause-clock')
+  const first = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix, clock: sim.clock } })
+  await first.wechat.getToken()
+  sim.failNext('send', { errcode: 45009 })
+  t.match(await first.wechat.send(shippedMessage()).catch((e: unknown) => e), { errcode: 45009 })
+  await sleep(300)
+  await first.close()
+  const second = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix, clock: sim.clock } })
+  const ids = (await second.wechat.enqueue([numbered('C', 1), numbered('C', 2)])).map((r) => r.id)
+  await sleep(1500)
+  t.same(await statusCounts(second, ids), { pending: 2 }, 'the pause taken up from Redis holds')
+  sim.clock.advance(6 * 3_600_000 + 60_000)
+  await until('sent after the clock\'s midnight', async () => (await statusCounts(second, ids)).sent === 2, 15_000)
+  t.ok((await second.wechat.send(shippedMessage())).msgid, 'direct sends too')
 })

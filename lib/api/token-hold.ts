@@ -11,6 +11,14 @@ export const FREE_REFUSALS = 20
 /** The wait after the first refusal beyond those; it doubles with each further one. */
 export const FIRST_REFUSAL_HOLD_MS = 1000
 
+/** When the refusal a held copy repeats came (Date.now() ms): no call was made for the copy itself. */
+const refusedAt = new WeakMap<object, number>()
+
+/** For a held copy (`held: true`), when WeChat gave the refusal it repeats (Date.now() ms); else undefined. */
+export function heldRefusalAt (error: unknown): number | undefined {
+  return error !== null && typeof error === 'object' ? refusedAt.get(error) : undefined
+}
+
 /** How every FST_WECHAT_TOKEN message starts (errors.ts): a held copy's detail is what follows. */
 const TOKEN_MESSAGE_START = new WechatTokenError('').message
 
@@ -32,6 +40,8 @@ const TOKEN_MESSAGE_START = new WechatTokenError('').message
 export class TokenHold {
   private until = 0
   private error: TokenErrorInstance | null = null
+  /** Date.now() when the held refusal came */
+  private since = 0
   private refusals = 0
 
   constructor (private readonly clock: Clock) {}
@@ -51,6 +61,7 @@ export class TokenHold {
     copy.retryable = error.retryable
     copy.retryAfter = left
     copy.held = true
+    refusedAt.set(copy, this.since)
     throw copy
   }
 
@@ -60,6 +71,7 @@ export class TokenHold {
     if (holdMs <= 0) return
     this.until = this.clock.now() + holdMs
     this.error = error
+    this.since = Date.now()
     error.retryAfter = Math.max(error.retryAfter ?? 0, holdMs)
   }
 

@@ -30,6 +30,8 @@ export interface BullQueueOptions {
   limiter?: { max: number, duration: number }
   /** option queue.replicas: an add resolves only once this many replicas have it (WAIT) */
   replicas?: { count: number, timeoutMs: number }
+  /** what this instance learns of the fleet's 45009 pause from Redis (RunnerHooks onQuotaAdopted / onQuotaResumed) */
+  pauseEvents?: { adopted?: () => void, resumed?: () => void }
 }
 
 /** A retry the runner asked for; carries its backoff to BullMQ's backoffStrategy. */
@@ -73,7 +75,7 @@ export class BullQueue implements MessageQueue {
     this.slots = new Slots(options.concurrency)
     this.errors = new QueueErrors(log, (ms) => this.pauseWorker(ms))
     // (its key beside the queue's keys: the same Cluster slot)
-    this.quota = new QuotaPause(`${options.prefix}:${QUEUE_NAME}:quota-paused`, () => this.producer(), log)
+    this.quota = new QuotaPause(`${options.prefix}:${QUEUE_NAME}:quota-paused`, () => this.producer(), log, options.pauseEvents)
   }
 
   /**

@@ -94,6 +94,10 @@ export interface RunnerHooks {
   emit?: EmitLifecycle
   /** a 45009 paused sending for `pauseMs` by the plugin's clock (quota-clock.ts) */
   onQuotaPause?: (pauseMs: number) => void
+  /** BullMQ: this instance took up the fleet's 45009 pause from Redis (another instance began it) */
+  onQuotaAdopted?: () => void
+  /** BullMQ: this instance learnt that the fleet's 45009 pause ended (a resume on any instance, or the key's expiry) */
+  onQuotaResumed?: () => void
 }
 
 /**
@@ -171,7 +175,9 @@ export class JobRunner {
       const pauseMs = msUntilQuotaReset(this.options.clock.now())
       await this.update(data, { status: 'pending', ...errFields }, true, pauseMs)
       this.hooks.onQuotaPause?.(pauseMs)
-      return { kind: 'quota', pauseMs, calledAt }
+      // (a held token refusal made no call: it is as old as the refusal it repeats, which a resume
+      // since then has ended; taken as made now, it paused the fleet again after the resume)
+      return { kind: 'quota', pauseMs, calledAt: outcome.refusedAt ?? calledAt }
     }
     const retryable = outcome.errorClass === 'transient' || outcome.errorClass === 'token'
     if (retryable && attempt < maxAttempts) {

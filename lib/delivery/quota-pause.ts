@@ -53,7 +53,13 @@ export class QuotaPause {
   /** resume() under way: concurrent calls on this instance share it */
   private resuming: Promise<number> | null = null
 
-  constructor (private readonly key: string, private readonly producer: () => PauseProducer, private readonly log: FastifyBaseLogger) {}
+  constructor (
+    private readonly key: string,
+    private readonly producer: () => PauseProducer,
+    private readonly log: FastifyBaseLogger,
+    /** `adopted`: a pause another instance began was taken up here; `resumed`: the fleet's pause was found ended */
+    private readonly events: { adopted?: () => void, resumed?: () => void } = {}
+  ) {}
 
   /** Whether this instance's own mark still holds (no Redis call: for decisions that cannot wait). */
   heldHere (): boolean {
@@ -86,7 +92,9 @@ export class QuotaPause {
     // written after it held the fleet until the reset despite the resume.
     const began = await connection.eval(BEGIN_PAUSE, 3, this.resumedKey, this.key, queue.keys.limiter, String(calledAt), String(this.until), String(pauseMs))
     if (began !== 1) {
+      // (the fleet resumed after this call left: what this instance holds for that day ends too)
       this.until = prior
+      this.events.resumed?.()
       return false
     }
     this.log.warn({ pauseMs }, 'wechat: daily quota used up (45009); the queue is paused until it resets')
@@ -110,14 +118,22 @@ export class QuotaPause {
       this.fleetReadAt = Date.now()
       this.fleetRead ??= this.producer().connection.pttl(this.key)
         // (Redis unreachable: not paused here; a 45009 of this instance's own pauses it)
-        .then((leftMs) => { if (leftMs > 0 && !this.heldHere()) this.until = Date.now() + leftMs }, () => {})
+        .then((leftMs) => {
+          if (leftMs <= 0 || this.heldHere()) return
+          this.until = Date.now() + leftMs
+          this.events.adopted?.()
+        }, () => {})
         .finally(() => { this.fleetRead = null })
       await this.fleetRead
       return this.heldHere()
     }
     this.check ??= this.producer().connection.exists(this.key)
       // (Redis unreachable: the pause holds)
-      .then((held) => { if (held === 0 && this.beginning.size === 0) this.until = 0 }, () => {})
+      .then((held) => {
+        if (held !== 0 || this.beginning.size !== 0) return
+        this.until = 0
+        this.events.resumed?.()
+      }, () => {})
       .finally(() => { this.check = null })
     await this.check
     return this.heldHere()

@@ -8,6 +8,7 @@ import type { UpstreamFields } from '../api/http-client.js'
 import { subscribeSend } from '../api/subscribe.js'
 import type { WireMessage } from '../api/subscribe.js'
 import type { TokenErrorInstance } from '../api/token-endpoint.js'
+import { heldRefusalAt } from '../api/token-hold.js'
 import type { WechatApi } from '../api/wechat-api.js'
 import { systemClock } from '../options.js'
 import type { Clock, ResolvedOptions } from '../options.js'
@@ -46,6 +47,8 @@ export interface DeliveryOutcome {
   ambiguous: boolean
   /** the token endpoint is not asked again before this many ms (token-hold.ts): a retry sooner is pointless */
   retryAfterMs?: number
+  /** a held token refusal (no call now): when WeChat gave it (Date.now() ms), for the 45009 pause's "before a resume" */
+  refusedAt?: number
 }
 
 export function newMessageId (): string {
@@ -105,6 +108,8 @@ export class Sender {
         const outcome: DeliveryOutcome = { status: ambiguous ? 'unknown' : 'failed', attempts: attempt, errorClass: isUpstream ? (upstream.refused === true ? 'permanent' : 'transient') : tokenErrorClass(token), errmsg: upstream.message, error: upstream, ambiguous }
         if (typeof token.errcode === 'number') outcome.errcode = token.errcode
         if (typeof token.retryAfter === 'number') outcome.retryAfterMs = token.retryAfter
+        const heldSince = heldRefusalAt(upstream)
+        if (heldSince !== undefined) outcome.refusedAt = heldSince
         return outcome
       }
     }

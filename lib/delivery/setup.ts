@@ -36,7 +36,7 @@ export function createQueue (options: ResolvedOptions, store: WechatStore, keys:
       throw new WechatOptionsError(`the Redis client has ioredis' keyPrefix ${JSON.stringify(clientPrefix)}, which BullMQ (the durable queue) cannot work with: drop it from the client and set this plugin's keyPrefix option instead (every key of ours goes under it), or use queue: { durable: false }`)
     }
     log.info({ queue: 'bullmq', concurrency: queue.concurrency, limiter: queue.limiter }, 'wechat: durable queue (BullMQ) on Redis, worked by every instance')
-    return new BullQueue(store.redis, runner, { prefix: keys.queue, concurrency: queue.concurrency, attempts: queue.attempts, limiter: queue.limiter, replicas: queue.replicas }, log)
+    return new BullQueue(store.redis, runner, { prefix: keys.queue, concurrency: queue.concurrency, attempts: queue.attempts, limiter: queue.limiter, replicas: queue.replicas, pauseEvents: { adopted: hooks.onQuotaAdopted, resumed: hooks.onQuotaResumed } }, log)
   }
   // (the hint names what keeps this queue in process: a memory store, or queue.durable: false on Redis)
   const why = store instanceof RedisStore ? 'queue.durable: false; leave it out for the durable queue on Redis' : 'register @fastify/redis (with the default store) for a durable queue'
