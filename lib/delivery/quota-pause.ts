@@ -6,8 +6,8 @@ import type { Redis } from 'ioredis'
  * begin()'s script. KEYS: the fleet's resume mark, the pause key, BullMQ's limiter key (all under the
  * `{appId}` hash tag: one Cluster slot). ARGV: when the call that met 45009 left (ms), the pause's
  * end (ms), its length (ms). A call made before the latest resume met the old day's 45009: nothing is
- * paused (0). Otherwise the pause key and BullMQ's rate limit (as Queue#rateLimit writes it: no
- * worker of the fleet fetches until it expires) are set (1).
+ * paused (0). Otherwise the pause key and BullMQ's rate limit (as Queue#rateLimit writes it; it stops
+ * fetching in workers that have a `limiter`, the others read the pause key: holds()) are set (1).
  */
 const BEGIN_PAUSE = `
 local resumed = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
