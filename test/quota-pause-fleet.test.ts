@@ -139,3 +139,23 @@ test('bullmq: an instance that took up the fleet\'s pause ends it at the reset b
   await until('sent after the clock\'s midnight', async () => (await statusCounts(second, ids)).sent === 2, 15_000)
   t.ok((await second.wechat.send(shippedMessage())).msgid, 'direct sends too')
 })
+
+// Another instance's direct sends learnt of the fleet's pause only from their own first 45009 (or their
+// worker's read of the pause key, which runs only when it fetches a job). Failed before (the second
+// instance's send reached WeChat).
+test('bullmq: another instance\'s direct sends stop within a second of a 45009 met by one instance', async (t) => {
+  const sim = await startSimulator(t)
+  const redisUrl = await redisFor(t, 'bullmq')
+  const keyPrefix = uniquePrefix('pause-direct')
+  const first = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix } })
+  const second = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix } })
+  await first.wechat.getToken()
+  sim.failNext('send', { errcode: 45009 })
+  t.match(await first.wechat.send(shippedMessage()).catch((e: unknown) => e), { errcode: 45009 })
+  await sleep(1200)
+  const calls = sim.counters.send
+  t.match(await second.wechat.send(shippedMessage()).catch((e: unknown) => e), { code: 'FST_WECHAT_API', errcode: 45009, message: /paused/ })
+  t.equal(sim.counters.send, calls, 'without a call')
+  await second.wechat.resumeQueue()
+  t.ok((await second.wechat.send(shippedMessage())).msgid, 'after the resume it sends')
+})

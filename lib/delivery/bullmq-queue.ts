@@ -263,8 +263,9 @@ export class BullQueue implements MessageQueue {
   }
 
   quotaHeld (): boolean | Promise<boolean> {
-    // (the fleet's pause key is read only once this instance saw a pause: quota-pause.ts holds())
-    return this.quota.heldHere() ? this.quota.holds() : false
+    // (Redis is asked only while paused here, or for the fleet's pause key at most once a second:
+    // another instance's pause stops this one's direct sends too; synchronous otherwise)
+    return this.quota.readDue() ? this.quota.holds() : false
   }
 
   pauseForQuota (pauseMs: number, calledAt: number): Promise<boolean> {

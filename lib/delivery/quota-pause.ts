@@ -61,6 +61,11 @@ export class QuotaPause {
     private readonly events: { adopted?: () => void, resumed?: () => void } = {}
   ) {}
 
+  /** Whether holds() would ask Redis now: paused here, or the fleet's key is due for its next read. */
+  readDue (): boolean {
+    return this.heldHere() || this.fleetRead !== null || Date.now() - this.fleetReadAt >= FLEET_READ_MS
+  }
+
   /** Whether this instance's own mark still holds (no Redis call: for decisions that cannot wait). */
   heldHere (): boolean {
     return this.until > Date.now()
