@@ -1,4 +1,7 @@
 import { test } from 'tap'
+import type { Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import type { WechatSimulator } from '../lib/testing/index.js'
 import { createServer, connect } from 'node:net'
 import type { AddressInfo, Socket } from 'node:net'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
@@ -37,6 +40,19 @@ async function slowRepliesProxy (t: { teardown (fn: () => unknown): void }, redi
   return state
 }
 
+/** Two instances on one Redis; the first one's direct send has just met 45009 (the fleet's pause begins). */
+async function pausedByFirst (t: Test, name: string): Promise<{ sim: WechatSimulator, first: FastifyInstance, second: FastifyInstance }> {
+  const sim = await startSimulator(t)
+  const redisUrl = await redisFor(t, 'bullmq')
+  const keyPrefix = uniquePrefix(name)
+  const first = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix } })
+  const second = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix } })
+  await first.wechat.getToken()
+  sim.failNext('send', { errcode: 45009 })
+  t.match(await first.wechat.send(shippedMessage()).catch((e: unknown) => e), { errcode: 45009 })
+  return { sim, first, second }
+}
+
 // The fleet's 45009 pause began in two steps: read the fleet's resume mark, then write the pause key
 // and BullMQ's rate limit. A resumeQueue() on another instance between the two found no pause to end,
 // and the pause written after it held every worker of the fleet until the quota's reset, the resume
@@ -71,14 +87,7 @@ test('bullmq: a resumeQueue() on another instance while this one is beginning a 
 // (moveToActive reads the limiter key only then): with the default options the other instances'
 // workers went on fetching and sending (4 of 30 here) until each met a 45009 of its own. Failed before.
 test('bullmq: a direct send\'s 45009 on one instance stops the other instances\' workers too; resumeQueue() on another ends it for all', async (t) => {
-  const sim = await startSimulator(t)
-  const redisUrl = await redisFor(t, 'bullmq')
-  const keyPrefix = uniquePrefix('pause-fleet')
-  const first = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix } })
-  const second = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix } })
-  await first.wechat.getToken()
-  sim.failNext('send', { errcode: 45009 })
-  t.match(await first.wechat.send(shippedMessage()).catch((e: unknown) => e), { errcode: 45009 })
+  const { sim, first, second } = await pausedByFirst(t, 'pause-fleet')
   await sleep(300)
   const calls = sim.counters.send
   const ids = [
@@ -144,14 +153,7 @@ test('bullmq: an instance that took up the fleet\'s pause ends it at the reset b
 // worker's read of the pause key, which runs only when it fetches a job). Failed before (the second
 // instance's send reached WeChat).
 test('bullmq: another instance\'s direct sends stop within a second of a 45009 met by one instance', async (t) => {
-  const sim = await startSimulator(t)
-  const redisUrl = await redisFor(t, 'bullmq')
-  const keyPrefix = uniquePrefix('pause-direct')
-  const first = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix } })
-  const second = await buildApp(t, sim, { redisUrl, plugin: { keyPrefix } })
-  await first.wechat.getToken()
-  sim.failNext('send', { errcode: 45009 })
-  t.match(await first.wechat.send(shippedMessage()).catch((e: unknown) => e), { errcode: 45009 })
+  const { sim, second } = await pausedByFirst(t, 'pause-direct')
   await sleep(1200)
   const calls = sim.counters.send
   t.match(await second.wechat.send(shippedMessage()).catch((e: unknown) => e), { code: 'FST_WECHAT_API', errcode: 45009, message: /paused/ })
