@@ -6,13 +6,13 @@ import type { Clock } from '../options.js'
 import { LateUndo } from '../store/late-undo.js'
 import type { TokenRecord, WechatStore } from '../store/types.js'
 import { sharedAbortController } from './abort.js'
-import { backoffDelay, sleep } from './backoff.js'
+import { sleep } from './backoff.js'
 import type { WechatHttpClient } from './http-client.js'
-import { fetchAccessToken } from './token-endpoint.js'
 import type { TokenEndpointOptions, TokenErrorInstance } from './token-endpoint.js'
 import { RefusedToken } from './refused-token.js'
 import { StoreGuard } from './store-guard.js'
-import { TokenHold } from './token-hold.js'
+import { TokenFetcher } from './token-fetcher.js'
+import type { FetchRequest } from './token-fetcher.js'
 
 /** A token with less than this left is not handed to a request: it could expire in flight. */
 const MIN_REMAINING_MS = 30_000
@@ -32,13 +32,9 @@ export interface TokenManagerOptions {
   emit?: EmitLifecycle
 }
 
-interface RefreshRequest {
-  /** a token WeChat refused: never hand it out again */
-  rejected?: string
+interface RefreshRequest extends FetchRequest {
   /** the scheduled job: renew when less than refreshAhead is left, not just when expiring */
   ahead?: boolean
-  /** `rejected` was refused again after stable_token handed it out as current: force_refresh, within budget */
-  force?: true
 }
 
 /**
@@ -53,15 +49,13 @@ export class TokenManager {
   /** a refused token WeChat still hands out: force_refresh within budget, else used again */
   private readonly refusedToken: RefusedToken
   private readonly stop = sharedAbortController()
-  /** WeChat refused a fetch in a way an immediate retry cannot change: callers get its error meanwhile */
-  private readonly hold: TokenHold
-  /** successful calls to WeChat's token endpoint made by this process */
-  fetches = 0
+  /** asks WeChat's token endpoint (retries, holds, force_refresh): token-fetcher.ts */
+  private readonly fetcher: TokenFetcher
 
   constructor (private readonly options: TokenManagerOptions) {
     this.guard = new StoreGuard(options.store, options.log)
     this.refusedToken = new RefusedToken(options.clock, options.log)
-    this.hold = new TokenHold(options.clock)
+    this.fetcher = new TokenFetcher(options, this.guard, this.refusedToken, this.stop.signal)
   }
 
   /** The hot path: a valid in-process token costs nothing but this comparison. */
@@ -108,15 +102,15 @@ export class TokenManager {
     return (await this.refresh({ rejected: token, force: true })).token
   }
 
+  /** resumeQueue(): the daily quotas were cleared, so a fetch held for a 45009 may ask again. */
+  quotaReset (): void {
+    this.fetcher.quotaReset()
+  }
+
   /**
    * The scheduled job's work, callable directly: pick up a token another instance stored, share ours
    * if the store lost it (Redis restarted), and renew ahead of expiry so requests never wait.
    */
-  /** resumeQueue(): the daily quotas were cleared, so a fetch held for a 45009 may ask again. */
-  quotaReset (): void {
-    this.hold.quotaReset()
-  }
-
   async refreshIfDue (): Promise<void> {
     await this.syncWithStore()
     const local = this.local
@@ -125,7 +119,7 @@ export class TokenManager {
 
   /** What this process holds, for status pages and tests (never the token itself). */
   snapshot (): { expiresAt: number | null, storeAvailable: boolean, fetches: number } {
-    return { expiresAt: this.local?.expiresAt ?? null, storeAvailable: this.guard.available, fetches: this.fetches }
+    return { expiresAt: this.local?.expiresAt ?? null, storeAvailable: this.guard.available, fetches: this.fetcher.fetches }
   }
 
   close (): void {
@@ -167,7 +161,7 @@ export class TokenManager {
       const rejected = request.rejected
       await this.guard.attempt((s) => s.dropToken(rejected))
     }
-    if (!this.guard.available) return this.adopt(await this.fetchFresh(request))
+    if (!this.guard.available) return this.adopt(await this.fetcher.fetch(request))
 
     const lockTtl = this.lockTtlMs()
     const deadline = Date.now() + lockTtl + this.options.timeout
@@ -196,7 +190,7 @@ export class TokenManager {
   private async fetchWithoutLock (request: RefreshRequest, lockTtl: number, owner: string): Promise<TokenRecord> {
     let record: TokenRecord | undefined
     try {
-      record = this.adopt(await this.fetchFresh(request))
+      record = this.adopt(await this.fetcher.fetch(request))
       return record
     } finally {
       const store = this.options.store
@@ -222,7 +216,7 @@ export class TokenManager {
       // Another instance may have finished between our read and our lock.
       const again = await this.guard.attempt((s) => s.getToken())
       if (this.usable(again, request)) return this.adopt(again)
-      const record = await this.fetchFresh(request)
+      const record = await this.fetcher.fetch(request)
       await this.guard.attempt((s) => s.putTokenIfNewer(record))
       return this.adopt(record)
     } finally {
@@ -234,75 +228,6 @@ export class TokenManager {
   private lockTtlMs (): number {
     const { attempts, maxDelay } = this.options.retry
     return attempts * (this.options.timeout + maxDelay) + 2 * this.options.timeout
-  }
-
-  private async fetchFresh (request: RefreshRequest): Promise<TokenRecord> {
-    // (a held error was told already, when WeChat gave it: no event, no log line per caller)
-    this.hold.check()
-    try {
-      const record = await this.fetchOrForce(request)
-      this.hold.succeeded()
-      return record
-    } catch (err) {
-      const error = err as TokenErrorInstance
-      // (a fetch cut short by close() is not an error anyone needs to hear of)
-      if (!this.stop.signal.aborted) {
-        this.options.emit?.('token:error', () => ({
-          code: error.code ?? 'FST_WECHAT_TOKEN',
-          ...(error.errcode !== undefined ? { errcode: error.errcode } : {}),
-          ...(error.rid !== undefined ? { rid: error.rid } : {}),
-          message: error.message,
-          retryable: error.retryable === true
-        }))
-      }
-      throw err
-    }
-  }
-
-  private async fetchOrForce (request: RefreshRequest): Promise<TokenRecord> {
-    let forced = false
-    let fetched = await this.fetchWithRetry(false)
-    if (this.options.endpoint.mode === 'stable' && request.rejected !== undefined && fetched.token === request.rejected) {
-      // WeChat still hands out the token it refused (refused-token.ts): the first time, the call is
-      // retried with it; refused again, only force_refresh replaces it (WECHAT.md §1.5).
-      if (request.force !== true) {
-        this.refusedToken.confirmed(fetched.token)
-      } else if (await this.refusedToken.mayForce(fetched.token, this.guard.available ? this.options.store : null)) {
-        try {
-          fetched = await this.fetchWithRetry(true)
-          forced = true
-        } catch (err) {
-          if (this.stop.signal.aborted) throw err
-          const error = err as TokenErrorInstance
-          this.options.log.warn({ errcode: error.errcode, rid: error.rid, reason: error.message }, 'wechat: force_refresh failed; the token WeChat still hands out stays in use')
-          this.refusedToken.forceFailed(fetched.token, error.errcode)
-        }
-      }
-    }
-    this.fetches++
-    const now = this.options.clock.now()
-    this.options.log.info({ expiresIn: fetched.expiresIn, endpoint: this.options.endpoint.mode }, 'wechat: fetched a new access_token')
-    const expiresAt = now + fetched.expiresIn * 1000
-    this.options.emit?.('token:fetched', () => ({ endpoint: this.options.endpoint.mode, expiresAt, forceRefresh: forced }))
-    return { token: fetched.token, expiresAt, fetchedAt: now }
-  }
-
-  private async fetchWithRetry (forceRefresh: boolean): Promise<{ token: string, expiresIn: number }> {
-    const { attempts } = this.options.retry
-    for (let attempt = 1; ; attempt++) {
-      try {
-        // (close() cuts a fetch under way: the pool closes at once instead of waiting out its timeout)
-        return await fetchAccessToken(this.options.http, this.options.endpoint, forceRefresh, this.stop.signal)
-      } catch (err) {
-        const error = err as TokenErrorInstance
-        this.hold.failed(error, forceRefresh)
-        const retry = error.retryable && error.errcode !== 45011 && attempt < attempts && !this.stop.signal.aborted
-        // (a fetch close() cut short did not fail: no warning for it)
-        this.options.log[this.stop.signal.aborted ? 'debug' : 'warn']({ errcode: error.errcode, rid: error.rid, attempt, retry }, `wechat: token fetch failed: ${error.message}`)
-        if (!retry) throw err
-        await sleep(backoffDelay(attempt, this.options.retry), this.stop.signal)
-      }
-    }
   }
 
   private tokenError (reason: string): TokenErrorInstance {
