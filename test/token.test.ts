@@ -252,6 +252,41 @@ test('scheduled refresh renews before expiry (fake clock), and nothing runs afte
   t.equal(sim.counters.stable_token, calls, 'no job after close')
 })
 
+test('a short-lived token (expires_in 20 s) serves requests until its last quarter: not a fetch per send', async (t) => {
+  const sim = await startSimulator(t, { tokenTtlSeconds: 20 })
+  const app = await buildApp(t, sim, { plugin: { clock: sim.clock, tokenEndpoint: 'classic' } })
+  for (let i = 0; i < 5; i++) await app.wechat.send(shippedMessage())
+  t.equal(sim.tokenFetches().token, 1, 'one fetch for 5 sends (it was one per send: under 30 s left counted as expiring)')
+  sim.clock.advance(16_000) // 4 s left: within its last quarter
+  await app.wechat.send(shippedMessage())
+  t.equal(sim.tokenFetches().token, 2, 'renewed when a request could outlive it')
+  t.equal(sim.accepted.length, 6)
+})
+
+test('a short-lived token (expires_in 120 s, refreshAhead 300 s) is renewed at half its life, not on every tick', async (t) => {
+  const timers = FakeTimers.install({ toFake: ['setInterval', 'clearInterval'] })
+  t.teardown(() => timers.uninstall())
+  const sim = await startSimulator(t, { tokenTtlSeconds: 120 })
+  const app = await buildApp(t, sim, { plugin: { clock: sim.clock, tokenEndpoint: 'classic', refreshInterval: 30 } })
+  const settle = async (): Promise<void> => {
+    // the job's fetch is a real HTTP call: let it land before the next tick
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  await settle()
+  await app.wechat.getToken()
+  t.equal(sim.tokenFetches().token, 1, 'fetched at boot')
+  for (let tick = 1; tick <= 8; tick++) {
+    sim.clock.advance(30_000)
+    await timers.tickAsync(30_000)
+    await settle()
+  }
+  // 240 s: renewed with 60 s left, every 60 s (4 times); with refreshAhead over the lifetime it was every tick (8)
+  t.equal(sim.tokenFetches().token, 5, 'one renewal per 60 s')
+  const sent = await app.wechat.send(shippedMessage())
+  t.ok(sent.msgid, 'the renewed token works')
+  t.equal(sim.tokenFetches().token, 5, 'the send did not fetch')
+})
+
 test('close releases everything: the process exits by itself', async (t) => {
   const redis = await startRedis()
   t.teardown(() => redis.stop())

@@ -66,14 +66,14 @@ export class TokenManager {
       // (said again of a token just refused and handed out as current: what a call refused twice does)
       return this.refusedToken.stillCurrent(local.token) ? this.refusedAgain(local.token) : this.rejected(local.token)
     }
-    if (local && local.expiresAt - this.options.clock.now() > MIN_REMAINING_MS) return local.token
+    if (local && this.goodForRequests(local)) return local.token
     return (await this.refresh({})).token
   }
 
   /** The in-process token when it is good for a request, without a promise (the send path's fast path). */
   current (): string | undefined {
     const local = this.local
-    return local && local.expiresAt - this.options.clock.now() > MIN_REMAINING_MS ? local.token : undefined
+    return local && this.goodForRequests(local) ? local.token : undefined
   }
 
   /** A business call answered 40001/40014/42001 with `token`: drop exactly that one and get another. */
@@ -97,7 +97,7 @@ export class TokenManager {
     // (a force_refresh just found not allowed, or failed: the next refusals are answered without a fetch)
     if (this.refusedToken.forceBlocked(token)) return token
     // (replaced meanwhile: by the force of another call refused in the same burst, or another instance)
-    if (local !== null && local.token !== token && local.expiresAt - this.options.clock.now() > MIN_REMAINING_MS) return local.token
+    if (local !== null && local.token !== token && this.goodForRequests(local)) return local.token
     if (local?.token === token) this.local = null
     return (await this.refresh({ rejected: token, force: true })).token
   }
@@ -114,7 +114,7 @@ export class TokenManager {
   async refreshIfDue (): Promise<void> {
     await this.syncWithStore()
     const local = this.local
-    if (!local || local.expiresAt - this.options.clock.now() <= this.aheadMs()) await this.refresh({ ahead: true })
+    if (!local || local.expiresAt - this.options.clock.now() <= this.aheadMs(local)) await this.refresh({ ahead: true })
   }
 
   /** What this process holds, for status pages and tests (never the token itself). */
@@ -127,9 +127,20 @@ export class TokenManager {
     this.lateLock.close()
   }
 
-  private aheadMs (): number {
+  /**
+   * When the scheduled job renews `record`: refreshAhead before its end, at most half its lifetime
+   * (a token given with a short expires_in, as a test double may, would otherwise be renewed on every
+   * tick of the job).
+   */
+  private aheadMs (record: TokenRecord): number {
     const ahead = this.options.refreshAheadMs
-    return this.options.endpoint.mode === 'stable' ? Math.min(ahead, STABLE_RENEWAL_WINDOW_MS) : ahead
+    const wanted = this.options.endpoint.mode === 'stable' ? Math.min(ahead, STABLE_RENEWAL_WINDOW_MS) : ahead
+    const lifetime = lifetimeMs(record)
+    return lifetime === undefined ? wanted : Math.min(wanted, lifetime / 2)
+  }
+
+  private goodForRequests (record: TokenRecord): boolean {
+    return record.expiresAt - this.options.clock.now() > minRemainingMs(record)
   }
 
   private refresh (request: RefreshRequest): Promise<TokenRecord> {
@@ -145,7 +156,7 @@ export class TokenManager {
 
   private usable (record: TokenRecord | null | undefined, request: RefreshRequest): record is TokenRecord {
     if (!record || record.token === request.rejected) return false
-    const need = request.ahead ? Math.max(this.aheadMs(), MIN_REMAINING_MS) : MIN_REMAINING_MS
+    const need = request.ahead ? Math.max(this.aheadMs(record), minRemainingMs(record)) : minRemainingMs(record)
     return record.expiresAt - this.options.clock.now() > need
   }
 
@@ -242,8 +253,23 @@ export class TokenManager {
     const local = this.local
     if (stored && (!local || (stored.token !== local.token && stored.expiresAt > local.expiresAt))) {
       this.local = stored
-    } else if (!stored && local && local.expiresAt - this.options.clock.now() > MIN_REMAINING_MS) {
+    } else if (!stored && local && this.goodForRequests(local)) {
       await this.guard.attempt((s) => s.putTokenIfNewer(local))
     }
   }
+}
+
+/** How long WeChat gave `record` (its expires_in), when the record says. */
+function lifetimeMs (record: TokenRecord): number | undefined {
+  const lifetime = record.expiresAt - record.fetchedAt
+  return Number.isFinite(lifetime) && lifetime > 0 ? lifetime : undefined
+}
+
+/**
+ * Less than this left and `record` is not handed to a request: MIN_REMAINING_MS, or a quarter of a
+ * short lifetime (with expires_in under 30 s every request would otherwise fetch a token).
+ */
+function minRemainingMs (record: TokenRecord): number {
+  const lifetime = lifetimeMs(record)
+  return lifetime === undefined ? MIN_REMAINING_MS : Math.min(MIN_REMAINING_MS, lifetime / 4)
 }
