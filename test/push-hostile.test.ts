@@ -51,6 +51,21 @@ test('replayWindow: 0 turns the POST timestamp range check off (a test WeChat on
   expect4xx(t, await post(app, { signature: pushSignature([TOKEN, 'x', 'n']), timestamp: 'x', nonce: 'n' }, body), 401, 'FST_WECHAT_PUSH_TIMESTAMP')
 })
 
+test('the replay window is ±5 min in whole seconds, as WeChat stamps pushes: both edges in, one second past either out', async (t) => {
+  // The clock half a second into second T: a push stamped T − 300 is as old as one stamped T + 300 is new.
+  const sim = await startSimulator(t)
+  const { app } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' }, plugin: { clock: { now: () => NOW + 500 } } })
+  const body = buildPushBody(popupEvent(), { format: 'xml' })
+  const at = (offset: number, nonce: string): Record<string, string> => {
+    const timestamp = String(NOW / 1000 + offset)
+    return { signature: pushSignature([TOKEN, timestamp, nonce]), timestamp, nonce }
+  }
+  t.equal((await post(app, at(-300, 'a'), body)).body, 'success', 'T − 300 s')
+  t.equal((await post(app, at(300, 'b'), body)).body, 'success', 'T + 300 s')
+  expect4xx(t, await post(app, at(-301, 'c'), body), 401, 'FST_WECHAT_PUSH_TIMESTAMP')
+  expect4xx(t, await post(app, at(301, 'd'), body), 401, 'FST_WECHAT_PUSH_TIMESTAMP')
+})
+
 test('plaintext mode: forged, stale, missing, replayed, malformed', async (t) => {
   const sim = await startSimulator(t)
   const { app } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' }, plugin: { clock } })

@@ -39,7 +39,9 @@ function param (query: PushQuery, name: string): string | undefined {
 export function checkTimestamp (query: PushQuery, now: number, windowMs: number): void {
   const timestamp = param(query, 'timestamp')
   if (timestamp === undefined || !/^\d{1,12}$/.test(timestamp)) throw new PushRejection('timestamp', 'missing or not Unix seconds')
-  if (windowMs > 0 && Math.abs(Number(timestamp) * 1000 - now) > windowMs) throw new PushRejection('timestamp', 'outside the replay window')
+  // In whole seconds, as WeChat stamps a push: against the clock in ms, "exactly 5 min old" was out
+  // unless it landed on a whole second, while "exactly 5 min ahead" was in.
+  if (windowMs > 0 && Math.abs(Number(timestamp) - Math.floor(now / 1000)) * 1000 > windowMs) throw new PushRejection('timestamp', 'outside the replay window')
 }
 
 /**
