@@ -33,3 +33,11 @@ test('queue.replicas on the in-process queue: a startup warning says it has no e
   await buildApp(t, sim, { logger: logs.logger, plugin: { queue: { replicas: 1 } } })
   t.ok(logs.lines.some((line) => line.includes('queue.replicas has no effect on the in-process queue')))
 })
+
+// Audit: queue.durable: true without Redis gave the in-process queue with only the info line every app gets.
+test('queue.durable: true without Redis: a startup warning says the queue is not durable', async (t) => {
+  const sim = await startSimulator(t)
+  const logs = captureLogs('warn')
+  await buildApp(t, sim, { logger: logs.logger, plugin: { queue: { durable: true } } })
+  t.ok(logs.lines.some((line) => line.includes('queue.durable: true') && line.includes('not durable')))
+})

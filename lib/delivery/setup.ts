@@ -41,7 +41,8 @@ export function createQueue (options: ResolvedOptions, store: WechatStore, keys:
   // (the hint names what keeps this queue in process: a memory store, or queue.durable: false on Redis)
   const why = store instanceof RedisStore ? 'queue.durable: false; leave it out for the durable queue on Redis' : 'register @fastify/redis (with the default store) for a durable queue'
   log.info({ queue: 'memory', concurrency: queue.concurrency }, `wechat: in-process queue (not durable: messages waiting when the process stops are lost; ${why})`)
-  // (a config shared with a Redis deployment may carry it: said, not refused)
+  // (a config shared with a Redis deployment may carry these: said, not refused)
+  if (queue.durable === true) log.warn({ durable: true }, 'wechat: queue.durable: true, but there is no Redis store: the queue is in process and not durable (register @fastify/redis for the durable queue)')
   if (queue.replicas !== undefined) log.warn({ replicas: queue.replicas }, 'wechat: queue.replicas has no effect on the in-process queue (it applies to the durable queue on Redis)')
   return new MemoryQueue(runner, { concurrency: queue.concurrency, attempts: queue.attempts, limiter: queue.limiter }, log)
 }
