@@ -99,6 +99,10 @@ test('popup: grants simulator credits for accepts and pushes one popup event per
   await t.rejects(sim.popup([]), TypeError)
   await t.rejects(sim.popup(url), TypeError, 'a URL but no items')
   await t.rejects(sim.popup([{ openid: 'o', templateId: 'T', status: 'ban' as never }]), TypeError)
+  // wx.requestSubscribeMessage takes at most 3 templates: a pop-up of 4 for one user is not one WeChat shows
+  const four = ['T1', 'T2', 'T3', 'T4'].map((templateId) => ({ openid: 'oFour', templateId, status: 'accept' as const }))
+  await t.rejects(sim.popup(four), TypeError, 'at most 3 templates per user')
+  t.equal(sim.credits('oFour', 'T1'), 0, 'nothing granted')
 })
 
 test('push and pushConfig refuse what they cannot do', async (t) => {

@@ -160,6 +160,22 @@ test('stable token: same token while > 5 minutes left, renewed in the last 5 min
   t.equal(sim.currentToken('stable'), b.json.access_token)
 })
 
+// Audit: with tokenTtlSeconds ≤ 300 every normal call issued a new token (the 5-minute window covered the whole lifetime).
+test('stable token with a short tokenTtlSeconds: the same token until its last half', async (t) => {
+  const sim = await start(t, { clock: undefined, tokenTtlSeconds: 120 })
+  const a = await stable(sim)
+  t.equal(a.json.expires_in, 120)
+  t.equal((await stable(sim)).json.access_token, a.json.access_token, 'called again at once: the same token')
+  sim.clock.advance(59_000)
+  t.equal((await stable(sim)).json.access_token, a.json.access_token, '61 s left: the same')
+  sim.clock.advance(1000)
+  const b = await stable(sim)
+  t.not(b.json.access_token, a.json.access_token, '60 s left: a new token')
+  t.equal(b.json.expires_in, 120)
+  t.equal(await use(sim, a.json.access_token), 0, 'the old one works until its own expiry')
+  t.equal(sim.tokenFetches().stable_token, 2)
+})
+
 test('stable token: every token returned has expires_in >= 300', async (t) => {
   const sim = await start(t, { clock: undefined })
   for (let i = 0; i < 40; i++) {

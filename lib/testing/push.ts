@@ -174,6 +174,10 @@ export class SimPusher {
       }
       byUser.set(item.openid, [...(byUser.get(item.openid) ?? []), item])
     }
+    for (const [openid, list] of byUser) {
+      // wx.requestSubscribeMessage takes at most 3 tmplIds, so one pop-up's event lists at most 3 (WECHAT.md §7.1, §8)
+      if (list.length > 3) throw new TypeError(`sim.popup: a pop-up asks at most 3 templates of one user (${list.length} for ${openid}): call popup once per pop-up`)
+    }
     // WeChat records the subscription before it pushes, so a send racing the push already finds the
     // credit; a reject leaves no subscription at all (§2.3 43101: "unsubscribed/rejected").
     for (const item of items) {

@@ -96,7 +96,9 @@ export class TokenIssuer {
       return { token: this.#currentStable.token, expiresIn: this.#ttlMs / 1000 }
     }
     const current = this.#currentStable
-    if (current !== undefined && status(current, now) === 'ok' && current.expiresAt - now > OVERLAP_MS) {
+    // (a lifetime shorter than the real 7200 s, tokenTtlSeconds, keeps the window to half of it: a
+    // window as long as the lifetime would hand out a new token on every call)
+    if (current !== undefined && status(current, now) === 'ok' && current.expiresAt - now > Math.min(OVERLAP_MS, this.#ttlMs / 2)) {
       return { token: current.token, expiresIn: Math.floor((current.expiresAt - now) / 1000) }
     }
     this.#currentStable = this.#issue('stable', now)
