@@ -122,19 +122,24 @@ test('CLI: prints the account templates as defineTemplate code that compiles and
   t.equal(await main(['templates'], run.io), 0, run.err())
   const code = run.out()
   t.match(code, /import \{ defineTemplate \} from 'fastify-wechat-push'/)
-  t.match(code, /\/\/ 订单发货通知 \(one-time\)\nexport const 订单发货通知 = defineTemplate\('SimDemo-OrderShipped-OneTime-0000000000001', \{\n {2}character_string1: 'character_string', \/\/ 订单号\n/)
+  t.match(code, /\/\/ 订单发货通知 \(one-time\)\nexport const tpl_SimDemo_Orde = defineTemplate\('SimDemo-OrderShipped-OneTime-0000000000001', \{\n {2}character_string1: 'character_string', \/\/ 订单号\n/)
+  // Audit: Chinese identifiers (valid TypeScript) were lost from the file's CommonJS exports under tsx
+  // (esbuild escapes them, Node's export detection misses escapes): an ES module could not import them.
+  const names = [...code.matchAll(/^export const (\S+) =/gm)].map((m) => m[1] as string)
+  t.equal(names.length, 4)
+  for (const name of names) t.match(name, /^[A-Za-z_$][A-Za-z0-9_$]*$/, `${name}: an ASCII identifier`)
   t.match(code, /enum_string2: \['通过', '未通过', '待补充'\] \/\/ 审核结果/)
   t.match(code, /\/\/ 会议提醒 \(long-term\)/)
   t.notMatch(code, new RegExp(sim.appSecret))
 
   const usage = `
 declare const app: import('fastify').FastifyInstance
-export const sent = app.wechat.send({ toUser: 'o', template: 订单发货通知, data: { character_string1: 'SO1', thing2: 'x', amount3: '¥1', time4: '15:01', phrase5: '已发货' } })
-export const queued = app.wechat.enqueue([{ toUser: 'o', template: 审核结果通知, data: { thing1: 'x', enum_string2: '通过' } }])
+export const sent = app.wechat.send({ toUser: 'o', template: tpl_SimDemo_Orde, data: { character_string1: 'SO1', thing2: 'x', amount3: '¥1', time4: '15:01', phrase5: '已发货' } })
+export const queued = app.wechat.enqueue([{ toUser: 'o', template: tpl_SimDemo_Revi, data: { thing1: 'x', enum_string2: '通过' } }])
 // @ts-expect-error an enum value outside the template's list
-export const bad = app.wechat.send({ toUser: 'o', template: 审核结果通知, data: { thing1: 'x', enum_string2: '拒绝' } })
+export const bad = app.wechat.send({ toUser: 'o', template: tpl_SimDemo_Revi, data: { thing1: 'x', enum_string2: '拒绝' } })
 // @ts-expect-error a missing key
-export const missing = app.wechat.send({ toUser: 'o', template: 会议提醒, data: { thing1: 'x' } })
+export const missing = app.wechat.send({ toUser: 'o', template: tpl_SimDemo_Meet, data: { thing1: 'x' } })
 `
   t.same(compile([code + usage, unusual()]), [], 'both outputs compile; messages to the declared templates type-check, wrong ones do not')
 })
@@ -154,7 +159,10 @@ function unusual (): string {
     // (audit: these two made a file that neither compiled nor loaded) a title that is the import's
     // name, and an enum key whose list WeChat sent empty (defineTemplate refuses an empty list)
     { priTmplId: 'k', title: 'defineTemplate', content: '{{thing1.DATA}}', example: '', type: 2 },
-    { priTmplId: 'l', title: 'empty enum', content: '{{thing1.DATA}}\n{{enum_string2.DATA}}', example: '', type: 2, keywordEnumValueList: [{ keywordCode: 'enum_string2.DATA', enumValueList: [] }] }
+    { priTmplId: 'l', title: 'empty enum', content: '{{thing1.DATA}}\n{{enum_string2.DATA}}', example: '', type: 2, keywordEnumValueList: [{ keywordCode: 'enum_string2.DATA', enumValueList: [] }] },
+    // a Chinese (or mixed) title is named by its id; two ids alike in their first 12 characters by the whole id
+    { priTmplId: 'wDYgkxL1fQWlM5d1e0WsqJLpS-2G8Kyl0o3q7aEYZgo', title: '订单发货通知', content: '{{thing1.DATA}}', example: '', type: 2 },
+    { priTmplId: 'wDYgkxL1fQWl-other', title: 'VIP会员到期', content: '{{thing1.DATA}}', example: '', type: 2 }
   ], { appId: 'wx1', generatedAt: new Date(0) })
 }
 
@@ -163,7 +171,7 @@ test('CLI: names, escaping and unusual templates', async (t) => {
   t.match(code, /export const orderShipped = defineTemplate\('a\\'b', \{\n {2}thing1: 'thing', \/\/ It's\n {2}time2: 'time'\n\}\)/)
   t.match(code, /export const orderShipped2 = /)
   t.match(code, /foo2: a keyword type this version does not know/)
-  t.match(code, /\/\/ {2}\(type 5\)\nexport const template3 = /)
+  t.match(code, /\/\/ {2}\(type 5\)\nexport const tpl_d = /, 'no title: named by its id')
   t.match(code, /export const t2024Report = defineTemplate\('e', \{\n {2}enum3: 'enum'\n/)
   t.match(code, /export const deleteTemplate = /)
   t.match(code, /export const evalTemplate = /)
@@ -172,6 +180,8 @@ test('CLI: names, escaping and unusual templates', async (t) => {
   t.match(code, /\/\/ no keys \(one-time\): no keyword of a type this version knows \(none in its content\)/)
   t.notMatch(code, /= defineTemplate\('(i|j)'/)
   t.match(code, /export const defineTemplate2 = defineTemplate\('k', /, 'a title clashing with the import is renamed')
+  t.match(code, /\/\/ 订单发货通知 \(one-time\)\nexport const tpl_wDYgkxL1fQWl = defineTemplate\('wDYgkxL1fQWlM5d1e0WsqJLpS-2G8Kyl0o3q7aEYZgo'/)
+  t.match(code, /\/\/ VIP会员到期 \(one-time\)\nexport const tpl_wDYgkxL1fQWl_other = defineTemplate\('wDYgkxL1fQWl-other'/)
   t.match(code, /export const emptyEnum = defineTemplate\('l', \{\n {2}thing1: 'thing',\n {2}enum_string2: 'enum_string'\n\}\)/, 'an empty enum list is no list: the key is typed by its name')
   // The whole file runs: one declaration that throws would take every template in it down
   const body = code.replace(/^import .*$/m, '').replace(/^export const /gm, 'const ')
@@ -226,7 +236,7 @@ test('CLI: runs as a program (bin entry) with the shebang', async (t) => {
   child.stdout.on('data', (chunk) => { out += String(chunk) })
   const code = await new Promise((resolve) => child.once('exit', resolve))
   t.equal(code, 0)
-  t.match(out, /export const 会议提醒 = defineTemplate\('SimDemo-MeetingReminder-LongTerm-000000002', \{\n {2}thing1: 'thing', \/\/ 会议地点\n {2}date2: 'date' \/\/ 会议时间\n\}\)/)
+  t.match(out, /export const tpl_SimDemo_Meet = defineTemplate\('SimDemo-MeetingReminder-LongTerm-000000002', \{\n {2}thing1: 'thing', \/\/ 会议地点\n {2}date2: 'date' \/\/ 会议时间\n\}\)/)
 })
 
 // With WeChat unreachable the program exited mid-retry with code 0 and no output (the retry waits
