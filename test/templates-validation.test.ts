@@ -326,6 +326,22 @@ test('a gettemplate answer without its list, an entry without content, an empty 
   t.equal(odd.counters.send, calls + 1, 'WeChat was asked')
 })
 
+// Audit: a priTmplId written as a JSON number (a test double's) dropped the entry, and every send to it
+// was refused locally as 40037. Failed before.
+test('a template id written as a number is the same id: listed, and sends to it are not refused locally', async (t) => {
+  const sim = await startSimulator(t)
+  const proxyUrl = await editingProxy(t, sim.url, (path, body) => {
+    if (!path.includes('gettemplate')) return body
+    const answer = JSON.parse(body) as { data: Array<Record<string, unknown>> }
+    ;(answer.data[0] as Record<string, unknown>).priTmplId = 12345
+    return JSON.stringify(answer)
+  })
+  const app = await buildApp(t, sim, { plugin: { baseUrl: proxyUrl } })
+  t.ok((await app.wechat.templates.list()).some((x) => x.priTmplId === '12345'), 'listed as "12345"')
+  const outcome = await app.wechat.send({ ...shippedMessage(), templateId: '12345' }).then(() => 'sent', (err) => `${err.code} ${err.errcode}`)
+  t.equal(outcome, 'FST_WECHAT_API 40037', 'asked WeChat (whose own list has another id), not refused by the plugin')
+})
+
 /** An HTTP proxy to `target` whose answers pass through `edit(path, body)` first. */
 async function editingProxy (t: Teardown, target: string, edit: (path: string, body: string) => string): Promise<string> {
   const server = createServer((req, res) => {

@@ -234,9 +234,12 @@ function arrayOf (value: unknown): Record<string, unknown>[] {
 export function toPrivateTemplate (entry: unknown): PrivateTemplate | undefined {
   if (entry === null || typeof entry !== 'object') return undefined
   const e = entry as Record<string, unknown>
-  if (typeof e.priTmplId !== 'string' || e.priTmplId === '') return undefined
+  // (WeChat's ids are strings; a number, as a test double may write one, is the same id: dropping it
+  // made every send to that template a local 40037)
+  const id = typeof e.priTmplId === 'number' && Number.isFinite(e.priTmplId) ? String(e.priTmplId) : e.priTmplId
+  if (typeof id !== 'string' || id === '') return undefined
   const template: PrivateTemplate = {
-    priTmplId: e.priTmplId,
+    priTmplId: id,
     title: typeof e.title === 'string' ? e.title : '',
     // (an entry without its content is still a template the account has: kept, its keys unknown)
     content: typeof e.content === 'string' ? e.content : '',
