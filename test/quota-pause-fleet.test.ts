@@ -161,3 +161,20 @@ test('bullmq: another instance\'s direct sends stop within a second of a 45009 m
   await second.wechat.resumeQueue()
   t.ok((await second.wechat.send(shippedMessage())).msgid, 'after the resume it sends')
 })
+
+// Audit: on a Redis Cluster whose slot had no master, every direct send waited 1-4 s: the read of the
+// fleet's pause key (at most once a second) had no time limit. A direct send now waits for it at most
+// SEND_READ_WAIT_MS (100 ms); the read goes on for the next one. Failed before (the send took the full delay).
+test('bullmq: a direct send does not wait for a slow Redis to answer the read of the fleet\'s pause key', async (t) => {
+  const sim = await startSimulator(t)
+  const proxy = await slowRepliesProxy(t, await redisFor(t, 'bullmq') as string)
+  const app = await buildApp(t, sim, { redisUrl: proxy.url, plugin: { keyPrefix: uniquePrefix('pause-read') } })
+  await app.wechat.send(shippedMessage())
+  await sleep(1100) // the pause key is due for its next read
+  proxy.delayMs = 3000
+  const started = Date.now()
+  t.ok((await app.wechat.send(shippedMessage())).msgid, 'sent')
+  const took = Date.now() - started
+  proxy.delayMs = 0
+  t.ok(took < 1500, `the send did not wait out Redis (${took} ms)`)
+})

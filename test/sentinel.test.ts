@@ -39,6 +39,15 @@ test('Sentinel: one master, one replica, one sentinel', async (t) => {
     t.equal(await clients(), 0, 'nothing of ours is left on the sentinel (the process can exit)')
   })
 
+  // Audit: a Sentinel client with role: 'slave' was taken; every write of the plugin failed READONLY
+  // (records never written, enqueues refused). Refused at boot now, as scaleReads on a Cluster. Failed before.
+  t.test('a Sentinel client connecting to a replica (role: slave) is refused at boot', async (t) => {
+    const sim = await startSimulator(t)
+    const client = new Redis({ sentinels: setup.sentinels, name: setup.name, role: 'slave', maxRetriesPerRequest: 1 })
+    t.teardown(() => client.disconnect())
+    await t.rejects(appOn(t, sim, { client }, { keyPrefix: uniquePrefix('sentinel-slave') }), { code: 'FST_WECHAT_OPTIONS', message: /role: 'slave'/ })
+  })
+
   t.test('a forced failover promotes the replica → sends continue; nothing queued is lost', async (t) => {
     let promoted: RedisNode | null = null
     let demoted: RedisNode | null = null

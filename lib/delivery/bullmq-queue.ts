@@ -264,8 +264,9 @@ export class BullQueue implements MessageQueue {
 
   quotaHeld (): boolean | Promise<boolean> {
     // (Redis is asked only while paused here, or for the fleet's pause key at most once a second:
-    // another instance's pause stops this one's direct sends too; synchronous otherwise)
-    return this.quota.readDue() ? this.quota.holds() : false
+    // another instance's pause stops this one's direct sends too; synchronous otherwise, and never
+    // waiting on Redis for long)
+    return this.quota.heldForSend()
   }
 
   pauseForQuota (pauseMs: number, calledAt: number): Promise<boolean> {

@@ -1,6 +1,7 @@
 import type { Job, Queue } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
+import { within } from './within.js'
 
 /**
  * begin()'s script. KEYS: the fleet's resume mark, the pause key, BullMQ's limiter key (all under the
@@ -18,6 +19,8 @@ return 1`
 
 /** How long the fleet remembers a resume: far longer than any call's answer can be late. */
 const RESUMED_MARK_MS = 3_600_000
+/** How long a direct send waits for Redis to answer the pause key's read (heldForSend()). */
+const SEND_READ_WAIT_MS = 100
 /** How often a worker not paused itself reads the fleet's pause key (holds()). */
 const FLEET_READ_MS = 1000
 /** Delayed jobs read per call while resume() looks for the parked ones. */
@@ -108,6 +111,18 @@ export class QuotaPause {
 
   private get resumedKey (): string {
     return `${this.key}:resumed-at`
+  }
+
+  /**
+   * holds() for a direct send, which must not wait on Redis: at most SEND_READ_WAIT_MS for a read it
+   * starts, not at all for one under way; what this instance knows decides meanwhile (a Redis Cluster
+   * slot without its master kept every direct send waiting 1-4 s), and the read goes on for the next send.
+   */
+  heldForSend (): boolean | Promise<boolean> {
+    if (!this.readDue()) return false
+    if (this.fleetRead !== null || this.check !== null) return this.heldHere()
+    const read = this.holds()
+    return within(read, SEND_READ_WAIT_MS).then((answered) => answered ? read : this.heldHere())
   }
 
   /**
