@@ -52,3 +52,26 @@ test('sim.change pushes a subscribe_msg_change_event reject and zeroes the credi
   await t.rejects(sim.change(url), TypeError, 'a URL but no items')
   await t.rejects(sim.change([{ openid, templateId: ORDER, status: 'accept' as never }]), TypeError, 'change events only carry rejections')
 })
+
+// Audit: CreateTimes were kept per (user, event, templates): a change after two pop-up accepts got the
+// first pop-up's second, and the plugin read its reject as older than the second accept (credits 2,
+// not 0; under enforce the next send went to WeChat and met 43101). Failed before.
+test('a change after two pop-up accepts, on the frozen clock: the plugin\'s credits end at 0 too', async (t) => {
+  const sim = await startSimulator(t, { requireCredits: true })
+  const { app, url } = await pushApp(t, sim, { listen: true, plugin: { credits: 'enforce' } })
+  sim.pushConfig({ url, token: TOKEN, encodingAESKey: KEY })
+  const openid = 'oReject-user-000000003'
+  await sim.popup([{ openid, templateId: ORDER, status: 'accept' }])
+  await sim.popup([{ openid, templateId: ORDER, status: 'accept' }])
+  const creditsAre = async (n: number): Promise<void> => {
+    for (let i = 0; i < 200 && (await app.wechat.credits(openid))[ORDER] !== n; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  await creditsAre(2)
+  t.same(await app.wechat.credits(openid), { [ORDER]: 2 }, 'two accepts')
+  await sim.change([{ openid, templateId: ORDER, status: 'reject' }])
+  await creditsAre(0)
+  t.same(await app.wechat.credits(openid), { [ORDER]: 0 }, 'the reject is the newest action')
+  const calls = sim.counters.send
+  t.match(await app.wechat.send(shippedMessage(openid)).catch((e) => e), { code: 'FST_WECHAT_NO_CREDIT' })
+  t.equal(sim.counters.send, calls, 'refused without a call')
+})

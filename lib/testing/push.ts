@@ -100,8 +100,10 @@ export class SimPusher {
   readonly #ctx: SimContext
   readonly #delivery: PushDelivery
   readonly #inFlight = new Set<Promise<unknown>>()
-  // Last CreateTime per (user, event, templates) of pop-up and change events: a user's two actions
-  // under a frozen simulator clock must not look like one WeChat retry to the app's dedupe (§6.5).
+  // Last CreateTime per user of pop-up and change events: a user's two actions under a frozen
+  // simulator clock must not look like one WeChat retry to the app's dedupe (§6.5), nor come out of
+  // order (an app orders a user's accept and reject by CreateTime: keyed per event as it was, a change
+  // after two pop-ups got the first pop-up's second and its reject was read as older than the accepts).
   // (A real user cannot act twice in one second; sent events keep the clock's second, as WeChat's.)
   readonly #lastCreateTime = new Map<string, number>()
 
@@ -241,7 +243,7 @@ export class SimPusher {
 
   /** Pushes one user's event with a CreateTime of its own (see #lastCreateTime). */
   async #userEvent (appUrl: string | undefined, openid: string, event: string, List: Array<{ TemplateId: string }>): Promise<SimPushResult> {
-    const CreateTime = this.#createTime(`${openid}\u0000${event}\u0000${List.map((i) => i.TemplateId).sort().join(',')}`)
+    const CreateTime = this.#createTime(openid)
     return this.push(appUrl, { FromUserName: openid, CreateTime, Event: event, List })
   }
 
