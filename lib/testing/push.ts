@@ -10,6 +10,9 @@ import { buildSimUrlCheck } from './url-check.js'
 import type { SimUrlCheckOptions, SimUrlCheckResult } from './url-check.js'
 
 /** Encryption mode of the push configuration (WECHAT.md §6.1). */
+/** The events of a user's own actions (§7.1, §7.2), ordered by CreateTime per user. */
+const USER_ACTIONS = new Set<unknown>(['subscribe_msg_popup_event', 'subscribe_msg_change_event'])
+
 export type SimPushMode = 'plaintext' | 'compatible' | 'safe'
 /** Data format of the push configuration (WECHAT.md §6.1). */
 export type SimPushFormat = 'xml' | 'json'
@@ -128,7 +131,11 @@ export class SimPusher {
     // In the order of WeChat's examples (§7): ToUserName, FromUserName, CreateTime, MsgType, Event, ...
     // (a key the event gives again keeps its place and takes the event's value)
     const from = (event as { FromUserName?: unknown }).FromUserName
-    const full = { ToUserName: toUserName ?? DEFAULT_TO_USER_NAME, ...(from !== undefined ? { FromUserName: from } : {}), CreateTime: Math.floor(this.#ctx.clock.now() / 1000), MsgType: 'event', ...event }
+    // (a user's pop-up or change event without a CreateTime takes the user's next one, as popup() and
+    // change() do: else, after those, it would be older than the action it follows)
+    const kind = (event as { Event?: unknown }).Event
+    const CreateTime = typeof from === 'string' && USER_ACTIONS.has(kind) ? this.#createTime(from) : Math.floor(this.#ctx.clock.now() / 1000)
+    const full = { ToUserName: toUserName ?? DEFAULT_TO_USER_NAME, ...(from !== undefined ? { FromUserName: from } : {}), CreateTime, MsgType: 'event', ...event }
     const merged = { ...defined(configured), ...defined(options) }
     const build = (): SimPushRequest => {
       const built = buildSimPush(full, merged, this.#ctx.appId, this.#ctx.clock.now())
