@@ -123,7 +123,7 @@ function rawSender (pool: Pool, token: string): SendFn {
     const m = shippedMessage()
     const data: Record<string, { value: string }> = {}
     for (const [key, value] of Object.entries(m.data)) data[key] = { value: String(value) }
-    const body = JSON.stringify({ touser: m.toUser, template_id: m.templateId, data, page: m.page })
+    const body = JSON.stringify({ touser: m.toUser, template_id: m.templateId, data, page: m.page, miniprogram_state: 'formal', lang: 'zh_CN' })
     const response = await pool.request({ method: 'POST', path, headers: { 'content-type': 'application/json' }, body })
     const answer = JSON.parse(await response.body.text()) as { errcode?: number, errmsg?: string }
     if (response.statusCode !== 200 || (answer.errcode ?? 0) !== 0) throw new Error(`HTTP ${response.statusCode} errcode ${answer.errcode} ${answer.errmsg}`)

@@ -26,6 +26,16 @@ test('send delivers the wire form and returns the 64-bit msgid as an exact strin
   t.equal(BigInt(result.msgid as string) > 2n ** 53n, true)
 })
 
+// Audit (WECHAT.md §2.1 UNCERTAIN: the OpenApiDoc table marks miniprogram_state and lang required): a
+// WeChat reading them as required refused every send without them (47003). Failed before.
+test('without defaults, every send still carries miniprogram_state and lang: WeChat\'s own defaults', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  await app.wechat.send(shippedMessage())
+  await app.wechat.send({ ...shippedMessage(), miniprogramState: 'developer', lang: 'zh_TW' })
+  t.same(sim.accepted.map((m) => [m.miniprogram_state, m.lang]), [['formal', 'zh_CN'], ['developer', 'zh_TW']])
+})
+
 test('numbers are sent as strings', async (t) => {
   const sim = await startSimulator(t)
   const app = await buildApp(t, sim)

@@ -191,8 +191,10 @@ function readMessage (input: unknown, options: Pick<ResolvedOptions, 'defaults' 
   const wire: WireMessage = { touser: toUser as string, template_id: templateId as string, data }
   // an empty page is no page (WeChat then opens nothing), not a path WeChat would check against app.json
   if (page !== undefined && page !== '') wire.page = page as string
-  if (state !== undefined) wire.miniprogram_state = state as WireMessage['miniprogram_state']
-  if (lang !== undefined) wire.lang = lang as WireMessage['lang']
+  // Always sent, WeChat's documented defaults when unset: the OpenApiDoc table marks both fields
+  // required while the other pages say optional (WECHAT.md §2.1, UNCERTAIN): either way this is read.
+  wire.miniprogram_state = (state ?? 'formal') as WireMessage['miniprogram_state']
+  wire.lang = (lang ?? 'zh_CN') as WireMessage['lang']
   return { wire, changes }
 }
 
