@@ -30,7 +30,8 @@ export function selectStore (fastify: FastifyInstance, options: ResolvedOptions,
       throw new WechatOptionsError(`the Redis Cluster client reads from replicas (scaleReads: ${typeof scaleReads === 'string' ? `'${scaleReads}'` : 'a function'}): the plugin needs its reads from the masters; give it a client with scaleReads: 'master' (@fastify/redis namespace and redisNamespace)`)
     }
     // The same for a Sentinel client asking for a replica: every write failed READONLY (audit)
-    if ((client as { options?: { sentinels?: unknown, role?: unknown } }).options?.sentinels != null && (client as { options?: { role?: unknown } }).options?.role === 'slave') {
+    const sentinel = (client as { options?: { sentinels?: unknown, role?: unknown } }).options
+    if (sentinel?.sentinels != null && sentinel.role === 'slave') {
       throw new WechatOptionsError("the Redis Sentinel client connects to a replica (role: 'slave'): the plugin writes and needs its reads from the master; give it a client with role: 'master' (@fastify/redis namespace and redisNamespace)")
     }
     log.info({ store: 'redis', keyPrefix: keys.queue }, 'wechat: shared state on Redis (fleet-wide token, lock and records)')
