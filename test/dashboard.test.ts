@@ -32,6 +32,15 @@ async function produceTraffic (app: FastifyInstance, sim: Awaited<ReturnType<typ
   await app.wechat.enqueue([shippedMessage(), shippedMessage(), shippedMessage()], { delay: 60_000 })
 }
 
+/**
+ * Resolves once the page has rendered at least once. (It waited for data-renders="1" exactly: with
+ * refresh=1 a slow Chromium rendered the second time, a second later, before the wait began, and the
+ * wait ran out: a CI run.)
+ */
+async function rendered (page: Page): Promise<void> {
+  await page.waitForFunction(() => Number((globalThis as unknown as { document: { body: { dataset: { renders?: string } } } }).document.body.dataset.renders) >= 1)
+}
+
 async function sliceCounts (page: Page): Promise<Record<string, number>> {
   return page.$$eval('#pie [data-status]', (nodes) => Object.fromEntries(nodes.map((n) => [n.getAttribute('data-status'), Number(n.getAttribute('data-count'))])))
 }
@@ -60,7 +69,7 @@ test('the page, in a real Chromium: slices match stats(), markup stays text, it 
 
   const response = await page.goto(`${origin}/wechat/dashboard?token=${TOKEN}&refresh=1`)
   t.equal(response?.status(), 200)
-  await page.waitForSelector('body[data-renders="1"]')
+  await rendered(page)
   t.same(await sliceCounts(page), await expectedCounts(app), 'slices equal app.wechat.stats()')
   t.match(await sliceCounts(page), { pending: 3, sent: 2, failed: 2 })
   t.equal(await page.textContent('#total'), '7')
@@ -108,7 +117,7 @@ test('cookie auth works through credentials: same-origin; a refused refresh is s
   await context.addCookies([{ name: 'session', value: TOKEN, url: origin }])
   const page = await context.newPage()
   await page.goto(`${origin}/wechat/dashboard?refresh=1`)
-  await page.waitForSelector('body[data-renders="1"]')
+  await rendered(page)
   t.same(Object.values(await sliceCounts(page)), [0, 0, 0, 0, 0], 'empty at first')
   t.equal(await page.textContent('#templates'), 'no messages yet')
 
