@@ -9,10 +9,10 @@ import type { SimAcceptedMessage } from './types.js'
 import { buildSimUrlCheck } from './url-check.js'
 import type { SimUrlCheckOptions, SimUrlCheckResult } from './url-check.js'
 
-/** Encryption mode of the push configuration (WECHAT.md §6.1). */
 /** The events of a user's own actions (§7.1, §7.2), ordered by CreateTime per user. */
 const USER_ACTIONS = new Set<unknown>(['subscribe_msg_popup_event', 'subscribe_msg_change_event'])
 
+/** Encryption mode of the push configuration (WECHAT.md §6.1). */
 export type SimPushMode = 'plaintext' | 'compatible' | 'safe'
 /** Data format of the push configuration (WECHAT.md §6.1). */
 export type SimPushFormat = 'xml' | 'json'
@@ -131,10 +131,10 @@ export class SimPusher {
     // In the order of WeChat's examples (§7): ToUserName, FromUserName, CreateTime, MsgType, Event, ...
     // (a key the event gives again keeps its place and takes the event's value)
     const from = (event as { FromUserName?: unknown }).FromUserName
-    // (a user's pop-up or change event without a CreateTime takes the user's next one, as popup() and
-    // change() do: else, after those, it would be older than the action it follows)
-    const kind = (event as { Event?: unknown }).Event
-    const CreateTime = typeof from === 'string' && USER_ACTIONS.has(kind) ? this.#createTime(from) : Math.floor(this.#ctx.clock.now() / 1000)
+    // (a user's pop-up or change event without a CreateTime of its own takes the user's next one, so a
+    // user's actions keep their order; one given is used as it is and takes no number from the sequence)
+    const own = event as { Event?: unknown, CreateTime?: unknown }
+    const CreateTime = own.CreateTime === undefined && typeof from === 'string' && USER_ACTIONS.has(own.Event) ? this.#createTime(from) : Math.floor(this.#ctx.clock.now() / 1000)
     const full = { ToUserName: toUserName ?? DEFAULT_TO_USER_NAME, ...(from !== undefined ? { FromUserName: from } : {}), CreateTime, MsgType: 'event', ...event }
     const merged = { ...defined(configured), ...defined(options) }
     const build = (): SimPushRequest => {
@@ -248,10 +248,9 @@ export class SimPusher {
     await this.#delivery.close()
   }
 
-  /** Pushes one user's event with a CreateTime of its own (see #lastCreateTime). */
+  /** Pushes one user's event; push() gives it the user's next CreateTime (see #lastCreateTime). */
   async #userEvent (appUrl: string | undefined, openid: string, event: string, List: Array<{ TemplateId: string }>): Promise<SimPushResult> {
-    const CreateTime = this.#createTime(openid)
-    return this.push(appUrl, { FromUserName: openid, CreateTime, Event: event, List })
+    return this.push(appUrl, { FromUserName: openid, Event: event, List })
   }
 
   /**
