@@ -2,43 +2,11 @@ import { test } from 'tap'
 import type { Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import type { WechatSimulator } from '../lib/testing/index.js'
-import { createServer, connect } from 'node:net'
-import type { AddressInfo, Socket } from 'node:net'
 import { buildApp, shippedMessage, startSimulator } from './helpers/app.js'
 import { redisFor, uniquePrefix } from './helpers/redis-server.js'
+import { slowRepliesProxy } from './helpers/redis-proxy.js'
 import { numbered, sleep, statusCounts, until } from './queue-helpers.js'
 import { SimulatorClock } from '../lib/testing/index.js'
-
-/**
- * A TCP proxy in front of Redis whose answers can be held back (`delayMs`): commands reach Redis at
- * once, their replies reach the app later, so another client can act between a command and the
- * next one the app sends once it has the reply.
- */
-async function slowRepliesProxy (t: { teardown (fn: () => unknown): void }, redisUrl: string): Promise<{ url: string, delayMs: number }> {
-  const target = new URL(redisUrl)
-  const state = { url: '', delayMs: 0 }
-  const sockets = new Set<Socket>()
-  const server = createServer((client) => {
-    const upstream = connect(Number(target.port), target.hostname)
-    sockets.add(client).add(upstream)
-    client.on('data', (chunk) => upstream.write(chunk))
-    upstream.on('data', (chunk) => {
-      const delay = state.delayMs
-      if (delay === 0) client.write(chunk)
-      else setTimeout(() => { if (!client.destroyed) client.write(chunk) }, delay)
-    })
-    const end = (): void => { client.destroy(); upstream.destroy() }
-    client.on('error', end).on('close', end)
-    upstream.on('error', end).on('close', end)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    for (const socket of sockets) socket.destroy()
-    return new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  state.url = `redis://127.0.0.1:${(server.address() as AddressInfo).port}`
-  return state
-}
 
 /** Two instances on one Redis; the first one's direct send has just met 45009 (the fleet's pause begins). */
 async function pausedByFirst (t: Test, name: string): Promise<{ sim: WechatSimulator, first: FastifyInstance, second: FastifyInstance }> {

@@ -10,6 +10,7 @@ import type { MessageQueue, QueuedJob } from './queue.js'
 import { AddUnansweredError } from './queue.js'
 import { confirmReplicas, warnFewReplicas } from './bullmq-replicas.js'
 import { Slots } from './slots.js'
+import { addFailure } from './add-failure.js'
 import { QueueErrors } from './queue-errors.js'
 import { sleep } from '../api/backoff.js'
 import { within } from './within.js'
@@ -97,7 +98,8 @@ export class BullQueue implements MessageQueue {
   async add (jobs: QueuedJob[]): Promise<void> {
     const { queue, connection, ready } = this.producer()
     await ready.connectedForAdd()
-    const added = queue.addBulk(bulkOf(jobs, this.options.limiter === undefined).map(({ name, data, jobId, delayMs, attemptsBefore }) => ({
+    const bulk = bulkOf(jobs, this.options.limiter === undefined)
+    const added = queue.addBulk(bulk.map(({ name, data, jobId, delayMs, attemptsBefore }) => ({
       name,
       data,
       opts: {
@@ -116,7 +118,8 @@ export class BullQueue implements MessageQueue {
       added.catch(() => {})
       throw new AddUnansweredError(`the queue's Redis did not answer the add within ${ADD_ANSWER_MS} ms: the jobs may be queued all the same`)
     }
-    await added
+    // (a failure after the add was written may hide jobs Redis ran: add-failure.ts)
+    await added.catch((err: unknown) => { throw addFailure(err, bulk.length) })
     // (queue.replicas: resolved only once that many replicas have these jobs)
     if (this.options.replicas !== undefined) await confirmReplicas(connection, this.options.replicas)
   }

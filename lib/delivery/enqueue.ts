@@ -9,7 +9,7 @@ import { prepareMessage, snapshotMessage } from './message.js'
 import { templateIdsOf } from './templates.js'
 import type { TemplateRules } from './templates.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
-import { MaybeAddedError, ReplicasUnconfirmedError } from './queue.js'
+import { AddInterruptedError, MaybeAddedError, ReplicasUnconfirmedError } from './queue.js'
 import { enqueueOptions } from './call-options.js'
 import { inFlightTtl } from './record-ttl.js'
 import { newMessageId } from './sender.js'
@@ -177,7 +177,7 @@ export class Enqueuer {
       // The master has the jobs, so they may run: their records are written as for any queued
       // message, and the error names them (status(id) tells what became of each).
       const ids = batch.map(({ record }) => record.id)
-      const what = unconfirmed instanceof ReplicasUnconfirmedError ? 'the replicas did not confirm it' : 'the queue did not answer in time'
+      const what = unconfirmed instanceof ReplicasUnconfirmedError ? 'the replicas did not confirm it' : unconfirmed instanceof AddInterruptedError ? 'the queue\'s connection broke during the add' : 'the queue did not answer in time'
       const error = new WechatQueueError(`${what} (${unconfirmed.message}); it may still be sent: see status() of ${ids.join(', ')}, and retry only under an idempotencyKey`, { cause: unconfirmed })
       throw Object.assign(error, { messageIds: ids })
     }

@@ -66,8 +66,8 @@ export class KeyedEnqueue {
     try {
       for (; added < fresh.length; added += ENQUEUE_CHUNK) await queue.add(fresh.slice(added, added + ENQUEUE_CHUNK))
     } catch (err) {
-      // Written to the master but not confirmed by its replicas (queue.replicas), or not answered in
-      // time (Redis stalled): maybe queued. Their
+      // Written to the master but not confirmed by its replicas (queue.replicas), not answered in
+      // time (Redis stalled), or cut off after it was written (add-failure.ts): maybe queued. Their
       // records stay 'pending', so a retry with the same key re-adds the same job ids (a no-op where
       // they exist) instead of queueing a second message.
       const unconfirmed = err instanceof MaybeAddedError

@@ -58,3 +58,6 @@ export class ReplicasUnconfirmedError extends MaybeAddedError {}
  * may still go through when it answers (the command is on its way, and is sent again on reconnect).
  */
 export class AddUnansweredError extends MaybeAddedError {}
+
+/** The add was written, but the connection broke before Redis answered it all (add-failure.ts). */
+export class AddInterruptedError extends MaybeAddedError {}

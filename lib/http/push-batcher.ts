@@ -157,7 +157,7 @@ export class PushBatcher {
           // (it was: the job then ran on another instance with its credit refunded).
           this.counters.queued += admitted.length
           this.counters.waiting -= admitted.length
-          ;(batch[0] as Accepted).log.warn({ messageIds: admitted.map(({ record }) => record.id), reason: (err as Error).message }, 'wechat: handler pushes may not be queued: the queue did not answer their add, which may still run (see status(id))')
+          ;(batch[0] as Accepted).log.warn({ messageIds: admitted.map(({ record }) => record.id), reason: (err as Error).message }, 'wechat: handler pushes may not be queued: Redis never answered their add, which may have run (see status(id))')
           return
         }
         if (Date.now() >= deadline || this.stop.signal.aborted) {

@@ -1,0 +1,75 @@
+/**
+ * A Redis connection that breaks in the middle of a queue add: Redis has run every job add of the
+ * pipeline, but the app hears back about the first only (Redis killed before it sent the rest of
+ * its replies, with appendfsync always keeping what it ran). ioredis rejects the rest with "Command
+ * aborted due to connection close". That was read as "not queued": a keyed enqueue discarded its
+ * claims and freed its key, the jobs ran all the same, and the caller's retry under the key queued
+ * every message a second time (seen in the fleet test at a Redis outage: one enqueue, two ids).
+ * Such an add is now "maybe queued": the records stay and the retry re-adds the same job ids.
+ */
+import { test } from 'tap'
+import { buildApp, startSimulator } from './helpers/app.js'
+import { redisFor, uniquePrefix } from './helpers/redis-server.js'
+import { cuttingProxy } from './helpers/redis-proxy.js'
+import { numbered, settled, sleep } from './queue-helpers.js'
+import { addFailure } from '../lib/delivery/add-failure.js'
+import { AddInterruptedError } from '../lib/delivery/queue.js'
+import type { Test } from 'tap'
+
+/** The app on a cutting proxy, its queue's scripts loaded (so an add is nothing but its job adds). */
+async function cutApp (t: Test, name: string): Promise<{ app: Awaited<ReturnType<typeof buildApp>>, sim: Awaited<ReturnType<typeof startSimulator>>, proxy: Awaited<ReturnType<typeof cuttingProxy>> }> {
+  const sim = await startSimulator(t)
+  const proxy = await cuttingProxy(t, await redisFor(t, 'bullmq') as string)
+  const app = await buildApp(t, sim, { redisUrl: proxy.url, plugin: { keyPrefix: uniquePrefix(name) } })
+  const warm = await app.wechat.enqueue([numbered(`${name}W`, 1), numbered(`${name}W`, 2)], { idempotencyKey: `${name}-warm` })
+  await settled(app, warm.map((r) => r.id))
+  return { app, sim, proxy }
+}
+
+test('a keyed enqueue whose add was cut after Redis ran it: the retry under the key answers the same messages, each sent once', async (t) => {
+  const { app, sim, proxy } = await cutApp(t, 'cutK')
+  const messages = [numbered('CutK', 1), numbered('CutK', 2)]
+  const cut = proxy.cutAfterFirstReply(['subscribe-send', 'oCutK-user-00002'], 2)
+  const error = await app.wechat.enqueue(messages, { idempotencyKey: 'order-cut' }).then(() => undefined, (err: Error & { code?: string, messageIds?: string[] }) => err)
+  await cut
+  t.match(error, { code: 'FST_WECHAT_QUEUE', statusCode: 503 }, 'the enqueue fails with a coded error')
+  t.match(error?.message, /retry with the same idempotencyKey/, 'that says to retry under the key')
+  t.equal(error?.messageIds?.length, 2, 'and names both messages (they may be queued)')
+
+  const retried = await app.wechat.enqueue(messages, { idempotencyKey: 'order-cut' })
+  t.same(retried.map((r) => r.id), error?.messageIds, 'the retry answers the same messages')
+  t.ok(retried.every((r) => r.duplicate === true), 'as repeats')
+  await settled(app, retried.map((r) => r.id))
+  await sleep(500)
+  for (const m of messages) t.equal(sim.accepted.filter((a) => a.touser === m.toUser).length, 1, `${m.toUser} sent once`)
+})
+
+test('an enqueue without a key whose add was cut after Redis ran it: the error names the messages as maybe queued, and they are sent', async (t) => {
+  const { app, sim, proxy } = await cutApp(t, 'cutU')
+  // 33 messages: a batch job of 32 and a single job, one pipeline of two job adds
+  const messages = Array.from({ length: 33 }, (_, i) => numbered('CutU', i + 1))
+  const cut = proxy.cutAfterFirstReply(['subscribe-send', 'oCutU-user-00033'], 2)
+  const error = await app.wechat.enqueue(messages).then(() => undefined, (err: Error & { code?: string, messageIds?: string[] }) => err)
+  await cut
+  t.match(error, { code: 'FST_WECHAT_QUEUE', statusCode: 503 })
+  t.match(error?.message, /may still be sent/, 'it says the messages may be queued all the same')
+  t.equal(error?.messageIds?.length, 33, 'and names them')
+  await settled(app, error?.messageIds ?? [])
+  const records = await Promise.all((error?.messageIds ?? []).map((id) => app.wechat.status(id)))
+  t.ok(records.every((record) => record?.status === 'sent'), 'each has its record, sent')
+  t.equal(sim.accepted.filter((a) => a.touser.startsWith('oCutU-')).length, 33, 'each sent once')
+})
+
+test('which failed adds may have been queued', async (t) => {
+  const named = (name: string, message: string): Error => Object.assign(new Error(message), { name })
+  const notWritten = new Error("Stream isn't writeable and enableOfflineQueue options is false")
+  t.equal(addFailure(notWritten, 5), notWritten, 'an add that never left: not queued')
+  const refused = named('ReplyError', 'LOADING Redis is loading the dataset in memory')
+  t.equal(addFailure(refused, 1), refused, 'an error reply to the only job: not queued')
+  t.type(addFailure(refused, 2), AddInterruptedError, 'an error reply to one job of several (the ones before it were added): maybe queued')
+  for (const cut of [named('AbortError', 'Command aborted due to connection close'), named('MaxRetriesPerRequestError', 'Reached the max retries per request limit (which is 1).'), new Error('Connection is closed.')]) {
+    const outcome = addFailure(cut, 1) as Error
+    t.type(outcome, AddInterruptedError, `${cut.name}: maybe queued`)
+    t.equal(outcome.cause, cut, 'with the cause kept')
+  }
+})
