@@ -151,7 +151,9 @@ test('a keyed enqueue whose claim timed out on a stalled Redis leaves no pending
 // after each 1 s timeout, so a stalled Redis collected copies of it (a review of the late-undo fix).
 test('an undo sent to a stalled Redis is not sent again while it waits there', { timeout: 60_000 }, async (t) => {
   const { redis, app } = await stallApp(t, 'undo-copies', { queue: false })
-  await app.wechat.send(shippedMessage('oStall-user-000000000040'))
+  const { id } = await app.wechat.send(shippedMessage('oStall-user-000000000040'))
+  // (the send's 'sent' record write is batched and may go out after send() resolves: counted before the stall, not in it)
+  await until('the first send is recorded sent', async () => (await app.wechat.status(id))?.status === 'sent')
   const client = new Redis(redis.url)
   t.teardown(() => client.quit())
   // (every script the app runs is an EVALSHA: the claim's write, and each discard)
