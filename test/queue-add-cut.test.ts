@@ -1,11 +1,13 @@
 /**
- * A Redis connection that breaks in the middle of a queue add: Redis has run every job add of the
- * pipeline, but the app hears back about the first only (Redis killed before it sent the rest of
- * its replies, with appendfsync always keeping what it ran). ioredis rejects the rest with "Command
+ * A Redis connection that breaks in the middle of a queue add. When Redis has run every job add of
+ * the pipeline but the app hears back about the first only (Redis killed before it sent the rest of
+ * its replies, with appendfsync always keeping what it ran), ioredis rejects the rest with "Command
  * aborted due to connection close". That was read as "not queued": a keyed enqueue discarded its
  * claims and freed its key, the jobs ran all the same, and the caller's retry under the key queued
  * every message a second time (seen in the fleet test at a Redis outage: one enqueue, two ids).
- * Such an add is now "maybe queued": the records stay and the retry re-adds the same job ids.
+ * Such an add is now added again under the same job ids once the connection is back (a no-op for
+ * what Redis has), and is "maybe queued" when it does not come back in time: the records stay and
+ * a retry under the key re-adds the same job ids.
  */
 import { test } from 'tap'
 import { buildApp, startSimulator } from './helpers/app.js'
@@ -13,6 +15,7 @@ import { redisFor, uniquePrefix } from './helpers/redis-server.js'
 import { cuttingProxy } from './helpers/redis-proxy.js'
 import { numbered, settled, sleep } from './queue-helpers.js'
 import { addFailure } from '../lib/delivery/add-failure.js'
+import { ADD_ANSWER_MS } from '../lib/delivery/bullmq-queue.js'
 import { AddInterruptedError } from '../lib/delivery/queue.js'
 import type { Test } from 'tap'
 
@@ -26,16 +29,33 @@ async function cutApp (t: Test, name: string): Promise<{ app: Awaited<ReturnType
   return { app, sim, proxy }
 }
 
-test('a keyed enqueue whose add was cut after Redis ran it: the retry under the key answers the same messages, each sent once', async (t) => {
+type QueueError = Error & { code?: string, messageIds?: string[] }
+/** longer than ADD_ANSWER_MS: the add's connection is not back in time */
+const DOWN_MS = ADD_ANSWER_MS + 1500
+
+test('a keyed enqueue whose add was cut after Redis ran it, the connection back at once: the add is made again and resolves, each message sent once', async (t) => {
+  const { app, sim, proxy } = await cutApp(t, 'cutQ')
+  const messages = [numbered('CutQ', 1), numbered('CutQ', 2)]
+  const cut = proxy.cutAfterFirstReply(['subscribe-send', 'oCutQ-user-00002'], 2)
+  const results = await app.wechat.enqueue(messages, { idempotencyKey: 'order-cut' })
+  await cut
+  t.equal(results.length, 2, 'the enqueue resolves')
+  await settled(app, results.map((r) => r.id))
+  await sleep(500)
+  for (const m of messages) t.equal(sim.accepted.filter((a) => a.touser === m.toUser).length, 1, `${m.toUser} sent once`)
+})
+
+test('a keyed enqueue whose add was cut after Redis ran it, the connection away longer: maybe queued; the retry under the key answers the same messages, each sent once', async (t) => {
   const { app, sim, proxy } = await cutApp(t, 'cutK')
   const messages = [numbered('CutK', 1), numbered('CutK', 2)]
-  const cut = proxy.cutAfterFirstReply(['subscribe-send', 'oCutK-user-00002'], 2)
-  const error = await app.wechat.enqueue(messages, { idempotencyKey: 'order-cut' }).then(() => undefined, (err: Error & { code?: string, messageIds?: string[] }) => err)
+  const cut = proxy.cutAfterFirstReply(['subscribe-send', 'oCutK-user-00002'], 2, DOWN_MS)
+  const error = await app.wechat.enqueue(messages, { idempotencyKey: 'order-cut' }).then(() => undefined, (err: QueueError) => err)
   await cut
   t.match(error, { code: 'FST_WECHAT_QUEUE', statusCode: 503 }, 'the enqueue fails with a coded error')
   t.match(error?.message, /retry with the same idempotencyKey/, 'that says to retry under the key')
   t.equal(error?.messageIds?.length, 2, 'and names both messages (they may be queued)')
 
+  await sleep(DOWN_MS)
   const retried = await app.wechat.enqueue(messages, { idempotencyKey: 'order-cut' })
   t.same(retried.map((r) => r.id), error?.messageIds, 'the retry answers the same messages')
   t.ok(retried.every((r) => r.duplicate === true), 'as repeats')
@@ -44,12 +64,12 @@ test('a keyed enqueue whose add was cut after Redis ran it: the retry under the 
   for (const m of messages) t.equal(sim.accepted.filter((a) => a.touser === m.toUser).length, 1, `${m.toUser} sent once`)
 })
 
-test('an enqueue without a key whose add was cut after Redis ran it: the error names the messages as maybe queued, and they are sent', async (t) => {
+test('an enqueue without a key whose add was cut after Redis ran it, the connection away longer: the error names the messages as maybe queued, and they are sent', async (t) => {
   const { app, sim, proxy } = await cutApp(t, 'cutU')
   // 33 messages: a batch job of 32 and a single job, one pipeline of two job adds
   const messages = Array.from({ length: 33 }, (_, i) => numbered('CutU', i + 1))
-  const cut = proxy.cutAfterFirstReply(['subscribe-send', 'oCutU-user-00033'], 2)
-  const error = await app.wechat.enqueue(messages).then(() => undefined, (err: Error & { code?: string, messageIds?: string[] }) => err)
+  const cut = proxy.cutAfterFirstReply(['subscribe-send', 'oCutU-user-00033'], 2, DOWN_MS)
+  const error = await app.wechat.enqueue(messages).then(() => undefined, (err: QueueError) => err)
   await cut
   t.match(error, { code: 'FST_WECHAT_QUEUE', statusCode: 503 })
   t.match(error?.message, /may still be sent/, 'it says the messages may be queued all the same')
@@ -58,6 +78,37 @@ test('an enqueue without a key whose add was cut after Redis ran it: the error n
   const records = await Promise.all((error?.messageIds ?? []).map((id) => app.wechat.status(id)))
   t.ok(records.every((record) => record?.status === 'sent'), 'each has its record, sent')
   t.equal(sim.accepted.filter((a) => a.touser.startsWith('oCutU-')).length, 33, 'each sent once')
+})
+
+// ioredis writes again on reconnect the commands it wrote and got no answer to, unless its reconnects
+// are refused maxRetriesPerRequest + 1 times first (as from a Redis that is down): then it rejects
+// them (MaxRetriesPerRequestError) and never sends them. Whether Redis ran them is unknown: the add is
+// made again once the connection is back, within the add's time.
+test('an enqueue without a key whose add was cut before Redis ran it, its reconnects refused a moment: added again once the connection is back, and resolves', async (t) => {
+  const { app, sim, proxy } = await cutApp(t, 'cutD')
+  const messages = Array.from({ length: 33 }, (_, i) => numbered('CutD', i + 1))
+  const cut = proxy.dropAndCut(['subscribe-send', 'oCutD-user-00033'], 500)
+  const results = await app.wechat.enqueue(messages)
+  await cut
+  t.equal(results.length, 33, 'the enqueue resolves')
+  await settled(app, results.map((r) => r.id))
+  t.equal(sim.accepted.filter((a) => a.touser.startsWith('oCutD-')).length, 33, 'each sent once')
+})
+
+test('an add cut before Redis ran it, the connection away longer: maybe queued, then made again in the background once the connection is back', async (t) => {
+  const { app, sim, proxy } = await cutApp(t, 'cutN')
+  const messages = Array.from({ length: 33 }, (_, i) => numbered('CutN', i + 1))
+  const cut = proxy.dropAndCut(['subscribe-send', 'oCutN-user-00033'], DOWN_MS)
+  const error = await app.wechat.enqueue(messages).then(() => undefined, (err: QueueError) => err)
+  await cut
+  t.match(error, { code: 'FST_WECHAT_QUEUE', statusCode: 503 })
+  t.match(error?.message, /may still be sent/, 'it says the messages may be queued all the same')
+  t.equal(error?.messageIds?.length, 33, 'and names them')
+  t.equal(sim.accepted.filter((a) => a.touser.startsWith('oCutN-')).length, 0, 'none was sent yet: Redis never had the add')
+  await settled(app, error?.messageIds ?? [])
+  const records = await Promise.all((error?.messageIds ?? []).map((id) => app.wechat.status(id)))
+  t.ok(records.every((record) => record?.status === 'sent'), 'each record ends sent (not pending for ever)')
+  t.equal(sim.accepted.filter((a) => a.touser.startsWith('oCutN-')).length, 33, 'each sent once')
 })
 
 test('which failed adds may have been queued', async (t) => {

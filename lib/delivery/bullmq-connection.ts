@@ -65,6 +65,11 @@ export class AddConnection {
     this.connecting ??= readyWithin(connection, ADD_CONNECT_MS).finally(() => { this.connecting = undefined })
     if (!await this.connecting) throw new Error(`no connection to Redis for the queue within ${ADD_CONNECT_MS} ms (${connection.status}); nothing was added`)
   }
+
+  /** Whether the connection is (back) up within `ms`: a reconnect after it broke under an add. */
+  async backWithin (ms: number): Promise<boolean> {
+    return ms > 0 && await readyWithin(this.connection, ms)
+  }
 }
 
 /**

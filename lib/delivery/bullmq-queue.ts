@@ -4,13 +4,14 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import { duplicateClient } from '../store/connection.js'
 import { BATCH_JOB, bulkOf } from './batch-jobs.js'
-import type { BatchData } from './batch-jobs.js'
+import type { BatchData, BulkJob } from './batch-jobs.js'
 import type { JobData, JobRunner, Verdict } from './job-runner.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
-import { AddUnansweredError } from './queue.js'
+import { AddInterruptedError, AddUnansweredError } from './queue.js'
 import { confirmReplicas, warnFewReplicas } from './bullmq-replicas.js'
 import { Slots } from './slots.js'
 import { addFailure } from './add-failure.js'
+import { LateAdds } from './late-adds.js'
 import { QueueErrors } from './queue-errors.js'
 import { sleep } from '../api/backoff.js'
 import { within } from './within.js'
@@ -64,6 +65,8 @@ export class BullQueue implements MessageQueue {
 
   /** close() began: batch messages not yet tried go back to the queue */
   private closing = false
+  /** adds cut off from Redis, made again once the connection is back (late-adds.ts) */
+  private readonly lateAdds: LateAdds
   /** the queue's error events: logged without flooding; a burst pauses the worker (queue-errors.ts) */
   private readonly errors: QueueErrors
 
@@ -75,6 +78,7 @@ export class BullQueue implements MessageQueue {
   ) {
     this.slots = new Slots(options.concurrency)
     this.errors = new QueueErrors(log, (ms) => this.pauseWorker(ms))
+    this.lateAdds = new LateAdds(log)
     // (its key beside the queue's keys: the same Cluster slot)
     this.quota = new QuotaPause(`${options.prefix}:${QUEUE_NAME}:quota-paused`, () => this.producer(), log, options.pauseEvents)
   }
@@ -96,9 +100,37 @@ export class BullQueue implements MessageQueue {
   }
 
   async add (jobs: QueuedJob[]): Promise<void> {
+    const started = Date.now()
     const { queue, connection, ready } = this.producer()
     await ready.connectedForAdd()
     const bulk = bulkOf(jobs, this.options.limiter === undefined)
+    try {
+      await this.addBulk(queue, bulk, ADD_ANSWER_MS)
+    } catch (err) {
+      if (!(err instanceof AddInterruptedError)) throw err
+      // The connection broke after the add was written: Redis may have run all of it, some or none,
+      // and ioredis will not send it again. Adding the same jobs again (their ids make it a no-op for
+      // those Redis has) settles it, when the connection is back within the add's time.
+      // Not back in time: the caller hears "maybe queued", and the add is made again in the background.
+      if (!await ready.backWithin(ADD_ANSWER_MS - (Date.now() - started))) throw this.finishLater(bulk, err)
+      await this.addBulk(queue, bulk, Math.max(1, ADD_ANSWER_MS - (Date.now() - started))).catch(() => { throw this.finishLater(bulk, err) })
+    }
+    // (queue.replicas: resolved only once that many replicas have these jobs)
+    if (this.options.replicas !== undefined) await confirmReplicas(connection, this.options.replicas)
+  }
+
+  /** The same jobs added again in the background (late-adds.ts); answers `err` to throw. */
+  private finishLater (bulk: BulkJob[], err?: unknown): unknown {
+    this.lateAdds.finish(bulk.map((job) => job.jobId), async () => {
+      const { queue, ready } = this.producer()
+      if (!await ready.backWithin(ADD_ANSWER_MS)) throw new Error('the queue\'s connection is not back')
+      await this.addBulk(queue, bulk, ADD_ANSWER_MS)
+    })
+    return err
+  }
+
+  /** One addBulk, bounded by `answerMs`; its failure as add-failure.ts reads it. */
+  private async addBulk (queue: Queue<JobData | BatchData>, bulk: BulkJob[], answerMs: number): Promise<void> {
     const added = queue.addBulk(bulk.map(({ name, data, jobId, delayMs, attemptsBefore }) => ({
       name,
       data,
@@ -114,14 +146,13 @@ export class BullQueue implements MessageQueue {
       }
     })))
     // A connected Redis that does not answer (stalled) held the enqueue for as long as it lasted.
-    if (!await within(added, ADD_ANSWER_MS)) {
-      added.catch(() => {})
+    if (!await within(added, answerMs)) {
+      // (ioredis may still send it; if it gives up on it after its connection broke, it is made again)
+      added.catch((err: unknown) => { if (addFailure(err, bulk.length) instanceof AddInterruptedError) this.finishLater(bulk) })
       throw new AddUnansweredError(`the queue's Redis did not answer the add within ${ADD_ANSWER_MS} ms: the jobs may be queued all the same`)
     }
     // (a failure after the add was written may hide jobs Redis ran: add-failure.ts)
     await added.catch((err: unknown) => { throw addFailure(err, bulk.length) })
-    // (queue.replicas: resolved only once that many replicas have these jobs)
-    if (this.options.replicas !== undefined) await confirmReplicas(connection, this.options.replicas)
   }
 
   async start (): Promise<void> {
@@ -283,6 +314,7 @@ export class BullQueue implements MessageQueue {
 
   async close (graceMs: number): Promise<void> {
     this.closing = true
+    this.lateAdds.close()
     if (this.worker) await closeWorker(this.worker, this.workerConnection, graceMs, this.log)
     const queue = this.producing?.queue
     if (queue !== undefined && !await within(queue.close(), 2000)) await within(Promise.resolve(queue.disconnect()), 1000)

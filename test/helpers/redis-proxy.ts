@@ -5,28 +5,45 @@ import type { AddressInfo, Socket } from 'node:net'
 type Teardown = { teardown (fn: () => unknown): void }
 
 /**
- * A proxy whose connections pass each client's bytes to Redis at once and hand Redis's replies to
- * `reply`, which writes them to the client (or not). Ends with the test.
+ * A proxy whose connections pass each client's bytes to Redis (unless `request` says no) and hand
+ * Redis's replies to `reply`, which writes them to the client (or not). `refuseFor(ms)` stops
+ * listening for that long: new connections are refused (ECONNREFUSED, as from a Redis that is down),
+ * the open ones stay. Ends with the test.
  */
-async function proxy (t: Teardown, redisUrl: string, connection: () => { request?: (chunk: Buffer) => void, reply: (chunk: Buffer, client: Socket, upstream: Socket) => void }): Promise<string> {
+interface ProxyConnection {
+  request?: (chunk: Buffer, client: Socket, upstream: Socket) => boolean
+  reply: (chunk: Buffer, client: Socket, upstream: Socket) => void
+}
+
+async function proxy (t: Teardown, redisUrl: string, connection: () => ProxyConnection): Promise<{ url: string, refuseFor: (ms: number) => void }> {
   const target = new URL(redisUrl)
   const sockets = new Set<Socket>()
   const server = createServer((client) => {
+    const handlers = connection()
     const upstream = connect(Number(target.port), target.hostname)
     sockets.add(client).add(upstream)
-    const handlers = connection()
-    client.on('data', (chunk) => { handlers.request?.(chunk); upstream.write(chunk) })
+    client.on('data', (chunk) => { if (handlers.request?.(chunk, client, upstream) !== false) upstream.write(chunk) })
     upstream.on('data', (chunk) => handlers.reply(chunk, client, upstream))
     const end = (): void => { client.destroy(); upstream.destroy() }
     client.on('error', end).on('close', end)
     upstream.on('error', end).on('close', end)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  let ended = false
+  let relisten: NodeJS.Timeout | undefined
   t.teardown(() => {
+    ended = true
+    clearTimeout(relisten)
     for (const socket of sockets) socket.destroy()
     return new Promise<void>((resolve) => server.close(() => resolve()))
   })
-  return `redis://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const refuseFor = (ms: number): void => {
+    if (ms <= 0) return
+    server.close()
+    relisten = setTimeout(() => { if (!ended) server.listen(port, '127.0.0.1') }, ms)
+  }
+  return { url: `redis://127.0.0.1:${port}`, refuseFor }
 }
 
 /**
@@ -36,38 +53,54 @@ async function proxy (t: Teardown, redisUrl: string, connection: () => { request
  */
 export async function slowRepliesProxy (t: Teardown, redisUrl: string): Promise<{ url: string, delayMs: number }> {
   const state = { url: '', delayMs: 0 }
-  state.url = await proxy(t, redisUrl, () => ({
+  state.url = (await proxy(t, redisUrl, () => ({
     reply: (chunk, client) => {
       const delay = state.delayMs
       if (delay === 0) client.write(chunk)
       else setTimeout(() => { if (!client.destroyed) client.write(chunk) }, delay)
     }
-  }))
+  }))).url
   return state
 }
 
 /**
- * A proxy that can break one connection in the middle of a pipeline, as a Redis killed between
- * running commands and sending their replies does: once armed, the next client write carrying every
- * one of `markers` goes to Redis, Redis's replies are read until it has answered `replies` commands
- * (so it has run them all), only the first reply is passed on, and the client's connection is cut.
- * The client's reconnect goes through as before.
+ * A proxy that can break one connection in the middle of a pipeline. Once armed, the next client
+ * write carrying every one of `markers` is caught:
+ * - `cutAfterFirstReply`: it goes to Redis, Redis's replies are read until it has answered `replies`
+ *   commands (so it has run them all), only the first reply is passed on, and the connection is cut,
+ *   as when Redis is killed between running a pipeline and answering it;
+ * - `dropAndCut`: it never reaches Redis, and the connection is cut, as when Redis died before it.
+ * New connections are then refused for `downMs` (ECONNREFUSED; 0: the client's reconnect goes
+ * through at once); the other connections stay up.
  */
 export interface CuttingProxy {
   url: string
   /** Resolves once a connection was cut that way. */
-  cutAfterFirstReply (markers: string[], replies: number): Promise<void>
+  cutAfterFirstReply (markers: string[], replies: number, downMs?: number): Promise<void>
+  dropAndCut (markers: string[], downMs?: number): Promise<void>
 }
 
 export async function cuttingProxy (t: Teardown, redisUrl: string): Promise<CuttingProxy> {
-  let armed: { markers: string[], replies: number, done: () => void } | undefined
-  const url = await proxy(t, redisUrl, () => {
-    let cutting: { replies: number, done: () => void, buffered: Buffer } | undefined
+  let armed: { markers: string[], replies: number, forward: boolean, downMs: number, done: () => void } | undefined
+  const cut = (client: Socket, upstream: Socket, downMs: number): void => {
+    refuseFor(downMs)
+    client.destroy()
+    upstream.destroy()
+  }
+  const { url, refuseFor } = await proxy(t, redisUrl, () => {
+    let cutting: { replies: number, downMs: number, done: () => void, buffered: Buffer } | undefined
     return {
-      request: (chunk) => {
-        if (armed === undefined || !armed.markers.every((marker) => chunk.includes(marker))) return
-        cutting = { replies: armed.replies, done: armed.done, buffered: Buffer.alloc(0) }
+      request: (chunk, client, upstream) => {
+        if (armed === undefined || !armed.markers.every((marker) => chunk.includes(marker))) return true
+        const { replies, forward, downMs, done } = armed
         armed = undefined
+        if (!forward) {
+          cut(client, upstream, downMs)
+          done()
+          return false
+        }
+        cutting = { replies, downMs, done, buffered: Buffer.alloc(0) }
+        return true
       },
       reply: (chunk, client, upstream) => {
         if (cutting === undefined) {
@@ -77,16 +110,18 @@ export async function cuttingProxy (t: Teardown, redisUrl: string): Promise<Cutt
         cutting.buffered = Buffer.concat([cutting.buffered, chunk])
         const ends = replyEnds(cutting.buffered)
         if (ends.length < cutting.replies) return
-        client.write(cutting.buffered.subarray(0, ends[0]), () => {
-          client.destroy()
-          upstream.destroy()
-        })
-        cutting.done()
+        const { downMs, done } = cutting
+        client.write(cutting.buffered.subarray(0, ends[0]), () => cut(client, upstream, downMs))
+        done()
         cutting = undefined
       }
     }
   })
-  return { url, cutAfterFirstReply: (markers, replies) => new Promise<void>((resolve) => { armed = { markers, replies, done: resolve } }) }
+  return {
+    url,
+    cutAfterFirstReply: (markers, replies, downMs = 0) => new Promise<void>((resolve) => { armed = { markers, replies, forward: true, downMs, done: resolve } }),
+    dropAndCut: (markers, downMs = 0) => new Promise<void>((resolve) => { armed = { markers, replies: 0, forward: false, downMs, done: resolve } })
+  }
 }
 
 /** Where each complete RESP2 reply in `buffer` ends (simple, error, integer, bulk and array replies). */
