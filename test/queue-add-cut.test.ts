@@ -111,6 +111,19 @@ test('an add cut before Redis ran it, the connection away longer: maybe queued, 
   t.equal(sim.accepted.filter((a) => a.touser.startsWith('oCutN-')).length, 33, 'each sent once')
 })
 
+test('an add that went unanswered (a stall) and was then cut off: maybe queued, then made again in the background once the connection is back', async (t) => {
+  const { app, sim, proxy } = await cutApp(t, 'cutS')
+  const messages = Array.from({ length: 33 }, (_, i) => numbered('CutS', i + 1))
+  // held past ADD_ANSWER_MS (the enqueue hears "maybe queued"), then cut, reconnects refused a moment
+  const cut = proxy.dropAndCut(['subscribe-send', 'oCutS-user-00033'], 500, ADD_ANSWER_MS + 500)
+  const error = await app.wechat.enqueue(messages).then(() => undefined, (err: QueueError) => err)
+  t.match(error?.message, /did not answer the add/, 'the add went unanswered')
+  t.equal(error?.messageIds?.length, 33, 'and the error names the messages')
+  await cut
+  await settled(app, error?.messageIds ?? [])
+  t.equal(sim.accepted.filter((a) => a.touser.startsWith('oCutS-')).length, 33, 'each sent once')
+})
+
 test('which failed adds may have been queued', async (t) => {
   const named = (name: string, message: string): Error => Object.assign(new Error(message), { name })
   const notWritten = new Error("Stream isn't writeable and enableOfflineQueue options is false")

@@ -69,7 +69,8 @@ export async function slowRepliesProxy (t: Teardown, redisUrl: string): Promise<
  * - `cutAfterFirstReply`: it goes to Redis, Redis's replies are read until it has answered `replies`
  *   commands (so it has run them all), only the first reply is passed on, and the connection is cut,
  *   as when Redis is killed between running a pipeline and answering it;
- * - `dropAndCut`: it never reaches Redis, and the connection is cut, as when Redis died before it.
+ * - `dropAndCut`: it never reaches Redis, and the connection is cut, as when Redis died before it
+ *   (after `holdMs`: a Redis that stalled, then died).
  * New connections are then refused for `downMs` (ECONNREFUSED; 0: the client's reconnect goes
  * through at once); the other connections stay up.
  */
@@ -77,11 +78,11 @@ export interface CuttingProxy {
   url: string
   /** Resolves once a connection was cut that way. */
   cutAfterFirstReply (markers: string[], replies: number, downMs?: number): Promise<void>
-  dropAndCut (markers: string[], downMs?: number): Promise<void>
+  dropAndCut (markers: string[], downMs?: number, holdMs?: number): Promise<void>
 }
 
 export async function cuttingProxy (t: Teardown, redisUrl: string): Promise<CuttingProxy> {
-  let armed: { markers: string[], replies: number, forward: boolean, downMs: number, done: () => void } | undefined
+  let armed: { markers: string[], replies: number, forward: boolean, downMs: number, holdMs: number, done: () => void } | undefined
   const cut = (client: Socket, upstream: Socket, downMs: number): void => {
     refuseFor(downMs)
     client.destroy()
@@ -92,11 +93,10 @@ export async function cuttingProxy (t: Teardown, redisUrl: string): Promise<Cutt
     return {
       request: (chunk, client, upstream) => {
         if (armed === undefined || !armed.markers.every((marker) => chunk.includes(marker))) return true
-        const { replies, forward, downMs, done } = armed
+        const { replies, forward, downMs, holdMs, done } = armed
         armed = undefined
         if (!forward) {
-          cut(client, upstream, downMs)
-          done()
+          setTimeout(() => { cut(client, upstream, downMs); done() }, holdMs)
           return false
         }
         cutting = { replies, downMs, done, buffered: Buffer.alloc(0) }
@@ -119,8 +119,8 @@ export async function cuttingProxy (t: Teardown, redisUrl: string): Promise<Cutt
   })
   return {
     url,
-    cutAfterFirstReply: (markers, replies, downMs = 0) => new Promise<void>((resolve) => { armed = { markers, replies, forward: true, downMs, done: resolve } }),
-    dropAndCut: (markers, downMs = 0) => new Promise<void>((resolve) => { armed = { markers, replies: 0, forward: false, downMs, done: resolve } })
+    cutAfterFirstReply: (markers, replies, downMs = 0) => new Promise<void>((resolve) => { armed = { markers, replies, forward: true, downMs, holdMs: 0, done: resolve } }),
+    dropAndCut: (markers, downMs = 0, holdMs = 0) => new Promise<void>((resolve) => { armed = { markers, replies: 0, forward: false, downMs, holdMs, done: resolve } })
   }
 }
 
