@@ -12,6 +12,7 @@ import { msUntilQuotaReset } from '../api/quota.js'
 import { inFlightTtl } from './record-ttl.js'
 import type { Slots } from './slots.js'
 import type { DeliveryOutcome, Sender } from './sender.js'
+import { UnwrittenOutcomes } from './unwritten-outcomes.js'
 
 /**
  * The least a queued message waits, without spending an attempt, while the token endpoint refuses
@@ -106,19 +107,33 @@ export interface RunnerHooks {
  * (DESIGN.md "Error classes").
  */
 export class JobRunner {
+  /** outcomes whose record write failed past its deadline, held until written */
+  private readonly unwritten: UnwrittenOutcomes
+
   constructor (
     private readonly sender: Sender,
     private readonly store: WechatStore,
     private readonly options: Pick<ResolvedOptions, 'retry' | 'retentionSeconds'> & { clock: Clock },
     private readonly log: FastifyBaseLogger,
     private readonly hooks: RunnerHooks = {}
-  ) {}
+  ) {
+    this.unwritten = new UnwrittenOutcomes(log)
+  }
 
   async run (data: JobData, attempt: number, maxAttempts: number, options: RunOptions = {}): Promise<Verdict> {
     // The 'sending' write answers the record as it now stands. A final record means this message
     // already had its outcome: a job added again under the same id after its first run completed
     // and was removed (a queue add retried after its answer was lost), or a job whose run wrote
     // its outcome but was cut off before the queue heard of it. It must not be sent twice.
+    const known = this.unwritten.get(data.id)
+    if (known !== undefined) {
+      // This process has the message's outcome, which its record could not take (unwritten-outcomes.ts):
+      // written now, and not sent again.
+      if (await this.update(data, known) === null) return { kind: 'held', delayMs: STORE_WAIT_MS, cause: 'store' }
+      this.unwritten.delete(data.id)
+      this.log.info({ messageId: data.id, status: known.status }, 'wechat: queued message ran again after a Redis outage; its outcome, held in memory, is written and it is not sent again')
+      return { kind: 'done', status: known.status as Status }
+    }
     const current = await this.update(data, { status: 'sending', attempts: attempt })
     if (current === null) {
       // The store did not answer: whether this message already has its outcome cannot be known, and
@@ -210,22 +225,30 @@ export class JobRunner {
     const ttlSeconds = hasOutcome(patch.status) ? retention : inFlightTtl(retention, waitMs)
     for (let attempt = 1; ; attempt++) {
       try {
-        const options = { ttlSeconds, now }
-        const updated = await this.store.updateRecord(id, patch, options)
-        if (updated !== null) return updated
-        // No record yet: the enqueue writes it just after queueing the job (or was cut off there).
-        // Write it from the job; if the enqueue's record landed in between, update that one.
-        const { created, record } = await this.store.createRecord(recordFromJob(data, patch, now), { ttlSeconds: options.ttlSeconds })
-        return created ? record : await this.store.updateRecord(id, patch, options)
+        return await this.write(data, patch, ttlSeconds, now)
       } catch (err) {
         if (Date.now() >= deadline) {
-          // The message itself is safe in the queue; a lost status write is logged, not fatal.
+          // The message itself is safe in the queue; a lost status write is logged, not fatal. An
+          // outcome is kept in memory and written later, so a run of the job after the outage does
+          // not send the message again.
           this.log.warn({ messageId: id, reason: (err as Error).message, status: patch.status }, 'wechat: could not write the message record')
+          if (durable && hasOutcome(patch.status)) this.unwritten.keep(id, patch, async () => await this.write(data, patch, ttlSeconds, now) !== null)
           return null
         }
         await sleep(Math.min(1000, 25 * 2 ** attempt))
       }
     }
+  }
+
+  /** One write of the record: updated, or written from the job when it has none yet. */
+  private async write (data: JobData, patch: RecordPatch, ttlSeconds: number, now: string): Promise<MessageRecord | null> {
+    const options = { ttlSeconds, now }
+    const updated = await this.store.updateRecord(data.id, patch, options)
+    if (updated !== null) return updated
+    // No record yet: the enqueue writes it just after queueing the job (or was cut off there).
+    // Write it from the job; if the enqueue's record landed in between, update that one.
+    const { created, record } = await this.store.createRecord(recordFromJob(data, patch, now), { ttlSeconds })
+    return created ? record : await this.store.updateRecord(data.id, patch, options)
   }
 }
 
