@@ -17,6 +17,8 @@ import { numbered, settled, sleep } from './queue-helpers.js'
 import { addFailure } from '../lib/delivery/add-failure.js'
 import { ADD_ANSWER_MS } from '../lib/delivery/bullmq-queue.js'
 import { AddInterruptedError } from '../lib/delivery/queue.js'
+import { LateAdds } from '../lib/delivery/late-adds.js'
+import type { FastifyBaseLogger } from 'fastify'
 import type { Test } from 'tap'
 
 /** The app on a cutting proxy, its queue's scripts loaded (so an add is nothing but its job adds). */
@@ -122,6 +124,50 @@ test('an add that went unanswered (a stall) and was then cut off: maybe queued, 
   await cut
   await settled(app, error?.messageIds ?? [])
   t.equal(sim.accepted.filter((a) => a.touser.startsWith('oCutS-')).length, 33, 'each sent once')
+})
+
+test('a keyed retry whose re-add of the first call\'s messages is cut off too: maybe queued, naming them', async (t) => {
+  const { app, proxy } = await cutApp(t, 'cutR')
+  const messages = [numbered('CutR', 1), numbered('CutR', 2)]
+  // (delayed: their records stay pending, so the retry re-adds their jobs)
+  const first = proxy.cutAfterFirstReply(['subscribe-send', 'oCutR-user-00002'], 2, DOWN_MS)
+  const error = await app.wechat.enqueue(messages, { idempotencyKey: 'order-r', delay: 60_000 }).then(() => undefined, (err: QueueError) => err)
+  await first
+  t.equal(error?.messageIds?.length, 2, 'the first call: maybe queued')
+  // the connection back, and the background add made again
+  await sleep(DOWN_MS + 1500)
+  const second = proxy.cutAfterFirstReply(['subscribe-send', 'oCutR-user-00002'], 2, DOWN_MS)
+  const retryError = await app.wechat.enqueue(messages, { idempotencyKey: 'order-r', delay: 60_000 }).then(() => undefined, (err: QueueError) => err)
+  await second
+  t.match(retryError, { code: 'FST_WECHAT_QUEUE' })
+  t.match(retryError?.message, /retry with the same idempotencyKey/, 'the retry says to retry under the key again')
+  t.same(retryError?.messageIds, error?.messageIds, 'and names the first call\'s messages (their jobs may be queued)')
+})
+
+test('an add cut off again and again is made again by one background loop per job', async (t) => {
+  const lines: string[] = []
+  const log = { info: (_: unknown, msg: string) => lines.push(msg), warn: (_: unknown, msg: string) => lines.push(msg) } as unknown as FastifyBaseLogger
+  const lateAdds = new LateAdds(log)
+  t.teardown(() => lateAdds.close())
+  let up = false
+  const tries: string[][] = []
+  const add = async (jobs: Array<{ jobId: string }>): Promise<void> => {
+    tries.push(jobs.map((job) => job.jobId))
+    if (!up) throw new Error('the connection is not back')
+  }
+  // a caller retrying under its key every few ms: the same jobs, again and again
+  for (let i = 0; i < 50; i++) lateAdds.finish([{ jobId: 'a' }, { jobId: 'b' }], add)
+  lateAdds.finish([{ jobId: 'b' }, { jobId: 'c' }], add)
+  await sleep(2500)
+  t.ok(tries.length <= 6, `two loops, about a try a second each (${tries.length} tries)`)
+  t.same(new Set(tries.map((ids) => ids.join())), new Set(['a,b', 'c']), 'b is in one loop only')
+  up = true
+  await sleep(1200)
+  t.equal(lines.filter((line) => /went through on its own again/.test(line)).length, 2, 'both went through')
+  const before = tries.length
+  lateAdds.finish([{ jobId: 'a' }], add)
+  await sleep(1200)
+  t.equal(tries.length, before + 1, 'a job whose loop ended can be made again')
 })
 
 test('which failed adds may have been queued', async (t) => {

@@ -121,10 +121,10 @@ export class BullQueue implements MessageQueue {
 
   /** The same jobs added again in the background (late-adds.ts); answers `err` to throw. */
   private finishLater (bulk: BulkJob[], err?: unknown): unknown {
-    this.lateAdds.finish(bulk.map((job) => job.jobId), async () => {
+    this.lateAdds.finish(bulk, async (jobs) => {
       const { queue, ready } = this.producer()
       if (!await ready.backWithin(ADD_ANSWER_MS)) throw new Error('the queue\'s connection is not back')
-      await this.addBulk(queue, bulk, ADD_ANSWER_MS)
+      await this.addBulk(queue, jobs, ADD_ANSWER_MS)
     })
     return err
   }

@@ -58,6 +58,8 @@ export class KeyedEnqueue {
         // Nothing new of this call is queued yet: its claims are undone and their credits go back,
         // so a retry with the same key queues them (they were left pending with no job, their credits taken).
         await this.undoFresh(fresh, keyOf)
+        // (the earlier messages' jobs may be in the queue all the same: named, as a first add's are)
+        if (err instanceof MaybeAddedError) throw Object.assign(new WechatQueueError(`${err.message}; retry with the same idempotencyKey`, { cause: err }), { messageIds: requeue.map((job) => job.data.id) })
         throw new WechatQueueError(`the queue did not accept it (${(err as Error).message})`, { cause: err })
       }
     }

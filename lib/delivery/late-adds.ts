@@ -15,18 +15,23 @@ const LATE_ADD_EVERY_MS = 1000
  */
 export class LateAdds {
   private closed = false
-  private readonly running = new Map<Promise<void>, readonly string[]>()
+  /** the job ids being added again: a job is in one loop at most (a caller retrying under its key adds the same jobs again and again) */
+  private readonly pending = new Set<string>()
 
   constructor (private readonly log: FastifyBaseLogger) {}
 
-  /** `add` makes the add again (it rejects if it did not go through). */
-  finish (jobIds: readonly string[], add: () => Promise<void>): void {
+  /** `add` makes the add again for the jobs given (it rejects if it did not go through). */
+  finish<J extends { jobId: string }> (jobs: readonly J[], add: (jobs: J[]) => Promise<void>): void {
     if (this.closed) return
+    const mine = jobs.filter((job) => !this.pending.has(job.jobId))
+    if (mine.length === 0) return
+    const jobIds = mine.map((job) => job.jobId)
+    for (const id of jobIds) this.pending.add(id)
     const until = Date.now() + LATE_ADD_WINDOW_MS
     const run = async (): Promise<void> => {
       while (!this.closed && Date.now() < until) {
         try {
-          await add()
+          await add(mine)
           this.log.info({ jobIds }, 'wechat: a queue add cut off from Redis went through on its own again')
           return
         } catch {}
@@ -34,14 +39,16 @@ export class LateAdds {
       }
       if (!this.closed) this.log.warn({ jobIds }, `wechat: a queue add cut off from Redis could not be made again within ${LATE_ADD_WINDOW_MS / 1000} s: its messages may not be queued (status(id) tells)`)
     }
-    const running: Promise<void> = run().finally(() => this.running.delete(running))
-    this.running.set(running, jobIds)
+    run().catch(() => {}).finally(() => { for (const id of jobIds) this.pending.delete(id) })
   }
 
   /** Stops the adds still being tried (app.close()); what they hold may not be queued. */
   close (): void {
     this.closed = true
-    for (const jobIds of this.running.values()) this.log.warn({ jobIds }, 'wechat: closing with a queue add cut off from Redis not made again: its messages may not be queued (status(id) tells)')
-    this.running.clear()
+    if (this.pending.size > 0) {
+      const jobIds = [...this.pending]
+      this.log.warn({ jobs: jobIds.length, jobIds: jobIds.slice(0, 20) }, 'wechat: closing with queue adds cut off from Redis not made again: their messages may not be queued (status(id) tells)')
+    }
+    this.pending.clear()
   }
 }
