@@ -92,7 +92,11 @@ export class BullQueue implements MessageQueue {
     if (this.producing === null) {
       if (this.closing) throw new Error('the queue is closed (app.close())')
       const connection = this.connections.own(duplicateClient(this.client, { enableOfflineQueue: false }))
-      const queue = new Queue<JobData | BatchData>(QUEUE_NAME, { connection, prefix: this.options.prefix })
+      // BullMQ keeps the promise of the Queue's setup, and every add awaits it: its Redis-version INFO,
+      // refused on this connection (no offline queue, finite retries) when Redis went away during it,
+      // failed every add for the app's life. The worker's connection, which never gives up a
+      // command, checks the version instead.
+      const queue = new Queue<JobData | BatchData>(QUEUE_NAME, { connection, prefix: this.options.prefix, skipVersionCheck: true })
       queue.on('error', (err) => { this.errors.connection(err) })
       this.producing = { queue, connection, ready: new AddConnection(connection) }
     }

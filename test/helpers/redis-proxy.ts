@@ -40,8 +40,13 @@ async function proxy (t: Teardown, redisUrl: string, connection: () => ProxyConn
   })
   const refuseFor = (ms: number): void => {
     if (ms <= 0) return
-    server.close()
-    relisten = setTimeout(() => { if (!ended) server.listen(port, '127.0.0.1') }, ms)
+    // (several cuts at once: one refusal, the latest end)
+    if (relisten === undefined) server.close()
+    clearTimeout(relisten)
+    relisten = setTimeout(() => {
+      relisten = undefined
+      if (!ended) server.listen(port, '127.0.0.1')
+    }, ms)
   }
   return { url: `redis://127.0.0.1:${port}`, refuseFor }
 }
@@ -79,6 +84,11 @@ export interface CuttingProxy {
   /** Resolves once a connection was cut that way. */
   cutAfterFirstReply (markers: string[], replies: number, downMs?: number): Promise<void>
   dropAndCut (markers: string[], downMs?: number, holdMs?: number): Promise<void>
+  /**
+   * For `windowMs`: a connection's `nth` write carrying `marker` is dropped and the connection cut
+   * (`downMs` as above), on every connection that gets that far meanwhile.
+   */
+  cutAtNth (marker: string, nth: number, windowMs: number, downMs: number): void
 }
 
 export async function cuttingProxy (t: Teardown, redisUrl: string): Promise<CuttingProxy> {
@@ -88,10 +98,16 @@ export async function cuttingProxy (t: Teardown, redisUrl: string): Promise<Cutt
     client.destroy()
     upstream.destroy()
   }
+  let nthCut: { marker: string, nth: number, until: number, downMs: number } | undefined
   const { url, refuseFor } = await proxy(t, redisUrl, () => {
     let cutting: { replies: number, downMs: number, done: () => void, buffered: Buffer } | undefined
+    let seen = 0
     return {
       request: (chunk, client, upstream) => {
+        if (nthCut !== undefined && Date.now() < nthCut.until && chunk.includes(nthCut.marker) && ++seen === nthCut.nth) {
+          cut(client, upstream, nthCut.downMs)
+          return false
+        }
         if (armed === undefined || !armed.markers.every((marker) => chunk.includes(marker))) return true
         const { replies, forward, downMs, holdMs, done } = armed
         armed = undefined
@@ -120,7 +136,8 @@ export async function cuttingProxy (t: Teardown, redisUrl: string): Promise<Cutt
   return {
     url,
     cutAfterFirstReply: (markers, replies, downMs = 0) => new Promise<void>((resolve) => { armed = { markers, replies, forward: true, downMs, holdMs: 0, done: resolve } }),
-    dropAndCut: (markers, downMs = 0, holdMs = 0) => new Promise<void>((resolve) => { armed = { markers, replies: 0, forward: false, downMs, holdMs, done: resolve } })
+    dropAndCut: (markers, downMs = 0, holdMs = 0) => new Promise<void>((resolve) => { armed = { markers, replies: 0, forward: false, downMs, holdMs, done: resolve } }),
+    cutAtNth: (marker, nth, windowMs, downMs) => { nthCut = { marker, nth, until: Date.now() + windowMs, downMs } }
   }
 }
 
