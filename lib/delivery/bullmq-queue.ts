@@ -3,35 +3,29 @@ import type { Job } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import { duplicateClient } from '../store/connection.js'
-import { BATCH_JOB, bulkOf } from './batch-jobs.js'
-import type { BatchData, BulkJob } from './batch-jobs.js'
+import { BATCH_JOB } from './batch-jobs.js'
+import type { BatchData } from './batch-jobs.js'
 import type { JobData, JobRunner, Verdict } from './job-runner.js'
 import type { MessageQueue, QueuedJob } from './queue.js'
-import { AddInterruptedError, AddUnansweredError } from './queue.js'
-import { confirmReplicas, warnFewReplicas } from './bullmq-replicas.js'
+import { warnFewReplicas } from './bullmq-replicas.js'
 import { Slots } from './slots.js'
-import { addFailure } from './add-failure.js'
-import { LateAdds } from './late-adds.js'
 import { QueueErrors } from './queue-errors.js'
 import { sleep } from '../api/backoff.js'
 import { within } from './within.js'
 import { AddConnection, closeWorker, OwnedConnections } from './bullmq-connection.js'
 import { QuotaPause } from './quota-pause.js'
+import { BullAdds } from './bullmq-adds.js'
+import type { BullAddsOptions, Producer } from './bullmq-adds.js'
 
 export const QUEUE_NAME = 'subscribe-send'
-/** How long a queue add waits for Redis's answer before it is reported as maybe queued (AddUnansweredError). */
-export const ADD_ANSWER_MS = 5000
+export { ADD_ANSWER_MS } from './bullmq-adds.js'
 /** The most a rate-limited worker waits before fetching again (the 45009 pause's rate limit included). */
 const MAX_RATE_LIMIT_WAIT_MS = 5000
 
-export interface BullQueueOptions {
+export interface BullQueueOptions extends BullAddsOptions {
   /** `wechat:{appId}`: BullMQ's keys become `wechat:{appId}:subscribe-send:*`, one Cluster slot */
   prefix: string
   concurrency: number
-  attempts: number
-  limiter?: { max: number, duration: number }
-  /** option queue.replicas: an add resolves only once this many replicas have it (WAIT) */
-  replicas?: { count: number, timeoutMs: number }
   /** what this instance learns of the fleet's 45009 pause from Redis (RunnerHooks onQuotaAdopted / onQuotaResumed) */
   pauseEvents?: { adopted?: () => void, resumed?: () => void }
 }
@@ -54,7 +48,7 @@ export class BullQueue implements MessageQueue {
   readonly kind = 'bullmq' as const
   readonly durable = true
   /** the queue's own connection and BullMQ Queue, made on first use (producer()) */
-  private producing: { queue: Queue<JobData | BatchData>, connection: Redis, ready: AddConnection } | null = null
+  private producing: Producer | null = null
   private worker: Worker<JobData | BatchData> | null = null
   /** WeChat calls in flight in this instance: single jobs and the messages of batch jobs share them */
   private readonly slots: Slots
@@ -65,8 +59,8 @@ export class BullQueue implements MessageQueue {
 
   /** close() began: batch messages not yet tried go back to the queue */
   private closing = false
-  /** adds cut off from Redis, made again once the connection is back (late-adds.ts) */
-  private readonly lateAdds: LateAdds
+  /** how jobs go into BullMQ (bullmq-adds.ts) */
+  private readonly adds: BullAdds
   /** the queue's error events: logged without flooding; a burst pauses the worker (queue-errors.ts) */
   private readonly errors: QueueErrors
 
@@ -78,7 +72,7 @@ export class BullQueue implements MessageQueue {
   ) {
     this.slots = new Slots(options.concurrency)
     this.errors = new QueueErrors(log, (ms) => this.pauseWorker(ms))
-    this.lateAdds = new LateAdds(log)
+    this.adds = new BullAdds(() => this.producer(), options, log)
     // (its key beside the queue's keys: the same Cluster slot)
     this.quota = new QuotaPause(`${options.prefix}:${QUEUE_NAME}:quota-paused`, () => this.producer(), log, options.pauseEvents)
   }
@@ -88,7 +82,7 @@ export class BullQueue implements MessageQueue {
    * registration: an app whose ready() fails (another plugin's error) is left with no socket of ours
    * keeping its process alive. None is made once close() began.
    */
-  private producer (): { queue: Queue<JobData | BatchData>, connection: Redis, ready: AddConnection } {
+  private producer (): Producer {
     if (this.producing === null) {
       if (this.closing) throw new Error('the queue is closed (app.close())')
       const connection = this.connections.own(duplicateClient(this.client, { enableOfflineQueue: false }))
@@ -104,59 +98,7 @@ export class BullQueue implements MessageQueue {
   }
 
   async add (jobs: QueuedJob[]): Promise<void> {
-    const started = Date.now()
-    const { queue, connection, ready } = this.producer()
-    await ready.connectedForAdd()
-    const bulk = bulkOf(jobs, this.options.limiter === undefined)
-    try {
-      await this.addBulk(queue, bulk, ADD_ANSWER_MS)
-    } catch (err) {
-      if (!(err instanceof AddInterruptedError)) throw err
-      // The connection broke after the add was written: Redis may have run all of it, some or none,
-      // and ioredis will not send it again. Adding the same jobs again (their ids make it a no-op for
-      // those Redis has) settles it, when the connection is back within the add's time.
-      // Not back in time: the caller hears "maybe queued", and the add is made again in the background.
-      if (!await ready.backWithin(ADD_ANSWER_MS - (Date.now() - started))) throw this.finishLater(bulk, err)
-      await this.addBulk(queue, bulk, Math.max(1, ADD_ANSWER_MS - (Date.now() - started))).catch(() => { throw this.finishLater(bulk, err) })
-    }
-    // (queue.replicas: resolved only once that many replicas have these jobs)
-    if (this.options.replicas !== undefined) await confirmReplicas(connection, this.options.replicas)
-  }
-
-  /** The same jobs added again in the background (late-adds.ts); answers `err` to throw. */
-  private finishLater (bulk: BulkJob[], err?: unknown): unknown {
-    this.lateAdds.finish(bulk, async (jobs) => {
-      const { queue, ready } = this.producer()
-      if (!await ready.backWithin(ADD_ANSWER_MS)) throw new Error('the queue\'s connection is not back')
-      await this.addBulk(queue, jobs, ADD_ANSWER_MS)
-    })
-    return err
-  }
-
-  /** One addBulk, bounded by `answerMs`; its failure as add-failure.ts reads it. */
-  private async addBulk (queue: Queue<JobData | BatchData>, bulk: BulkJob[], answerMs: number): Promise<void> {
-    const added = queue.addBulk(bulk.map(({ name, data, jobId, delayMs, attemptsBefore }) => ({
-      name,
-      data,
-      opts: {
-        // Our message id (a batch: its first message's): a second add of the same job is a no-op in BullMQ.
-        jobId,
-        delay: delayMs,
-        // A single job's attempts are the message's; a message leaving a batch takes the ones it has left.
-        attempts: Math.max(1, this.options.attempts - attemptsBefore),
-        backoff: { type: 'wechat' },
-        removeOnComplete: { count: 1000 },
-        removeOnFail: { count: 5000 }
-      }
-    })))
-    // A connected Redis that does not answer (stalled) held the enqueue for as long as it lasted.
-    if (!await within(added, answerMs)) {
-      // (ioredis may still send it; if it gives up on it after its connection broke, it is made again)
-      added.catch((err: unknown) => { if (addFailure(err, bulk.length) instanceof AddInterruptedError) this.finishLater(bulk) })
-      throw new AddUnansweredError(`the queue's Redis did not answer the add within ${ADD_ANSWER_MS} ms: the jobs may be queued all the same`)
-    }
-    // (a failure after the add was written may hide jobs Redis ran: add-failure.ts)
-    await added.catch((err: unknown) => { throw addFailure(err, bulk.length) })
+    await this.adds.add(jobs)
   }
 
   async start (): Promise<void> {
@@ -318,7 +260,7 @@ export class BullQueue implements MessageQueue {
 
   async close (graceMs: number): Promise<void> {
     this.closing = true
-    this.lateAdds.close()
+    this.adds.close()
     if (this.worker) await closeWorker(this.worker, this.workerConnection, graceMs, this.log)
     const queue = this.producing?.queue
     if (queue !== undefined && !await within(queue.close(), 2000)) await within(Promise.resolve(queue.disconnect()), 1000)
