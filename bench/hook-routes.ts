@@ -153,7 +153,42 @@ export function orderBodyJson (): string {
   })
 }
 
+/**
+ * The floor: what the least conceivable durable push costs, without the plugin. Each message's JSON is
+ * written to Redis with a TTL (one SET per message, every message of one tick in one pipeline, as the
+ * plugin batches its record writes), and nothing else: no validation, no id, no record status, no
+ * queue job. With no Redis (the memory app) it is kept in a bounded array: not durable, the in-process
+ * floor. No push can cost less than this, so its ratio to /plain bounds any push's.
+ */
+function floorWriter (app: FastifyInstance): (json: string) => void {
+  const redis = (app as Partial<{ redis: import('ioredis').Redis }>).redis
+  let batch: string[] = []
+  let kept: string[] = []
+  let serialKey = 0
+  const flush = (): void => {
+    const jsons = batch
+    batch = []
+    if (redis === undefined) {
+      kept.push(...jsons)
+      if (kept.length > 100_000) kept = []
+      return
+    }
+    const pipeline = redis.pipeline()
+    for (const json of jsons) pipeline.set(`bench:floor:${process.pid}:${serialKey++}`, json, 'EX', 600)
+    pipeline.exec().catch(() => {})
+  }
+  return (json) => {
+    if (batch.push(json) === 1) setImmediate(flush)
+  }
+}
+
 export function registerBenchRoutes (app: FastifyInstance): void {
+  const floor = floorWriter(app)
+  app.get('/floor', async () => {
+    const m = message()
+    floor(JSON.stringify(m))
+    return { ok: true, order: m.data.character_string1 }
+  })
   app.get('/plain', async () => {
     const m = message()
     return { ok: true, order: m.data.character_string1 }

@@ -26,6 +26,7 @@
  *        BENCH_HOOK_APPS=memory,bullmq,bullmq-split BENCH_HOOK_ROUTES=trivial,order BENCH_HOOK_MODES=hook,e2e,rate
  *        BENCH_HOOK_PROF_DIR=dir (a CPU profile of the app process during each measured run, plain and push)
  */
+import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import type { ChildProcess } from 'node:child_process'
 import { createRequire } from 'node:module'
@@ -48,8 +49,11 @@ const HOLD_MS = 3000
 const APPS = { memory: 'memory queue', bullmq: 'BullMQ, worker in the app', 'bullmq-split': 'BullMQ, worker in another process' } as const
 const ROUTES = {
   trivial: { label: 'trivial', plain: '/plain', push: '/push', method: 'GET' as const, body: undefined },
-  order: { label: 'order (~200 µs)', plain: '/order', push: '/order-push', method: 'POST' as const, body: orderBodyJson() }
+  order: { label: 'order (~200 µs)', plain: '/order', push: '/order-push', method: 'POST' as const, body: orderBodyJson() },
+  // not the plugin: the least a durable push can cost (hook-routes.ts floorWriter); asked for by name only
+  floor: { label: 'trivial, floor: no plugin, one Redis SET a push', plain: '/plain', push: '/floor', method: 'GET' as const, body: undefined }
 }
+const DEFAULT_ROUTES = 'trivial,order'
 const MODES = { hook: 'hook only', e2e: 'end to end', rate: 'fixed rate' } as const
 type AppKey = keyof typeof APPS
 type RouteKey = keyof typeof ROUTES
@@ -60,8 +64,8 @@ interface CannonResult { requests: { average: number, total: number }, latency: 
 type Autocannon = (options: { url: string, connections: number, duration: number, method?: string, body?: string, headers?: Record<string, string> }) => Promise<CannonResult>
 const autocannon = createRequire(__filename)('autocannon') as Autocannon
 
-function pick<K extends string> (env: string, all: Record<K, unknown>): K[] {
-  const raw = process.env[env]
+function pick<K extends string> (env: string, all: Record<K, unknown>, defaults?: string): K[] {
+  const raw = process.env[env] ?? defaults
   const keys = Object.keys(all) as K[]
   if (!raw) return keys
   const wanted = raw.split(',').map((s) => s.trim()) as K[]
@@ -99,7 +103,22 @@ async function ask<T> (child: ChildProcess, type: string, timeoutMs = 60_000, ex
   return result
 }
 
-interface Run { rate: number, p99: number, bad: number, cpu: number, eldP99: number }
+interface Run { rate: number, p99: number, bad: number, cpu: number, machineCpu: number, eldP99: number }
+
+/**
+ * CPU time the whole machine spent busy (every process and the kernel: autocannon, the app, redis-server,
+ * the simulator), in µs, from /proc/stat's first line (USER_HZ ticks of 10 ms). Over a run it says what
+ * one request costs the machine, so the throughput two cores can reach; undefined off Linux.
+ */
+function machineBusyMicros (): number | undefined {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]?.trim().split(/\s+/).slice(1).map(Number) ?? []
+    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields
+    return (user + nice + system + irq + softirq + steal) * 10_000
+  } catch {
+    return undefined
+  }
+}
 
 async function measure (app: AppHandle, route: RouteKey, mode: ModeKey, which: 'plain' | 'push', seconds: number, connections: number, fixedRate: number, warmup = false): Promise<Run> {
   const r = ROUTES[route]
@@ -107,6 +126,7 @@ async function measure (app: AppHandle, route: RouteKey, mode: ModeKey, which: '
   const profile = process.env.BENCH_HOOK_PROF_DIR && !warmup
   if (profile) await ask(app.child, 'profile-start', 60_000, { name: `${route}-${mode}-${which}` })
   await ask<Sample>(app.child, 'sample')
+  const busyBefore = machineBusyMicros()
   let rate: number
   let p99: number
   let bad: number
@@ -121,9 +141,11 @@ async function measure (app: AppHandle, route: RouteKey, mode: ModeKey, which: '
     bad = run.non2xx + run.errors + run.timeouts
     total = run.requests.total
   }
+  const busyAfter = machineBusyMicros()
   const sample = await ask<Sample>(app.child, 'sample')
   if (profile) progress(`profile of ${app.key} ${route} ${MODES[mode]}: ${(await ask<{ file: string }>(app.child, 'profile-stop')).file}`)
-  return { rate, p99, bad, cpu: sample.cpuMicros / Math.max(1, total), eldP99: sample.eldP99 }
+  const machineCpu = busyBefore === undefined || busyAfter === undefined ? NaN : (busyAfter - busyBefore) / Math.max(1, total)
+  return { rate, p99, bad, cpu: sample.cpuMicros / Math.max(1, total), machineCpu, eldP99: sample.eldP99 }
 }
 
 export interface HookBenchResult { table: string, ok: boolean }
@@ -135,7 +157,7 @@ export async function runHookBench (): Promise<HookBenchResult> {
   const warmup = envNumber('BENCH_WARMUP_SECONDS', 2)
   const fixedRate = envNumber('BENCH_HOOK_RATE', 1000)
   const appKeys = pick<AppKey>('BENCH_HOOK_APPS', APPS)
-  const routeKeys = pick<RouteKey>('BENCH_HOOK_ROUTES', ROUTES)
+  const routeKeys = pick<RouteKey>('BENCH_HOOK_ROUTES', ROUTES, DEFAULT_ROUTES)
   const modeKeys = pick<ModeKey>('BENCH_HOOK_MODES', MODES)
 
   let sim: SimChild | undefined
@@ -197,6 +219,8 @@ export async function runHookBench (): Promise<HookBenchResult> {
           ok &&= ratioOk && p99Ok && bad === 0 && totals.failed === 0
           const cpuPlain = median(plain.map((r) => r.cpu))
           const cpuPush = median(push.map((r) => r.cpu))
+          const machinePlain = median(plain.map((r) => r.machineCpu))
+          const machinePush = median(push.map((r) => r.machineCpu))
           rows.push([
             APPS[app.key],
             ROUTES[route].label,
@@ -207,6 +231,7 @@ export async function runHookBench (): Promise<HookBenchResult> {
             `${median(plain.map((r) => r.p99))} / ${median(push.map((r) => r.p99))}`,
             `${p99Added >= 0 ? '+' : ''}${p99Added.toFixed(1)} (${Math.min(...added).toFixed(1)}–${Math.max(...added).toFixed(1)}) ${p99Ok ? 'ok' : 'MISSED'}`,
             `${Math.round(cpuPlain)} / ${Math.round(cpuPush)} (+${Math.round(cpuPush - cpuPlain)})`,
+            Number.isNaN(machinePlain) ? 'n/a' : `${Math.round(machinePlain)} / ${Math.round(machinePush)} (+${Math.round(machinePush - machinePlain)})`,
             `${median(plain.map((r) => r.eldP99)).toFixed(1)} / ${median(push.map((r) => r.eldP99)).toFixed(1)}`,
             String(bad)
           ])
@@ -219,7 +244,7 @@ export async function runHookBench (): Promise<HookBenchResult> {
     const title = `reply.wechatPush vs the same route without it: ${rounds} interleaved rounds × ${seconds} s per route, medians over rounds; ratio and p99 added are medians of per-round pairs (min–max). ` +
       `Saturation modes: autocannon, ${connections} connections. Hook only: the simulator holds answers ${HOLD_MS} ms during the run (the worker idles; the backlog is sent afterwards). End to end: the worker sends every push during the run. ` +
       `Fixed rate: ${fixedRate} req/s spread evenly (open loop), end to end. Targets: throughput ratio ≥ ${TARGET_RATIO}, p99 added ≤ ${TARGET_P99_ADDED_MS} ms.`
-    const table = formatTable(['queue', 'route', 'mode', 'plain req/s', 'push req/s', 'throughput ratio', 'p99 ms plain / push', 'p99 added ms', 'app CPU µs/req plain / push', 'event-loop delay p99 ms', 'errors'], rows)
+    const table = formatTable(['queue', 'route', 'mode', 'plain req/s', 'push req/s', 'throughput ratio', 'p99 ms plain / push', 'p99 added ms', 'app CPU µs/req plain / push', 'machine CPU µs/req plain / push', 'event-loop delay p99 ms', 'errors'], rows)
     return { table: `${title}\n\n${table}\n`, ok }
   } finally {
     for (const app of apps) {
