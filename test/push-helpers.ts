@@ -31,6 +31,8 @@ export interface PushAppOptions {
   listen?: boolean
   /** Collect log lines at this level and above. */
   logLevel?: string
+  /** The app logger's own serializers (with logLevel). */
+  serializers?: Record<string, (value: any) => unknown>
 }
 
 export interface PushApp {
@@ -44,7 +46,7 @@ export async function pushApp (t: Teardown, sim: WechatSimulator, options: PushA
   const logs: LogLine[] = []
   const logger = options.logLevel === undefined
     ? false
-    : { level: options.logLevel, stream: { write: (line: string) => { logs.push(JSON.parse(line) as LogLine) } } }
+    : { level: options.logLevel, serializers: options.serializers, stream: { write: (line: string) => { logs.push(JSON.parse(line) as LogLine) } } }
   const app = Fastify({ logger })
   t.teardown(() => app.close())
   if (options.redisUrl) await app.register(fastifyRedis, { url: options.redisUrl, maxRetriesPerRequest: 1 })

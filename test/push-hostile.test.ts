@@ -93,8 +93,11 @@ test('plaintext mode: forged, stale, missing, replayed, malformed', async (t) =>
   expect4xx(t, await post(app, plainQuery(), bomb), 400, 'FST_WECHAT_PUSH_XML')
   const xxe = '<!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><xml><ToUserName>&xxe;</ToUserName></xml>'
   expect4xx(t, await post(app, plainQuery(), xxe), 400, 'FST_WECHAT_PUSH_XML')
-  expect4xx(t, await post(app, plainQuery(), ''), 400, 'FST_WECHAT_PUSH_XML')
-  expect4xx(t, await post(app, plainQuery(), '   '), 400)
+  // (an empty body is empty, not bad XML; a JSON value other than an object is bad JSON: an audit)
+  expect4xx(t, await post(app, plainQuery(), ''), 400, 'FST_WECHAT_PUSH_FORMAT')
+  expect4xx(t, await post(app, plainQuery(), '   '), 400, 'FST_WECHAT_PUSH_FORMAT')
+  expect4xx(t, await post(app, plainQuery(), 'null', 'application/json'), 400, 'FST_WECHAT_PUSH_JSON')
+  expect4xx(t, await post(app, plainQuery(), '"str"', 'application/json'), 400, 'FST_WECHAT_PUSH_JSON')
   expect4xx(t, await post(app, plainQuery(), '[{"ToUserName":"gh"}]', 'application/json'), 400, 'FST_WECHAT_PUSH_JSON')
   expect4xx(t, await post(app, plainQuery(), '{"ToUserName":', 'application/json'), 400, 'FST_WECHAT_PUSH_JSON')
   expect4xx(t, await post(app, plainQuery(), '<xml><ToUserName>gh</ToUserName></xml>'), 400, 'FST_WECHAT_PUSH_FORMAT')
@@ -215,4 +218,51 @@ test('methods other than GET and POST are not served; HEAD verification needs a 
   const { app } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' }, plugin: { clock } })
   t.equal((await app.inject({ method: 'PUT', url: '/wechat/push', body: 'x' })).statusCode, 404)
   t.equal((await app.inject({ method: 'HEAD', url: '/wechat/push' })).statusCode, 401)
+})
+
+// An audit: a signed customer-service text whose content mentions `<!DOCTYPE html>` (in CDATA, as
+// WeChat sends text) was refused 400 as a DTD; WeChat gave up after its retries. Failed before.
+test('a signed push whose CDATA text mentions <!DOCTYPE> or <!ENTITY> is content: answered success, handled', async (t) => {
+  const sim = await startSimulator(t)
+  const { app } = await pushApp(t, sim, { push: { token: TOKEN, encodingAESKey: KEY }, plugin: { clock } })
+  const all = collect(app)
+  const key = aesKeyFromEncodingAESKey(KEY)
+  const content = 'how do I write <!DOCTYPE html>? see <!ENTITY foo> and <!doctype html>'
+  const text = `<xml><ToUserName><![CDATA[gh_x]]></ToUserName><FromUserName><![CDATA[oUser]]></FromUserName><CreateTime>${TS}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[${content}]]></Content><MsgId>23456789012345678</MsgId></xml>`
+  const encrypt = encryptMessage(text, { key, appId: sim.appId })
+  const res = await post(app, safeQuery(encrypt), safeBody(encrypt))
+  t.equal(res.body, 'success')
+  await settle()
+  t.equal(all.length, 1, 'the handler got it')
+  t.equal(all[0]?.MsgType, 'text')
+  t.match(all[0]?.raw, { Content: content })
+  // an encrypted JSON value that is not an object is bad JSON, not bad XML
+  const nothing = encryptMessage('null', { key, appId: sim.appId })
+  expect4xx(t, await post(app, safeQuery(nothing), safeBody(nothing)), 400, 'FST_WECHAT_PUSH_JSON')
+})
+
+// An audit: Fastify's "incoming request" line printed the push URL whole; in plaintext mode its
+// signature lets whoever reads the log post any body under it within the replay window. Failed before.
+test('request log lines show push URLs with their signatures hidden, with Fastify\'s serializer or the app\'s own', async (t) => {
+  const sim = await startSimulator(t)
+  const appSerializer = { req: (req: { url: string, raw: { url: string }, method: string }) => ({ method: req.method, url: req.url, rawUrl: req.raw.url }) }
+  for (const serializers of [undefined, appSerializer]) {
+    const { app, logs } = await pushApp(t, sim, { push: { token: TOKEN, mode: 'plaintext' }, plugin: { clock }, logLevel: 'info', serializers })
+    const query = plainQuery('n1')
+    t.equal((await post(app, query, buildPushBody(popupEvent(), { format: 'xml' }))).body, 'success')
+    const echo = await app.inject({ method: 'GET', url: '/wechat/push', query: { ...plainQuery('n2'), echostr: 'e1' } })
+    t.equal(echo.body, 'e1')
+    const refused = await post(app, { ...plainQuery('n3'), msg_signature: 'a'.repeat(40) }, '<xml/>')
+    t.equal(refused.statusCode, 400)
+    const lines = logs.map((line) => JSON.stringify(line))
+    for (const nonce of ['n1', 'n2', 'n3']) t.notOk(lines.some((line) => line.includes(pushSignature([TOKEN, TS, nonce]))), `no line shows ${nonce}'s signature`)
+    t.notOk(lines.some((line) => line.includes('a'.repeat(40))), 'nor a msg_signature')
+    const incoming = logs.filter((line) => line.msg === 'incoming request').map((line) => line.req as Record<string, string>)
+    t.equal(incoming.length, 3)
+    for (const req of incoming) {
+      t.match(req.url, /^\/wechat\/push\?signature=\[hidden\]&timestamp=\d+&nonce=n\d/, 'the rest of the URL stays')
+      if (serializers !== undefined) t.equal(req.rawUrl, req.url, 'the app serializer sees raw.url hidden too')
+    }
+    t.match(incoming[2]?.url, /msg_signature=\[hidden\]/)
+  }
 })

@@ -6,9 +6,55 @@ import { XMLParser, XMLValidator } from 'fast-xml-parser'
 import { isInteger, isSafeNumber, parse as parseLossless } from 'lossless-json'
 import { PushRejection } from './rejection.js'
 
-// WeChat never sends a DTD, so any DOCTYPE/ENTITY is an attack (billion laughs, XXE): refuse it
-// before the parser sees it, so only the predefined and numeric entities are ever read.
+// WeChat never sends a DTD, so any DOCTYPE/ENTITY declaration is an attack (billion laughs, XXE):
+// refuse it before the parser sees it, so only the predefined and numeric entities are ever read.
 const DTD = /<!(?:DOCTYPE|ENTITY)/i
+const DTD_HERE = /<!(?:DOCTYPE|ENTITY)/iy
+
+/**
+ * Whether the text declares a DTD or an entity: `<!DOCTYPE` or `<!ENTITY` where markup starts, not
+ * inside CDATA, a comment, a processing instruction or a tag's quoted attribute. A user's text pushed
+ * in CDATA (`how do I write <!DOCTYPE html>?`, a customer-service message) is content, not a DTD (an
+ * audit: such pushes were refused 400 and lost after WeChat's retries). The constructs are skipped the
+ * way fast-xml-parser reads them (each to its first terminator; a tag to its `>` outside quotes), so
+ * nothing the parser would take for a declaration is skipped; one left unterminated counts as a
+ * declaration (the text is malformed anyway). One pass, linear in the text.
+ */
+function declaresDtd (text: string): boolean {
+  if (!DTD.test(text)) return false
+  let at = text.indexOf('<')
+  while (at !== -1) {
+    DTD_HERE.lastIndex = at
+    if (DTD_HERE.test(text)) return true
+    const end = text.startsWith('<![CDATA[', at)
+      ? endOf(text, ']]>', at + 9)
+      : text.startsWith('<!--', at) ? endOf(text, '-->', at + 4) : text.startsWith('<?', at) ? endOf(text, '?>', at + 2) : tagEnd(text, at + 1)
+    if (end === -1) return true
+    at = text.indexOf('<', end)
+  }
+  return false
+}
+
+function endOf (text: string, terminator: string, from: number): number {
+  const at = text.indexOf(terminator, from)
+  return at === -1 ? -1 : at + terminator.length
+}
+
+/** Past the `>` that closes the tag starting before `from`, skipping quoted attribute values; -1 if none. */
+function tagEnd (text: string, from: number): number {
+  let quote = ''
+  for (let i = from; i < text.length; i++) {
+    const c = text[i]
+    if (quote !== '') {
+      if (c === quote) quote = ''
+    } else if (c === '"' || c === "'") {
+      quote = c
+    } else if (c === '>') {
+      return i + 1
+    }
+  }
+  return -1
+}
 
 const xmlParser = new XMLParser({
   // Text outside CDATA is read as XML says: `&amp;` is `&`, `&#65;` is `A` (an audit: an openid came
@@ -41,7 +87,7 @@ function parseWellFormed (text: string): unknown {
 
 /** Parse a WeChat XML body whose root must be `<xml>`; returns the root's children. */
 export function parseXml (text: string): Record<string, unknown> {
-  if (typeof text !== 'string' || DTD.test(text)) throw new PushRejection('xml')
+  if (typeof text !== 'string' || declaresDtd(text)) throw new PushRejection('xml')
   const doc = parseWellFormed(text)
   if (doc === undefined) throw new PushRejection('xml', 'not well-formed')
   // The validator accepts a sequence of self-closed roots (`<xml/><b/>`), so check there is one root.

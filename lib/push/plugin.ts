@@ -19,6 +19,7 @@ import { dedupeKey, normalizePush } from './events.js'
 import type { PushMessage } from './events.js'
 import { PushRejection } from './rejection.js'
 import { checkConfig, checkPushQuery, openPush, verifyEcho } from './verify.js'
+import { pushLogSerializers } from './request-line.js'
 import type { PushQuery } from './verify.js'
 import { PLUGIN_NAME } from '../version.js'
 
@@ -195,7 +196,9 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
       await events.drainForClose(EVENTS_DRAIN_MS)
     })
 
-    child.get(push.path, { schema: hidden() }, async (request, reply) => {
+    // Fastify's request lines show these URLs with their signatures hidden (request-line.ts).
+    const logSerializers = pushLogSerializers(child.log)
+    child.get(push.path, { schema: hidden(), logSerializers }, async (request, reply) => {
       const echo = verifyEcho(request.query as PushQuery, config)
       // §6.2: the raw echostr as text. It is request-supplied text, so it never goes out as HTML.
       return reply.type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff').send(echo)
@@ -203,6 +206,7 @@ export function registerPushEndpoint (fastify: FastifyInstance, deps: PushEndpoi
 
     child.post(push.path, {
       schema: hidden(),
+      logSerializers,
       bodyLimit: push.bodyLimit,
       // The query checks run before the body is read: a stranger's request costs no body and no parse.
       // openPush repeats them (microseconds) so it stays safe on its own.

@@ -95,13 +95,16 @@ export function verifyEcho (query: PushQuery, config: PushCheckConfig): string {
 }
 
 /**
- * JSON when the body starts with `{` (after a BOM and whitespace), XML otherwise (§6.1: both formats exist).
- * `[` counts as JSON too, so an array body is refused as "not a JSON object" rather than as bad XML.
+ * XML when the body starts with `<` (after a BOM and whitespace), JSON otherwise (§6.1: both formats
+ * exist), so a JSON value that is not an object (`[]`, `null`, `"text"`) is refused as "not a JSON
+ * object" rather than as bad XML, and an empty body as empty.
  */
 export function parseBody (text: string): Record<string, unknown> {
   // A UTF-8 byte order mark is not JSON whitespace; the XML parser already skips it.
   const body = text.startsWith('\uFEFF') ? text.slice(1) : text
-  return /^\s*[{[]/.test(body) ? parseJson(body) : parseXml(body)
+  const first = /\S/.exec(body)
+  if (first === null) throw new PushRejection('format', 'the body is empty')
+  return first[0] === '<' ? parseXml(body) : parseJson(body)
 }
 
 /**
