@@ -227,8 +227,13 @@ export function checkBaseUrl (url: string): string {
   }
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') fail(`baseUrl must use http or https (got ${safeJson(url)})`)
   // The value as given, but never its credentials or query (they may hold a secret).
-  if (parsed.pathname !== '/' || parsed.search || parsed.hash || parsed.username || parsed.password) fail(`baseUrl must be an origin without path, query, fragment or credentials (got ${safeJson(`${parsed.origin}${parsed.pathname}`)}${parsed.search ? ' and a query' : ''}${parsed.hash ? ' and a fragment' : ''}${parsed.username || parsed.password ? ' and credentials' : ''})`)
-  return parsed.origin
+  if (parsed.search || parsed.hash || parsed.username || parsed.password) fail(`baseUrl must be an origin, or an origin and a path, without query, fragment or credentials (got ${safeJson(`${parsed.origin}${parsed.pathname}`)}${parsed.search ? ' and a query' : ''}${parsed.hash ? ' and a fragment' : ''}${parsed.username || parsed.password ? ' and credentials' : ''})`)
+  // A path is a prefix every call goes under (a proxy at https://egress.example.com/wechat/, a test
+  // WeChat mounted under a path). WeChat's own paths start at /cgi-bin or /wxaapi: one of them in
+  // baseUrl is a mistake that would double it in every call.
+  const path = parsed.pathname.replace(/\/+$/, '')
+  if (/\/(?:cgi-bin|wxaapi|wxa)(?:\/|$)/i.test(path)) fail(`baseUrl must end before WeChat's own path (/cgi-bin, /wxaapi): got ${safeJson(`${parsed.origin}${parsed.pathname}`)}, give ${safeJson(`${parsed.origin}${path.replace(/\/(?:cgi-bin|wxaapi|wxa)(?:\/.*)?$/i, '')}`)}`)
+  return parsed.origin + path
 }
 
 function isHook (value: unknown): boolean {

@@ -94,7 +94,11 @@ test('wrong types and unknown keys name the option', async (t) => {
     [{ appSecret: 'abc\ndef' }, /appSecret/],
     [{ appSecret: 'a'.repeat(1_000_000) }, /appSecret/],
     [{ keyPrefix: 'wechat\u0000:' }, /keyPrefix/],
-    [{ baseUrl: 'https://api.example.com/#frag' }, /baseUrl must be an origin without path, query, fragment or credentials/],
+    [{ baseUrl: 'https://api.example.com/#frag' }, /baseUrl must be an origin, or an origin and a path, without query, fragment or credentials/],
+    // a path is a prefix now, but WeChat's own path in it would be doubled in every call
+    [{ baseUrl: 'https://api.weixin.qq.com/cgi-bin/' }, /baseUrl must end before WeChat's own path \(\/cgi-bin, \/wxaapi\): got "https:\/\/api\.weixin\.qq\.com\/cgi-bin\/", give "https:\/\/api\.weixin\.qq\.com"/],
+    [{ baseUrl: 'https://proxy.example.com/wx/wxaapi/newtmpl' }, /give "https:\/\/proxy\.example\.com\/wx"/],
+    [{ baseUrl: ['https://proxy.example.com/wx', 'https://proxy.example.com/wx/'] }, /baseUrl lists https:\/\/proxy\.example\.com\/wx twice/],
     [{ baseUrl: ['https://api.example.com', 'https://api.example.com/'] }, /baseUrl lists https:\/\/api\.example\.com twice/]
   ]
   for (const [extra, pattern] of cases) {

@@ -99,6 +99,51 @@ test('5xx on the first base URL fails over to the second', async (t) => {
   t.match(sends[1].host, /^localhost:/)
 })
 
+// An audit: a test WeChat mounted under a path (or a proxy at https://egress.example.com/wechat/, the
+// usual way to a whitelisted IP) was refused at boot: baseUrl had to be a bare origin. Failed before.
+test('a baseUrl with a path puts every call under it; fail-over keeps each base URL\'s own path', async (t) => {
+  const sim = await startSimulator(t)
+  const seen: string[] = []
+  // a reverse proxy that serves the simulator under /egress/wechat and answers 404 elsewhere
+  const proxy = createServer((req, res) => {
+    seen.push(`${req.method ?? ''} ${(req.url ?? '').replace(/access_token=[^&]*/, 'access_token=…')}`)
+    const prefix = '/egress/wechat'
+    if (!req.url?.startsWith(`${prefix}/`)) {
+      res.writeHead(404).end('not here')
+      return
+    }
+    const chunks: Buffer[] = []
+    req.on('data', (chunk: Buffer) => chunks.push(chunk))
+    req.on('end', () => {
+      const body = Buffer.concat(chunks)
+      fetch(sim.url + (req.url ?? '').slice(prefix.length), { method: req.method, headers: { 'content-type': req.headers['content-type'] ?? 'application/json' }, body: req.method === 'GET' ? undefined : body })
+        .then(async (answer) => { res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' }).end(await answer.text()) })
+        .catch(() => res.writeHead(502).end())
+    })
+  })
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => proxy.close())
+  const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`
+  const app = await buildApp(t, sim, { plugin: { baseUrl: `${proxyUrl}/egress/wechat/` } })
+  const sent = await app.wechat.send(shippedMessage())
+  t.ok(sent.msgid, 'sent through the path')
+  t.ok(seen.length >= 3 && seen.every((line) => / \/egress\/wechat\/(cgi-bin|wxaapi)\//.test(line)), `every call under the path: ${seen.join(', ')}`)
+  t.equal(sim.accepted.length, 1)
+
+  // fail-over: a dead first base URL, then the proxy under its own path
+  seen.length = 0
+  const overDead = await buildApp(t, sim, { plugin: { baseUrl: ['http://127.0.0.1:9/other/path', `${proxyUrl}/egress/wechat`] } })
+  t.ok((await overDead.wechat.send(shippedMessage())).msgid, 'sent through the second base URL')
+  t.ok(seen.length >= 2 && seen.every((line) => line.includes(' /egress/wechat/')), 'under the second base URL\'s path')
+
+  // a wrong path is the proxy's 404: refused as such (not retried, no fail-over on a 4xx)
+  seen.length = 0
+  const wrong = await buildApp(t, sim, { plugin: { baseUrl: `${proxyUrl}/elsewhere`, appSecret: sim.appSecret } })
+  t.match(await wrong.wechat.getToken().catch((e) => e), { code: 'FST_WECHAT_TOKEN' })
+  t.ok(seen.length >= 1 && seen.every((line) => line.includes(' /elsewhere/cgi-bin/')), 'under the wrong path, as configured')
+  t.equal(sim.accepted.length, 2)
+})
+
 test('an errcode answer never fails over', async (t) => {
   const sim = await startSimulator(t)
   const port = new URL(sim.url).port

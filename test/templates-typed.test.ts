@@ -206,7 +206,7 @@ test('CLI: usage, missing credentials and WeChat errors', async (t) => {
   t.match(run.err(), /check WECHAT_SECRET/, 'the advice names the variable the CLI reads, not the plugin option')
   t.notMatch(run.err(), /wrong-secret-do-not-print/)
   // (audit: 'Invalid URL' / 'invalid url' named nothing)
-  for (const url of ['notaurl', `${sim.url}/some/path`, 'ftp://example.com']) {
+  for (const url of ['notaurl', `${sim.url}/cgi-bin`, `${sim.url}/?q=1`, 'ftp://example.com']) {
     run = io({ WECHAT_APPID: sim.appId, WECHAT_SECRET: sim.appSecret, WECHAT_BASE_URL: url })
     t.equal(await main(['templates'], run.io), 2, url)
     t.match(run.err(), /^WECHAT_BASE_URL: must /, url)

@@ -63,7 +63,8 @@ const FORM_HEADERS = Object.freeze({ accept: 'application/json', 'content-type':
  * error or a 5xx (WECHAT.md §9): an errcode answer is WeChat's word and is returned as-is.
  */
 export class WechatHttpClient {
-  private readonly pools: { baseUrl: string, pool: Pool }[]
+  /** `prefix`: the base URL's path ('' for an origin), put before every call's path */
+  private readonly pools: { baseUrl: string, prefix: string, pool: Pool }[]
   private readonly timeout: number
   private readonly deadlines: Deadlines
 
@@ -72,7 +73,8 @@ export class WechatHttpClient {
     this.deadlines = new Deadlines(options.timeout)
     this.pools = options.baseUrls.map((baseUrl) => ({
       baseUrl,
-      pool: new Pool(baseUrl, {
+      prefix: new URL(baseUrl).pathname.replace(/\/+$/, ''),
+      pool: new Pool(new URL(baseUrl).origin, {
         connections: options.connections ?? 128,
         headersTimeout: options.timeout,
         bodyTimeout: options.timeout,
@@ -90,12 +92,12 @@ export class WechatHttpClient {
     let timedOut = false
     let httpStatus: number | undefined
     let refused = false
-    for (const { pool } of this.pools) {
+    for (const { pool, prefix } of this.pools) {
       try {
         request ??= requestOf(method, url, options)
         // undici's own timeouts use coarse timers (about 1 s resolution), so the call has its own
         // deadline: connect, headers and body together, on the client's shared deadline timer.
-        const answer = answerOf(await new Exchange(this.deadlines).start(pool, request, options.cancel))
+        const answer = answerOf(await new Exchange(this.deadlines).start(pool, prefix === '' ? request : { ...request, path: prefix + request.path }, options.cancel))
         // A base URL that timed out or answered 5xx before this one may have acted on the request
         if (ambiguous && answer !== null && typeof answer === 'object') Object.defineProperty(answer, AFTER_AMBIGUOUS, { value: true })
         return answer
