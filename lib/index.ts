@@ -64,7 +64,7 @@ async function fastifyWechatPush (fastify: FastifyInstance, opts: fastifyWechatP
     log,
     emit: events.emitLifecycle
   })
-  const api = new WechatApi(http, tokens)
+  const api = new WechatApi(http, tokens, options.appSecret)
   const sender = new Sender(api, options.retry, log, options.clock)
   const templateApi = new TemplateApi(api, options.retry, log, () => options.clock.now())
   const catalog = options.templates ? new TemplateCatalog(templateApi, store, { ttlMs: options.templates.ttlSeconds * 1000, validate: options.templates.validate && options.validation !== 'off', clock: options.clock, waitMs: options.timeout }, log) : null

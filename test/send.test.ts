@@ -547,3 +547,28 @@ test('status() and credits() with something that is not a string: FST_WECHAT_INV
   t.equal(await app.wechat.status('no-such-message'), null)
   t.same(await app.wechat.credits('oNobody'), {})
 })
+
+// An audit: a gateway answering with an errcode and echoing the request put the access_token (and it
+// could have been the appSecret) into the error, the record, stats().recentFailures, the routes'
+// answers and the status page; a page-sized errmsg was kept whole. Failed before.
+test('an errmsg that echoes the token or the secret is redacted everywhere it is kept; a page-sized one is cut, its rid kept', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  const token = await app.wechat.getToken()
+  const rid = '6761d8a2-1f3b4c5d-6e7f8a9b'
+  sim.failNext('send', { errcode: 47003, errmsg: `argument invalid! GET /cgi-bin/message/subscribe/send?access_token=${token}&x=1 appsecret=${sim.appSecret} again ${token} rid: ${rid}` })
+  const err = await app.wechat.send(shippedMessage()).catch((e) => e)
+  t.equal(err.errcode, 47003)
+  t.equal(err.rid, rid)
+  const kept = JSON.stringify({ message: err.message, errmsg: err.errmsg, record: await app.wechat.status(err.messageId), stats: await app.wechat.stats() })
+  t.notOk(kept.includes(token), 'no token')
+  t.notOk(kept.includes(sim.appSecret), 'no secret')
+  t.match(err.errmsg, /^argument invalid! GET \/cgi-bin\/message\/subscribe\/send\?access_token=\[redacted\]&x=1 appsecret=\[redacted\] again \[redacted\] rid: 6761d8a2/)
+
+  sim.failNext('send', { errcode: 47003, errmsg: `${'<html>'.repeat(50_000)} rid: ${rid}` })
+  const long = await app.wechat.send(shippedMessage()).catch((e) => e)
+  t.ok(long.errmsg.length < 600, `cut (${long.errmsg.length} characters)`)
+  t.match(long.errmsg, /… \(cut at 512 characters\)$/)
+  t.equal(long.rid, rid, 'the rid read before the cut')
+  t.equal((await app.wechat.status(long.messageId))?.errmsg, long.errmsg, 'the record keeps the cut text')
+})

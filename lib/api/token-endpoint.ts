@@ -2,6 +2,7 @@ import { WechatTokenError, WechatUpstreamError } from '../errors.js'
 import type { WechatTokenErrorInstance } from '../errors.js'
 import { errcodeOf, tokenErrorAdvice } from './errcodes.js'
 import type { WechatHttpClient } from './http-client.js'
+import { cutErrmsg, redactErrmsg } from './errmsg.js'
 import { extractRid } from './rid.js'
 
 export interface FetchedToken { token: string, expiresIn: number }
@@ -49,9 +50,10 @@ export async function fetchAccessToken (http: WechatHttpClient, options: TokenEn
     // one, and a larger one is not believed (a token cached for days would outlive its real life).
     return { token: answer.access_token, expiresIn: Number.isFinite(expiresIn) && expiresIn > 0 ? Math.min(expiresIn, MAX_EXPIRES_IN) : 300 }
   }
-  const errmsg = scrub(typeof answer.errmsg === 'string' ? answer.errmsg : 'no access_token in the answer', options.appSecret)
+  const redacted = redactErrmsg(typeof answer.errmsg === 'string' ? answer.errmsg : 'no access_token in the answer', [options.appSecret])
+  const errmsg = cutErrmsg(redacted)
   const code = Number.isFinite(errcode) && errcode !== 0 ? errcode : -1
-  const rid = extractRid(errmsg)
+  const rid = extractRid(redacted)
   const error = new WechatTokenError(`${endpointName(options)} answered errcode ${code}: ${tokenErrorAdvice(code, errmsg)} (errmsg: ${errmsg})`) as TokenErrorInstance
   error.errcode = code
   error.errmsg = errmsg
@@ -62,9 +64,4 @@ export async function fetchAccessToken (http: WechatHttpClient, options: TokenEn
 
 function endpointName (options: TokenEndpointOptions): string {
   return options.mode === 'stable' ? 'cgi-bin/stable_token' : 'cgi-bin/token'
-}
-
-/** Defence in depth: an errmsg that echoes the secret must not carry it into logs. */
-function scrub (text: string, secret: string): string {
-  return secret.length >= 4 ? text.split(secret).join('[redacted]') : text
 }

@@ -1,4 +1,5 @@
 import { abortable } from './abort.js'
+import { cutErrmsg, redactErrmsg } from './errmsg.js'
 import { classifyErrcode, errcodeOf } from './errcodes.js'
 import { answeredAfterAmbiguity } from './http-client.js'
 import type { CallOptions, WechatHttpClient } from './http-client.js'
@@ -26,7 +27,8 @@ export class WechatApi {
   /** `access_token=…` of the last token used, encoded once per token rather than once per call */
   private search = { token: '', encoded: '' }
 
-  constructor (readonly http: WechatHttpClient, readonly tokens: TokenManager) {}
+  /** `appSecret`: redacted from errmsgs with the token in use (errmsg.ts) */
+  constructor (readonly http: WechatHttpClient, readonly tokens: TokenManager, private readonly appSecret = '') {}
 
   async call (method: 'GET' | 'POST', path: string, options: CallOptions = {}): Promise<ApiAnswer> {
     // (a caller who gives up while the token is fetched stops waiting; the fetch goes on for the others)
@@ -37,7 +39,7 @@ export class WechatApi {
     for (let attempt = 1; ; attempt++) {
       options.signal?.throwIfAborted()
       const body = await this.http.call(method, path, { query: options.query, json: options.json, form: options.form, search: this.encoded(token), cancel: options.cancel })
-      const answer = toAnswer(body)
+      const answer = toAnswer(body, [token, this.appSecret])
       ambiguous ||= answeredAfterAmbiguity(body)
       if (ambiguous) answer.ambiguous = true
       if (classifyErrcode(answer.errcode) !== 'token') return answer
@@ -62,9 +64,13 @@ export class WechatApi {
   }
 }
 
-export function toAnswer (body: unknown): ApiAnswer {
+/** `secrets`: what the call used, never to be repeated by its errmsg (errmsg.ts) */
+export function toAnswer (body: unknown, secrets: readonly string[] = []): ApiAnswer {
   const object = (body !== null && typeof body === 'object' && !Array.isArray(body) ? body : {}) as Record<string, unknown>
-  const errmsg = typeof object.errmsg === 'string' ? object.errmsg : ''
-  // 'ok' is every success's errmsg: no rid to look for
-  return { errcode: errcodeOf(object.errcode), errmsg, rid: errmsg === 'ok' ? undefined : extractRid(errmsg), body: object }
+  const text = typeof object.errmsg === 'string' ? object.errmsg : ''
+  // 'ok' is every success's errmsg: nothing to clean, no rid to look for
+  if (text === 'ok') return { errcode: errcodeOf(object.errcode), errmsg: text, rid: undefined, body: object }
+  const redacted = redactErrmsg(text, secrets)
+  // (the rid is read before a long text is cut: it comes last)
+  return { errcode: errcodeOf(object.errcode), errmsg: cutErrmsg(redacted), rid: extractRid(redacted), body: object }
 }

@@ -61,7 +61,7 @@ export async function main (argv: readonly string[], io: CliIo): Promise<number>
     log
   })
   try {
-    const templates = await new TemplateApi(new WechatApi(http, tokens), retry, log).list()
+    const templates = await new TemplateApi(new WechatApi(http, tokens, appSecret), retry, log).list()
     io.stdout(renderTemplates(templates, { appId, generatedAt: new Date() }))
     return 0
   } catch (err) {
