@@ -58,3 +58,31 @@ test('Redis down: reads answer 503 with a JSON error, never a 500; the in-proces
   await redis.start()
   await waitFor(async () => (await call(app, 'GET', '/wechat/stats')).statusCode === 200, 15_000)
 })
+
+// An audit: when every item's add went out but was not confirmed (here: queue.replicas on a Redis with
+// none), the batch answered 503 "could not be queued" with no ids, yet both messages were sent; a
+// client retrying without a key would send them twice. Failed before (503, no ids).
+test('batch and ?queue=true: items that may be queued all the same are named (202 with ids), not a bare 503', async (t) => {
+  const sim = await startSimulator(t)
+  const redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const app = await routesApp(t, sim, { redisUrl: redis.url, plugin: { keyPrefix: uniquePrefix('routes-maybe'), queue: { replicas: 1, replicaTimeout: 200 } } })
+  const batch = await postJson(app, '/wechat/messages/batch', { messages: [shippedMessage(), shippedMessage()] })
+  t.equal(batch.statusCode, 202)
+  const body = batch.json()
+  t.match(body, { accepted: 0, rejected: 2 })
+  const ids = body.results.map((item: { id?: string }) => item.id)
+  t.ok(ids.every((id: unknown) => typeof id === 'string'), 'each item names its message')
+  t.ok(body.results.every((item: { error?: { code: string } }) => item.error?.code === 'FST_WECHAT_QUEUE'), 'and says it was not confirmed')
+  await waitFor(async () => {
+    const records = await Promise.all(ids.map(async (id: string) => (await call(app, 'GET', `/wechat/messages/${id}`)).json()))
+    return records.every((r) => r.status === 'sent')
+  }, 15_000)
+  t.equal(sim.accepted.length, 2, 'both went out: the ids were the ones to look up')
+
+  const one = await postJson(app, '/wechat/messages?queue=true', shippedMessage())
+  t.equal(one.statusCode, 503)
+  t.equal(one.json().code, 'FST_WECHAT_QUEUE')
+  t.type(one.json().id, 'string', 'a single message names its id too')
+  await waitFor(async () => (await call(app, 'GET', `/wechat/messages/${one.json().id as string}`)).json().status === 'sent', 15_000)
+})

@@ -16,6 +16,7 @@ type AnyError = Partial<FastifyError> & {
   errorClass?: unknown
   retryAfter?: unknown
   messageId?: unknown
+  messageIds?: unknown
   outcome?: unknown
   violations?: unknown
 }
@@ -92,6 +93,7 @@ function mapCoded (err: AnyError, code: string, now: number, refusalStatus: 422 
   if (typeof err.errmsg === 'string') body.errmsg = err.errmsg
   if (typeof err.rid === 'string') body.rid = err.rid
   if (typeof err.messageId === 'string') body.id = err.messageId
+  else if (maybeQueuedId(err) !== undefined) body.id = maybeQueuedId(err)
   if (err.outcome === 'failed' || err.outcome === 'unknown') body.outcome = err.outcome
   if (Array.isArray(err.violations)) body.violations = err.violations as ErrorReplyType['violations']
   return { statusCode, body, retryAfter, level: statusCode >= 500 ? (statusCode === 500 ? 'error' : 'warn') : 'info' }
@@ -124,6 +126,15 @@ export function logError (log: FastifyBaseLogger, err: unknown, mapped: MappedEr
   if (mapped.level === 'error') log.error({ err }, 'wechat routes: unexpected error (thrown by a hook of the app, such as routes.onRequest, or a bug in fastify-wechat-push)')
   else if (mapped.level === 'warn') log.warn(fields, `wechat routes: ${UNAVAILABLE[mapped.body.code ?? ''] ?? 'upstream failure'}`)
   else log.info(fields, 'wechat routes: request refused')
+}
+
+/**
+ * The id of the one message an error says may be queued all the same (FST_WECHAT_QUEUE's `messageIds`:
+ * an add cut off, or not answered in time); undefined when it names none, or several.
+ */
+export function maybeQueuedId (input: unknown): string | undefined {
+  const ids = (input as AnyError | null)?.messageIds
+  return Array.isArray(ids) && ids.length === 1 && typeof ids[0] === 'string' ? ids[0] : undefined
 }
 
 /** A batch item's error: coded errors speak for themselves, anything else is logged and hidden. */

@@ -3,7 +3,7 @@ import { invalid, WechatQueueError } from '../errors.js'
 import type { Clock, HookOption, ResolvedOptions } from '../options.js'
 import type { SubscribeMessage, WechatPush } from '../public-types.js'
 import { registerDashboard } from './dashboard.js'
-import { itemError, logError, mapError, sendError, WechatStoreError } from './route-errors.js'
+import { itemError, logError, mapError, maybeQueuedId, sendError, WechatStoreError } from './route-errors.js'
 import type { Static } from '@sinclair/typebox'
 import { BatchBody, BatchReply, CreditsReply, IdParams, MessageBody, OpenidParams, QueuedReply, RecordReply, responses, routeSchema, SendQuery, SendReply, StatsReply, TemplatesQuery, TemplatesReply } from './schemas.js'
 import type { BatchBodyType, BatchItemType, IdParamsType, MessageBodyType, SendQueryType } from './schemas.js'
@@ -112,13 +112,18 @@ export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): voi
           return queued.duplicate === true ? { index, id: queued.id, status: queued.status, duplicate: true } : { index, id: queued.id, status: queued.status }
         } catch (err) {
           failures.push(err)
-          return { index, error: itemError(err, request.log) }
+          // An add cut off or not answered in time may still run (FST_WECHAT_QUEUE with messageIds):
+          // the item says which message, so status(id) can tell, and a retry knows what to look up.
+          const id = maybeQueuedId(err)
+          return id === undefined ? { index, error: itemError(err, request.log) } : { index, id, error: itemError(err, request.log) }
         }
       }))
       const accepted = results.length - failures.length
-      // Nothing got in because of us (store or queue down): say so with that status, not a 202.
+      // Nothing got in because of us (store or queue down): say so with that status, not a 202. Unless
+      // an item may have got in after all: then the 202's results name it (an audit: a 503 hid the ids
+      // of two messages that were sent, and a client retrying without a key sent them twice).
       const serverSide = failures.find((err) => mapError(err, clock.now()).statusCode >= 500)
-      if (accepted === 0 && serverSide !== undefined) throw serverSide
+      if (accepted === 0 && serverSide !== undefined && !results.some((item) => item.id !== undefined)) throw serverSide
       return reply.code(202).send({ accepted, rejected: failures.length, results })
     })
 

@@ -158,7 +158,7 @@ export const ErrorReply = Type.Object({
   errcode: Type.Optional(Type.Integer({ description: 'WeChat\'s errcode' })),
   errmsg: Type.Optional(Type.String({ description: 'WeChat\'s errmsg' })),
   rid: Type.Optional(Type.String({ description: 'WeChat\'s request id, for their support' })),
-  id: Type.Optional(Type.String({ description: 'our message id: the failed message is recorded' })),
+  id: Type.Optional(Type.String({ description: 'our message id: the failed message is recorded, or (FST_WECHAT_QUEUE) the message may still be queued' })),
   outcome: Type.Optional(Type.Union([Type.Literal('failed'), Type.Literal('unknown')], { description: 'unknown: an attempt timed out, WeChat may have delivered it' })),
   violations: Type.Optional(Type.Array(Type.Object({ key: Type.String(), rule: Type.String(), message: Type.String(), index: Type.Optional(Type.Integer({ minimum: 0 })) }, closed)))
 }, closed)
