@@ -572,3 +572,17 @@ test('an errmsg that echoes the token or the secret is redacted everywhere it is
   t.equal(long.rid, rid, 'the rid read before the cut')
   t.equal((await app.wechat.status(long.messageId))?.errmsg, long.errmsg, 'the record keeps the cut text')
 })
+
+// An audit: a page with a line break or a NUL went to WeChat (toUser and templateId refuse control
+// characters). Failed before (sent).
+test('a page with a control character is refused before any call; spaces and CJK in its query are fine', async (t) => {
+  const sim = await startSimulator(t)
+  const app = await buildApp(t, sim)
+  for (const page of ['pages/order\nid=1', 'pages/order?id=1\u0000', 'pages/\u007forder', 'pages/order?x=\u0085']) {
+    const err = await app.wechat.send({ ...shippedMessage(), page }).catch((e) => e)
+    t.equal(err.code, 'FST_WECHAT_INVALID_MESSAGE', JSON.stringify(page))
+    t.match(err.violations, [{ key: 'page', rule: 'format' }])
+  }
+  t.equal(sim.counters.send, 0)
+  t.ok((await app.wechat.send({ ...shippedMessage(), page: 'pages/order?q=蓝 杯&id=1' })).msgid)
+})
