@@ -232,7 +232,8 @@ export function checkBaseUrl (url: string): string {
   // WeChat mounted under a path). WeChat's own paths start at /cgi-bin or /wxaapi: one of them in
   // baseUrl is a mistake that would double it in every call.
   const path = parsed.pathname.replace(/\/+$/, '')
-  if (/\/(?:cgi-bin|wxaapi|wxa)(?:\/|$)/i.test(path)) fail(`baseUrl must end before WeChat's own path (/cgi-bin, /wxaapi): got ${safeJson(`${parsed.origin}${parsed.pathname}`)}, give ${safeJson(`${parsed.origin}${path.replace(/\/(?:cgi-bin|wxaapi|wxa)(?:\/.*)?$/i, '')}`)}`)
+  const own = /\/(?:cgi-bin|wxaapi)(?:\/|$)/i.exec(path)
+  if (own !== null) fail(`baseUrl must end before WeChat's own path (/cgi-bin, /wxaapi): got ${safeJson(`${parsed.origin}${parsed.pathname}`)}, give ${safeJson(`${parsed.origin}${path.slice(0, own.index)}`)}`)
   return parsed.origin + path
 }
 

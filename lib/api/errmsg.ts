@@ -3,17 +3,14 @@
  * the routes' answers and the status page. WeChat's own never carries a secret, but a gateway or proxy
  * on the way may answer with an errcode and echo the request (an audit: an errmsg quoting the call's
  * `…?access_token=…` reached a 422 body, the record and the dashboard). So the secrets the call used
- * and any `access_token=`/`secret=` value are redacted, and a page-sized text is cut.
+ * and any `access_token=`/`secret=` value are redacted (redactErrmsg; a rid is read from that text),
+ * and a page-sized text is cut (cutErrmsg).
  */
 
 /** The longest errmsg kept, in UTF-16 units: WeChat's are under 200; a longer one is a proxy's page. */
 export const ERRMSG_MAX = 512
 
 const SECRET_PARAMS = /((?:access_token|secret|appsecret)=)[^&\s"'<>]+/gi
-
-export function cleanErrmsg (text: string, secrets: readonly string[]): string {
-  return cutErrmsg(redactErrmsg(text, secrets))
-}
 
 export function redactErrmsg (text: string, secrets: readonly string[]): string {
   let clean = text

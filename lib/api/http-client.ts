@@ -71,17 +71,20 @@ export class WechatHttpClient {
   constructor (options: HttpClientOptions) {
     this.timeout = options.timeout
     this.deadlines = new Deadlines(options.timeout)
-    this.pools = options.baseUrls.map((baseUrl) => ({
-      baseUrl,
-      prefix: new URL(baseUrl).pathname.replace(/\/+$/, ''),
-      pool: new Pool(new URL(baseUrl).origin, {
-        connections: options.connections ?? 128,
-        headersTimeout: options.timeout,
-        bodyTimeout: options.timeout,
-        connectTimeout: Math.min(options.timeout, 10_000),
-        keepAliveTimeout: 30_000
-      })
-    }))
+    this.pools = options.baseUrls.map((baseUrl) => {
+      const { origin, pathname } = new URL(baseUrl)
+      return {
+        baseUrl,
+        prefix: pathname.replace(/\/+$/, ''),
+        pool: new Pool(origin, {
+          connections: options.connections ?? 128,
+          headersTimeout: options.timeout,
+          bodyTimeout: options.timeout,
+          connectTimeout: Math.min(options.timeout, 10_000),
+          keepAliveTimeout: 30_000
+        })
+      }
+    })
   }
 
   async call (method: 'GET' | 'POST', path: string, options: CallOptions = {}): Promise<unknown> {

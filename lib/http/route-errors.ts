@@ -92,8 +92,8 @@ function mapCoded (err: AnyError, code: string, now: number, refusalStatus: 422 
   if (typeof err.errcode === 'number') body.errcode = err.errcode
   if (typeof err.errmsg === 'string') body.errmsg = err.errmsg
   if (typeof err.rid === 'string') body.rid = err.rid
-  if (typeof err.messageId === 'string') body.id = err.messageId
-  else if (maybeQueuedId(err) !== undefined) body.id = maybeQueuedId(err)
+  const id = typeof err.messageId === 'string' ? err.messageId : maybeQueuedId(err)
+  if (id !== undefined) body.id = id
   if (err.outcome === 'failed' || err.outcome === 'unknown') body.outcome = err.outcome
   if (Array.isArray(err.violations)) body.violations = err.violations as ErrorReplyType['violations']
   return { statusCode, body, retryAfter, level: statusCode >= 500 ? (statusCode === 500 ? 'error' : 'warn') : 'info' }

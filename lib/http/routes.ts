@@ -114,8 +114,10 @@ export function registerRoutes (fastify: FastifyInstance, deps: RoutesDeps): voi
           failures.push(err)
           // An add cut off or not answered in time may still run (FST_WECHAT_QUEUE with messageIds):
           // the item says which message, so status(id) can tell, and a retry knows what to look up.
+          const item: BatchItemType = { index, error: itemError(err, request.log) }
           const id = maybeQueuedId(err)
-          return id === undefined ? { index, error: itemError(err, request.log) } : { index, id, error: itemError(err, request.log) }
+          if (id !== undefined) item.id = id
+          return item
         }
       }))
       const accepted = results.length - failures.length

@@ -26,13 +26,19 @@ function declaresDtd (text: string): boolean {
   while (at !== -1) {
     DTD_HERE.lastIndex = at
     if (DTD_HERE.test(text)) return true
-    const end = text.startsWith('<![CDATA[', at)
-      ? endOf(text, ']]>', at + 9)
-      : text.startsWith('<!--', at) ? endOf(text, '-->', at + 4) : text.startsWith('<?', at) ? endOf(text, '?>', at + 2) : tagEnd(text, at + 1)
+    const end = markupEnd(text, at)
     if (end === -1) return true
     at = text.indexOf('<', end)
   }
   return false
+}
+
+/** Past the CDATA section, comment, processing instruction or tag that starts at `at`; -1 if it never ends. */
+function markupEnd (text: string, at: number): number {
+  if (text.startsWith('<![CDATA[', at)) return endOf(text, ']]>', at + 9)
+  if (text.startsWith('<!--', at)) return endOf(text, '-->', at + 4)
+  if (text.startsWith('<?', at)) return endOf(text, '?>', at + 2)
+  return tagEnd(text, at + 1)
 }
 
 function endOf (text: string, terminator: string, from: number): number {
